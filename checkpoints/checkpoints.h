@@ -1,0 +1,91 @@
+/* checkpoints/: HDF5 checkpoint files (DESIGN.md, "Checkpoint file").
+ *
+ *   /                attrs format="seqpar-checkpoint", format_version=1,
+ *                    seqpar_version, created
+ *   /config          the training configuration, a JSON string
+ *   /model/...       one dataset per parameter, path = state_dict key, '.' → '/'
+ *   /optimizer       attrs name, lr, betas, eps, t; /optimizer/m/…, /optimizer/v/…
+ *   /train           attrs step, epoch, batch_in_epoch, seed, global_batch,
+ *                    world_size; datasets state_h, state_c (carried LM state)
+ *   /vocab/src, /vocab/tgt (LM: /vocab/tokens)  UTF-8 strings, index = id
+ *
+ * Every dataset is chunked with the Fletcher-32 checksum filter. Writes go to
+ * a temporary name in the same directory, are flushed and fsync'd, then
+ * renamed over the final name, and the directory is fsync'd: a crash never
+ * leaves a half-written file under a checkpoint's name.
+ *
+ * Status: CKPT_OK or a negative CKPT_E*, with one line in err[errlen] naming
+ * the file and the object at fault. */
+#ifndef SEQPAR_CHECKPOINTS_H
+#define SEQPAR_CHECKPOINTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+enum {
+    CKPT_OK = 0,
+    CKPT_EIO = -1,      /* cannot create / open / write / rename */
+    CKPT_EFORMAT = -2,  /* not a seqpar checkpoint, corrupt, missing object */
+    CKPT_EMISMATCH = -3, /* valid file, but not for this model */
+    CKPT_ENOMEM = -4,
+};
+
+#define CKPT_FORMAT "seqpar-checkpoint"
+#define CKPT_FORMAT_VERSION 1
+
+typedef struct ckpt_train {
+    long step, epoch, batch_in_epoch;
+    uint64_t seed;
+    int global_batch, world_size;
+} ckpt_train;
+
+typedef struct ckpt_strings {
+    int n;
+    char **s; /* (n) NUL-terminated UTF-8 */
+} ckpt_strings;
+
+/* What a checkpoint holds, for writing. Pointers may be NULL where noted. */
+typedef struct ckpt_content {
+    const char *config_json;          /* required */
+    const param_table *params;        /* required */
+    const optimizer *opt;             /* NULL: no /optimizer */
+    ckpt_train train;
+    const float *state_h, *state_c;   /* (L, B, H) carried LM state, or NULL */
+    int state_dims[3];
+    const char *const *vocab_src;     /* translation; NULL for the LM */
+    int vocab_src_n;
+    const char *const *vocab_tgt;     /* translation target, or the LM's tokens */
+    int vocab_tgt_n;
+} ckpt_content;
+
+/* Writes atomically (temporary name, fsync, rename, fsync of the directory). */
+int ckpt_save(const char *path, const ckpt_content *c, char *err, size_t errlen);
+
+/* An open checkpoint for reading. */
+typedef struct ckpt_file ckpt_file;
+
+int ckpt_open(ckpt_file **f, const char *path, char *err, size_t errlen);
+void ckpt_close(ckpt_file *f);
+int ckpt_read_config(ckpt_file *f, char **json, char *err, size_t errlen); /* *json malloc'd */
+/* which: "src", "tgt" or "tokens"; free with ckpt_strings_free. */
+int ckpt_read_vocab(ckpt_file *f, const char *which, ckpt_strings *v, char *err, size_t errlen);
+void ckpt_strings_free(ckpt_strings *v);
+/* Fills every tensor of pt from /model; a missing tensor, a wrong shape or an
+ * extra tensor in the file is CKPT_EMISMATCH naming it. */
+int ckpt_read_params(ckpt_file *f, param_table *pt, char *err, size_t errlen);
+/* Restores Adam moments and step count (opt must be initialised for pt). */
+int ckpt_read_optimizer(ckpt_file *f, const param_table *pt, optimizer *opt, char *err,
+                        size_t errlen);
+int ckpt_read_train(ckpt_file *f, ckpt_train *t, char *err, size_t errlen);
+/* Reads /train/state_h|state_c (dims must match) when present; returns
+ * CKPT_OK and *found = 0 when absent. */
+int ckpt_read_state(ckpt_file *f, const char *name, float *buf, const int dims[3], int *found,
+                    char *err, size_t errlen);
+
+/* Opens and reads every dataset (the Fletcher-32 filter checks each chunk)
+ * and checks the layout is complete. */
+int ckpt_verify(const char *path, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,613 @@
+/* HDF5 checkpoint files: see checkpoints.h for the layout. */
+#include "checkpoints.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct ckpt_file {
+    hid_t fid;
+    char path[1024];
+};
+
+static int seterr(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int seterr(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* HDF5 prints its error stack by default; we report one line ourselves. */
+static void quiet_hdf5(void)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+/* "encoder.rnn.weight_ih_l0" → "/model/encoder/rnn/weight_ih_l0" */
+static void dataset_path(char *out, size_t n, const char *group, const char *key)
+{
+    snprintf(out, n, "%s/%s", group, key);
+    for (char *p = out + strlen(group) + 1; *p; p++)
+        if (*p == '.') *p = '/';
+}
+
+/* ----------------------------------------------------------------- writing */
+
+static herr_t attr_str(hid_t obj, const char *name, const char *value)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(value) + 1);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Awrite(a, t, value);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+    return rc;
+}
+
+static herr_t attr_num(hid_t obj, const char *name, hid_t type, const void *v, hsize_t n)
+{
+    hid_t sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
+    hid_t a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Awrite(a, type, v);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    return rc;
+}
+
+/* A chunked, Fletcher-32-checked float dataset; chunks of at most ~1 MiB. */
+static herr_t write_floats(hid_t file, const char *path, const float *data, int ndim,
+                           const hsize_t *dims)
+{
+    hsize_t chunk[3];
+    size_t row = 1;
+    for (int i = 1; i < ndim; i++) chunk[i] = dims[i], row *= dims[i];
+    hsize_t rows = (hsize_t)((1u << 18) / (row ? row : 1));
+    chunk[0] = rows < 1 ? 1 : rows > dims[0] ? dims[0] : rows;
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, ndim, chunk);
+    H5Pset_fletcher32(dcpl);
+    hid_t sp = H5Screate_simple(ndim, dims, NULL);
+    hid_t ds = H5Dcreate2(file, path, H5T_IEEE_F32LE, sp, lcpl, dcpl, H5P_DEFAULT);
+    herr_t rc = ds < 0 ? -1 : H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    if (ds >= 0) H5Dclose(ds);
+    H5Sclose(sp);
+    H5Pclose(dcpl);
+    H5Pclose(lcpl);
+    return rc;
+}
+
+static herr_t write_table(hid_t file, const char *group, const param_table *pt, const float *buf)
+{
+    char path[256];
+    for (int i = 0; i < pt->n; i++) {
+        const param_tensor *t = &pt->t[i];
+        hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]};
+        dataset_path(path, sizeof path, group, t->name);
+        if (write_floats(file, path, buf + t->offset, t->ndim, dims) < 0) return -1;
+    }
+    return 0;
+}
+
+static herr_t write_strings(hid_t file, const char *path, const char *const *s, int n)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    hsize_t dims = (hsize_t)n;
+    hsize_t chunk = n < 4096 ? (hsize_t)(n > 0 ? n : 1) : 4096;
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, &chunk);
+    H5Pset_fletcher32(dcpl);
+    hid_t sp = H5Screate_simple(1, &dims, NULL);
+    hid_t ds = H5Dcreate2(file, path, t, sp, lcpl, dcpl, H5P_DEFAULT);
+    herr_t rc = ds < 0 ? -1 : H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, s);
+    if (ds >= 0) H5Dclose(ds);
+    H5Sclose(sp);
+    H5Pclose(dcpl);
+    H5Pclose(lcpl);
+    H5Tclose(t);
+    return rc;
+}
+
+static herr_t write_config(hid_t file, const char *json)
+{
+    const char *one[1] = {json};
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t ds = H5Dcreate2(file, "/config", t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = ds < 0 ? -1 : H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, one);
+    if (ds >= 0) H5Dclose(ds);
+    H5Sclose(sp);
+    H5Tclose(t);
+    return rc;
+}
+
+static herr_t write_all(hid_t f, const ckpt_content *c)
+{
+    char created[32];
+    time_t now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    int ver = CKPT_FORMAT_VERSION;
+    hid_t root = H5Gopen2(f, "/", H5P_DEFAULT);
+    herr_t rc = attr_str(root, "format", CKPT_FORMAT);
+    rc |= attr_num(root, "format_version", H5T_NATIVE_INT, &ver, 1);
+    rc |= attr_str(root, "seqpar_version", SEQPAR_VERSION);
+    rc |= attr_str(root, "created", created);
+    H5Gclose(root);
+    if (rc < 0) return -1;
+    if (write_config(f, c->config_json) < 0) return -1;
+    if (write_table(f, "/model", c->params, c->params->data) < 0) return -1;
+
+    if (c->opt) {
+        hid_t g = H5Gcreate2(f, "/optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (g < 0) return -1;
+        float betas[2] = {c->opt->beta1, c->opt->beta2};
+        long long t = c->opt->t;
+        rc = attr_str(g, "name", c->opt->kind == OPT_ADAM ? "adam" : "sgd");
+        rc |= attr_num(g, "lr", H5T_NATIVE_FLOAT, &c->opt->lr, 1);
+        rc |= attr_num(g, "betas", H5T_NATIVE_FLOAT, betas, 2);
+        rc |= attr_num(g, "eps", H5T_NATIVE_FLOAT, &c->opt->eps, 1);
+        rc |= attr_num(g, "t", H5T_NATIVE_LLONG, &t, 1);
+        H5Gclose(g);
+        if (rc < 0) return -1;
+        if (c->opt->kind == OPT_ADAM &&
+            (write_table(f, "/optimizer/m", c->params, c->opt->m) < 0 ||
+             write_table(f, "/optimizer/v", c->params, c->opt->v) < 0))
+            return -1;
+    }
+
+    hid_t g = H5Gcreate2(f, "/train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) return -1;
+    long long step = c->train.step, epoch = c->train.epoch, bie = c->train.batch_in_epoch;
+    unsigned long long seed = c->train.seed;
+    rc = attr_num(g, "step", H5T_NATIVE_LLONG, &step, 1);
+    rc |= attr_num(g, "epoch", H5T_NATIVE_LLONG, &epoch, 1);
+    rc |= attr_num(g, "batch_in_epoch", H5T_NATIVE_LLONG, &bie, 1);
+    rc |= attr_num(g, "seed", H5T_NATIVE_ULLONG, &seed, 1);
+    rc |= attr_num(g, "global_batch", H5T_NATIVE_INT, &c->train.global_batch, 1);
+    rc |= attr_num(g, "world_size", H5T_NATIVE_INT, &c->train.world_size, 1);
+    H5Gclose(g);
+    if (rc < 0) return -1;
+    hsize_t sd[3] = {(hsize_t)c->state_dims[0], (hsize_t)c->state_dims[1],
+                     (hsize_t)c->state_dims[2]};
+    if (c->state_h && write_floats(f, "/train/state_h", c->state_h, 3, sd) < 0) return -1;
+    if (c->state_c && write_floats(f, "/train/state_c", c->state_c, 3, sd) < 0) return -1;
+
+    if (c->vocab_src) {
+        if (write_strings(f, "/vocab/src", c->vocab_src, c->vocab_src_n) < 0) return -1;
+        if (write_strings(f, "/vocab/tgt", c->vocab_tgt, c->vocab_tgt_n) < 0) return -1;
+    } else if (c->vocab_tgt) {
+        if (write_strings(f, "/vocab/tokens", c->vocab_tgt, c->vocab_tgt_n) < 0) return -1;
+    }
+    return 0;
+}
+
+static int fsync_path(const char *path, int dir)
+{
+    int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int ckpt_save(const char *path, const ckpt_content *c, char *err, size_t errlen)
+{
+    quiet_hdf5();
+    if (!c->config_json || !c->params || !c->params->data)
+        return seterr(err, errlen, CKPT_EFORMAT, "%s: nothing to save", path);
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0)
+        return seterr(err, errlen, CKPT_EIO, "%s: cannot create (%s)", tmp,
+                      errno ? strerror(errno) : "HDF5 error");
+    herr_t rc = write_all(f, c);
+    if (rc >= 0) rc = H5Fflush(f, H5F_SCOPE_GLOBAL);
+    if (H5Fclose(f) < 0) rc = -1;
+    if (rc < 0) {
+        int e = errno;
+        unlink(tmp);
+        return seterr(err, errlen, CKPT_EIO, "%s: write failed (%s); earlier checkpoints are "
+                      "untouched", path, e ? strerror(e) : "HDF5 error");
+    }
+    if (fsync_path(tmp, 0) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return seterr(err, errlen, CKPT_EIO, "%s: cannot commit (%s); earlier checkpoints are "
+                      "untouched", path, strerror(e));
+    }
+    char dirbuf[1100];
+    snprintf(dirbuf, sizeof dirbuf, "%s", path);
+    fsync_path(dirname(dirbuf), 1); /* best effort: some filesystems refuse */
+    return CKPT_OK;
+}
+
+/* ----------------------------------------------------------------- reading */
+
+static int read_attr_str(hid_t obj, const char *name, char *out, size_t n)
+{
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    hid_t ft = H5Aget_type(a);
+    int rc = -1;
+    if (H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft)) {
+        size_t sz = H5Tget_size(ft);
+        char *buf = calloc(sz + 1, 1);
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, sz + 1);
+        if (buf && H5Aread(a, mt, buf) >= 0) {
+            snprintf(out, n, "%s", buf);
+            rc = 0;
+        }
+        H5Tclose(mt);
+        free(buf);
+    }
+    H5Tclose(ft);
+    H5Aclose(a);
+    return rc;
+}
+
+static int read_attr_num(hid_t obj, const char *name, hid_t memtype, void *out, hsize_t n)
+{
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    hid_t sp = H5Aget_space(a);
+    hssize_t np = H5Sget_simple_extent_npoints(sp);
+    int rc = (np == (hssize_t)n && H5Aread(a, memtype, out) >= 0) ? 0 : -1;
+    H5Sclose(sp);
+    H5Aclose(a);
+    return rc;
+}
+
+int ckpt_open(ckpt_file **out, const char *path, char *err, size_t errlen)
+{
+    quiet_hdf5();
+    *out = NULL;
+    if (access(path, R_OK) != 0)
+        return seterr(err, errlen, CKPT_EIO, "%s: %s", path, strerror(errno));
+    htri_t is = H5Fis_hdf5(path);
+    if (is <= 0)
+        return seterr(err, errlen, CKPT_EFORMAT, "%s: not an HDF5 file (empty, truncated or "
+                      "not a checkpoint)", path);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return seterr(err, errlen, CKPT_EFORMAT, "%s: cannot open as HDF5 (corrupt?)", path);
+    char fmt[64] = "";
+    int ver = 0;
+    hid_t root = H5Gopen2(f, "/", H5P_DEFAULT);
+    int ok = root >= 0 && read_attr_str(root, "format", fmt, sizeof fmt) == 0 &&
+             strcmp(fmt, CKPT_FORMAT) == 0 &&
+             read_attr_num(root, "format_version", H5T_NATIVE_INT, &ver, 1) == 0;
+    if (root >= 0) H5Gclose(root);
+    if (!ok) {
+        H5Fclose(f);
+        return seterr(err, errlen, CKPT_EFORMAT, "%s: not a seqpar checkpoint (no format "
+                      "attribute \"%s\")", path, CKPT_FORMAT);
+    }
+    if (ver < 1 || ver > CKPT_FORMAT_VERSION) {
+        H5Fclose(f);
+        return seterr(err, errlen, CKPT_EFORMAT, "%s: format_version %d is not supported "
+                      "(this seqpar reads 1..%d)", path, ver, CKPT_FORMAT_VERSION);
+    }
+    ckpt_file *cf = calloc(1, sizeof *cf);
+    if (!cf) {
+        H5Fclose(f);
+        return seterr(err, errlen, CKPT_ENOMEM, "%s: out of memory", path);
+    }
+    cf->fid = f;
+    snprintf(cf->path, sizeof cf->path, "%s", path);
+    *out = cf;
+    return CKPT_OK;
+}
+
+void ckpt_close(ckpt_file *f)
+{
+    if (!f) return;
+    H5Fclose(f->fid);
+    free(f);
+}
+
+int ckpt_read_config(ckpt_file *f, char **json, char *err, size_t errlen)
+{
+    *json = NULL;
+    if (H5Lexists(f->fid, "/config", H5P_DEFAULT) <= 0)
+        return seterr(err, errlen, CKPT_EFORMAT, "%s: missing /config", f->path);
+    hid_t ds = H5Dopen2(f->fid, "/config", H5P_DEFAULT);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    char *buf[1] = {NULL};
+    int rc = (ds >= 0 && H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0 && buf[0])
+                 ? CKPT_OK
+                 : CKPT_EFORMAT;
+    if (rc == CKPT_OK) {
+        *json = strdup(buf[0]);
+        H5free_memory(buf[0]);
+        if (!*json) rc = CKPT_ENOMEM;
+    }
+    H5Tclose(t);
+    if (ds >= 0) H5Dclose(ds);
+    if (rc != CKPT_OK) return seterr(err, errlen, rc, "%s: cannot read /config", f->path);
+    return CKPT_OK;
+}
+
+void ckpt_strings_free(ckpt_strings *v)
+{
+    for (int i = 0; i < v->n; i++) free(v->s[i]);
+    free(v->s);
+    v->s = NULL;
+    v->n = 0;
+}
+
+int ckpt_read_vocab(ckpt_file *f, const char *which, ckpt_strings *v, char *err, size_t errlen)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/vocab/%s", which);
+    v->n = 0;
+    v->s = NULL;
+    if (H5Lexists(f->fid, "/vocab", H5P_DEFAULT) <= 0 ||
+        H5Lexists(f->fid, path, H5P_DEFAULT) <= 0)
+        return seterr(err, errlen, CKPT_EFORMAT, "%s: missing %s", f->path, path);
+    hid_t ds = H5Dopen2(f->fid, path, H5P_DEFAULT);
+    if (ds < 0) return seterr(err, errlen, CKPT_EFORMAT, "%s: cannot open %s", f->path, path);
+    hid_t sp = H5Dget_space(ds);
+    hssize_t n = H5Sget_simple_extent_npoints(sp);
+    H5Sclose(sp);
+    int rc = CKPT_EFORMAT;
+    char **raw = NULL;
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    if (n > 0 && n < (1 << 26)) {
+        raw = calloc((size_t)n, sizeof *raw);
+        if (raw && H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) >= 0) {
+            v->s = calloc((size_t)n, sizeof *v->s);
+            rc = v->s ? CKPT_OK : CKPT_ENOMEM;
+            for (hssize_t i = 0; i < n && rc == CKPT_OK; i++) {
+                v->s[i] = strdup(raw[i] ? raw[i] : "");
+                if (!v->s[i]) rc = CKPT_ENOMEM;
+                v->n = (int)i + 1;
+            }
+            hid_t msp = H5Dget_space(ds);
+            H5Dvlen_reclaim(t, msp, H5P_DEFAULT, raw);
+            H5Sclose(msp);
+        }
+    }
+    free(raw);
+    H5Tclose(t);
+    H5Dclose(ds);
+    if (rc != CKPT_OK) {
+        ckpt_strings_free(v);
+        return seterr(err, errlen, rc, "%s: cannot read %s (corrupt or empty)", f->path, path);
+    }
+    return CKPT_OK;
+}
+
+/* Reads a float dataset whose shape must be exactly dims[0..ndim). */
+static int read_floats(ckpt_file *f, const char *path, float *out, int ndim, const hsize_t *dims,
+                       char *err, size_t errlen)
+{
+    /* H5Lexists fails (< 0) rather than says no when an intermediate group is
+     * missing: both mean the dataset is not there */
+    if (H5Lexists(f->fid, path, H5P_DEFAULT) <= 0)
+        return seterr(err, errlen, CKPT_EMISMATCH, "%s: missing dataset %s", f->path, path);
+    hid_t ds = H5Dopen2(f->fid, path, H5P_DEFAULT);
+    if (ds < 0) return seterr(err, errlen, CKPT_EFORMAT, "%s: cannot open %s", f->path, path);
+    hid_t sp = H5Dget_space(ds);
+    int nd = H5Sget_simple_extent_ndims(sp);
+    hsize_t fd[8] = {0};
+    int shape_ok = nd == ndim && nd <= 8;
+    if (shape_ok) {
+        H5Sget_simple_extent_dims(sp, fd, NULL);
+        for (int i = 0; i < nd; i++) shape_ok &= fd[i] == dims[i];
+    }
+    H5Sclose(sp);
+    if (!shape_ok) {
+        H5Dclose(ds);
+        char want[64] = "", got[64] = "";
+        for (int i = 0; i < ndim; i++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%llu", i ? "x" : "",
+                     (unsigned long long)dims[i]);
+        for (int i = 0; i < nd && i < 8; i++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%llu", i ? "x" : "",
+                     (unsigned long long)fd[i]);
+        return seterr(err, errlen, CKPT_EMISMATCH, "%s: %s has shape %s, the model needs %s",
+                      f->path, path, nd > 0 ? got : "(scalar)", want);
+    }
+    herr_t rc = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+    H5Dclose(ds);
+    if (rc < 0)
+        return seterr(err, errlen, CKPT_EFORMAT, "%s: %s fails its checksum or cannot be read "
+                      "(corrupt file)", f->path, path);
+    return CKPT_OK;
+}
+
+/* Counts datasets below a group (recursively). */
+static herr_t count_cb(hid_t obj, const char *name, const H5O_info_t *info, void *op)
+{
+    (void)obj, (void)name;
+    if (info->type == H5O_TYPE_DATASET) (*(int *)op)++;
+    return 0;
+}
+
+static int read_table(ckpt_file *f, const char *group, const param_table *pt, float *buf,
+                      char *err, size_t errlen)
+{
+    char path[256];
+    for (int i = 0; i < pt->n; i++) {
+        const param_tensor *t = &pt->t[i];
+        hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]};
+        dataset_path(path, sizeof path, group, t->name);
+        int rc = read_floats(f, path, buf + t->offset, t->ndim, dims, err, errlen);
+        if (rc != CKPT_OK) return rc;
+    }
+    int count = 0;
+    hid_t g = H5Gopen2(f->fid, group, H5P_DEFAULT);
+    if (g >= 0) {
+        H5Ovisit(g, H5_INDEX_NAME, H5_ITER_NATIVE, count_cb, &count);
+        H5Gclose(g);
+    }
+    if (count != pt->n)
+        return seterr(err, errlen, CKPT_EMISMATCH, "%s: %s holds %d tensors, the model has %d",
+                      f->path, group, count, pt->n);
+    return CKPT_OK;
+}
+
+int ckpt_read_params(ckpt_file *f, param_table *pt, char *err, size_t errlen)
+{
+    if (H5Lexists(f->fid, "/model", H5P_DEFAULT) <= 0)
+        return seterr(err, errlen, CKPT_EFORMAT, "%s: missing group /model", f->path);
+    return read_table(f, "/model", pt, pt->data, err, errlen);
+}
+
+int ckpt_read_optimizer(ckpt_file *f, const param_table *pt, optimizer *opt, char *err,
+                        size_t errlen)
+{
+    if (H5Lexists(f->fid, "/optimizer", H5P_DEFAULT) <= 0)
+        return seterr(err, errlen, CKPT_EFORMAT, "%s: missing group /optimizer", f->path);
+    hid_t g = H5Gopen2(f->fid, "/optimizer", H5P_DEFAULT);
+    char name[16] = "";
+    long long t = 0;
+    int ok = g >= 0 && read_attr_str(g, "name", name, sizeof name) == 0 &&
+             read_attr_num(g, "t", H5T_NATIVE_LLONG, &t, 1) == 0;
+    if (g >= 0) H5Gclose(g);
+    if (!ok) return seterr(err, errlen, CKPT_EFORMAT, "%s: /optimizer lacks name or t", f->path);
+    const char *want = opt->kind == OPT_ADAM ? "adam" : "sgd";
+    if (strcmp(name, want) != 0)
+        return seterr(err, errlen, CKPT_EMISMATCH, "%s: optimizer is %s, the run uses %s",
+                      f->path, name, want);
+    if (opt->kind == OPT_ADAM) {
+        int rc = read_table(f, "/optimizer/m", pt, opt->m, err, errlen);
+        if (rc == CKPT_OK) rc = read_table(f, "/optimizer/v", pt, opt->v, err, errlen);
+        if (rc != CKPT_OK) return rc;
+    }
+    opt->t = (long)t;
+    return CKPT_OK;
+}
+
+int ckpt_read_train(ckpt_file *f, ckpt_train *tr, char *err, size_t errlen)
+{
+    if (H5Lexists(f->fid, "/train", H5P_DEFAULT) <= 0)
+        return seterr(err, errlen, CKPT_EFORMAT, "%s: missing group /train", f->path);
+    hid_t g = H5Gopen2(f->fid, "/train", H5P_DEFAULT);
+    long long step = 0, epoch = 0, bie = 0;
+    unsigned long long seed = 0;
+    int ok = g >= 0 && read_attr_num(g, "step", H5T_NATIVE_LLONG, &step, 1) == 0 &&
+             read_attr_num(g, "epoch", H5T_NATIVE_LLONG, &epoch, 1) == 0 &&
+             read_attr_num(g, "batch_in_epoch", H5T_NATIVE_LLONG, &bie, 1) == 0 &&
+             read_attr_num(g, "seed", H5T_NATIVE_ULLONG, &seed, 1) == 0 &&
+             read_attr_num(g, "global_batch", H5T_NATIVE_INT, &tr->global_batch, 1) == 0 &&
+             read_attr_num(g, "world_size", H5T_NATIVE_INT, &tr->world_size, 1) == 0;
+    if (g >= 0) H5Gclose(g);
+    if (!ok || step < 0 || epoch < 0 || bie < 0)
+        return seterr(err, errlen, CKPT_EFORMAT, "%s: /train attributes missing or invalid",
+                      f->path);
+    tr->step = (long)step, tr->epoch = (long)epoch, tr->batch_in_epoch = (long)bie;
+    tr->seed = seed;
+    return CKPT_OK;
+}
+
+int ckpt_read_state(ckpt_file *f, const char *name, float *buf, const int dims[3], int *found,
+                    char *err, size_t errlen)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/train/%s", name);
+    *found = 0;
+    if (H5Lexists(f->fid, "/train", H5P_DEFAULT) <= 0 || H5Lexists(f->fid, path, H5P_DEFAULT) <= 0)
+        return CKPT_OK;
+    hsize_t d[3] = {(hsize_t)dims[0], (hsize_t)dims[1], (hsize_t)dims[2]};
+    int rc = read_floats(f, path, buf, 3, d, err, errlen);
+    if (rc == CKPT_OK) *found = 1;
+    return rc;
+}
+
+/* Reads every dataset below the root (checksums are checked on read). */
+typedef struct {
+    ckpt_file *f;
+    int bad;
+    char what[256];
+} verify_ctx;
+
+static herr_t verify_cb(hid_t obj, const char *name, const H5O_info_t *info, void *op)
+{
+    verify_ctx *v = op;
+    if (info->type != H5O_TYPE_DATASET || v->bad) return 0;
+    hid_t ds = H5Dopen2(obj, name, H5P_DEFAULT);
+    if (ds < 0) {
+        v->bad = 1;
+        snprintf(v->what, sizeof v->what, "/%s cannot be opened", name);
+        return 0;
+    }
+    hid_t t = H5Dget_type(ds);
+    hid_t sp = H5Dget_space(ds);
+    hssize_t n = H5Sget_simple_extent_npoints(sp);
+    size_t sz = H5Tget_size(t);
+    void *buf = n > 0 ? malloc((size_t)n * (sz ? sz : 1)) : NULL;
+    herr_t rc = -1;
+    if (n == 0) rc = 0;
+    else if (buf) rc = H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    if (rc >= 0 && H5Tis_variable_str(t) > 0 && buf) H5Dvlen_reclaim(t, sp, H5P_DEFAULT, buf);
+    free(buf);
+    H5Sclose(sp);
+    H5Tclose(t);
+    H5Dclose(ds);
+    if (rc < 0) {
+        v->bad = 1;
+        snprintf(v->what, sizeof v->what, "/%s fails its checksum or cannot be read", name);
+    }
+    return 0;
+}
+
+int ckpt_verify(const char *path, char *err, size_t errlen)
+{
+    ckpt_file *f;
+    int rc = ckpt_open(&f, path, err, errlen);
+    if (rc != CKPT_OK) return rc;
+    static const char *required[] = {"/config", "/model", "/train"};
+    for (size_t i = 0; i < sizeof required / sizeof *required; i++)
+        if (H5Lexists(f->fid, required[i], H5P_DEFAULT) <= 0) {
+            ckpt_close(f);
+            return seterr(err, errlen, CKPT_EFORMAT, "%s: incomplete: missing %s", path,
+                          required[i]);
+        }
+    if (H5Lexists(f->fid, "/vocab", H5P_DEFAULT) <= 0) {
+        ckpt_close(f);
+        return seterr(err, errlen, CKPT_EFORMAT, "%s: incomplete: missing /vocab", path);
+    }
+    verify_ctx v = {f, 0, ""};
+    hid_t root = H5Gopen2(f->fid, "/", H5P_DEFAULT);
+    if (root < 0 || H5Ovisit(root, H5_INDEX_NAME, H5_ITER_NATIVE, verify_cb, &v) < 0) {
+        v.bad = 1;
+        snprintf(v.what, sizeof v.what, "object tree cannot be walked");
+    }
+    if (root >= 0) H5Gclose(root);
+    ckpt_close(f);
+    if (v.bad) return seterr(err, errlen, CKPT_EFORMAT, "%s: %s", path, v.what);
+    return CKPT_OK;
+}

@@ -1,0 +1,203 @@
+/* data/: text normalisation, tokenisation, vocabulary, corpora, samplers with
+ * sharding over ranks, corpus statistics.
+ *
+ * Conventions: functions return DATA_OK (0) or a negative DATA_E* status and,
+ * on failure, write one human-readable line (no newline) into err[errlen]
+ * naming the file and line or the parameter at fault. Nothing here exits or
+ * prints. Token ids are int32; every array is owned by the struct that holds
+ * it and released by the matching *_free. */
+#ifndef SEQPAR_DATA_H
+#define SEQPAR_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    DATA_OK = 0,
+    DATA_EINVAL = -1, /* bad argument or option value */
+    DATA_EIO = -2,    /* file missing / unreadable */
+    DATA_EFORMAT = -3, /* bad file content (no tab, invalid UTF-8, empty, token too long) */
+    DATA_ENOMEM = -4,
+    DATA_EFETCH = -5, /* download failed or checksum mismatch */
+};
+
+#define DATA_MAX_TOKEN_BYTES 256 /* a longer whitespace token is a format error */
+
+/* Reserved ids, identical in every vocabulary. */
+enum { DATA_PAD = 0, DATA_BOS = 1, DATA_EOS = 2, DATA_UNK = 3, DATA_NRESERVED = 4 };
+
+/* ------------------------------------------------------------------ text */
+
+/* The book's fra-eng normalisation: U+202F and U+00A0 -> ' ', lowercase
+ * (ASCII and Latin-1 supplement / Latin Extended-A letters), and a space
+ * inserted before , . ! ? when the previous character is not a space.
+ * Fails (DATA_EFORMAT) on invalid UTF-8. *out is malloc'd, NUL-terminated. */
+int data_normalize(const char *in, size_t len, char **out, char *err, size_t errlen);
+
+/* ------------------------------------------------------------ vocabulary */
+
+typedef struct data_vocab {
+    int size;       /* number of tokens, including the reserved ones */
+    char **tokens;  /* (size) NUL-terminated UTF-8; tokens[DATA_PAD] = "<pad>", then
+                       "<bos>", "<eos>", "<unk>", then by descending frequency, ties
+                       broken by first appearance */
+    void *index;    /* private lookup table */
+} data_vocab;
+
+/* Builds a vocabulary from a list of tokens with their counts taken over the
+ * corpus: tokens with count >= min_freq are kept. */
+int data_vocab_build(data_vocab *v, const char *const *tokens, size_t ntokens, int min_freq,
+                     char *err, size_t errlen);
+/* Builds a vocabulary from an explicit id -> token list (e.g. read back from a
+ * checkpoint); the first DATA_NRESERVED must be the reserved tokens. */
+int data_vocab_from_list(data_vocab *v, const char *const *tokens, int size, char *err,
+                         size_t errlen);
+int data_vocab_id(const data_vocab *v, const char *token); /* DATA_UNK when unknown */
+void data_vocab_free(data_vocab *v);
+
+/* ------------------------------------------------------------- corpora */
+
+typedef enum { DATA_TASK_TRANSLATE = 0, DATA_TASK_LM = 1 } data_task;
+typedef enum { DATA_TOKENS_CHAR = 0, DATA_TOKENS_WORD = 1 } data_token_kind;
+
+/* Where data files are found: data_dir if non-NULL, else $SEQPAR_DATA, else
+ * ~/.cache/seqpar. A missing file is fetched from $SEQPAR_DATA_URL (default
+ * the book's http://d2l-data.s3-accelerate.amazonaws.com/) and its SHA-1
+ * checked; offline, err says where to put the file. name is "fra-eng/fra.txt"
+ * or "timemachine.txt"; *path is malloc'd. */
+int data_locate(const char *name, const char *data_dir, char **path, char *err, size_t errlen);
+
+/* SHA-1 of a file as 40 lowercase hex digits into hex[41]. */
+int data_sha1_file(const char *path, char hex[41], char *err, size_t errlen);
+
+/* Translation pairs, tokenised, as ids, each row truncated or padded to
+ * num_steps with <eos> appended first (a sentence longer than num_steps loses
+ * its <eos>, as in the book). */
+typedef struct data_pairs {
+    int n;          /* pairs */
+    int num_steps;  /* T */
+    int32_t *src;   /* (n, T) source ids, DATA_PAD-padded */
+    int32_t *tgt;   /* (n, T) target ids, DATA_PAD-padded */
+    int32_t *src_valid; /* (n) tokens before padding (<= T) */
+    int32_t *tgt_valid; /* (n) */
+    data_vocab src_vocab, tgt_vocab;
+    int owns_vocab; /* the valid set shares the train set's vocabularies */
+} data_pairs;
+
+typedef struct data_pairs_opts {
+    const char *dataset;   /* "numbers", "fra-eng" or a path to a tab-separated file */
+    const char *data_dir;  /* may be NULL */
+    long num_examples;     /* first N pairs (0 = all; for numbers: how many to generate,
+                              0 = the default 20 000) */
+    int num_steps;
+    int min_freq;          /* default 2 */
+    int valid;             /* held-out pairs (0 = none) */
+    uint64_t seed;         /* keys the held-out split */
+} data_pairs_opts;
+
+/* Loads, normalises and tokenises the first num_examples pairs, then holds
+ * out `valid` of them, chosen by a seed-keyed permutation (deterministic, and
+ * independent of everything but seed and the pairs loaded). The vocabularies
+ * are built from the training pairs only and shared by both sets; `valid` may
+ * be NULL when o->valid is 0. */
+int data_pairs_load(data_pairs *train, data_pairs *valid, const data_pairs_opts *o, char *err,
+                    size_t errlen);
+/* Encodes one already-normalised, space-split sentence with vocabulary v,
+ * appending <eos> and padding/truncating to T; returns the valid length. */
+int data_encode_sentence(const data_vocab *v, const char *normalised, int32_t *ids, int T);
+/* Frees arrays; vocabularies are freed only when owns_vocab (train set). */
+void data_pairs_free(data_pairs *p);
+
+/* A token stream for language modelling. */
+typedef struct data_stream {
+    long n;         /* tokens */
+    int32_t *ids;   /* (n) */
+    data_vocab vocab;
+} data_stream;
+
+typedef struct data_stream_opts {
+    const char *dataset;  /* "timemachine", "numbers" or a path to a text file */
+    const char *data_dir;
+    data_token_kind tokens;
+    int min_freq;         /* default 0 for chars */
+    long max_tokens;      /* 0 = all */
+} data_stream_opts;
+
+int data_stream_load(data_stream *s, const data_stream_opts *o, char *err, size_t errlen);
+void data_stream_free(data_stream *s);
+
+/* The embedded `numbers` corpus: pair i (0-based) is an English number in
+ * words and its French translation, deterministic, numbers 0..999 999. Writes
+ * "english\tfrench" into buf (NUL-terminated); returns its length. */
+int data_numbers_pair(long i, char *buf, size_t buflen);
+
+/* -------------------------------------------------------------- samplers */
+
+typedef enum { DATA_SAMPLER_RANDOM = 0, DATA_SAMPLER_SEQUENTIAL = 1 } data_sampler_kind;
+
+/* A sampler hands rank `rank` of `world` its slice of each global batch. The
+ * global batch never depends on world: rows [lo, hi) of global batch b go to
+ * the rank with lo = floor(B*rank/world), hi = floor(B*(rank+1)/world)
+ * (slices may be uneven; a rank may get none for a short final batch).
+ *
+ * Translation: examples are pair indices. random = per-epoch permutation keyed
+ * by (seed, epoch); sequential = corpus order, contiguous blocks. The final
+ * batch of an epoch may be short (n not a multiple of B), as in the book.
+ *
+ * LM (d2l): random = seq_data_iter_random (per-epoch random offset in
+ * [0, T), subsequences shuffled); sequential = seq_data_iter_sequential (the
+ * corpus from a random offset in [0, T] cut into B contiguous streams, batch i
+ * takes positions [i*T, (i+1)*T) of every stream; row r of every batch is
+ * stream r, so a carried hidden state stays with its rank). */
+typedef struct data_sampler {
+    data_task task;
+    data_sampler_kind kind;
+    long n;          /* pairs (translate) or tokens (LM) */
+    int batch;       /* global batch B */
+    int num_steps;   /* T (LM) */
+    uint64_t seed;
+    int rank, world;
+    struct data_sampler_cache *cache; /* private: the last epoch's permutation (allocated by
+                                         init, so slicing never allocates); not safe for
+                                         concurrent slicing from several threads */
+} data_sampler;
+
+int data_sampler_init(data_sampler *s, data_task task, data_sampler_kind kind, long n,
+                      int batch, int num_steps, uint64_t seed, int rank, int world, char *err,
+                      size_t errlen);
+void data_sampler_free(data_sampler *s); /* releases the cache; safe on a zeroed sampler */
+long data_sampler_batches(const data_sampler *s, long epoch); /* global batches in an epoch */
+
+typedef struct data_slice {
+    int global_rows; /* rows in this global batch (B, or fewer for a short final batch) */
+    int lo, hi;      /* this rank's rows [lo, hi) of the global batch */
+    /* (hi - lo) entries: translation: pair index; LM: token offset of the
+     * first input token (targets start one later). Caller-provided, capacity
+     * >= ceil(B / world) + 1. */
+    long *index;
+} data_slice;
+
+/* Fills sl for global batch `b` of epoch `epoch`; no allocation. */
+int data_sampler_slice(const data_sampler *s, long epoch, long b, data_slice *sl);
+
+/* ------------------------------------------------------ corpus statistics */
+
+typedef struct data_ngram_stats {
+    int order;          /* 1, 2 or 3 */
+    long distinct;      /* distinct n-grams */
+    long total;         /* n-gram occurrences */
+    long *freqs;        /* (distinct) counts, descending */
+    char **top;         /* (ntop) n-grams joined by ' ', most frequent first */
+    long *top_counts;   /* (ntop) */
+    int ntop;
+} data_ngram_stats;
+
+int data_ngram_stats_compute(data_ngram_stats *st, const int32_t *ids, long n,
+                             const data_vocab *v, int order, int ntop, char *err,
+                             size_t errlen);
+void data_ngram_stats_free(data_ngram_stats *st);
+/* Writes a log-log frequency-vs-rank SVG with one curve per given order. */
+int data_zipf_svg(const char *path, const data_ngram_stats *st, int nstats, const char *title,
+                  char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,111 @@
+/* Row-wise layers: embedding, dense (torch.nn.Linear), fused masked softmax
+ * cross-entropy. Shapes use the legend of model.h. */
+#include "model.h"
+
+#include "blas_private.h"
+#include <math.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- embedding */
+
+void embedding_forward(float *out, const float *W, const int32_t *ids, int N, int E)
+{
+    for (int n = 0; n < N; n++)
+        memcpy(out + (size_t)n * E, W + (size_t)ids[n] * E, (size_t)E * sizeof(float));
+}
+
+void embedding_backward(float *dW, const float *dout, const int32_t *ids, int N, int E)
+{
+    for (int n = 0; n < N; n++) {
+        float *row = dW + (size_t)ids[n] * E;
+        const float *d = dout + (size_t)n * E;
+        for (int e = 0; e < E; e++) row[e] += d[e];
+    }
+}
+
+/* -------------------------------------------------------------------- dense */
+
+void dense_forward(float *out, const float *in, const float *W, const float *b, int N, int I,
+                   int O)
+{
+    if (N == 0) return;
+    /* out = in · W^T (+ b broadcast over rows): seed out with b, then beta = 1 */
+    float beta = 0.0f;
+    if (b) {
+        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * O, b, (size_t)O * sizeof(float));
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, I, 1.0f, in, I, W, I, beta, out,
+                O);
+}
+
+void dense_backward(float *din, float *dW, float *db, const float *dout, const float *in,
+                    const float *W, int N, int I, int O)
+{
+    if (N == 0) return;
+    /* dW (O, I) += dout^T (O, N) · in (N, I) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, N, 1.0f, dout, O, in, I, 1.0f, dW,
+                I);
+    if (db)
+        for (int n = 0; n < N; n++) {
+            const float *d = dout + (size_t)n * O;
+            for (int o = 0; o < O; o++) db[o] += d[o];
+        }
+    /* din (N, I) += dout (N, O) · W (O, I) */
+    if (din)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, I, O, 1.0f, dout, O, W, I,
+                    1.0f, din, I);
+}
+
+/* ---------------------------------------------------- softmax cross-entropy */
+
+/* loss_n = logsumexp(z_n) − z_n[y_n] ; d loss_n / d z_n = softmax(z_n) − onehot(y_n).
+ * Max-subtracted, with the exponent sum in double for long rows. */
+double xent_forward_backward(float *logits, const int32_t *targets, int N, int V, long *count)
+{
+    double loss = 0.0;
+    long cnt = 0;
+    for (int n = 0; n < N; n++) {
+        float *z = logits + (size_t)n * V;
+        int y = targets[n];
+        if (y < 0) {
+            memset(z, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        float mx = z[0];
+        for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+        const double zy = (double)(z[y] - mx);
+        double s = 0.0;
+        for (int v = 0; v < V; v++) {
+            float e = expf(z[v] - mx);
+            z[v] = e;
+            s += e;
+        }
+        loss += log(s) - zy;
+        float inv = (float)(1.0 / s);
+        for (int v = 0; v < V; v++) z[v] *= inv;
+        z[y] -= 1.0f;
+        cnt++;
+    }
+    *count = cnt;
+    return loss;
+}
+
+double xent_forward(const float *logits, const int32_t *targets, int N, int V, long *count)
+{
+    double loss = 0.0;
+    long cnt = 0;
+    for (int n = 0; n < N; n++) {
+        const float *z = logits + (size_t)n * V;
+        int y = targets[n];
+        if (y < 0) continue;
+        float mx = z[0];
+        for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+        double s = 0.0;
+        for (int v = 0; v < V; v++) s += exp((double)(z[v] - mx));
+        loss += log(s) - (double)(z[y] - mx);
+        cnt++;
+    }
+    *count = cnt;
+    return loss;
+}

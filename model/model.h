@@ -1,0 +1,325 @@
+/* model/: the math of seqpar.
+ *
+ * Letters used in shapes throughout model/:
+ *   T  time steps (num_steps)        B  batch rows held by this rank
+ *   E  embedding size                H  hidden size (per direction: Hd)
+ *   G  gates per cell (RNN 1, GRU 3, LSTM 4)
+ *   I  per-step input size of a layer   C  per-sequence (context) input size
+ *   V  vocabulary size               L  stacked layers
+ *   N  rows of a row-wise op (usually T*B)
+ *
+ * Activations are time-major, (T, B, ·), row-major. Parameters follow
+ * PyTorch's layouts and names (DESIGN.md), so a checkpoint maps 1:1 onto a
+ * torch.nn state_dict.
+ *
+ * Every backward function *adds* into parameter gradients and into input
+ * gradients (callers zero them), as PyTorch's autograd accumulates.
+ *
+ * Status: functions returning int give MODEL_OK or a negative MODEL_E*; a
+ * message for the caller is in err[errlen] where the signature has one. */
+#ifndef SEQPAR_MODEL_H
+#define SEQPAR_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rng.h"
+
+enum { MODEL_OK = 0, MODEL_EINVAL = -1, MODEL_ENOMEM = -2 };
+
+/* ========================================================= parameter table */
+
+#define PARAM_NAME_MAX 96
+#define PARAM_MAX_DIMS 2
+#define PARAM_GRAD_TAIL 16 /* spare floats after the gradients (see param_table_alloc) */
+
+typedef struct param_tensor {
+    char name[PARAM_NAME_MAX]; /* PyTorch state_dict key, e.g. "encoder.rnn.weight_ih_l0" */
+    int ndim;
+    int shape[PARAM_MAX_DIMS];
+    size_t offset; /* in floats, into data / grad; a multiple of 16 (64-byte aligned) */
+    size_t size;   /* elements */
+} param_tensor;
+
+/* One contiguous float32 buffer for all parameters, a second of the same
+ * layout for gradients. Init, save/load, allreduce, optimizer, clipping and
+ * gradient checks all walk this table. */
+typedef struct param_table {
+    param_tensor *t;
+    int n, cap;
+    size_t total; /* floats in data (including alignment padding, which stays 0) */
+    float *data;
+    float *grad;  /* total + PARAM_GRAD_TAIL floats */
+} param_table;
+
+/* Registers a tensor (before param_table_alloc); returns its index or -1. */
+int param_table_add(param_table *pt, const char *name, int ndim, int d0, int d1);
+int param_table_alloc(param_table *pt); /* zeroed, 64-byte aligned buffers */
+int param_table_find(const param_table *pt, const char *name); /* index or -1 */
+void param_table_free(param_table *pt);
+static inline float *param_data(const param_table *pt, int i)
+{
+    return pt->data + pt->t[i].offset;
+}
+static inline float *param_grad(const param_table *pt, int i)
+{
+    return pt->grad + pt->t[i].offset;
+}
+void param_zero_grad(param_table *pt);
+/* Allocates a float buffer with the table's layout (e.g. Adam moments), zeroed. */
+float *param_buffer_alloc(const param_table *pt);
+void param_buffer_free(float *p);
+
+/* =================================================================== layers */
+
+/* out (N, E) = W[ids] ; W (V, E). */
+void embedding_forward(float *out, const float *W, const int32_t *ids, int N, int E);
+/* dW[ids[n]] += dout[n]. */
+void embedding_backward(float *dW, const float *dout, const int32_t *ids, int N, int E);
+
+/* out (N, O) = in (N, I) · W^T + b ; W (O, I) as torch.nn.Linear, b may be NULL. */
+void dense_forward(float *out, const float *in, const float *W, const float *b, int N, int I,
+                   int O);
+/* dW (O, I) += dout^T in ; db (O) += Σ_n dout ; din (N, I) += dout · W when din is
+ * not NULL (skipped when nobody needs it). */
+void dense_backward(float *din, float *dW, float *db, const float *dout, const float *in,
+                    const float *W, int N, int I, int O);
+
+/* Fused masked softmax cross-entropy. logits (N, V) are replaced in place by
+ * d(Σ loss)/d(logits) = softmax − onehot for counted rows, 0 for the others.
+ * A row counts when target >= 0 (target < 0 = masked out). Returns the summed
+ * cross-entropy (double) and the number of counted rows in *count. */
+double xent_forward_backward(float *logits, const int32_t *targets, int N, int V, long *count);
+/* Forward only (logits kept): Σ cross-entropy over counted rows. */
+double xent_forward(const float *logits, const int32_t *targets, int N, int V, long *count);
+
+/* ====================================================== recurrent layers */
+
+typedef enum { CELL_RNN = 0, CELL_GRU = 1, CELL_LSTM = 2 } cell_kind;
+int cell_gates(cell_kind c); /* 1, 3, 4 */
+const char *cell_name(cell_kind c);
+int cell_parse(const char *s, cell_kind *out); /* "rnn" | "gru" | "lstm" */
+
+/* One direction of one recurrent layer, as torch.nn.{RNN,GRU,LSTM}.
+ *
+ * Input to the layer: a per-step input x (T, B, I), read with row stride ldx
+ * (or, when `onehot`, token ids (T, B) standing for one-hot rows of size I = V,
+ * done as a column lookup, never a dense product), and optionally a
+ * per-sequence context c (B, C) that is the same at every step (the decoder's
+ * context). The weight W_ih (G·H, I + C) covers both: columns [0, I) act on x,
+ * [I, I + C) on c, so its context product is done once per sequence, not per
+ * step.
+ *
+ *   RNN:  h' = tanh(W_ih x + b_ih + W_hh h + b_hh)
+ *   GRU:  r = σ(W_ir x + b_ir + W_hr h + b_hr), z = σ(… z …),
+ *         n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)), h' = (1 − z) ⊙ n + z ⊙ h
+ *   LSTM: i, f, g, o = σ, σ, tanh, σ of (W_ih x + b_ih + W_hh h + b_hh) slices,
+ *         c' = f ⊙ c + i ⊙ g, h' = o ⊙ tanh(c')
+ *
+ * reverse = 1 processes t = T−1 … 0 (the `_reverse` direction). Every
+ * activation is stored in original time order; `prev(t)` is the state before
+ * step t in processing order. */
+typedef struct rnn_dir {
+    cell_kind cell;
+    int I, C, H;
+    int reverse;
+    int onehot;
+    int Tmax, Bmax;
+    /* parameters (pointers into a param_table) */
+    float *W_ih, *W_hh, *b_ih, *b_hh;     /* (GH, I+C), (GH, H), (GH), (GH) */
+    float *dW_ih, *dW_hh, *db_ih, *db_hh; /* same shapes */
+    /* saved activations, sized for Tmax, Bmax */
+    float *xw;    /* (T, B, GH)  W_ih x + b_ih (+ context part)            */
+    float *hw;    /* (T, B, GH)  W_hh prev(t) + b_hh                        */
+    float *gates; /* (T, B, GH)  post-activation gates                      */
+    float *hs;    /* (T+1, B, H) states; forward: [h0, h(0) … h(T−1)];
+                                 reverse: [h(0) … h(T−1), h0] so that prev(t)
+                                 for every t is block t + (reverse ? 1 : 0)  */
+    float *cs;    /* (T+1, B, H) LSTM cells, same layout; NULL otherwise     */
+    float *ctxw;  /* (B, GH)     W_ic c                                      */
+    /* backward workspace */
+    float *dxw;   /* (T, B, GH)  d/d(input pre-activation)                   */
+    float *dhw;   /* (T, B, GH)  d/d(recurrent pre-activation) (GRU only; for
+                                 RNN/LSTM it equals dxw)                     */
+    float *dh, *dc, *dtmp; /* (B, H) each */
+    float *mem;   /* the one allocation behind the workspace */
+} rnn_dir;
+
+int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, int onehot,
+                 int Tmax, int Bmax);
+void rnn_dir_free(rnn_dir *d);
+/* Binds parameter pointers: weights at W_ih … and gradients at dW_ih …. */
+void rnn_dir_bind(rnn_dir *d, float *W_ih, float *W_hh, float *b_ih, float *b_hh, float *dW_ih,
+                  float *dW_hh, float *db_ih, float *db_hh);
+
+/* x (T, B, ·) with row stride ldx (or ids (T, B) when onehot); ctx (B, C) or NULL;
+ * h0 (B, H) or NULL for zeros; c0 likewise (LSTM). Writes the output of every
+ * step to y (T, B, ·) at column offset 0 with row stride ldy (may be NULL), and
+ * the final state to hT / cT when not NULL. */
+void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const int32_t *ids,
+                     const float *ctx, const float *h0, const float *c0, float *y, int ldy,
+                     float *hT, float *cT);
+
+/* Backward through the last forward call. dy (T, B, ·) with stride ldy, or NULL;
+ * dhT, dcT (B, H) gradients of the final state or NULL. carry (T, B) or NULL:
+ * the gradient passed from step t to the state before it is multiplied by
+ * carry[t·B + b] (0 detaches: truncated BPTT; 1/π or 0: randomized
+ * truncation). Adds into: parameter gradients; dx (T, B, ·) stride lddx when
+ * not NULL; dctx (B, C) when not NULL; dh0, dc0 (B, H) when not NULL. */
+void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const int32_t *ids,
+                      const float *ctx, const float *dy, int ldy, const float *dhT,
+                      const float *dcT, const float *carry, float *dx, int lddx, float *dctx,
+                      float *dh0, float *dc0);
+
+/* ======================================================= stacked RNN */
+
+/* L layers, one or two directions (each direction Hd = H / dirs units;
+ * outputs concatenated, OpenNMT's convention), dropout p between layers as
+ * torch.nn.GRU(dropout=p). Layer 0 reads x (T, B, I) (or one-hot ids) and an
+ * optional context (B, C); layers above read the previous layer's output. */
+typedef struct rnn_stack {
+    cell_kind cell;
+    int L, dirs, I, C, H, Hd, onehot;
+    int Tmax, Bmax;
+    float dropout;
+    rnn_dir *d;        /* (L * dirs), index l * dirs + dir */
+    float **y;         /* (L) layer outputs (T, B, H) */
+    float **xin;       /* (L) inputs of layers 1..L-1 after dropout (T, B, H); [0] unused */
+    float **mask;      /* (L) dropout masks scaled by 1/(1-p), layers 1..L-1 */
+    float **dy;        /* (L) gradient of layer outputs (T, B, H) */
+    float **dxin;      /* (L) gradient of layer inputs 1..L-1 */
+    float *mem;
+    int use_dropout;   /* set by the last forward */
+} rnn_stack;
+
+int rnn_stack_init(rnn_stack *s, cell_kind cell, int L, int bidirectional, int I, int C, int H,
+                   float dropout, int onehot, int Tmax, int Bmax);
+void rnn_stack_free(rnn_stack *s);
+/* Registers the stack's tensors under `prefix` ("encoder.rnn") in PyTorch's
+ * names, in PyTorch's order; returns the index of the first. */
+int rnn_stack_register(const rnn_stack *s, param_table *pt, const char *prefix);
+/* Binds to a table whose buffers are allocated, starting at index `first`. */
+void rnn_stack_bind(rnn_stack *s, const param_table *pt, int first);
+
+/* Dropout key for the stack: masks are drawn from (seed, RNG_DROPOUT, step,
+ * example[b], site·… ), so a row's mask depends on its global example id, not
+ * on the rank holding it. example may be NULL when not training. */
+typedef struct rnn_dropout_key {
+    uint64_t seed;
+    uint64_t step;
+    uint32_t site; /* keeps the encoder's and decoder's masks apart */
+    const int64_t *example; /* (B) global example ids */
+} rnn_dropout_key;
+
+/* h0/c0 (L, B, H) or NULL; hT/cT (L, B, H) or NULL. The final state of a
+ * bidirectional layer is [forward's h(T−1) ; reverse's h(0)]. The output of
+ * the top layer is s->y[L-1]. drop = NULL disables dropout (evaluation). */
+void rnn_stack_forward(rnn_stack *s, int T, int B, const float *x, const int32_t *ids,
+                       const float *ctx, const float *h0, const float *c0, float *hT, float *cT,
+                       const rnn_dropout_key *drop);
+/* dy_top (T, B, H) or NULL; dhT/dcT (L, B, H) or NULL; dx (T, B, I) added to when
+ * not NULL; dctx (B, C), dh0/dc0 (L, B, H) added to when not NULL. */
+void rnn_stack_backward(rnn_stack *s, int T, int B, const float *x, const int32_t *ids,
+                        const float *ctx, const float *dy_top, const float *dhT,
+                        const float *dcT, const float *carry, float *dx, float *dctx,
+                        float *dh0, float *dc0);
+
+/* ================================================================ models */
+
+typedef enum { MODEL_TRANSLATE = 0, MODEL_LM = 1 } model_task;
+
+/* Reserved token ids, the same in every vocabulary of seqpar (data/ assigns
+ * them): <pad> 0, <bos> 1, <eos> 2, <unk> 3. The decoder's first input is
+ * MODEL_BOS. */
+#define MODEL_BOS 1
+
+typedef struct model_config {
+    model_task task;
+    cell_kind cell;
+    int layers;
+    int embed;       /* 0: one-hot inputs (row lookup into W_ih) */
+    int hidden;
+    float dropout;
+    int bidirectional; /* encoder only */
+    int src_vocab;   /* translation */
+    int tgt_vocab;   /* translation target / LM vocabulary */
+    int num_steps;   /* Tmax */
+    int max_batch;   /* Bmax: the largest slice this rank will hold */
+} model_config;
+
+/* A batch slice, batch-major as the data loader gives it. */
+typedef struct model_batch {
+    int B, T;
+    const int32_t *src;     /* (B, T) encoder input ids; LM: input ids */
+    const int32_t *tgt;     /* (B, T) target ids (translation: y; LM: next tokens) */
+    const int32_t *tgt_valid; /* (B) target valid lengths (translation); NULL = all */
+    const int64_t *example; /* (B) global example ids (dropout / truncation keys) */
+    uint64_t seed, step;    /* dropout / truncation keys */
+    /* LM carried state, (L, B, H) each (c only for LSTM): read as the initial
+     * state, overwritten with the final state (detached); NULL = zeros. */
+    float *state_h, *state_c;
+} model_batch;
+
+/* Truncated backpropagation through time for the LM. */
+typedef enum { BPTT_FULL = 0, BPTT_FIXED = 1, BPTT_RANDOM = 2 } bptt_mode;
+
+typedef struct model model;
+
+int model_create(model **out, const model_config *cfg, char *err, size_t errlen);
+void model_free(model *m);
+const model_config *model_get_config(const model *m);
+param_table *model_params(model *m);
+/* Initialises parameters as d2l does for seq2seq (Xavier-uniform weights of
+ * dense and recurrent layers, N(0,1) embeddings, PyTorch's default
+ * U(±1/√H) recurrent biases and U(±1/√fan_in) dense bias); keyed by seed. */
+void model_init_params(model *m, uint64_t seed);
+void model_set_bptt(model *m, bptt_mode mode, int k);
+
+/* Forward and backward on one slice: adds d(Σ loss)/dθ into the gradient
+ * buffer (not divided by anything: the trainer divides by the global token
+ * count after the allreduce). train = 0 disables dropout and the backward
+ * (evaluation: loss only). Returns MODEL_OK; *loss_sum and *tokens are the
+ * summed cross-entropy and the number of counted target tokens. No
+ * allocation. */
+int model_step(model *m, const model_batch *b, int train, double *loss_sum, long *tokens);
+
+/* The (T, B, V) logits of the last model_step with train = 0. */
+const float *model_last_logits(const model *m);
+
+/* Greedy decoding of B ≤ max_batch sentences (src (B, T)): writes up to
+ * max_len ids per row into out (B, max_len), stopping a row at <eos> (which is
+ * not written); len[b] receives the count. bos/eos are the target ids. */
+int model_greedy(model *m, const int32_t *src, int B, int T, int bos, int eos, int max_len,
+                 int32_t *out, int *len);
+
+/* LM generation: feeds prefix (n ids) then produces `len` ids into out, greedy
+ * when temperature <= 0, else sampling keyed by (seed). */
+int model_lm_generate(model *m, const int32_t *prefix, int n, int len, float temperature,
+                      uint64_t seed, int32_t *out);
+
+/* ============================================================ optimizers */
+
+typedef enum { OPT_SGD = 0, OPT_ADAM = 1 } opt_kind;
+
+typedef struct optimizer {
+    opt_kind kind;
+    float lr, beta1, beta2, eps;
+    long t;          /* steps taken (Adam bias correction) */
+    float *m, *v;    /* moments, the parameter table's layout (Adam) */
+    size_t n;
+} optimizer;
+
+int optimizer_init(optimizer *o, opt_kind kind, float lr, const param_table *pt);
+void optimizer_free(optimizer *o);
+/* One update from the gradient buffer, as torch.optim.SGD / Adam. */
+void optimizer_step(optimizer *o, param_table *pt);
+int opt_parse(const char *s, opt_kind *out);
+
+/* Scales every gradient by `scale` (e.g. 1 / global token count). */
+void grad_scale(param_table *pt, float scale);
+/* Global L2 norm of the gradient (double accumulation). */
+double grad_norm(const param_table *pt);
+/* g ← min(1, θ/‖g‖) g; returns ‖g‖ before clipping. θ <= 0: no clipping. */
+double grad_clip(param_table *pt, double theta);
+
+#endif

@@ -1,0 +1,454 @@
+/* The two models: the book's seq2seq encoder–decoder (translation) and an RNN
+ * language model, their parameter tables, initialisation, training step,
+ * greedy decoding and generation. Shapes use the legend of model.h.
+ *
+ * Translation (d2l's Seq2SeqEncoder / Seq2SeqDecoder):
+ *   encoder: embedding (Vs, E) → stacked RNN (bidirectional optional)
+ *   decoder: input [embedding(y_{t−1}) ; context] at every step, context =
+ *            the encoder's last-layer final h; initial state = encoder final
+ *            state; dense (Vt, H) on every output.
+ *   loss:    Σ masked cross-entropy over target positions t < valid length.
+ * LM (d2l's RNNModel): embedding (V, E) or one-hot → stacked RNN → dense. */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct model {
+    model_config cfg;
+    param_table pt;
+    int onehot;
+    /* parameter indices */
+    int i_enc_emb, i_dec_emb, i_enc_rnn, i_dec_rnn, i_emb, i_rnn, i_dense_w, i_dense_b;
+    rnn_stack enc, dec; /* translation */
+    rnn_stack rnn;      /* LM */
+    bptt_mode bptt;
+    int bptt_k;
+    /* workspace, sized once for (Tmax, Bmax) */
+    int32_t *ids_a, *ids_b, *ids_c; /* (T, B) time-major: src / dec input / targets */
+    float *xa, *xb, *dxa, *dxb;     /* (T, B, E) embedded inputs and their gradients */
+    float *st_h, *st_c;             /* (L, B, H) final states */
+    float *dst_h, *dst_c;           /* (L, B, H) their gradients */
+    float *st2_h, *st2_c;           /* (L, B, H) decoding: next state */
+    float *ctx, *dctx;              /* (B, H) */
+    float *logits;                  /* (T, B, V) */
+    float *dtop;                    /* (T, B, H) */
+    float *carry;                   /* (T, B) */
+    int64_t *rows;                  /* (B) fallback example ids */
+    int *done;                      /* (B) */
+    float *mem;
+};
+
+const model_config *model_get_config(const model *m)
+{
+    return &m->cfg;
+}
+
+const float *model_last_logits(const model *m)
+{
+    return m->logits;
+}
+
+param_table *model_params(model *m)
+{
+    return &m->pt;
+}
+
+void model_set_bptt(model *m, bptt_mode mode, int k)
+{
+    m->bptt = mode;
+    m->bptt_k = k;
+}
+
+void model_free(model *m)
+{
+    if (!m) return;
+    rnn_stack_free(&m->enc);
+    rnn_stack_free(&m->dec);
+    rnn_stack_free(&m->rnn);
+    param_table_free(&m->pt);
+    free(m->ids_a);
+    free(m->rows);
+    free(m->done);
+    free(m->mem);
+    free(m);
+}
+
+static int fail(char *err, size_t errlen, const char *msg)
+{
+    if (err && errlen) snprintf(err, errlen, "%s", msg);
+    return MODEL_EINVAL;
+}
+
+int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
+{
+    *out = NULL;
+    const model_config c = *cfg;
+    if (c.layers < 1 || c.layers > 16) return fail(err, errlen, "layers must be in 1..16");
+    if (c.hidden < 1 || c.embed < 0) return fail(err, errlen, "hidden must be >= 1, embed >= 0");
+    if (c.bidirectional && (c.task != MODEL_TRANSLATE || c.hidden % 2))
+        return fail(err, errlen, "a bidirectional encoder needs the translate task and an even "
+                                 "hidden size");
+    if (c.dropout < 0.0f || c.dropout >= 1.0f) return fail(err, errlen, "dropout must be in [0, 1)");
+    if (c.tgt_vocab < 4 || (c.task == MODEL_TRANSLATE && c.src_vocab < 4))
+        return fail(err, errlen, "vocabulary too small");
+    if (c.num_steps < 1 || c.max_batch < 1)
+        return fail(err, errlen, "num_steps and batch must be >= 1");
+
+    model *m = calloc(1, sizeof *m);
+    if (!m) return MODEL_ENOMEM;
+    m->cfg = c;
+    m->onehot = c.embed == 0;
+    const int T = c.num_steps, B = c.max_batch, H = c.hidden, L = c.layers, E = c.embed;
+    const int V = c.tgt_vocab;
+    param_table *pt = &m->pt;
+    m->i_enc_emb = m->i_dec_emb = m->i_emb = m->i_enc_rnn = m->i_dec_rnn = m->i_rnn = -1;
+
+    if (c.task == MODEL_TRANSLATE) {
+        const int Ie = m->onehot ? c.src_vocab : E, Id = m->onehot ? V : E;
+        if (rnn_stack_init(&m->enc, c.cell, L, c.bidirectional, Ie, 0, H, c.dropout, m->onehot,
+                           T, B) ||
+            rnn_stack_init(&m->dec, c.cell, L, 0, Id, H, H, c.dropout, m->onehot, T, B))
+            goto err;
+        if (!m->onehot) m->i_enc_emb = param_table_add(pt, "encoder.embedding.weight", 2, c.src_vocab, E);
+        m->i_enc_rnn = rnn_stack_register(&m->enc, pt, "encoder.rnn");
+        if (!m->onehot) m->i_dec_emb = param_table_add(pt, "decoder.embedding.weight", 2, V, E);
+        m->i_dec_rnn = rnn_stack_register(&m->dec, pt, "decoder.rnn");
+        m->i_dense_w = param_table_add(pt, "decoder.dense.weight", 2, V, H);
+        m->i_dense_b = param_table_add(pt, "decoder.dense.bias", 1, V, 0);
+        if (m->i_enc_rnn < 0 || m->i_dec_rnn < 0 || m->i_dense_w < 0 || m->i_dense_b < 0 ||
+            (!m->onehot && (m->i_enc_emb < 0 || m->i_dec_emb < 0)))
+            goto err;
+    } else {
+        const int I = m->onehot ? V : E;
+        if (rnn_stack_init(&m->rnn, c.cell, L, 0, I, 0, H, c.dropout, m->onehot, T, B)) goto err;
+        if (!m->onehot) m->i_emb = param_table_add(pt, "embedding.weight", 2, V, E);
+        m->i_rnn = rnn_stack_register(&m->rnn, pt, "rnn");
+        m->i_dense_w = param_table_add(pt, "dense.weight", 2, V, H);
+        m->i_dense_b = param_table_add(pt, "dense.bias", 1, V, 0);
+        if (m->i_rnn < 0 || m->i_dense_w < 0 || m->i_dense_b < 0 || (!m->onehot && m->i_emb < 0))
+            goto err;
+    }
+    if (param_table_alloc(pt)) goto err;
+    if (c.task == MODEL_TRANSLATE) {
+        rnn_stack_bind(&m->enc, pt, m->i_enc_rnn);
+        rnn_stack_bind(&m->dec, pt, m->i_dec_rnn);
+    } else {
+        rnn_stack_bind(&m->rnn, pt, m->i_rnn);
+    }
+
+    const size_t TB = (size_t)T * B, LBH = (size_t)L * B * H;
+    m->ids_a = calloc(3 * TB, sizeof(int32_t));
+    m->rows = calloc((size_t)B, sizeof(int64_t));
+    m->done = calloc((size_t)B, sizeof(int));
+    size_t n = 4 * TB * (size_t)E + 6 * LBH + 2 * (size_t)B * H + TB * (size_t)V +
+               TB * (size_t)H + TB;
+    m->mem = calloc(n, sizeof(float));
+    if (!m->ids_a || !m->rows || !m->done || !m->mem) goto err;
+    m->ids_b = m->ids_a + TB;
+    m->ids_c = m->ids_b + TB;
+    float *p = m->mem;
+    m->xa = p, p += TB * E;
+    m->xb = p, p += TB * E;
+    m->dxa = p, p += TB * E;
+    m->dxb = p, p += TB * E;
+    m->st_h = p, p += LBH;
+    m->st_c = p, p += LBH;
+    m->dst_h = p, p += LBH;
+    m->dst_c = p, p += LBH;
+    m->st2_h = p, p += LBH;
+    m->st2_c = p, p += LBH;
+    m->ctx = p, p += (size_t)B * H;
+    m->dctx = p, p += (size_t)B * H;
+    m->logits = p, p += TB * V;
+    m->dtop = p, p += TB * H;
+    m->carry = p, p += TB;
+    for (int b = 0; b < B; b++) m->rows[b] = b;
+    *out = m;
+    return MODEL_OK;
+err:
+    model_free(m);
+    fail(err, errlen, "out of memory building the model");
+    return MODEL_ENOMEM;
+}
+
+/* ------------------------------------------------------------ initialisation */
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+void model_init_params(model *m, uint64_t seed)
+{
+    const int lm = m->cfg.task == MODEL_LM;
+    for (int i = 0; i < m->pt.n; i++) {
+        const param_tensor *t = &m->pt.t[i];
+        float *w = param_data(&m->pt, i);
+        const int is_rnn = strstr(t->name, "rnn.") != NULL;
+        const int is_weight = strstr(t->name, "weight") != NULL;
+        if (ends_with(t->name, "embedding.weight")) {
+            for (size_t k = 0; k < t->size; k++) w[k] = rng_normal(seed, RNG_INIT, (uint64_t)i, k, 0);
+            continue;
+        }
+        double bound;
+        if (is_weight && !lm) {
+            /* d2l's init_seq2seq: Xavier-uniform for Linear and RNN weights */
+            bound = sqrt(6.0 / (double)(t->shape[0] + t->shape[1]));
+        } else if (is_rnn) {
+            /* torch.nn.RNN/GRU/LSTM default: U(−1/√hidden, 1/√hidden) */
+            int hidden = m->cfg.hidden / (m->cfg.bidirectional && strstr(t->name, "encoder") ? 2 : 1);
+            bound = 1.0 / sqrt((double)hidden);
+        } else {
+            /* torch.nn.Linear default (weight and bias): U(−1/√fan_in, 1/√fan_in) */
+            bound = 1.0 / sqrt((double)m->cfg.hidden);
+        }
+        for (size_t k = 0; k < t->size; k++)
+            w[k] = (float)((2.0 * rng_uniform(seed, RNG_INIT, (uint64_t)i, k, 0) - 1.0) * bound);
+    }
+}
+
+/* --------------------------------------------------------------- training */
+
+/* Per-row truncation factors for the LM's backward (see model_set_bptt). */
+static const float *make_carry(model *m, const model_batch *b)
+{
+    const int T = b->T, B = b->B;
+    if (m->bptt == BPTT_FULL) return NULL;
+    const int64_t *ex = b->example ? b->example : m->rows;
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < B; r++) {
+            float k = 1.0f;
+            if (m->bptt == BPTT_FIXED) {
+                /* cut every K steps: gradients flow back at most K steps */
+                k = (t % m->bptt_k == 0) ? 0.0f : 1.0f;
+            } else {
+                /* Tallec & Ollivier's unbiased randomized truncation (the book's
+                 * ξ_t): keep with probability π = 1 − 1/K and scale by 1/π, so
+                 * E[gradient] is the full gradient; K is the mean span. */
+                const float pi = 1.0f - 1.0f / (float)m->bptt_k;
+                float u = rng_uniform(b->seed, RNG_BPTT, b->step, (uint64_t)ex[r], (uint64_t)t);
+                k = u < pi ? 1.0f / pi : 0.0f;
+            }
+            m->carry[(size_t)t * B + r] = k;
+        }
+    return m->carry;
+}
+
+static void to_time_major(int32_t *dst, const int32_t *src, int B, int T)
+{
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) dst[(size_t)t * B + b] = src[(size_t)b * T + t];
+}
+
+/* Embeds time-major ids (T·B rows) into x, or leaves the one-hot ids to the RNN. */
+static const float *embed(model *m, int i_emb, float *x, const int32_t *ids, size_t N)
+{
+    if (m->onehot) return NULL;
+    embedding_forward(x, param_data(&m->pt, i_emb), ids, (int)N, m->cfg.embed);
+    return x;
+}
+
+static int step_translate(model *m, const model_batch *b, int train, double *loss_sum,
+                          long *tokens)
+{
+    const int T = b->T, B = b->B, H = m->cfg.hidden, L = m->cfg.layers, V = m->cfg.tgt_vocab;
+    const int E = m->cfg.embed;
+    const size_t TB = (size_t)T * B, LBH = (size_t)L * B * H;
+    int32_t *src = m->ids_a, *din = m->ids_b, *tgt = m->ids_c;
+    param_table *pt = &m->pt;
+
+    to_time_major(src, b->src, B, T);
+    for (int r = 0; r < B; r++) {
+        int valid = b->tgt_valid ? b->tgt_valid[r] : T;
+        for (int t = 0; t < T; t++) {
+            /* teacher forcing: <bos> then y_0 … y_{T−2} */
+            din[(size_t)t * B + r] = t == 0 ? MODEL_BOS : b->tgt[(size_t)r * T + t - 1];
+            tgt[(size_t)t * B + r] = t < valid ? b->tgt[(size_t)r * T + t] : -1;
+        }
+    }
+    rnn_dropout_key kenc = {b->seed, b->step, 0, b->example ? b->example : m->rows};
+    rnn_dropout_key kdec = kenc;
+    kdec.site = 1;
+
+    const float *xe = embed(m, m->i_enc_emb, m->xa, src, TB);
+    rnn_stack_forward(&m->enc, T, B, xe, src, NULL, NULL, NULL, m->st_h, m->st_c,
+                      train ? &kenc : NULL);
+    const float *ctx = m->st_h + (size_t)(L - 1) * B * H; /* last layer's final h */
+    const float *xd = embed(m, m->i_dec_emb, m->xb, din, TB);
+    rnn_stack_forward(&m->dec, T, B, xd, din, ctx, m->st_h, m->st_c, NULL, NULL,
+                      train ? &kdec : NULL);
+    const float *ytop = m->dec.y[L - 1];
+    dense_forward(m->logits, ytop, param_data(pt, m->i_dense_w), param_data(pt, m->i_dense_b),
+                  (int)TB, H, V);
+    if (!train) {
+        *loss_sum = xent_forward(m->logits, tgt, (int)TB, V, tokens);
+        return MODEL_OK;
+    }
+    *loss_sum = xent_forward_backward(m->logits, tgt, (int)TB, V, tokens);
+
+    memset(m->dtop, 0, TB * H * sizeof(float));
+    dense_backward(m->dtop, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b),
+                   m->logits, ytop, param_data(pt, m->i_dense_w), (int)TB, H, V);
+    memset(m->dst_h, 0, LBH * sizeof(float));
+    memset(m->dst_c, 0, LBH * sizeof(float));
+    memset(m->dctx, 0, (size_t)B * H * sizeof(float));
+    if (!m->onehot) memset(m->dxb, 0, TB * E * sizeof(float));
+    rnn_stack_backward(&m->dec, T, B, xd, din, ctx, m->dtop, NULL, NULL, NULL,
+                       m->onehot ? NULL : m->dxb, m->dctx, m->dst_h, m->dst_c);
+    if (!m->onehot) embedding_backward(param_grad(pt, m->i_dec_emb), m->dxb, din, (int)TB, E);
+    /* the context is the encoder's last-layer final h: its gradient joins that state's */
+    float *dlast = m->dst_h + (size_t)(L - 1) * B * H;
+    for (size_t k = 0; k < (size_t)B * H; k++) dlast[k] += m->dctx[k];
+    if (!m->onehot) memset(m->dxa, 0, TB * E * sizeof(float));
+    rnn_stack_backward(&m->enc, T, B, xe, src, NULL, NULL, m->dst_h, m->dst_c, NULL,
+                       m->onehot ? NULL : m->dxa, NULL, NULL, NULL);
+    if (!m->onehot) embedding_backward(param_grad(pt, m->i_enc_emb), m->dxa, src, (int)TB, E);
+    return MODEL_OK;
+}
+
+static int step_lm(model *m, const model_batch *b, int train, double *loss_sum, long *tokens)
+{
+    const int T = b->T, B = b->B, H = m->cfg.hidden, L = m->cfg.layers, V = m->cfg.tgt_vocab;
+    const int E = m->cfg.embed;
+    const size_t TB = (size_t)T * B, LBH = (size_t)L * B * H;
+    int32_t *x = m->ids_a, *y = m->ids_c;
+    param_table *pt = &m->pt;
+    const int lstm = m->cfg.cell == CELL_LSTM;
+
+    to_time_major(x, b->src, B, T);
+    to_time_major(y, b->tgt, B, T);
+    rnn_dropout_key key = {b->seed, b->step, 2, b->example ? b->example : m->rows};
+    const float *xe = embed(m, m->i_emb, m->xa, x, TB);
+    rnn_stack_forward(&m->rnn, T, B, xe, x, NULL, b->state_h, lstm ? b->state_c : NULL,
+                      m->st_h, lstm ? m->st_c : NULL, train ? &key : NULL);
+    const float *ytop = m->rnn.y[L - 1];
+    dense_forward(m->logits, ytop, param_data(pt, m->i_dense_w), param_data(pt, m->i_dense_b),
+                  (int)TB, H, V);
+    if (!train) {
+        *loss_sum = xent_forward(m->logits, y, (int)TB, V, tokens);
+    } else {
+        *loss_sum = xent_forward_backward(m->logits, y, (int)TB, V, tokens);
+        memset(m->dtop, 0, TB * H * sizeof(float));
+        dense_backward(m->dtop, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b),
+                       m->logits, ytop, param_data(pt, m->i_dense_w), (int)TB, H, V);
+        if (!m->onehot) memset(m->dxa, 0, TB * E * sizeof(float));
+        /* the carried-in state is detached: no gradient flows into it */
+        rnn_stack_backward(&m->rnn, T, B, xe, x, NULL, m->dtop, NULL, NULL, make_carry(m, b),
+                           m->onehot ? NULL : m->dxa, NULL, NULL, NULL);
+        if (!m->onehot) embedding_backward(param_grad(pt, m->i_emb), m->dxa, x, (int)TB, E);
+    }
+    /* carry the final state to the next minibatch (values only: detached) */
+    if (b->state_h) memcpy(b->state_h, m->st_h, LBH * sizeof(float));
+    if (b->state_c && lstm) memcpy(b->state_c, m->st_c, LBH * sizeof(float));
+    return MODEL_OK;
+}
+
+int model_step(model *m, const model_batch *b, int train, double *loss_sum, long *tokens)
+{
+    *loss_sum = 0.0;
+    *tokens = 0;
+    if (b->B < 0 || b->B > m->cfg.max_batch || b->T < 1 || b->T > m->cfg.num_steps)
+        return MODEL_EINVAL;
+    if (b->B == 0) return MODEL_OK;
+    return m->cfg.task == MODEL_TRANSLATE ? step_translate(m, b, train, loss_sum, tokens)
+                                          : step_lm(m, b, train, loss_sum, tokens);
+}
+
+/* ---------------------------------------------------------------- decoding */
+
+static int argmax(const float *z, int V)
+{
+    int best = 0;
+    for (int v = 1; v < V; v++)
+        if (z[v] > z[best]) best = v;
+    return best;
+}
+
+int model_greedy(model *m, const int32_t *src, int B, int T, int bos, int eos, int max_len,
+                 int32_t *out, int *len)
+{
+    const int H = m->cfg.hidden, L = m->cfg.layers, V = m->cfg.tgt_vocab;
+    if (m->cfg.task != MODEL_TRANSLATE || B < 1 || B > m->cfg.max_batch || T < 1 ||
+        T > m->cfg.num_steps || max_len < 1)
+        return MODEL_EINVAL;
+    param_table *pt = &m->pt;
+    int32_t *ids = m->ids_a, *tok = m->ids_b;
+    to_time_major(ids, src, B, T);
+    const float *xe = embed(m, m->i_enc_emb, m->xa, ids, (size_t)T * B);
+    float *h = m->st_h, *c = m->st_c, *h2 = m->st2_h, *c2 = m->st2_c;
+    rnn_stack_forward(&m->enc, T, B, xe, ids, NULL, NULL, NULL, h, c, NULL);
+    /* the context stays the encoder's, also while the decoder state moves on */
+    memcpy(m->ctx, h + (size_t)(L - 1) * B * H, (size_t)B * H * sizeof(float));
+    for (int r = 0; r < B; r++) tok[r] = bos, len[r] = 0, m->done[r] = 0;
+    int alive = B;
+    for (int s = 0; s < max_len && alive > 0; s++) {
+        const float *xd = embed(m, m->i_dec_emb, m->xb, tok, (size_t)B);
+        rnn_stack_forward(&m->dec, 1, B, xd, tok, m->ctx, h, c, h2, c2, NULL);
+        dense_forward(m->logits, m->dec.y[L - 1], param_data(pt, m->i_dense_w),
+                      param_data(pt, m->i_dense_b), B, H, V);
+        for (int r = 0; r < B; r++) {
+            int y = argmax(m->logits + (size_t)r * V, V);
+            tok[r] = y;
+            if (m->done[r]) continue;
+            if (y == eos) {
+                m->done[r] = 1;
+                alive--;
+            } else {
+                out[(size_t)r * max_len + len[r]++] = y;
+            }
+        }
+        float *sw = h;
+        h = h2, h2 = sw;
+        sw = c, c = c2, c2 = sw;
+    }
+    return MODEL_OK;
+}
+
+int model_lm_generate(model *m, const int32_t *prefix, int n, int len, float temperature,
+                      uint64_t seed, int32_t *out)
+{
+    const int H = m->cfg.hidden, L = m->cfg.layers, V = m->cfg.tgt_vocab;
+    if (m->cfg.task != MODEL_LM || n < 1 || len < 0) return MODEL_EINVAL;
+    param_table *pt = &m->pt;
+    float *h = m->st2_h, *c = m->st2_c;
+    memset(h, 0, (size_t)L * H * sizeof(float));
+    memset(c, 0, (size_t)L * H * sizeof(float));
+    int32_t tok;
+    const int lstm = m->cfg.cell == CELL_LSTM;
+    for (int s = 0; s < n + len - 1; s++) {
+        tok = s < n ? prefix[s] : out[s - n];
+        const float *xe = embed(m, m->i_emb, m->xa, &tok, 1);
+        rnn_stack_forward(&m->rnn, 1, 1, xe, &tok, NULL, h, lstm ? c : NULL, m->st_h,
+                          lstm ? m->st_c : NULL, NULL);
+        memcpy(h, m->st_h, (size_t)L * H * sizeof(float));
+        if (lstm) memcpy(c, m->st_c, (size_t)L * H * sizeof(float));
+        if (s < n - 1) continue;
+        dense_forward(m->logits, m->rnn.y[L - 1], param_data(pt, m->i_dense_w),
+                      param_data(pt, m->i_dense_b), 1, H, V);
+        int y;
+        if (temperature <= 0.0f) {
+            y = argmax(m->logits, V);
+        } else {
+            /* sample from softmax(z / temperature) */
+            float mx = m->logits[0];
+            for (int v = 1; v < V; v++) mx = m->logits[v] > mx ? m->logits[v] : mx;
+            double sum = 0.0;
+            for (int v = 0; v < V; v++) sum += exp((m->logits[v] - mx) / temperature);
+            double u = rng_uniform(seed, RNG_SAMPLE, (uint64_t)s, 0, 0) * sum, acc = 0.0;
+            y = V - 1;
+            for (int v = 0; v < V; v++) {
+                acc += exp((m->logits[v] - mx) / temperature);
+                if (acc > u) {
+                    y = v;
+                    break;
+                }
+            }
+        }
+        out[s - n + 1] = y;
+    }
+    return MODEL_OK;
+}

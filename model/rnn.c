@@ -1,0 +1,593 @@
+/* Recurrent layers: RNN (tanh), GRU and LSTM cells, one direction of a layer
+ * with backpropagation through time, and stacks of layers with dropout and
+ * an optional reverse direction. Shapes use the legend of model.h.
+ *
+ * The input-to-hidden products of all T steps are one GEMM (T·B rows), and so
+ * are the weight gradients in the backward pass; only the hidden-to-hidden
+ * product h·W_hh^T (and its transpose in backward) is done step by step. */
+#include "model.h"
+
+#include "blas_private.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cell_gates(cell_kind c)
+{
+    return c == CELL_GRU ? 3 : c == CELL_LSTM ? 4 : 1;
+}
+
+const char *cell_name(cell_kind c)
+{
+    return c == CELL_GRU ? "gru" : c == CELL_LSTM ? "lstm" : "rnn";
+}
+
+int cell_parse(const char *s, cell_kind *out)
+{
+    if (strcmp(s, "rnn") == 0) *out = CELL_RNN;
+    else if (strcmp(s, "gru") == 0) *out = CELL_GRU;
+    else if (strcmp(s, "lstm") == 0) *out = CELL_LSTM;
+    else return MODEL_EINVAL;
+    return MODEL_OK;
+}
+
+static inline float sigmoidf(float x)
+{
+    return 1.0f / (1.0f + expf(-x));
+}
+
+/* ======================================================== one direction */
+
+int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, int onehot,
+                 int Tmax, int Bmax)
+{
+    memset(d, 0, sizeof *d);
+    if (I <= 0 || C < 0 || H <= 0 || Tmax <= 0 || Bmax <= 0) return MODEL_EINVAL;
+    d->cell = cell;
+    d->I = I;
+    d->C = C;
+    d->H = H;
+    d->reverse = reverse;
+    d->onehot = onehot;
+    d->Tmax = Tmax;
+    d->Bmax = Bmax;
+    const size_t GH = (size_t)cell_gates(cell) * H;
+    const size_t TBG = (size_t)Tmax * Bmax * GH;
+    const size_t SBH = (size_t)(Tmax + 1) * Bmax * H;
+    const size_t BH = (size_t)Bmax * H;
+    size_t n = 4 * TBG                           /* xw, hw, gates, dxw */
+               + (cell == CELL_GRU ? TBG : 0)    /* dhw */
+               + SBH * (cell == CELL_LSTM ? 2 : 1) /* hs, cs */
+               + 2 * (size_t)Bmax * GH           /* ctxw, dctxw (sum of dxw over t) */
+               + 3 * BH;                         /* dh, dc, dtmp */
+    d->mem = calloc(n, sizeof(float));
+    if (!d->mem) return MODEL_ENOMEM;
+    float *p = d->mem;
+    d->xw = p, p += TBG;
+    d->hw = p, p += TBG;
+    d->gates = p, p += TBG;
+    d->dxw = p, p += TBG;
+    if (cell == CELL_GRU) d->dhw = p, p += TBG;
+    d->hs = p, p += SBH;
+    if (cell == CELL_LSTM) d->cs = p, p += SBH;
+    d->ctxw = p, p += (size_t)Bmax * GH;
+    p += (size_t)Bmax * GH; /* dctxw lives right after ctxw: see rnn_dir_backward */
+    d->dh = p, p += BH;
+    d->dc = p, p += BH;
+    d->dtmp = p, p += BH;
+    return MODEL_OK;
+}
+
+void rnn_dir_free(rnn_dir *d)
+{
+    free(d->mem);
+    memset(d, 0, sizeof *d);
+}
+
+void rnn_dir_bind(rnn_dir *d, float *W_ih, float *W_hh, float *b_ih, float *b_hh, float *dW_ih,
+                  float *dW_hh, float *db_ih, float *db_hh)
+{
+    d->W_ih = W_ih, d->W_hh = W_hh, d->b_ih = b_ih, d->b_hh = b_hh;
+    d->dW_ih = dW_ih, d->dW_hh = dW_hh, d->db_ih = db_ih, d->db_hh = db_hh;
+}
+
+/* Block k of a (T+1, B, ·) state array. */
+static inline float *state_block(float *s, int k, int B, int H)
+{
+    return s + (size_t)k * B * H;
+}
+
+/* One time step of the cell, element-wise. xw, hw, gates: (B, GH); hp, cp: the
+ * state before (B, H); ho, co: the state after. */
+static void cell_forward(cell_kind cell, int B, int H, const float *xw, const float *hw,
+                         float *gates, const float *hp, const float *cp, float *ho, float *co)
+{
+    const int GH = cell_gates(cell) * H;
+    for (int b = 0; b < B; b++) {
+        const float *x = xw + (size_t)b * GH, *h = hw + (size_t)b * GH;
+        float *g = gates + (size_t)b * GH;
+        const float *hprev = hp + (size_t)b * H;
+        float *hout = ho + (size_t)b * H;
+        if (cell == CELL_RNN) {
+            for (int j = 0; j < H; j++) hout[j] = g[j] = tanhf(x[j] + h[j]);
+        } else if (cell == CELL_GRU) {
+            for (int j = 0; j < H; j++) {
+                float r = sigmoidf(x[j] + h[j]);
+                float z = sigmoidf(x[H + j] + h[H + j]);
+                float n = tanhf(x[2 * H + j] + r * h[2 * H + j]);
+                g[j] = r, g[H + j] = z, g[2 * H + j] = n;
+                hout[j] = (1.0f - z) * n + z * hprev[j];
+            }
+        } else {
+            const float *cprev = cp + (size_t)b * H;
+            float *cout = co + (size_t)b * H;
+            for (int j = 0; j < H; j++) {
+                float i = sigmoidf(x[j] + h[j]);
+                float f = sigmoidf(x[H + j] + h[H + j]);
+                float gg = tanhf(x[2 * H + j] + h[2 * H + j]);
+                float o = sigmoidf(x[3 * H + j] + h[3 * H + j]);
+                g[j] = i, g[H + j] = f, g[2 * H + j] = gg, g[3 * H + j] = o;
+                float c = f * cprev[j] + i * gg;
+                cout[j] = c;
+                hout[j] = o * tanhf(c);
+            }
+        }
+    }
+}
+
+/* Backward of one step. dh (B, H): gradient of the step's output h (including
+ * what flows from later steps); dc (B, H): gradient of the cell state after
+ * the step (LSTM), replaced by the gradient of the state before. Writes
+ * dxw (B, GH), dhw (B, GH, GRU only) and dhp (B, H) = the part of d(prev h)
+ * that does not go through W_hh. */
+static void cell_backward(cell_kind cell, int B, int H, const float *dh, float *dc,
+                          const float *gates, const float *hw, const float *hp, const float *cp,
+                          const float *co, float *dxw, float *dhw, float *dhp)
+{
+    const int GH = cell_gates(cell) * H;
+    for (int b = 0; b < B; b++) {
+        const float *g = gates + (size_t)b * GH;
+        const float *d = dh + (size_t)b * H;
+        float *dx = dxw + (size_t)b * GH;
+        float *direct = dhp + (size_t)b * H;
+        if (cell == CELL_RNN) {
+            for (int j = 0; j < H; j++) dx[j] = d[j] * (1.0f - g[j] * g[j]);
+            memset(direct, 0, (size_t)H * sizeof(float));
+        } else if (cell == CELL_GRU) {
+            const float *hn = hw + (size_t)b * GH + 2 * H;
+            const float *hprev = hp + (size_t)b * H;
+            float *dr_ = dhw + (size_t)b * GH;
+            for (int j = 0; j < H; j++) {
+                float r = g[j], z = g[H + j], n = g[2 * H + j];
+                float dn = d[j] * (1.0f - z);
+                float dz = d[j] * (hprev[j] - n);
+                direct[j] = d[j] * z;
+                float dnp = dn * (1.0f - n * n);
+                float dzp = dz * z * (1.0f - z);
+                float drp = dnp * hn[j] * r * (1.0f - r);
+                dx[j] = drp, dx[H + j] = dzp, dx[2 * H + j] = dnp;
+                dr_[j] = drp, dr_[H + j] = dzp, dr_[2 * H + j] = dnp * r;
+            }
+        } else {
+            const float *cprev = cp + (size_t)b * H;
+            const float *c = co + (size_t)b * H;
+            float *dcb = dc + (size_t)b * H;
+            for (int j = 0; j < H; j++) {
+                float i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
+                float tc = tanhf(c[j]);
+                float dct = dcb[j] + d[j] * o * (1.0f - tc * tc);
+                dx[j] = dct * gg * i * (1.0f - i);
+                dx[H + j] = dct * cprev[j] * f * (1.0f - f);
+                dx[2 * H + j] = dct * i * (1.0f - gg * gg);
+                dx[3 * H + j] = d[j] * tc * o * (1.0f - o);
+                dcb[j] = dct * f;
+            }
+            memset(direct, 0, (size_t)H * sizeof(float));
+        }
+    }
+}
+
+void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const int32_t *ids,
+                     const float *ctx, const float *h0, const float *c0, float *y, int ldy,
+                     float *hT, float *cT)
+{
+    const int H = d->H, I = d->I, C = d->C, IC = I + C;
+    const int GH = cell_gates(d->cell) * H;
+    const size_t TB = (size_t)T * B;
+    if (B == 0 || T == 0) return;
+
+    /* xw (T·B, GH) = x · W_ih[:, :I]^T + b_ih (+ ctx · W_ih[:, I:]^T, once per row) */
+    for (size_t n = 0; n < TB; n++) memcpy(d->xw + n * GH, d->b_ih, (size_t)GH * sizeof(float));
+    if (d->onehot) {
+        /* one-hot input: row n adds column ids[n] of W_ih (a lookup, not a product) */
+        for (size_t n = 0; n < TB; n++) {
+            float *row = d->xw + n * GH;
+            const float *col = d->W_ih + ids[n];
+            for (int k = 0; k < GH; k++) row[k] += col[(size_t)k * IC];
+        }
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)TB, GH, I, 1.0f, x, ldx,
+                    d->W_ih, IC, 1.0f, d->xw, GH);
+    }
+    if (C > 0) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, C, 1.0f, ctx, C, d->W_ih + I,
+                    IC, 0.0f, d->ctxw, GH);
+        for (int t = 0; t < T; t++) {
+            float *xt = d->xw + (size_t)t * B * GH;
+            for (size_t k = 0; k < (size_t)B * GH; k++) xt[k] += d->ctxw[k];
+        }
+    }
+
+    /* initial state */
+    const int k0 = d->reverse ? T : 0;
+    float *hinit = state_block(d->hs, k0, B, H);
+    if (h0) memcpy(hinit, h0, (size_t)B * H * sizeof(float));
+    else memset(hinit, 0, (size_t)B * H * sizeof(float));
+    if (d->cell == CELL_LSTM) {
+        float *cinit = state_block(d->cs, k0, B, H);
+        if (c0) memcpy(cinit, c0, (size_t)B * H * sizeof(float));
+        else memset(cinit, 0, (size_t)B * H * sizeof(float));
+    }
+
+    for (int s = 0; s < T; s++) {
+        const int t = d->reverse ? T - 1 - s : s;
+        const int kp = d->reverse ? t + 1 : t; /* block of prev(t) */
+        const int ko = d->reverse ? t : t + 1; /* block of h(t) */
+        const float *hp = state_block(d->hs, kp, B, H);
+        float *ho = state_block(d->hs, ko, B, H);
+        float *hw = d->hw + (size_t)t * B * GH;
+        /* hw (B, GH) = prev · W_hh^T + b_hh */
+        for (int b = 0; b < B; b++) memcpy(hw + (size_t)b * GH, d->b_hh, (size_t)GH * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, H, 1.0f, hp, H, d->W_hh, H,
+                    1.0f, hw, GH);
+        const float *cp = d->cs ? state_block(d->cs, kp, B, H) : NULL;
+        float *co = d->cs ? state_block(d->cs, ko, B, H) : NULL;
+        cell_forward(d->cell, B, H, d->xw + (size_t)t * B * GH, hw,
+                     d->gates + (size_t)t * B * GH, hp, cp, ho, co);
+        if (y)
+            for (int b = 0; b < B; b++)
+                memcpy(y + ((size_t)t * B + b) * ldy, ho + (size_t)b * H, (size_t)H * sizeof(float));
+    }
+    const int kT = d->reverse ? 0 : T;
+    if (hT) memcpy(hT, state_block(d->hs, kT, B, H), (size_t)B * H * sizeof(float));
+    if (cT && d->cs) memcpy(cT, state_block(d->cs, kT, B, H), (size_t)B * H * sizeof(float));
+}
+
+/* Σ over rows of a (N, K) matrix added into out (K). */
+static void add_row_sums(float *out, const float *a, size_t N, int K)
+{
+    for (size_t n = 0; n < N; n++) {
+        const float *r = a + n * K;
+        for (int k = 0; k < K; k++) out[k] += r[k];
+    }
+}
+
+void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const int32_t *ids,
+                      const float *ctx, const float *dy, int ldy, const float *dhT,
+                      const float *dcT, const float *carry, float *dx, int lddx, float *dctx,
+                      float *dh0, float *dc0)
+{
+    const int H = d->H, I = d->I, C = d->C, IC = I + C;
+    const int GH = cell_gates(d->cell) * H;
+    const size_t TB = (size_t)T * B, BH = (size_t)B * H;
+    const int lstm = d->cell == CELL_LSTM;
+    if (B == 0 || T == 0) return;
+    float *dh = d->dh, *dtmp = d->dtmp, *dc = d->dc;
+    float *dhw_all = d->cell == CELL_GRU ? d->dhw : d->dxw;
+
+    if (dhT) memcpy(dh, dhT, BH * sizeof(float));
+    else memset(dh, 0, BH * sizeof(float));
+    if (lstm) {
+        if (dcT) memcpy(dc, dcT, BH * sizeof(float));
+        else memset(dc, 0, BH * sizeof(float));
+    }
+
+    for (int s = T - 1; s >= 0; s--) {
+        const int t = d->reverse ? T - 1 - s : s;
+        const int kp = d->reverse ? t + 1 : t;
+        const int ko = d->reverse ? t : t + 1;
+        if (dy)
+            for (int b = 0; b < B; b++) {
+                const float *src = dy + ((size_t)t * B + b) * ldy;
+                float *dst = dh + (size_t)b * H;
+                for (int j = 0; j < H; j++) dst[j] += src[j];
+            }
+        const size_t off = (size_t)t * B * GH;
+        cell_backward(d->cell, B, H, dh, dc, d->gates + off, d->hw + off,
+                      state_block(d->hs, kp, B, H), lstm ? state_block(d->cs, kp, B, H) : NULL,
+                      lstm ? state_block(d->cs, ko, B, H) : NULL, d->dxw + off,
+                      d->cell == CELL_GRU ? d->dhw + off : NULL, dtmp);
+        /* d prev (B, H) = direct part + dhw_t (B, GH) · W_hh (GH, H) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, GH, 1.0f, dhw_all + off, GH,
+                    d->W_hh, H, 1.0f, dtmp, H);
+        float *sw = dh;
+        dh = dtmp, dtmp = sw;
+        if (carry)
+            for (int b = 0; b < B; b++) {
+                float k = carry[(size_t)t * B + b];
+                if (k == 1.0f) continue;
+                for (int j = 0; j < H; j++) dh[(size_t)b * H + j] *= k;
+                if (lstm)
+                    for (int j = 0; j < H; j++) dc[(size_t)b * H + j] *= k;
+            }
+    }
+    if (dh0)
+        for (size_t k = 0; k < BH; k++) dh0[k] += dh[k];
+    if (dc0 && lstm)
+        for (size_t k = 0; k < BH; k++) dc0[k] += dc[k];
+
+    /* parameter gradients over all T·B rows at once */
+    if (d->onehot) {
+        for (size_t n = 0; n < TB; n++) {
+            const float *row = d->dxw + n * GH;
+            float *col = d->dW_ih + ids[n];
+            for (int k = 0; k < GH; k++) col[(size_t)k * IC] += row[k];
+        }
+    } else {
+        /* dW_ih[:, :I] (GH, I) += dxw^T (GH, TB) · x (TB, I) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, I, (int)TB, 1.0f, d->dxw, GH, x,
+                    ldx, 1.0f, d->dW_ih, IC);
+    }
+    add_row_sums(d->db_ih, d->dxw, TB, GH);
+    if (C > 0) {
+        /* the context enters every step: its gradient is Σ_t dxw_t (B, GH) */
+        float *dsum = d->ctxw + (size_t)d->Bmax * GH;
+        memcpy(dsum, d->dxw, (size_t)B * GH * sizeof(float));
+        for (int t = 1; t < T; t++) {
+            const float *r = d->dxw + (size_t)t * B * GH;
+            for (size_t k = 0; k < (size_t)B * GH; k++) dsum[k] += r[k];
+        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, C, B, 1.0f, dsum, GH, ctx, C,
+                    1.0f, d->dW_ih + I, IC);
+        if (dctx)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, GH, 1.0f, dsum, GH,
+                        d->W_ih + I, IC, 1.0f, dctx, C);
+    }
+    /* dW_hh (GH, H) += dhw^T (GH, TB) · prev (TB, H); prev(t) are consecutive blocks */
+    const float *prev = state_block(d->hs, d->reverse ? 1 : 0, B, H);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, H, (int)TB, 1.0f, dhw_all, GH, prev,
+                H, 1.0f, d->dW_hh, H);
+    add_row_sums(d->db_hh, dhw_all, TB, GH);
+    /* dx (TB, I) += dxw (TB, GH) · W_ih[:, :I] (GH, I) */
+    if (dx && !d->onehot)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)TB, I, GH, 1.0f, d->dxw, GH,
+                    d->W_ih, IC, 1.0f, dx, lddx);
+}
+
+/* ================================================================ stacks */
+
+int rnn_stack_init(rnn_stack *s, cell_kind cell, int L, int bidirectional, int I, int C, int H,
+                   float dropout, int onehot, int Tmax, int Bmax)
+{
+    memset(s, 0, sizeof *s);
+    const int dirs = bidirectional ? 2 : 1;
+    if (L <= 0 || H <= 0 || H % dirs != 0 || dropout < 0.0f || dropout >= 1.0f)
+        return MODEL_EINVAL;
+    s->cell = cell, s->L = L, s->dirs = dirs, s->I = I, s->C = C, s->H = H, s->Hd = H / dirs;
+    s->onehot = onehot, s->Tmax = Tmax, s->Bmax = Bmax, s->dropout = dropout;
+    s->d = calloc((size_t)L * dirs, sizeof *s->d);
+    s->y = calloc((size_t)L, sizeof(float *));
+    s->xin = calloc((size_t)L, sizeof(float *));
+    s->mask = calloc((size_t)L, sizeof(float *));
+    s->dy = calloc((size_t)L, sizeof(float *));
+    s->dxin = calloc((size_t)L, sizeof(float *));
+    if (!s->d || !s->y || !s->xin || !s->mask || !s->dy || !s->dxin) goto err;
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < dirs; k++) {
+            int rc = rnn_dir_init(&s->d[l * dirs + k], cell, l == 0 ? I : H, l == 0 ? C : 0,
+                                  s->Hd, k == 1, l == 0 && onehot, Tmax, Bmax);
+            if (rc != MODEL_OK) goto err;
+        }
+    /* per layer: y, dy; for layers >= 1 also xin, mask, dxin; plus 4 (B, H)
+     * scratch blocks for packing a direction's state */
+    const size_t TBH = (size_t)Tmax * Bmax * H;
+    size_t n = (size_t)L * 2 * TBH + (size_t)(L - 1) * 3 * TBH + 4 * (size_t)Bmax * H;
+    s->mem = calloc(n, sizeof(float));
+    if (!s->mem) goto err;
+    float *p = s->mem;
+    for (int l = 0; l < L; l++) {
+        s->y[l] = p, p += TBH;
+        s->dy[l] = p, p += TBH;
+        if (l > 0) {
+            s->xin[l] = p, p += TBH;
+            s->mask[l] = p, p += TBH;
+            s->dxin[l] = p, p += TBH;
+        }
+    }
+    return MODEL_OK;
+err:
+    rnn_stack_free(s);
+    return MODEL_ENOMEM;
+}
+
+void rnn_stack_free(rnn_stack *s)
+{
+    if (s->d)
+        for (int i = 0; i < s->L * s->dirs; i++) rnn_dir_free(&s->d[i]);
+    free(s->d);
+    free(s->y);
+    free(s->xin);
+    free(s->mask);
+    free(s->dy);
+    free(s->dxin);
+    free(s->mem);
+    memset(s, 0, sizeof *s);
+}
+
+/* scratch (B, Hd) blocks after the per-layer buffers */
+static float *stack_scratch(const rnn_stack *s, int k)
+{
+    const size_t TBH = (size_t)s->Tmax * s->Bmax * s->H;
+    return s->mem + (size_t)s->L * 2 * TBH + (size_t)(s->L - 1) * 3 * TBH +
+           (size_t)k * s->Bmax * s->H;
+}
+
+int rnn_stack_register(const rnn_stack *s, param_table *pt, const char *prefix)
+{
+    const int GH = cell_gates(s->cell) * s->Hd;
+    int first = -1;
+    char name[PARAM_NAME_MAX];
+    for (int l = 0; l < s->L; l++)
+        for (int k = 0; k < s->dirs; k++) {
+            const rnn_dir *d = &s->d[l * s->dirs + k];
+            const char *sfx = k ? "_reverse" : "";
+            int idx;
+            snprintf(name, sizeof name, "%s.weight_ih_l%d%s", prefix, l, sfx);
+            idx = param_table_add(pt, name, 2, GH, d->I + d->C);
+            if (idx < 0) return -1;
+            if (first < 0) first = idx;
+            snprintf(name, sizeof name, "%s.weight_hh_l%d%s", prefix, l, sfx);
+            if (param_table_add(pt, name, 2, GH, s->Hd) < 0) return -1;
+            snprintf(name, sizeof name, "%s.bias_ih_l%d%s", prefix, l, sfx);
+            if (param_table_add(pt, name, 1, GH, 0) < 0) return -1;
+            snprintf(name, sizeof name, "%s.bias_hh_l%d%s", prefix, l, sfx);
+            if (param_table_add(pt, name, 1, GH, 0) < 0) return -1;
+        }
+    return first;
+}
+
+void rnn_stack_bind(rnn_stack *s, const param_table *pt, int first)
+{
+    for (int i = 0; i < s->L * s->dirs; i++) {
+        int k = first + 4 * i;
+        rnn_dir_bind(&s->d[i], param_data(pt, k), param_data(pt, k + 1), param_data(pt, k + 2),
+                     param_data(pt, k + 3), param_grad(pt, k), param_grad(pt, k + 1),
+                     param_grad(pt, k + 2), param_grad(pt, k + 3));
+    }
+}
+
+/* Copies columns [off, off+w) of a (B, ld) matrix into a packed (B, w) one, or back
+ * (adding when `add`). */
+static void pack_cols(float *dst, const float *src, int B, int ld, int off, int w)
+{
+    for (int b = 0; b < B; b++)
+        memcpy(dst + (size_t)b * w, src + (size_t)b * ld + off, (size_t)w * sizeof(float));
+}
+static void unpack_cols(float *dst, const float *src, int B, int ld, int off, int w, int add)
+{
+    for (int b = 0; b < B; b++) {
+        float *d = dst + (size_t)b * ld + off;
+        const float *s = src + (size_t)b * w;
+        if (add)
+            for (int j = 0; j < w; j++) d[j] += s[j];
+        else
+            memcpy(d, s, (size_t)w * sizeof(float));
+    }
+}
+
+/* Direction k's slice of a (B, H) state: direct for one direction, packed into
+ * scratch block `slot` otherwise. */
+static const float *dir_state_in(const rnn_stack *s, const float *st, int B, int k, int slot)
+{
+    if (!st) return NULL;
+    if (s->dirs == 1) return st;
+    float *p = stack_scratch(s, slot);
+    pack_cols(p, st, B, s->H, k * s->Hd, s->Hd);
+    return p;
+}
+
+void rnn_stack_forward(rnn_stack *s, int T, int B, const float *x, const int32_t *ids,
+                       const float *ctx, const float *h0, const float *c0, float *hT, float *cT,
+                       const rnn_dropout_key *drop)
+{
+    const int H = s->H, Hd = s->Hd;
+    const size_t BH = (size_t)B * H;
+    s->use_dropout = drop != NULL && s->dropout > 0.0f;
+    if (B == 0) return;
+    for (int l = 0; l < s->L; l++) {
+        const float *in = x;
+        int ldx = s->I;
+        if (l > 0) {
+            ldx = H;
+            if (s->use_dropout) {
+                /* inverted dropout on the previous layer's output, keyed by example */
+                const float keep = 1.0f - s->dropout, scale = 1.0f / keep;
+                float *m = s->mask[l], *xi = s->xin[l];
+                const float *yp = s->y[l - 1];
+                for (int t = 0; t < T; t++)
+                    for (int b = 0; b < B; b++) {
+                        size_t row = ((size_t)t * B + b) * H;
+                        uint64_t site = ((uint64_t)drop->site * 64 + (uint64_t)l) * s->Tmax + t;
+                        for (int j = 0; j < H; j++) {
+                            float u = rng_uniform(drop->seed, RNG_DROPOUT, drop->step,
+                                                  (uint64_t)drop->example[b],
+                                                  site * (uint64_t)H + (uint64_t)j);
+                            m[row + j] = u < s->dropout ? 0.0f : scale;
+                            xi[row + j] = yp[row + j] * m[row + j];
+                        }
+                    }
+                in = xi;
+            } else {
+                in = s->y[l - 1];
+            }
+        }
+        for (int k = 0; k < s->dirs; k++) {
+            rnn_dir *d = &s->d[l * s->dirs + k];
+            const float *h0k = dir_state_in(s, h0 ? h0 + l * BH : NULL, B, k, 0);
+            const float *c0k = dir_state_in(s, c0 ? c0 + l * BH : NULL, B, k, 1);
+            float *hTk = hT ? (s->dirs == 1 ? hT + l * BH : stack_scratch(s, 2)) : NULL;
+            float *cTk = cT ? (s->dirs == 1 ? cT + l * BH : stack_scratch(s, 3)) : NULL;
+            rnn_dir_forward(d, T, B, in, ldx, l == 0 ? ids : NULL, l == 0 ? ctx : NULL, h0k, c0k,
+                            s->y[l] + k * Hd, H, hTk, cTk);
+            if (s->dirs > 1) {
+                if (hT) unpack_cols(hT + l * BH, hTk, B, H, k * Hd, Hd, 0);
+                if (cT && s->cell == CELL_LSTM) unpack_cols(cT + l * BH, cTk, B, H, k * Hd, Hd, 0);
+            }
+        }
+    }
+}
+
+void rnn_stack_backward(rnn_stack *s, int T, int B, const float *x, const int32_t *ids,
+                        const float *ctx, const float *dy_top, const float *dhT,
+                        const float *dcT, const float *carry, float *dx, float *dctx,
+                        float *dh0, float *dc0)
+{
+    const int H = s->H, Hd = s->Hd, L = s->L;
+    const size_t BH = (size_t)B * H, TBH = (size_t)T * B * H;
+    if (B == 0) return;
+    const float *dyl = dy_top;
+    for (int l = L - 1; l >= 0; l--) {
+        const float *in = l == 0 ? x : (s->use_dropout ? s->xin[l] : s->y[l - 1]);
+        const int ldx = l == 0 ? s->I : H;
+        float *dxl = NULL;
+        if (l > 0) {
+            dxl = s->dxin[l];
+            memset(dxl, 0, TBH * sizeof(float));
+        } else {
+            dxl = dx;
+        }
+        for (int k = 0; k < s->dirs; k++) {
+            rnn_dir *d = &s->d[l * s->dirs + k];
+            const float *dhTk = dir_state_in(s, dhT ? dhT + l * BH : NULL, B, k, 0);
+            const float *dcTk = dir_state_in(s, dcT ? dcT + l * BH : NULL, B, k, 1);
+            float *dh0k = NULL, *dc0k = NULL;
+            if (dh0) {
+                dh0k = s->dirs == 1 ? dh0 + l * BH : stack_scratch(s, 2);
+                if (s->dirs > 1) memset(dh0k, 0, (size_t)B * Hd * sizeof(float));
+            }
+            if (dc0 && s->cell == CELL_LSTM) {
+                dc0k = s->dirs == 1 ? dc0 + l * BH : stack_scratch(s, 3);
+                if (s->dirs > 1) memset(dc0k, 0, (size_t)B * Hd * sizeof(float));
+            }
+            rnn_dir_backward(d, T, B, in, ldx, l == 0 ? ids : NULL, l == 0 ? ctx : NULL,
+                             dyl ? dyl + k * Hd : NULL, H, dhTk, dcTk, carry,
+                             dxl, ldx, l == 0 ? dctx : NULL, dh0k, dc0k);
+            if (s->dirs > 1) {
+                if (dh0k) unpack_cols(dh0 + l * BH, dh0k, B, H, k * Hd, Hd, 1);
+                if (dc0k) unpack_cols(dc0 + l * BH, dc0k, B, H, k * Hd, Hd, 1);
+            }
+        }
+        if (l > 0) {
+            /* gradient of the previous layer's output: through the dropout mask */
+            float *dyp = s->dy[l - 1];
+            if (s->use_dropout) {
+                const float *m = s->mask[l];
+                for (size_t i = 0; i < TBH; i++) dyp[i] = dxl[i] * m[i];
+            } else {
+                memcpy(dyp, dxl, TBH * sizeof(float));
+            }
+            dyl = dyp;
+        }
+    }
+}

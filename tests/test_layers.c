@@ -1,0 +1,477 @@
+/* CUnit: every layer's backward against central finite differences, and the
+ * optimizers and clipping against their formulas. See gradcheck.h for the
+ * tolerance. */
+#include <CUnit/CUnit.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gradcheck.h"
+#include "model.h"
+
+static double worst_seen = 0.0;
+
+/* ------------------------------------------------------------ embedding */
+
+typedef struct {
+    float *W, *w;
+    int32_t *ids;
+    int N, E;
+    float *out;
+} emb_ctx;
+
+static double emb_loss(void *p)
+{
+    emb_ctx *c = p;
+    embedding_forward(c->out, c->W, c->ids, c->N, c->E);
+    return gc_dot(c->w, c->out, (size_t)c->N * c->E);
+}
+
+static void test_embedding(void)
+{
+    enum { V = 6, E = 4, N = 7 };
+    float W[V * E], dW[V * E] = {0}, w[N * E], out[N * E];
+    int32_t ids[N] = {0, 3, 3, 5, 1, 3, 0}; /* repeats: gradients must add */
+    gc_fill(W, V * E, 1.0f, 1);
+    gc_fill(w, N * E, 1.0f, 2);
+    emb_ctx c = {W, w, ids, N, E, out};
+    embedding_backward(dW, w, ids, N, E);
+    CU_ASSERT_EQUAL(gc_check("embedding.W", W, dW, V * E, emb_loss, &c, 0, &worst_seen), 0);
+    /* row 2 and 4 are never used: exactly zero gradient */
+    for (int e = 0; e < E; e++) CU_ASSERT_EQUAL(dW[2 * E + e], 0.0f);
+}
+
+/* ---------------------------------------------------------------- dense */
+
+typedef struct {
+    float *in, *W, *b, *w, *out;
+    int N, I, O;
+} dense_ctx;
+
+static double dense_loss(void *p)
+{
+    dense_ctx *c = p;
+    dense_forward(c->out, c->in, c->W, c->b, c->N, c->I, c->O);
+    return gc_dot(c->w, c->out, (size_t)c->N * c->O);
+}
+
+static void test_dense(void)
+{
+    enum { N = 5, I = 4, O = 3 };
+    float in[N * I], W[O * I], b[O], w[N * O], out[N * O];
+    float din[N * I] = {0}, dW[O * I] = {0}, db[O] = {0};
+    gc_fill(in, N * I, 1.0f, 3);
+    gc_fill(W, O * I, 1.0f, 4);
+    gc_fill(b, O, 1.0f, 5);
+    gc_fill(w, N * O, 1.0f, 6);
+    dense_ctx c = {in, W, b, w, out, N, I, O};
+    dense_backward(din, dW, db, w, in, W, N, I, O);
+    CU_ASSERT_EQUAL(gc_check("dense.W", W, dW, O * I, dense_loss, &c, 0, &worst_seen), 0);
+    CU_ASSERT_EQUAL(gc_check("dense.b", b, db, O, dense_loss, &c, 0, &worst_seen), 0);
+    CU_ASSERT_EQUAL(gc_check("dense.in", in, din, N * I, dense_loss, &c, 0, &worst_seen), 0);
+    /* forward value: out[0][0] = in[0]·W[0] + b[0] */
+    dense_forward(out, in, W, b, N, I, O);
+    double ref = b[0];
+    for (int i = 0; i < I; i++) ref += (double)in[i] * W[i];
+    CU_ASSERT_DOUBLE_EQUAL(out[0], ref, 1e-5);
+}
+
+/* -------------------------------------------------------- cross-entropy */
+
+typedef struct {
+    float *z;
+    int32_t *y;
+    int N, V;
+} xent_ctx;
+
+static double xent_loss(void *p)
+{
+    xent_ctx *c = p;
+    long cnt;
+    return xent_forward(c->z, c->y, c->N, c->V, &cnt);
+}
+
+static void test_xent(void)
+{
+    enum { N = 6, V = 5 };
+    float z[N * V], g[N * V];
+    int32_t y[N] = {1, -1, 4, 0, -1, 2};
+    gc_fill(z, N * V, 3.0f, 7);
+    memcpy(g, z, sizeof z);
+    long cnt = 0, cnt2 = 0;
+    double l1 = xent_forward_backward(g, y, N, V, &cnt);
+    double l2 = xent_forward(z, y, N, V, &cnt2);
+    CU_ASSERT_EQUAL(cnt, 4);
+    CU_ASSERT_EQUAL(cnt2, 4);
+    CU_ASSERT_DOUBLE_EQUAL(l1, l2, 1e-5);
+    xent_ctx c = {z, y, N, V};
+    CU_ASSERT_EQUAL(gc_check("xent.logits", z, g, N * V, xent_loss, &c, 0, &worst_seen), 0);
+    for (int v = 0; v < V; v++) CU_ASSERT_EQUAL(g[1 * V + v], 0.0f); /* masked row */
+    /* uniform logits: loss log V per counted row, rows of g sum to zero */
+    float u[2 * V] = {0};
+    int32_t yy[2] = {3, 0};
+    double lu = xent_forward_backward(u, yy, 2, V, &cnt);
+    CU_ASSERT_DOUBLE_EQUAL(lu, 2 * log((double)V), 1e-6);
+    double s = 0;
+    for (int v = 0; v < V; v++) s += u[v];
+    CU_ASSERT_DOUBLE_EQUAL(s, 0.0, 1e-6);
+    /* large logits stay finite (max subtraction) */
+    float big[V] = {1000.0f, -1000.0f, 0.0f, 999.0f, 5.0f};
+    int32_t yb = 1;
+    double lb = xent_forward_backward(big, &yb, 1, V, &cnt);
+    CU_ASSERT(isfinite(lb));
+    CU_ASSERT_DOUBLE_EQUAL(lb, 2000.0 + log(1.0 + exp(-1.0)), 1e-3);
+}
+
+/* ------------------------------------------------------- one direction */
+
+typedef struct {
+    rnn_dir d;
+    param_table pt;
+    int T, B, I, C, H;
+    float *x, *ctx, *h0, *c0, *y, *hT, *cT, *wy, *wh, *wc;
+    int32_t *ids;
+} dir_ctx;
+
+static double dir_loss(void *p)
+{
+    dir_ctx *c = p;
+    rnn_dir_forward(&c->d, c->T, c->B, c->x, c->I, c->ids, c->ctx, c->h0, c->c0, c->y, c->H,
+                    c->hT, c->cT);
+    size_t BH = (size_t)c->B * c->H;
+    double l = gc_dot(c->wy, c->y, (size_t)c->T * BH) + gc_dot(c->wh, c->hT, BH);
+    if (c->d.cell == CELL_LSTM) l += gc_dot(c->wc, c->cT, BH);
+    return l;
+}
+
+static void check_dir(cell_kind cell, int reverse, int with_ctx, int onehot)
+{
+    dir_ctx c;
+    memset(&c, 0, sizeof c);
+    c.T = 4, c.B = 3, c.I = 5, c.C = with_ctx ? 3 : 0, c.H = 4;
+    const int G = cell_gates(cell), GH = G * c.H, IC = c.I + c.C;
+    const size_t TB = (size_t)c.T * c.B, BH = (size_t)c.B * c.H;
+    CU_ASSERT_FATAL(rnn_dir_init(&c.d, cell, c.I, c.C, c.H, reverse, onehot, c.T, c.B) == 0);
+    param_table_add(&c.pt, "w_ih", 2, GH, IC);
+    param_table_add(&c.pt, "w_hh", 2, GH, c.H);
+    param_table_add(&c.pt, "b_ih", 1, GH, 0);
+    param_table_add(&c.pt, "b_hh", 1, GH, 0);
+    CU_ASSERT_FATAL(param_table_alloc(&c.pt) == 0);
+    for (int i = 0; i < 4; i++) gc_fill(param_data(&c.pt, i), c.pt.t[i].size, 0.6f, 10 + i);
+    rnn_dir_bind(&c.d, param_data(&c.pt, 0), param_data(&c.pt, 1), param_data(&c.pt, 2),
+                 param_data(&c.pt, 3), param_grad(&c.pt, 0), param_grad(&c.pt, 1),
+                 param_grad(&c.pt, 2), param_grad(&c.pt, 3));
+    float *buf = calloc(TB * c.I * 2 + BH * 10 + TB * c.H * 2 + (size_t)c.B * c.C * 2, sizeof(float));
+    float *p = buf;
+    c.x = p, p += TB * c.I;
+    float *dx = p;
+    p += TB * c.I;
+    c.y = p, p += TB * c.H;
+    c.wy = p, p += TB * c.H;
+    c.h0 = p, p += BH;
+    c.c0 = p, p += BH;
+    c.hT = p, p += BH;
+    c.cT = p, p += BH;
+    c.wh = p, p += BH;
+    c.wc = p, p += BH;
+    float *dh0 = p;
+    p += BH;
+    float *dc0 = p;
+    p += BH;
+    c.ctx = c.C ? p : NULL;
+    p += (size_t)c.B * c.C;
+    float *dctx = p;
+    int32_t ids[12];
+    for (int i = 0; i < 12; i++) ids[i] = (i * 7 + 3) % c.I;
+    c.ids = onehot ? ids : NULL;
+    gc_fill(c.x, TB * c.I, 1.0f, 20);
+    gc_fill(c.h0, BH, 0.8f, 21);
+    gc_fill(c.c0, BH, 0.8f, 22);
+    gc_fill(c.wy, TB * c.H, 1.0f, 23);
+    gc_fill(c.wh, BH, 1.0f, 24);
+    gc_fill(c.wc, BH, 1.0f, 25);
+    if (c.C) gc_fill(c.ctx, (size_t)c.B * c.C, 1.0f, 26);
+
+    dir_loss(&c);
+    rnn_dir_backward(&c.d, c.T, c.B, c.x, c.I, c.ids, c.ctx, c.wy, c.H, c.wh,
+                     cell == CELL_LSTM ? c.wc : NULL, NULL, dx, c.I, c.C ? dctx : NULL, dh0, dc0);
+    int bad = 0;
+    const char *nm[4] = {"W_ih", "W_hh", "b_ih", "b_hh"};
+    for (int i = 0; i < 4; i++)
+        bad += gc_check(nm[i], param_data(&c.pt, i), param_grad(&c.pt, i), c.pt.t[i].size,
+                        dir_loss, &c, 0, &worst_seen);
+    if (!onehot) bad += gc_check("x", c.x, dx, TB * c.I, dir_loss, &c, 0, &worst_seen);
+    if (c.C) bad += gc_check("ctx", c.ctx, dctx, (size_t)c.B * c.C, dir_loss, &c, 0, &worst_seen);
+    bad += gc_check("h0", c.h0, dh0, BH, dir_loss, &c, 0, &worst_seen);
+    if (cell == CELL_LSTM) bad += gc_check("c0", c.c0, dc0, BH, dir_loss, &c, 0, &worst_seen);
+    if (bad)
+        fprintf(stderr, "rnn_dir %s reverse=%d ctx=%d onehot=%d: %d bad\n", cell_name(cell),
+                reverse, with_ctx, onehot, bad);
+    CU_ASSERT_EQUAL(bad, 0);
+    rnn_dir_free(&c.d);
+    param_table_free(&c.pt);
+    free(buf);
+}
+
+static void test_rnn_dir(void)
+{
+    for (int cell = 0; cell < 3; cell++)
+        for (int rev = 0; rev < 2; rev++)
+            for (int ctx = 0; ctx < 2; ctx++)
+                for (int oh = 0; oh < 2; oh++) check_dir((cell_kind)cell, rev, ctx, oh);
+}
+
+/* Carry factors of 1 change nothing; a carry of 0 at step 2 stops every
+ * gradient that losses at steps >= 2 send to states before step 2: with
+ * losses only at steps >= 2, h0 gets none. */
+static void test_rnn_dir_carry(void)
+{
+    enum { T = 5, B = 2, I = 3, H = 4, GH = 12 };
+    rnn_dir d;
+    param_table pt = {0};
+    CU_ASSERT_FATAL(rnn_dir_init(&d, CELL_GRU, I, 0, H, 0, 0, T, B) == 0);
+    param_table_add(&pt, "a", 2, GH, I);
+    param_table_add(&pt, "b", 2, GH, H);
+    param_table_add(&pt, "c", 1, GH, 0);
+    param_table_add(&pt, "d", 1, GH, 0);
+    CU_ASSERT_FATAL(param_table_alloc(&pt) == 0);
+    for (int i = 0; i < 4; i++) gc_fill(param_data(&pt, i), pt.t[i].size, 0.5f, 40 + i);
+    rnn_dir_bind(&d, param_data(&pt, 0), param_data(&pt, 1), param_data(&pt, 2),
+                 param_data(&pt, 3), param_grad(&pt, 0), param_grad(&pt, 1), param_grad(&pt, 2),
+                 param_grad(&pt, 3));
+    float x[T * B * I], y[T * B * H], wy[T * B * H], h0[B * H], dh0a[B * H] = {0},
+        dh0b[B * H] = {0}, ones[T * B], cut[T * B];
+    gc_fill(x, sizeof x / sizeof *x, 1.0f, 50);
+    gc_fill(wy, sizeof wy / sizeof *wy, 1.0f, 51);
+    gc_fill(h0, B * H, 1.0f, 52);
+    for (int i = 0; i < T * B; i++) ones[i] = 1.0f, cut[i] = (i / B == 2) ? 0.0f : 1.0f;
+    rnn_dir_forward(&d, T, B, x, I, NULL, NULL, h0, NULL, y, H, NULL, NULL);
+    rnn_dir_backward(&d, T, B, x, I, NULL, NULL, wy, H, NULL, NULL, NULL, NULL, I, NULL, dh0a,
+                     NULL);
+    float g_full[GH * H];
+    memcpy(g_full, param_grad(&pt, 1), sizeof g_full);
+    param_zero_grad(&pt);
+    rnn_dir_backward(&d, T, B, x, I, NULL, NULL, wy, H, NULL, NULL, ones, NULL, I, NULL, dh0b,
+                     NULL);
+    CU_ASSERT_EQUAL(memcmp(g_full, param_grad(&pt, 1), sizeof g_full), 0);
+    CU_ASSERT_EQUAL(memcmp(dh0a, dh0b, sizeof dh0a), 0);
+    float wlate[T * B * H];
+    memcpy(wlate, wy, sizeof wy);
+    memset(wlate, 0, 2 * B * H * sizeof(float)); /* no loss at steps 0, 1 */
+    memset(dh0a, 0, sizeof dh0a);
+    memset(dh0b, 0, sizeof dh0b);
+    rnn_dir_backward(&d, T, B, x, I, NULL, NULL, wlate, H, NULL, NULL, NULL, NULL, I, NULL,
+                     dh0a, NULL);
+    rnn_dir_backward(&d, T, B, x, I, NULL, NULL, wlate, H, NULL, NULL, cut, NULL, I, NULL, dh0b,
+                     NULL);
+    for (int i = 0; i < B * H; i++) CU_ASSERT_EQUAL(dh0b[i], 0.0f);
+    double n0 = 0;
+    for (int i = 0; i < B * H; i++) n0 += fabs(dh0a[i]);
+    CU_ASSERT(n0 > 1e-3);
+    rnn_dir_free(&d);
+    param_table_free(&pt);
+}
+
+/* ------------------------------------------------------------- stacks */
+
+typedef struct {
+    rnn_stack s;
+    param_table pt;
+    int T, B, I, C, H, L;
+    float *x, *ctx, *h0, *c0, *hT, *cT, *wy, *wh, *wc;
+    rnn_dropout_key key;
+    int64_t ex[3];
+} stack_ctx;
+
+static double stack_loss(void *p)
+{
+    stack_ctx *c = p;
+    rnn_stack_forward(&c->s, c->T, c->B, c->x, NULL, c->ctx, c->h0, c->c0, c->hT, c->cT,
+                      &c->key);
+    size_t BH = (size_t)c->B * c->H, LBH = (size_t)c->L * BH;
+    double l = gc_dot(c->wy, c->s.y[c->L - 1], (size_t)c->T * BH) + gc_dot(c->wh, c->hT, LBH);
+    if (c->s.cell == CELL_LSTM) l += gc_dot(c->wc, c->cT, LBH);
+    return l;
+}
+
+static void check_stack(cell_kind cell, int L, int bidi, float dropout)
+{
+    stack_ctx c;
+    memset(&c, 0, sizeof c);
+    c.T = 4, c.B = 3, c.I = 5, c.C = bidi ? 0 : 3, c.H = 4, c.L = L;
+    const size_t TB = (size_t)c.T * c.B, BH = (size_t)c.B * c.H, LBH = (size_t)L * BH;
+    CU_ASSERT_FATAL(rnn_stack_init(&c.s, cell, L, bidi, c.I, c.C, c.H, dropout, 0, c.T, c.B) == 0);
+    int first = rnn_stack_register(&c.s, &c.pt, "rnn");
+    CU_ASSERT_FATAL(first == 0);
+    CU_ASSERT_EQUAL(c.pt.n, 4 * L * (bidi ? 2 : 1));
+    CU_ASSERT_FATAL(param_table_alloc(&c.pt) == 0);
+    rnn_stack_bind(&c.s, &c.pt, first);
+    for (int i = 0; i < c.pt.n; i++) gc_fill(param_data(&c.pt, i), c.pt.t[i].size, 0.6f, 60 + i);
+    float *buf = calloc(TB * c.I * 2 + TB * c.H + LBH * 9 + (size_t)c.B * c.C * 2, sizeof(float));
+    float *p = buf;
+    c.x = p, p += TB * c.I;
+    float *dx = p;
+    p += TB * c.I;
+    c.wy = p, p += TB * c.H;
+    c.h0 = p, p += LBH;
+    c.c0 = p, p += LBH;
+    c.hT = p, p += LBH;
+    c.cT = p, p += LBH;
+    c.wh = p, p += LBH;
+    c.wc = p, p += LBH;
+    float *dh0 = p;
+    p += LBH;
+    float *dc0 = p;
+    p += LBH;
+    float *dctx = p;
+    p += (size_t)c.B * c.C;
+    c.ctx = c.C ? p : NULL;
+    gc_fill(c.x, TB * c.I, 1.0f, 70);
+    gc_fill(c.h0, LBH, 0.8f, 71);
+    gc_fill(c.c0, LBH, 0.8f, 72);
+    gc_fill(c.wy, TB * c.H, 1.0f, 73);
+    gc_fill(c.wh, LBH, 1.0f, 74);
+    gc_fill(c.wc, LBH, 1.0f, 75);
+    if (c.C) gc_fill(c.ctx, (size_t)c.B * c.C, 1.0f, 76);
+    c.ex[0] = 11, c.ex[1] = 5, c.ex[2] = 42;
+    c.key = (rnn_dropout_key){1234, 7, 0, c.ex};
+
+    stack_loss(&c);
+    rnn_stack_backward(&c.s, c.T, c.B, c.x, NULL, c.ctx, c.wy, c.wh,
+                       cell == CELL_LSTM ? c.wc : NULL, NULL, dx, c.C ? dctx : NULL, dh0, dc0);
+    int bad = 0;
+    for (int i = 0; i < c.pt.n; i++)
+        bad += gc_check(c.pt.t[i].name, param_data(&c.pt, i), param_grad(&c.pt, i),
+                        c.pt.t[i].size, stack_loss, &c, 0, &worst_seen);
+    bad += gc_check("x", c.x, dx, TB * c.I, stack_loss, &c, 0, &worst_seen);
+    if (c.C) bad += gc_check("ctx", c.ctx, dctx, (size_t)c.B * c.C, stack_loss, &c, 0, &worst_seen);
+    bad += gc_check("h0", c.h0, dh0, LBH, stack_loss, &c, 0, &worst_seen);
+    if (cell == CELL_LSTM) bad += gc_check("c0", c.c0, dc0, LBH, stack_loss, &c, 0, &worst_seen);
+    if (bad)
+        fprintf(stderr, "rnn_stack %s L=%d bidi=%d dropout=%.1f: %d bad\n", cell_name(cell), L,
+                bidi, dropout, bad);
+    CU_ASSERT_EQUAL(bad, 0);
+    if (dropout > 0 && L > 1) {
+        /* the mask drops about p of the units and scales the rest by 1/(1−p) */
+        size_t zeros = 0, n = TB * c.H;
+        for (size_t i = 0; i < n; i++) {
+            float m = c.s.mask[1][i];
+            CU_ASSERT(m == 0.0f || fabsf(m - 1.0f / (1.0f - dropout)) < 1e-6f);
+            zeros += m == 0.0f;
+        }
+        CU_ASSERT(zeros > 0 && zeros < n);
+    }
+    rnn_stack_free(&c.s);
+    param_table_free(&c.pt);
+    free(buf);
+}
+
+static void test_rnn_stack(void)
+{
+    for (int cell = 0; cell < 3; cell++)
+        for (int L = 1; L <= 2; L++)
+            for (int bidi = 0; bidi < 2; bidi++) {
+                check_stack((cell_kind)cell, L, bidi, 0.0f);
+                if (L == 2) check_stack((cell_kind)cell, L, bidi, 0.3f);
+            }
+}
+
+/* ----------------------------------------------------------- optimizers */
+
+static void test_optimizers(void)
+{
+    param_table pt = {0};
+    param_table_add(&pt, "p", 1, 5, 0);
+    param_table_add(&pt, "q", 2, 2, 3);
+    CU_ASSERT_FATAL(param_table_alloc(&pt) == 0);
+    CU_ASSERT_EQUAL(pt.t[1].offset % 16, 0);
+    CU_ASSERT_EQUAL(param_table_find(&pt, "q"), 1);
+    CU_ASSERT_EQUAL(param_table_find(&pt, "r"), -1);
+    CU_ASSERT_EQUAL(param_table_add(&pt, "late", 1, 1, 0), -1); /* table is frozen */
+    float *p = param_data(&pt, 0), *g = param_grad(&pt, 0);
+    float p0[5] = {1, -2, 3, 0.5f, 0}, g0[5] = {0.1f, -0.2f, 0.3f, 1.0f, -4.0f};
+
+    /* SGD: p − lr g */
+    optimizer o;
+    CU_ASSERT_FATAL(optimizer_init(&o, OPT_SGD, 0.5f, &pt) == 0);
+    memcpy(p, p0, sizeof p0);
+    memcpy(g, g0, sizeof g0);
+    optimizer_step(&o, &pt);
+    for (int i = 0; i < 5; i++) CU_ASSERT_DOUBLE_EQUAL(p[i], p0[i] - 0.5 * g0[i], 1e-6);
+    optimizer_free(&o);
+
+    /* Adam, two steps, against the formula in double */
+    CU_ASSERT_FATAL(optimizer_init(&o, OPT_ADAM, 0.01f, &pt) == 0);
+    memcpy(p, p0, sizeof p0);
+    double m[5] = {0}, v[5] = {0}, ref[5];
+    for (int i = 0; i < 5; i++) ref[i] = p0[i];
+    for (int t = 1; t <= 2; t++) {
+        for (int i = 0; i < 5; i++) g[i] = g0[i] * (float)t;
+        optimizer_step(&o, &pt);
+        for (int i = 0; i < 5; i++) {
+            double gi = (double)g0[i] * t;
+            m[i] = 0.9 * m[i] + 0.1 * gi;
+            v[i] = 0.999 * v[i] + 0.001 * gi * gi;
+            double mh = m[i] / (1 - pow(0.9, t)), vh = v[i] / (1 - pow(0.999, t));
+            ref[i] -= 0.01 * mh / (sqrt(vh) + 1e-8);
+        }
+    }
+    for (int i = 0; i < 5; i++) CU_ASSERT_DOUBLE_EQUAL(p[i], ref[i], 1e-6);
+    CU_ASSERT_EQUAL(o.t, 2);
+    optimizer_free(&o);
+
+    /* clipping: global norm over both tensors */
+    param_zero_grad(&pt);
+    g[0] = 3.0f;
+    param_grad(&pt, 1)[5] = 4.0f;
+    CU_ASSERT_DOUBLE_EQUAL(grad_norm(&pt), 5.0, 1e-9);
+    double before = grad_clip(&pt, 1.0);
+    CU_ASSERT_DOUBLE_EQUAL(before, 5.0, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(grad_norm(&pt), 1.0, 1e-6);
+    CU_ASSERT_DOUBLE_EQUAL(g[0], 0.6, 1e-6);
+    grad_clip(&pt, 10.0); /* below the threshold: unchanged */
+    CU_ASSERT_DOUBLE_EQUAL(g[0], 0.6, 1e-6);
+    param_table_free(&pt);
+}
+
+static void test_rng(void)
+{
+    /* keyed, stateless: same key same value, other key other value; uniform-ish */
+    CU_ASSERT_EQUAL(rng_u64(1, RNG_INIT, 2, 3, 4), rng_u64(1, RNG_INIT, 2, 3, 4));
+    CU_ASSERT_NOT_EQUAL(rng_u64(1, RNG_INIT, 2, 3, 4), rng_u64(1, RNG_DROPOUT, 2, 3, 4));
+    CU_ASSERT_NOT_EQUAL(rng_u64(1, RNG_INIT, 2, 3, 4), rng_u64(2, RNG_INIT, 2, 3, 4));
+    double s = 0, s2 = 0;
+    int n = 100000, hist[10] = {0};
+    for (int i = 0; i < n; i++) {
+        float u = rng_uniform(9, RNG_SHUFFLE, 0, (uint64_t)i, 0);
+        CU_ASSERT(u >= 0.0f && u < 1.0f);
+        hist[(int)(u * 10)]++;
+        double z = rng_normal(9, RNG_INIT, 0, (uint64_t)i, 0);
+        s += z, s2 += z * z;
+    }
+    for (int k = 0; k < 10; k++) CU_ASSERT(abs(hist[k] - n / 10) < 600); /* ~6 sigma */
+    CU_ASSERT(fabs(s / n) < 0.02);
+    CU_ASSERT(fabs(s2 / n - 1.0) < 0.03);
+    for (int i = 0; i < 1000; i++) CU_ASSERT(rng_below(7, 3, RNG_OFFSET, (uint64_t)i, 0, 0) < 7);
+}
+
+static void report(void)
+{
+    printf("\n  worst relative difference (analytic vs numeric) in test_layers: %.3g\n",
+           worst_seen);
+}
+
+void register_suites(void)
+{
+    CU_pSuite s = CU_add_suite("layers", NULL, NULL);
+    CU_add_test(s, "rng", test_rng);
+    CU_add_test(s, "embedding gradient", test_embedding);
+    CU_add_test(s, "dense gradient", test_dense);
+    CU_add_test(s, "masked softmax cross-entropy", test_xent);
+    CU_add_test(s, "rnn/gru/lstm direction gradients", test_rnn_dir);
+    CU_add_test(s, "truncation carry factors", test_rnn_dir_carry);
+    CU_add_test(s, "stacked, bidirectional, dropout gradients", test_rnn_stack);
+    CU_add_test(s, "sgd, adam, clipping", test_optimizers);
+    CU_add_test(s, "report", report);
+}
