@@ -33,7 +33,9 @@ static int seterr(char *err, size_t errlen, int code, const char *fmt, ...)
 /* HDF5 prints its error stack by default; we report one line ourselves. */
 static void quiet_hdf5(void)
 {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    /* SEQPAR_HDF5_DEBUG=1 keeps HDF5's own error stack (for bug reports) */
+    const char *dbg = getenv("SEQPAR_HDF5_DEBUG");
+    if (!dbg || strcmp(dbg, "1") != 0) H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
 /* "encoder.rnn.weight_ih_l0" → "/model/encoder/rnn/weight_ih_l0" */
@@ -106,10 +108,21 @@ static herr_t write_table(hid_t file, const char *group, const param_table *pt, 
     return 0;
 }
 
+/* A 1-D dataset of fixed-length UTF-8 strings (NUL-padded to the longest):
+ * HDF5 filters, Fletcher-32 included, cannot apply to variable-length data. */
 static herr_t write_strings(hid_t file, const char *path, const char *const *s, int n)
 {
+    size_t width = 1;
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(s[i]);
+        if (l > width) width = l;
+    }
+    char *buf = calloc((size_t)(n > 0 ? n : 1), width);
+    if (!buf) return -1;
+    for (int i = 0; i < n; i++) memcpy(buf + (size_t)i * width, s[i], strlen(s[i]));
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_size(t, width);
+    H5Tset_strpad(t, H5T_STR_NULLPAD);
     H5Tset_cset(t, H5T_CSET_UTF8);
     hsize_t dims = (hsize_t)n;
     hsize_t chunk = n < 4096 ? (hsize_t)(n > 0 ? n : 1) : 4096;
@@ -120,24 +133,26 @@ static herr_t write_strings(hid_t file, const char *path, const char *const *s, 
     H5Pset_fletcher32(dcpl);
     hid_t sp = H5Screate_simple(1, &dims, NULL);
     hid_t ds = H5Dcreate2(file, path, t, sp, lcpl, dcpl, H5P_DEFAULT);
-    herr_t rc = ds < 0 ? -1 : H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, s);
+    herr_t rc = ds < 0 ? -1 : H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
     if (ds >= 0) H5Dclose(ds);
     H5Sclose(sp);
     H5Pclose(dcpl);
     H5Pclose(lcpl);
     H5Tclose(t);
+    free(buf);
     return rc;
 }
 
+/* /config: a scalar UTF-8 string (a scalar cannot be chunked, so it has no
+ * checksum filter; readers check that it parses as JSON). */
 static herr_t write_config(hid_t file, const char *json)
 {
-    const char *one[1] = {json};
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_size(t, strlen(json) + 1);
     H5Tset_cset(t, H5T_CSET_UTF8);
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t ds = H5Dcreate2(file, "/config", t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = ds < 0 ? -1 : H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, one);
+    herr_t rc = ds < 0 ? -1 : H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, json);
     if (ds >= 0) H5Dclose(ds);
     H5Sclose(sp);
     H5Tclose(t);
@@ -261,6 +276,7 @@ static int read_attr_str(hid_t obj, const char *name, char *out, size_t n)
         char *buf = calloc(sz + 1, 1);
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, sz + 1);
+        H5Tset_cset(mt, H5Tget_cset(ft)); /* HDF5 converts no character sets */
         if (buf && H5Aread(a, mt, buf) >= 0) {
             snprintf(out, n, "%s", buf);
             rc = 0;
@@ -333,26 +349,66 @@ void ckpt_close(ckpt_file *f)
     free(f);
 }
 
+/* Reads a string dataset of n elements (fixed- or variable-length) into
+ * n malloc'd strings. */
+static int read_string_dataset(hid_t ds, hssize_t n, char **out)
+{
+    hid_t ft = H5Dget_type(ds);
+    int rc = -1;
+    if (H5Tget_class(ft) != H5T_STRING) goto done;
+    if (H5Tis_variable_str(ft) > 0) {
+        char **raw = calloc((size_t)n, sizeof *raw);
+        hid_t t = H5Tcopy(H5T_C_S1);
+        H5Tset_size(t, H5T_VARIABLE);
+        H5Tset_cset(t, H5Tget_cset(ft));
+        if (raw && H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) >= 0) {
+            rc = 0;
+            for (hssize_t i = 0; i < n; i++) {
+                out[i] = strdup(raw[i] ? raw[i] : "");
+                if (!out[i]) rc = -1;
+            }
+            hid_t sp = H5Dget_space(ds);
+            H5Dvlen_reclaim(t, sp, H5P_DEFAULT, raw);
+            H5Sclose(sp);
+        }
+        H5Tclose(t);
+        free(raw);
+    } else {
+        size_t w = H5Tget_size(ft);
+        char *buf = w > 0 && w < (1u << 24) ? calloc((size_t)n, w + 1) : NULL;
+        hid_t t = H5Tcopy(H5T_C_S1);
+        H5Tset_size(t, w);
+        H5Tset_strpad(t, H5T_STR_NULLPAD);
+        H5Tset_cset(t, H5Tget_cset(ft));
+        if (buf && H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0) {
+            rc = 0;
+            for (hssize_t i = 0; i < n; i++) {
+                out[i] = strndup(buf + (size_t)i * w, w);
+                if (!out[i]) rc = -1;
+            }
+        }
+        H5Tclose(t);
+        free(buf);
+    }
+done:
+    H5Tclose(ft);
+    return rc;
+}
+
 int ckpt_read_config(ckpt_file *f, char **json, char *err, size_t errlen)
 {
     *json = NULL;
     if (H5Lexists(f->fid, "/config", H5P_DEFAULT) <= 0)
         return seterr(err, errlen, CKPT_EFORMAT, "%s: missing /config", f->path);
     hid_t ds = H5Dopen2(f->fid, "/config", H5P_DEFAULT);
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    char *buf[1] = {NULL};
-    int rc = (ds >= 0 && H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0 && buf[0])
-                 ? CKPT_OK
-                 : CKPT_EFORMAT;
-    if (rc == CKPT_OK) {
-        *json = strdup(buf[0]);
-        H5free_memory(buf[0]);
-        if (!*json) rc = CKPT_ENOMEM;
+    int rc = CKPT_EFORMAT;
+    if (ds >= 0) {
+        hid_t sp = H5Dget_space(ds);
+        int scalar = H5Sget_simple_extent_type(sp) == H5S_SCALAR;
+        H5Sclose(sp);
+        if (scalar && read_string_dataset(ds, 1, json) == 0) rc = CKPT_OK;
+        H5Dclose(ds);
     }
-    H5Tclose(t);
-    if (ds >= 0) H5Dclose(ds);
     if (rc != CKPT_OK) return seterr(err, errlen, rc, "%s: cannot read /config", f->path);
     return CKPT_OK;
 }
@@ -378,29 +434,16 @@ int ckpt_read_vocab(ckpt_file *f, const char *which, ckpt_strings *v, char *err,
     if (ds < 0) return seterr(err, errlen, CKPT_EFORMAT, "%s: cannot open %s", f->path, path);
     hid_t sp = H5Dget_space(ds);
     hssize_t n = H5Sget_simple_extent_npoints(sp);
+    int nd = H5Sget_simple_extent_ndims(sp);
     H5Sclose(sp);
     int rc = CKPT_EFORMAT;
-    char **raw = NULL;
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    if (n > 0 && n < (1 << 26)) {
-        raw = calloc((size_t)n, sizeof *raw);
-        if (raw && H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) >= 0) {
-            v->s = calloc((size_t)n, sizeof *v->s);
-            rc = v->s ? CKPT_OK : CKPT_ENOMEM;
-            for (hssize_t i = 0; i < n && rc == CKPT_OK; i++) {
-                v->s[i] = strdup(raw[i] ? raw[i] : "");
-                if (!v->s[i]) rc = CKPT_ENOMEM;
-                v->n = (int)i + 1;
-            }
-            hid_t msp = H5Dget_space(ds);
-            H5Dvlen_reclaim(t, msp, H5P_DEFAULT, raw);
-            H5Sclose(msp);
+    if (nd == 1 && n > 0 && n < (1 << 26)) {
+        v->s = calloc((size_t)n, sizeof *v->s);
+        if (v->s) {
+            v->n = (int)n;
+            if (read_string_dataset(ds, n, v->s) == 0) rc = CKPT_OK;
         }
     }
-    free(raw);
-    H5Tclose(t);
     H5Dclose(ds);
     if (rc != CKPT_OK) {
         ckpt_strings_free(v);

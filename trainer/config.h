@@ -1,0 +1,58 @@
+/* The training configuration: one struct, filled from defaults, then a JSON
+ * config file (--config), then the command line; saved as JSON into every
+ * checkpoint. One table of options drives parsing, range checks, the JSON
+ * form and --help. */
+#ifndef SEQPAR_TRAINER_CONFIG_H
+#define SEQPAR_TRAINER_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define CFG_STR 256
+
+typedef struct train_config {
+    char task[16];      /* translate | lm */
+    char dataset[CFG_STR];
+    char data_dir[CFG_STR];
+    long num_examples;
+    char tokens[8];     /* char | word (LM) */
+    int min_freq;       /* -1: task default (translate 2, lm 0) */
+    char cell[8];
+    int layers, embed, hidden;
+    double dropout;
+    int bidirectional;
+    int batch, steps;
+    char sampler[16];   /* random | sequential */
+    char optimizer[8];  /* adam | sgd */
+    double lr, clip;
+    long epochs, max_steps;
+    long seed;
+    int threads;        /* OpenBLAS threads per rank; 0 = cores / ranks on the node */
+    char checkpoint_dir[CFG_STR];
+    long checkpoint_every;
+    int keep;
+    char resume[CFG_STR];
+    char monitor[CFG_STR];
+    long eval_every;
+    int valid;
+    char bptt[16];      /* full | K | random[:K] */
+    long log_every;
+} train_config;
+
+void config_defaults(train_config *c);
+
+/* Parses argv (after the subcommand) into c: first --config FILE if present,
+ * then every other option. Returns 0, or 2 after printing one line to stderr
+ * (bad option or value), or 1 when --help was printed. */
+int config_parse_args(train_config *c, int argc, char **argv, const char *prog);
+
+/* JSON form of the whole configuration (malloc'd string). */
+char *config_to_json(const train_config *c);
+/* Applies a JSON object's members to c; unknown keys and bad values are
+ * errors naming `where` and the key. Returns 0 or prints one line and
+ * returns 2. */
+int config_from_json(train_config *c, const char *json, const char *where);
+
+void config_print_help(FILE *f, const char *prog);
+
+#endif

@@ -1,0 +1,226 @@
+/* BLEU: standard corpus BLEU-4 (Papineni et al.; as NLTK's corpus_bleu and
+ * sacreBLEU compute it without smoothing) and the book's sentence score, and
+ * the seqpar bleu command. Tokens are whitespace-separated. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "trainer.h"
+
+#define MAX_TOKENS 100000
+
+/* Splits s on whitespace into (start, len) spans; returns the count. */
+static int split_ws(const char *s, const char **tok, int *len, int max)
+{
+    int n = 0;
+    while (*s && n < max) {
+        while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n') s++;
+        if (!*s) break;
+        const char *b = s;
+        while (*s && *s != ' ' && *s != '\t' && *s != '\r' && *s != '\n') s++;
+        tok[n] = b;
+        len[n++] = (int)(s - b);
+    }
+    return n;
+}
+
+/* 64-bit FNV-1a of an n-gram (tokens separated by a byte no token has). */
+static uint64_t ngram_hash(const char **tok, const int *len, int i, int n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (int k = i; k < i + n; k++) {
+        for (int c = 0; c < len[k]; c++) h = (h ^ (unsigned char)tok[k][c]) * 1099511628211ULL;
+        h = (h ^ 0x1f) * 1099511628211ULL;
+    }
+    return h;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Clipped matches of hypothesis n-grams against reference n-grams:
+ * Σ over distinct n-grams of min(count in hyp, count in ref). */
+static double clipped_matches(uint64_t *h, int nh, uint64_t *r, int nr)
+{
+    qsort(h, (size_t)nh, sizeof *h, cmp_u64);
+    qsort(r, (size_t)nr, sizeof *r, cmp_u64);
+    double m = 0;
+    int i = 0, j = 0;
+    while (i < nh && j < nr) {
+        if (h[i] < r[j]) i++;
+        else if (h[i] > r[j]) j++;
+        else {
+            uint64_t v = h[i];
+            int ch = 0, cr = 0;
+            while (i < nh && h[i] == v) i++, ch++;
+            while (j < nr && r[j] == v) j++, cr++;
+            m += ch < cr ? ch : cr;
+        }
+    }
+    return m;
+}
+
+void bleu_add(bleu_stats *s, const char *hyp, const char *ref, int max_n)
+{
+    static const char *ht[MAX_TOKENS], *rt[MAX_TOKENS];
+    static int hl[MAX_TOKENS], rl[MAX_TOKENS];
+    static uint64_t hh[MAX_TOKENS], rh[MAX_TOKENS];
+    int nh = split_ws(hyp, ht, hl, MAX_TOKENS), nr = split_ws(ref, rt, rl, MAX_TOKENS);
+    s->hyp_len += nh;
+    s->ref_len += nr;
+    for (int n = 1; n <= max_n && n <= 4; n++) {
+        int ch = nh - n + 1 > 0 ? nh - n + 1 : 0, cr = nr - n + 1 > 0 ? nr - n + 1 : 0;
+        for (int i = 0; i < ch; i++) hh[i] = ngram_hash(ht, hl, i, n);
+        for (int i = 0; i < cr; i++) rh[i] = ngram_hash(rt, rl, i, n);
+        s->total[n - 1] += ch;
+        s->match[n - 1] += clipped_matches(hh, ch, rh, cr);
+    }
+}
+
+double bleu_score(const bleu_stats *s, int max_n, double *bp, double prec[4])
+{
+    double logsum = 0;
+    int zero = 0;
+    for (int n = 0; n < max_n; n++) {
+        prec[n] = s->total[n] > 0 ? s->match[n] / s->total[n] : 0.0;
+        if (prec[n] <= 0) zero = 1;
+        else logsum += log(prec[n]) / max_n;
+    }
+    double c = s->hyp_len, r = s->ref_len;
+    *bp = c > r ? 1.0 : c == 0 ? 0.0 : exp(1.0 - r / c);
+    return zero ? 0.0 : *bp * exp(logsum);
+}
+
+double bleu_d2l(const char *pred, const char *label, int k)
+{
+    static const char *pt[MAX_TOKENS], *lt[MAX_TOKENS];
+    static int pl[MAX_TOKENS], ll[MAX_TOKENS];
+    static uint64_t ph[MAX_TOKENS], lh[MAX_TOKENS];
+    int np = split_ws(pred, pt, pl, MAX_TOKENS), nl = split_ws(label, lt, ll, MAX_TOKENS);
+    if (np == 0) return 0.0; /* the book divides by len_pred */
+    double score = exp(fmin(0.0, 1.0 - (double)nl / np));
+    for (int n = 1; n <= k && n <= np; n++) {
+        int cp = np - n + 1, cl = nl - n + 1 > 0 ? nl - n + 1 : 0;
+        for (int i = 0; i < cp; i++) ph[i] = ngram_hash(pt, pl, i, n);
+        for (int i = 0; i < cl; i++) lh[i] = ngram_hash(lt, ll, i, n);
+        double m = clipped_matches(ph, cp, lh, cl);
+        score *= pow(m / cp, pow(0.5, n));
+    }
+    return score;
+}
+
+/* Reads a whole text file into lines (in place); returns the line count or -1. */
+static long read_lines(const char *path, char **buf, char ***lines)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    size_t got;
+    while (b && (got = fread(b + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *nb = realloc(b, cap * 2);
+            if (!nb) {
+                free(b);
+                b = NULL;
+                break;
+            }
+            b = nb, cap *= 2;
+        }
+    }
+    fclose(f);
+    if (!b) return -1;
+    long count = 0;
+    for (size_t i = 0; i < n; i++) count += b[i] == '\n';
+    if (n > 0 && b[n - 1] != '\n') count++;
+    char **l = calloc((size_t)count + 1, sizeof *l);
+    if (!l) {
+        free(b);
+        return -1;
+    }
+    b[n < cap ? n : cap - 1] = '\0';
+    long k = 0;
+    char *p = b;
+    while (k < count) {
+        l[k++] = p;
+        char *nl = strchr(p, '\n');
+        if (!nl) break;
+        *nl = '\0';
+        p = nl + 1;
+    }
+    *buf = b;
+    *lines = l;
+    return count;
+}
+
+int cmd_bleu(int argc, char **argv)
+{
+    const char *ref = NULL, *hyp = NULL;
+    int max_n = 4, d2l = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0) {
+            printf("usage: seqpar bleu --ref FILE --hyp FILE [--max-n N] [--d2l]\n"
+                   "Corpus BLEU (clipped n-gram precisions over the corpus, geometric mean, "
+                   "brevity penalty)\non whitespace tokens, x100. --d2l prints the book's "
+                   "sentence score per line (k = max-n) and their mean.\n");
+            return 0;
+        } else if (strcmp(argv[i], "--ref") == 0 && i + 1 < argc) {
+            ref = argv[++i];
+        } else if (strcmp(argv[i], "--hyp") == 0 && i + 1 < argc) {
+            hyp = argv[++i];
+        } else if (strcmp(argv[i], "--max-n") == 0 && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 4) {
+                fprintf(stderr, "seqpar bleu: --max-n: expected 1..4, got '%s'\n", argv[i]);
+                return 2;
+            }
+            max_n = (int)v;
+        } else if (strcmp(argv[i], "--d2l") == 0) {
+            d2l = 1;
+        } else {
+            fprintf(stderr, "seqpar bleu: unknown or incomplete option '%s' (see --help)\n",
+                    argv[i]);
+            return 2;
+        }
+    }
+    if (!ref || !hyp) {
+        fprintf(stderr, "seqpar bleu: --ref FILE and --hyp FILE are required\n");
+        return 2;
+    }
+    char *rb = NULL, *hb = NULL, **rl = NULL, **hl = NULL;
+    long nr = read_lines(ref, &rb, &rl), nh = read_lines(hyp, &hb, &hl);
+    int rc = 0;
+    if (nr < 0 || nh < 0) {
+        fprintf(stderr, "seqpar bleu: cannot read %s\n", nr < 0 ? ref : hyp);
+        rc = 2;
+    } else if (nr != nh) {
+        fprintf(stderr, "seqpar bleu: %s has %ld lines but %s has %ld\n", ref, nr, hyp, nh);
+        rc = 2;
+    } else if (d2l) {
+        double sum = 0;
+        for (long i = 0; i < nr; i++) {
+            double s = bleu_d2l(hl[i], rl[i], max_n);
+            printf("%.3f\n", s);
+            sum += s;
+        }
+        printf("mean %.3f over %ld sentences\n", nr ? sum / nr : 0.0, nr);
+    } else {
+        bleu_stats s;
+        memset(&s, 0, sizeof s);
+        for (long i = 0; i < nr; i++) bleu_add(&s, hl[i], rl[i], max_n);
+        double bp, p[4];
+        double b = bleu_score(&s, max_n, &bp, p);
+        printf("BLEU = %.2f, ", 100.0 * b);
+        for (int n = 0; n < max_n; n++) printf("%s%.1f", n ? "/" : "", 100.0 * p[n]);
+        printf(" (BP = %.3f, ratio = %.3f, hyp_len = %.0f, ref_len = %.0f)\n", bp,
+               s.ref_len > 0 ? s.hyp_len / s.ref_len : 0.0, s.hyp_len, s.ref_len);
+    }
+    free(rb), free(hb), free(rl), free(hl);
+    return rc;
+}

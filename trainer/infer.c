@@ -1,0 +1,336 @@
+/* Models rebuilt from checkpoints: seqpar translate and seqpar predict, and
+ * the helpers shared with training (model configuration, thread setup). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "checkpoints.h"
+#include "trainer.h"
+
+#include <cblas.h>
+#undef I
+
+int setup_threads(int requested, int local_ranks)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    int n = requested > 0 ? requested : (int)(cores / (local_ranks > 0 ? local_ranks : 1));
+    if (n < 1) n = 1;
+    openblas_set_num_threads(n);
+    return n;
+}
+
+int model_config_from(model_config *mc, const train_config *c, int src_vocab, int tgt_vocab,
+                      int max_batch, const char *prog)
+{
+    memset(mc, 0, sizeof *mc);
+    mc->task = strcmp(c->task, "lm") == 0 ? MODEL_LM : MODEL_TRANSLATE;
+    if (cell_parse(c->cell, &mc->cell) != MODEL_OK) {
+        fprintf(stderr, "%s: unknown cell '%s'\n", prog, c->cell);
+        return 2;
+    }
+    if (c->bidirectional && mc->task == MODEL_LM) {
+        fprintf(stderr, "%s: --bidirectional applies to the translate task only\n", prog);
+        return 2;
+    }
+    if (c->bidirectional && c->hidden % 2) {
+        fprintf(stderr, "%s: --bidirectional needs an even --hidden (H/2 units per direction)\n",
+                prog);
+        return 2;
+    }
+    mc->layers = c->layers;
+    mc->embed = c->embed;
+    mc->hidden = c->hidden;
+    mc->dropout = (float)c->dropout;
+    mc->bidirectional = c->bidirectional;
+    mc->src_vocab = src_vocab;
+    mc->tgt_vocab = tgt_vocab;
+    mc->num_steps = c->steps;
+    mc->max_batch = max_batch;
+    return 0;
+}
+
+void loaded_model_free(loaded_model *lm)
+{
+    model_free(lm->m);
+    data_vocab_free(&lm->src);
+    data_vocab_free(&lm->tgt);
+    memset(lm, 0, sizeof *lm);
+}
+
+static int vocab_from_ckpt(ckpt_file *f, const char *which, data_vocab *v, const char *prog)
+{
+    char err[ERRLEN];
+    ckpt_strings s;
+    if (ckpt_read_vocab(f, which, &s, err, sizeof err) != CKPT_OK) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return 2;
+    }
+    int rc = data_vocab_from_list(v, (const char *const *)s.s, s.n, err, sizeof err);
+    ckpt_strings_free(&s);
+    if (rc != DATA_OK) {
+        fprintf(stderr, "%s: vocabulary /vocab/%s: %s\n", prog, which, err);
+        return 2;
+    }
+    return 0;
+}
+
+int load_model(loaded_model *lm, const char *path, int max_batch, const char *prog)
+{
+    memset(lm, 0, sizeof *lm);
+    char err[ERRLEN];
+    ckpt_file *f;
+    if (ckpt_open(&f, path, err, sizeof err) != CKPT_OK) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return 2;
+    }
+    int rc = 2;
+    char *json = NULL;
+    if (ckpt_read_config(f, &json, err, sizeof err) != CKPT_OK) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        goto out;
+    }
+    config_defaults(&lm->cfg);
+    char where[1200];
+    snprintf(where, sizeof where, "%s: /config", path);
+    if (config_from_json(&lm->cfg, json, where) != 0) goto out;
+    int is_lm = strcmp(lm->cfg.task, "lm") == 0;
+    if (is_lm) {
+        if (vocab_from_ckpt(f, "tokens", &lm->tgt, prog)) goto out;
+    } else if (vocab_from_ckpt(f, "src", &lm->src, prog) || vocab_from_ckpt(f, "tgt", &lm->tgt, prog)) {
+        goto out;
+    }
+    model_config mc;
+    if (model_config_from(&mc, &lm->cfg, is_lm ? 0 : lm->src.size, lm->tgt.size, max_batch, prog))
+        goto out;
+    if (model_create(&lm->m, &mc, err, sizeof err) != MODEL_OK) {
+        fprintf(stderr, "%s: %s: %s\n", prog, path, err);
+        goto out;
+    }
+    if (ckpt_read_params(f, model_params(lm->m), err, sizeof err) != CKPT_OK) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(json);
+    ckpt_close(f);
+    if (rc) loaded_model_free(lm);
+    return rc;
+}
+
+/* ------------------------------------------------------------- translate */
+
+static void translate_usage(FILE *f)
+{
+    fprintf(f, "usage: seqpar translate --checkpoint FILE [--max-len N] [--batch N]\n"
+               "Reads one sentence per line on stdin, writes its greedy translation per line on "
+               "stdout.\nSentences are normalised and tokenised as in training; unknown words "
+               "become <unk>.\n");
+}
+
+/* Parses "--name value" / "--name=value" pairs for the small subcommands. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name)
+{
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+    if (strncmp(a, name, n) != 0) return NULL;
+    if (a[n] == '=') return a + n + 1;
+    if (a[n] == '\0' && *i + 1 < argc) return argv[++*i];
+    return NULL;
+}
+
+static int parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static void emit(const data_vocab *v, const int32_t *ids, int n)
+{
+    for (int k = 0; k < n; k++) printf(k ? " %s" : "%s", v->tokens[ids[k]]);
+    putchar('\n');
+}
+
+int cmd_translate(int argc, char **argv)
+{
+    const char *ckpt = NULL;
+    long max_len = 0, batch = 64;
+    for (int i = 0; i < argc; i++) {
+        const char *v;
+        if (strcmp(argv[i], "--help") == 0) {
+            translate_usage(stdout);
+            return 0;
+        } else if ((v = opt_value(argc, argv, &i, "--checkpoint"))) {
+            ckpt = v;
+        } else if ((v = opt_value(argc, argv, &i, "--max-len"))) {
+            if (parse_int(v, 1, 10000, &max_len)) {
+                fprintf(stderr, "seqpar translate: --max-len: expected 1..10000, got '%s'\n", v);
+                return 2;
+            }
+        } else if ((v = opt_value(argc, argv, &i, "--batch"))) {
+            if (parse_int(v, 1, 65536, &batch)) {
+                fprintf(stderr, "seqpar translate: --batch: expected 1..65536, got '%s'\n", v);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "seqpar translate: unknown or incomplete option '%s' (see --help)\n",
+                    argv[i]);
+            return 2;
+        }
+    }
+    if (!ckpt) {
+        fprintf(stderr, "seqpar translate: --checkpoint FILE is required\n");
+        return 2;
+    }
+    setup_threads(0, 1);
+    loaded_model lm;
+    if (load_model(&lm, ckpt, (int)batch, "seqpar translate")) return 2;
+    if (strcmp(lm.cfg.task, "translate") != 0) {
+        fprintf(stderr, "seqpar translate: %s is a language model (use seqpar predict)\n", ckpt);
+        loaded_model_free(&lm);
+        return 2;
+    }
+    const int T = lm.cfg.steps;
+    if (max_len == 0) max_len = T;
+    int32_t *src = calloc((size_t)batch * T, sizeof(int32_t));
+    int32_t *out = calloc((size_t)batch * max_len, sizeof(int32_t));
+    int *len = calloc((size_t)batch, sizeof(int));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    int nb = 0, rc = 0;
+    long lineno = 0;
+    char err[ERRLEN];
+    if (!src || !out || !len) rc = 1;
+    while (rc == 0) {
+        got = getline(&line, &cap, stdin);
+        if (got >= 0) {
+            lineno++;
+            while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = '\0';
+            char *norm = NULL;
+            if (data_normalize(line, (size_t)got, &norm, err, sizeof err) != DATA_OK) {
+                fprintf(stderr, "seqpar translate: stdin:%ld: %s\n", lineno, err);
+                rc = 2;
+                break;
+            }
+            data_encode_sentence(&lm.src, norm, src + (size_t)nb * T, T);
+            free(norm);
+            nb++;
+        }
+        if ((got < 0 && nb > 0) || nb == batch) {
+            model_greedy(lm.m, src, nb, T, DATA_BOS, DATA_EOS, (int)max_len, out, len);
+            for (int b = 0; b < nb; b++) emit(&lm.tgt, out + (size_t)b * max_len, len[b]);
+            fflush(stdout);
+            nb = 0;
+        }
+        if (got < 0) break;
+    }
+    free(line);
+    free(src);
+    free(out);
+    free(len);
+    loaded_model_free(&lm);
+    return rc;
+}
+
+/* --------------------------------------------------------------- predict */
+
+int cmd_predict(int argc, char **argv)
+{
+    const char *ckpt = NULL, *prefix = NULL;
+    long n = 50, seed = 0;
+    double temperature = 0.0;
+    for (int i = 0; i < argc; i++) {
+        const char *v;
+        if (strcmp(argv[i], "--help") == 0) {
+            printf("usage: seqpar predict --checkpoint FILE --prefix TEXT [--len N] "
+                   "[--temperature T] [--seed S]\nGenerates N tokens after TEXT with a "
+                   "language-model checkpoint: greedy, or sampled when T > 0.\n");
+            return 0;
+        } else if ((v = opt_value(argc, argv, &i, "--checkpoint"))) {
+            ckpt = v;
+        } else if ((v = opt_value(argc, argv, &i, "--prefix"))) {
+            prefix = v;
+        } else if ((v = opt_value(argc, argv, &i, "--len"))) {
+            if (parse_int(v, 0, 1000000, &n)) {
+                fprintf(stderr, "seqpar predict: --len: expected 0..1000000, got '%s'\n", v);
+                return 2;
+            }
+        } else if ((v = opt_value(argc, argv, &i, "--seed"))) {
+            if (parse_int(v, 0, 0x7fffffffL, &seed)) {
+                fprintf(stderr, "seqpar predict: --seed: expected a whole number, got '%s'\n", v);
+                return 2;
+            }
+        } else if ((v = opt_value(argc, argv, &i, "--temperature"))) {
+            char *end;
+            temperature = strtod(v, &end);
+            if (end == v || *end || !(temperature >= 0.0) || temperature > 100.0) {
+                fprintf(stderr, "seqpar predict: --temperature: expected 0..100, got '%s'\n", v);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "seqpar predict: unknown or incomplete option '%s' (see --help)\n",
+                    argv[i]);
+            return 2;
+        }
+    }
+    if (!ckpt || !prefix || !*prefix) {
+        fprintf(stderr, "seqpar predict: --checkpoint FILE and a non-empty --prefix TEXT are "
+                        "required\n");
+        return 2;
+    }
+    setup_threads(0, 1);
+    loaded_model lm;
+    if (load_model(&lm, ckpt, 1, "seqpar predict")) return 2;
+    if (strcmp(lm.cfg.task, "lm") != 0) {
+        fprintf(stderr, "seqpar predict: %s is a translation model (use seqpar translate)\n", ckpt);
+        loaded_model_free(&lm);
+        return 2;
+    }
+    const int words = strcmp(lm.cfg.tokens, "word") == 0;
+    size_t plen = strlen(prefix);
+    int32_t *ids = calloc(plen + 1, sizeof(int32_t));
+    int32_t *out = calloc((size_t)n + 1, sizeof(int32_t));
+    char *copy = strdup(prefix);
+    int np = 0, rc = 0;
+    if (!ids || !out || !copy) rc = 1;
+    if (rc == 0 && words) {
+        char *save = NULL;
+        for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save))
+            ids[np++] = data_vocab_id(&lm.tgt, w);
+    } else if (rc == 0) {
+        /* characters: one UTF-8 code point per token */
+        for (size_t k = 0; k < plen;) {
+            size_t l = 1;
+            unsigned char ch = (unsigned char)prefix[k];
+            if (ch >= 0xf0) l = 4;
+            else if (ch >= 0xe0) l = 3;
+            else if (ch >= 0xc0) l = 2;
+            char tok[8] = {0};
+            memcpy(tok, prefix + k, l < 5 && k + l <= plen ? l : 1);
+            ids[np++] = data_vocab_id(&lm.tgt, tok);
+            k += l;
+        }
+    }
+    if (rc == 0 && np == 0) {
+        fprintf(stderr, "seqpar predict: --prefix has no tokens\n");
+        rc = 2;
+    }
+    if (rc == 0) {
+        model_lm_generate(lm.m, ids, np, (int)n, (float)temperature, (uint64_t)seed, out);
+        fputs(prefix, stdout);
+        for (long k = 0; k < n; k++) printf(words ? " %s" : "%s", lm.tgt.tokens[out[k]]);
+        putchar('\n');
+    }
+    free(ids);
+    free(out);
+    free(copy);
+    loaded_model_free(&lm);
+    return rc;
+}

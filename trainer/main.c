@@ -1,0 +1,49 @@
+/* seqpar: distributed data-parallel trainer for recurrent sequence models. */
+#include <stdio.h>
+#include <string.h>
+
+#include "comm.h"
+#include "trainer.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "seqpar %s: data-parallel training of recurrent sequence models\n\n"
+            "usage: seqpar COMMAND [options]   (mpirun -np N seqpar train … for N ranks)\n\n"
+            "commands:\n"
+            "  train          train a seq2seq translation model or an RNN language model\n"
+            "  translate      translate stdin to stdout with a checkpoint\n"
+            "  predict        generate text from a language-model checkpoint\n"
+            "  bleu           corpus BLEU of a hypothesis file against a reference file\n"
+            "  ckpt           info | verify | list checkpoints\n"
+            "  corpus-stats   vocabulary, n-gram counts and a Zipf plot of a corpus\n\n"
+            "'seqpar COMMAND --help' describes each command's options.\n",
+            SEQPAR_VERSION);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("seqpar %s\n", SEQPAR_VERSION);
+        return 0;
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {{"train", cmd_train},         {"translate", cmd_translate},
+                {"predict", cmd_predict},     {"bleu", cmd_bleu},
+                {"ckpt", cmd_ckpt},           {"corpus-stats", cmd_corpus_stats}};
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+        if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 2, argv + 2);
+    fprintf(stderr, "seqpar: unknown command '%s' (see seqpar --help)\n", cmd);
+    return 2;
+}

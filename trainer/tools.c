@@ -1,0 +1,189 @@
+/* seqpar ckpt (info | verify | list) and seqpar corpus-stats. */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "checkpoints.h"
+#include "trainer.h"
+
+/* ------------------------------------------------------------------ ckpt */
+
+static int ckpt_info(const char *path)
+{
+    loaded_model lm;
+    if (load_model(&lm, path, 1, "seqpar ckpt info")) return 2;
+    char err[ERRLEN];
+    ckpt_file *f;
+    ckpt_train tr = {0};
+    if (ckpt_open(&f, path, err, sizeof err) == CKPT_OK) {
+        ckpt_read_train(f, &tr, err, sizeof err);
+        ckpt_close(f);
+    }
+    param_table *pt = model_params(lm.m);
+    size_t n = 0;
+    for (int i = 0; i < pt->n; i++) n += pt->t[i].size;
+    const train_config *c = &lm.cfg;
+    struct stat st;
+    printf("file        %s (%lld bytes)\n", path, stat(path, &st) == 0 ? (long long)st.st_size : -1LL);
+    printf("position    step %ld, epoch %ld, batch %ld (global batch %d, written by %d rank%s)\n",
+           tr.step, tr.epoch, tr.batch_in_epoch, tr.global_batch, tr.world_size,
+           tr.world_size == 1 ? "" : "s");
+    printf("model       %s %s, %d layer%s, embed %d, hidden %d%s, dropout %g, num_steps %d\n",
+           c->task, c->cell, c->layers, c->layers > 1 ? "s" : "", c->embed, c->hidden,
+           c->bidirectional ? ", bidirectional encoder" : "", c->dropout, c->steps);
+    printf("parameters  %zu in %d tensors\n", n, pt->n);
+    if (strcmp(c->task, "lm") == 0) printf("vocabulary  %d tokens (%s)\n", lm.tgt.size, c->tokens);
+    else printf("vocabulary  source %d, target %d\n", lm.src.size, lm.tgt.size);
+    printf("data        %s, optimizer %s lr %g, clip %g, seed %ld\n", c->dataset, c->optimizer,
+           c->lr, c->clip, c->seed);
+    loaded_model_free(&lm);
+    return 0;
+}
+
+static int ckpt_list(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "seqpar ckpt list: cannot open directory %s\n", dir);
+        return 2;
+    }
+    long steps[4096];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 4096) {
+        long s;
+        char tail[8];
+        if (sscanf(e->d_name, "ckpt-%ld.h5%7s", &s, tail) == 1) steps[n++] = s;
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && steps[j] > steps[j - 1]; j--) {
+            long t = steps[j];
+            steps[j] = steps[j - 1], steps[j - 1] = t;
+        }
+    for (int i = 0; i < n; i++) {
+        char path[1200], err[ERRLEN];
+        snprintf(path, sizeof path, "%s/ckpt-%08ld.h5", dir, steps[i]);
+        struct stat st;
+        int ok = ckpt_verify(path, err, sizeof err) == CKPT_OK;
+        printf("%s  step %ld  %lld bytes  %s\n", path, steps[i],
+               stat(path, &st) == 0 ? (long long)st.st_size : -1LL, ok ? "ok" : err);
+    }
+    if (n == 0) printf("no checkpoints in %s\n", dir);
+    return 0;
+}
+
+int cmd_ckpt(int argc, char **argv)
+{
+    if (argc >= 1 && strcmp(argv[0], "--help") == 0) {
+        printf("usage: seqpar ckpt info FILE | verify FILE | list DIR\n"
+               "  info    what a checkpoint holds (position, model, sizes)\n"
+               "  verify  reads every dataset (Fletcher-32 checksums) and checks the layout\n"
+               "  list    the checkpoints of a directory, newest first, with their status\n");
+        return 0;
+    }
+    if (argc != 2) {
+        fprintf(stderr, "seqpar ckpt: usage: seqpar ckpt info|verify FILE, or list DIR\n");
+        return 2;
+    }
+    if (strcmp(argv[0], "info") == 0) return ckpt_info(argv[1]);
+    if (strcmp(argv[0], "list") == 0) return ckpt_list(argv[1]);
+    if (strcmp(argv[0], "verify") == 0) {
+        char err[ERRLEN];
+        if (ckpt_verify(argv[1], err, sizeof err) != CKPT_OK) {
+            fprintf(stderr, "seqpar ckpt verify: %s\n", err);
+            return 2;
+        }
+        printf("%s: ok\n", argv[1]);
+        return 0;
+    }
+    fprintf(stderr, "seqpar ckpt: unknown action '%s' (info, verify or list)\n", argv[0]);
+    return 2;
+}
+
+/* ---------------------------------------------------------- corpus-stats */
+
+int cmd_corpus_stats(int argc, char **argv)
+{
+    const char *dataset = "timemachine", *data_dir = NULL, *plot = NULL, *tokens = "word";
+    long top = 10;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0) {
+            printf("usage: seqpar corpus-stats [--dataset timemachine|numbers|PATH] "
+                   "[--tokens word|char] [--data-dir DIR] [--top N] [--plot FILE.svg]\n"
+                   "Vocabulary size, the most frequent tokens, distinct uni/bi/trigrams, and a "
+                   "log-log frequency-vs-rank plot (Zipf's law) per n-gram order.\n");
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "seqpar corpus-stats: unknown or incomplete option '%s'\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (strcmp(a, "--dataset") == 0) dataset = v;
+        else if (strcmp(a, "--data-dir") == 0) data_dir = v;
+        else if (strcmp(a, "--plot") == 0) plot = v;
+        else if (strcmp(a, "--tokens") == 0) {
+            if (strcmp(v, "word") && strcmp(v, "char")) {
+                fprintf(stderr, "seqpar corpus-stats: --tokens: expected word or char, got '%s'\n", v);
+                return 2;
+            }
+            tokens = v;
+        } else if (strcmp(a, "--top") == 0) {
+            char *end;
+            top = strtol(v, &end, 10);
+            if (*end || top < 1 || top > 1000) {
+                fprintf(stderr, "seqpar corpus-stats: --top: expected 1..1000, got '%s'\n", v);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "seqpar corpus-stats: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
+    }
+    char err[ERRLEN];
+    data_stream s;
+    data_stream_opts o = {.dataset = dataset,
+                          .data_dir = data_dir,
+                          .tokens = strcmp(tokens, "char") == 0 ? DATA_TOKENS_CHAR : DATA_TOKENS_WORD,
+                          .min_freq = 0,
+                          .max_tokens = 0};
+    if (data_stream_load(&s, &o, err, sizeof err) != DATA_OK) {
+        fprintf(stderr, "seqpar corpus-stats: %s\n", err);
+        return 2;
+    }
+    data_ngram_stats st[3];
+    memset(st, 0, sizeof st);
+    int rc = 0;
+    printf("%s (%s tokens): %ld tokens, vocabulary %d (with 4 reserved)\n", dataset, tokens, s.n,
+           s.vocab.size);
+    for (int k = 0; k < 3 && rc == 0; k++) {
+        if (data_ngram_stats_compute(&st[k], s.ids, s.n, &s.vocab, k + 1, (int)top, err,
+                                     sizeof err) != DATA_OK) {
+            fprintf(stderr, "seqpar corpus-stats: %s\n", err);
+            rc = 2;
+            break;
+        }
+        printf("%d-grams: %ld distinct, %ld in all; most frequent:\n", k + 1, st[k].distinct,
+               st[k].total);
+        for (int i = 0; i < st[k].ntop; i++)
+            printf("  %-30s %ld\n", st[k].top[i], st[k].top_counts[i]);
+    }
+    if (rc == 0 && plot) {
+        char title[300];
+        snprintf(title, sizeof title, "%s (%s): frequency vs rank", dataset, tokens);
+        if (data_zipf_svg(plot, st, 3, title, err, sizeof err) != DATA_OK) {
+            fprintf(stderr, "seqpar corpus-stats: %s\n", err);
+            rc = 2;
+        } else {
+            printf("plot written to %s\n", plot);
+        }
+    }
+    for (int k = 0; k < 3; k++) data_ngram_stats_free(&st[k]);
+    data_stream_free(&s);
+    return rc;
+}

@@ -1,0 +1,532 @@
+/* seqpar train: the data-parallel training loop.
+ *
+ * Every rank holds a full replica. Per step: the sampler hands this rank its
+ * slice of the global batch; forward and backward add Σ-loss gradients into
+ * the gradient buffer; one allreduce sums gradients together with the loss
+ * sum and token count (they ride in the buffer's tail); the gradient is
+ * divided by the global token count, clipped by its global norm and applied
+ * by the same optimizer on every rank, so replicas stay identical and N
+ * ranks follow the trajectory of one rank with the same global batch. */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoints.h"
+#include "comm.h"
+#include "trainer.h"
+
+#define TAIL_LOSS 0
+#define TAIL_TOKENS 1
+
+typedef struct trainer {
+    train_config cfg;
+    int rank, world;
+    int lm;
+    /* data */
+    data_pairs pairs, valid;
+    int have_valid;
+    data_stream stream;
+    data_sampler sampler;
+    data_slice slice;
+    const data_vocab *vsrc, *vtgt;
+    /* model */
+    model *m;
+    model_config mc;
+    optimizer opt;
+    bptt_mode bptt;
+    int bptt_k;
+    /* batch buffers (local slice) */
+    int bmax;
+    int32_t *src, *tgt, *valid_len;
+    int64_t *example;
+    float *state_h, *state_c; /* LM sequential: (L, bmax, H) carried */
+    /* position */
+    long step, epoch, batch_in_epoch;
+} trainer;
+
+static void die0(trainer *t, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* An error every rank hits alike (bad data, bad option): rank 0 says it, all
+ * ranks leave with `code`. */
+#include <stdarg.h>
+static void die0(trainer *t, int code, const char *fmt, ...)
+{
+    if (!t || t->rank == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs("seqpar train: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+    }
+    comm_finalize();
+    exit(code);
+}
+
+static int parse_bptt(const char *s, bptt_mode *mode, int *k)
+{
+    char *end;
+    if (strcmp(s, "full") == 0) {
+        *mode = BPTT_FULL, *k = 0;
+        return 0;
+    }
+    if (strncmp(s, "random", 6) == 0) {
+        *mode = BPTT_RANDOM, *k = 10;
+        if (s[6] == '\0') return 0;
+        if (s[6] != ':') return -1;
+        long v = strtol(s + 7, &end, 10);
+        if (*end || v < 2 || v > 100000) return -1;
+        *k = (int)v;
+        return 0;
+    }
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < 1 || v > 100000) return -1;
+    *mode = BPTT_FIXED, *k = (int)v;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ data */
+
+static void load_data(trainer *t)
+{
+    char err[ERRLEN];
+    train_config *c = &t->cfg;
+    const char *dd = c->data_dir[0] ? c->data_dir : NULL;
+    int rc;
+    if (!t->lm) {
+        data_pairs_opts o = {.dataset = c->dataset,
+                             .data_dir = dd,
+                             .num_examples = c->num_examples,
+                             .num_steps = c->steps,
+                             .min_freq = c->min_freq < 0 ? 2 : c->min_freq,
+                             .valid = c->valid,
+                             .seed = (uint64_t)c->seed};
+        rc = data_pairs_load(&t->pairs, c->valid ? &t->valid : NULL, &o, err, sizeof err);
+        if (rc != DATA_OK) die0(t, 2, "%s", err);
+        t->have_valid = c->valid > 0;
+        t->vsrc = &t->pairs.src_vocab;
+        t->vtgt = &t->pairs.tgt_vocab;
+    } else {
+        data_stream_opts o = {.dataset = c->dataset,
+                              .data_dir = dd,
+                              .tokens = strcmp(c->tokens, "word") == 0 ? DATA_TOKENS_WORD
+                                                                       : DATA_TOKENS_CHAR,
+                              .min_freq = c->min_freq < 0 ? 0 : c->min_freq,
+                              .max_tokens = c->num_examples};
+        rc = data_stream_load(&t->stream, &o, err, sizeof err);
+        if (rc != DATA_OK) die0(t, 2, "%s", err);
+        t->vsrc = NULL;
+        t->vtgt = &t->stream.vocab;
+    }
+    long n = t->lm ? t->stream.n : t->pairs.n;
+    data_sampler_kind kind =
+        strcmp(c->sampler, "sequential") == 0 ? DATA_SAMPLER_SEQUENTIAL : DATA_SAMPLER_RANDOM;
+    rc = data_sampler_init(&t->sampler, t->lm ? DATA_TASK_LM : DATA_TASK_TRANSLATE, kind, n,
+                           c->batch, c->steps, (uint64_t)c->seed, t->rank, t->world, err,
+                           sizeof err);
+    if (rc != DATA_OK) die0(t, 2, "%s", err);
+    if (data_sampler_batches(&t->sampler, 0) < 1)
+        die0(t, 2, "the corpus (%ld %s) is too small for one batch of %d%s", n,
+             t->lm ? "tokens" : "pairs", c->batch, t->lm ? " streams" : "");
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+static int ckpt_step_of(const char *name, long *step)
+{
+    char tail[8];
+    return sscanf(name, "ckpt-%ld.h5%7s", step, tail) == 1;
+}
+
+/* Steps of the ckpt-*.h5 files of dir, newest first; returns how many (at most max). */
+static int list_checkpoints(const char *dir, long *steps, int max)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        long s;
+        if (ckpt_step_of(e->d_name, &s)) steps[n++] = s;
+    }
+    closedir(d);
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && steps[j] > steps[j - 1]; j--) {
+            long tmp = steps[j];
+            steps[j] = steps[j - 1], steps[j - 1] = tmp;
+        }
+    return n;
+}
+
+#define MAX_CKPTS 4096
+
+/* Removes all but the newest `keep` checkpoints of dir. */
+static void retain(const char *dir, int keep)
+{
+    long steps[MAX_CKPTS];
+    int n = list_checkpoints(dir, steps, MAX_CKPTS);
+    for (int i = keep; i < n; i++) {
+        char p[1200];
+        snprintf(p, sizeof p, "%s/ckpt-%08ld.h5", dir, steps[i]);
+        unlink(p);
+    }
+}
+
+static void save_checkpoint(trainer *t)
+{
+    if (t->rank != 0 || !t->cfg.checkpoint_dir[0]) return;
+    char path[1200], err[ERRLEN];
+    mkdir(t->cfg.checkpoint_dir, 0755);
+    snprintf(path, sizeof path, "%s/ckpt-%08ld.h5", t->cfg.checkpoint_dir, t->step);
+    char *json = config_to_json(&t->cfg);
+    ckpt_content c = {.config_json = json,
+                      .params = model_params(t->m),
+                      .opt = &t->opt,
+                      .train = {t->step, t->epoch, t->batch_in_epoch, (uint64_t)t->cfg.seed,
+                                t->cfg.batch, t->world}};
+    if (t->lm) {
+        c.vocab_tgt = (const char *const *)t->vtgt->tokens;
+        c.vocab_tgt_n = t->vtgt->size;
+    } else {
+        c.vocab_src = (const char *const *)t->vsrc->tokens;
+        c.vocab_src_n = t->vsrc->size;
+        c.vocab_tgt = (const char *const *)t->vtgt->tokens;
+        c.vocab_tgt_n = t->vtgt->size;
+    }
+    int rc = json ? ckpt_save(path, &c, err, sizeof err) : CKPT_ENOMEM;
+    free(json);
+    if (rc != CKPT_OK) {
+        fprintf(stderr, "seqpar train: checkpoint at step %ld failed: %s\n", t->step, err);
+        return;
+    }
+    retain(t->cfg.checkpoint_dir, t->cfg.keep);
+}
+
+/* Restores parameters, optimizer and position from a checkpoint (read by
+ * rank 0, broadcast to the others). */
+static void resume_from(trainer *t, const char *path)
+{
+    char err[ERRLEN];
+    param_table *pt = model_params(t->m);
+    long pos[3] = {0, 0, 0};
+    int rc = CKPT_OK;
+    if (t->rank == 0) {
+        ckpt_file *f;
+        ckpt_train tr;
+        rc = ckpt_open(&f, path, err, sizeof err);
+        if (rc == CKPT_OK) {
+            rc = ckpt_read_params(f, pt, err, sizeof err);
+            if (rc == CKPT_OK) rc = ckpt_read_optimizer(f, pt, &t->opt, err, sizeof err);
+            if (rc == CKPT_OK) rc = ckpt_read_train(f, &tr, err, sizeof err);
+            if (rc == CKPT_OK && tr.global_batch != t->cfg.batch) {
+                snprintf(err, sizeof err, "%s: global batch %d, the run uses %d", path,
+                         tr.global_batch, t->cfg.batch);
+                rc = CKPT_EMISMATCH;
+            }
+            ckpt_close(f);
+            pos[0] = tr.step, pos[1] = tr.epoch, pos[2] = tr.batch_in_epoch;
+        }
+    }
+    comm_bcast(&rc, sizeof rc, 0);
+    if (rc != CKPT_OK) die0(t, 2, "--resume: %s", err);
+    comm_bcast(pt->data, pt->total * sizeof(float), 0);
+    comm_bcast(pos, sizeof pos, 0);
+    long ot = t->opt.t;
+    comm_bcast(&ot, sizeof ot, 0);
+    t->opt.t = ot;
+    if (t->opt.m) {
+        comm_bcast(t->opt.m, pt->total * sizeof(float), 0);
+        comm_bcast(t->opt.v, pt->total * sizeof(float), 0);
+    }
+    t->step = pos[0], t->epoch = pos[1], t->batch_in_epoch = pos[2];
+    comm_printf0("resumed from %s at step %ld (epoch %ld, batch %ld)\n", path, t->step, t->epoch,
+                 t->batch_in_epoch);
+}
+
+/* --resume auto: the newest checkpoint of the directory that verifies
+ * (rank 0 looks, warning about each one it skips). Returns 0 when there is
+ * none (a fresh start). */
+static int find_resume(trainer *t, char *out, size_t n)
+{
+    const char *dir = t->cfg.checkpoint_dir;
+    if (!dir[0]) die0(t, 2, "--resume auto needs --checkpoint-dir");
+    int found = 0;
+    if (t->rank == 0) {
+        long steps[MAX_CKPTS];
+        int k = list_checkpoints(dir, steps, MAX_CKPTS);
+        for (int i = 0; i < k && !found; i++) {
+            char path[1200], err[ERRLEN];
+            snprintf(path, sizeof path, "%s/ckpt-%08ld.h5", dir, steps[i]);
+            if (ckpt_verify(path, err, sizeof err) == CKPT_OK) {
+                snprintf(out, n, "%s", path);
+                found = 1;
+            } else {
+                fprintf(stderr, "seqpar train: warning: skipping %s\n", err);
+            }
+        }
+    }
+    comm_bcast(&found, sizeof found, 0);
+    if (found) comm_bcast(out, n, 0);
+    return found;
+}
+
+/* ------------------------------------------------------------------- steps */
+
+/* Fills the local batch arrays from the rank's slice; returns the row count. */
+static int fill_batch(trainer *t, const data_slice *sl)
+{
+    const int T = t->cfg.steps, B = sl->hi - sl->lo;
+    for (int r = 0; r < B; r++) {
+        long idx = sl->index[r];
+        if (!t->lm) {
+            memcpy(t->src + (size_t)r * T, t->pairs.src + (size_t)idx * T, (size_t)T * sizeof(int32_t));
+            memcpy(t->tgt + (size_t)r * T, t->pairs.tgt + (size_t)idx * T, (size_t)T * sizeof(int32_t));
+            t->valid_len[r] = t->pairs.tgt_valid[idx];
+            t->example[r] = idx;
+        } else {
+            const int32_t *ids = t->stream.ids + idx;
+            memcpy(t->src + (size_t)r * T, ids, (size_t)T * sizeof(int32_t));
+            memcpy(t->tgt + (size_t)r * T, ids + 1, (size_t)T * sizeof(int32_t));
+            t->example[r] = sl->lo + r; /* the row of the global batch (an LM stream) */
+        }
+    }
+    return B;
+}
+
+/* Validation loss over the held-out pairs, sharded over the ranks (contiguous
+ * blocks) and summed with one allreduce: the figure of one process. */
+static void evaluate(trainer *t, double *loss, double *ppl)
+{
+    *loss = *ppl = NAN;
+    if (!t->have_valid || t->valid.n == 0) return;
+    const int T = t->cfg.steps;
+    long lo = (long)t->valid.n * t->rank / t->world, hi = (long)t->valid.n * (t->rank + 1) / t->world;
+    double sums[2] = {0, 0};
+    for (long i = lo; i < hi; i += t->bmax) {
+        int B = (int)((hi - i) < t->bmax ? (hi - i) : t->bmax);
+        model_batch b = {.B = B,
+                         .T = T,
+                         .src = t->valid.src + (size_t)i * T,
+                         .tgt = t->valid.tgt + (size_t)i * T,
+                         .tgt_valid = t->valid.tgt_valid + i};
+        double l;
+        long n;
+        model_step(t->m, &b, 0, &l, &n);
+        sums[0] += l, sums[1] += (double)n;
+    }
+    comm_allreduce_double(sums, 2);
+    if (sums[1] > 0) {
+        *loss = sums[0] / sums[1];
+        *ppl = exp(*loss);
+    }
+}
+
+static void fmt_duration(char *buf, size_t n, double s)
+{
+    if (!isfinite(s) || s < 0) snprintf(buf, n, "?");
+    else if (s < 60) snprintf(buf, n, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+static void print_kernel_info(int threads)
+{
+    comm_printf0("seqpar %s: %d rank%s x %d OpenBLAS thread%s\n", SEQPAR_VERSION, comm_world(),
+                 comm_world() > 1 ? "s" : "", threads, threads > 1 ? "s" : "");
+}
+
+int cmd_train(int argc, char **argv)
+{
+    static trainer T0;
+    trainer *t = &T0;
+    if (comm_init(&argc, &argv) != COMM_OK) {
+        fprintf(stderr, "seqpar train: MPI initialisation failed\n");
+        return 1;
+    }
+    t->rank = comm_rank();
+    t->world = comm_world();
+    config_defaults(&t->cfg);
+    /* only rank 0 speaks about bad options; every rank exits alike */
+    int saved_err = -1;
+    if (t->rank != 0) {
+        fflush(stderr);
+        saved_err = dup(2);
+        if (!freopen("/dev/null", "w", stderr)) saved_err = -1;
+    }
+    int rc = config_parse_args(&t->cfg, argc, argv, "seqpar train");
+    if (saved_err >= 0) {
+        fflush(stderr);
+        dup2(saved_err, 2);
+        close(saved_err);
+    }
+    if (rc) {
+        comm_finalize();
+        return rc == 1 ? 0 : 2;
+    }
+    train_config *c = &t->cfg;
+    t->lm = strcmp(c->task, "lm") == 0;
+    if (parse_bptt(c->bptt, &t->bptt, &t->bptt_k) != 0)
+        die0(t, 2, "--bptt: expected full, a whole number K >= 1, or random[:K] with K >= 2; "
+                   "got '%s'", c->bptt);
+    if (t->bptt != BPTT_FULL && !t->lm) die0(t, 2, "--bptt applies to --task lm only");
+    if (c->batch < t->world)
+        die0(t, 2, "--batch %d is smaller than the number of ranks (%d): every rank needs rows",
+             c->batch, t->world);
+    int threads = setup_threads(c->threads, comm_local_size());
+    print_kernel_info(threads);
+
+    load_data(t);
+    t->bmax = (c->batch + t->world - 1) / t->world;
+    int rc2 = model_config_from(&t->mc, c, t->vsrc ? t->vsrc->size : 0, t->vtgt->size, t->bmax,
+                                "seqpar train");
+    if (rc2) die0(t, rc2, "invalid model configuration");
+    char err[ERRLEN];
+    if (model_create(&t->m, &t->mc, err, sizeof err) != MODEL_OK) die0(t, 2, "%s", err);
+    model_set_bptt(t->m, t->bptt, t->bptt_k);
+    param_table *pt = model_params(t->m);
+    model_init_params(t->m, (uint64_t)c->seed);
+    /* one source of truth for the initial replica */
+    comm_bcast(pt->data, pt->total * sizeof(float), 0);
+    opt_kind ok;
+    opt_parse(c->optimizer, &ok);
+    if (optimizer_init(&t->opt, ok, (float)c->lr, pt) != MODEL_OK) die0(t, 1, "out of memory");
+
+    const int T = c->steps, bm = t->bmax, L = c->layers, H = c->hidden;
+    t->src = calloc((size_t)bm * T, sizeof(int32_t));
+    t->tgt = calloc((size_t)bm * T, sizeof(int32_t));
+    t->valid_len = calloc((size_t)bm, sizeof(int32_t));
+    t->example = calloc((size_t)bm, sizeof(int64_t));
+    t->slice.index = calloc((size_t)bm + 1, sizeof(long));
+    t->state_h = calloc((size_t)L * bm * H, sizeof(float));
+    t->state_c = calloc((size_t)L * bm * H, sizeof(float));
+    if (!t->src || !t->tgt || !t->valid_len || !t->example || !t->slice.index || !t->state_h ||
+        !t->state_c)
+        die0(t, 1, "out of memory");
+
+    if (c->resume[0]) {
+        char path[1200];
+        if (strcmp(c->resume, "auto") == 0) {
+            if (find_resume(t, path, sizeof path)) resume_from(t, path);
+            else comm_printf0("--resume auto: no checkpoint in %s, starting fresh\n", c->checkpoint_dir);
+        } else {
+            resume_from(t, c->resume);
+        }
+    }
+
+    size_t nparams = 0;
+    for (int i = 0; i < pt->n; i++) nparams += pt->t[i].size;
+    long per_epoch = data_sampler_batches(&t->sampler, t->epoch);
+    long total_steps = c->epochs * per_epoch;
+    if (c->max_steps > 0 && c->max_steps < total_steps) total_steps = c->max_steps;
+    comm_printf0("%s %s: %d layer%s, embed %d, hidden %d, %zu parameters; %s %ld %s, vocab %d%s%d; "
+                 "%ld batches/epoch of %d, %ld steps\n",
+                 t->lm ? "lm" : "seq2seq", c->cell, L, L > 1 ? "s" : "", c->embed, H, nparams,
+                 c->dataset, t->lm ? t->stream.n : (long)t->pairs.n, t->lm ? "tokens" : "pairs",
+                 t->vsrc ? t->vsrc->size : t->vtgt->size, t->vsrc ? "->" : "",
+                 t->vsrc ? t->vtgt->size : 0, per_epoch, c->batch, total_steps);
+
+    const int sequential_lm = t->lm && t->sampler.kind == DATA_SAMPLER_SEQUENTIAL;
+    double t_start = comm_time(), t_win = t_start;
+    double win_loss = 0, win_tok = 0, ep_loss = 0, ep_tok = 0, last_ep_loss = NAN;
+    double run_tok = 0;
+    double last_tps = 0;
+    long start_step = t->step;
+    int stop = 0;
+    while (t->epoch < c->epochs && !stop) {
+        long nb = data_sampler_batches(&t->sampler, t->epoch);
+        if (sequential_lm && t->batch_in_epoch == 0) {
+            memset(t->state_h, 0, (size_t)L * bm * H * sizeof(float));
+            memset(t->state_c, 0, (size_t)L * bm * H * sizeof(float));
+        }
+        ep_loss = ep_tok = 0;
+        while (t->batch_in_epoch < nb) {
+            if (c->max_steps > 0 && t->step >= c->max_steps) {
+                stop = 1;
+                break;
+            }
+            data_sampler_slice(&t->sampler, t->epoch, t->batch_in_epoch, &t->slice);
+            int B = fill_batch(t, &t->slice);
+            model_batch b = {.B = B,
+                             .T = T,
+                             .src = t->src,
+                             .tgt = t->tgt,
+                             .tgt_valid = t->lm ? NULL : t->valid_len,
+                             .example = t->example,
+                             .seed = (uint64_t)c->seed,
+                             .step = (uint64_t)t->step,
+                             .state_h = sequential_lm ? t->state_h : NULL,
+                             .state_c = sequential_lm ? t->state_c : NULL};
+            param_zero_grad(pt);
+            double loss_sum;
+            long ntok;
+            model_step(t->m, &b, 1, &loss_sum, &ntok);
+            /* the step's sums ride in the gradient buffer's tail: one allreduce */
+            float *tail = pt->grad + pt->total;
+            tail[TAIL_LOSS] = (float)loss_sum;
+            tail[TAIL_TOKENS] = (float)ntok;
+            if (comm_allreduce_float(pt->grad, pt->total + PARAM_GRAD_TAIL) != COMM_OK)
+                die0(t, 1, "gradient allreduce failed at step %ld", t->step);
+            double gl = tail[TAIL_LOSS], gt = tail[TAIL_TOKENS];
+            if (gt > 0) {
+                grad_scale(pt, (float)(1.0 / gt));
+                grad_clip(pt, c->clip);
+                optimizer_step(&t->opt, pt);
+            }
+            if (!isfinite(gl)) die0(t, 1, "loss is not finite at step %ld (lower --lr or set --clip)", t->step);
+            t->step++;
+            win_loss += gl, win_tok += gt, ep_loss += gl, ep_tok += gt, run_tok += gt;
+            if (t->step % c->log_every == 0 || t->step == total_steps) {
+                double now = comm_time();
+                double tps = win_tok / (now - t_win > 1e-9 ? now - t_win : 1e-9);
+                double rate = (double)(t->step - start_step) / (now - t_start);
+                char eta[32];
+                fmt_duration(eta, sizeof eta, (double)(total_steps - t->step) / rate);
+                double wl = win_loss / (win_tok > 0 ? win_tok : 1);
+                comm_printf0("step %ld/%ld epoch %ld loss %.4f ppl %.3f tok/s %.0f ETA %s\n",
+                             t->step, total_steps, t->epoch + 1, wl, exp(wl), tps, eta);
+                last_tps = tps;
+                t_win = now, win_loss = win_tok = 0;
+            }
+            /* the position is always that of the next batch to take */
+            t->batch_in_epoch++;
+            if (c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0 &&
+                t->batch_in_epoch < nb)
+                save_checkpoint(t);
+        }
+        if (stop) break;
+        if (ep_tok > 0) last_ep_loss = ep_loss / ep_tok;
+        if (t->have_valid) {
+            double vl, vp;
+            evaluate(t, &vl, &vp);
+            comm_printf0("epoch %ld valid loss %.4f ppl %.3f\n", t->epoch + 1, vl, vp);
+        }
+        t->epoch++;
+        t->batch_in_epoch = 0;
+        if (c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) save_checkpoint(t);
+    }
+    double elapsed = comm_time() - t_start;
+    if (c->checkpoint_dir[0]) save_checkpoint(t);
+    double final_loss = ep_tok > 0 ? ep_loss / ep_tok : last_ep_loss;
+    double tps = elapsed > 0 ? run_tok / elapsed : last_tps;
+    comm_printf0("done step=%ld epoch=%ld loss=%.4f ppl=%.4f tokens_per_s=%.0f\n", t->step,
+                 t->epoch, final_loss, exp(final_loss), tps);
+
+    free(t->src), free(t->tgt), free(t->valid_len), free(t->example), free(t->slice.index);
+    free(t->state_h), free(t->state_c);
+    optimizer_free(&t->opt);
+    model_free(t->m);
+    data_sampler_free(&t->sampler);
+    if (t->lm) data_stream_free(&t->stream);
+    else {
+        if (t->have_valid) data_pairs_free(&t->valid);
+        data_pairs_free(&t->pairs);
+    }
+    comm_finalize();
+    return 0;
+}

@@ -1,0 +1,51 @@
+/* trainer/: the seqpar command. The only folder that ties model/, data/,
+ * comm/ and checkpoints/ together. Subcommands return the process exit code:
+ * 0 success, 1 runtime failure, 2 bad usage or bad input. */
+#ifndef SEQPAR_TRAINER_H
+#define SEQPAR_TRAINER_H
+
+#include "config.h"
+#include "data.h"
+#include "model.h"
+
+#define ERRLEN 512
+
+int cmd_train(int argc, char **argv);
+int cmd_translate(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_bleu(int argc, char **argv);
+int cmd_ckpt(int argc, char **argv);
+int cmd_corpus_stats(int argc, char **argv);
+
+/* A model rebuilt from a checkpoint alone (no corpus needed). */
+typedef struct loaded_model {
+    train_config cfg;
+    model *m;
+    data_vocab src, tgt; /* LM: tgt holds the vocabulary */
+} loaded_model;
+
+/* Loads config, vocabularies and parameters; max_batch sizes the workspace.
+ * Prints one line and returns 2 on a bad file. */
+int load_model(loaded_model *lm, const char *path, int max_batch, const char *prog);
+void loaded_model_free(loaded_model *lm);
+
+/* Builds a model_config from a training configuration and vocabulary sizes;
+ * prints and returns 2 on a bad combination. */
+int model_config_from(model_config *mc, const train_config *c, int src_vocab, int tgt_vocab,
+                      int max_batch, const char *prog);
+
+/* OpenBLAS threads for this rank: --threads, else node cores / ranks on the
+ * node (at least 1). Returns the number set. */
+int setup_threads(int requested, int local_ranks);
+
+/* Corpus BLEU (issue: decoding and evaluation) over whitespace tokens. */
+typedef struct bleu_stats {
+    double match[4], total[4]; /* clipped n-gram matches and hypothesis n-grams, n = 1..4 */
+    double hyp_len, ref_len;
+} bleu_stats;
+void bleu_add(bleu_stats *s, const char *hyp, const char *ref, int max_n);
+double bleu_score(const bleu_stats *s, int max_n, double *bp, double prec[4]);
+/* The book's sentence score: exp(min(0, 1 − len_label/len_pred)) · Π p_n^(1/2^n). */
+double bleu_d2l(const char *pred, const char *label, int k);
+
+#endif
