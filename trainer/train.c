@@ -424,12 +424,14 @@ int cmd_train(int argc, char **argv)
     long per_epoch = data_sampler_batches(&t->sampler, t->epoch);
     long total_steps = c->epochs * per_epoch;
     if (c->max_steps > 0 && c->max_steps < total_steps) total_steps = c->max_steps;
-    comm_printf0("%s %s: %d layer%s, embed %d, hidden %d, %zu parameters; %s %ld %s, vocab %d%s%d; "
+    char vocab[64];
+    if (t->vsrc) snprintf(vocab, sizeof vocab, "%d -> %d", t->vsrc->size, t->vtgt->size);
+    else snprintf(vocab, sizeof vocab, "%d", t->vtgt->size);
+    comm_printf0("%s %s: %d layer%s, embed %d, hidden %d, %zu parameters; %s %ld %s, vocab %s; "
                  "%ld batches/epoch of %d, %ld steps\n",
                  t->lm ? "lm" : "seq2seq", c->cell, L, L > 1 ? "s" : "", c->embed, H, nparams,
                  c->dataset, t->lm ? t->stream.n : (long)t->pairs.n, t->lm ? "tokens" : "pairs",
-                 t->vsrc ? t->vsrc->size : t->vtgt->size, t->vsrc ? "->" : "",
-                 t->vsrc ? t->vtgt->size : 0, per_epoch, c->batch, total_steps);
+                 vocab, per_epoch, c->batch, total_steps);
 
     const int sequential_lm = t->lm && t->sampler.kind == DATA_SAMPLER_SEQUENTIAL;
     double t_start = comm_time(), t_win = t_start;
@@ -514,8 +516,10 @@ int cmd_train(int argc, char **argv)
     if (c->checkpoint_dir[0]) save_checkpoint(t);
     double final_loss = ep_tok > 0 ? ep_loss / ep_tok : last_ep_loss;
     double tps = elapsed > 0 ? run_tok / elapsed : last_tps;
+    /* epoch: the (1-based) epoch the last step belonged to */
+    long last_epoch = stop && t->batch_in_epoch > 0 ? t->epoch + 1 : t->epoch;
     comm_printf0("done step=%ld epoch=%ld loss=%.4f ppl=%.4f tokens_per_s=%.0f\n", t->step,
-                 t->epoch, final_loss, exp(final_loss), tps);
+                 last_epoch, final_loss, exp(final_loss), tps);
 
     free(t->src), free(t->tgt), free(t->valid_len), free(t->example), free(t->slice.index);
     free(t->state_h), free(t->state_c);

@@ -1,0 +1,158 @@
+/* Samplers: which examples (translation) or token offsets (LM) make up each
+ * global batch, and which rows of it a rank takes. Every draw is keyed by
+ * (seed, purpose, epoch, position) through model/rng.h, so the global batch is
+ * the same for any world size and needs no saved generator state.
+ *
+ * Letters: n examples/tokens, B global batch, T num_steps, W world, off the
+ * epoch's random offset (LM), L = stream length (LM sequential). */
+#include "data_internal.h"
+#include "rng.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct data_sampler_cache {
+    long *perm; /* (cap) the permutation of epoch `epoch`, first len entries */
+    long cap;
+    long len;
+    long epoch; /* -1: nothing cached */
+};
+
+/* LM: the epoch's offset, in [0, T) for random, [0, T] for sequential. */
+static long lm_offset(const data_sampler *s, long epoch)
+{
+    uint64_t range = (uint64_t)s->num_steps + (s->kind == DATA_SAMPLER_SEQUENTIAL);
+    return (long)rng_below(range, s->seed, RNG_OFFSET, (uint64_t)epoch, 0, 0);
+}
+
+int data_sampler_init(data_sampler *s, data_task task, data_sampler_kind kind, long n, int batch,
+                      int num_steps, uint64_t seed, int rank, int world, char *err, size_t errlen)
+{
+    if (!s) return data_fail(err, errlen, DATA_EINVAL, "data_sampler_init: s is NULL");
+    memset(s, 0, sizeof *s);
+    if (task != DATA_TASK_TRANSLATE && task != DATA_TASK_LM)
+        return data_fail(err, errlen, DATA_EINVAL, "sampler: unknown task %d", (int)task);
+    if (kind != DATA_SAMPLER_RANDOM && kind != DATA_SAMPLER_SEQUENTIAL)
+        return data_fail(err, errlen, DATA_EINVAL, "sampler: unknown kind %d", (int)kind);
+    if (batch < 1) return data_fail(err, errlen, DATA_EINVAL, "batch %d: must be >= 1", batch);
+    if (world < 1 || rank < 0 || rank >= world)
+        return data_fail(err, errlen, DATA_EINVAL, "rank %d of world %d: invalid", rank, world);
+    if (world > batch)
+        return data_fail(err, errlen, DATA_EINVAL,
+                         "world size %d exceeds the global batch %d: every rank needs a row", world,
+                         batch);
+    if (n < 1) return data_fail(err, errlen, DATA_EINVAL, "sampler: empty corpus (n = %ld)", n);
+    long cap = 0;
+    if (task == DATA_TASK_LM) {
+        if (num_steps < 1)
+            return data_fail(err, errlen, DATA_EINVAL, "num_steps %d: must be >= 1", num_steps);
+        /* Enough tokens for one batch at the largest offset, so no epoch is empty. */
+        long long need = ((long long)batch + 1) * num_steps + (kind == DATA_SAMPLER_SEQUENTIAL);
+        if ((long long)n < need)
+            return data_fail(err, errlen, DATA_EINVAL,
+                             "corpus of %ld tokens is too short for batch %d x num_steps %d "
+                             "(needs at least %lld)",
+                             n, batch, num_steps, need);
+        if (kind == DATA_SAMPLER_RANDOM) cap = (n - 1) / num_steps; /* subsequences at off 0 */
+    } else if (kind == DATA_SAMPLER_RANDOM) {
+        cap = n;
+    }
+    s->task = task;
+    s->kind = kind;
+    s->n = n;
+    s->batch = batch;
+    s->num_steps = num_steps;
+    s->seed = seed;
+    s->rank = rank;
+    s->world = world;
+    if (cap > 0) {
+        s->cache = calloc(1, sizeof *s->cache);
+        if (!s->cache) goto nomem;
+        s->cache->perm = malloc((size_t)cap * sizeof *s->cache->perm);
+        if (!s->cache->perm) goto nomem;
+        s->cache->cap = cap;
+        s->cache->epoch = -1;
+    }
+    return DATA_OK;
+nomem:
+    data_sampler_free(s);
+    return data_fail(err, errlen, DATA_ENOMEM, "sampler: out of memory for %ld indices", cap);
+}
+
+void data_sampler_free(data_sampler *s)
+{
+    if (!s) return;
+    if (s->cache) free(s->cache->perm);
+    free(s->cache);
+    s->cache = NULL;
+}
+
+long data_sampler_batches(const data_sampler *s, long epoch)
+{
+    if (!s || s->batch < 1 || epoch < 0) return 0;
+    long B = s->batch;
+    if (s->task == DATA_TASK_TRANSLATE) return (s->n + B - 1) / B;
+    long T = s->num_steps, off = lm_offset(s, epoch);
+    if (s->kind == DATA_SAMPLER_RANDOM) return ((s->n - off - 1) / T) / B; /* full batches */
+    return ((s->n - off - 1) / B) / T;
+}
+
+/* Fisher-Yates over [0, m), swap partner of position i keyed by (epoch, i). */
+static void fill_perm(const data_sampler *s, long epoch, long m)
+{
+    struct data_sampler_cache *c = s->cache;
+    if (c->epoch == epoch && c->len == m) return;
+    for (long i = 0; i < m; i++) c->perm[i] = i;
+    for (long i = m - 1; i > 0; i--) {
+        long j =
+            (long)rng_below((uint64_t)i + 1, s->seed, RNG_SHUFFLE, (uint64_t)epoch, (uint64_t)i, 0);
+        long t = c->perm[i];
+        c->perm[i] = c->perm[j];
+        c->perm[j] = t;
+    }
+    c->epoch = epoch;
+    c->len = m;
+}
+
+int data_sampler_slice(const data_sampler *s, long epoch, long b, data_slice *sl)
+{
+    if (!s || !sl || !sl->index || s->batch < 1 || s->world < 1) return DATA_EINVAL;
+    long nb = data_sampler_batches(s, epoch);
+    if (epoch < 0 || b < 0 || b >= nb) return DATA_EINVAL;
+    long B = s->batch;
+    long rows = B;
+    if (s->task == DATA_TASK_TRANSLATE && s->n - b * B < B) rows = s->n - b * B;
+    long lo = B * s->rank / s->world, hi = B * (s->rank + 1) / s->world;
+    if (lo > rows) lo = rows;
+    if (hi > rows) hi = rows;
+    sl->global_rows = (int)rows;
+    sl->lo = (int)lo;
+    sl->hi = (int)hi;
+
+    if (s->task == DATA_TASK_TRANSLATE) {
+        if (s->kind == DATA_SAMPLER_SEQUENTIAL) {
+            for (long r = lo; r < hi; r++) sl->index[r - lo] = b * B + r;
+        } else {
+            if (!s->cache) return DATA_EINVAL;
+            fill_perm(s, epoch, s->n);
+            for (long r = lo; r < hi; r++) sl->index[r - lo] = s->cache->perm[b * B + r];
+        }
+        return DATA_OK;
+    }
+
+    long T = s->num_steps, off = lm_offset(s, epoch);
+    if (s->kind == DATA_SAMPLER_RANDOM) {
+        /* seq_data_iter_random: subsequence k starts at off + k*T; batch b takes
+         * the shuffled subsequences [b*B, (b+1)*B). */
+        long m = (s->n - off - 1) / T;
+        if (!s->cache || m > s->cache->cap) return DATA_EINVAL;
+        fill_perm(s, epoch, m);
+        for (long r = lo; r < hi; r++) sl->index[r - lo] = off + s->cache->perm[b * B + r] * T;
+    } else {
+        /* seq_data_iter_sequential: B streams of L tokens from off; row r of
+         * batch b starts at off + r*L + b*T. */
+        long L = (s->n - off - 1) / B;
+        for (long r = lo; r < hi; r++) sl->index[r - lo] = off + r * L + b * T;
+    }
+    return DATA_OK;
+}

@@ -1,0 +1,244 @@
+/* Text: UTF-8 decoding, the book's fra-eng normalisation, and the small
+ * buffer / file / error helpers the rest of data/ shares. */
+#include "data_internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* --------------------------------------------------------------- errors */
+
+int data_fail(char *err, size_t errlen, int status, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+        /* one line: a message built from file content must not break it */
+        for (char *c = err; *c; c++)
+            if (*c == '\n' || *c == '\r') *c = ' ';
+    }
+    return status;
+}
+
+/* ------------------------------------------------------- growable bytes */
+
+int data_buf_reserve(data_buf *b, size_t extra)
+{
+    if (extra > SIZE_MAX / 2 - b->len - 1) return DATA_ENOMEM;
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap) return DATA_OK;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) return DATA_ENOMEM;
+    b->p = p;
+    b->cap = cap;
+    return DATA_OK;
+}
+
+int data_buf_append(data_buf *b, const char *s, size_t n)
+{
+    if (data_buf_reserve(b, n) != DATA_OK) return DATA_ENOMEM;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return DATA_OK;
+}
+
+void data_buf_free(data_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+int data_read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen)
+{
+    *buf = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return data_fail(err, errlen, DATA_EIO, "%s: %s", path, strerror(errno));
+    data_buf b = {0};
+    int rc = DATA_OK;
+    for (;;) {
+        if (data_buf_reserve(&b, 1 << 16) != DATA_OK) {
+            rc = data_fail(err, errlen, DATA_ENOMEM, "%s: out of memory reading the file", path);
+            goto err;
+        }
+        size_t room = b.cap - b.len - 1;
+        size_t got = fread(b.p + b.len, 1, room, f);
+        b.len += got;
+        if (got < room) {
+            if (ferror(f)) {
+                rc = data_fail(err, errlen, DATA_EIO, "%s: read error", path);
+                goto err;
+            }
+            break;
+        }
+    }
+    b.p[b.len] = '\0';
+    fclose(f);
+    *buf = b.p;
+    *len = b.len;
+    return DATA_OK;
+err:
+    fclose(f);
+    data_buf_free(&b);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- UTF-8 */
+
+size_t data_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
+{
+    if (len == 0) return 0;
+    unsigned c = s[0];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    size_t n;
+    uint32_t v, min;
+    if ((c & 0xE0) == 0xC0) {
+        n = 2, v = c & 0x1F, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+        n = 3, v = c & 0x0F, min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+        n = 4, v = c & 0x07, min = 0x10000;
+    } else {
+        return 0; /* continuation byte or 0xF8..0xFF as a lead */
+    }
+    if (len < n) return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        v = (v << 6) | (s[i] & 0x3F);
+    }
+    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+    *cp = v;
+    return n;
+}
+
+static size_t utf8_encode(uint32_t cp, char *out)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* ------------------------------------------------------- normalisation */
+
+/* Python's str.lower() on the scripts the corpora contain: ASCII, Latin-1
+ * supplement, Latin Extended-A, basic Greek and Cyrillic (fra.txt has a
+ * Cyrillic capital); capital sigma is handled by the caller. Every mapping keeps the UTF-8 length,
+ * except U+0130 which Python lowers to "i" + U+0307 (one extra byte). */
+static uint32_t lower_cp(uint32_t c)
+{
+    if (c < 0x80) return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+    if (c >= 0xC0 && c <= 0xDE && c != 0xD7) return c + 32;
+    if (c >= 0x100 && c <= 0x17F) {
+        if (c <= 0x137) return (c & 1) ? c : c + 1; /* U+0130 handled by the caller */
+        if (c >= 0x139 && c <= 0x148) return (c & 1) ? c + 1 : c;
+        if (c >= 0x14A && c <= 0x177) return (c & 1) ? c : c + 1; /* includes Œ -> œ */
+        if (c == 0x178) return 0xFF;
+        if (c >= 0x179 && c <= 0x17E) return (c & 1) ? c + 1 : c;
+        return c; /* ĸ ŉ ſ are lowercase already */
+    }
+    if (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) return c + 32;
+    if (c == 0x386) return 0x3AC;
+    if (c >= 0x388 && c <= 0x38A) return c + 37;
+    if (c == 0x38C) return 0x3CC;
+    if (c == 0x38E || c == 0x38F) return c + 63;
+    if (c >= 0x410 && c <= 0x42F) return c + 32;
+    if (c >= 0x400 && c <= 0x40F) return c + 80;
+    return c;
+}
+
+/* Letters with case in the scripts above (for Greek final sigma). */
+static int is_cased(uint32_t c)
+{
+    if (c < 0x80) return (c | 32) >= 'a' && (c | 32) <= 'z';
+    if (c >= 0xC0 && c <= 0x24F) return c != 0xD7 && c != 0xF7;
+    return (c >= 0x386 && c <= 0x3FF && c != 0x387) || (c >= 0x400 && c <= 0x4FF);
+}
+
+int data_normalize_append(const char *in, size_t len, data_buf *b, size_t *bad)
+{
+    /* Worst case: every byte is a punctuation mark that gains a space. */
+    if (len > SIZE_MAX / 4 || data_buf_reserve(b, 2 * len) != DATA_OK) return DATA_ENOMEM;
+    const unsigned char *s = (const unsigned char *)in;
+    char *out = b->p + b->len;
+    uint32_t prev = 0;
+    int first = 1;
+    for (size_t i = 0; i < len;) {
+        uint32_t c;
+        size_t k = data_utf8_decode(s + i, len - i, &c);
+        if (k == 0 || c == 0) {
+            *bad = i;
+            b->p[b->len] = '\0';
+            return DATA_EFORMAT;
+        }
+        i += k;
+        if (c == 0x202F || c == 0xA0) c = ' ';
+        /* The book tests the character before, which is already replaced. */
+        if (!first && prev != ' ' && (c == ',' || c == '.' || c == '!' || c == '?')) *out++ = ' ';
+        if (c == 0x130) {
+            *out++ = 'i';
+            out += utf8_encode(0x307, out);
+        } else if (c == 0x3A3) {
+            /* Python's final sigma: after a cased letter and not before one
+             * (case-ignorable characters in between are not skipped here) */
+            uint32_t next = 0;
+            int before = i < len && data_utf8_decode(s + i, len - i, &next) && is_cased(next);
+            out += utf8_encode(!first && is_cased(prev) && !before ? 0x3C2 : 0x3C3, out);
+        } else {
+            out += utf8_encode(lower_cp(c), out);
+        }
+        prev = c;
+        first = 0;
+    }
+    b->len = (size_t)(out - b->p);
+    b->p[b->len] = '\0';
+    return DATA_OK;
+}
+
+int data_normalize(const char *in, size_t len, char **out, char *err, size_t errlen)
+{
+    if (!out) return data_fail(err, errlen, DATA_EINVAL, "data_normalize: out is NULL");
+    *out = NULL;
+    if (!in && len) return data_fail(err, errlen, DATA_EINVAL, "data_normalize: in is NULL");
+    data_buf b = {0};
+    size_t bad = 0;
+    int rc = data_normalize_append(in ? in : "", len, &b, &bad);
+    if (rc == DATA_EFORMAT) {
+        data_buf_free(&b);
+        if (in[bad] == '\0') return data_fail(err, errlen, rc, "NUL byte at byte %zu", bad);
+        return data_fail(err, errlen, rc, "invalid UTF-8 at byte %zu", bad);
+    }
+    if (rc != DATA_OK) {
+        data_buf_free(&b);
+        return data_fail(err, errlen, DATA_ENOMEM, "data_normalize: out of memory");
+    }
+    *out = b.p;
+    return DATA_OK;
+}

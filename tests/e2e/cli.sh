@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# End to end: seqpar train (1 process and mpirun -np 2), checkpoints,
+# translate, bleu, and one clear error line for bad options and bad data.
+SEQPAR=$1
+. "$(dirname "$0")/lib.sh"
+summary='^done step=[0-9]+ epoch=[0-9]+ loss=[0-9.]+ ppl=[0-9.]+ tokens_per_s=[0-9]+$'
+
+# --- single process: progress, summary line, checkpoint
+"$SEQPAR" train --max-steps 30 --log-every 10 --num-examples 2000 --threads 1 \
+    --checkpoint-dir "$tmp/ck1" >"$tmp/t1.out" 2>"$tmp/t1.err"
+check "train (1 process) exits 0" test $? = 0
+check "last stdout line is the summary" bash -c "tail -n 1 '$tmp/t1.out' | grep -Eq '$summary'"
+check "summary says step=30" grep -q '^done step=30 ' "$tmp/t1.out"
+check "progress lines show loss, tok/s and ETA" grep -Eq '^step 20/30 epoch 1 loss [0-9.]+ ppl [0-9.]+ tok/s [0-9]+ ETA' "$tmp/t1.out"
+check "checkpoint written" test -f "$tmp/ck1/ckpt-00000030.h5"
+check "checkpoint verifies" "$SEQPAR" ckpt verify "$tmp/ck1/ckpt-00000030.h5"
+check "h5dump reads the checkpoint" bash -c "h5dump -H '$tmp/ck1/ckpt-00000030.h5' | grep -q 'decoder'"
+
+# --- translate: one line out per line in, from the checkpoint alone
+printf 'one\ntwo hundred\n\nfour thousand\n' >"$tmp/in.txt"
+"$SEQPAR" translate --checkpoint "$tmp/ck1/ckpt-00000030.h5" <"$tmp/in.txt" >"$tmp/tr.txt"
+check "translate exits 0" test $? = 0
+check "translate writes one line per input line" test "$(wc -l <"$tmp/tr.txt")" = 4
+
+# --- two ranks
+if command -v mpirun >/dev/null; then
+    mpirun -np 2 "$SEQPAR" train --max-steps 20 --log-every 10 --num-examples 2000 \
+        >"$tmp/t2.out" 2>"$tmp/t2.err"
+    check "mpirun -np 2 train exits 0" test $? = 0
+    check "2 ranks: one summary line (rank 0 prints)" test "$(grep -Ec "$summary" "$tmp/t2.out")" = 1
+    check "2 ranks reported" grep -q '2 ranks' "$tmp/t2.out"
+else
+    bad "mpirun not found"
+fi
+
+# --- bad options: exit 2, one line naming the option
+expect_error "non-numeric --hidden" '--hidden' "$SEQPAR" train --hidden abc
+expect_error "out-of-range --dropout" '--dropout' "$SEQPAR" train --dropout 1.5
+expect_error "unknown --cell" '--cell: expected one of gru.lstm.rnn' "$SEQPAR" train --cell foo
+expect_error "unknown option" "--frobnicate" "$SEQPAR" train --frobnicate 3
+expect_error "missing value" '--lr' "$SEQPAR" train --lr
+expect_error "bad --bptt" '--bptt' "$SEQPAR" train --task lm --bptt zero
+expect_error "unknown command" "unknown command" "$SEQPAR" frobnicate
+echo '{"hidden": 8, "bogus": 1}' >"$tmp/bad.json"
+expect_error "unknown key in --config" 'bad.json.*bogus' "$SEQPAR" train --config "$tmp/bad.json"
+expect_error "missing checkpoint" 'nope.h5' "$SEQPAR" translate --checkpoint "$tmp/nope.h5"
+head -c 5000 /dev/urandom >"$tmp/junk.h5"
+expect_error "random bytes as checkpoint" 'junk.h5' "$SEQPAR" ckpt verify "$tmp/junk.h5"
+
+# --- bad data: exit 2, one line naming file and line
+printf 'go .\tva !\nno tab here\n' >"$tmp/notab.txt"
+expect_error "pair line without a tab" 'notab.txt:2' "$SEQPAR" train --dataset "$tmp/notab.txt" --max-steps 1
+printf 'go .\tva !\nbad \xff\xfe utf8\tmal\n' >"$tmp/utf8.txt"
+expect_error "invalid UTF-8" 'utf8.txt:2' "$SEQPAR" train --dataset "$tmp/utf8.txt" --max-steps 1
+: >"$tmp/empty.txt"
+expect_error "empty corpus" 'empty.txt' "$SEQPAR" train --dataset "$tmp/empty.txt" --max-steps 1
+{ printf 'go .\t'; head -c 5000 /dev/zero | tr '\0' 'a'; printf '\n'; } >"$tmp/long.txt"
+expect_error "absurdly long token" 'long.txt:1' "$SEQPAR" train --dataset "$tmp/long.txt" --max-steps 1
+
+# --- bleu
+printf 'the cat sat on the mat\n' >"$tmp/ref.txt"
+printf 'the cat sat on the mat\n' >"$tmp/hyp.txt"
+check "bleu of identical text is 100" bash -c "'$SEQPAR' bleu --ref '$tmp/ref.txt' --hyp '$tmp/hyp.txt' | grep -q '^BLEU = 100.00'"
+printf 'a\nb\n' >"$tmp/two.txt"
+expect_error "bleu line count mismatch" 'lines' "$SEQPAR" bleu --ref "$tmp/ref.txt" --hyp "$tmp/two.txt"
+
+finish
