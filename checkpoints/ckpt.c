@@ -237,6 +237,7 @@ int ckpt_save(const char *path, const ckpt_content *c, char *err, size_t errlen)
         return seterr(err, errlen, CKPT_EFORMAT, "%s: nothing to save", path);
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    errno = 0; /* HDF5 failures need not set errno: report it only when set */
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0)
         return seterr(err, errlen, CKPT_EIO, "%s: cannot create (%s)", tmp,

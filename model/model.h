@@ -278,7 +278,8 @@ void model_set_bptt(model *m, bptt_mode mode, int k);
 /* Forward and backward on one slice: adds d(Σ loss)/dθ into the gradient
  * buffer (not divided by anything: the trainer divides by the global token
  * count after the allreduce). train = 0 disables dropout and the backward
- * (evaluation: loss only). Returns MODEL_OK; *loss_sum and *tokens are the
+ * (evaluation: loss only). Returns MODEL_OK, or MODEL_EINVAL for a bad shape
+ * or a token id outside the vocabulary; *loss_sum and *tokens are the
  * summed cross-entropy and the number of counted target tokens. No
  * allocation. */
 int model_step(model *m, const model_batch *b, int train, double *loss_sum, long *tokens);

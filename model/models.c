@@ -354,6 +354,13 @@ int model_step(model *m, const model_batch *b, int train, double *loss_sum, long
     if (b->B < 0 || b->B > m->cfg.max_batch || b->T < 1 || b->T > m->cfg.num_steps)
         return MODEL_EINVAL;
     if (b->B == 0) return MODEL_OK;
+    /* ids index embedding rows (or one-hot columns): out-of-range ids would
+     * read outside the parameters, so they are refused here */
+    const int vs = m->cfg.task == MODEL_TRANSLATE ? m->cfg.src_vocab : m->cfg.tgt_vocab;
+    const size_t n = (size_t)b->B * b->T;
+    for (size_t i = 0; i < n; i++)
+        if (b->src[i] < 0 || b->src[i] >= vs || b->tgt[i] < 0 || b->tgt[i] >= m->cfg.tgt_vocab)
+            return MODEL_EINVAL;
     return m->cfg.task == MODEL_TRANSLATE ? step_translate(m, b, train, loss_sum, tokens)
                                           : step_lm(m, b, train, loss_sum, tokens);
 }
@@ -377,6 +384,9 @@ int model_greedy(model *m, const int32_t *src, int B, int T, int bos, int eos, i
         return MODEL_EINVAL;
     param_table *pt = &m->pt;
     int32_t *ids = m->ids_a, *tok = m->ids_b;
+    for (size_t i = 0; i < (size_t)B * T; i++)
+        if (src[i] < 0 || src[i] >= m->cfg.src_vocab) return MODEL_EINVAL;
+    if (bos < 0 || bos >= V) return MODEL_EINVAL;
     to_time_major(ids, src, B, T);
     const float *xe = embed(m, m->i_enc_emb, m->xa, ids, (size_t)T * B);
     float *h = m->st_h, *c = m->st_c, *h2 = m->st2_h, *c2 = m->st2_c;
@@ -413,6 +423,8 @@ int model_lm_generate(model *m, const int32_t *prefix, int n, int len, float tem
 {
     const int H = m->cfg.hidden, L = m->cfg.layers, V = m->cfg.tgt_vocab;
     if (m->cfg.task != MODEL_LM || n < 1 || len < 0) return MODEL_EINVAL;
+    for (int i = 0; i < n; i++)
+        if (prefix[i] < 0 || prefix[i] >= V) return MODEL_EINVAL;
     param_table *pt = &m->pt;
     float *h = m->st2_h, *c = m->st2_c;
     memset(h, 0, (size_t)L * H * sizeof(float));

@@ -47,7 +47,8 @@ typedef struct {
     model_batch b;
     int32_t src[4 * 6], tgt[4 * 6], valid[4];
     int64_t ex[4];
-    float state_h[2 * 4 * 8], state_c[2 * 4 * 8], keep_h[2 * 4 * 8], keep_c[2 * 4 * 8];
+    /* room for L <= 2, B <= 4, H <= 32 (setup checks) */
+    float state_h[2 * 4 * 32], state_c[2 * 4 * 32], keep_h[2 * 4 * 32], keep_c[2 * 4 * 32];
     size_t LBH;
 } mctx;
 
@@ -79,6 +80,7 @@ static void setup(mctx *c, model_config *cfg, uint64_t seed)
     }
     for (int b = 0; b < B; b++) c->valid[b] = 1 + (b * 3) % T, c->ex[b] = 100 + 7 * b;
     c->LBH = (size_t)cfg->layers * B * cfg->hidden;
+    CU_ASSERT_FATAL(c->LBH <= sizeof c->keep_h / sizeof *c->keep_h && B * T <= 24);
     gc_fill(c->keep_h, c->LBH, 0.7f, seed + 1);
     gc_fill(c->keep_c, c->LBH, 0.7f, seed + 2);
     c->b = (model_batch){.B = B,

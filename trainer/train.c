@@ -467,7 +467,8 @@ int cmd_train(int argc, char **argv)
             param_zero_grad(pt);
             double loss_sum;
             long ntok;
-            model_step(t->m, &b, 1, &loss_sum, &ntok);
+            if (model_step(t->m, &b, 1, &loss_sum, &ntok) != MODEL_OK)
+                die0(t, 1, "invalid batch at step %ld (token id outside the vocabulary)", t->step);
             /* the step's sums ride in the gradient buffer's tail: one allreduce */
             float *tail = pt->grad + pt->total;
             tail[TAIL_LOSS] = (float)loss_sum;
