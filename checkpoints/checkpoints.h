@@ -26,13 +26,13 @@
 
 enum {
     CKPT_OK = 0,
-    CKPT_EIO = -1,      /* cannot create / open / write / rename */
-    CKPT_EFORMAT = -2,  /* not a seqpar checkpoint, corrupt, missing object */
+    CKPT_EIO = -1,       /* cannot create / open / write / rename */
+    CKPT_EFORMAT = -2,   /* not a seqpar checkpoint, corrupt, missing object */
     CKPT_EMISMATCH = -3, /* valid file, but not for this model */
     CKPT_ENOMEM = -4,
 };
 
-#define CKPT_FORMAT "seqpar-checkpoint"
+#define CKPT_FORMAT         "seqpar-checkpoint"
 #define CKPT_FORMAT_VERSION 1
 
 typedef struct ckpt_train {
@@ -48,15 +48,15 @@ typedef struct ckpt_strings {
 
 /* What a checkpoint holds, for writing. Pointers may be NULL where noted. */
 typedef struct ckpt_content {
-    const char *config_json;          /* required */
-    const param_table *params;        /* required */
-    const optimizer *opt;             /* NULL: no /optimizer */
+    const char *config_json;   /* required */
+    const param_table *params; /* required */
+    const optimizer *opt;      /* NULL: no /optimizer */
     ckpt_train train;
-    const float *state_h, *state_c;   /* (L, B, H) carried LM state, or NULL */
+    const float *state_h, *state_c; /* (L, B, H) carried LM state, or NULL */
     int state_dims[3];
-    const char *const *vocab_src;     /* translation; NULL for the LM */
+    const char *const *vocab_src; /* translation; NULL for the LM */
     int vocab_src_n;
-    const char *const *vocab_tgt;     /* translation target, or the LM's tokens */
+    const char *const *vocab_tgt; /* translation target, or the LM's tokens */
     int vocab_tgt_n;
 } ckpt_content;
 

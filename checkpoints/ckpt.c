@@ -189,9 +189,8 @@ static herr_t write_all(hid_t f, const ckpt_content *c)
         rc |= attr_num(g, "t", H5T_NATIVE_LLONG, &t, 1);
         H5Gclose(g);
         if (rc < 0) return -1;
-        if (c->opt->kind == OPT_ADAM &&
-            (write_table(f, "/optimizer/m", c->params, c->opt->m) < 0 ||
-             write_table(f, "/optimizer/v", c->params, c->opt->v) < 0))
+        if (c->opt->kind == OPT_ADAM && (write_table(f, "/optimizer/m", c->params, c->opt->m) < 0 ||
+                                         write_table(f, "/optimizer/v", c->params, c->opt->v) < 0))
             return -1;
     }
 
@@ -248,14 +247,18 @@ int ckpt_save(const char *path, const ckpt_content *c, char *err, size_t errlen)
     if (rc < 0) {
         int e = errno;
         unlink(tmp);
-        return seterr(err, errlen, CKPT_EIO, "%s: write failed (%s); earlier checkpoints are "
-                      "untouched", path, e ? strerror(e) : "HDF5 error");
+        return seterr(err, errlen, CKPT_EIO,
+                      "%s: write failed (%s); earlier checkpoints are "
+                      "untouched",
+                      path, e ? strerror(e) : "HDF5 error");
     }
     if (fsync_path(tmp, 0) != 0 || rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
-        return seterr(err, errlen, CKPT_EIO, "%s: cannot commit (%s); earlier checkpoints are "
-                      "untouched", path, strerror(e));
+        return seterr(err, errlen, CKPT_EIO,
+                      "%s: cannot commit (%s); earlier checkpoints are "
+                      "untouched",
+                      path, strerror(e));
     }
     char dirbuf[1100];
     snprintf(dirbuf, sizeof dirbuf, "%s", path);
@@ -311,8 +314,10 @@ int ckpt_open(ckpt_file **out, const char *path, char *err, size_t errlen)
         return seterr(err, errlen, CKPT_EIO, "%s: %s", path, strerror(errno));
     htri_t is = H5Fis_hdf5(path);
     if (is <= 0)
-        return seterr(err, errlen, CKPT_EFORMAT, "%s: not an HDF5 file (empty, truncated or "
-                      "not a checkpoint)", path);
+        return seterr(err, errlen, CKPT_EFORMAT,
+                      "%s: not an HDF5 file (empty, truncated or "
+                      "not a checkpoint)",
+                      path);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) return seterr(err, errlen, CKPT_EFORMAT, "%s: cannot open as HDF5 (corrupt?)", path);
     char fmt[64] = "";
@@ -324,13 +329,17 @@ int ckpt_open(ckpt_file **out, const char *path, char *err, size_t errlen)
     if (root >= 0) H5Gclose(root);
     if (!ok) {
         H5Fclose(f);
-        return seterr(err, errlen, CKPT_EFORMAT, "%s: not a seqpar checkpoint (no format "
-                      "attribute \"%s\")", path, CKPT_FORMAT);
+        return seterr(err, errlen, CKPT_EFORMAT,
+                      "%s: not a seqpar checkpoint (no format "
+                      "attribute \"%s\")",
+                      path, CKPT_FORMAT);
     }
     if (ver < 1 || ver > CKPT_FORMAT_VERSION) {
         H5Fclose(f);
-        return seterr(err, errlen, CKPT_EFORMAT, "%s: format_version %d is not supported "
-                      "(this seqpar reads 1..%d)", path, ver, CKPT_FORMAT_VERSION);
+        return seterr(err, errlen, CKPT_EFORMAT,
+                      "%s: format_version %d is not supported "
+                      "(this seqpar reads 1..%d)",
+                      path, ver, CKPT_FORMAT_VERSION);
     }
     ckpt_file *cf = calloc(1, sizeof *cf);
     if (!cf) {
@@ -428,8 +437,7 @@ int ckpt_read_vocab(ckpt_file *f, const char *which, ckpt_strings *v, char *err,
     snprintf(path, sizeof path, "/vocab/%s", which);
     v->n = 0;
     v->s = NULL;
-    if (H5Lexists(f->fid, "/vocab", H5P_DEFAULT) <= 0 ||
-        H5Lexists(f->fid, path, H5P_DEFAULT) <= 0)
+    if (H5Lexists(f->fid, "/vocab", H5P_DEFAULT) <= 0 || H5Lexists(f->fid, path, H5P_DEFAULT) <= 0)
         return seterr(err, errlen, CKPT_EFORMAT, "%s: missing %s", f->path, path);
     hid_t ds = H5Dopen2(f->fid, path, H5P_DEFAULT);
     if (ds < 0) return seterr(err, errlen, CKPT_EFORMAT, "%s: cannot open %s", f->path, path);
@@ -487,8 +495,10 @@ static int read_floats(ckpt_file *f, const char *path, float *out, int ndim, con
     herr_t rc = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
     H5Dclose(ds);
     if (rc < 0)
-        return seterr(err, errlen, CKPT_EFORMAT, "%s: %s fails its checksum or cannot be read "
-                      "(corrupt file)", f->path, path);
+        return seterr(err, errlen, CKPT_EFORMAT,
+                      "%s: %s fails its checksum or cannot be read "
+                      "(corrupt file)",
+                      f->path, path);
     return CKPT_OK;
 }
 
@@ -500,8 +510,8 @@ static herr_t count_cb(hid_t obj, const char *name, const H5O_info_t *info, void
     return 0;
 }
 
-static int read_table(ckpt_file *f, const char *group, const param_table *pt, float *buf,
-                      char *err, size_t errlen)
+static int read_table(ckpt_file *f, const char *group, const param_table *pt, float *buf, char *err,
+                      size_t errlen)
 {
     char path[256];
     for (int i = 0; i < pt->n; i++) {
@@ -544,8 +554,8 @@ int ckpt_read_optimizer(ckpt_file *f, const param_table *pt, optimizer *opt, cha
     if (!ok) return seterr(err, errlen, CKPT_EFORMAT, "%s: /optimizer lacks name or t", f->path);
     const char *want = opt->kind == OPT_ADAM ? "adam" : "sgd";
     if (strcmp(name, want) != 0)
-        return seterr(err, errlen, CKPT_EMISMATCH, "%s: optimizer is %s, the run uses %s",
-                      f->path, name, want);
+        return seterr(err, errlen, CKPT_EMISMATCH, "%s: optimizer is %s, the run uses %s", f->path,
+                      name, want);
     if (opt->kind == OPT_ADAM) {
         int rc = read_table(f, "/optimizer/m", pt, opt->m, err, errlen);
         if (rc == CKPT_OK) rc = read_table(f, "/optimizer/v", pt, opt->v, err, errlen);
@@ -614,8 +624,10 @@ static herr_t verify_cb(hid_t obj, const char *name, const H5O_info_t *info, voi
     size_t sz = H5Tget_size(t);
     void *buf = n > 0 ? malloc((size_t)n * (sz ? sz : 1)) : NULL;
     herr_t rc = -1;
-    if (n == 0) rc = 0;
-    else if (buf) rc = H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    if (n == 0)
+        rc = 0;
+    else if (buf)
+        rc = H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
     if (rc >= 0 && H5Tis_variable_str(t) > 0 && buf) H5Dvlen_reclaim(t, sp, H5P_DEFAULT, buf);
     free(buf);
     H5Sclose(sp);

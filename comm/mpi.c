@@ -19,8 +19,8 @@ int comm_init(int *argc, char ***argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_world);
     MPI_Comm local;
-    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL,
-                            &local) == MPI_SUCCESS) {
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &local) ==
+        MPI_SUCCESS) {
         MPI_Comm_rank(local, &g_local_rank);
         MPI_Comm_size(local, &g_local_size);
         MPI_Comm_free(&local);
@@ -76,8 +76,7 @@ static int allreduce_d(double *x, size_t n, MPI_Op op)
     if (g_world == 1) return COMM_OK;
     for (size_t off = 0; off < n; off += CHUNK) {
         int c = (int)(n - off < CHUNK ? n - off : CHUNK);
-        if (MPI_Allreduce(MPI_IN_PLACE, x + off, c, MPI_DOUBLE, op, MPI_COMM_WORLD) !=
-            MPI_SUCCESS)
+        if (MPI_Allreduce(MPI_IN_PLACE, x + off, c, MPI_DOUBLE, op, MPI_COMM_WORLD) != MPI_SUCCESS)
             return COMM_ERR;
     }
     return COMM_OK;

@@ -14,8 +14,8 @@
 
 enum {
     DATA_OK = 0,
-    DATA_EINVAL = -1, /* bad argument or option value */
-    DATA_EIO = -2,    /* file missing / unreadable */
+    DATA_EINVAL = -1,  /* bad argument or option value */
+    DATA_EIO = -2,     /* file missing / unreadable */
     DATA_EFORMAT = -3, /* bad file content (no tab, invalid UTF-8, empty, token too long) */
     DATA_ENOMEM = -4,
     DATA_EFETCH = -5, /* download failed or checksum mismatch */
@@ -37,11 +37,11 @@ int data_normalize(const char *in, size_t len, char **out, char *err, size_t err
 /* ------------------------------------------------------------ vocabulary */
 
 typedef struct data_vocab {
-    int size;       /* number of tokens, including the reserved ones */
-    char **tokens;  /* (size) NUL-terminated UTF-8; tokens[DATA_PAD] = "<pad>", then
-                       "<bos>", "<eos>", "<unk>", then by descending frequency, ties
-                       broken by first appearance */
-    void *index;    /* private lookup table */
+    int size;      /* number of tokens, including the reserved ones */
+    char **tokens; /* (size) NUL-terminated UTF-8; tokens[DATA_PAD] = "<pad>", then
+                      "<bos>", "<eos>", "<unk>", then by descending frequency, ties
+                      broken by first appearance */
+    void *index;   /* private lookup table */
 } data_vocab;
 
 /* Builds a vocabulary from a list of tokens with their counts taken over the
@@ -74,10 +74,10 @@ int data_sha1_file(const char *path, char hex[41], char *err, size_t errlen);
  * num_steps with <eos> appended first (a sentence longer than num_steps loses
  * its <eos>, as in the book). */
 typedef struct data_pairs {
-    int n;          /* pairs */
-    int num_steps;  /* T */
-    int32_t *src;   /* (n, T) source ids, DATA_PAD-padded */
-    int32_t *tgt;   /* (n, T) target ids, DATA_PAD-padded */
+    int n;              /* pairs */
+    int num_steps;      /* T */
+    int32_t *src;       /* (n, T) source ids, DATA_PAD-padded */
+    int32_t *tgt;       /* (n, T) target ids, DATA_PAD-padded */
     int32_t *src_valid; /* (n) tokens before padding (<= T) */
     int32_t *tgt_valid; /* (n) */
     data_vocab src_vocab, tgt_vocab;
@@ -85,14 +85,14 @@ typedef struct data_pairs {
 } data_pairs;
 
 typedef struct data_pairs_opts {
-    const char *dataset;   /* "numbers", "fra-eng" or a path to a tab-separated file */
-    const char *data_dir;  /* may be NULL */
-    long num_examples;     /* first N pairs (0 = all; for numbers: how many to generate,
-                              0 = the default 20 000) */
+    const char *dataset;  /* "numbers", "fra-eng" or a path to a tab-separated file */
+    const char *data_dir; /* may be NULL */
+    long num_examples;    /* first N pairs (0 = all; for numbers: how many to generate,
+                             0 = the default 20 000) */
     int num_steps;
-    int min_freq;          /* default 2 */
-    int valid;             /* held-out pairs (0 = none) */
-    uint64_t seed;         /* keys the held-out split */
+    int min_freq;  /* default 2 */
+    int valid;     /* held-out pairs (0 = none) */
+    uint64_t seed; /* keys the held-out split */
 } data_pairs_opts;
 
 /* Loads, normalises and tokenises the first num_examples pairs, then holds
@@ -110,17 +110,17 @@ void data_pairs_free(data_pairs *p);
 
 /* A token stream for language modelling. */
 typedef struct data_stream {
-    long n;         /* tokens */
-    int32_t *ids;   /* (n) */
+    long n;       /* tokens */
+    int32_t *ids; /* (n) */
     data_vocab vocab;
 } data_stream;
 
 typedef struct data_stream_opts {
-    const char *dataset;  /* "timemachine", "numbers" or a path to a text file */
+    const char *dataset; /* "timemachine", "numbers" or a path to a text file */
     const char *data_dir;
     data_token_kind tokens;
-    int min_freq;         /* default 0 for chars */
-    long max_tokens;      /* 0 = all */
+    int min_freq;    /* default 0 for chars */
+    long max_tokens; /* 0 = all */
 } data_stream_opts;
 
 int data_stream_load(data_stream *s, const data_stream_opts *o, char *err, size_t errlen);
@@ -152,9 +152,9 @@ typedef enum { DATA_SAMPLER_RANDOM = 0, DATA_SAMPLER_SEQUENTIAL = 1 } data_sampl
 typedef struct data_sampler {
     data_task task;
     data_sampler_kind kind;
-    long n;          /* pairs (translate) or tokens (LM) */
-    int batch;       /* global batch B */
-    int num_steps;   /* T (LM) */
+    long n;        /* pairs (translate) or tokens (LM) */
+    int batch;     /* global batch B */
+    int num_steps; /* T (LM) */
     uint64_t seed;
     int rank, world;
     struct data_sampler_cache *cache; /* private: the last epoch's permutation (allocated by
@@ -162,9 +162,8 @@ typedef struct data_sampler {
                                          concurrent slicing from several threads */
 } data_sampler;
 
-int data_sampler_init(data_sampler *s, data_task task, data_sampler_kind kind, long n,
-                      int batch, int num_steps, uint64_t seed, int rank, int world, char *err,
-                      size_t errlen);
+int data_sampler_init(data_sampler *s, data_task task, data_sampler_kind kind, long n, int batch,
+                      int num_steps, uint64_t seed, int rank, int world, char *err, size_t errlen);
 void data_sampler_free(data_sampler *s); /* releases the cache; safe on a zeroed sampler */
 long data_sampler_batches(const data_sampler *s, long epoch); /* global batches in an epoch */
 
@@ -183,18 +182,17 @@ int data_sampler_slice(const data_sampler *s, long epoch, long b, data_slice *sl
 /* ------------------------------------------------------ corpus statistics */
 
 typedef struct data_ngram_stats {
-    int order;          /* 1, 2 or 3 */
-    long distinct;      /* distinct n-grams */
-    long total;         /* n-gram occurrences */
-    long *freqs;        /* (distinct) counts, descending */
-    char **top;         /* (ntop) n-grams joined by ' ', most frequent first */
-    long *top_counts;   /* (ntop) */
+    int order;        /* 1, 2 or 3 */
+    long distinct;    /* distinct n-grams */
+    long total;       /* n-gram occurrences */
+    long *freqs;      /* (distinct) counts, descending */
+    char **top;       /* (ntop) n-grams joined by ' ', most frequent first */
+    long *top_counts; /* (ntop) */
     int ntop;
 } data_ngram_stats;
 
-int data_ngram_stats_compute(data_ngram_stats *st, const int32_t *ids, long n,
-                             const data_vocab *v, int order, int ntop, char *err,
-                             size_t errlen);
+int data_ngram_stats_compute(data_ngram_stats *st, const int32_t *ids, long n, const data_vocab *v,
+                             int order, int ntop, char *err, size_t errlen);
 void data_ngram_stats_free(data_ngram_stats *st);
 /* Writes a log-log frequency-vs-rank SVG with one curve per given order. */
 int data_zipf_svg(const char *path, const data_ngram_stats *st, int nstats, const char *title,

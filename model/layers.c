@@ -25,8 +25,7 @@ void embedding_backward(float *dW, const float *dout, const int32_t *ids, int N,
 
 /* -------------------------------------------------------------------- dense */
 
-void dense_forward(float *out, const float *in, const float *W, const float *b, int N, int I,
-                   int O)
+void dense_forward(float *out, const float *in, const float *W, const float *b, int N, int I, int O)
 {
     if (N == 0) return;
     /* out = in · W^T (+ b broadcast over rows): seed out with b, then beta = 1 */
@@ -35,8 +34,7 @@ void dense_forward(float *out, const float *in, const float *W, const float *b, 
         for (int n = 0; n < N; n++) memcpy(out + (size_t)n * O, b, (size_t)O * sizeof(float));
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, I, 1.0f, in, I, W, I, beta, out,
-                O);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, I, 1.0f, in, I, W, I, beta, out, O);
 }
 
 void dense_backward(float *din, float *dW, float *db, const float *dout, const float *in,
@@ -53,8 +51,8 @@ void dense_backward(float *din, float *dW, float *db, const float *dout, const f
         }
     /* din (N, I) += dout (N, O) · W (O, I) */
     if (din)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, I, O, 1.0f, dout, O, W, I,
-                    1.0f, din, I);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, I, O, 1.0f, dout, O, W, I, 1.0f,
+                    din, I);
 }
 
 /* ---------------------------------------------------- softmax cross-entropy */
@@ -65,6 +63,8 @@ double xent_forward_backward(float *logits, const int32_t *targets, int N, int V
 {
     double loss = 0.0;
     long cnt = 0;
+    *count = 0;
+    if (V < 1) return 0.0;
     for (int n = 0; n < N; n++) {
         float *z = logits + (size_t)n * V;
         int y = targets[n];
@@ -75,12 +75,14 @@ double xent_forward_backward(float *logits, const int32_t *targets, int N, int V
         float mx = z[0];
         for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
         const double zy = (double)(z[y] - mx);
+        /* s >= 1: the maximum contributes exp(0) */
         double s = 0.0;
         for (int v = 0; v < V; v++) {
             float e = expf(z[v] - mx);
             z[v] = e;
             s += e;
         }
+        s = s < 1.0 ? 1.0 : s;
         loss += log(s) - zy;
         float inv = (float)(1.0 / s);
         for (int v = 0; v < V; v++) z[v] *= inv;
@@ -95,14 +97,17 @@ double xent_forward(const float *logits, const int32_t *targets, int N, int V, l
 {
     double loss = 0.0;
     long cnt = 0;
+    *count = 0;
+    if (V < 1) return 0.0;
     for (int n = 0; n < N; n++) {
         const float *z = logits + (size_t)n * V;
         int y = targets[n];
         if (y < 0) continue;
         float mx = z[0];
         for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-        double s = 0.0;
+        double s = 0.0; /* >= 1: the maximum contributes exp(0) */
         for (int v = 0; v < V; v++) s += exp((double)(z[v] - mx));
+        s = s < 1.0 ? 1.0 : s;
         loss += log(s) - (double)(z[y] - mx);
         cnt++;
     }

@@ -29,8 +29,8 @@ enum { MODEL_OK = 0, MODEL_EINVAL = -1, MODEL_ENOMEM = -2 };
 
 /* ========================================================= parameter table */
 
-#define PARAM_NAME_MAX 96
-#define PARAM_MAX_DIMS 2
+#define PARAM_NAME_MAX  96
+#define PARAM_MAX_DIMS  2
 #define PARAM_GRAD_TAIL 16 /* spare floats after the gradients (see param_table_alloc) */
 
 typedef struct param_tensor {
@@ -49,12 +49,12 @@ typedef struct param_table {
     int n, cap;
     size_t total; /* floats in data (including alignment padding, which stays 0) */
     float *data;
-    float *grad;  /* total + PARAM_GRAD_TAIL floats */
+    float *grad; /* total + PARAM_GRAD_TAIL floats */
 } param_table;
 
 /* Registers a tensor (before param_table_alloc); returns its index or -1. */
 int param_table_add(param_table *pt, const char *name, int ndim, int d0, int d1);
-int param_table_alloc(param_table *pt); /* zeroed, 64-byte aligned buffers */
+int param_table_alloc(param_table *pt);                        /* zeroed, 64-byte aligned buffers */
 int param_table_find(const param_table *pt, const char *name); /* index or -1 */
 void param_table_free(param_table *pt);
 static inline float *param_data(const param_table *pt, int i)
@@ -138,15 +138,15 @@ typedef struct rnn_dir {
     float *cs;    /* (T+1, B, H) LSTM cells, same layout; NULL otherwise     */
     float *ctxw;  /* (B, GH)     W_ic c                                      */
     /* backward workspace */
-    float *dxw;   /* (T, B, GH)  d/d(input pre-activation)                   */
-    float *dhw;   /* (T, B, GH)  d/d(recurrent pre-activation) (GRU only; for
-                                 RNN/LSTM it equals dxw)                     */
+    float *dxw;            /* (T, B, GH)  d/d(input pre-activation)                   */
+    float *dhw;            /* (T, B, GH)  d/d(recurrent pre-activation) (GRU only; for
+                                          RNN/LSTM it equals dxw)                     */
     float *dh, *dc, *dtmp; /* (B, H) each */
-    float *mem;   /* the one allocation behind the workspace */
+    float *mem;            /* the one allocation behind the workspace */
 } rnn_dir;
 
-int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, int onehot,
-                 int Tmax, int Bmax);
+int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, int onehot, int Tmax,
+                 int Bmax);
 void rnn_dir_free(rnn_dir *d);
 /* Binds parameter pointers: weights at W_ih … and gradients at dW_ih …. */
 void rnn_dir_bind(rnn_dir *d, float *W_ih, float *W_hh, float *b_ih, float *b_hh, float *dW_ih,
@@ -182,14 +182,14 @@ typedef struct rnn_stack {
     int L, dirs, I, C, H, Hd, onehot;
     int Tmax, Bmax;
     float dropout;
-    rnn_dir *d;        /* (L * dirs), index l * dirs + dir */
-    float **y;         /* (L) layer outputs (T, B, H) */
-    float **xin;       /* (L) inputs of layers 1..L-1 after dropout (T, B, H); [0] unused */
-    float **mask;      /* (L) dropout masks scaled by 1/(1-p), layers 1..L-1 */
-    float **dy;        /* (L) gradient of layer outputs (T, B, H) */
-    float **dxin;      /* (L) gradient of layer inputs 1..L-1 */
+    rnn_dir *d;   /* (L * dirs), index l * dirs + dir */
+    float **y;    /* (L) layer outputs (T, B, H) */
+    float **xin;  /* (L) inputs of layers 1..L-1 after dropout (T, B, H); [0] unused */
+    float **mask; /* (L) dropout masks scaled by 1/(1-p), layers 1..L-1 */
+    float **dy;   /* (L) gradient of layer outputs (T, B, H) */
+    float **dxin; /* (L) gradient of layer inputs 1..L-1 */
     float *mem;
-    int use_dropout;   /* set by the last forward */
+    int use_dropout; /* set by the last forward */
 } rnn_stack;
 
 int rnn_stack_init(rnn_stack *s, cell_kind cell, int L, int bidirectional, int I, int C, int H,
@@ -207,7 +207,7 @@ void rnn_stack_bind(rnn_stack *s, const param_table *pt, int first);
 typedef struct rnn_dropout_key {
     uint64_t seed;
     uint64_t step;
-    uint32_t site; /* keeps the encoder's and decoder's masks apart */
+    uint32_t site;          /* keeps the encoder's and decoder's masks apart */
     const int64_t *example; /* (B) global example ids */
 } rnn_dropout_key;
 
@@ -220,9 +220,8 @@ void rnn_stack_forward(rnn_stack *s, int T, int B, const float *x, const int32_t
 /* dy_top (T, B, H) or NULL; dhT/dcT (L, B, H) or NULL; dx (T, B, I) added to when
  * not NULL; dctx (B, C), dh0/dc0 (L, B, H) added to when not NULL. */
 void rnn_stack_backward(rnn_stack *s, int T, int B, const float *x, const int32_t *ids,
-                        const float *ctx, const float *dy_top, const float *dhT,
-                        const float *dcT, const float *carry, float *dx, float *dctx,
-                        float *dh0, float *dc0);
+                        const float *ctx, const float *dy_top, const float *dhT, const float *dcT,
+                        const float *carry, float *dx, float *dctx, float *dh0, float *dc0);
 
 /* ================================================================ models */
 
@@ -237,24 +236,24 @@ typedef struct model_config {
     model_task task;
     cell_kind cell;
     int layers;
-    int embed;       /* 0: one-hot inputs (row lookup into W_ih) */
+    int embed; /* 0: one-hot inputs (row lookup into W_ih) */
     int hidden;
     float dropout;
     int bidirectional; /* encoder only */
-    int src_vocab;   /* translation */
-    int tgt_vocab;   /* translation target / LM vocabulary */
-    int num_steps;   /* Tmax */
-    int max_batch;   /* Bmax: the largest slice this rank will hold */
+    int src_vocab;     /* translation */
+    int tgt_vocab;     /* translation target / LM vocabulary */
+    int num_steps;     /* Tmax */
+    int max_batch;     /* Bmax: the largest slice this rank will hold */
 } model_config;
 
 /* A batch slice, batch-major as the data loader gives it. */
 typedef struct model_batch {
     int B, T;
-    const int32_t *src;     /* (B, T) encoder input ids; LM: input ids */
-    const int32_t *tgt;     /* (B, T) target ids (translation: y; LM: next tokens) */
+    const int32_t *src;       /* (B, T) encoder input ids; LM: input ids */
+    const int32_t *tgt;       /* (B, T) target ids (translation: y; LM: next tokens) */
     const int32_t *tgt_valid; /* (B) target valid lengths (translation); NULL = all */
-    const int64_t *example; /* (B) global example ids (dropout / truncation keys) */
-    uint64_t seed, step;    /* dropout / truncation keys */
+    const int64_t *example;   /* (B) global example ids (dropout / truncation keys) */
+    uint64_t seed, step;      /* dropout / truncation keys */
     /* LM carried state, (L, B, H) each (c only for LSTM): read as the initial
      * state, overwritten with the final state (detached); NULL = zeros. */
     float *state_h, *state_c;
@@ -305,8 +304,8 @@ typedef enum { OPT_SGD = 0, OPT_ADAM = 1 } opt_kind;
 typedef struct optimizer {
     opt_kind kind;
     float lr, beta1, beta2, eps;
-    long t;          /* steps taken (Adam bias correction) */
-    float *m, *v;    /* moments, the parameter table's layout (Adam) */
+    long t;       /* steps taken (Adam bias correction) */
+    float *m, *v; /* moments, the parameter table's layout (Adam) */
     size_t n;
 } optimizer;
 

@@ -89,9 +89,11 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
     if (c.layers < 1 || c.layers > 16) return fail(err, errlen, "layers must be in 1..16");
     if (c.hidden < 1 || c.embed < 0) return fail(err, errlen, "hidden must be >= 1, embed >= 0");
     if (c.bidirectional && (c.task != MODEL_TRANSLATE || c.hidden % 2))
-        return fail(err, errlen, "a bidirectional encoder needs the translate task and an even "
-                                 "hidden size");
-    if (c.dropout < 0.0f || c.dropout >= 1.0f) return fail(err, errlen, "dropout must be in [0, 1)");
+        return fail(err, errlen,
+                    "a bidirectional encoder needs the translate task and an even "
+                    "hidden size");
+    if (c.dropout < 0.0f || c.dropout >= 1.0f)
+        return fail(err, errlen, "dropout must be in [0, 1)");
     if (c.tgt_vocab < 4 || (c.task == MODEL_TRANSLATE && c.src_vocab < 4))
         return fail(err, errlen, "vocabulary too small");
     if (c.num_steps < 1 || c.max_batch < 1)
@@ -108,11 +110,12 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
 
     if (c.task == MODEL_TRANSLATE) {
         const int Ie = m->onehot ? c.src_vocab : E, Id = m->onehot ? V : E;
-        if (rnn_stack_init(&m->enc, c.cell, L, c.bidirectional, Ie, 0, H, c.dropout, m->onehot,
-                           T, B) ||
+        if (rnn_stack_init(&m->enc, c.cell, L, c.bidirectional, Ie, 0, H, c.dropout, m->onehot, T,
+                           B) ||
             rnn_stack_init(&m->dec, c.cell, L, 0, Id, H, H, c.dropout, m->onehot, T, B))
             goto err;
-        if (!m->onehot) m->i_enc_emb = param_table_add(pt, "encoder.embedding.weight", 2, c.src_vocab, E);
+        if (!m->onehot)
+            m->i_enc_emb = param_table_add(pt, "encoder.embedding.weight", 2, c.src_vocab, E);
         m->i_enc_rnn = rnn_stack_register(&m->enc, pt, "encoder.rnn");
         if (!m->onehot) m->i_dec_emb = param_table_add(pt, "decoder.embedding.weight", 2, V, E);
         m->i_dec_rnn = rnn_stack_register(&m->dec, pt, "decoder.rnn");
@@ -143,8 +146,8 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
     m->ids_a = calloc(3 * TB, sizeof(int32_t));
     m->rows = calloc((size_t)B, sizeof(int64_t));
     m->done = calloc((size_t)B, sizeof(int));
-    size_t n = 4 * TB * (size_t)E + 6 * LBH + 2 * (size_t)B * H + TB * (size_t)V +
-               TB * (size_t)H + TB;
+    size_t n =
+        4 * TB * (size_t)E + 6 * LBH + 2 * (size_t)B * H + TB * (size_t)V + TB * (size_t)H + TB;
     m->mem = calloc(n, sizeof(float));
     if (!m->ids_a || !m->rows || !m->done || !m->mem) goto err;
     m->ids_b = m->ids_a + TB;
@@ -191,7 +194,8 @@ void model_init_params(model *m, uint64_t seed)
         const int is_rnn = strstr(t->name, "rnn.") != NULL;
         const int is_weight = strstr(t->name, "weight") != NULL;
         if (ends_with(t->name, "embedding.weight")) {
-            for (size_t k = 0; k < t->size; k++) w[k] = rng_normal(seed, RNG_INIT, (uint64_t)i, k, 0);
+            for (size_t k = 0; k < t->size; k++)
+                w[k] = rng_normal(seed, RNG_INIT, (uint64_t)i, k, 0);
             continue;
         }
         double bound;
@@ -200,7 +204,8 @@ void model_init_params(model *m, uint64_t seed)
             bound = sqrt(6.0 / (double)(t->shape[0] + t->shape[1]));
         } else if (is_rnn) {
             /* torch.nn.RNN/GRU/LSTM default: U(−1/√hidden, 1/√hidden) */
-            int hidden = m->cfg.hidden / (m->cfg.bidirectional && strstr(t->name, "encoder") ? 2 : 1);
+            int hidden =
+                m->cfg.hidden / (m->cfg.bidirectional && strstr(t->name, "encoder") ? 2 : 1);
             bound = 1.0 / sqrt((double)hidden);
         } else {
             /* torch.nn.Linear default (weight and bias): U(−1/√fan_in, 1/√fan_in) */
@@ -252,8 +257,7 @@ static const float *embed(model *m, int i_emb, float *x, const int32_t *ids, siz
     return x;
 }
 
-static int step_translate(model *m, const model_batch *b, int train, double *loss_sum,
-                          long *tokens)
+static int step_translate(model *m, const model_batch *b, int train, double *loss_sum, long *tokens)
 {
     const int T = b->T, B = b->B, H = m->cfg.hidden, L = m->cfg.layers, V = m->cfg.tgt_vocab;
     const int E = m->cfg.embed;
@@ -291,8 +295,8 @@ static int step_translate(model *m, const model_batch *b, int train, double *los
     *loss_sum = xent_forward_backward(m->logits, tgt, (int)TB, V, tokens);
 
     memset(m->dtop, 0, TB * H * sizeof(float));
-    dense_backward(m->dtop, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b),
-                   m->logits, ytop, param_data(pt, m->i_dense_w), (int)TB, H, V);
+    dense_backward(m->dtop, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b), m->logits,
+                   ytop, param_data(pt, m->i_dense_w), (int)TB, H, V);
     memset(m->dst_h, 0, LBH * sizeof(float));
     memset(m->dst_c, 0, LBH * sizeof(float));
     memset(m->dctx, 0, (size_t)B * H * sizeof(float));
@@ -323,8 +327,8 @@ static int step_lm(model *m, const model_batch *b, int train, double *loss_sum, 
     to_time_major(y, b->tgt, B, T);
     rnn_dropout_key key = {b->seed, b->step, 2, b->example ? b->example : m->rows};
     const float *xe = embed(m, m->i_emb, m->xa, x, TB);
-    rnn_stack_forward(&m->rnn, T, B, xe, x, NULL, b->state_h, lstm ? b->state_c : NULL,
-                      m->st_h, lstm ? m->st_c : NULL, train ? &key : NULL);
+    rnn_stack_forward(&m->rnn, T, B, xe, x, NULL, b->state_h, lstm ? b->state_c : NULL, m->st_h,
+                      lstm ? m->st_c : NULL, train ? &key : NULL);
     const float *ytop = m->rnn.y[L - 1];
     dense_forward(m->logits, ytop, param_data(pt, m->i_dense_w), param_data(pt, m->i_dense_b),
                   (int)TB, H, V);

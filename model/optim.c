@@ -10,9 +10,12 @@
 
 int opt_parse(const char *s, opt_kind *out)
 {
-    if (strcmp(s, "sgd") == 0) *out = OPT_SGD;
-    else if (strcmp(s, "adam") == 0) *out = OPT_ADAM;
-    else return MODEL_EINVAL;
+    if (strcmp(s, "sgd") == 0)
+        *out = OPT_SGD;
+    else if (strcmp(s, "adam") == 0)
+        *out = OPT_ADAM;
+    else
+        return MODEL_EINVAL;
     return MODEL_OK;
 }
 

@@ -24,8 +24,7 @@ float rng_uniform(uint64_t seed, uint32_t purpose, uint64_t a, uint64_t b, uint6
     return (float)(rng_u64(seed, purpose, a, b, c) >> 40) * (1.0f / 16777216.0f);
 }
 
-uint64_t rng_below(uint64_t n, uint64_t seed, uint32_t purpose, uint64_t a, uint64_t b,
-                   uint64_t c)
+uint64_t rng_below(uint64_t n, uint64_t seed, uint32_t purpose, uint64_t a, uint64_t b, uint64_t c)
 {
     unsigned __int128 p = (unsigned __int128)rng_u64(seed, purpose, a, b, c) * n;
     return (uint64_t)(p >> 64);

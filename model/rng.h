@@ -16,13 +16,13 @@
 /* Purposes keep streams apart: the same (seed, a, b, c) under two purposes
  * gives unrelated numbers. Append only: values are part of reproducibility. */
 enum rng_purpose {
-    RNG_INIT = 1,      /* a = tensor index, b = element index */
-    RNG_SHUFFLE = 2,   /* a = epoch, b = position */
-    RNG_OFFSET = 3,    /* a = epoch */
-    RNG_DROPOUT = 4,   /* a = step, b = global example, c = site/time/unit */
-    RNG_BPTT = 5,      /* a = step, b = global example, c = time */
-    RNG_SAMPLE = 6,    /* generation: a = position, b = draw */
-    RNG_VALID = 7,     /* validation split: a = example */
+    RNG_INIT = 1,    /* a = tensor index, b = element index */
+    RNG_SHUFFLE = 2, /* a = epoch, b = position */
+    RNG_OFFSET = 3,  /* a = epoch */
+    RNG_DROPOUT = 4, /* a = step, b = global example, c = site/time/unit */
+    RNG_BPTT = 5,    /* a = step, b = global example, c = time */
+    RNG_SAMPLE = 6,  /* generation: a = position, b = draw */
+    RNG_VALID = 7,   /* validation split: a = example */
 };
 
 uint64_t rng_u64(uint64_t seed, uint32_t purpose, uint64_t a, uint64_t b, uint64_t c);
@@ -30,8 +30,7 @@ uint64_t rng_u64(uint64_t seed, uint32_t purpose, uint64_t a, uint64_t b, uint64
 float rng_uniform(uint64_t seed, uint32_t purpose, uint64_t a, uint64_t b, uint64_t c);
 /* Uniform integer in [0, n), n > 0, without modulo bias worth speaking of (64-bit
  * multiply-shift). */
-uint64_t rng_below(uint64_t n, uint64_t seed, uint32_t purpose, uint64_t a, uint64_t b,
-                   uint64_t c);
+uint64_t rng_below(uint64_t n, uint64_t seed, uint32_t purpose, uint64_t a, uint64_t b, uint64_t c);
 /* Standard normal (Box-Muller on two keyed uniforms). */
 float rng_normal(uint64_t seed, uint32_t purpose, uint64_t a, uint64_t b, uint64_t c);
 

@@ -25,10 +25,14 @@ const char *cell_name(cell_kind c)
 
 int cell_parse(const char *s, cell_kind *out)
 {
-    if (strcmp(s, "rnn") == 0) *out = CELL_RNN;
-    else if (strcmp(s, "gru") == 0) *out = CELL_GRU;
-    else if (strcmp(s, "lstm") == 0) *out = CELL_LSTM;
-    else return MODEL_EINVAL;
+    if (strcmp(s, "rnn") == 0)
+        *out = CELL_RNN;
+    else if (strcmp(s, "gru") == 0)
+        *out = CELL_GRU;
+    else if (strcmp(s, "lstm") == 0)
+        *out = CELL_LSTM;
+    else
+        return MODEL_EINVAL;
     return MODEL_OK;
 }
 
@@ -39,8 +43,8 @@ static inline float sigmoidf(float x)
 
 /* ======================================================== one direction */
 
-int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, int onehot,
-                 int Tmax, int Bmax)
+int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, int onehot, int Tmax,
+                 int Bmax)
 {
     memset(d, 0, sizeof *d);
     if (I <= 0 || C < 0 || H <= 0 || Tmax <= 0 || Bmax <= 0) return MODEL_EINVAL;
@@ -56,11 +60,11 @@ int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, i
     const size_t TBG = (size_t)Tmax * Bmax * GH;
     const size_t SBH = (size_t)(Tmax + 1) * Bmax * H;
     const size_t BH = (size_t)Bmax * H;
-    size_t n = 4 * TBG                           /* xw, hw, gates, dxw */
-               + (cell == CELL_GRU ? TBG : 0)    /* dhw */
+    size_t n = 4 * TBG                             /* xw, hw, gates, dxw */
+               + (cell == CELL_GRU ? TBG : 0)      /* dhw */
                + SBH * (cell == CELL_LSTM ? 2 : 1) /* hs, cs */
-               + 2 * (size_t)Bmax * GH           /* ctxw, dctxw (sum of dxw over t) */
-               + 3 * BH;                         /* dh, dc, dtmp */
+               + 2 * (size_t)Bmax * GH             /* ctxw, dctxw (sum of dxw over t) */
+               + 3 * BH;                           /* dh, dc, dtmp */
     d->mem = calloc(n, sizeof(float));
     if (!d->mem) return MODEL_ENOMEM;
     float *p = d->mem;
@@ -207,8 +211,8 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
             for (int k = 0; k < GH; k++) row[k] += col[(size_t)k * IC];
         }
     } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)TB, GH, I, 1.0f, x, ldx,
-                    d->W_ih, IC, 1.0f, d->xw, GH);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)TB, GH, I, 1.0f, x, ldx, d->W_ih,
+                    IC, 1.0f, d->xw, GH);
     }
     if (C > 0) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, C, 1.0f, ctx, C, d->W_ih + I,
@@ -222,12 +226,16 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
     /* initial state */
     const int k0 = d->reverse ? T : 0;
     float *hinit = state_block(d->hs, k0, B, H);
-    if (h0) memcpy(hinit, h0, (size_t)B * H * sizeof(float));
-    else memset(hinit, 0, (size_t)B * H * sizeof(float));
+    if (h0)
+        memcpy(hinit, h0, (size_t)B * H * sizeof(float));
+    else
+        memset(hinit, 0, (size_t)B * H * sizeof(float));
     if (d->cell == CELL_LSTM) {
         float *cinit = state_block(d->cs, k0, B, H);
-        if (c0) memcpy(cinit, c0, (size_t)B * H * sizeof(float));
-        else memset(cinit, 0, (size_t)B * H * sizeof(float));
+        if (c0)
+            memcpy(cinit, c0, (size_t)B * H * sizeof(float));
+        else
+            memset(cinit, 0, (size_t)B * H * sizeof(float));
     }
 
     for (int s = 0; s < T; s++) {
@@ -238,16 +246,18 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
         float *ho = state_block(d->hs, ko, B, H);
         float *hw = d->hw + (size_t)t * B * GH;
         /* hw (B, GH) = prev · W_hh^T + b_hh */
-        for (int b = 0; b < B; b++) memcpy(hw + (size_t)b * GH, d->b_hh, (size_t)GH * sizeof(float));
+        for (int b = 0; b < B; b++)
+            memcpy(hw + (size_t)b * GH, d->b_hh, (size_t)GH * sizeof(float));
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, H, 1.0f, hp, H, d->W_hh, H,
                     1.0f, hw, GH);
         const float *cp = d->cs ? state_block(d->cs, kp, B, H) : NULL;
         float *co = d->cs ? state_block(d->cs, ko, B, H) : NULL;
-        cell_forward(d->cell, B, H, d->xw + (size_t)t * B * GH, hw,
-                     d->gates + (size_t)t * B * GH, hp, cp, ho, co);
+        cell_forward(d->cell, B, H, d->xw + (size_t)t * B * GH, hw, d->gates + (size_t)t * B * GH,
+                     hp, cp, ho, co);
         if (y)
             for (int b = 0; b < B; b++)
-                memcpy(y + ((size_t)t * B + b) * ldy, ho + (size_t)b * H, (size_t)H * sizeof(float));
+                memcpy(y + ((size_t)t * B + b) * ldy, ho + (size_t)b * H,
+                       (size_t)H * sizeof(float));
     }
     const int kT = d->reverse ? 0 : T;
     if (hT) memcpy(hT, state_block(d->hs, kT, B, H), (size_t)B * H * sizeof(float));
@@ -276,11 +286,15 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
     float *dh = d->dh, *dtmp = d->dtmp, *dc = d->dc;
     float *dhw_all = d->cell == CELL_GRU ? d->dhw : d->dxw;
 
-    if (dhT) memcpy(dh, dhT, BH * sizeof(float));
-    else memset(dh, 0, BH * sizeof(float));
+    if (dhT)
+        memcpy(dh, dhT, BH * sizeof(float));
+    else
+        memset(dh, 0, BH * sizeof(float));
     if (lstm) {
-        if (dcT) memcpy(dc, dcT, BH * sizeof(float));
-        else memset(dc, 0, BH * sizeof(float));
+        if (dcT)
+            memcpy(dc, dcT, BH * sizeof(float));
+        else
+            memset(dc, 0, BH * sizeof(float));
     }
 
     for (int s = T - 1; s >= 0; s--) {
@@ -338,16 +352,16 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
             const float *r = d->dxw + (size_t)t * B * GH;
             for (size_t k = 0; k < (size_t)B * GH; k++) dsum[k] += r[k];
         }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, C, B, 1.0f, dsum, GH, ctx, C,
-                    1.0f, d->dW_ih + I, IC);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, C, B, 1.0f, dsum, GH, ctx, C, 1.0f,
+                    d->dW_ih + I, IC);
         if (dctx)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, GH, 1.0f, dsum, GH,
                         d->W_ih + I, IC, 1.0f, dctx, C);
     }
     /* dW_hh (GH, H) += dhw^T (GH, TB) · prev (TB, H); prev(t) are consecutive blocks */
     const float *prev = state_block(d->hs, d->reverse ? 1 : 0, B, H);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, H, (int)TB, 1.0f, dhw_all, GH, prev,
-                H, 1.0f, d->dW_hh, H);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, H, (int)TB, 1.0f, dhw_all, GH, prev, H,
+                1.0f, d->dW_hh, H);
     add_row_sums(d->db_hh, dhw_all, TB, GH);
     /* dx (TB, I) += dxw (TB, GH) · W_ih[:, :I] (GH, I) */
     if (dx && !d->onehot)
@@ -362,8 +376,7 @@ int rnn_stack_init(rnn_stack *s, cell_kind cell, int L, int bidirectional, int I
 {
     memset(s, 0, sizeof *s);
     const int dirs = bidirectional ? 2 : 1;
-    if (L <= 0 || H <= 0 || H % dirs != 0 || dropout < 0.0f || dropout >= 1.0f)
-        return MODEL_EINVAL;
+    if (L <= 0 || H <= 0 || H % dirs != 0 || dropout < 0.0f || dropout >= 1.0f) return MODEL_EINVAL;
     s->cell = cell, s->L = L, s->dirs = dirs, s->I = I, s->C = C, s->H = H, s->Hd = H / dirs;
     s->onehot = onehot, s->Tmax = Tmax, s->Bmax = Bmax, s->dropout = dropout;
     s->d = calloc((size_t)L * dirs, sizeof *s->d);
@@ -375,8 +388,8 @@ int rnn_stack_init(rnn_stack *s, cell_kind cell, int L, int bidirectional, int I
     if (!s->d || !s->y || !s->xin || !s->mask || !s->dy || !s->dxin) goto err;
     for (int l = 0; l < L; l++)
         for (int k = 0; k < dirs; k++) {
-            int rc = rnn_dir_init(&s->d[l * dirs + k], cell, l == 0 ? I : H, l == 0 ? C : 0,
-                                  s->Hd, k == 1, l == 0 && onehot, Tmax, Bmax);
+            int rc = rnn_dir_init(&s->d[l * dirs + k], cell, l == 0 ? I : H, l == 0 ? C : 0, s->Hd,
+                                  k == 1, l == 0 && onehot, Tmax, Bmax);
             if (rc != MODEL_OK) goto err;
         }
     /* per layer: y, dy; for layers >= 1 also xin, mask, dxin; plus 4 (B, H)
@@ -539,9 +552,8 @@ void rnn_stack_forward(rnn_stack *s, int T, int B, const float *x, const int32_t
 }
 
 void rnn_stack_backward(rnn_stack *s, int T, int B, const float *x, const int32_t *ids,
-                        const float *ctx, const float *dy_top, const float *dhT,
-                        const float *dcT, const float *carry, float *dx, float *dctx,
-                        float *dh0, float *dc0)
+                        const float *ctx, const float *dy_top, const float *dhT, const float *dcT,
+                        const float *carry, float *dx, float *dctx, float *dh0, float *dc0)
 {
     const int H = s->H, Hd = s->Hd, L = s->L;
     const size_t BH = (size_t)B * H, TBH = (size_t)T * B * H;
@@ -571,8 +583,8 @@ void rnn_stack_backward(rnn_stack *s, int T, int B, const float *x, const int32_
                 if (s->dirs > 1) memset(dc0k, 0, (size_t)B * Hd * sizeof(float));
             }
             rnn_dir_backward(d, T, B, in, ldx, l == 0 ? ids : NULL, l == 0 ? ctx : NULL,
-                             dyl ? dyl + k * Hd : NULL, H, dhTk, dcTk, carry,
-                             dxl, ldx, l == 0 ? dctx : NULL, dh0k, dc0k);
+                             dyl ? dyl + k * Hd : NULL, H, dhTk, dcTk, carry, dxl, ldx,
+                             l == 0 ? dctx : NULL, dh0k, dc0k);
             if (s->dirs > 1) {
                 if (dh0k) unpack_cols(dh0 + l * BH, dh0k, B, H, k * Hd, Hd, 1);
                 if (dc0k) unpack_cols(dc0 + l * BH, dc0k, B, H, k * Hd, Hd, 1);

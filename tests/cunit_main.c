@@ -5,6 +5,8 @@
 #include <stdio.h>
 
 void register_suites(void);
+/* Suites that need teardown after the registry is gone (MPI) define this. */
+void suite_atexit(void) __attribute__((weak));
 
 int main(void)
 {
@@ -21,6 +23,7 @@ int main(void)
                       CU_get_number_of_tests_failed();
     unsigned run = CU_get_number_of_tests_run();
     CU_cleanup_registry();
+    if (suite_atexit) suite_atexit();
     if (run == 0) {
         fprintf(stderr, "no test ran\n");
         return 1;

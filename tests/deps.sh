@@ -7,6 +7,7 @@ PKGS=(build-essential cmake pkg-config
       libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev hdf5-tools
       libzmq3-dev libcunit1-dev libcjson-dev libmicrohttpd-dev
       libcurl4-openssl-dev libzip-dev libssl-dev
+      clang-format cppcheck
       python3 python3-torch python3-h5py python3-numpy python3-zmq python3-nltk)
 
 missing() {

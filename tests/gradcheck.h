@@ -57,8 +57,7 @@ static inline int gc_check(const char *what, float *x, const float *grad, size_t
 /* Deterministic test values in [-scale, scale). */
 static inline void gc_fill(float *x, size_t n, float scale, uint64_t key)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] = scale * (2.0f * rng_uniform(key, 99, i, 0, 0) - 1.0f);
+    for (size_t i = 0; i < n; i++) x[i] = scale * (2.0f * rng_uniform(key, 99, i, 0, 0) - 1.0f);
 }
 
 /* Σ w·y in double: a loss whose gradient with respect to y is w. */

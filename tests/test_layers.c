@@ -137,8 +137,8 @@ typedef struct {
 static double dir_loss(void *p)
 {
     dir_ctx *c = p;
-    rnn_dir_forward(&c->d, c->T, c->B, c->x, c->I, c->ids, c->ctx, c->h0, c->c0, c->y, c->H,
-                    c->hT, c->cT);
+    rnn_dir_forward(&c->d, c->T, c->B, c->x, c->I, c->ids, c->ctx, c->h0, c->c0, c->y, c->H, c->hT,
+                    c->cT);
     size_t BH = (size_t)c->B * c->H;
     double l = gc_dot(c->wy, c->y, (size_t)c->T * BH) + gc_dot(c->wh, c->hT, BH);
     if (c->d.cell == CELL_LSTM) l += gc_dot(c->wc, c->cT, BH);
@@ -162,7 +162,8 @@ static void check_dir(cell_kind cell, int reverse, int with_ctx, int onehot)
     rnn_dir_bind(&c.d, param_data(&c.pt, 0), param_data(&c.pt, 1), param_data(&c.pt, 2),
                  param_data(&c.pt, 3), param_grad(&c.pt, 0), param_grad(&c.pt, 1),
                  param_grad(&c.pt, 2), param_grad(&c.pt, 3));
-    float *buf = calloc(TB * c.I * 2 + BH * 10 + TB * c.H * 2 + (size_t)c.B * c.C * 2, sizeof(float));
+    float *buf =
+        calloc(TB * c.I * 2 + BH * 10 + TB * c.H * 2 + (size_t)c.B * c.C * 2, sizeof(float));
     float *p = buf;
     c.x = p, p += TB * c.I;
     float *dx = p;
@@ -199,8 +200,8 @@ static void check_dir(cell_kind cell, int reverse, int with_ctx, int onehot)
     int bad = 0;
     const char *nm[4] = {"W_ih", "W_hh", "b_ih", "b_hh"};
     for (int i = 0; i < 4; i++)
-        bad += gc_check(nm[i], param_data(&c.pt, i), param_grad(&c.pt, i), c.pt.t[i].size,
-                        dir_loss, &c, 0, &worst_seen);
+        bad += gc_check(nm[i], param_data(&c.pt, i), param_grad(&c.pt, i), c.pt.t[i].size, dir_loss,
+                        &c, 0, &worst_seen);
     if (!onehot) bad += gc_check("x", c.x, dx, TB * c.I, dir_loss, &c, 0, &worst_seen);
     if (c.C) bad += gc_check("ctx", c.ctx, dctx, (size_t)c.B * c.C, dir_loss, &c, 0, &worst_seen);
     bad += gc_check("h0", c.h0, dh0, BH, dir_loss, &c, 0, &worst_seen);
@@ -237,11 +238,10 @@ static void test_rnn_dir_carry(void)
     param_table_add(&pt, "d", 1, GH, 0);
     CU_ASSERT_FATAL(param_table_alloc(&pt) == 0);
     for (int i = 0; i < 4; i++) gc_fill(param_data(&pt, i), pt.t[i].size, 0.5f, 40 + i);
-    rnn_dir_bind(&d, param_data(&pt, 0), param_data(&pt, 1), param_data(&pt, 2),
-                 param_data(&pt, 3), param_grad(&pt, 0), param_grad(&pt, 1), param_grad(&pt, 2),
-                 param_grad(&pt, 3));
-    float x[T * B * I], y[T * B * H], wy[T * B * H], h0[B * H], dh0a[B * H] = {0},
-        dh0b[B * H] = {0}, ones[T * B], cut[T * B];
+    rnn_dir_bind(&d, param_data(&pt, 0), param_data(&pt, 1), param_data(&pt, 2), param_data(&pt, 3),
+                 param_grad(&pt, 0), param_grad(&pt, 1), param_grad(&pt, 2), param_grad(&pt, 3));
+    float x[T * B * I], y[T * B * H], wy[T * B * H], h0[B * H],
+        dh0a[B * H] = {0}, dh0b[B * H] = {0}, ones[T * B], cut[T * B];
     gc_fill(x, sizeof x / sizeof *x, 1.0f, 50);
     gc_fill(wy, sizeof wy / sizeof *wy, 1.0f, 51);
     gc_fill(h0, B * H, 1.0f, 52);
@@ -261,8 +261,8 @@ static void test_rnn_dir_carry(void)
     memset(wlate, 0, 2 * B * H * sizeof(float)); /* no loss at steps 0, 1 */
     memset(dh0a, 0, sizeof dh0a);
     memset(dh0b, 0, sizeof dh0b);
-    rnn_dir_backward(&d, T, B, x, I, NULL, NULL, wlate, H, NULL, NULL, NULL, NULL, I, NULL,
-                     dh0a, NULL);
+    rnn_dir_backward(&d, T, B, x, I, NULL, NULL, wlate, H, NULL, NULL, NULL, NULL, I, NULL, dh0a,
+                     NULL);
     rnn_dir_backward(&d, T, B, x, I, NULL, NULL, wlate, H, NULL, NULL, cut, NULL, I, NULL, dh0b,
                      NULL);
     for (int i = 0; i < B * H; i++) CU_ASSERT_EQUAL(dh0b[i], 0.0f);
@@ -287,8 +287,7 @@ typedef struct {
 static double stack_loss(void *p)
 {
     stack_ctx *c = p;
-    rnn_stack_forward(&c->s, c->T, c->B, c->x, NULL, c->ctx, c->h0, c->c0, c->hT, c->cT,
-                      &c->key);
+    rnn_stack_forward(&c->s, c->T, c->B, c->x, NULL, c->ctx, c->h0, c->c0, c->hT, c->cT, &c->key);
     size_t BH = (size_t)c->B * c->H, LBH = (size_t)c->L * BH;
     double l = gc_dot(c->wy, c->s.y[c->L - 1], (size_t)c->T * BH) + gc_dot(c->wh, c->hT, LBH);
     if (c->s.cell == CELL_LSTM) l += gc_dot(c->wc, c->cT, LBH);
@@ -342,8 +341,8 @@ static void check_stack(cell_kind cell, int L, int bidi, float dropout)
                        cell == CELL_LSTM ? c.wc : NULL, NULL, dx, c.C ? dctx : NULL, dh0, dc0);
     int bad = 0;
     for (int i = 0; i < c.pt.n; i++)
-        bad += gc_check(c.pt.t[i].name, param_data(&c.pt, i), param_grad(&c.pt, i),
-                        c.pt.t[i].size, stack_loss, &c, 0, &worst_seen);
+        bad += gc_check(c.pt.t[i].name, param_data(&c.pt, i), param_grad(&c.pt, i), c.pt.t[i].size,
+                        stack_loss, &c, 0, &worst_seen);
     bad += gc_check("x", c.x, dx, TB * c.I, stack_loss, &c, 0, &worst_seen);
     if (c.C) bad += gc_check("ctx", c.ctx, dctx, (size_t)c.B * c.C, stack_loss, &c, 0, &worst_seen);
     bad += gc_check("h0", c.h0, dh0, LBH, stack_loss, &c, 0, &worst_seen);

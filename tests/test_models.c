@@ -74,8 +74,9 @@ static void setup(mctx *c, model_config *cfg, uint64_t seed)
     model_init_params(c->m, seed);
     const int B = cfg->max_batch, T = cfg->num_steps;
     for (int i = 0; i < B * T; i++) {
-        c->src[i] = 3 + (int)rng_below((uint64_t)(cfg->task == MODEL_LM ? cfg->tgt_vocab : cfg->src_vocab) - 3,
-                                       seed, 98, (uint64_t)i, 0, 0);
+        c->src[i] = 3 + (int)rng_below(
+                            (uint64_t)(cfg->task == MODEL_LM ? cfg->tgt_vocab : cfg->src_vocab) - 3,
+                            seed, 98, (uint64_t)i, 0, 0);
         c->tgt[i] = 2 + (int)rng_below((uint64_t)cfg->tgt_vocab - 2, seed, 97, (uint64_t)i, 0, 0);
     }
     for (int b = 0; b < B; b++) c->valid[b] = 1 + (b * 3) % T, c->ex[b] = 100 + 7 * b;
@@ -230,8 +231,8 @@ static void test_bptt_modes(void)
     CU_ASSERT(diff > 1e-3);
     /* the dense layer's gradient does not depend on truncation */
     int dw = param_table_find(pt, "dense.weight");
-    CU_ASSERT_EQUAL(memcmp(g + pt->t[dw].offset, full + pt->t[dw].offset,
-                           pt->t[dw].size * sizeof(float)), 0);
+    CU_ASSERT_EQUAL(
+        memcmp(g + pt->t[dw].offset, full + pt->t[dw].offset, pt->t[dw].size * sizeof(float)), 0);
 
     /* randomized: the average over many keys approaches the full gradient */
     model_set_bptt(c.m, BPTT_RANDOM, 3);
@@ -251,7 +252,8 @@ static void test_bptt_modes(void)
         den += fabs(full[o]);
     }
     printf("\n  randomized truncation: mean |E[g] - g| / |g| over W_hh = %.3f "
-           "(fixed span 1: %.3f)\n", num / den, num_trunc / den);
+           "(fixed span 1: %.3f)\n",
+           num / den, num_trunc / den);
     CU_ASSERT(num / den < 0.5 * num_trunc / den);
     free(acc);
     free(full);

@@ -14,8 +14,8 @@ typedef struct opt_def {
     const char *name;
     opt_type type;
     size_t off;
-    size_t size;       /* strings: buffer size */
-    double lo, hi;     /* numeric range */
+    size_t size;         /* strings: buffer size */
+    double lo, hi;       /* numeric range */
     const char *choices; /* strings: "a|b|c" or NULL for free text */
     const char *help;
 } opt_def;
@@ -116,7 +116,7 @@ static int in_choices(const char *choices, const char *v)
 /* Sets one option from its text form; prints the error line itself. */
 static int set_opt(train_config *c, const opt_def *o, const char *val, const char *where)
 {
-    char *base = (char *)c + o->off;
+    void *base = (char *)c + o->off;
     char *end = NULL;
     errno = 0;
     switch (o->type) {
@@ -127,19 +127,21 @@ static int set_opt(train_config *c, const opt_def *o, const char *val, const cha
     case OPT_T_LONG: {
         long long v = strtoll(val, &end, 10);
         if (errno || end == val || *end || (double)v < o->lo || (double)v > o->hi) {
-            fprintf(stderr, "%s: --%s: expected a whole number in [%.0f, %.0f], got '%s'\n",
-                    where, o->name, o->lo, o->hi, val);
+            fprintf(stderr, "%s: --%s: expected a whole number in [%.0f, %.0f], got '%s'\n", where,
+                    o->name, o->lo, o->hi, val);
             return 2;
         }
-        if (o->type == OPT_T_INT) *(int *)base = (int)v;
-        else *(long *)base = (long)v;
+        if (o->type == OPT_T_INT)
+            *(int *)base = (int)v;
+        else
+            *(long *)base = (long)v;
         return 0;
     }
     case OPT_T_DOUBLE: {
         double v = strtod(val, &end);
         if (errno || end == val || *end || !isfinite(v) || v < o->lo || v > o->hi) {
-            fprintf(stderr, "%s: --%s: expected a number in [%g, %g], got '%s'\n", where,
-                    o->name, o->lo, o->hi, val);
+            fprintf(stderr, "%s: --%s: expected a number in [%g, %g], got '%s'\n", where, o->name,
+                    o->lo, o->hi, val);
             return 2;
         }
         *(double *)base = v;
@@ -147,13 +149,12 @@ static int set_opt(train_config *c, const opt_def *o, const char *val, const cha
     }
     case OPT_T_STR:
         if (o->choices && !in_choices(o->choices, val)) {
-            fprintf(stderr, "%s: --%s: expected one of %s, got '%s'\n", where, o->name,
-                    o->choices, val);
+            fprintf(stderr, "%s: --%s: expected one of %s, got '%s'\n", where, o->name, o->choices,
+                    val);
             return 2;
         }
         if (strlen(val) >= o->size) {
-            fprintf(stderr, "%s: --%s: value longer than %zu bytes\n", where, o->name,
-                    o->size - 1);
+            fprintf(stderr, "%s: --%s: value longer than %zu bytes\n", where, o->name, o->size - 1);
             return 2;
         }
         strcpy(base, val);
@@ -209,9 +210,12 @@ int config_from_json(train_config *c, const char *json, const char *where)
         if (cJSON_IsString(it)) {
             val = it->valuestring;
         } else if (cJSON_IsNumber(it) && o->type != OPT_T_STR) {
-            if (o->type == OPT_T_DOUBLE) snprintf(buf, sizeof buf, "%.17g", it->valuedouble);
-            else if (it->valuedouble != floor(it->valuedouble)) val = "(fraction)";
-            else snprintf(buf, sizeof buf, "%.0f", it->valuedouble);
+            if (o->type == OPT_T_DOUBLE)
+                snprintf(buf, sizeof buf, "%.17g", it->valuedouble);
+            else if (it->valuedouble != floor(it->valuedouble))
+                val = "(fraction)";
+            else
+                snprintf(buf, sizeof buf, "%.0f", it->valuedouble);
             if (!val) val = buf;
         } else {
             fprintf(stderr, "%s: \"%s\" has the wrong JSON type\n", where, it->string);
@@ -230,13 +234,23 @@ char *config_to_json(const train_config *c)
     if (!root) return NULL;
     for (size_t i = 0; i < NOPTS; i++) {
         const opt_def *o = &OPTS[i];
-        const char *base = (const char *)c + o->off;
+        const void *base = (const char *)c + o->off;
         switch (o->type) {
-        case OPT_T_FLAG: cJSON_AddBoolToObject(root, o->name, *(const int *)base); break;
-        case OPT_T_INT: cJSON_AddNumberToObject(root, o->name, *(const int *)base); break;
-        case OPT_T_LONG: cJSON_AddNumberToObject(root, o->name, (double)*(const long *)base); break;
-        case OPT_T_DOUBLE: cJSON_AddNumberToObject(root, o->name, *(const double *)base); break;
-        case OPT_T_STR: cJSON_AddStringToObject(root, o->name, base); break;
+        case OPT_T_FLAG:
+            cJSON_AddBoolToObject(root, o->name, *(const int *)base);
+            break;
+        case OPT_T_INT:
+            cJSON_AddNumberToObject(root, o->name, *(const int *)base);
+            break;
+        case OPT_T_LONG:
+            cJSON_AddNumberToObject(root, o->name, (double)*(const long *)base);
+            break;
+        case OPT_T_DOUBLE:
+            cJSON_AddNumberToObject(root, o->name, *(const double *)base);
+            break;
+        case OPT_T_STR:
+            cJSON_AddStringToObject(root, o->name, base);
+            break;
         }
     }
     char *s = cJSON_PrintUnformatted(root);
@@ -246,27 +260,39 @@ char *config_to_json(const train_config *c)
 
 void config_print_help(FILE *f, const char *prog)
 {
-    fprintf(f, "usage: %s [--config FILE] [options]\n\n"
-               "Options (a JSON config file takes the same names as keys; the command line "
-               "wins):\n", prog);
+    fprintf(f,
+            "usage: %s [--config FILE] [options]\n\n"
+            "Options (a JSON config file takes the same names as keys; the command line "
+            "wins):\n",
+            prog);
     train_config d;
     config_defaults(&d);
     for (size_t i = 0; i < NOPTS; i++) {
         const opt_def *o = &OPTS[i];
-        const char *base = (const char *)&d + o->off;
+        const void *base = (const char *)&d + o->off;
         char def[64] = "";
         switch (o->type) {
-        case OPT_T_FLAG: break;
-        case OPT_T_INT: snprintf(def, sizeof def, "%d", *(const int *)base); break;
-        case OPT_T_LONG: snprintf(def, sizeof def, "%ld", *(const long *)base); break;
-        case OPT_T_DOUBLE: snprintf(def, sizeof def, "%g", *(const double *)base); break;
-        case OPT_T_STR: snprintf(def, sizeof def, "%s", *base ? base : ""); break;
+        case OPT_T_FLAG:
+            break;
+        case OPT_T_INT:
+            snprintf(def, sizeof def, "%d", *(const int *)base);
+            break;
+        case OPT_T_LONG:
+            snprintf(def, sizeof def, "%ld", *(const long *)base);
+            break;
+        case OPT_T_DOUBLE:
+            snprintf(def, sizeof def, "%g", *(const double *)base);
+            break;
+        case OPT_T_STR:
+            snprintf(def, sizeof def, "%s", (const char *)base);
+            break;
         }
         fprintf(f, "  --%-18s %s%s%s%s\n", o->name, o->help, *def ? " [" : "", def,
                 *def ? "]" : "");
     }
-    fprintf(f, "  --%-18s %s\n", "config FILE", "JSON file of options, applied before the "
-                                                "command line");
+    fprintf(f, "  --%-18s %s\n", "config FILE",
+            "JSON file of options, applied before the "
+            "command line");
 }
 
 int config_parse_args(train_config *c, int argc, char **argv, const char *prog)

@@ -11,23 +11,23 @@
 #define CFG_STR 256
 
 typedef struct train_config {
-    char task[16];      /* translate | lm */
+    char task[16]; /* translate | lm */
     char dataset[CFG_STR];
     char data_dir[CFG_STR];
     long num_examples;
-    char tokens[8];     /* char | word (LM) */
-    int min_freq;       /* -1: task default (translate 2, lm 0) */
+    char tokens[8]; /* char | word (LM) */
+    int min_freq;   /* -1: task default (translate 2, lm 0) */
     char cell[8];
     int layers, embed, hidden;
     double dropout;
     int bidirectional;
     int batch, steps;
-    char sampler[16];   /* random | sequential */
-    char optimizer[8];  /* adam | sgd */
+    char sampler[16];  /* random | sequential */
+    char optimizer[8]; /* adam | sgd */
     double lr, clip;
     long epochs, max_steps;
     long seed;
-    int threads;        /* OpenBLAS threads per rank; 0 = cores / ranks on the node */
+    int threads; /* OpenBLAS threads per rank; 0 = cores / ranks on the node */
     char checkpoint_dir[CFG_STR];
     long checkpoint_every;
     int keep;
@@ -35,7 +35,7 @@ typedef struct train_config {
     char monitor[CFG_STR];
     long eval_every;
     int valid;
-    char bptt[16];      /* full | K | random[:K] */
+    char bptt[16]; /* full | K | random[:K] */
     long log_every;
 } train_config;
 

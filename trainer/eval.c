@@ -51,8 +51,10 @@ static double clipped_matches(uint64_t *h, int nh, uint64_t *r, int nr)
     double m = 0;
     int i = 0, j = 0;
     while (i < nh && j < nr) {
-        if (h[i] < r[j]) i++;
-        else if (h[i] > r[j]) j++;
+        if (h[i] < r[j])
+            i++;
+        else if (h[i] > r[j])
+            j++;
         else {
             uint64_t v = h[i];
             int ch = 0, cr = 0;
@@ -87,8 +89,10 @@ double bleu_score(const bleu_stats *s, int max_n, double *bp, double prec[4])
     int zero = 0;
     for (int n = 0; n < max_n; n++) {
         prec[n] = s->total[n] > 0 ? s->match[n] / s->total[n] : 0.0;
-        if (prec[n] <= 0) zero = 1;
-        else logsum += log(prec[n]) / max_n;
+        if (prec[n] <= 0)
+            zero = 1;
+        else
+            logsum += log(prec[n]) / max_n;
     }
     double c = s->hyp_len, r = s->ref_len;
     *bp = c > r ? 1.0 : c == 0 ? 0.0 : exp(1.0 - r / c);

@@ -99,7 +99,8 @@ int load_model(loaded_model *lm, const char *path, int max_batch, const char *pr
     int is_lm = strcmp(lm->cfg.task, "lm") == 0;
     if (is_lm) {
         if (vocab_from_ckpt(f, "tokens", &lm->tgt, prog)) goto out;
-    } else if (vocab_from_ckpt(f, "src", &lm->src, prog) || vocab_from_ckpt(f, "tgt", &lm->tgt, prog)) {
+    } else if (vocab_from_ckpt(f, "src", &lm->src, prog) ||
+               vocab_from_ckpt(f, "tgt", &lm->tgt, prog)) {
         goto out;
     }
     model_config mc;
@@ -309,9 +310,12 @@ int cmd_predict(int argc, char **argv)
         for (size_t k = 0; k < plen;) {
             size_t l = 1;
             unsigned char ch = (unsigned char)prefix[k];
-            if (ch >= 0xf0) l = 4;
-            else if (ch >= 0xe0) l = 3;
-            else if (ch >= 0xc0) l = 2;
+            if (ch >= 0xf0)
+                l = 4;
+            else if (ch >= 0xe0)
+                l = 3;
+            else if (ch >= 0xc0)
+                l = 2;
             char tok[8] = {0};
             memcpy(tok, prefix + k, l < 5 && k + l <= plen ? l : 1);
             ids[np++] = data_vocab_id(&lm.tgt, tok);

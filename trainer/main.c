@@ -39,9 +39,9 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         int (*fn)(int, char **);
-    } cmds[] = {{"train", cmd_train},         {"translate", cmd_translate},
-                {"predict", cmd_predict},     {"bleu", cmd_bleu},
-                {"ckpt", cmd_ckpt},           {"corpus-stats", cmd_corpus_stats}};
+    } cmds[] = {{"train", cmd_train},     {"translate", cmd_translate},
+                {"predict", cmd_predict}, {"bleu", cmd_bleu},
+                {"ckpt", cmd_ckpt},       {"corpus-stats", cmd_corpus_stats}};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 2, argv + 2);
     fprintf(stderr, "seqpar: unknown command '%s' (see seqpar --help)\n", cmd);

@@ -27,7 +27,8 @@ static int ckpt_info(const char *path)
     for (int i = 0; i < pt->n; i++) n += pt->t[i].size;
     const train_config *c = &lm.cfg;
     struct stat st;
-    printf("file        %s (%lld bytes)\n", path, stat(path, &st) == 0 ? (long long)st.st_size : -1LL);
+    printf("file        %s (%lld bytes)\n", path,
+           stat(path, &st) == 0 ? (long long)st.st_size : -1LL);
     printf("position    step %ld, epoch %ld, batch %ld (global batch %d, written by %d rank%s)\n",
            tr.step, tr.epoch, tr.batch_in_epoch, tr.global_batch, tr.world_size,
            tr.world_size == 1 ? "" : "s");
@@ -35,8 +36,10 @@ static int ckpt_info(const char *path)
            c->task, c->cell, c->layers, c->layers > 1 ? "s" : "", c->embed, c->hidden,
            c->bidirectional ? ", bidirectional encoder" : "", c->dropout, c->steps);
     printf("parameters  %zu in %d tensors\n", n, pt->n);
-    if (strcmp(c->task, "lm") == 0) printf("vocabulary  %d tokens (%s)\n", lm.tgt.size, c->tokens);
-    else printf("vocabulary  source %d, target %d\n", lm.src.size, lm.tgt.size);
+    if (strcmp(c->task, "lm") == 0)
+        printf("vocabulary  %d tokens (%s)\n", lm.tgt.size, c->tokens);
+    else
+        printf("vocabulary  source %d, target %d\n", lm.src.size, lm.tgt.size);
     printf("data        %s, optimizer %s lr %g, clip %g, seed %ld\n", c->dataset, c->optimizer,
            c->lr, c->clip, c->seed);
     loaded_model_free(&lm);
@@ -124,12 +127,16 @@ int cmd_corpus_stats(int argc, char **argv)
             return 2;
         }
         const char *v = argv[++i];
-        if (strcmp(a, "--dataset") == 0) dataset = v;
-        else if (strcmp(a, "--data-dir") == 0) data_dir = v;
-        else if (strcmp(a, "--plot") == 0) plot = v;
+        if (strcmp(a, "--dataset") == 0)
+            dataset = v;
+        else if (strcmp(a, "--data-dir") == 0)
+            data_dir = v;
+        else if (strcmp(a, "--plot") == 0)
+            plot = v;
         else if (strcmp(a, "--tokens") == 0) {
             if (strcmp(v, "word") && strcmp(v, "char")) {
-                fprintf(stderr, "seqpar corpus-stats: --tokens: expected word or char, got '%s'\n", v);
+                fprintf(stderr, "seqpar corpus-stats: --tokens: expected word or char, got '%s'\n",
+                        v);
                 return 2;
             }
             tokens = v;
@@ -149,7 +156,8 @@ int cmd_corpus_stats(int argc, char **argv)
     data_stream s;
     data_stream_opts o = {.dataset = dataset,
                           .data_dir = data_dir,
-                          .tokens = strcmp(tokens, "char") == 0 ? DATA_TOKENS_CHAR : DATA_TOKENS_WORD,
+                          .tokens =
+                              strcmp(tokens, "char") == 0 ? DATA_TOKENS_CHAR : DATA_TOKENS_WORD,
                           .min_freq = 0,
                           .max_tokens = 0};
     if (data_stream_load(&s, &o, err, sizeof err) != DATA_OK) {

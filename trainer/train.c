@@ -21,7 +21,10 @@
 #include "comm.h"
 #include "trainer.h"
 
-#define TAIL_LOSS 0
+#include <cblas.h> /* openblas_get_corename */
+#undef I
+
+#define TAIL_LOSS   0
 #define TAIL_TOKENS 1
 
 typedef struct trainer {
@@ -218,7 +221,7 @@ static void resume_from(trainer *t, const char *path)
     int rc = CKPT_OK;
     if (t->rank == 0) {
         ckpt_file *f;
-        ckpt_train tr;
+        ckpt_train tr = {0};
         rc = ckpt_open(&f, path, err, sizeof err);
         if (rc == CKPT_OK) {
             rc = ckpt_read_params(f, pt, err, sizeof err);
@@ -285,8 +288,10 @@ static int fill_batch(trainer *t, const data_slice *sl)
     for (int r = 0; r < B; r++) {
         long idx = sl->index[r];
         if (!t->lm) {
-            memcpy(t->src + (size_t)r * T, t->pairs.src + (size_t)idx * T, (size_t)T * sizeof(int32_t));
-            memcpy(t->tgt + (size_t)r * T, t->pairs.tgt + (size_t)idx * T, (size_t)T * sizeof(int32_t));
+            memcpy(t->src + (size_t)r * T, t->pairs.src + (size_t)idx * T,
+                   (size_t)T * sizeof(int32_t));
+            memcpy(t->tgt + (size_t)r * T, t->pairs.tgt + (size_t)idx * T,
+                   (size_t)T * sizeof(int32_t));
             t->valid_len[r] = t->pairs.tgt_valid[idx];
             t->example[r] = idx;
         } else {
@@ -306,7 +311,8 @@ static void evaluate(trainer *t, double *loss, double *ppl)
     *loss = *ppl = NAN;
     if (!t->have_valid || t->valid.n == 0) return;
     const int T = t->cfg.steps;
-    long lo = (long)t->valid.n * t->rank / t->world, hi = (long)t->valid.n * (t->rank + 1) / t->world;
+    long lo = (long)t->valid.n * t->rank / t->world,
+         hi = (long)t->valid.n * (t->rank + 1) / t->world;
     double sums[2] = {0, 0};
     for (long i = lo; i < hi; i += t->bmax) {
         int B = (int)((hi - i) < t->bmax ? (hi - i) : t->bmax);
@@ -329,16 +335,21 @@ static void evaluate(trainer *t, double *loss, double *ppl)
 
 static void fmt_duration(char *buf, size_t n, double s)
 {
-    if (!isfinite(s) || s < 0) snprintf(buf, n, "?");
-    else if (s < 60) snprintf(buf, n, "%.0fs", s);
-    else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
-    else snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+    if (!isfinite(s) || s < 0)
+        snprintf(buf, n, "?");
+    else if (s < 60)
+        snprintf(buf, n, "%.0fs", s);
+    else if (s < 3600)
+        snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else
+        snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
 }
 
 static void print_kernel_info(int threads)
 {
-    comm_printf0("seqpar %s: %d rank%s x %d OpenBLAS thread%s\n", SEQPAR_VERSION, comm_world(),
-                 comm_world() > 1 ? "s" : "", threads, threads > 1 ? "s" : "");
+    comm_printf0("seqpar %s: %d rank%s x %d OpenBLAS thread%s (kernel %s)\n", SEQPAR_VERSION,
+                 comm_world(), comm_world() > 1 ? "s" : "", threads, threads > 1 ? "s" : "",
+                 openblas_get_corename());
 }
 
 int cmd_train(int argc, char **argv)
@@ -372,8 +383,10 @@ int cmd_train(int argc, char **argv)
     train_config *c = &t->cfg;
     t->lm = strcmp(c->task, "lm") == 0;
     if (parse_bptt(c->bptt, &t->bptt, &t->bptt_k) != 0)
-        die0(t, 2, "--bptt: expected full, a whole number K >= 1, or random[:K] with K >= 2; "
-                   "got '%s'", c->bptt);
+        die0(t, 2,
+             "--bptt: expected full, a whole number K >= 1, or random[:K] with K >= 2; "
+             "got '%s'",
+             c->bptt);
     if (t->bptt != BPTT_FULL && !t->lm) die0(t, 2, "--bptt applies to --task lm only");
     if (c->batch < t->world)
         die0(t, 2, "--batch %d is smaller than the number of ranks (%d): every rank needs rows",
@@ -412,8 +425,11 @@ int cmd_train(int argc, char **argv)
     if (c->resume[0]) {
         char path[1200];
         if (strcmp(c->resume, "auto") == 0) {
-            if (find_resume(t, path, sizeof path)) resume_from(t, path);
-            else comm_printf0("--resume auto: no checkpoint in %s, starting fresh\n", c->checkpoint_dir);
+            if (find_resume(t, path, sizeof path))
+                resume_from(t, path);
+            else
+                comm_printf0("--resume auto: no checkpoint in %s, starting fresh\n",
+                             c->checkpoint_dir);
         } else {
             resume_from(t, c->resume);
         }
@@ -425,8 +441,10 @@ int cmd_train(int argc, char **argv)
     long total_steps = c->epochs * per_epoch;
     if (c->max_steps > 0 && c->max_steps < total_steps) total_steps = c->max_steps;
     char vocab[64];
-    if (t->vsrc) snprintf(vocab, sizeof vocab, "%d -> %d", t->vsrc->size, t->vtgt->size);
-    else snprintf(vocab, sizeof vocab, "%d", t->vtgt->size);
+    if (t->vsrc)
+        snprintf(vocab, sizeof vocab, "%d -> %d", t->vsrc->size, t->vtgt->size);
+    else
+        snprintf(vocab, sizeof vocab, "%d", t->vtgt->size);
     comm_printf0("%s %s: %d layer%s, embed %d, hidden %d, %zu parameters; %s %ld %s, vocab %s; "
                  "%ld batches/epoch of %d, %ld steps\n",
                  t->lm ? "lm" : "seq2seq", c->cell, L, L > 1 ? "s" : "", c->embed, H, nparams,
@@ -481,7 +499,8 @@ int cmd_train(int argc, char **argv)
                 grad_clip(pt, c->clip);
                 optimizer_step(&t->opt, pt);
             }
-            if (!isfinite(gl)) die0(t, 1, "loss is not finite at step %ld (lower --lr or set --clip)", t->step);
+            if (!isfinite(gl))
+                die0(t, 1, "loss is not finite at step %ld (lower --lr or set --clip)", t->step);
             t->step++;
             win_loss += gl, win_tok += gt, ep_loss += gl, ep_tok += gt, run_tok += gt;
             if (t->step % c->log_every == 0 || t->step == total_steps) {
@@ -527,7 +546,8 @@ int cmd_train(int argc, char **argv)
     optimizer_free(&t->opt);
     model_free(t->m);
     data_sampler_free(&t->sampler);
-    if (t->lm) data_stream_free(&t->stream);
+    if (t->lm)
+        data_stream_free(&t->stream);
     else {
         if (t->have_valid) data_pairs_free(&t->valid);
         data_pairs_free(&t->pairs);

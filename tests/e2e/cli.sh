@@ -16,6 +16,11 @@ check "checkpoint written" test -f "$tmp/ck1/ckpt-00000030.h5"
 check "checkpoint verifies" "$SEQPAR" ckpt verify "$tmp/ck1/ckpt-00000030.h5"
 check "h5dump reads the checkpoint" bash -c "h5dump -H '$tmp/ck1/ckpt-00000030.h5' | grep -q 'decoder'"
 
+# --- held-out validation: loss and perplexity at each epoch end
+"$SEQPAR" train --epochs 2 --num-examples 1000 --valid 100 --threads 1 --log-every 1000 >"$tmp/v.out" 2>&1
+check "train --valid prints validation loss per epoch" test "$(grep -Ec '^epoch [12] valid loss [0-9.]+ ppl [0-9.]+$' "$tmp/v.out")" = 2
+check "the split leaves 900 training pairs" grep -q ' 900 pairs' "$tmp/v.out"
+
 # --- translate: one line out per line in, from the checkpoint alone
 printf 'one\ntwo hundred\n\nfour thousand\n' >"$tmp/in.txt"
 "$SEQPAR" translate --checkpoint "$tmp/ck1/ckpt-00000030.h5" <"$tmp/in.txt" >"$tmp/tr.txt"

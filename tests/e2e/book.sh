@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The book's results, single process (Dive into Deep Learning, recurrent
+# chapters), as a test:
+#  - seq2seq on the first 600 fra-eng pairs with the book's settings for 300
+#    epochs: per-token cross-entropy printed beside the book's figure, and the
+#    book's four test sentences translated greedily with their BLEU (k = 2);
+#  - the character LM on timemachine (GRU, hidden 256, batch 32, num_steps
+#    35, SGD lr 1, clip 1), shortened here to BOOK_LM_EPOCHS epochs (the full
+#    500-epoch figures are in the issue notes), with both samplers and the
+#    truncation remedies, and `seqpar predict --prefix "time traveller"`.
+SEQPAR=$1
+. "$(dirname "$0")/lib.sh"
+lm_epochs=${BOOK_LM_EPOCHS:-8}
+field() { sed -n "s/^done .*$1=\([0-9.]*\).*/\1/p" "$2"; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+
+# --- translation, the book's settings
+"$SEQPAR" train --dataset fra-eng --num-examples 600 --embed 32 --hidden 32 --layers 2 \
+    --cell gru --dropout 0.1 --batch 64 --steps 10 --optimizer adam --lr 0.005 --clip 1 \
+    --epochs 300 --log-every 1000 --threads 1 --checkpoint-dir "$tmp/fra" --keep 1 >"$tmp/fra.log"
+check "fra-eng training exits 0" test $? = 0
+loss=$(field loss "$tmp/fra.log")
+echo "     per-token cross-entropy after 300 epochs: $loss (the book prints 0.019 = per token and per num_steps, i.e. about 0.19 per token)"
+# 0.2 is the book's figure; across seeds and BLAS kernels we see 0.187-0.204,
+# so the test allows 0.22 and the note reports the measured spread
+check "fra-eng per-token cross-entropy <= 0.22" le "$loss" 0.22
+ck=$(ls "$tmp"/fra/ckpt-*.h5)
+printf "go .\ni lost .\nhe's calm .\ni'm home .\n" >"$tmp/en.txt"
+printf "va !\nj'ai perdu .\nil est calme .\nje suis chez moi .\n" >"$tmp/fr.txt"
+"$SEQPAR" translate --checkpoint "$ck" <"$tmp/en.txt" >"$tmp/hyp.txt"
+"$SEQPAR" bleu --ref "$tmp/fr.txt" --hyp "$tmp/hyp.txt" --d2l --max-n 2 >"$tmp/bleu.txt"
+paste "$tmp/en.txt" "$tmp/hyp.txt" <(head -n 4 "$tmp/bleu.txt") | sed 's/^/     /; s/\t/ => /; s/\t/, bleu /'
+mean=$(sed -n 's/^mean \([0-9.]*\).*/\1/p' "$tmp/bleu.txt")
+check "book sentences: mean BLEU $mean >= 0.6" le 0.6 "$mean"
+check "'go .' translates to 'va !'" test "$(head -n 1 "$tmp/hyp.txt")" = "va !"
+
+# --- character LM, both samplers
+lm=(--task lm --dataset timemachine --tokens char --embed 0 --hidden 256 --layers 1 --cell gru
+    --dropout 0 --batch 32 --steps 35 --optimizer sgd --lr 1 --clip 1 --threads 1 --log-every 100000)
+"$SEQPAR" train "${lm[@]}" --sampler sequential --epochs "$lm_epochs" --checkpoint-dir "$tmp/lm" --keep 1 >"$tmp/lm.log"
+check "LM (sequential) exits 0" test $? = 0
+ppl=$(field ppl "$tmp/lm.log")
+echo "     char LM perplexity after $lm_epochs epochs (sequential): $ppl"
+check "LM perplexity $ppl < 12 after $lm_epochs epochs (unigram: about 17)" le "$ppl" 12
+"$SEQPAR" train "${lm[@]}" --sampler random --epochs "$lm_epochs" >"$tmp/lmr.log"
+pplr=$(field ppl "$tmp/lmr.log")
+echo "     char LM perplexity after $lm_epochs epochs (random): $pplr"
+check "LM perplexity (random sampler) $pplr < 12" le "$pplr" 12
+for b in 5 random:8; do
+    "$SEQPAR" train "${lm[@]}" --sampler sequential --epochs 2 --bptt "$b" >"$tmp/bptt.log"
+    p=$(field ppl "$tmp/bptt.log")
+    check "LM with --bptt $b trains (ppl $p < 20)" le "$p" 20
+done
+"$SEQPAR" predict --checkpoint "$(ls "$tmp"/lm/ckpt-*.h5)" --prefix "time traveller" --len 40 >"$tmp/pred.txt"
+echo "     predict: $(cat "$tmp/pred.txt")"
+check "predict continues the prefix with 40 characters" \
+    test "$(wc -m <"$tmp/pred.txt")" = $((14 + 40 + 1))
+"$SEQPAR" predict --checkpoint "$(ls "$tmp"/lm/ckpt-*.h5)" --prefix "the" --len 40 --temperature 0.8 --seed 3 >"$tmp/p1.txt"
+"$SEQPAR" predict --checkpoint "$(ls "$tmp"/lm/ckpt-*.h5)" --prefix "the" --len 40 --temperature 0.8 --seed 3 >"$tmp/p2.txt"
+check "sampling is reproducible with --seed" cmp -s "$tmp/p1.txt" "$tmp/p2.txt"
+finish
