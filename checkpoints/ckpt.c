@@ -101,7 +101,7 @@ static herr_t write_table(hid_t file, const char *group, const param_table *pt, 
     char path[256];
     for (int i = 0; i < pt->n; i++) {
         const param_tensor *t = &pt->t[i];
-        hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]};
+        hsize_t dims[3] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1], 1};
         dataset_path(path, sizeof path, group, t->name);
         if (write_floats(file, path, buf + t->offset, t->ndim, dims) < 0) return -1;
     }
@@ -516,7 +516,7 @@ static int read_table(ckpt_file *f, const char *group, const param_table *pt, fl
     char path[256];
     for (int i = 0; i < pt->n; i++) {
         const param_tensor *t = &pt->t[i];
-        hsize_t dims[2] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1]};
+        hsize_t dims[3] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1], 1};
         dataset_path(path, sizeof path, group, t->name);
         int rc = read_floats(f, path, buf + t->offset, t->ndim, dims, err, errlen);
         if (rc != CKPT_OK) return rc;
