@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <cjson/cJSON.h>
 #include <hdf5.h>
 #include <libgen.h>
 #include <stdarg.h>
@@ -461,6 +462,77 @@ int ckpt_read_vocab(ckpt_file *f, const char *which, ckpt_strings *v, char *err,
     return CKPT_OK;
 }
 
+/* Checks the header facts HDF5 trusts when it reads a dataset: a corrupt
+ * element size or chunk shape would make H5Dread write out of bounds. Returns
+ * NULL when the dataset is sane, else what is wrong. `want_float` asks for
+ * IEEE float32 elements; `want_checksum` for the Fletcher-32 filter on a
+ * chunked layout. */
+static const char *dataset_problem(hid_t ds, int want_float, int want_checksum)
+{
+    const char *why = NULL;
+    hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds), dcpl = H5Dget_create_plist(ds);
+    if (t < 0 || sp < 0 || dcpl < 0) {
+        why = "unreadable header";
+        goto out;
+    }
+    H5T_class_t cls = H5Tget_class(t);
+    size_t sz = H5Tget_size(t);
+    if (want_float && (cls != H5T_FLOAT || sz != 4)) {
+        why = "not float32 data";
+        goto out;
+    }
+    if (cls == H5T_FLOAT && sz != 4 && sz != 8) {
+        why = "a float of impossible size";
+        goto out;
+    }
+    if (cls == H5T_STRING && H5Tis_variable_str(t) <= 0 && (sz == 0 || sz > (1u << 20))) {
+        why = "a string of impossible size";
+        goto out;
+    }
+    int nd = H5Sget_simple_extent_ndims(sp);
+    hsize_t dims[H5S_MAX_RANK];
+    if (nd < 0 || nd > H5S_MAX_RANK || H5Sget_simple_extent_dims(sp, dims, NULL) < 0) {
+        why = "unreadable shape";
+        goto out;
+    }
+    /* at most 2^32 bytes per dataset: more is no checkpoint of ours */
+    unsigned long long bytes = sz;
+    for (int i = 0; i < nd; i++) {
+        if (dims[i] > 0 && bytes > (1ULL << 32) / dims[i]) {
+            why = "implausibly large";
+            goto out;
+        }
+        bytes *= dims[i];
+    }
+    if (H5Pget_layout(dcpl) == H5D_CHUNKED) {
+        hsize_t chunk[H5S_MAX_RANK];
+        if (H5Pget_chunk(dcpl, nd, chunk) != nd) {
+            why = "unreadable chunk shape";
+            goto out;
+        }
+        for (int i = 0; i < nd; i++)
+            if (chunk[i] == 0 || chunk[i] > dims[i]) {
+                why = "chunk shape larger than the dataset (corrupt header)";
+                goto out;
+            }
+        if (want_checksum) {
+            unsigned flags;
+            size_t ncd = 0;
+            char name[32];
+            if (H5Pget_filter_by_id2(dcpl, H5Z_FILTER_FLETCHER32, &flags, &ncd, NULL, sizeof name,
+                                     name, NULL) < 0)
+                why = "no Fletcher-32 checksum";
+        }
+    } else if (want_checksum && nd > 0) {
+        why = "not chunked (no checksum)";
+    }
+out:
+    if (t >= 0) H5Tclose(t);
+    if (sp >= 0) H5Sclose(sp);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    return why;
+}
+
 /* Reads a float dataset whose shape must be exactly dims[0..ndim). */
 static int read_floats(ckpt_file *f, const char *path, float *out, int ndim, const hsize_t *dims,
                        char *err, size_t errlen)
@@ -471,6 +543,11 @@ static int read_floats(ckpt_file *f, const char *path, float *out, int ndim, con
         return seterr(err, errlen, CKPT_EMISMATCH, "%s: missing dataset %s", f->path, path);
     hid_t ds = H5Dopen2(f->fid, path, H5P_DEFAULT);
     if (ds < 0) return seterr(err, errlen, CKPT_EFORMAT, "%s: cannot open %s", f->path, path);
+    const char *bad = dataset_problem(ds, 1, 0);
+    if (bad) {
+        H5Dclose(ds);
+        return seterr(err, errlen, CKPT_EFORMAT, "%s: %s: %s", f->path, path, bad);
+    }
     hid_t sp = H5Dget_space(ds);
     int nd = H5Sget_simple_extent_ndims(sp);
     hsize_t fd[8] = {0};
@@ -618,24 +695,32 @@ static herr_t verify_cb(hid_t obj, const char *name, const H5O_info_t *info, voi
         snprintf(v->what, sizeof v->what, "/%s cannot be opened", name);
         return 0;
     }
-    hid_t t = H5Dget_type(ds);
-    hid_t sp = H5Dget_space(ds);
-    hssize_t n = H5Sget_simple_extent_npoints(sp);
-    size_t sz = H5Tget_size(t);
-    void *buf = n > 0 ? malloc((size_t)n * (sz ? sz : 1)) : NULL;
-    herr_t rc = -1;
-    if (n == 0)
-        rc = 0;
-    else if (buf)
-        rc = H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
-    if (rc >= 0 && H5Tis_variable_str(t) > 0 && buf) H5Dvlen_reclaim(t, sp, H5P_DEFAULT, buf);
-    free(buf);
-    H5Sclose(sp);
-    H5Tclose(t);
+    /* /config is a scalar (no chunks, no checksum); every other dataset must
+     * carry its Fletcher-32 checksum */
+    const char *why = dataset_problem(ds, 0, strcmp(name, "config") != 0);
+    herr_t rc = why ? -1 : 0;
+    if (!why) {
+        hid_t t = H5Dget_type(ds);
+        hid_t sp = H5Dget_space(ds);
+        hssize_t n = H5Sget_simple_extent_npoints(sp);
+        size_t sz = H5Tget_size(t);
+        /* dataset_problem bounded n * sz by 2^32 */
+        void *buf = n > 0 ? malloc((size_t)n * (sz ? sz : 1)) : NULL;
+        rc = -1;
+        if (n == 0)
+            rc = 0;
+        else if (buf)
+            rc = H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+        if (rc >= 0 && H5Tis_variable_str(t) > 0 && buf) H5Dvlen_reclaim(t, sp, H5P_DEFAULT, buf);
+        free(buf);
+        H5Sclose(sp);
+        H5Tclose(t);
+        why = "fails its checksum or cannot be read";
+    }
     H5Dclose(ds);
     if (rc < 0) {
         v->bad = 1;
-        snprintf(v->what, sizeof v->what, "/%s fails its checksum or cannot be read", name);
+        snprintf(v->what, sizeof v->what, "/%s %s", name, why);
     }
     return 0;
 }
@@ -655,6 +740,17 @@ int ckpt_verify(const char *path, char *err, size_t errlen)
     if (H5Lexists(f->fid, "/vocab", H5P_DEFAULT) <= 0) {
         ckpt_close(f);
         return seterr(err, errlen, CKPT_EFORMAT, "%s: incomplete: missing /vocab", path);
+    }
+    char *json = NULL;
+    rc = ckpt_read_config(f, &json, err, errlen);
+    cJSON *cfg = json ? cJSON_Parse(json) : NULL;
+    int cfg_ok = cfg && cJSON_IsObject(cfg);
+    cJSON_Delete(cfg);
+    free(json);
+    if (rc != CKPT_OK || !cfg_ok) {
+        ckpt_close(f);
+        return seterr(err, errlen, CKPT_EFORMAT, "%s: /config is not a JSON object (corrupt)",
+                      path);
     }
     verify_ctx v = {f, 0, ""};
     hid_t root = H5Gopen2(f->fid, "/", H5P_DEFAULT);

@@ -499,13 +499,13 @@ static void test_split(void)
     CU_ASSERT_PTR_EQUAL(va.src_vocab.tokens, tr.src_vocab.tokens);
     int unk_ok = 1;
     for (int r = 0; r < va.n; r++) {
-        char u[16];
+        char u[24];
         snprintf(u, sizeof u, "u%ld", decode_digits(&va, r));
         unk_ok &= data_vocab_id(&tr.src_vocab, u) == DATA_UNK;
         unk_ok &= va.src[r * 6 + va.src_valid[r] - 2] == DATA_UNK;
     }
     for (int r = 0; r < tr.n; r++) {
-        char u[16];
+        char u[24];
         snprintf(u, sizeof u, "u%ld", decode_digits(&tr, r));
         unk_ok &= data_vocab_id(&tr.src_vocab, u) != DATA_UNK;
     }

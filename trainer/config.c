@@ -49,7 +49,8 @@ static const opt_def OPTS[] = {
     {"epochs", OPT_T_LONG, F(epochs), 1, 1e9, NULL, "epochs to train"},
     {"max-steps", OPT_T_LONG, F(max_steps), 0, 1e12, NULL,
      "stop after N optimizer steps (0 = no limit)"},
-    {"seed", OPT_T_LONG, F(seed), 0, 9.2e18, NULL, "seed of every random draw"},
+    {"seed", OPT_T_LONG, F(seed), 0, 9007199254740992.0, NULL,
+     "seed of every random draw (up to 2^53: exact in the JSON config)"},
     {"threads", OPT_T_INT, F(threads), 0, 1024, NULL,
      "OpenBLAS threads per rank (0 = node cores / ranks on the node)"},
     {"checkpoint-dir", OPT_T_STR, F(checkpoint_dir), 0, 0, NULL, "where checkpoints go"},
@@ -57,9 +58,10 @@ static const opt_def OPTS[] = {
      "checkpoint every N steps (0 = only at the end)"},
     {"keep", OPT_T_INT, F(keep), 1, 1e6, NULL, "newest checkpoints kept"},
     {"resume", OPT_T_STR, F(resume), 0, 0, NULL, "auto | FILE: continue from a checkpoint"},
-    {"monitor", OPT_T_STR, F(monitor), 0, 0, NULL, "ZeroMQ endpoint of a seqpar monitor"},
+    {"monitor", OPT_T_STR, F(monitor), 0, 0, NULL,
+     "ZeroMQ endpoint of a seqpar monitor (not in this version: refused)"},
     {"eval-every", OPT_T_LONG, F(eval_every), 0, 1e12, NULL,
-     "validate every N steps (0 = at epoch ends when --valid > 0)"},
+     "validate every N steps as well as at epoch ends (needs --valid)"},
     {"valid", OPT_T_INT, F(valid), 0, 1e8, NULL, "held-out validation pairs"},
     {"bptt", OPT_T_STR, F(bptt), 0, 0, NULL,
      "full | K (truncate every K steps) | random[:K] (unbiased random truncation, mean span "
@@ -167,11 +169,15 @@ static char *read_file(const char *path, long max)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
+    errno = 0;
     char *buf = malloc((size_t)max + 1);
     size_t n = buf ? fread(buf, 1, (size_t)max + 1, f) : 0;
+    int failed = !buf || ferror(f) || n > (size_t)max; /* a directory fails with EISDIR */
+    int e = errno;
     fclose(f);
-    if (!buf || n > (size_t)max) {
+    if (failed) {
         free(buf);
+        errno = e;
         return NULL;
     }
     buf[n] = '\0';
@@ -258,6 +264,46 @@ char *config_to_json(const train_config *c)
     return s;
 }
 
+/* Text form of an option's value in c. */
+static void opt_text(const opt_def *o, const train_config *c, char *buf, size_t n)
+{
+    const void *base = (const char *)c + o->off;
+    switch (o->type) {
+    case OPT_T_FLAG:
+        snprintf(buf, n, "%s", *(const int *)base ? "on" : "off");
+        break;
+    case OPT_T_INT:
+        snprintf(buf, n, "%d", *(const int *)base);
+        break;
+    case OPT_T_LONG:
+        snprintf(buf, n, "%ld", *(const long *)base);
+        break;
+    case OPT_T_DOUBLE:
+        snprintf(buf, n, "%.17g", *(const double *)base);
+        break;
+    case OPT_T_STR:
+        snprintf(buf, n, "%s", (const char *)base);
+        break;
+    }
+}
+
+int config_first_difference(const train_config *a, const train_config *b, const char *const *names,
+                            char *out, size_t n)
+{
+    for (const char *const *nm = names; *nm; nm++) {
+        const opt_def *o = find_opt(*nm);
+        if (!o) continue;
+        char va[CFG_STR + 8], vb[CFG_STR + 8];
+        opt_text(o, a, va, sizeof va);
+        opt_text(o, b, vb, sizeof vb);
+        if (strcmp(va, vb) != 0) {
+            snprintf(out, n, "--%s is %s in the checkpoint but %s in this run", o->name, va, vb);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void config_print_help(FILE *f, const char *prog)
 {
     fprintf(f,
@@ -311,10 +357,11 @@ int config_parse_args(train_config *c, int argc, char **argv, const char *prog)
             path = a + 9;
         }
         if (!path) continue;
+        errno = 0;
         char *text = read_file(path, 1 << 20);
         if (!text) {
             fprintf(stderr, "%s: --config: cannot read %s (%s)\n", prog, path,
-                    errno ? strerror(errno) : "larger than 1 MiB");
+                    errno ? strerror(errno) : "not a file, or larger than 1 MiB");
             return 2;
         }
         int rc = config_from_json(c, text, path);

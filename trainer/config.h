@@ -55,4 +55,9 @@ int config_from_json(train_config *c, const char *json, const char *where);
 
 void config_print_help(FILE *f, const char *prog);
 
+/* Compares the options named in `names` (NULL-terminated list of long option
+ * names); on the first that differs writes a sentence into out and returns 1. */
+int config_first_difference(const train_config *a, const train_config *b, const char *const *names,
+                            char *out, size_t n);
+
 #endif

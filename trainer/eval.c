@@ -1,6 +1,9 @@
-/* BLEU: standard corpus BLEU-4 (Papineni et al.; as NLTK's corpus_bleu and
- * sacreBLEU compute it without smoothing) and the book's sentence score, and
- * the seqpar bleu command. Tokens are whitespace-separated. */
+/* BLEU: standard corpus BLEU-4 (Papineni et al.) as NLTK's corpus_bleu
+ * computes it without smoothing (clipped n-gram counts summed over the
+ * corpus, a per-sentence precision denominator of at least 1, geometric mean,
+ * brevity penalty exp(1 − r/c) when c ≤ r, 0 when c = 0), the book's sentence
+ * score, and the seqpar bleu command. Tokens are split on whitespace as
+ * Python's str.split() does. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,17 +13,35 @@
 
 #define MAX_TOKENS 100000
 
+/* Length of the whitespace character at p (0 if none): what Python's
+ * str.split() splits on, so that figures agree with Python tools: ASCII
+ * space, \t \n \v \f \r, \x1c-\x1f, and U+0085, U+00A0, U+1680,
+ * U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000 in UTF-8. */
+static int ws_len(const unsigned char *p)
+{
+    if (*p == ' ' || (*p >= '\t' && *p <= '\r') || (*p >= 0x1c && *p <= 0x1f)) return 1;
+    if (p[0] == 0xc2 && (p[1] == 0x85 || p[1] == 0xa0)) return 2;
+    if (p[0] == 0xe1 && p[1] == 0x9a && p[2] == 0x80) return 3;
+    if (p[0] == 0xe2 && p[1] == 0x80 &&
+        ((p[2] >= 0x80 && p[2] <= 0x8a) || p[2] == 0xa8 || p[2] == 0xa9 || p[2] == 0xaf))
+        return 3;
+    if (p[0] == 0xe2 && p[1] == 0x81 && p[2] == 0x9f) return 3;
+    if (p[0] == 0xe3 && p[1] == 0x80 && p[2] == 0x80) return 3;
+    return 0;
+}
+
 /* Splits s on whitespace into (start, len) spans; returns the count. */
 static int split_ws(const char *s, const char **tok, int *len, int max)
 {
-    int n = 0;
-    while (*s && n < max) {
-        while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n') s++;
-        if (!*s) break;
-        const char *b = s;
-        while (*s && *s != ' ' && *s != '\t' && *s != '\r' && *s != '\n') s++;
-        tok[n] = b;
-        len[n++] = (int)(s - b);
+    const unsigned char *p = (const unsigned char *)s;
+    int n = 0, w;
+    while (*p && n < max) {
+        while ((w = ws_len(p)) > 0) p += w;
+        if (!*p) break;
+        const unsigned char *b = p;
+        while (*p && ws_len(p) == 0) p++;
+        tok[n] = (const char *)b;
+        len[n++] = (int)(p - b);
     }
     return n;
 }
@@ -78,7 +99,10 @@ void bleu_add(bleu_stats *s, const char *hyp, const char *ref, int max_n)
         int ch = nh - n + 1 > 0 ? nh - n + 1 : 0, cr = nr - n + 1 > 0 ? nr - n + 1 : 0;
         for (int i = 0; i < ch; i++) hh[i] = ngram_hash(ht, hl, i, n);
         for (int i = 0; i < cr; i++) rh[i] = ngram_hash(rt, rl, i, n);
-        s->total[n - 1] += ch;
+        /* NLTK's modified_precision: the denominator is max(1, hypothesis
+         * n-grams) per sentence, so an empty (or too short) hypothesis
+         * still counts against the corpus precision */
+        s->total[n - 1] += ch > 0 ? ch : 1;
         s->match[n - 1] += clipped_matches(hh, ch, rh, cr);
     }
 }
@@ -117,18 +141,18 @@ double bleu_d2l(const char *pred, const char *label, int k)
     return score;
 }
 
-/* Reads a whole text file into lines (in place); returns the line count or -1. */
-static long read_lines(const char *path, char **buf, char ***lines)
+/* Reads a whole text file into lines (split in place); returns the line
+ * count, -1 when unreadable, -2 (with *bad_line) when a line holds a NUL. */
+static long read_lines(const char *path, char **buf, char ***lines, long *bad_line)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    size_t got;
+    size_t cap = 1 << 16, n = 0, got;
+    char *b = malloc(cap + 1);
     while (b && (got = fread(b + n, 1, cap - n, f)) > 0) {
         n += got;
         if (n == cap) {
-            char *nb = realloc(b, cap * 2);
+            char *nb = realloc(b, cap * 2 + 1);
             if (!nb) {
                 free(b);
                 b = NULL;
@@ -137,23 +161,33 @@ static long read_lines(const char *path, char **buf, char ***lines)
             b = nb, cap *= 2;
         }
     }
+    int err = ferror(f);
     fclose(f);
-    if (!b) return -1;
+    if (!b || err) {
+        free(b);
+        return -1;
+    }
+    b[n] = '\0';
     long count = 0;
-    for (size_t i = 0; i < n; i++) count += b[i] == '\n';
+    for (size_t i = 0; i < n; i++) {
+        if (b[i] == '\0') {
+            *bad_line = count + 1;
+            free(b);
+            return -2;
+        }
+        count += b[i] == '\n';
+    }
     if (n > 0 && b[n - 1] != '\n') count++;
     char **l = calloc((size_t)count + 1, sizeof *l);
     if (!l) {
         free(b);
         return -1;
     }
-    b[n < cap ? n : cap - 1] = '\0';
-    long k = 0;
     char *p = b;
-    while (k < count) {
-        l[k++] = p;
-        char *nl = strchr(p, '\n');
-        if (!nl) break;
+    for (long k = 0; k < count; k++) {
+        l[k] = p;
+        char *nl = memchr(p, '\n', (size_t)(b + n - p));
+        if (!nl) break; /* the last line, without a newline */
         *nl = '\0';
         p = nl + 1;
     }
@@ -198,9 +232,14 @@ int cmd_bleu(int argc, char **argv)
         return 2;
     }
     char *rb = NULL, *hb = NULL, **rl = NULL, **hl = NULL;
-    long nr = read_lines(ref, &rb, &rl), nh = read_lines(hyp, &hb, &hl);
+    long bad_r = 0, bad_h = 0;
+    long nr = read_lines(ref, &rb, &rl, &bad_r), nh = read_lines(hyp, &hb, &hl, &bad_h);
     int rc = 0;
-    if (nr < 0 || nh < 0) {
+    if (nr == -2 || nh == -2) {
+        fprintf(stderr, "seqpar bleu: %s:%ld: NUL byte in a text file\n", nr == -2 ? ref : hyp,
+                nr == -2 ? bad_r : bad_h);
+        rc = 2;
+    } else if (nr < 0 || nh < 0) {
         fprintf(stderr, "seqpar bleu: cannot read %s\n", nr < 0 ? ref : hyp);
         rc = 2;
     } else if (nr != nh) {

@@ -216,6 +216,12 @@ int cmd_translate(int argc, char **argv)
             while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = '\0';
             char *norm = NULL;
             if (data_normalize(line, (size_t)got, &norm, err, sizeof err) != DATA_OK) {
+                /* what was read before the bad line is still translated */
+                if (nb > 0) {
+                    model_greedy(lm.m, src, nb, T, DATA_BOS, DATA_EOS, (int)max_len, out, len);
+                    for (int b = 0; b < nb; b++) emit(&lm.tgt, out + (size_t)b * max_len, len[b]);
+                    fflush(stdout);
+                }
                 fprintf(stderr, "seqpar translate: stdin:%ld: %s\n", lineno, err);
                 rc = 2;
                 break;

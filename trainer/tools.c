@@ -100,6 +100,11 @@ int cmd_ckpt(int argc, char **argv)
             fprintf(stderr, "seqpar ckpt verify: %s\n", err);
             return 2;
         }
+        /* and the model it describes can be rebuilt: a known configuration,
+         * vocabularies, every tensor of the right shape */
+        loaded_model lm;
+        if (load_model(&lm, argv[1], 1, "seqpar ckpt verify")) return 2;
+        loaded_model_free(&lm);
         printf("%s: ok\n", argv[1]);
         return 0;
     }

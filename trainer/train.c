@@ -8,6 +8,7 @@
  * by the same optimizer on every rank, so replicas stay identical and N
  * ranks follow the trajectory of one rank with the same global batch. */
 #include <dirent.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -53,11 +54,15 @@ typedef struct trainer {
     long step, epoch, batch_in_epoch;
 } trainer;
 
+/* Errors, by who can hit them:
+ *  die0:      every rank hits it alike (options, configuration): rank 0 says
+ *             it, every rank exits with `code`;
+ *  agree:     a collective check of something that may fail on some ranks
+ *             only (a file missing on one node, memory): the lowest failing
+ *             rank says its message, every rank exits with `code`;
+ *  die_local: a failure of this rank alone mid-run: it says so and ends the
+ *             whole job (MPI_Abort), so no rank waits forever. */
 static void die0(trainer *t, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-/* An error every rank hits alike (bad data, bad option): rank 0 says it, all
- * ranks leave with `code`. */
-#include <stdarg.h>
 static void die0(trainer *t, int code, const char *fmt, ...)
 {
     if (!t || t->rank == 0) {
@@ -70,6 +75,32 @@ static void die0(trainer *t, int code, const char *fmt, ...)
     }
     comm_finalize();
     exit(code);
+}
+
+static void agree(trainer *t, int ok, int code, const char *msg)
+{
+    double who = ok ? 0.0 : (double)(t->world - t->rank);
+    comm_allreduce_max_double(&who, 1);
+    if (who == 0.0) return;
+    if (t->rank == t->world - (int)who) fprintf(stderr, "seqpar train: %s\n", msg);
+    comm_finalize();
+    exit(code);
+}
+
+static void die_local(trainer *t, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void die_local(trainer *t, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (t->world > 1)
+        fprintf(stderr, "seqpar train: rank %d: ", t->rank);
+    else
+        fputs("seqpar train: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    comm_abort(code);
 }
 
 static int parse_bptt(const char *s, bptt_mode *mode, int *k)
@@ -111,7 +142,7 @@ static void load_data(trainer *t)
                              .valid = c->valid,
                              .seed = (uint64_t)c->seed};
         rc = data_pairs_load(&t->pairs, c->valid ? &t->valid : NULL, &o, err, sizeof err);
-        if (rc != DATA_OK) die0(t, 2, "%s", err);
+        agree(t, rc == DATA_OK, rc == DATA_ENOMEM ? 1 : 2, err);
         t->have_valid = c->valid > 0;
         t->vsrc = &t->pairs.src_vocab;
         t->vtgt = &t->pairs.tgt_vocab;
@@ -123,7 +154,7 @@ static void load_data(trainer *t)
                               .min_freq = c->min_freq < 0 ? 0 : c->min_freq,
                               .max_tokens = c->num_examples};
         rc = data_stream_load(&t->stream, &o, err, sizeof err);
-        if (rc != DATA_OK) die0(t, 2, "%s", err);
+        agree(t, rc == DATA_OK, rc == DATA_ENOMEM ? 1 : 2, err);
         t->vsrc = NULL;
         t->vtgt = &t->stream.vocab;
     }
@@ -133,7 +164,7 @@ static void load_data(trainer *t)
     rc = data_sampler_init(&t->sampler, t->lm ? DATA_TASK_LM : DATA_TASK_TRANSLATE, kind, n,
                            c->batch, c->steps, (uint64_t)c->seed, t->rank, t->world, err,
                            sizeof err);
-    if (rc != DATA_OK) die0(t, 2, "%s", err);
+    agree(t, rc == DATA_OK, 2, err);
     if (data_sampler_batches(&t->sampler, 0) < 1)
         die0(t, 2, "the corpus (%ld %s) is too small for one batch of %d%s", n,
              t->lm ? "tokens" : "pairs", c->batch, t->lm ? " streams" : "");
@@ -169,23 +200,52 @@ static int list_checkpoints(const char *dir, long *steps, int max)
 
 #define MAX_CKPTS 4096
 
-/* Removes all but the newest `keep` checkpoints of dir. */
-static void retain(const char *dir, int keep)
+/* Removes all but the newest `keep` checkpoints of dir up to step `upto`.
+ * Checkpoints past `upto` belong to another branch of the run (this one
+ * resumed from an earlier step): they are left alone, with a warning. */
+static void retain(const char *dir, int keep, long upto)
 {
     long steps[MAX_CKPTS];
-    int n = list_checkpoints(dir, steps, MAX_CKPTS);
-    for (int i = keep; i < n; i++) {
+    int n = list_checkpoints(dir, steps, MAX_CKPTS), kept = 0;
+    for (int i = 0; i < n; i++) {
+        if (steps[i] > upto) {
+            static int warned = 0;
+            if (!warned++)
+                fprintf(stderr,
+                        "seqpar train: warning: %s holds checkpoints past step %ld (from a "
+                        "run this one did not continue); they are kept, and --resume auto "
+                        "would take them\n",
+                        dir, upto);
+            continue;
+        }
+        if (kept++ < keep) continue;
         char p[1200];
         snprintf(p, sizeof p, "%s/ckpt-%08ld.h5", dir, steps[i]);
         unlink(p);
     }
 }
 
-static void save_checkpoint(trainer *t)
+/* mkdir -p; 0 on success (or when it exists). */
+static int make_dirs(const char *path)
 {
-    if (t->rank != 0 || !t->cfg.checkpoint_dir[0]) return;
+    char buf[CFG_STR];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+    struct stat st;
+    return stat(buf, &st) == 0 && S_ISDIR(st.st_mode) && access(buf, W_OK) == 0 ? 0 : -1;
+}
+
+/* Rank 0 writes; returns 0, or -1 after saying why (earlier checkpoints stay). */
+static int save_checkpoint(trainer *t)
+{
+    if (t->rank != 0 || !t->cfg.checkpoint_dir[0]) return 0;
     char path[1200], err[ERRLEN];
-    mkdir(t->cfg.checkpoint_dir, 0755);
     snprintf(path, sizeof path, "%s/ckpt-%08ld.h5", t->cfg.checkpoint_dir, t->step);
     char *json = config_to_json(&t->cfg);
     ckpt_content c = {.config_json = json,
@@ -205,10 +265,42 @@ static void save_checkpoint(trainer *t)
     int rc = json ? ckpt_save(path, &c, err, sizeof err) : CKPT_ENOMEM;
     free(json);
     if (rc != CKPT_OK) {
+        if (rc == CKPT_ENOMEM) snprintf(err, sizeof err, "out of memory");
         fprintf(stderr, "seqpar train: checkpoint at step %ld failed: %s\n", t->step, err);
-        return;
+        return -1;
     }
-    retain(t->cfg.checkpoint_dir, t->cfg.keep);
+    retain(t->cfg.checkpoint_dir, t->cfg.keep, t->step);
+    return 0;
+}
+
+/* The options that define the model, the data and the sample order must be
+ * those the checkpoint was trained with; the first that differs is named. */
+static int check_same_run(trainer *t, ckpt_file *f, const char *path, char *err, size_t n)
+{
+    static const char *const keys[] = {
+        "task",    "dataset", "num-examples", "tokens",        "min-freq", "cell",
+        "layers",  "embed",   "hidden",       "bidirectional", "steps",    "batch",
+        "sampler", "seed",    "valid",        "optimizer",     NULL};
+    char *json = NULL;
+    int rc = ckpt_read_config(f, &json, err, n);
+    if (rc != CKPT_OK) return rc;
+    train_config saved;
+    config_defaults(&saved);
+    char where[1300];
+    snprintf(where, sizeof where, "%s: /config", path);
+    /* config_from_json prints its own line on a bad config: that is the error */
+    if (config_from_json(&saved, json, where) != 0) {
+        free(json);
+        snprintf(err, n, "%s: /config is not a valid configuration", path);
+        return CKPT_EFORMAT;
+    }
+    free(json);
+    char why[600];
+    if (config_first_difference(&saved, &t->cfg, keys, why, sizeof why)) {
+        snprintf(err, n, "%.200s does not match this run: %.280s", path, why);
+        return CKPT_EMISMATCH;
+    }
+    return CKPT_OK;
 }
 
 /* Restores parameters, optimizer and position from a checkpoint (read by
@@ -224,7 +316,8 @@ static void resume_from(trainer *t, const char *path)
         ckpt_train tr = {0};
         rc = ckpt_open(&f, path, err, sizeof err);
         if (rc == CKPT_OK) {
-            rc = ckpt_read_params(f, pt, err, sizeof err);
+            rc = check_same_run(t, f, path, err, sizeof err);
+            if (rc == CKPT_OK) rc = ckpt_read_params(f, pt, err, sizeof err);
             if (rc == CKPT_OK) rc = ckpt_read_optimizer(f, pt, &t->opt, err, sizeof err);
             if (rc == CKPT_OK) rc = ckpt_read_train(f, &tr, err, sizeof err);
             if (rc == CKPT_OK && tr.global_batch != t->cfg.batch) {
@@ -391,6 +484,21 @@ int cmd_train(int argc, char **argv)
     if (c->batch < t->world)
         die0(t, 2, "--batch %d is smaller than the number of ranks (%d): every rank needs rows",
              c->batch, t->world);
+    if (c->bidirectional && t->lm) die0(t, 2, "--bidirectional applies to --task translate only");
+    if (c->bidirectional && c->hidden % 2)
+        die0(t, 2, "--bidirectional needs an even --hidden (H/2 units per direction)");
+    if (c->monitor[0])
+        die0(t, 2, "--monitor: the metrics wire is not part of this version of seqpar yet");
+    if (c->eval_every > 0 && (t->lm || c->valid == 0))
+        die0(t, 2, "--eval-every needs --task translate and --valid N > 0");
+    if (c->valid > 0 && t->lm) die0(t, 2, "--valid applies to --task translate only");
+    if (c->checkpoint_dir[0]) {
+        int ok = t->rank != 0 || make_dirs(c->checkpoint_dir) == 0;
+        comm_bcast(&ok, sizeof ok, 0);
+        if (!ok)
+            die0(t, 2, "--checkpoint-dir %s: cannot create or write (%s)", c->checkpoint_dir,
+                 strerror(errno));
+    }
     int threads = setup_threads(c->threads, comm_local_size());
     print_kernel_info(threads);
 
@@ -400,7 +508,7 @@ int cmd_train(int argc, char **argv)
                                 "seqpar train");
     if (rc2) die0(t, rc2, "invalid model configuration");
     char err[ERRLEN];
-    if (model_create(&t->m, &t->mc, err, sizeof err) != MODEL_OK) die0(t, 2, "%s", err);
+    agree(t, model_create(&t->m, &t->mc, err, sizeof err) == MODEL_OK, 1, err);
     model_set_bptt(t->m, t->bptt, t->bptt_k);
     param_table *pt = model_params(t->m);
     model_init_params(t->m, (uint64_t)c->seed);
@@ -408,7 +516,8 @@ int cmd_train(int argc, char **argv)
     comm_bcast(pt->data, pt->total * sizeof(float), 0);
     opt_kind ok;
     opt_parse(c->optimizer, &ok);
-    if (optimizer_init(&t->opt, ok, (float)c->lr, pt) != MODEL_OK) die0(t, 1, "out of memory");
+    agree(t, optimizer_init(&t->opt, ok, (float)c->lr, pt) == MODEL_OK, 1,
+          "out of memory for the optimizer state");
 
     const int T = c->steps, bm = t->bmax, L = c->layers, H = c->hidden;
     t->src = calloc((size_t)bm * T, sizeof(int32_t));
@@ -418,9 +527,10 @@ int cmd_train(int argc, char **argv)
     t->slice.index = calloc((size_t)bm + 1, sizeof(long));
     t->state_h = calloc((size_t)L * bm * H, sizeof(float));
     t->state_c = calloc((size_t)L * bm * H, sizeof(float));
-    if (!t->src || !t->tgt || !t->valid_len || !t->example || !t->slice.index || !t->state_h ||
-        !t->state_c)
-        die0(t, 1, "out of memory");
+    agree(t,
+          t->src && t->tgt && t->valid_len && t->example && t->slice.index && t->state_h &&
+              t->state_c,
+          1, "out of memory for the batch buffers");
 
     if (c->resume[0]) {
         char path[1200];
@@ -453,13 +563,16 @@ int cmd_train(int argc, char **argv)
 
     const int sequential_lm = t->lm && t->sampler.kind == DATA_SAMPLER_SEQUENTIAL;
     double t_start = comm_time(), t_win = t_start;
-    double win_loss = 0, win_tok = 0, ep_loss = 0, ep_tok = 0, last_ep_loss = NAN;
+    /* loss sums: the current logging window and the current epoch */
+    double win_loss = 0, win_tok = 0, ep_loss = 0, ep_tok = 0;
+    double last_win_loss = NAN, last_ep_loss = NAN; /* per token */
+    int ep_whole = 0; /* this process ran the current epoch from its first batch */
     double run_tok = 0;
-    double last_tps = 0;
     long start_step = t->step;
     int stop = 0;
     while (t->epoch < c->epochs && !stop) {
         long nb = data_sampler_batches(&t->sampler, t->epoch);
+        ep_whole = t->batch_in_epoch == 0;
         if (sequential_lm && t->batch_in_epoch == 0) {
             memset(t->state_h, 0, (size_t)L * bm * H * sizeof(float));
             memset(t->state_c, 0, (size_t)L * bm * H * sizeof(float));
@@ -486,13 +599,14 @@ int cmd_train(int argc, char **argv)
             double loss_sum;
             long ntok;
             if (model_step(t->m, &b, 1, &loss_sum, &ntok) != MODEL_OK)
-                die0(t, 1, "invalid batch at step %ld (token id outside the vocabulary)", t->step);
+                die_local(t, 1, "invalid batch at step %ld (token id outside the vocabulary)",
+                          t->step);
             /* the step's sums ride in the gradient buffer's tail: one allreduce */
             float *tail = pt->grad + pt->total;
             tail[TAIL_LOSS] = (float)loss_sum;
             tail[TAIL_TOKENS] = (float)ntok;
             if (comm_allreduce_float(pt->grad, pt->total + PARAM_GRAD_TAIL) != COMM_OK)
-                die0(t, 1, "gradient allreduce failed at step %ld", t->step);
+                die_local(t, 1, "gradient allreduce failed at step %ld", t->step);
             double gl = tail[TAIL_LOSS], gt = tail[TAIL_TOKENS];
             if (gt > 0) {
                 grad_scale(pt, (float)(1.0 / gt));
@@ -509,14 +623,19 @@ int cmd_train(int argc, char **argv)
                 double rate = (double)(t->step - start_step) / (now - t_start);
                 char eta[32];
                 fmt_duration(eta, sizeof eta, (double)(total_steps - t->step) / rate);
-                double wl = win_loss / (win_tok > 0 ? win_tok : 1);
+                last_win_loss = win_loss / (win_tok > 0 ? win_tok : 1);
                 comm_printf0("step %ld/%ld epoch %ld loss %.4f ppl %.3f tok/s %.0f ETA %s\n",
-                             t->step, total_steps, t->epoch + 1, wl, exp(wl), tps, eta);
-                last_tps = tps;
+                             t->step, total_steps, t->epoch + 1, last_win_loss, exp(last_win_loss),
+                             tps, eta);
                 t_win = now, win_loss = win_tok = 0;
             }
             /* the position is always that of the next batch to take */
             t->batch_in_epoch++;
+            if (c->eval_every > 0 && t->step % c->eval_every == 0) {
+                double vl, vp;
+                evaluate(t, &vl, &vp);
+                comm_printf0("step %ld valid loss %.4f ppl %.3f\n", t->step, vl, vp);
+            }
             if (c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0 &&
                 t->batch_in_epoch < nb)
                 save_checkpoint(t);
@@ -533,13 +652,22 @@ int cmd_train(int argc, char **argv)
         if (c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) save_checkpoint(t);
     }
     double elapsed = comm_time() - t_start;
-    if (c->checkpoint_dir[0]) save_checkpoint(t);
-    double final_loss = ep_tok > 0 ? ep_loss / ep_tok : last_ep_loss;
-    double tps = elapsed > 0 ? run_tok / elapsed : last_tps;
+    if (win_tok > 0) last_win_loss = win_loss / win_tok; /* steps since the last progress line */
+    int ckpt_ok = 1;
+    if (c->checkpoint_dir[0] && t->step > start_step) ckpt_ok = save_checkpoint(t) == 0;
+    comm_bcast(&ckpt_ok, sizeof ckpt_ok, 0);
+    if (t->step == start_step)
+        comm_printf0("nothing to train: step %ld already reaches --epochs %ld / --max-steps %ld\n",
+                     t->step, c->epochs, c->max_steps);
+    /* the summary's loss: the last epoch when this run ended on an epoch it ran
+     * whole, else the last logging window (DESIGN.md, command line) */
+    double final_loss = !stop && ep_whole && isfinite(last_ep_loss) ? last_ep_loss : last_win_loss;
+    double tps = elapsed > 0 ? run_tok / elapsed : 0.0;
     /* epoch: the (1-based) epoch the last step belonged to */
     long last_epoch = stop && t->batch_in_epoch > 0 ? t->epoch + 1 : t->epoch;
     comm_printf0("done step=%ld epoch=%ld loss=%.4f ppl=%.4f tokens_per_s=%.0f\n", t->step,
                  last_epoch, final_loss, exp(final_loss), tps);
+    int exit_code = ckpt_ok ? 0 : 1;
 
     free(t->src), free(t->tgt), free(t->valid_len), free(t->example), free(t->slice.index);
     free(t->state_h), free(t->state_c);
@@ -553,5 +681,5 @@ int cmd_train(int argc, char **argv)
         data_pairs_free(&t->pairs);
     }
     comm_finalize();
-    return 0;
+    return exit_code;
 }
