@@ -84,6 +84,12 @@ int ckpt_read_train(ckpt_file *f, ckpt_train *t, char *err, size_t errlen);
 int ckpt_read_state(ckpt_file *f, const char *name, float *buf, const int dims[3], int *found,
                     char *err, size_t errlen);
 
+/* Checkpoints of a run directory are named ckpt-<step, 8+ digits>.h5. */
+void ckpt_path(char *out, size_t n, const char *dir, long step);
+/* Steps of the checkpoints in dir, newest first; returns how many (at most
+ * max), or -1 when dir cannot be read. */
+int ckpt_list_dir(const char *dir, long *steps, int max);
+
 /* Opens and reads every dataset (the Fletcher-32 filter checks each chunk)
  * and checks the layout is complete. */
 int ckpt_verify(const char *path, char *err, size_t errlen);

@@ -1,6 +1,7 @@
 /* HDF5 checkpoint files: see checkpoints.h for the layout. */
 #include "checkpoints.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <cjson/cJSON.h>
@@ -265,6 +266,36 @@ int ckpt_save(const char *path, const ckpt_content *c, char *err, size_t errlen)
     snprintf(dirbuf, sizeof dirbuf, "%s", path);
     fsync_path(dirname(dirbuf), 1); /* best effort: some filesystems refuse */
     return CKPT_OK;
+}
+
+/* ------------------------------------------------------------ directories */
+
+void ckpt_path(char *out, size_t n, const char *dir, long step)
+{
+    snprintf(out, n, "%s/ckpt-%08ld.h5", dir, step);
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int ckpt_list_dir(const char *dir, long *steps, int max)
+{
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        long s;
+        char tail[8];
+        /* exactly ckpt-<digits>.h5: temporary files (.h5.tmp.PID) do not match */
+        if (sscanf(e->d_name, "ckpt-%ld.h5%7s", &s, tail) == 1 && s >= 0) steps[n++] = s;
+    }
+    closedir(d);
+    qsort(steps, (size_t)n, sizeof *steps, cmp_desc);
+    return n;
 }
 
 /* ----------------------------------------------------------------- reading */

@@ -1,5 +1,4 @@
 /* seqpar ckpt (info | verify | list) and seqpar corpus-stats. */
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,28 +47,15 @@ static int ckpt_info(const char *path)
 
 static int ckpt_list(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (!d) {
+    long steps[4096];
+    int n = ckpt_list_dir(dir, steps, 4096);
+    if (n < 0) {
         fprintf(stderr, "seqpar ckpt list: cannot open directory %s\n", dir);
         return 2;
     }
-    long steps[4096];
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < 4096) {
-        long s;
-        char tail[8];
-        if (sscanf(e->d_name, "ckpt-%ld.h5%7s", &s, tail) == 1) steps[n++] = s;
-    }
-    closedir(d);
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && steps[j] > steps[j - 1]; j--) {
-            long t = steps[j];
-            steps[j] = steps[j - 1], steps[j - 1] = t;
-        }
     for (int i = 0; i < n; i++) {
         char path[1200], err[ERRLEN];
-        snprintf(path, sizeof path, "%s/ckpt-%08ld.h5", dir, steps[i]);
+        ckpt_path(path, sizeof path, dir, steps[i]);
         struct stat st;
         int ok = ckpt_verify(path, err, sizeof err) == CKPT_OK;
         printf("%s  step %ld  %lld bytes  %s\n", path, steps[i],

@@ -7,7 +7,6 @@
  * divided by the global token count, clipped by its global norm and applied
  * by the same optimizer on every rank, so replicas stay identical and N
  * ranks follow the trajectory of one rank with the same global batch. */
-#include <dirent.h>
 #include <stdarg.h>
 #include <errno.h>
 #include <math.h>
@@ -172,32 +171,6 @@ static void load_data(trainer *t)
 
 /* ------------------------------------------------------------ checkpoints */
 
-static int ckpt_step_of(const char *name, long *step)
-{
-    char tail[8];
-    return sscanf(name, "ckpt-%ld.h5%7s", step, tail) == 1;
-}
-
-/* Steps of the ckpt-*.h5 files of dir, newest first; returns how many (at most max). */
-static int list_checkpoints(const char *dir, long *steps, int max)
-{
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < max) {
-        long s;
-        if (ckpt_step_of(e->d_name, &s)) steps[n++] = s;
-    }
-    closedir(d);
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && steps[j] > steps[j - 1]; j--) {
-            long tmp = steps[j];
-            steps[j] = steps[j - 1], steps[j - 1] = tmp;
-        }
-    return n;
-}
-
 #define MAX_CKPTS 4096
 
 /* Removes all but the newest `keep` checkpoints of dir up to step `upto`.
@@ -206,7 +179,7 @@ static int list_checkpoints(const char *dir, long *steps, int max)
 static void retain(const char *dir, int keep, long upto)
 {
     long steps[MAX_CKPTS];
-    int n = list_checkpoints(dir, steps, MAX_CKPTS), kept = 0;
+    int n = ckpt_list_dir(dir, steps, MAX_CKPTS), kept = 0;
     for (int i = 0; i < n; i++) {
         if (steps[i] > upto) {
             static int warned = 0;
@@ -220,7 +193,7 @@ static void retain(const char *dir, int keep, long upto)
         }
         if (kept++ < keep) continue;
         char p[1200];
-        snprintf(p, sizeof p, "%s/ckpt-%08ld.h5", dir, steps[i]);
+        ckpt_path(p, sizeof p, dir, steps[i]);
         unlink(p);
     }
 }
@@ -246,7 +219,7 @@ static int save_checkpoint(trainer *t)
 {
     if (t->rank != 0 || !t->cfg.checkpoint_dir[0]) return 0;
     char path[1200], err[ERRLEN];
-    snprintf(path, sizeof path, "%s/ckpt-%08ld.h5", t->cfg.checkpoint_dir, t->step);
+    ckpt_path(path, sizeof path, t->cfg.checkpoint_dir, t->step);
     char *json = config_to_json(&t->cfg);
     ckpt_content c = {.config_json = json,
                       .params = model_params(t->m),
@@ -355,10 +328,10 @@ static int find_resume(trainer *t, char *out, size_t n)
     int found = 0;
     if (t->rank == 0) {
         long steps[MAX_CKPTS];
-        int k = list_checkpoints(dir, steps, MAX_CKPTS);
+        int k = ckpt_list_dir(dir, steps, MAX_CKPTS);
         for (int i = 0; i < k && !found; i++) {
             char path[1200], err[ERRLEN];
-            snprintf(path, sizeof path, "%s/ckpt-%08ld.h5", dir, steps[i]);
+            ckpt_path(path, sizeof path, dir, steps[i]);
             if (ckpt_verify(path, err, sizeof err) == CKPT_OK) {
                 snprintf(out, n, "%s", path);
                 found = 1;
