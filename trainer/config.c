@@ -29,7 +29,8 @@ static const opt_def OPTS[] = {
     {"data-dir", OPT_T_STR, F(data_dir), 0, 0, NULL,
      "where corpora are (else $SEQPAR_DATA, else ~/.cache/seqpar)"},
     {"num-examples", OPT_T_LONG, F(num_examples), 0, 1e9, NULL,
-     "first N pairs of the corpus (0 = all; numbers: 20000)"},
+     "first N pairs (translate) or tokens (lm) of the corpus (0 = all; numbers: 20000 "
+     "pairs)"},
     {"tokens", OPT_T_STR, F(tokens), 0, 0, "char|word", "LM tokens"},
     {"min-freq", OPT_T_INT, F(min_freq), -1, 1e6, NULL,
      "vocabulary cut-off (-1 = task default: translate 2, lm 0)"},
@@ -333,8 +334,8 @@ void config_print_help(FILE *f, const char *prog)
             snprintf(def, sizeof def, "%s", (const char *)base);
             break;
         }
-        fprintf(f, "  --%-18s %s%s%s%s\n", o->name, o->help, *def ? " [" : "", def,
-                *def ? "]" : "");
+        fprintf(f, "  --%-18s %s%s%s%s%s%s\n", o->name, o->help, o->choices ? ": " : "",
+                o->choices ? o->choices : "", *def ? " [" : "", def, *def ? "]" : "");
     }
     fprintf(f, "  --%-18s %s\n", "config FILE",
             "JSON file of options, applied before the "
