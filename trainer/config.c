@@ -117,7 +117,8 @@ static int in_choices(const char *choices, const char *v)
 }
 
 /* Sets one option from its text form; prints the error line itself. */
-static int set_opt(train_config *c, const opt_def *o, const char *val, const char *where)
+static int set_opt(train_config *c, const opt_def *o, const char *val, const char *where, char *err,
+                   size_t n)
 {
     void *base = (char *)c + o->off;
     char *end = NULL;
@@ -130,8 +131,8 @@ static int set_opt(train_config *c, const opt_def *o, const char *val, const cha
     case OPT_T_LONG: {
         long long v = strtoll(val, &end, 10);
         if (errno || end == val || *end || (double)v < o->lo || (double)v > o->hi) {
-            fprintf(stderr, "%s: --%s: expected a whole number in [%.0f, %.0f], got '%s'\n", where,
-                    o->name, o->lo, o->hi, val);
+            snprintf(err, n, "%s: --%s: expected a whole number in [%.0f, %.0f], got '%s'", where,
+                     o->name, o->lo, o->hi, val);
             return 2;
         }
         if (o->type == OPT_T_INT)
@@ -143,8 +144,8 @@ static int set_opt(train_config *c, const opt_def *o, const char *val, const cha
     case OPT_T_DOUBLE: {
         double v = strtod(val, &end);
         if (errno || end == val || *end || !isfinite(v) || v < o->lo || v > o->hi) {
-            fprintf(stderr, "%s: --%s: expected a number in [%g, %g], got '%s'\n", where, o->name,
-                    o->lo, o->hi, val);
+            snprintf(err, n, "%s: --%s: expected a number in [%g, %g], got '%s'", where, o->name,
+                     o->lo, o->hi, val);
             return 2;
         }
         *(double *)base = v;
@@ -152,12 +153,12 @@ static int set_opt(train_config *c, const opt_def *o, const char *val, const cha
     }
     case OPT_T_STR:
         if (o->choices && !in_choices(o->choices, val)) {
-            fprintf(stderr, "%s: --%s: expected one of %s, got '%s'\n", where, o->name, o->choices,
-                    val);
+            snprintf(err, n, "%s: --%s: expected one of %s, got '%s'", where, o->name, o->choices,
+                     val);
             return 2;
         }
         if (strlen(val) >= o->size) {
-            fprintf(stderr, "%s: --%s: value longer than %zu bytes\n", where, o->name, o->size - 1);
+            snprintf(err, n, "%s: --%s: value longer than %zu bytes", where, o->name, o->size - 1);
             return 2;
         }
         strcpy(base, val);
@@ -185,13 +186,13 @@ static char *read_file(const char *path, long max)
     return buf;
 }
 
-int config_from_json(train_config *c, const char *json, const char *where)
+int config_from_json_err(train_config *c, const char *json, const char *where, char *err, size_t n)
 {
     cJSON *root = cJSON_Parse(json);
     if (!root || !cJSON_IsObject(root)) {
         const char *at = cJSON_GetErrorPtr();
-        fprintf(stderr, "%s: not a JSON object%s%.20s%s\n", where, at ? " (near '" : "",
-                at ? at : "", at ? "')" : "");
+        snprintf(err, n, "%s: not a JSON object%s%.20s%s", where, at ? " (near '" : "",
+                 at ? at : "", at ? "')" : "");
         cJSON_Delete(root);
         return 2;
     }
@@ -199,7 +200,7 @@ int config_from_json(train_config *c, const char *json, const char *where)
     for (cJSON *it = root->child; it && !rc; it = it->next) {
         const opt_def *o = find_opt(it->string);
         if (!o) {
-            fprintf(stderr, "%s: unknown key \"%s\"\n", where, it->string);
+            snprintf(err, n, "%s: unknown key \"%s\"", where, it->string);
             rc = 2;
             break;
         }
@@ -207,7 +208,7 @@ int config_from_json(train_config *c, const char *json, const char *where)
         const char *val = NULL;
         if (o->type == OPT_T_FLAG) {
             if (!cJSON_IsBool(it)) {
-                fprintf(stderr, "%s: \"%s\" must be true or false\n", where, it->string);
+                snprintf(err, n, "%s: \"%s\" must be true or false", where, it->string);
                 rc = 2;
                 break;
             }
@@ -225,13 +226,21 @@ int config_from_json(train_config *c, const char *json, const char *where)
                 snprintf(buf, sizeof buf, "%.0f", it->valuedouble);
             if (!val) val = buf;
         } else {
-            fprintf(stderr, "%s: \"%s\" has the wrong JSON type\n", where, it->string);
+            snprintf(err, n, "%s: \"%s\" has the wrong JSON type", where, it->string);
             rc = 2;
             break;
         }
-        rc = set_opt(c, o, val, where);
+        rc = set_opt(c, o, val, where, err, n);
     }
     cJSON_Delete(root);
+    return rc;
+}
+
+int config_from_json(train_config *c, const char *json, const char *where)
+{
+    char err[CFG_STR * 2 + 128];
+    int rc = config_from_json_err(c, json, where, err, sizeof err);
+    if (rc) fprintf(stderr, "%s\n", err);
     return rc;
 }
 
@@ -408,8 +417,12 @@ int config_parse_args(train_config *c, int argc, char **argv, const char *prog)
             fprintf(stderr, "%s: --%s needs a value\n", prog, name);
             return 2;
         }
-        int rc = set_opt(c, o, val ? val : "", prog);
-        if (rc) return rc;
+        char err[CFG_STR * 2 + 128];
+        int rc = set_opt(c, o, val ? val : "", prog, err, sizeof err);
+        if (rc) {
+            fprintf(stderr, "%s\n", err);
+            return rc;
+        }
     }
     return 0;
 }

@@ -5,6 +5,7 @@
 #ifndef SEQPAR_TRAINER_CONFIG_H
 #define SEQPAR_TRAINER_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -52,6 +53,8 @@ char *config_to_json(const train_config *c);
  * errors naming `where` and the key. Returns 0 or prints one line and
  * returns 2. */
 int config_from_json(train_config *c, const char *json, const char *where);
+/* The same, with the error line written into err instead of printed. */
+int config_from_json_err(train_config *c, const char *json, const char *where, char *err, size_t n);
 
 void config_print_help(FILE *f, const char *prog);
 

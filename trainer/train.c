@@ -261,10 +261,10 @@ static int check_same_run(trainer *t, ckpt_file *f, const char *path, char *err,
     config_defaults(&saved);
     char where[1300];
     snprintf(where, sizeof where, "%s: /config", path);
-    /* config_from_json prints its own line on a bad config: that is the error */
-    if (config_from_json(&saved, json, where) != 0) {
+    char bad[ERRLEN];
+    if (config_from_json_err(&saved, json, where, bad, sizeof bad) != 0) {
         free(json);
-        snprintf(err, n, "%s: /config is not a valid configuration", path);
+        snprintf(err, n, "%s", bad);
         return CKPT_EFORMAT;
     }
     free(json);
