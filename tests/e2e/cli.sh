@@ -16,6 +16,14 @@ check "checkpoint written" test -f "$tmp/ck1/ckpt-00000030.h5"
 check "checkpoint verifies" "$SEQPAR" ckpt verify "$tmp/ck1/ckpt-00000030.h5"
 check "h5dump reads the checkpoint" bash -c "h5dump -H '$tmp/ck1/ckpt-00000030.h5' | grep -q 'decoder'"
 
+# --- a JSON config file, overridden by the command line, saved in the checkpoint
+echo '{"hidden": 16, "layers": 3, "cell": "lstm", "bidirectional": true}' >"$tmp/run.json"
+"$SEQPAR" train --config "$tmp/run.json" --layers 1 --max-steps 2 --num-examples 500 --threads 1 \
+    --checkpoint-dir "$tmp/cfg" >"$tmp/cfg.out" 2>&1
+check "--config applies, the command line wins" grep -q '^seq2seq lstm: 1 layer, embed 32, hidden 16' "$tmp/cfg.out"
+check "the checkpoint stores the whole configuration" \
+    bash -c "'$SEQPAR' ckpt info '$tmp/cfg/ckpt-00000002.h5' | grep -q 'lstm, 1 layer, embed 32, hidden 16, bidirectional encoder'"
+
 # --- held-out validation: loss and perplexity at each epoch end
 "$SEQPAR" train --epochs 2 --num-examples 1000 --valid 100 --threads 1 --log-every 1000 >"$tmp/v.out" 2>&1
 check "train --valid prints validation loss per epoch" test "$(grep -Ec '^epoch [12] valid loss [0-9.]+ ppl [0-9.]+$' "$tmp/v.out")" = 2
