@@ -201,24 +201,21 @@ int cmd_bleu(int argc, char **argv)
     const char *ref = NULL, *hyp = NULL;
     int max_n = 4, d2l = 0;
     for (int i = 0; i < argc; i++) {
+        const char *v;
         if (strcmp(argv[i], "--help") == 0) {
             printf("usage: seqpar bleu --ref FILE --hyp FILE [--max-n N] [--d2l]\n"
                    "Corpus BLEU (clipped n-gram precisions over the corpus, geometric mean, "
                    "brevity penalty)\non whitespace tokens, x100. --d2l prints the book's "
                    "sentence score per line (k = max-n) and their mean.\n");
             return 0;
-        } else if (strcmp(argv[i], "--ref") == 0 && i + 1 < argc) {
-            ref = argv[++i];
-        } else if (strcmp(argv[i], "--hyp") == 0 && i + 1 < argc) {
-            hyp = argv[++i];
-        } else if (strcmp(argv[i], "--max-n") == 0 && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 4) {
-                fprintf(stderr, "seqpar bleu: --max-n: expected 1..4, got '%s'\n", argv[i]);
-                return 2;
-            }
-            max_n = (int)v;
+        } else if ((v = arg_value(argc, argv, &i, "--ref"))) {
+            ref = v;
+        } else if ((v = arg_value(argc, argv, &i, "--hyp"))) {
+            hyp = v;
+        } else if ((v = arg_value(argc, argv, &i, "--max-n"))) {
+            long x;
+            if (arg_long("seqpar bleu", "--max-n", v, 1, 4, &x)) return 2;
+            max_n = (int)x;
         } else if (strcmp(argv[i], "--d2l") == 0) {
             d2l = 1;
         } else {

@@ -1,5 +1,6 @@
 /* Models rebuilt from checkpoints: seqpar translate and seqpar predict, and
  * the helpers shared with training (model configuration, thread setup). */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,8 +133,9 @@ static void translate_usage(FILE *f)
                "become <unk>.\n");
 }
 
-/* Parses "--name value" / "--name=value" pairs for the small subcommands. */
-static const char *opt_value(int argc, char **argv, int *i, const char *name)
+/* ---------------------------------------- options of the small subcommands */
+
+const char *arg_value(int argc, char **argv, int *i, const char *name)
 {
     size_t n = strlen(name);
     const char *a = argv[*i];
@@ -143,12 +145,17 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name)
     return NULL;
 }
 
-static int parse_int(const char *s, long lo, long hi, long *out)
+int arg_long(const char *prog, const char *name, const char *v, long lo, long hi, long *out)
 {
     char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < lo || v > hi) return -1;
-    *out = v;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "%s: %s: expected a whole number in %ld..%ld, got '%s'\n", prog, name, lo,
+                hi, v);
+        return 2;
+    }
+    *out = x;
     return 0;
 }
 
@@ -160,6 +167,7 @@ static void emit(const data_vocab *v, const int32_t *ids, int n)
 
 int cmd_translate(int argc, char **argv)
 {
+    const char *prog = "seqpar translate";
     const char *ckpt = NULL;
     long max_len = 0, batch = 64;
     for (int i = 0; i < argc; i++) {
@@ -167,18 +175,12 @@ int cmd_translate(int argc, char **argv)
         if (strcmp(argv[i], "--help") == 0) {
             translate_usage(stdout);
             return 0;
-        } else if ((v = opt_value(argc, argv, &i, "--checkpoint"))) {
+        } else if ((v = arg_value(argc, argv, &i, "--checkpoint"))) {
             ckpt = v;
-        } else if ((v = opt_value(argc, argv, &i, "--max-len"))) {
-            if (parse_int(v, 1, 10000, &max_len)) {
-                fprintf(stderr, "seqpar translate: --max-len: expected 1..10000, got '%s'\n", v);
-                return 2;
-            }
-        } else if ((v = opt_value(argc, argv, &i, "--batch"))) {
-            if (parse_int(v, 1, 65536, &batch)) {
-                fprintf(stderr, "seqpar translate: --batch: expected 1..65536, got '%s'\n", v);
-                return 2;
-            }
+        } else if ((v = arg_value(argc, argv, &i, "--max-len"))) {
+            if (arg_long(prog, "--max-len", v, 1, 10000, &max_len)) return 2;
+        } else if ((v = arg_value(argc, argv, &i, "--batch"))) {
+            if (arg_long(prog, "--batch", v, 1, 65536, &batch)) return 2;
         } else {
             fprintf(stderr, "seqpar translate: unknown or incomplete option '%s' (see --help)\n",
                     argv[i]);
@@ -250,6 +252,7 @@ int cmd_translate(int argc, char **argv)
 
 int cmd_predict(int argc, char **argv)
 {
+    const char *prog = "seqpar predict";
     const char *ckpt = NULL, *prefix = NULL;
     long n = 50, seed = 0;
     double temperature = 0.0;
@@ -260,21 +263,15 @@ int cmd_predict(int argc, char **argv)
                    "[--temperature T] [--seed S]\nGenerates N tokens after TEXT with a "
                    "language-model checkpoint: greedy, or sampled when T > 0.\n");
             return 0;
-        } else if ((v = opt_value(argc, argv, &i, "--checkpoint"))) {
+        } else if ((v = arg_value(argc, argv, &i, "--checkpoint"))) {
             ckpt = v;
-        } else if ((v = opt_value(argc, argv, &i, "--prefix"))) {
+        } else if ((v = arg_value(argc, argv, &i, "--prefix"))) {
             prefix = v;
-        } else if ((v = opt_value(argc, argv, &i, "--len"))) {
-            if (parse_int(v, 0, 1000000, &n)) {
-                fprintf(stderr, "seqpar predict: --len: expected 0..1000000, got '%s'\n", v);
-                return 2;
-            }
-        } else if ((v = opt_value(argc, argv, &i, "--seed"))) {
-            if (parse_int(v, 0, 0x7fffffffL, &seed)) {
-                fprintf(stderr, "seqpar predict: --seed: expected a whole number, got '%s'\n", v);
-                return 2;
-            }
-        } else if ((v = opt_value(argc, argv, &i, "--temperature"))) {
+        } else if ((v = arg_value(argc, argv, &i, "--len"))) {
+            if (arg_long(prog, "--len", v, 0, 1000000, &n)) return 2;
+        } else if ((v = arg_value(argc, argv, &i, "--seed"))) {
+            if (arg_long(prog, "--seed", v, 0, 0x7fffffffL, &seed)) return 2;
+        } else if ((v = arg_value(argc, argv, &i, "--temperature"))) {
             char *end;
             temperature = strtod(v, &end);
             if (end == v || *end || !(temperature >= 0.0) || temperature > 100.0) {

@@ -132,12 +132,7 @@ int cmd_corpus_stats(int argc, char **argv)
             }
             tokens = v;
         } else if (strcmp(a, "--top") == 0) {
-            char *end;
-            top = strtol(v, &end, 10);
-            if (*end || top < 1 || top > 1000) {
-                fprintf(stderr, "seqpar corpus-stats: --top: expected 1..1000, got '%s'\n", v);
-                return 2;
-            }
+            if (arg_long("seqpar corpus-stats", "--top", v, 1, 1000, &top)) return 2;
         } else {
             fprintf(stderr, "seqpar corpus-stats: unknown option '%s' (see --help)\n", a);
             return 2;

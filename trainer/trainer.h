@@ -34,6 +34,13 @@ void loaded_model_free(loaded_model *lm);
 int model_config_from(model_config *mc, const train_config *c, int src_vocab, int tgt_vocab,
                       int max_batch, const char *prog);
 
+/* Options of the small subcommands: the value of "--name value" or
+ * "--name=value" at argv[*i] (advancing *i past a separate value), else NULL. */
+const char *arg_value(int argc, char **argv, int *i, const char *name);
+/* A whole number in [lo, hi] for option `name`; else prints one line naming
+ * prog and the option and returns 2. */
+int arg_long(const char *prog, const char *name, const char *v, long lo, long hi, long *out);
+
 /* OpenBLAS threads for this rank: --threads, else node cores / ranks on the
  * node (at least 1). Returns the number set. */
 int setup_threads(int requested, int local_ranks);
