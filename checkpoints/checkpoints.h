@@ -87,7 +87,9 @@ int ckpt_read_state(ckpt_file *f, const char *name, float *buf, const int dims[3
 /* Checkpoints of a run directory are named ckpt-<step, 8+ digits>.h5. */
 void ckpt_path(char *out, size_t n, const char *dir, long step);
 /* Steps of the checkpoints in dir, newest first; returns how many (at most
- * max), or -1 when dir cannot be read. */
+ * max; CKPT_LIST_MAX is the callers' usual capacity), or -1 when dir cannot
+ * be read. */
+#define CKPT_LIST_MAX 4096
 int ckpt_list_dir(const char *dir, long *steps, int max);
 
 /* Opens and reads every dataset (the Fletcher-32 filter checks each chunk)

@@ -32,15 +32,7 @@ int model_config_from(model_config *mc, const train_config *c, int src_vocab, in
         fprintf(stderr, "%s: unknown cell '%s'\n", prog, c->cell);
         return 2;
     }
-    if (c->bidirectional && mc->task == MODEL_LM) {
-        fprintf(stderr, "%s: --bidirectional applies to the translate task only\n", prog);
-        return 2;
-    }
-    if (c->bidirectional && c->hidden % 2) {
-        fprintf(stderr, "%s: --bidirectional needs an even --hidden (H/2 units per direction)\n",
-                prog);
-        return 2;
-    }
+    /* sizes and their combinations are model_create's to check */
     mc->layers = c->layers;
     mc->embed = c->embed;
     mc->hidden = c->hidden;

@@ -47,8 +47,8 @@ static int ckpt_info(const char *path)
 
 static int ckpt_list(const char *dir)
 {
-    long steps[4096];
-    int n = ckpt_list_dir(dir, steps, 4096);
+    long steps[CKPT_LIST_MAX];
+    int n = ckpt_list_dir(dir, steps, CKPT_LIST_MAX);
     if (n < 0) {
         fprintf(stderr, "seqpar ckpt list: cannot open directory %s\n", dir);
         return 2;

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "checkpoints.h"
@@ -171,15 +170,13 @@ static void load_data(trainer *t)
 
 /* ------------------------------------------------------------ checkpoints */
 
-#define MAX_CKPTS 4096
-
 /* Removes all but the newest `keep` checkpoints of dir up to step `upto`.
  * Checkpoints past `upto` belong to another branch of the run (this one
  * resumed from an earlier step): they are left alone, with a warning. */
 static void retain(const char *dir, int keep, long upto)
 {
-    long steps[MAX_CKPTS];
-    int n = ckpt_list_dir(dir, steps, MAX_CKPTS), kept = 0;
+    long steps[CKPT_LIST_MAX];
+    int n = ckpt_list_dir(dir, steps, CKPT_LIST_MAX), kept = 0;
     for (int i = 0; i < n; i++) {
         if (steps[i] > upto) {
             static int warned = 0;
@@ -327,8 +324,8 @@ static int find_resume(trainer *t, char *out, size_t n)
     if (!dir[0]) die0(t, 2, "--resume auto needs --checkpoint-dir");
     int found = 0;
     if (t->rank == 0) {
-        long steps[MAX_CKPTS];
-        int k = ckpt_list_dir(dir, steps, MAX_CKPTS);
+        long steps[CKPT_LIST_MAX];
+        int k = ckpt_list_dir(dir, steps, CKPT_LIST_MAX);
         for (int i = 0; i < k && !found; i++) {
             char path[1200], err[ERRLEN];
             ckpt_path(path, sizeof path, dir, steps[i]);
