@@ -136,9 +136,10 @@ int data_numbers_pair(long i, char *buf, size_t buflen);
 typedef enum { DATA_SAMPLER_RANDOM = 0, DATA_SAMPLER_SEQUENTIAL = 1 } data_sampler_kind;
 
 /* A sampler hands rank `rank` of `world` its slice of each global batch. The
- * global batch never depends on world: rows [lo, hi) of global batch b go to
- * the rank with lo = floor(B*rank/world), hi = floor(B*(rank+1)/world)
- * (slices may be uneven; a rank may get none for a short final batch).
+ * global batch never depends on world: of a batch of R rows (R = B except
+ * for a short final batch), rows [lo, hi) go to the rank with
+ * lo = floor(R*rank/world), hi = floor(R*(rank+1)/world) (slices may be
+ * uneven; a rank may get none when R < world).
  *
  * Translation: examples are pair indices. random = per-epoch permutation keyed
  * by (seed, epoch); sequential = corpus order, contiguous blocks. The final

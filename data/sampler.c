@@ -122,9 +122,9 @@ int data_sampler_slice(const data_sampler *s, long epoch, long b, data_slice *sl
     long B = s->batch;
     long rows = B;
     if (s->task == DATA_TASK_TRANSLATE && s->n - b * B < B) rows = s->n - b * B;
-    long lo = B * s->rank / s->world, hi = B * (s->rank + 1) / s->world;
-    if (lo > rows) lo = rows;
-    if (hi > rows) hi = rows;
+    /* the rows of this batch (fewer than B in a short last batch) are shared
+     * out as evenly as the world size allows */
+    long lo = rows * s->rank / s->world, hi = rows * (s->rank + 1) / s->world;
     sl->global_rows = (int)rows;
     sl->lo = (int)lo;
     sl->hi = (int)hi;

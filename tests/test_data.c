@@ -930,15 +930,27 @@ static void test_translate_sampler(void)
     CU_ASSERT_EQUAL(bad, 0);
     data_sampler_free(&s);
 
-    /* a rank gets nothing of a short final batch */
-    CU_ASSERT_EQUAL_FATAL(data_sampler_init(&s, DATA_TASK_TRANSLATE, DATA_SAMPLER_SEQUENTIAL, 17, 8,
-                                            0, 9, 2, 3, err, sizeof err),
-                          DATA_OK);
-    data_slice q = {.index = idx};
-    CU_ASSERT_EQUAL(data_sampler_slice(&s, 0, 2, &q), DATA_OK);
-    CU_ASSERT_EQUAL(q.global_rows, 1);
-    CU_ASSERT_EQUAL(q.hi - q.lo, 0);
-    data_sampler_free(&s);
+    /* a short final batch is shared out evenly: of 5 rows over 3 ranks, 1, 2
+     * and 2; of 1 row, only the last rank gets one */
+    for (int rk = 0; rk < 3; rk++) {
+        CU_ASSERT_EQUAL_FATAL(data_sampler_init(&s, DATA_TASK_TRANSLATE, DATA_SAMPLER_SEQUENTIAL,
+                                                21, 8, 0, 9, rk, 3, err, sizeof err),
+                              DATA_OK);
+        data_slice q = {.index = idx};
+        CU_ASSERT_EQUAL(data_sampler_slice(&s, 0, 2, &q), DATA_OK);
+        CU_ASSERT_EQUAL(q.global_rows, 5);
+        CU_ASSERT_EQUAL(q.hi - q.lo, rk == 0 ? 1 : 2);
+        CU_ASSERT_EQUAL(q.lo, rk == 0 ? 0 : 2 * rk - 1);
+        CU_ASSERT_EQUAL(idx[0], 16 + q.lo);
+        data_sampler_free(&s);
+        CU_ASSERT_EQUAL_FATAL(data_sampler_init(&s, DATA_TASK_TRANSLATE, DATA_SAMPLER_SEQUENTIAL,
+                                                17, 8, 0, 9, rk, 3, err, sizeof err),
+                              DATA_OK);
+        CU_ASSERT_EQUAL(data_sampler_slice(&s, 0, 2, &q), DATA_OK);
+        CU_ASSERT_EQUAL(q.global_rows, 1);
+        CU_ASSERT_EQUAL(q.hi - q.lo, rk == 2 ? 1 : 0);
+        data_sampler_free(&s);
+    }
 
     /* bad set-ups */
     CU_ASSERT_EQUAL(data_sampler_init(&s, DATA_TASK_TRANSLATE, DATA_SAMPLER_RANDOM, N, 2, 0, 9, 0,
