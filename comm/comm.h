@@ -31,6 +31,50 @@ int comm_barrier(void);
 /* Ends every rank of the job (MPI_Abort) with `code`; never returns. */
 _Noreturn void comm_abort(int code);
 
+/* ------------------------------------------------------ thread placement */
+
+/* OpenBLAS threads for this rank: `requested` when > 0; otherwise the node's
+ * online cores divided among the ranks on this node (MPI_Comm_split_type
+ * shared), capped by the cores this process may run on (its affinity mask,
+ * which mpirun's binding sets), and at least 1. `why` (may be NULL) gets a
+ * short account of the choice for the start-up banner. */
+int comm_thread_plan(int requested, char *why, size_t whylen);
+
+/* ------------------------------------------------- gradient reduction
+ *
+ * The gradient buffer holds n tensors (float offsets off[i], sizes size[i],
+ * ascending, non-overlapping) followed by `tail` floats of per-step sums
+ * (loss, token count). Tensors are grouped into buckets: contiguous runs of
+ * about `bucket_bytes`, formed from the last tensor backwards, which is the
+ * order in which backward finishes them (PyTorch DDP's and Horovod's
+ * scheme). bucket_bytes 0 makes one bucket.
+ *
+ * Per step: comm_reducer_begin; comm_reducer_ready as backward finishes
+ * tensors; comm_reducer_finish. With `overlap`, a bucket's non-blocking
+ * allreduce starts as soon as its last tensor is final and later calls let
+ * it progress; without, finish reduces the buckets one after another. The
+ * tail is reduced last. Every rank must announce the same tensors in the
+ * same order (the model does: its backward is the same on every rank). */
+typedef struct comm_reducer comm_reducer;
+
+int comm_reducer_create(comm_reducer **out, float *buf, const size_t *off, const size_t *size,
+                        int n, size_t tail, size_t bucket_bytes, int overlap);
+void comm_reducer_free(comm_reducer *r);
+int comm_reducer_buckets(const comm_reducer *r);
+void comm_reducer_begin(comm_reducer *r);
+int comm_reducer_ready(comm_reducer *r, int first, int end);
+int comm_reducer_finish(comm_reducer *r);
+/* Seconds spent inside the reducer's calls (communication not hidden behind
+ * compute, including waiting for slower ranks) since creation. */
+double comm_reducer_seconds(const comm_reducer *r);
+
+/* Replica check (collective): compares a 64-bit checksum of every tensor of
+ * `params` (same layout as the reducer's buffer) across ranks. Returns 0
+ * when all ranks hold identical bytes; 1 when not, with *tensor = the first
+ * tensor that differs on some rank and *rank = the lowest rank whose copy of
+ * it differs from rank 0's; COMM_ERR when the collective fails. */
+int comm_reducer_check_replicas(comm_reducer *r, const float *params, int *tensor, int *rank);
+
 /* printf on rank 0 only (stdout), flushed. */
 void comm_printf0(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -173,6 +173,12 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
 
 /* ======================================================= stacked RNN */
 
+/* Called during a training step's backward as soon as the gradients of
+ * tensors [first, end) are final: each tensor once per step, in an order that
+ * is the same on every rank (the data-parallel trainer starts reducing them
+ * while backward goes on). */
+typedef void (*model_grad_hook)(void *ctx, int first, int end);
+
 /* L layers, one or two directions (each direction Hd = H / dirs units;
  * outputs concatenated, OpenNMT's convention), dropout p between layers as
  * torch.nn.GRU(dropout=p). Layer 0 reads x (T, B, I) (or one-hot ids) and an
@@ -190,6 +196,9 @@ typedef struct rnn_stack {
     float **dxin; /* (L) gradient of layer inputs 1..L-1 */
     float *mem;
     int use_dropout; /* set by the last forward */
+    int first;       /* index of the stack's first tensor (rnn_stack_bind) */
+    model_grad_hook hook;
+    void *hook_ctx;
 } rnn_stack;
 
 int rnn_stack_init(rnn_stack *s, cell_kind cell, int L, int bidirectional, int I, int C, int H,
@@ -282,6 +291,10 @@ void model_set_bptt(model *m, bptt_mode mode, int k);
  * summed cross-entropy and the number of counted target tokens. No
  * allocation. */
 int model_step(model *m, const model_batch *b, int train, double *loss_sum, long *tokens);
+
+/* Installs (fn non-NULL) or removes the backward's gradient-ready hook: a
+ * training model_step announces every tensor through it exactly once. */
+void model_set_grad_hook(model *m, model_grad_hook fn, void *ctx);
 
 /* The (T, B, V) logits of the last model_step with train = 0. */
 const float *model_last_logits(const model *m);

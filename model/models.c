@@ -37,7 +37,9 @@ struct model {
     float *dtop;                    /* (T, B, H) */
     float *carry;                   /* (T, B) */
     int64_t *rows;                  /* (B) fallback example ids */
-    int *done;                      /* (B) */
+    model_grad_hook hook;           /* see model_set_grad_hook */
+    void *hook_ctx;
+    int *done; /* (B) */
     float *mem;
 };
 
@@ -60,6 +62,19 @@ void model_set_bptt(model *m, bptt_mode mode, int k)
 {
     m->bptt = mode;
     m->bptt_k = k;
+}
+
+void model_set_grad_hook(model *m, model_grad_hook fn, void *ctx)
+{
+    m->hook = fn, m->hook_ctx = ctx;
+    rnn_stack *st[3] = {&m->enc, &m->dec, &m->rnn};
+    for (int i = 0; i < 3; i++) st[i]->hook = fn, st[i]->hook_ctx = ctx;
+}
+
+/* Announces tensor i final (i < 0: a tensor this model does not have). */
+static void grad_ready(const model *m, int i, int count)
+{
+    if (m->hook && i >= 0) m->hook(m->hook_ctx, i, i + count);
 }
 
 void model_free(model *m)
@@ -297,6 +312,7 @@ static int step_translate(model *m, const model_batch *b, int train, double *los
     memset(m->dtop, 0, TB * H * sizeof(float));
     dense_backward(m->dtop, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b), m->logits,
                    ytop, param_data(pt, m->i_dense_w), (int)TB, H, V);
+    grad_ready(m, m->i_dense_w, 2); /* weight and bias are adjacent */
     memset(m->dst_h, 0, LBH * sizeof(float));
     memset(m->dst_c, 0, LBH * sizeof(float));
     memset(m->dctx, 0, (size_t)B * H * sizeof(float));
@@ -304,6 +320,7 @@ static int step_translate(model *m, const model_batch *b, int train, double *los
     rnn_stack_backward(&m->dec, T, B, xd, din, ctx, m->dtop, NULL, NULL, NULL,
                        m->onehot ? NULL : m->dxb, m->dctx, m->dst_h, m->dst_c);
     if (!m->onehot) embedding_backward(param_grad(pt, m->i_dec_emb), m->dxb, din, (int)TB, E);
+    grad_ready(m, m->i_dec_emb, 1);
     /* the context is the encoder's last-layer final h: its gradient joins that state's */
     float *dlast = m->dst_h + (size_t)(L - 1) * B * H;
     for (size_t k = 0; k < (size_t)B * H; k++) dlast[k] += m->dctx[k];
@@ -311,6 +328,7 @@ static int step_translate(model *m, const model_batch *b, int train, double *los
     rnn_stack_backward(&m->enc, T, B, xe, src, NULL, NULL, m->dst_h, m->dst_c, NULL,
                        m->onehot ? NULL : m->dxa, NULL, NULL, NULL);
     if (!m->onehot) embedding_backward(param_grad(pt, m->i_enc_emb), m->dxa, src, (int)TB, E);
+    grad_ready(m, m->i_enc_emb, 1);
     return MODEL_OK;
 }
 
@@ -339,11 +357,13 @@ static int step_lm(model *m, const model_batch *b, int train, double *loss_sum, 
         memset(m->dtop, 0, TB * H * sizeof(float));
         dense_backward(m->dtop, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b),
                        m->logits, ytop, param_data(pt, m->i_dense_w), (int)TB, H, V);
+        grad_ready(m, m->i_dense_w, 2);
         if (!m->onehot) memset(m->dxa, 0, TB * E * sizeof(float));
         /* the carried-in state is detached: no gradient flows into it */
         rnn_stack_backward(&m->rnn, T, B, xe, x, NULL, m->dtop, NULL, NULL, make_carry(m, b),
                            m->onehot ? NULL : m->dxa, NULL, NULL, NULL);
         if (!m->onehot) embedding_backward(param_grad(pt, m->i_emb), m->dxa, x, (int)TB, E);
+        grad_ready(m, m->i_emb, 1);
     }
     /* carry the final state to the next minibatch (values only: detached) */
     if (b->state_h) memcpy(b->state_h, m->st_h, LBH * sizeof(float));
@@ -357,7 +377,12 @@ int model_step(model *m, const model_batch *b, int train, double *loss_sum, long
     *tokens = 0;
     if (b->B < 0 || b->B > m->cfg.max_batch || b->T < 1 || b->T > m->cfg.num_steps)
         return MODEL_EINVAL;
-    if (b->B == 0) return MODEL_OK;
+    if (b->B == 0) {
+        /* an empty slice (a short last batch over many ranks): zero gradients,
+         * final at once */
+        if (train && m->hook) m->hook(m->hook_ctx, 0, m->pt.n);
+        return MODEL_OK;
+    }
     /* ids index embedding rows (or one-hot columns): out-of-range ids would
      * read outside the parameters, so they are refused here */
     const int vs = m->cfg.task == MODEL_TRANSLATE ? m->cfg.src_vocab : m->cfg.tgt_vocab;

@@ -462,6 +462,7 @@ int rnn_stack_register(const rnn_stack *s, param_table *pt, const char *prefix)
 
 void rnn_stack_bind(rnn_stack *s, const param_table *pt, int first)
 {
+    s->first = first;
     for (int i = 0; i < s->L * s->dirs; i++) {
         int k = first + 4 * i;
         rnn_dir_bind(&s->d[i], param_data(pt, k), param_data(pt, k + 1), param_data(pt, k + 2),
@@ -590,6 +591,9 @@ void rnn_stack_backward(rnn_stack *s, int T, int B, const float *x, const int32_
                 if (dc0k) unpack_cols(dc0 + l * BH, dc0k, B, H, k * Hd, Hd, 1);
             }
         }
+        /* this layer's weights are final: 4 tensors per direction */
+        if (s->hook)
+            s->hook(s->hook_ctx, s->first + 4 * l * s->dirs, s->first + 4 * (l + 1) * s->dirs);
         if (l > 0) {
             /* gradient of the previous layer's output: through the dropout mask */
             float *dyp = s->dy[l - 1];

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "comm.h"
 
@@ -60,6 +61,126 @@ static void test_bcast(void)
     CU_ASSERT_EQUAL(comm_barrier(), COMM_OK);
 }
 
+/* A table of uneven tensors with padding between them, as param_table lays
+ * them out. */
+enum { NT = 9 };
+static const size_t T_SIZE[NT] = {3, 1000, 17, 4096, 1, 250000, 64, 5, 70000};
+static size_t t_off[NT], t_total;
+static void make_table(void)
+{
+    size_t o = 0;
+    for (int i = 0; i < NT; i++) {
+        t_off[i] = o;
+        o += (T_SIZE[i] + 15) / 16 * 16;
+    }
+    t_total = o;
+}
+
+/* Fills x with small integers (exact float sums) depending on the rank. */
+static void fill(float *x, size_t n, int r)
+{
+    for (size_t i = 0; i < n; i++) x[i] = (float)((i * 7 + (size_t)r * 3) % 101);
+}
+
+static int count_wrong(const float *x, size_t n)
+{
+    const int W = comm_world();
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double want = 0;
+        for (int r = 0; r < W; r++) want += (double)((i * 7 + (size_t)r * 3) % 101);
+        bad += x[i] != (float)want;
+    }
+    return bad;
+}
+
+/* Bucketed reduction = one allreduce of everything, with and without
+ * overlap, for announcements in backward order, in forward order, all at
+ * once, and none at all (finish reduces what was not announced). */
+static void test_reducer(void)
+{
+    make_table();
+    const size_t tail = 16, n = t_total + tail;
+    float *x = malloc(n * sizeof(float));
+    CU_ASSERT_FATAL(x != NULL);
+    const size_t buckets_kb[] = {0, 4, 64, 1024};
+    for (int overlap = 0; overlap < 2; overlap++)
+        for (size_t k = 0; k < sizeof buckets_kb / sizeof *buckets_kb; k++)
+            for (int order = 0; order < 4; order++) {
+                comm_reducer *r;
+                CU_ASSERT_EQUAL_FATAL(comm_reducer_create(&r, x, t_off, T_SIZE, NT, tail,
+                                                          buckets_kb[k] * 1024, overlap),
+                                      COMM_OK);
+                int nb = comm_reducer_buckets(r);
+                CU_ASSERT(nb >= 1 && nb <= NT);
+                if (buckets_kb[k] == 0) CU_ASSERT_EQUAL(nb, 1);
+                if (buckets_kb[k] == 4) CU_ASSERT(nb >= 5); /* 4 tensors exceed 4 KiB alone */
+                for (int rep = 0; rep < 3; rep++) {
+                    fill(x, n, comm_rank());
+                    comm_reducer_begin(r);
+                    if (order == 0)
+                        for (int i = NT - 1; i >= 0; i--) comm_reducer_ready(r, i, i + 1);
+                    else if (order == 1)
+                        for (int i = 0; i < NT; i++) comm_reducer_ready(r, i, i + 1);
+                    else if (order == 2)
+                        comm_reducer_ready(r, 0, NT);
+                    CU_ASSERT_EQUAL(comm_reducer_finish(r), COMM_OK);
+                    CU_ASSERT_EQUAL(count_wrong(x, n), 0);
+                }
+                CU_ASSERT(comm_reducer_seconds(r) >= 0.0);
+                comm_reducer_free(r);
+            }
+    /* tensors must be ascending and apart */
+    size_t off2[2] = {0, 4}, size2[2] = {8, 8};
+    comm_reducer *r = NULL;
+    CU_ASSERT_NOT_EQUAL(comm_reducer_create(&r, x, off2, size2, 2, 0, 0, 0), COMM_OK);
+    CU_ASSERT_PTR_NULL(r);
+    free(x);
+}
+
+/* Identical replicas pass; a change on the last rank is found, with its
+ * tensor and rank. */
+static void test_replicas(void)
+{
+    make_table();
+    const int W = comm_world(), me = comm_rank();
+    float *x = calloc(t_total, sizeof(float));
+    CU_ASSERT_FATAL(x != NULL);
+    fill(x, t_total, 0);
+    comm_reducer *r;
+    CU_ASSERT_EQUAL_FATAL(comm_reducer_create(&r, x, t_off, T_SIZE, NT, 0, 0, 0), COMM_OK);
+    int tensor = 99, rank = 99;
+    CU_ASSERT_EQUAL(comm_reducer_check_replicas(r, x, &tensor, &rank), 0);
+    /* the last rank flips one bit of tensor 5 and of tensor 7 */
+    if (me == W - 1) {
+        unsigned char *b = (unsigned char *)(x + t_off[5] + 12345);
+        b[0] ^= 1;
+        x[t_off[7] + 1] += 1.0f;
+    }
+    int rc = comm_reducer_check_replicas(r, x, &tensor, &rank);
+    if (W == 1) {
+        CU_ASSERT_EQUAL(rc, 0); /* a world of one has nothing to compare */
+    } else {
+        CU_ASSERT_EQUAL(rc, 1);
+        CU_ASSERT_EQUAL(tensor, 5);
+        CU_ASSERT_EQUAL(rank, W - 1);
+    }
+    comm_reducer_free(r);
+    free(x);
+}
+
+static void test_thread_plan(void)
+{
+    char why[256] = "";
+    int n = comm_thread_plan(0, why, sizeof why);
+    CU_ASSERT(n >= 1);
+    CU_ASSERT(strstr(why, "on this node") != NULL);
+    /* ranks on one node share its cores */
+    CU_ASSERT(n * comm_local_size() <= (int)sysconf(_SC_NPROCESSORS_ONLN) || n == 1);
+    CU_ASSERT_EQUAL(comm_thread_plan(3, why, sizeof why), 3);
+    CU_ASSERT(strstr(why, "--threads 3") != NULL);
+}
+
 void suite_atexit(void)
 {
     comm_finalize();
@@ -71,4 +192,7 @@ void register_suites(void)
     CU_add_test(s, "world, rank, node-local ranks", test_world);
     CU_add_test(s, "allreduce (float, double, max)", test_allreduce);
     CU_add_test(s, "broadcast and barrier", test_bcast);
+    CU_add_test(s, "bucketed reduction = allreduce (overlap on/off, any order)", test_reducer);
+    CU_add_test(s, "replica check finds the tensor and the rank", test_replicas);
+    CU_add_test(s, "thread placement", test_thread_plan);
 }

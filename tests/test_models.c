@@ -332,6 +332,74 @@ static void test_no_allocation_in_step(void)
     CU_ASSERT(alloc_calls > 0); /* the wrapper does see allocations */
 }
 
+/* The gradient-ready hook: every tensor announced exactly once per training
+ * step, and a tensor's gradient no longer changes once announced (what the
+ * overlapped allreduce relies on). */
+typedef struct {
+    const param_table *pt;
+    int count[64];
+    float *snap; /* gradients as they were when announced */
+    int calls;
+} hook_rec;
+
+static void record(void *ctx, int first, int end)
+{
+    hook_rec *h = ctx;
+    h->calls++;
+    for (int i = first; i < end; i++) {
+        if (i < 0 || i >= 64) continue;
+        h->count[i]++;
+        memcpy(h->snap + h->pt->t[i].offset, h->pt->grad + h->pt->t[i].offset,
+               h->pt->t[i].size * sizeof(float));
+    }
+}
+
+static void test_grad_hook(void)
+{
+    model_config cfgs[] = {{MODEL_TRANSLATE, CELL_GRU, 2, 5, 6, 0.2f, 0, 9, 11, 6, 4},
+                           {MODEL_TRANSLATE, CELL_LSTM, 2, 5, 6, 0.0f, 1, 9, 11, 6, 4},
+                           {MODEL_TRANSLATE, CELL_RNN, 1, 0, 6, 0.0f, 0, 9, 11, 6, 4},
+                           {MODEL_LM, CELL_GRU, 2, 0, 8, 0.2f, 0, 0, 10, 6, 4},
+                           {MODEL_LM, CELL_LSTM, 1, 4, 8, 0.0f, 0, 0, 10, 6, 4}};
+    for (size_t k = 0; k < sizeof cfgs / sizeof *cfgs; k++) {
+        mctx c;
+        setup(&c, &cfgs[k], 41);
+        param_table *pt = model_params(c.m);
+        CU_ASSERT_FATAL(pt->n <= 64);
+        hook_rec h = {.pt = pt, .snap = calloc(pt->total, sizeof(float))};
+        CU_ASSERT_FATAL(h.snap != NULL);
+        model_set_grad_hook(c.m, record, &h);
+        double loss;
+        long tok;
+        param_zero_grad(pt);
+        CU_ASSERT_EQUAL(model_step(c.m, &c.b, 1, &loss, &tok), MODEL_OK);
+        int once = 0;
+        for (int i = 0; i < pt->n; i++) once += h.count[i] == 1;
+        CU_ASSERT_EQUAL(once, pt->n);
+        CU_ASSERT(h.calls > 1); /* announced as backward goes, not all at the end */
+        CU_ASSERT_EQUAL(memcmp(h.snap, pt->grad, pt->total * sizeof(float)), 0);
+        /* evaluation has no backward: nothing announced */
+        memset(h.count, 0, sizeof h.count);
+        h.calls = 0;
+        model_step(c.m, &c.b, 0, &loss, &tok);
+        CU_ASSERT_EQUAL(h.calls, 0);
+        /* an empty slice: every tensor final (and zero) at once */
+        model_batch empty = c.b;
+        empty.B = 0;
+        param_zero_grad(pt);
+        CU_ASSERT_EQUAL(model_step(c.m, &empty, 1, &loss, &tok), MODEL_OK);
+        once = 0;
+        for (int i = 0; i < pt->n; i++) once += h.count[i] == 1;
+        CU_ASSERT_EQUAL(once, pt->n);
+        model_set_grad_hook(c.m, NULL, NULL);
+        h.calls = 0;
+        model_step(c.m, &c.b, 1, &loss, &tok);
+        CU_ASSERT_EQUAL(h.calls, 0);
+        free(h.snap);
+        model_free(c.m);
+    }
+}
+
 /* Training reduces the loss on a fixed batch (a smoke test of the whole
  * update path: step, scaling, clipping, Adam). */
 static void test_training_reduces_loss(void)
@@ -388,6 +456,7 @@ void register_suites(void)
     CU_add_test(s, "truncated bptt modes", test_bptt_modes);
     CU_add_test(s, "greedy decoding = teacher-forced path", test_greedy_consistency);
     CU_add_test(s, "no allocation in a training step", test_no_allocation_in_step);
+    CU_add_test(s, "gradient-ready hook: each tensor once, when final", test_grad_hook);
     CU_add_test(s, "training reduces loss", test_training_reduces_loss);
     CU_add_test(s, "bad configurations", test_bad_configs);
     CU_add_test(s, "report", report);

@@ -1,0 +1,233 @@
+/* Bucketed gradient allreduce (blocking or overlapped with backward), the
+ * replica check and thread placement. MPI stays inside comm/. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include "comm.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int comm_thread_plan(int requested, char *why, size_t whylen)
+{
+    long node = sysconf(_SC_NPROCESSORS_ONLN);
+    if (node < 1) node = 1;
+    int local = comm_local_size() > 0 ? comm_local_size() : 1;
+    int mine = (int)node;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) mine = CPU_COUNT(&set);
+    if (requested > 0) {
+        if (why)
+            snprintf(why, whylen, "--threads %d; %ld cores, %d rank%s on this node", requested,
+                     node, local, local > 1 ? "s" : "");
+        return requested;
+    }
+    int n = (int)(node / local);
+    if (n < 1) n = 1;
+    int capped = mine < n;
+    if (capped) n = mine;
+    if (why)
+        snprintf(why, whylen, "%ld core%s, %d rank%s on this node%s", node, node > 1 ? "s" : "",
+                 local, local > 1 ? "s" : "",
+                 capped ? "; capped by this rank's CPU binding (mpirun --bind-to none lifts it)"
+                        : "");
+    return n;
+}
+
+typedef struct bucket {
+    size_t lo, hi; /* float range [lo, hi) of the buffer */
+    int pending;   /* tensors not yet final this step */
+} bucket;
+
+struct comm_reducer {
+    float *buf;
+    int n, nb, overlap, world;
+    size_t total, tail;
+    const size_t *off, *size; /* borrowed: the caller's table outlives the reducer */
+    int *of_tensor;           /* (n) bucket of each tensor */
+    int *tensor_done;         /* (n) */
+    int *tensor_count;        /* (nb) tensors per bucket */
+    bucket *b;
+    MPI_Request *req; /* (nb + 1): the buckets, then the tail */
+    int nreq;
+    int next; /* buckets start in index order: the next one to start */
+    double seconds;
+    uint64_t *hash; /* (2n) replica check: this rank's checksums, then rank 0's */
+};
+
+int comm_reducer_create(comm_reducer **out, float *buf, const size_t *off, const size_t *size,
+                        int n, size_t tail, size_t bucket_bytes, int overlap)
+{
+    *out = NULL;
+    if (n < 1) return COMM_ERR;
+    for (int i = 0; i < n; i++)
+        if (size[i] > (size_t)INT_MAX || (i > 0 && off[i] < off[i - 1] + size[i - 1]))
+            return COMM_ERR;
+    comm_reducer *r = calloc(1, sizeof *r);
+    if (!r) return COMM_ERR;
+    r->buf = buf, r->n = n, r->overlap = overlap, r->tail = tail, r->world = comm_world();
+    r->off = off, r->size = size;
+    r->total = off[n - 1] + size[n - 1];
+    r->of_tensor = calloc((size_t)n, sizeof(int));
+    r->tensor_done = calloc((size_t)n, sizeof(int));
+    r->tensor_count = calloc((size_t)n, sizeof(int));
+    r->b = calloc((size_t)n, sizeof(bucket));
+    r->req = calloc((size_t)n + 1, sizeof(MPI_Request));
+    r->hash = calloc(2 * (size_t)n, sizeof(uint64_t));
+    if (!r->of_tensor || !r->tensor_done || !r->tensor_count || !r->b || !r->req || !r->hash) {
+        comm_reducer_free(r);
+        return COMM_ERR;
+    }
+    /* buckets from the last tensor backwards; a bucket ends at its first
+     * tensor's offset, so padding between tensors rides along (it is 0) */
+    const size_t limit = bucket_bytes / sizeof(float);
+    int nb = 0;
+    size_t hi = r->total;
+    for (int i = n - 1; i >= 0; i--) {
+        r->of_tensor[i] = nb;
+        r->tensor_count[nb]++;
+        size_t lo = i == 0 ? 0 : off[i];
+        int close = i == 0 || (limit > 0 && hi - lo >= limit) ||
+                    (hi - (i > 0 ? off[i - 1] : 0)) > (size_t)INT_MAX;
+        if (close) {
+            r->b[nb].lo = lo, r->b[nb].hi = hi;
+            nb++;
+            hi = lo;
+        }
+    }
+    r->nb = nb;
+    *out = r;
+    return COMM_OK;
+}
+
+void comm_reducer_free(comm_reducer *r)
+{
+    if (!r) return;
+    free(r->of_tensor), free(r->tensor_done), free(r->tensor_count), free(r->b), free(r->req);
+    free(r->hash);
+    free(r);
+}
+
+int comm_reducer_buckets(const comm_reducer *r)
+{
+    return r->nb;
+}
+
+double comm_reducer_seconds(const comm_reducer *r)
+{
+    return r->seconds;
+}
+
+void comm_reducer_begin(comm_reducer *r)
+{
+    memset(r->tensor_done, 0, (size_t)r->n * sizeof(int));
+    for (int k = 0; k < r->nb; k++) r->b[k].pending = r->tensor_count[k];
+    r->nreq = 0;
+    r->next = 0;
+}
+
+static int start_bucket(comm_reducer *r, int k)
+{
+    const bucket *b = &r->b[k];
+    if (r->world == 1) return COMM_OK;
+    if (r->overlap)
+        return MPI_Iallreduce(MPI_IN_PLACE, r->buf + b->lo, (int)(b->hi - b->lo), MPI_FLOAT,
+                              MPI_SUM, MPI_COMM_WORLD, &r->req[r->nreq++]) == MPI_SUCCESS
+                   ? COMM_OK
+                   : COMM_ERR;
+    return MPI_Allreduce(MPI_IN_PLACE, r->buf + b->lo, (int)(b->hi - b->lo), MPI_FLOAT, MPI_SUM,
+                         MPI_COMM_WORLD) == MPI_SUCCESS
+               ? COMM_OK
+               : COMM_ERR;
+}
+
+int comm_reducer_ready(comm_reducer *r, int first, int end)
+{
+    if (!r->overlap || r->world == 1) return COMM_OK;
+    double t0 = MPI_Wtime();
+    int rc = COMM_OK;
+    for (int i = first < 0 ? 0 : first; i < end && i < r->n; i++) {
+        if (r->tensor_done[i]) continue;
+        r->tensor_done[i] = 1;
+        r->b[r->of_tensor[i]].pending--;
+    }
+    /* collectives must start in the same order on every rank: buckets start
+     * in index order, each once all its tensors are final, whatever order the
+     * announcements came in */
+    while (r->next < r->nb && r->b[r->next].pending == 0)
+        if (start_bucket(r, r->next++) != COMM_OK) rc = COMM_ERR;
+    /* MPI progresses non-blocking collectives inside MPI calls: give it one */
+    int flag;
+    if (r->nreq > 0 && MPI_Testall(r->nreq, r->req, &flag, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
+        rc = COMM_ERR;
+    r->seconds += MPI_Wtime() - t0;
+    return rc;
+}
+
+int comm_reducer_finish(comm_reducer *r)
+{
+    if (r->world == 1) return COMM_OK;
+    double t0 = MPI_Wtime();
+    int rc = COMM_OK;
+    /* what backward did not announce (or everything, without overlap), in
+     * bucket order: the same order on every rank */
+    while (r->next < r->nb)
+        if (start_bucket(r, r->next++) != COMM_OK) rc = COMM_ERR;
+    if (r->tail > 0) {
+        if (r->overlap) {
+            if (MPI_Iallreduce(MPI_IN_PLACE, r->buf + r->total, (int)r->tail, MPI_FLOAT, MPI_SUM,
+                               MPI_COMM_WORLD, &r->req[r->nreq++]) != MPI_SUCCESS)
+                rc = COMM_ERR;
+        } else if (MPI_Allreduce(MPI_IN_PLACE, r->buf + r->total, (int)r->tail, MPI_FLOAT, MPI_SUM,
+                                 MPI_COMM_WORLD) != MPI_SUCCESS) {
+            rc = COMM_ERR;
+        }
+    }
+    if (r->nreq > 0 && MPI_Waitall(r->nreq, r->req, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
+        rc = COMM_ERR;
+    r->nreq = 0;
+    r->seconds += MPI_Wtime() - t0;
+    return rc;
+}
+
+/* 64-bit checksum of a float array's bytes: four interleaved multiply-xor
+ * lanes (fast enough to run over tens of MB every few hundred steps). */
+static uint64_t checksum(const float *x, size_t n)
+{
+    uint64_t h[4] = {0x9e3779b97f4a7c15u, 0xbf58476d1ce4e5b9u, 0x94d049bb133111ebu,
+                     0x2545f4914f6cdd1du};
+    const uint32_t *w = (const uint32_t *)(const void *)x;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++) h[k] = (h[k] ^ w[i + k]) * 0x100000001b3u;
+    for (; i < n; i++) h[0] = (h[0] ^ w[i]) * 0x100000001b3u;
+    uint64_t s = n;
+    for (int k = 0; k < 4; k++) s = (s ^ h[k] ^ (h[k] >> 29)) * 0xff51afd7ed558ccdu;
+    return s ^ (s >> 32);
+}
+
+int comm_reducer_check_replicas(comm_reducer *r, const float *params, int *tensor, int *rank)
+{
+    *tensor = -1, *rank = -1;
+    if (r->world == 1) return 0;
+    for (int i = 0; i < r->n; i++) r->hash[i] = checksum(params + r->off[i], r->size[i]);
+    /* rank 0's sums travel to all; each rank finds its first difference */
+    uint64_t *mine = r->hash, *ref = r->hash + r->n;
+    int me = comm_rank(), first = INT_MAX;
+    memcpy(ref, mine, (size_t)r->n * sizeof *ref);
+    if (MPI_Bcast(ref, r->n, MPI_UINT64_T, 0, MPI_COMM_WORLD) != MPI_SUCCESS) return COMM_ERR;
+    for (int i = 0; i < r->n; i++)
+        if (ref[i] != mine[i]) {
+            first = i;
+            break;
+        }
+    int in[2] = {first, me}, outv[2];
+    if (MPI_Allreduce(in, outv, 1, MPI_2INT, MPI_MINLOC, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return COMM_ERR;
+    if (outv[0] == INT_MAX) return 0;
+    *tensor = outv[0], *rank = outv[1];
+    return 1;
+}
