@@ -68,6 +68,12 @@ static const opt_def OPTS[] = {
      "full | K (truncate every K steps) | random[:K] (unbiased random truncation, mean span "
      "K, default 10)"},
     {"log-every", OPT_T_LONG, F(log_every), 1, 1e12, NULL, "progress line every N steps"},
+    {"overlap", OPT_T_STR, F(overlap), 0, 0, "on|off",
+     "allreduce gradient buckets while backward runs (on) or after it (off)"},
+    {"bucket-kb", OPT_T_INT, F(bucket_kb), 0, 1 << 22, NULL,
+     "gradient allreduce bucket size in KiB (0 = one bucket)"},
+    {"replica-check", OPT_T_LONG, F(replica_check), 0, 1e12, NULL,
+     "every N steps, check that all ranks hold identical parameters (0 = never)"},
 };
 #define NOPTS (sizeof OPTS / sizeof *OPTS)
 
@@ -94,6 +100,9 @@ void config_defaults(train_config *c)
     c->keep = 3;
     strcpy(c->bptt, "full");
     c->log_every = 10;
+    strcpy(c->overlap, "off");
+    c->bucket_kb = 1024;
+    c->replica_check = 100;
 }
 
 static const opt_def *find_opt(const char *name)

@@ -8,17 +8,15 @@
 #include <unistd.h>
 
 #include "checkpoints.h"
+#include "comm.h"
 #include "trainer.h"
 
 #include <cblas.h>
 #undef I
 
-int setup_threads(int requested, int local_ranks)
+int setup_threads(int requested, char *why, size_t whylen)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1) cores = 1;
-    int n = requested > 0 ? requested : (int)(cores / (local_ranks > 0 ? local_ranks : 1));
-    if (n < 1) n = 1;
+    int n = comm_thread_plan(requested, why, whylen);
     openblas_set_num_threads(n);
     return n;
 }
@@ -183,7 +181,7 @@ int cmd_translate(int argc, char **argv)
         fprintf(stderr, "seqpar translate: --checkpoint FILE is required\n");
         return 2;
     }
-    setup_threads(0, 1);
+    setup_threads(0, NULL, 0);
     loaded_model lm;
     if (load_model(&lm, ckpt, (int)batch, "seqpar translate")) return 2;
     if (strcmp(lm.cfg.task, "translate") != 0) {
@@ -281,7 +279,7 @@ int cmd_predict(int argc, char **argv)
                         "required\n");
         return 2;
     }
-    setup_threads(0, 1);
+    setup_threads(0, NULL, 0);
     loaded_model lm;
     if (load_model(&lm, ckpt, 1, "seqpar predict")) return 2;
     if (strcmp(lm.cfg.task, "lm") != 0) {

@@ -65,15 +65,128 @@ static int ckpt_list(const char *dir)
     return 0;
 }
 
+/* Largest difference between two copies of a buffer laid out as pt: per
+ * tensor max|a − b| / max|a| (the relative difference in the max norm; a
+ * tensor of zeros compares absolutely). Updates *worst and *worst_i. */
+static void diff_tensors(const param_table *pt, const float *a, const float *b, double *worst,
+                         int *worst_i, int *identical)
+{
+    for (int i = 0; i < pt->n; i++) {
+        const float *x = a + pt->t[i].offset, *y = b + pt->t[i].offset;
+        double dmax = 0.0, amax = 0.0;
+        for (size_t k = 0; k < pt->t[i].size; k++) {
+            double d = fabs((double)x[k] - (double)y[k]);
+            if (d > dmax || isnan(d)) dmax = isnan(d) ? INFINITY : d;
+            if (fabs((double)x[k]) > amax) amax = fabs((double)x[k]);
+        }
+        double rel = amax > 0 ? dmax / amax : dmax;
+        *identical += memcmp(x, y, pt->t[i].size * sizeof(float)) == 0;
+        if (rel > *worst || *worst_i < 0) *worst = rel, *worst_i = i;
+    }
+}
+
+/* seqpar ckpt diff A B [--tolerance X]: how far apart two checkpoints of the
+ * same model are (parameters, then Adam moments). Exit 0 within tolerance,
+ * 1 beyond, 2 on a bad file or different models. */
+static int ckpt_diff(int argc, char **argv)
+{
+    const char *prog = "seqpar ckpt diff", *files[2] = {NULL, NULL};
+    double tol = 0.0;
+    int nf = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *v = arg_value(argc, argv, &i, "--tolerance");
+        if (v) {
+            char *end;
+            tol = strtod(v, &end);
+            if (*end || end == v || !(tol >= 0)) {
+                fprintf(stderr, "%s: --tolerance: expected a number >= 0, got '%s'\n", prog, v);
+                return 2;
+            }
+        } else if (argv[i][0] == '-' || nf == 2) {
+            fprintf(stderr,
+                    "%s: unexpected argument '%s' (usage: seqpar ckpt diff A B "
+                    "[--tolerance X])\n",
+                    prog, argv[i]);
+            return 2;
+        } else {
+            files[nf++] = argv[i];
+        }
+    }
+    if (nf != 2) {
+        fprintf(stderr, "%s: usage: seqpar ckpt diff A B [--tolerance X]\n", prog);
+        return 2;
+    }
+    loaded_model a, b;
+    if (load_model(&a, files[0], 1, prog)) return 2;
+    if (load_model(&b, files[1], 1, prog)) {
+        loaded_model_free(&a);
+        return 2;
+    }
+    param_table *pa = model_params(a.m), *pb = model_params(b.m);
+    int same = pa->n == pb->n && pa->total == pb->total;
+    for (int i = 0; same && i < pa->n; i++)
+        same = strcmp(pa->t[i].name, pb->t[i].name) == 0 && pa->t[i].size == pb->t[i].size;
+    if (!same) {
+        fprintf(stderr, "%s: %s and %s hold different models\n", prog, files[0], files[1]);
+        loaded_model_free(&a), loaded_model_free(&b);
+        return 2;
+    }
+    double worst = 0.0;
+    int wi = -1, identical = 0;
+    diff_tensors(pa, pa->data, pb->data, &worst, &wi, &identical);
+    printf("parameters  largest relative difference %.3g in %s; %d of %d tensors identical\n",
+           worst, pa->t[wi].name, identical, pa->n);
+    double worst_all = worst;
+    /* the optimizer's moments, when both files have them */
+    optimizer oa = {0}, ob = {0};
+    opt_kind ka, kb;
+    char err[ERRLEN];
+    ckpt_file *fa = NULL, *fb = NULL;
+    if (opt_parse(a.cfg.optimizer, &ka) == MODEL_OK && opt_parse(b.cfg.optimizer, &kb) == 0 &&
+        ka == OPT_ADAM && kb == OPT_ADAM && optimizer_init(&oa, ka, 1.0f, pa) == MODEL_OK &&
+        optimizer_init(&ob, kb, 1.0f, pb) == MODEL_OK &&
+        ckpt_open(&fa, files[0], err, sizeof err) == CKPT_OK &&
+        ckpt_open(&fb, files[1], err, sizeof err) == CKPT_OK &&
+        ckpt_read_optimizer(fa, pa, &oa, err, sizeof err) == CKPT_OK &&
+        ckpt_read_optimizer(fb, pb, &ob, err, sizeof err) == CKPT_OK) {
+        const char *which[2] = {"adam m", "adam v"};
+        const float *xa[2] = {oa.m, oa.v}, *xb[2] = {ob.m, ob.v};
+        for (int k = 0; k < 2; k++) {
+            double w = 0.0;
+            int i = -1, same_n = 0;
+            diff_tensors(pa, xa[k], xb[k], &w, &i, &same_n);
+            printf("%-11s largest relative difference %.3g in %s; %d of %d tensors identical\n",
+                   which[k], w, pa->t[i].name, same_n, pa->n);
+            if (w > worst_all) worst_all = w;
+        }
+        if (oa.t != ob.t) {
+            printf("adam step   %ld vs %ld\n", oa.t, ob.t);
+            worst_all = INFINITY;
+        }
+    }
+    if (fa) ckpt_close(fa);
+    if (fb) ckpt_close(fb);
+    optimizer_free(&oa), optimizer_free(&ob);
+    loaded_model_free(&a), loaded_model_free(&b);
+    int ok = worst_all <= tol;
+    printf("%s (tolerance %g)\n", ok ? "within tolerance" : "DIFFERENT", tol);
+    return ok ? 0 : 1;
+}
+
 int cmd_ckpt(int argc, char **argv)
 {
     if (argc >= 1 && strcmp(argv[0], "--help") == 0) {
-        printf("usage: seqpar ckpt info FILE | verify FILE | list DIR\n"
+        printf("usage: seqpar ckpt info FILE | verify FILE | list DIR | diff A B [--tolerance "
+               "X]\n"
                "  info    what a checkpoint holds (position, model, sizes)\n"
                "  verify  reads every dataset (Fletcher-32 checksums) and checks the layout\n"
-               "  list    the checkpoints of a directory, newest first, with their status\n");
+               "  list    the checkpoints of a directory, newest first, with their status\n"
+               "  diff    largest relative difference (per tensor max|a-b| / max|a|) of the\n"
+               "          parameters and Adam moments of two checkpoints of one model; exit 1\n"
+               "          when it exceeds --tolerance (default 0: bitwise equal)\n");
         return 0;
     }
+    if (argc >= 1 && strcmp(argv[0], "diff") == 0) return ckpt_diff(argc - 1, argv + 1);
     if (argc != 2) {
         fprintf(stderr, "seqpar ckpt: usage: seqpar ckpt info|verify FILE, or list DIR\n");
         return 2;

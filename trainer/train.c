@@ -48,6 +48,14 @@ typedef struct trainer {
     int32_t *src, *tgt, *valid_len;
     int64_t *example;
     float *state_h, *state_c; /* LM sequential: (L, bmax, H) carried */
+    /* gradient reduction */
+    comm_reducer *red;
+    size_t *toff, *tsize; /* the parameter table's offsets and sizes, for comm/ */
+    int comm_failed;
+    /* SEQPAR_FAULT_PERTURB=RANK:STEP:TENSOR (tests): that rank nudges that
+     * tensor after that step, so the replica check has something to find */
+    int fault_rank, fault_tensor;
+    long fault_step;
     /* position */
     long step, epoch, batch_in_epoch;
 } trainer;
@@ -344,6 +352,62 @@ static int find_resume(trainer *t, char *out, size_t n)
 
 /* ------------------------------------------------------------------- steps */
 
+static void on_grad_ready(void *ctx, int first, int end)
+{
+    trainer *t = ctx;
+    if (comm_reducer_ready(t->red, first, end) != COMM_OK) t->comm_failed = 1;
+}
+
+/* The reducer over the parameter table (see comm.h); the model announces
+ * finished gradients to it when --overlap on. */
+static void setup_reducer(trainer *t)
+{
+    param_table *pt = model_params(t->m);
+    t->toff = calloc((size_t)pt->n, sizeof(size_t));
+    t->tsize = calloc((size_t)pt->n, sizeof(size_t));
+    int ok = t->toff && t->tsize;
+    for (int i = 0; ok && i < pt->n; i++) t->toff[i] = pt->t[i].offset, t->tsize[i] = pt->t[i].size;
+    const int overlap = strcmp(t->cfg.overlap, "on") == 0;
+    ok = ok && comm_reducer_create(&t->red, pt->grad, t->toff, t->tsize, pt->n, PARAM_GRAD_TAIL,
+                                   (size_t)t->cfg.bucket_kb * 1024, overlap) == COMM_OK;
+    agree(t, ok, 1, "out of memory for the gradient reducer");
+    if (overlap) model_set_grad_hook(t->m, on_grad_ready, t);
+}
+
+static void setup_fault(trainer *t)
+{
+    t->fault_rank = -1;
+    const char *f = getenv("SEQPAR_FAULT_PERTURB");
+    if (!f || !*f) return;
+    char name[PARAM_NAME_MAX] = "";
+    int rank;
+    long step;
+    if (sscanf(f, "%d:%ld:%95s", &rank, &step, name) != 3 ||
+        (t->fault_tensor = param_table_find(model_params(t->m), name)) < 0)
+        die0(t, 2,
+             "SEQPAR_FAULT_PERTURB: expected RANK:STEP:TENSOR with a tensor of this model; "
+             "got '%s'",
+             f);
+    t->fault_rank = rank, t->fault_step = step;
+}
+
+/* Every --replica-check steps: all ranks must hold the same bytes. */
+static void check_replicas(trainer *t)
+{
+    param_table *pt = model_params(t->m);
+    if (t->rank == t->fault_rank && t->step == t->fault_step)
+        param_data(pt, t->fault_tensor)[0] += 1e-3f;
+    if (t->cfg.replica_check <= 0 || t->step % t->cfg.replica_check != 0 || t->world == 1) return;
+    int tensor, rank;
+    int rc = comm_reducer_check_replicas(t->red, pt->data, &tensor, &rank);
+    if (rc == COMM_ERR) die_local(t, 1, "replica check failed to communicate at step %ld", t->step);
+    if (rc == 1)
+        die0(t, 1,
+             "replica check at step %ld: rank %d's parameters differ from rank 0's (first "
+             "differing tensor: %s); the replicas diverged, stopping",
+             t->step, rank, pt->t[tensor].name);
+}
+
 /* Fills the local batch arrays from the rank's slice; returns the row count. */
 static int fill_batch(trainer *t, const data_slice *sl)
 {
@@ -408,10 +472,10 @@ static void fmt_duration(char *buf, size_t n, double s)
         snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
 }
 
-static void print_kernel_info(int threads)
+static void print_kernel_info(int threads, const char *why)
 {
-    comm_printf0("seqpar %s: %d rank%s x %d OpenBLAS thread%s (kernel %s)\n", SEQPAR_VERSION,
-                 comm_world(), comm_world() > 1 ? "s" : "", threads, threads > 1 ? "s" : "",
+    comm_printf0("seqpar %s: %d rank%s x %d OpenBLAS thread%s (%s; kernel %s)\n", SEQPAR_VERSION,
+                 comm_world(), comm_world() > 1 ? "s" : "", threads, threads > 1 ? "s" : "", why,
                  openblas_get_corename());
 }
 
@@ -469,8 +533,9 @@ int cmd_train(int argc, char **argv)
             die0(t, 2, "--checkpoint-dir %s: cannot create or write (%s)", c->checkpoint_dir,
                  strerror(errno));
     }
-    int threads = setup_threads(c->threads, comm_local_size());
-    print_kernel_info(threads);
+    char why[256];
+    int threads = setup_threads(c->threads, why, sizeof why);
+    print_kernel_info(threads, why);
 
     load_data(t);
     t->bmax = (c->batch + t->world - 1) / t->world;
@@ -480,6 +545,8 @@ int cmd_train(int argc, char **argv)
     char err[ERRLEN];
     agree(t, model_create(&t->m, &t->mc, err, sizeof err) == MODEL_OK, 1, err);
     model_set_bptt(t->m, t->bptt, t->bptt_k);
+    setup_reducer(t);
+    setup_fault(t);
     param_table *pt = model_params(t->m);
     model_init_params(t->m, (uint64_t)c->seed);
     /* one source of truth for the initial replica */
@@ -566,6 +633,7 @@ int cmd_train(int argc, char **argv)
                              .state_h = sequential_lm ? t->state_h : NULL,
                              .state_c = sequential_lm ? t->state_c : NULL};
             param_zero_grad(pt);
+            comm_reducer_begin(t->red);
             double loss_sum;
             long ntok;
             if (model_step(t->m, &b, 1, &loss_sum, &ntok) != MODEL_OK)
@@ -575,7 +643,7 @@ int cmd_train(int argc, char **argv)
             float *tail = pt->grad + pt->total;
             tail[TAIL_LOSS] = (float)loss_sum;
             tail[TAIL_TOKENS] = (float)ntok;
-            if (comm_allreduce_float(pt->grad, pt->total + PARAM_GRAD_TAIL) != COMM_OK)
+            if (comm_reducer_finish(t->red) != COMM_OK || t->comm_failed)
                 die_local(t, 1, "gradient allreduce failed at step %ld", t->step);
             double gl = tail[TAIL_LOSS], gt = tail[TAIL_TOKENS];
             if (gt > 0) {
@@ -586,6 +654,7 @@ int cmd_train(int argc, char **argv)
             if (!isfinite(gl))
                 die0(t, 1, "loss is not finite at step %ld (lower --lr or set --clip)", t->step);
             t->step++;
+            check_replicas(t);
             win_loss += gl, win_tok += gt, ep_loss += gl, ep_tok += gt, run_tok += gt;
             if (t->step % c->log_every == 0 || t->step == total_steps) {
                 double now = comm_time();
@@ -622,6 +691,16 @@ int cmd_train(int argc, char **argv)
         if (c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) save_checkpoint(t);
     }
     double elapsed = comm_time() - t_start;
+    if (t->world > 1 && t->step > start_step) {
+        /* the slowest rank's share: what the job as a whole lost to communication */
+        double share[2] = {comm_reducer_seconds(t->red), elapsed};
+        comm_allreduce_max_double(share, 2);
+        comm_printf0("gradient allreduce (%s, %d bucket%s): %.1f%% of training time spent in "
+                     "communication (%.2f s of %.2f s, slowest rank)\n",
+                     strcmp(c->overlap, "on") == 0 ? "overlapped" : "after backward",
+                     comm_reducer_buckets(t->red), comm_reducer_buckets(t->red) > 1 ? "s" : "",
+                     100.0 * share[0] / share[1], share[0], share[1]);
+    }
     if (win_tok > 0) last_win_loss = win_loss / win_tok; /* steps since the last progress line */
     int ckpt_ok = 1;
     if (c->checkpoint_dir[0] && t->step > start_step) ckpt_ok = save_checkpoint(t) == 0;
@@ -642,6 +721,8 @@ int cmd_train(int argc, char **argv)
     free(t->src), free(t->tgt), free(t->valid_len), free(t->example), free(t->slice.index);
     free(t->state_h), free(t->state_c);
     optimizer_free(&t->opt);
+    comm_reducer_free(t->red);
+    free(t->toff), free(t->tsize);
     model_free(t->m);
     data_sampler_free(&t->sampler);
     if (t->lm)

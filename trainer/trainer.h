@@ -41,9 +41,10 @@ const char *arg_value(int argc, char **argv, int *i, const char *name);
  * prog and the option and returns 2. */
 int arg_long(const char *prog, const char *name, const char *v, long lo, long hi, long *out);
 
-/* OpenBLAS threads for this rank: --threads, else node cores / ranks on the
- * node (at least 1). Returns the number set. */
-int setup_threads(int requested, int local_ranks);
+/* Sets OpenBLAS threads for this rank as comm_thread_plan chooses (--threads,
+ * else node cores / ranks on the node, within the rank's CPU binding);
+ * returns the number set, with an account of the choice in why. */
+int setup_threads(int requested, char *why, size_t whylen);
 
 /* Corpus BLEU (issue: decoding and evaluation) over whitespace tokens. */
 typedef struct bleu_stats {
