@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# End to end, data-parallel (issue 4): N ranks behave as one trainer.
+#  - equivalence: 2 and 3 ranks reach the parameters of 1 process with the
+#    same global batch after 50 steps (dropout on; translation with the random
+#    sampler, LM with the sequential sampler and carried states), with and
+#    without overlapped bucket reduction;
+#  - the replica check catches a forced divergence and names step, ranks and
+#    tensor;
+#  - a rank killed with SIGKILL ends the job (non-zero) within 30 s;
+#  - 4 ranks on this machine's cores (oversubscribed) train, 1 thread each.
+SEQPAR=$1
+. "$(dirname "$0")/lib.sh"
+mpi=(mpirun --oversubscribe -x SEQPAR_DATA)
+[ -z "${OPENBLAS_CORETYPE:-}" ] || mpi+=(-x OPENBLAS_CORETYPE)
+TOL=1e-4
+
+# equivalent NAME ARGS… : runs 1, 2 and 3 ranks, compares step-50 checkpoints
+equivalent() {
+    local name=$1
+    shift
+    local args=("$@" --max-steps 50 --threads 1 --log-every 50)
+    "$SEQPAR" train "${args[@]}" --checkpoint-dir "$tmp/$name-1" >"$tmp/$name-1.out" 2>&1 ||
+        bad "$name: 1 process failed: $(tail -3 "$tmp/$name-1.out")"
+    for np in 2 3; do
+        for ov in off on; do
+            local d="$tmp/$name-$np-$ov"
+            "${mpi[@]}" -np $np "$SEQPAR" train "${args[@]}" --overlap $ov --bucket-kb 8 \
+                --checkpoint-dir "$d" >"$d.out" 2>&1 || bad "$name: $np ranks failed: $(tail -3 "$d.out")"
+            if "$SEQPAR" ckpt diff "$tmp/$name-1/ckpt-00000050.h5" "$d/ckpt-00000050.h5" \
+                --tolerance $TOL >"$d.diff" 2>&1; then
+                ok "$name: $np ranks (overlap $ov) = 1 process after 50 steps: $(head -1 "$d.diff" | sed 's/  */ /g')"
+            else
+                bad "$name: $np ranks (overlap $ov) differ beyond $TOL: $(cat "$d.diff")"
+            fi
+        done
+    done
+    # the summary lines agree too (same global loss)
+    local l1 l3
+    l1=$(grep -o 'loss=[0-9.]*' "$tmp/$name-1.out")
+    l3=$(grep -o 'loss=[0-9.]*' "$tmp/$name-3-on.out")
+    check "$name: 1 process and 3 ranks print the same loss ($l1, $l3)" test "$l1" = "$l3"
+}
+
+equivalent translate --dataset fra-eng --num-examples 600 --dropout 0.2 --sampler random --batch 64
+equivalent lm --task lm --dataset timemachine --num-examples 20000 --embed 0 --hidden 64 --layers 2 \
+    --dropout 0.2 --sampler sequential --batch 64 --steps 35 --lr 0.01
+
+# --- the replica check: rank 2 nudges a tensor after step 20; the check at 20 sees it
+rc=0
+SEQPAR_FAULT_PERTURB=2:20:decoder.dense.bias "${mpi[@]}" -x SEQPAR_FAULT_PERTURB -np 3 "$SEQPAR" train \
+    --max-steps 60 --replica-check 10 --threads 1 >"$tmp/rep.out" 2>"$tmp/rep.err" || rc=$?
+check "a diverged replica stops the job (exit $rc)" test "$rc" = 1
+check "... with a message naming step, ranks and tensor: $(grep -m1 replica "$tmp/rep.err")" \
+    grep -q "replica check at step 20: rank 2's parameters differ from rank 0's (first differing tensor: decoder.dense.bias)" "$tmp/rep.err"
+check "... and it stopped there" bash -c "! grep -q 'done step=' '$tmp/rep.out'"
+"${mpi[@]}" -np 3 "$SEQPAR" train --max-steps 30 --replica-check 1 --threads 1 >"$tmp/rep2.out" 2>&1
+check "healthy replicas pass a check at every step" grep -q '^done step=30 ' "$tmp/rep2.out"
+
+# --- a rank killed with SIGKILL ends the whole job within 30 s
+"${mpi[@]}" -np 2 "$SEQPAR" train --epochs 100000 --threads 1 --log-every 1 \
+    --checkpoint-dir "$tmp/killme" >"$tmp/kill.out" 2>"$tmp/kill.err" &
+mpirun_pid=$!
+for _ in $(seq 100); do grep -q '^step ' "$tmp/kill.out" 2>/dev/null && break; sleep 0.2; done
+victim=$(pgrep -f "^$SEQPAR train --epochs 100000 .*$tmp/killme" | tail -1)
+start=$(date +%s)
+if [ -n "$victim" ]; then
+    kill -9 "$victim"
+    rc=0
+    for _ in $(seq 300); do kill -0 $mpirun_pid 2>/dev/null || break; sleep 0.1; done
+    if kill -0 $mpirun_pid 2>/dev/null; then
+        bad "the job still runs 30 s after a rank was killed"
+        pkill -9 -f "$tmp/killme"
+        wait $mpirun_pid 2>/dev/null
+    else
+        wait $mpirun_pid || rc=$?
+        took=$(($(date +%s) - start))
+        check "killing rank pid $victim ends the job with a non-zero exit ($rc) in ${took}s" test "$rc" != 0 -a "$took" -le 30
+    fi
+else
+    bad "no rank process found to kill"
+    pkill -9 -f "$tmp/killme"
+fi
+check "no rank is left behind" test -z "$(pgrep -f "$tmp/killme")"
+
+# --- 4 ranks on this machine: oversubscribed, one OpenBLAS thread each
+"${mpi[@]}" -np 4 "$SEQPAR" train --max-steps 20 >"$tmp/np4.out" 2>&1
+check "mpirun -np 4 --oversubscribe trains" grep -q '^done step=20 ' "$tmp/np4.out"
+check "... each rank with 1 OpenBLAS thread when the node has fewer cores than 4 x 2: $(head -1 "$tmp/np4.out")" \
+    bash -c "[ $(nproc) -ge 8 ] || grep -q '4 ranks x 1 OpenBLAS thread ' '$tmp/np4.out'"
+check "... and says how it chose: $(head -1 "$tmp/np4.out" | grep -o '([^;]*')" grep -q '4 ranks on this node' "$tmp/np4.out"
+
+finish
