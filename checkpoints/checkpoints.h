@@ -6,7 +6,9 @@
  *   /model/...       one dataset per parameter, path = state_dict key, '.' → '/'
  *   /optimizer       attrs name, lr, betas, eps, t; /optimizer/m/…, /optimizer/v/…
  *   /train           attrs step, epoch, batch_in_epoch, seed, global_batch,
- *                    world_size; datasets state_h, state_c (carried LM state)
+ *                    world_size, and where measured train_loss, valid_loss,
+ *                    valid_bleu, best, since_best; datasets state_h, state_c
+ *                    (carried LM state, (L, global batch, H))
  *   /vocab/src, /vocab/tgt (LM: /vocab/tokens)  UTF-8 strings, index = id
  *
  * Every dataset is chunked with the Fletcher-32 checksum filter. Writes go to
@@ -39,6 +41,14 @@ typedef struct ckpt_train {
     long step, epoch, batch_in_epoch;
     uint64_t seed;
     int global_batch, world_size;
+    /* figures at save time, /train attributes written only when finite (NaN:
+     * not measured; older files lack them): the mean training loss of the
+     * last logging window, the last validation loss and BLEU (×100) */
+    double train_loss, valid_loss, valid_bleu;
+    /* early stopping: the best validation figure so far and the evaluations
+     * since it (NaN and 0 when not in use) */
+    double best;
+    long since_best;
 } ckpt_train;
 
 typedef struct ckpt_strings {
@@ -91,6 +101,10 @@ void ckpt_path(char *out, size_t n, const char *dir, long step);
  * be read. */
 #define CKPT_LIST_MAX 4096
 int ckpt_list_dir(const char *dir, long *steps, int max);
+
+/* Removes temporary files of writers that no longer run (ckpt-*.h5.tmp.PID
+ * with PID gone: a writer killed mid-write); returns how many. */
+int ckpt_clean_temps(const char *dir);
 
 /* Opens and reads every dataset (the Fletcher-32 filter checks each chunk)
  * and checks the layout is complete. */

@@ -7,7 +7,9 @@
 #include <cjson/cJSON.h>
 #include <hdf5.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +208,17 @@ static herr_t write_all(hid_t f, const ckpt_content *c)
     rc |= attr_num(g, "seed", H5T_NATIVE_ULLONG, &seed, 1);
     rc |= attr_num(g, "global_batch", H5T_NATIVE_INT, &c->train.global_batch, 1);
     rc |= attr_num(g, "world_size", H5T_NATIVE_INT, &c->train.world_size, 1);
+    const struct {
+        const char *name;
+        double v;
+    } figs[] = {{"train_loss", c->train.train_loss},
+                {"valid_loss", c->train.valid_loss},
+                {"valid_bleu", c->train.valid_bleu},
+                {"best", c->train.best}};
+    for (size_t i = 0; i < sizeof figs / sizeof *figs; i++)
+        if (isfinite(figs[i].v)) rc |= attr_num(g, figs[i].name, H5T_NATIVE_DOUBLE, &figs[i].v, 1);
+    long long since = c->train.since_best;
+    if (isfinite(c->train.best)) rc |= attr_num(g, "since_best", H5T_NATIVE_LLONG, &since, 1);
     H5Gclose(g);
     if (rc < 0) return -1;
     hsize_t sd[3] = {(hsize_t)c->state_dims[0], (hsize_t)c->state_dims[1],
@@ -231,30 +244,74 @@ static int fsync_path(const char *path, int dir)
     return rc;
 }
 
+/* Writes all of buf to a new file at path and fsyncs it; 0 or -1 (errno set). */
+static int write_file(const char *path, const void *buf, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return -1;
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : ENOSPC;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        p += w, n -= (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return close(fd);
+}
+
 int ckpt_save(const char *path, const ckpt_content *c, char *err, size_t errlen)
 {
     quiet_hdf5();
     if (!c->config_json || !c->params || !c->params->data)
         return seterr(err, errlen, CKPT_EFORMAT, "%s: nothing to save", path);
+    /* HDF5 builds the file in memory (the core driver, no backing store); the
+     * bytes are then written here. So every I/O error (disk full, no
+     * permission, quota) is seqpar's to see and handle, and HDF5 never holds
+     * a half-closed file, which it could not release cleanly. */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, (size_t)4 << 20, 0) < 0) {
+        if (fapl >= 0) H5Pclose(fapl);
+        return seterr(err, errlen, CKPT_ENOMEM, "%s: cannot set up HDF5", path);
+    }
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    errno = 0; /* HDF5 failures need not set errno: report it only when set */
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0)
-        return seterr(err, errlen, CKPT_EIO, "%s: cannot create (%s)", tmp,
-                      errno ? strerror(errno) : "HDF5 error");
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl); /* in memory only */
+    H5Pclose(fapl);
+    if (f < 0) return seterr(err, errlen, CKPT_ENOMEM, "%s: HDF5 cannot build the file", path);
     herr_t rc = write_all(f, c);
     if (rc >= 0) rc = H5Fflush(f, H5F_SCOPE_GLOBAL);
+    ssize_t size = rc >= 0 ? H5Fget_file_image(f, NULL, 0) : -1;
+    void *image = size > 0 ? malloc((size_t)size) : NULL;
+    if (image && H5Fget_file_image(f, image, (size_t)size) != size) rc = -1;
     if (H5Fclose(f) < 0) rc = -1;
-    if (rc < 0) {
+    if (rc < 0 || !image) {
+        free(image);
+        return seterr(err, errlen, rc < 0 ? CKPT_EFORMAT : CKPT_ENOMEM,
+                      "%s: %s; earlier checkpoints are untouched", path,
+                      rc < 0 ? "HDF5 could not build the file" : "out of memory");
+    }
+    if (write_file(tmp, image, (size_t)size) != 0) {
         int e = errno;
+        free(image);
         unlink(tmp);
         return seterr(err, errlen, CKPT_EIO,
                       "%s: write failed (%s); earlier checkpoints are "
                       "untouched",
-                      path, e ? strerror(e) : "HDF5 error");
+                      path, strerror(e));
     }
-    if (fsync_path(tmp, 0) != 0 || rename(tmp, path) != 0) {
+    free(image);
+    if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
         return seterr(err, errlen, CKPT_EIO,
@@ -269,6 +326,27 @@ int ckpt_save(const char *path, const ckpt_content *c, char *err, size_t errlen)
 }
 
 /* ------------------------------------------------------------ directories */
+
+int ckpt_clean_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long step, pid;
+        int end = 0;
+        if (sscanf(e->d_name, "ckpt-%ld.h5.tmp.%ld%n", &step, &pid, &end) != 2 ||
+            e->d_name[end] != '\0' || pid <= 0)
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* its writer still runs */
+        char p[1200];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        n += unlink(p) == 0;
+    }
+    closedir(d);
+    return n;
+}
 
 void ckpt_path(char *out, size_t n, const char *dir, long step)
 {
@@ -686,6 +764,20 @@ int ckpt_read_train(ckpt_file *f, ckpt_train *tr, char *err, size_t errlen)
              read_attr_num(g, "seed", H5T_NATIVE_ULLONG, &seed, 1) == 0 &&
              read_attr_num(g, "global_batch", H5T_NATIVE_INT, &tr->global_batch, 1) == 0 &&
              read_attr_num(g, "world_size", H5T_NATIVE_INT, &tr->world_size, 1) == 0;
+    /* optional figures: absent means not measured */
+    double *figs[] = {&tr->train_loss, &tr->valid_loss, &tr->valid_bleu, &tr->best};
+    const char *names[] = {"train_loss", "valid_loss", "valid_bleu", "best"};
+    long long since = 0;
+    for (int i = 0; i < 4; i++) {
+        *figs[i] = NAN;
+        if (ok && H5Aexists(g, names[i]) > 0 &&
+            read_attr_num(g, names[i], H5T_NATIVE_DOUBLE, figs[i], 1) != 0)
+            ok = 0;
+    }
+    if (ok && H5Aexists(g, "since_best") > 0 &&
+        read_attr_num(g, "since_best", H5T_NATIVE_LLONG, &since, 1) != 0)
+        ok = 0;
+    tr->since_best = (long)since;
     if (g >= 0) H5Gclose(g);
     if (!ok || step < 0 || epoch < 0 || bie < 0)
         return seterr(err, errlen, CKPT_EFORMAT, "%s: /train attributes missing or invalid",
