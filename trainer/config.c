@@ -58,6 +58,9 @@ static const opt_def OPTS[] = {
     {"checkpoint-every", OPT_T_LONG, F(checkpoint_every), 0, 1e12, NULL,
      "checkpoint every N steps (0 = only at the end)"},
     {"keep", OPT_T_INT, F(keep), 1, 1e6, NULL, "newest checkpoints kept"},
+    {"on-checkpoint-error", OPT_T_STR, F(on_ckpt_error), 0, 0, "stop|continue",
+     "when a checkpoint cannot be written (disk full, no permission): stop the run (exit 1; "
+     "earlier checkpoints stay) or warn and train on"},
     {"resume", OPT_T_STR, F(resume), 0, 0, NULL, "auto | FILE: continue from a checkpoint"},
     {"monitor", OPT_T_STR, F(monitor), 0, 0, NULL,
      "ZeroMQ endpoint of a seqpar monitor (not in this version: refused)"},
@@ -103,6 +106,7 @@ void config_defaults(train_config *c)
     strcpy(c->overlap, "off");
     c->bucket_kb = 1024;
     c->replica_check = 100;
+    strcpy(c->on_ckpt_error, "stop");
 }
 
 static const opt_def *find_opt(const char *name)

@@ -38,9 +38,10 @@ typedef struct train_config {
     int valid;
     char bptt[16]; /* full | K | random[:K] */
     long log_every;
-    char overlap[4];    /* on | off: reduce gradient buckets during backward */
-    int bucket_kb;      /* gradient bucket size */
-    long replica_check; /* compare parameter checksums every N steps (0 = never) */
+    char overlap[4];        /* on | off: reduce gradient buckets during backward */
+    int bucket_kb;          /* gradient bucket size */
+    long replica_check;     /* compare parameter checksums every N steps (0 = never) */
+    char on_ckpt_error[12]; /* stop | continue */
 } train_config;
 
 void config_defaults(train_config *c);

@@ -331,3 +331,100 @@ int cmd_predict(int argc, char **argv)
     loaded_model_free(&lm);
     return rc;
 }
+
+/* ----------------------------------------------------------------- score */
+
+/* seqpar score: the loss of a translation checkpoint on pairs read from
+ * stdin as "source<TAB>target" lines, normalised and encoded as in training
+ * (the target gets <eos> and is cut to num_steps); what the trainer's
+ * validation computes, for any file (a test set, a reference). */
+int cmd_score(int argc, char **argv)
+{
+    const char *prog = "seqpar score", *ckpt = NULL;
+    long batch = 64;
+    for (int i = 0; i < argc; i++) {
+        const char *v;
+        if (strcmp(argv[i], "--help") == 0) {
+            printf("usage: seqpar score --checkpoint FILE [--batch N] < pairs.tsv\n"
+                   "Reads source<TAB>target lines, prints the summed and mean token "
+                   "cross-entropy and the perplexity of the translation model:\n"
+                   "  loss=MEAN ppl=EXP(MEAN) loss_sum=SUM tokens=N sentences=M\n");
+            return 0;
+        } else if ((v = arg_value(argc, argv, &i, "--checkpoint"))) {
+            ckpt = v;
+        } else if ((v = arg_value(argc, argv, &i, "--batch"))) {
+            if (arg_long(prog, "--batch", v, 1, 65536, &batch)) return 2;
+        } else {
+            fprintf(stderr, "%s: unknown or incomplete option '%s' (see --help)\n", prog, argv[i]);
+            return 2;
+        }
+    }
+    if (!ckpt) {
+        fprintf(stderr, "%s: --checkpoint FILE is required\n", prog);
+        return 2;
+    }
+    setup_threads(0, NULL, 0);
+    loaded_model lm;
+    if (load_model(&lm, ckpt, (int)batch, prog)) return 2;
+    if (strcmp(lm.cfg.task, "translate") != 0) {
+        fprintf(stderr, "%s: %s is a language model (score takes translation pairs)\n", prog, ckpt);
+        loaded_model_free(&lm);
+        return 2;
+    }
+    const int T = lm.cfg.steps;
+    int32_t *src = calloc((size_t)batch * T, sizeof(int32_t));
+    int32_t *tgt = calloc((size_t)batch * T, sizeof(int32_t));
+    int32_t *valid = calloc((size_t)batch, sizeof(int32_t));
+    char *line = NULL, err[ERRLEN];
+    size_t cap = 0;
+    long lineno = 0, sentences = 0, tokens = 0;
+    double loss_sum = 0.0;
+    int nb = 0, rc = (src && tgt && valid) ? 0 : 1;
+    while (rc == 0) {
+        ssize_t got = getline(&line, &cap, stdin);
+        if (got >= 0) {
+            lineno++;
+            while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = '\0';
+            char *tab = strchr(line, '\t');
+            if (!tab) {
+                fprintf(stderr, "%s: stdin:%ld: expected source<TAB>target\n", prog, lineno);
+                rc = 2;
+                break;
+            }
+            *tab = '\0';
+            char *ns = NULL, *nt = NULL;
+            if (data_normalize(line, strlen(line), &ns, err, sizeof err) != DATA_OK ||
+                data_normalize(tab + 1, strlen(tab + 1), &nt, err, sizeof err) != DATA_OK) {
+                free(ns);
+                fprintf(stderr, "%s: stdin:%ld: %s\n", prog, lineno, err);
+                rc = 2;
+                break;
+            }
+            data_encode_sentence(&lm.src, ns, src + (size_t)nb * T, T);
+            valid[nb] = data_encode_sentence(&lm.tgt, nt, tgt + (size_t)nb * T, T);
+            free(ns), free(nt);
+            nb++;
+        }
+        if ((got < 0 && nb > 0) || nb == batch) {
+            model_batch b = {.B = nb, .T = T, .src = src, .tgt = tgt, .tgt_valid = valid};
+            double l;
+            long n;
+            model_step(lm.m, &b, 0, &l, &n);
+            loss_sum += l, tokens += n, sentences += nb;
+            nb = 0;
+        }
+        if (got < 0) break;
+    }
+    if (rc == 0 && sentences == 0) {
+        fprintf(stderr, "%s: no pairs on stdin\n", prog);
+        rc = 2;
+    }
+    if (rc == 0) {
+        double mean = loss_sum / (double)(tokens > 0 ? tokens : 1);
+        printf("loss=%.6f ppl=%.6f loss_sum=%.6f tokens=%ld sentences=%ld\n", mean, exp(mean),
+               loss_sum, tokens, sentences);
+    }
+    free(line), free(src), free(tgt), free(valid);
+    loaded_model_free(&lm);
+    return rc;
+}

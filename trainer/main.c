@@ -14,8 +14,9 @@ static void usage(FILE *f)
             "  train          train a seq2seq translation model or an RNN language model\n"
             "  translate      translate stdin to stdout with a checkpoint\n"
             "  predict        generate text from a language-model checkpoint\n"
+            "  score          loss and perplexity of a checkpoint on source<TAB>target pairs\n"
             "  bleu           corpus BLEU of a hypothesis file against a reference file\n"
-            "  ckpt           info | verify | list checkpoints\n"
+            "  ckpt           info | verify | list | diff checkpoints\n"
             "  corpus-stats   vocabulary, n-gram counts and a Zipf plot of a corpus\n\n"
             "'seqpar COMMAND --help' describes each command's options.\n",
             SEQPAR_VERSION);
@@ -41,7 +42,8 @@ int main(int argc, char **argv)
         int (*fn)(int, char **);
     } cmds[] = {{"train", cmd_train},     {"translate", cmd_translate},
                 {"predict", cmd_predict}, {"bleu", cmd_bleu},
-                {"ckpt", cmd_ckpt},       {"corpus-stats", cmd_corpus_stats}};
+                {"ckpt", cmd_ckpt},       {"corpus-stats", cmd_corpus_stats},
+                {"score", cmd_score}};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 2, argv + 2);
     fprintf(stderr, "seqpar: unknown command '%s' (see seqpar --help)\n", cmd);

@@ -16,7 +16,7 @@ static int ckpt_info(const char *path)
     if (load_model(&lm, path, 1, "seqpar ckpt info")) return 2;
     char err[ERRLEN];
     ckpt_file *f;
-    ckpt_train tr = {0};
+    ckpt_train tr = {.train_loss = NAN, .valid_loss = NAN, .valid_bleu = NAN, .best = NAN};
     if (ckpt_open(&f, path, err, sizeof err) == CKPT_OK) {
         ckpt_read_train(f, &tr, err, sizeof err);
         ckpt_close(f);
@@ -41,6 +41,20 @@ static int ckpt_info(const char *path)
         printf("vocabulary  source %d, target %d\n", lm.src.size, lm.tgt.size);
     printf("data        %s, optimizer %s lr %g, clip %g, seed %ld\n", c->dataset, c->optimizer,
            c->lr, c->clip, c->seed);
+    char figs[256] = "";
+    size_t k = 0;
+    if (isfinite(tr.train_loss))
+        k += (size_t)snprintf(figs + k, sizeof figs - k, ", train loss %.4f (ppl %.3f)",
+                              tr.train_loss, exp(tr.train_loss));
+    if (isfinite(tr.valid_loss) && k < sizeof figs)
+        k += (size_t)snprintf(figs + k, sizeof figs - k, ", valid loss %.4f (ppl %.3f)",
+                              tr.valid_loss, exp(tr.valid_loss));
+    if (isfinite(tr.valid_bleu) && k < sizeof figs)
+        k += (size_t)snprintf(figs + k, sizeof figs - k, ", valid BLEU %.2f", tr.valid_bleu);
+    if (isfinite(tr.best) && k < sizeof figs)
+        snprintf(figs + k, sizeof figs - k, ", best %.4f, %ld evaluation%s since", tr.best,
+                 tr.since_best, tr.since_best == 1 ? "" : "s");
+    printf("figures     %s\n", figs[0] ? figs + 2 : "none recorded");
     loaded_model_free(&lm);
     return 0;
 }

@@ -47,7 +47,13 @@ typedef struct trainer {
     int bmax;
     int32_t *src, *tgt, *valid_len;
     int64_t *example;
-    float *state_h, *state_c; /* LM sequential: (L, bmax, H) carried */
+    float *state_h, *state_c;   /* LM sequential: (L, rows, H) carried, this rank's rows */
+    float *gstate_h, *gstate_c; /* (L, batch, H): every rank's rows, for checkpoints */
+    int row_lo, row_hi;         /* this rank's rows of a full global batch */
+    int carry_state;            /* LM with the sequential sampler */
+    /* figures kept in checkpoints */
+    double last_loss, last_valid_loss;
+    long saved_step; /* the step of the last checkpoint written (-1: none) */
     /* gradient reduction */
     comm_reducer *red;
     size_t *toff, *tsize; /* the parameter table's offsets and sizes, for comm/ */
@@ -229,8 +235,22 @@ static int save_checkpoint(trainer *t)
     ckpt_content c = {.config_json = json,
                       .params = model_params(t->m),
                       .opt = &t->opt,
-                      .train = {t->step, t->epoch, t->batch_in_epoch, (uint64_t)t->cfg.seed,
-                                t->cfg.batch, t->world}};
+                      .train = {.step = t->step,
+                                .epoch = t->epoch,
+                                .batch_in_epoch = t->batch_in_epoch,
+                                .seed = (uint64_t)t->cfg.seed,
+                                .global_batch = t->cfg.batch,
+                                .world_size = t->world,
+                                .train_loss = t->last_loss,
+                                .valid_loss = t->last_valid_loss,
+                                .valid_bleu = NAN,
+                                .best = NAN}};
+    if (t->carry_state) {
+        c.state_h = t->gstate_h;
+        c.state_c = t->mc.cell == CELL_LSTM ? t->gstate_c : NULL;
+        c.state_dims[0] = t->cfg.layers, c.state_dims[1] = t->cfg.batch;
+        c.state_dims[2] = t->cfg.hidden;
+    }
     if (t->lm) {
         c.vocab_tgt = (const char *const *)t->vtgt->tokens;
         c.vocab_tgt_n = t->vtgt->size;
@@ -240,8 +260,15 @@ static int save_checkpoint(trainer *t)
         c.vocab_tgt = (const char *const *)t->vtgt->tokens;
         c.vocab_tgt_n = t->vtgt->size;
     }
+    double t0 = comm_time();
     int rc = json ? ckpt_save(path, &c, err, sizeof err) : CKPT_ENOMEM;
     free(json);
+    if (rc == CKPT_OK) {
+        struct stat st;
+        printf("checkpoint %s: %.1f MB in %.2f s\n", path,
+               stat(path, &st) == 0 ? (double)st.st_size / 1e6 : 0.0, comm_time() - t0);
+        fflush(stdout);
+    }
     if (rc != CKPT_OK) {
         if (rc == CKPT_ENOMEM) snprintf(err, sizeof err, "out of memory");
         fprintf(stderr, "seqpar train: checkpoint at step %ld failed: %s\n", t->step, err);
@@ -249,6 +276,56 @@ static int save_checkpoint(trainer *t)
     }
     retain(t->cfg.checkpoint_dir, t->cfg.keep, t->step);
     return 0;
+}
+
+/* Copies this rank's rows of the carried state between its local (L, rows, H)
+ * buffer and the global (L, batch, H) one. */
+static void state_rows(trainer *t, float *global, float *local, int to_global)
+{
+    const int L = t->cfg.layers, B = t->cfg.batch, H = t->cfg.hidden;
+    const int rows = t->row_hi - t->row_lo;
+    for (int l = 0; l < L; l++) {
+        float *g = global + ((size_t)l * B + t->row_lo) * H;
+        float *x = local + (size_t)l * rows * H;
+        if (to_global)
+            memcpy(g, x, (size_t)rows * H * sizeof(float));
+        else
+            memcpy(x, g, (size_t)rows * H * sizeof(float));
+    }
+}
+
+/* Every rank calls it: the carried LM state is gathered (each rank adds its
+ * rows into zeros: an exact sum), rank 0 writes, every rank learns whether
+ * that worked. Returns 0, or -1 after a failed write (rank 0 said why). */
+static int checkpoint(trainer *t)
+{
+    if (!t->cfg.checkpoint_dir[0]) return 0;
+    if (t->carry_state) {
+        const size_t n = (size_t)t->cfg.layers * t->cfg.batch * t->cfg.hidden;
+        float *bufs[2] = {t->gstate_h, t->gstate_c}, *loc[2] = {t->state_h, t->state_c};
+        for (int k = 0; k < (t->mc.cell == CELL_LSTM ? 2 : 1); k++) {
+            memset(bufs[k], 0, n * sizeof(float));
+            state_rows(t, bufs[k], loc[k], 1);
+            if (comm_allreduce_float(bufs[k], n) != COMM_OK)
+                die_local(t, 1, "gathering the carried state failed at step %ld", t->step);
+        }
+    }
+    if (t->saved_step == t->step) return 0; /* this step is saved already */
+    int ok = save_checkpoint(t) == 0;
+    comm_bcast(&ok, sizeof ok, 0);
+    if (ok) t->saved_step = t->step;
+    return ok ? 0 : -1;
+}
+
+/* A checkpoint during training; a failed write stops the run
+ * (--on-checkpoint-error stop, every rank exits 1) or is survived. */
+static void checkpoint_or_stop(trainer *t)
+{
+    if (checkpoint(t) == 0 || strcmp(t->cfg.on_ckpt_error, "continue") == 0) return;
+    die0(t, 1,
+         "stopping at step %ld (--on-checkpoint-error stop); resume from the last "
+         "checkpoint that was written",
+         t->step);
 }
 
 /* The options that define the model, the data and the sample order must be
@@ -298,6 +375,20 @@ static void resume_from(trainer *t, const char *path)
             if (rc == CKPT_OK) rc = ckpt_read_params(f, pt, err, sizeof err);
             if (rc == CKPT_OK) rc = ckpt_read_optimizer(f, pt, &t->opt, err, sizeof err);
             if (rc == CKPT_OK) rc = ckpt_read_train(f, &tr, err, sizeof err);
+            if (rc == CKPT_OK && t->carry_state) {
+                int dims[3] = {t->cfg.layers, t->cfg.batch, t->cfg.hidden}, fh = 0, fc = 1;
+                rc = ckpt_read_state(f, "state_h", t->gstate_h, dims, &fh, err, sizeof err);
+                if (rc == CKPT_OK && t->mc.cell == CELL_LSTM)
+                    rc = ckpt_read_state(f, "state_c", t->gstate_c, dims, &fc, err, sizeof err);
+                if (rc == CKPT_OK && tr.batch_in_epoch > 0 && !(fh && fc)) {
+                    snprintf(err, sizeof err,
+                             "%s: the carried hidden state (/train/state_h%s) is missing: "
+                             "the run cannot continue mid-epoch exactly",
+                             path, t->mc.cell == CELL_LSTM ? ", state_c" : "");
+                    rc = CKPT_EFORMAT;
+                }
+            }
+            t->last_loss = tr.train_loss, t->last_valid_loss = tr.valid_loss;
             if (rc == CKPT_OK && tr.global_batch != t->cfg.batch) {
                 snprintf(err, sizeof err, "%s: global batch %d, the run uses %d", path,
                          tr.global_batch, t->cfg.batch);
@@ -319,6 +410,13 @@ static void resume_from(trainer *t, const char *path)
         comm_bcast(t->opt.v, pt->total * sizeof(float), 0);
     }
     t->step = pos[0], t->epoch = pos[1], t->batch_in_epoch = pos[2];
+    if (t->carry_state) {
+        const size_t n = (size_t)t->cfg.layers * t->cfg.batch * t->cfg.hidden;
+        comm_bcast(t->gstate_h, n * sizeof(float), 0);
+        comm_bcast(t->gstate_c, n * sizeof(float), 0);
+        state_rows(t, t->gstate_h, t->state_h, 0);
+        state_rows(t, t->gstate_c, t->state_c, 0);
+    }
     comm_printf0("resumed from %s at step %ld (epoch %ld, batch %ld)\n", path, t->step, t->epoch,
                  t->batch_in_epoch);
 }
@@ -532,6 +630,12 @@ int cmd_train(int argc, char **argv)
         if (!ok)
             die0(t, 2, "--checkpoint-dir %s: cannot create or write (%s)", c->checkpoint_dir,
                  strerror(errno));
+        int gone = t->rank == 0 ? ckpt_clean_temps(c->checkpoint_dir) : 0;
+        if (gone)
+            fprintf(stderr,
+                    "seqpar train: removed %d unfinished checkpoint write%s (temporary files "
+                    "of a killed run) from %s\n",
+                    gone, gone > 1 ? "s" : "", c->checkpoint_dir);
     }
     char why[256];
     int threads = setup_threads(c->threads, why, sizeof why);
@@ -564,9 +668,18 @@ int cmd_train(int argc, char **argv)
     t->slice.index = calloc((size_t)bm + 1, sizeof(long));
     t->state_h = calloc((size_t)L * bm * H, sizeof(float));
     t->state_c = calloc((size_t)L * bm * H, sizeof(float));
+    t->carry_state = t->lm && t->sampler.kind == DATA_SAMPLER_SEQUENTIAL;
+    t->row_lo = (int)((long)c->batch * t->rank / t->world);
+    t->row_hi = (int)((long)c->batch * (t->rank + 1) / t->world);
+    t->last_loss = t->last_valid_loss = NAN;
+    t->saved_step = -1;
+    if (t->carry_state) {
+        t->gstate_h = calloc((size_t)L * c->batch * H, sizeof(float));
+        t->gstate_c = calloc((size_t)L * c->batch * H, sizeof(float));
+    }
     agree(t,
           t->src && t->tgt && t->valid_len && t->example && t->slice.index && t->state_h &&
-              t->state_c,
+              t->state_c && (!t->carry_state || (t->gstate_h && t->gstate_c)),
           1, "out of memory for the batch buffers");
 
     if (c->resume[0]) {
@@ -598,7 +711,7 @@ int cmd_train(int argc, char **argv)
                  c->dataset, t->lm ? t->stream.n : (long)t->pairs.n, t->lm ? "tokens" : "pairs",
                  vocab, per_epoch, c->batch, total_steps);
 
-    const int sequential_lm = t->lm && t->sampler.kind == DATA_SAMPLER_SEQUENTIAL;
+    const int sequential_lm = t->carry_state;
     double t_start = comm_time(), t_win = t_start;
     /* loss sums: the current logging window and the current epoch */
     double win_loss = 0, win_tok = 0, ep_loss = 0, ep_tok = 0;
@@ -663,6 +776,7 @@ int cmd_train(int argc, char **argv)
                 char eta[32];
                 fmt_duration(eta, sizeof eta, (double)(total_steps - t->step) / rate);
                 last_win_loss = win_loss / (win_tok > 0 ? win_tok : 1);
+                t->last_loss = last_win_loss;
                 comm_printf0("step %ld/%ld epoch %ld loss %.4f ppl %.3f tok/s %.0f ETA %s\n",
                              t->step, total_steps, t->epoch + 1, last_win_loss, exp(last_win_loss),
                              tps, eta);
@@ -673,24 +787,27 @@ int cmd_train(int argc, char **argv)
             if (c->eval_every > 0 && t->step % c->eval_every == 0) {
                 double vl, vp;
                 evaluate(t, &vl, &vp);
+                t->last_valid_loss = vl;
                 comm_printf0("step %ld valid loss %.4f ppl %.3f\n", t->step, vl, vp);
             }
             if (c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0 &&
                 t->batch_in_epoch < nb)
-                save_checkpoint(t);
+                checkpoint_or_stop(t);
         }
         if (stop) break;
         if (ep_tok > 0) last_ep_loss = ep_loss / ep_tok;
         if (t->have_valid) {
             double vl, vp;
             evaluate(t, &vl, &vp);
+            t->last_valid_loss = vl;
             comm_printf0("epoch %ld valid loss %.4f ppl %.3f\n", t->epoch + 1, vl, vp);
         }
         t->epoch++;
         t->batch_in_epoch = 0;
-        if (c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) save_checkpoint(t);
+        if (c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) checkpoint_or_stop(t);
     }
     double elapsed = comm_time() - t_start;
+    if (win_tok > 0) t->last_loss = win_loss / win_tok;
     if (t->world > 1 && t->step > start_step) {
         /* the slowest rank's share: what the job as a whole lost to communication */
         double share[2] = {comm_reducer_seconds(t->red), elapsed};
@@ -703,8 +820,7 @@ int cmd_train(int argc, char **argv)
     }
     if (win_tok > 0) last_win_loss = win_loss / win_tok; /* steps since the last progress line */
     int ckpt_ok = 1;
-    if (c->checkpoint_dir[0] && t->step > start_step) ckpt_ok = save_checkpoint(t) == 0;
-    comm_bcast(&ckpt_ok, sizeof ckpt_ok, 0);
+    if (t->step > start_step) ckpt_ok = checkpoint(t) == 0;
     if (t->step == start_step)
         comm_printf0("nothing to train: step %ld already reaches --epochs %ld / --max-steps %ld\n",
                      t->step, c->epochs, c->max_steps);
@@ -719,7 +835,7 @@ int cmd_train(int argc, char **argv)
     int exit_code = ckpt_ok ? 0 : 1;
 
     free(t->src), free(t->tgt), free(t->valid_len), free(t->example), free(t->slice.index);
-    free(t->state_h), free(t->state_c);
+    free(t->state_h), free(t->state_c), free(t->gstate_h), free(t->gstate_c);
     optimizer_free(&t->opt);
     comm_reducer_free(t->red);
     free(t->toff), free(t->tsize);
