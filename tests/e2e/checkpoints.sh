@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# End to end, checkpoints (issue 5): the file as DESIGN.md lays it out and as
+# h5dump / h5py read it; exact resume (bitwise, h5diff) for translation
+# (random sampler, dropout) and the LM (sequential sampler, carried LSTM
+# state); resume at another world size; failed writes (disk full, no
+# permission) that keep earlier checkpoints; bad files of every kind; SIGKILL
+# during writes never leaving a bad file under a checkpoint's name.
+SEQPAR=$1
+PY=${SEQPAR_PYTHON:-/usr/bin/python3}
+. "$(dirname "$0")/lib.sh"
+mpi=(mpirun --oversubscribe -x SEQPAR_DATA)
+[ -z "${OPENBLAS_CORETYPE:-}" ] || mpi+=(-x OPENBLAS_CORETYPE)
+tr_args=(--dataset fra-eng --num-examples 600 --dropout 0.2 --sampler random --threads 1 --log-every 10)
+lm_args=(--task lm --dataset timemachine --num-examples 20000 --embed 0 --hidden 64 --layers 2
+         --cell lstm --dropout 0.2 --sampler sequential --batch 16 --steps 35 --threads 1 --log-every 10)
+
+# --- exact resume: 60 steps straight = 30 steps, then resumed to 60
+exact() {
+    local name=$1
+    shift
+    "$SEQPAR" train "$@" --max-steps 60 --checkpoint-dir "$tmp/$name-a" >"$tmp/$name-a.out" 2>&1
+    "$SEQPAR" train "$@" --max-steps 30 --checkpoint-dir "$tmp/$name-b" >"$tmp/$name-b.out" 2>&1
+    "$SEQPAR" train "$@" --max-steps 60 --checkpoint-dir "$tmp/$name-b" --resume auto \
+        >"$tmp/$name-b2.out" 2>&1
+    check "$name: the resumed run says where it resumed" grep -q 'resumed from .*ckpt-00000030.h5 at step 30' "$tmp/$name-b2.out"
+    for g in /model /optimizer /train; do
+        if h5diff "$tmp/$name-a/ckpt-00000060.h5" "$tmp/$name-b/ckpt-00000060.h5" $g $g >"$tmp/h5diff.out" 2>&1; then
+            ok "$name: 60 steps = 30 + resumed 30: h5diff $g finds no difference"
+        else
+            bad "$name: h5diff $g: $(head -5 "$tmp/h5diff.out")"
+        fi
+    done
+    check "$name: and the same summary line" test "$(grep '^done' "$tmp/$name-a.out" | cut -d' ' -f1-5)" = "$(grep '^done' "$tmp/$name-b2.out" | cut -d' ' -f1-5)"
+}
+exact translate "${tr_args[@]}"
+exact lm "${lm_args[@]}"
+check "lm: the carried state is in the file" bash -c "h5ls '$tmp/lm-a/ckpt-00000060.h5/train' | grep -q 'state_c .*{2, 16, 64}'"
+
+# --- resume at another world size: a 2-rank checkpoint continues at 1 and 3 ranks
+for name in translate lm; do
+    eval "args=(\"\${${name:0:2}_args[@]}\")"
+    "${mpi[@]}" -np 2 "$SEQPAR" train "${args[@]}" --max-steps 60 --checkpoint-dir "$tmp/w-$name-2" >/dev/null 2>&1
+    "${mpi[@]}" -np 2 "$SEQPAR" train "${args[@]}" --max-steps 30 --checkpoint-dir "$tmp/w-$name-b" >/dev/null 2>&1
+    for np in 1 3; do
+        cp -r "$tmp/w-$name-b" "$tmp/w-$name-$np"
+        "${mpi[@]}" -np $np "$SEQPAR" train "${args[@]}" --max-steps 60 --checkpoint-dir "$tmp/w-$name-$np" \
+            --resume auto >"$tmp/w.out" 2>&1
+        if "$SEQPAR" ckpt diff "$tmp/w-$name-2/ckpt-00000060.h5" "$tmp/w-$name-$np/ckpt-00000060.h5" \
+            --tolerance 1e-4 >"$tmp/w.diff" 2>&1; then
+            ok "$name: written at 2 ranks, resumed at $np = 2 ranks throughout: $(head -1 "$tmp/w.diff" | sed 's/  */ /g')"
+        else
+            bad "$name: resumed at $np ranks: $(cat "$tmp/w.diff" "$tmp/w.out" | tail -6)"
+        fi
+    done
+done
+
+# --- the file, read by h5dump and h5py with no seqpar code
+ck=$tmp/translate-a/ckpt-00000060.h5
+check "h5dump reads the header" bash -c "h5dump -H '$ck' >/dev/null"
+if "$PY" - "$ck" >"$tmp/py.out" 2>&1 <<'PYEOF'; then ok "h5py: $(tail -1 "$tmp/py.out")"; else bad "h5py: $(cat "$tmp/py.out")"; fi
+import json, sys, h5py
+f = h5py.File(sys.argv[1], "r")
+names = []
+f["model"].visititems(lambda n, o: names.append(n.replace("/", ".")) if isinstance(o, h5py.Dataset) else None)
+want = {"encoder.embedding.weight", "encoder.rnn.weight_ih_l0", "encoder.rnn.bias_hh_l1",
+        "decoder.embedding.weight", "decoder.rnn.weight_ih_l0", "decoder.dense.weight", "decoder.dense.bias"}
+assert want <= set(names), sorted(set(names))
+for grp in ("model", "optimizer/m", "optimizer/v"):
+    def chk(n, o):
+        if isinstance(o, h5py.Dataset):
+            assert o.fletcher32 and o.chunks is not None, (grp, n)
+    f[grp].visititems(chk)
+assert f.attrs["format"] in (b"seqpar-checkpoint", "seqpar-checkpoint")
+cfg = json.loads(f["config"][()])
+assert cfg["cell"] == "gru" and f["train"].attrs["step"] == 60
+assert f["model/decoder/dense/weight"].shape == (len(f["vocab/tgt"]), cfg["hidden"])
+assert f["optimizer"].attrs["t"] == 60
+print(f"{len(names)} tensors under /model named as the state_dict, all chunked with Fletcher-32; "
+      f"/train step {f['train'].attrs['step']}, train_loss {f['train'].attrs['train_loss']:.4f}")
+PYEOF
+"$SEQPAR" ckpt info "$ck" >"$tmp/info.out" 2>&1
+check "ckpt info shows the position, the model and the figures: $(grep -m1 figures "$tmp/info.out")" \
+    grep -q '^figures .*train loss [0-9.]*' "$tmp/info.out"
+"$SEQPAR" ckpt list "$tmp/translate-b" >"$tmp/list.out"
+check "ckpt list: newest first, each verified" bash -c "head -1 '$tmp/list.out' | grep -q 'ckpt-00000060.h5 .* ok$'"
+
+# --- failed writes keep what was saved
+small=(train --max-steps 40 --threads 1 --log-every 100 --checkpoint-every 10 --keep 1)
+size=$(stat -c %s "$tmp/translate-a/ckpt-00000060.h5")
+"$SEQPAR" "${small[@]}" --max-steps 10 --checkpoint-dir "$tmp/probe" >/dev/null 2>&1
+size=$(stat -c %s "$tmp/probe/ckpt-00000010.h5")
+mkdir -p "$tmp/full"
+if mount -t tmpfs -o size=$((size * 3 / 2)) tmpfs "$tmp/full" 2>"$tmp/mount.err"; then
+    rc=0
+    "$SEQPAR" "${small[@]}" --checkpoint-dir "$tmp/full/ck" >"$tmp/full.out" 2>"$tmp/full.err" || rc=$?
+    check "disk full: the run stops (exit $rc): $(head -1 "$tmp/full.err")" test "$rc" = 1
+    check "... saying the earlier checkpoints are untouched" grep -q 'earlier checkpoints are untouched' "$tmp/full.err"
+    check "... and the step-10 checkpoint still verifies" "$SEQPAR" ckpt verify "$tmp/full/ck/ckpt-00000010.h5"
+    check "... no temporary file is left" test -z "$(ls "$tmp/full/ck" | grep tmp)"
+    rm -rf "$tmp/full/ck"
+    rc=0
+    "$SEQPAR" "${small[@]}" --checkpoint-dir "$tmp/full/ck" --on-checkpoint-error continue \
+        >"$tmp/full.out" 2>"$tmp/full.err" || rc=$?
+    check "--on-checkpoint-error continue trains to the end (step 40)" grep -q '^done step=40 ' "$tmp/full.out"
+    check "... exits 1 as its last checkpoint failed too ($rc)" test "$rc" = 1
+    check "... and the step-10 checkpoint still verifies" "$SEQPAR" ckpt verify "$tmp/full/ck/ckpt-00000010.h5"
+    umount "$tmp/full"
+else
+    bad "cannot mount a small tmpfs to fill: $(cat "$tmp/mount.err")"
+fi
+# permission lost mid-run (chattr +i binds root too): the run stops at its next write
+mkdir -p "$tmp/ro"
+"$SEQPAR" train --epochs 100000 --threads 1 --log-every 100000 --checkpoint-every 300 --keep 2 \
+    --checkpoint-dir "$tmp/ro" >"$tmp/ro.out" 2>"$tmp/ro.err" &
+pid=$!
+for _ in $(seq 300); do [ -e "$tmp/ro/ckpt-00000300.h5" ] && break; sleep 0.1; done
+if chattr +i "$tmp/ro" 2>"$tmp/chattr.err"; then
+    rc=0
+    wait $pid || rc=$?
+    chattr -i "$tmp/ro"
+    check "no permission: the run stops with exit 1 ($rc): $(head -1 "$tmp/ro.err")" test "$rc" = 1
+    check "... saying the earlier checkpoints are untouched" grep -q 'earlier checkpoints are untouched' "$tmp/ro.err"
+    last=$(ls "$tmp"/ro/ckpt-*.h5 | tail -1)
+    check "... and the last one written ($(basename "$last")) verifies" "$SEQPAR" ckpt verify "$last"
+else
+    kill $pid
+    bad "chattr +i failed: $(cat "$tmp/chattr.err")"
+fi
+
+# --- bad checkpoints: one line, exit 2, no crash — from ckpt verify, train --resume and translate
+good=$tmp/probe/ckpt-00000010.h5
+: >"$tmp/zero.h5"
+head -c $((size / 3)) "$good" >"$tmp/trunc.h5"
+head -c 100000 /dev/urandom >"$tmp/random.h5"
+"$PY" - "$good" "$tmp" <<'PYEOF' || bad "h5py could not build the bad files"
+import shutil, sys, h5py, numpy as np
+good, tmp = sys.argv[1], sys.argv[2]
+def copy(name):
+    p = f"{tmp}/{name}.h5"
+    shutil.copy(good, p)
+    return p
+# a flipped byte inside a dataset's stored chunk
+p = copy("flipped")
+with h5py.File(p, "r") as f:
+    off = f["model/decoder/dense/weight"].id.get_chunk_info(0).byte_offset
+with open(p, "r+b") as fh:
+    fh.seek(off + 40)
+    b = fh.read(1)
+    fh.seek(off + 40)
+    fh.write(bytes([b[0] ^ 0x10]))
+with h5py.File(copy("nogroup"), "r+") as f:
+    del f["model/decoder"]
+with h5py.File(copy("notrain"), "r+") as f:
+    del f["train"]
+with h5py.File(copy("noopt"), "r+") as f:
+    del f["optimizer"]
+with h5py.File(copy("shape"), "r+") as f:
+    n = f["model/decoder/dense/bias"].shape[0]
+    del f["model/decoder/dense/bias"]
+    f.create_dataset("model/decoder/dense/bias", data=np.zeros(n + 3, np.float32), chunks=True, fletcher32=True)
+PYEOF
+for b in zero trunc random flipped nogroup shape; do
+    expect_error "bad checkpoint ($b): ckpt verify" "$b.h5" "$SEQPAR" ckpt verify "$tmp/$b.h5"
+    expect_error "bad checkpoint ($b): train --resume" "$b.h5" "$SEQPAR" train --max-steps 20 --threads 1 --resume "$tmp/$b.h5"
+    expect_error "bad checkpoint ($b): translate" "$b.h5" bash -c "echo one | '$SEQPAR' translate --checkpoint '$tmp/$b.h5'"
+done
+expect_error "bad checkpoint (notrain): ckpt verify" 'notrain.h5.*/train' "$SEQPAR" ckpt verify "$tmp/notrain.h5"
+expect_error "bad checkpoint (notrain): train --resume" 'notrain.h5.*/train' "$SEQPAR" train --max-steps 20 --threads 1 --resume "$tmp/notrain.h5"
+expect_error "a checkpoint without /optimizer cannot resume" 'noopt.h5.*optimizer' \
+    "$SEQPAR" train --max-steps 20 --threads 1 --resume "$tmp/noopt.h5"
+expect_error "a checkpoint of another model is refused naming the first mismatch" \
+    '--hidden is 32 in the checkpoint but 48' "$SEQPAR" train --max-steps 20 --hidden 48 --resume "$good"
+
+# --- SIGKILL at any moment of a run that checkpoints every step: every file
+# under a checkpoint's name verifies; unfinished writes are cleaned up
+big=(train --embed 128 --hidden 512 --threads 1 --log-every 1 --checkpoint-every 1 --keep 3 --epochs 1000
+     --checkpoint-dir "$tmp/kill" --resume auto)
+during=0 badfiles=0
+for i in $(seq 10); do
+    "$SEQPAR" "${big[@]}" >"$tmp/k.out" 2>"$tmp/k.err" &
+    pid=$!
+    sleep "$(awk "BEGIN {srand($i); print 0.8 + rand() * 1.5}")"
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    ls "$tmp/kill" | grep -q '\.tmp\.' && during=$((during + 1))
+    for f in "$tmp"/kill/ckpt-*.h5; do
+        [ -e "$f" ] || continue
+        "$SEQPAR" ckpt verify "$f" >/dev/null 2>"$tmp/v.err" || { badfiles=$((badfiles + 1)); echo "     $(cat "$tmp/v.err")"; }
+    done
+done
+nck=$(ls "$tmp"/kill/ckpt-*.h5 2>/dev/null | wc -l)
+check "10 SIGKILLs ($during mid-write): all $nck files under checkpoint names verify" test "$badfiles" = 0 -a "$nck" -gt 0
+check "... and at least one kill landed during a write" test "$during" -gt 0
+"$SEQPAR" "${big[@]}" --max-steps 1 >"$tmp/k.out" 2>"$tmp/k.err"
+check "the next start removes the unfinished writes" bash -c "! ls '$tmp/kill' | grep -q '\.tmp\.'"
+finish
