@@ -43,8 +43,9 @@ int comm_thread_plan(int requested, char *why, size_t whylen);
 /* ------------------------------------------------- gradient reduction
  *
  * The gradient buffer holds n tensors (float offsets off[i], sizes size[i],
- * ascending, non-overlapping) followed by `tail` floats of per-step sums
- * (loss, token count). Tensors are grouped into buckets: contiguous runs of
+ * ascending, non-overlapping) within its first `len` floats (padding after a
+ * tensor included), then `tail` floats of per-step sums (loss, token count)
+ * at buf + len. Tensors are grouped into buckets: contiguous runs of
  * about `bucket_bytes`, formed from the last tensor backwards, which is the
  * order in which backward finishes them (PyTorch DDP's and Horovod's
  * scheme). bucket_bytes 0 makes one bucket.
@@ -57,8 +58,8 @@ int comm_thread_plan(int requested, char *why, size_t whylen);
  * same order (the model does: its backward is the same on every rank). */
 typedef struct comm_reducer comm_reducer;
 
-int comm_reducer_create(comm_reducer **out, float *buf, const size_t *off, const size_t *size,
-                        int n, size_t tail, size_t bucket_bytes, int overlap);
+int comm_reducer_create(comm_reducer **out, float *buf, size_t len, const size_t *off,
+                        const size_t *size, int n, size_t tail, size_t bucket_bytes, int overlap);
 void comm_reducer_free(comm_reducer *r);
 int comm_reducer_buckets(const comm_reducer *r);
 void comm_reducer_begin(comm_reducer *r);

@@ -58,11 +58,11 @@ struct comm_reducer {
     uint64_t *hash; /* (2n) replica check: this rank's checksums, then rank 0's */
 };
 
-int comm_reducer_create(comm_reducer **out, float *buf, const size_t *off, const size_t *size,
-                        int n, size_t tail, size_t bucket_bytes, int overlap)
+int comm_reducer_create(comm_reducer **out, float *buf, size_t len, const size_t *off,
+                        const size_t *size, int n, size_t tail, size_t bucket_bytes, int overlap)
 {
     *out = NULL;
-    if (n < 1) return COMM_ERR;
+    if (n < 1 || len < off[n - 1] + size[n - 1] || tail > (size_t)INT_MAX) return COMM_ERR;
     for (int i = 0; i < n; i++)
         if (size[i] > (size_t)INT_MAX || (i > 0 && off[i] < off[i - 1] + size[i - 1]))
             return COMM_ERR;
@@ -70,7 +70,7 @@ int comm_reducer_create(comm_reducer **out, float *buf, const size_t *off, const
     if (!r) return COMM_ERR;
     r->buf = buf, r->n = n, r->overlap = overlap, r->tail = tail, r->world = comm_world();
     r->off = off, r->size = size;
-    r->total = off[n - 1] + size[n - 1];
+    r->total = len; /* the last bucket ends here, the tail starts here */
     r->of_tensor = calloc((size_t)n, sizeof(int));
     r->tensor_done = calloc((size_t)n, sizeof(int));
     r->tensor_count = calloc((size_t)n, sizeof(int));

@@ -225,8 +225,9 @@ static int make_dirs(const char *path)
     return stat(buf, &st) == 0 && S_ISDIR(st.st_mode) && access(buf, W_OK) == 0 ? 0 : -1;
 }
 
-/* Rank 0 writes; returns 0, or -1 after saying why (earlier checkpoints stay). */
-static int save_checkpoint(trainer *t)
+/* Rank 0 writes; returns 0, or -1 after saying in one line why and `then`
+ * (what happens next; earlier checkpoints stay). */
+static int save_checkpoint(trainer *t, const char *then)
 {
     if (t->rank != 0 || !t->cfg.checkpoint_dir[0]) return 0;
     char path[1200], err[ERRLEN];
@@ -270,8 +271,9 @@ static int save_checkpoint(trainer *t)
         fflush(stdout);
     }
     if (rc != CKPT_OK) {
-        if (rc == CKPT_ENOMEM) snprintf(err, sizeof err, "out of memory");
-        fprintf(stderr, "seqpar train: checkpoint at step %ld failed: %s\n", t->step, err);
+        if (rc == CKPT_ENOMEM && !json) snprintf(err, sizeof err, "out of memory");
+        fprintf(stderr, "seqpar train: checkpoint at step %ld failed: %s; %s\n", t->step, err,
+                then);
         return -1;
     }
     retain(t->cfg.checkpoint_dir, t->cfg.keep, t->step);
@@ -297,7 +299,7 @@ static void state_rows(trainer *t, float *global, float *local, int to_global)
 /* Every rank calls it: the carried LM state is gathered (each rank adds its
  * rows into zeros: an exact sum), rank 0 writes, every rank learns whether
  * that worked. Returns 0, or -1 after a failed write (rank 0 said why). */
-static int checkpoint(trainer *t)
+static int checkpoint(trainer *t, const char *then)
 {
     if (!t->cfg.checkpoint_dir[0]) return 0;
     if (t->carry_state) {
@@ -311,7 +313,7 @@ static int checkpoint(trainer *t)
         }
     }
     if (t->saved_step == t->step) return 0; /* this step is saved already */
-    int ok = save_checkpoint(t) == 0;
+    int ok = save_checkpoint(t, then) == 0;
     comm_bcast(&ok, sizeof ok, 0);
     if (ok) t->saved_step = t->step;
     return ok ? 0 : -1;
@@ -321,11 +323,14 @@ static int checkpoint(trainer *t)
  * (--on-checkpoint-error stop, every rank exits 1) or is survived. */
 static void checkpoint_or_stop(trainer *t)
 {
-    if (checkpoint(t) == 0 || strcmp(t->cfg.on_ckpt_error, "continue") == 0) return;
-    die0(t, 1,
-         "stopping at step %ld (--on-checkpoint-error stop); resume from the last "
-         "checkpoint that was written",
-         t->step);
+    const int go_on = strcmp(t->cfg.on_ckpt_error, "continue") == 0;
+    if (checkpoint(t, go_on ? "training goes on (--on-checkpoint-error continue)"
+                            : "stopping (--on-checkpoint-error stop); resume from the last "
+                              "checkpoint written") == 0 ||
+        go_on)
+        return;
+    comm_finalize(); /* every rank learnt it from the same broadcast; rank 0 said why */
+    exit(1);
 }
 
 /* The options that define the model, the data and the sample order must be
@@ -381,11 +386,14 @@ static void resume_from(trainer *t, const char *path)
                 if (rc == CKPT_OK && t->mc.cell == CELL_LSTM)
                     rc = ckpt_read_state(f, "state_c", t->gstate_c, dims, &fc, err, sizeof err);
                 if (rc == CKPT_OK && tr.batch_in_epoch > 0 && !(fh && fc)) {
-                    snprintf(err, sizeof err,
-                             "%s: the carried hidden state (/train/state_h%s) is missing: "
-                             "the run cannot continue mid-epoch exactly",
-                             path, t->mc.cell == CELL_LSTM ? ", state_c" : "");
-                    rc = CKPT_EFORMAT;
+                    /* a checkpoint of seqpar before 0.1's issue-5 work: loadable */
+                    fprintf(stderr,
+                            "seqpar train: warning: %s has no carried hidden state "
+                            "(/train/state_h%s); the streams restart from zeros mid-epoch, "
+                            "so this resume is not exact\n",
+                            path, t->mc.cell == CELL_LSTM ? ", state_c" : "");
+                    memset(t->gstate_h, 0, sizeof(float) * dims[0] * dims[1] * dims[2]);
+                    memset(t->gstate_c, 0, sizeof(float) * dims[0] * dims[1] * dims[2]);
                 }
             }
             t->last_loss = tr.train_loss, t->last_valid_loss = tr.valid_loss;
@@ -466,9 +474,13 @@ static void setup_reducer(trainer *t)
     int ok = t->toff && t->tsize;
     for (int i = 0; ok && i < pt->n; i++) t->toff[i] = pt->t[i].offset, t->tsize[i] = pt->t[i].size;
     const int overlap = strcmp(t->cfg.overlap, "on") == 0;
-    ok = ok && comm_reducer_create(&t->red, pt->grad, t->toff, t->tsize, pt->n, PARAM_GRAD_TAIL,
-                                   (size_t)t->cfg.bucket_kb * 1024, overlap) == COMM_OK;
-    agree(t, ok, 1, "out of memory for the gradient reducer");
+    /* the tail (loss and token sums) sits at grad + total, after the padding */
+    ok = ok &&
+         comm_reducer_create(&t->red, pt->grad, pt->total, t->toff, t->tsize, pt->n,
+                             PARAM_GRAD_TAIL, (size_t)t->cfg.bucket_kb * 1024, overlap) == COMM_OK;
+    agree(t, ok, 1,
+          "cannot set up the gradient reducer (out of memory, or a tensor of more than 2^31 "
+          "elements)");
     if (overlap) model_set_grad_hook(t->m, on_grad_ready, t);
 }
 
@@ -820,7 +832,8 @@ int cmd_train(int argc, char **argv)
     }
     if (win_tok > 0) last_win_loss = win_loss / win_tok; /* steps since the last progress line */
     int ckpt_ok = 1;
-    if (t->step > start_step) ckpt_ok = checkpoint(t) == 0;
+    if (t->step > start_step)
+        ckpt_ok = checkpoint(t, "the steps since the last checkpoint are not saved") == 0;
     if (t->step == start_step)
         comm_printf0("nothing to train: step %ld already reaches --epochs %ld / --max-steps %ld\n",
                      t->step, c->epochs, c->max_steps);

@@ -56,7 +56,7 @@ int main(int argc, char **argv)
     const int kbs[] = {64, 256, 512, 1024, 2048, 4096, 8192, 16384, 0};
     for (size_t k = 0; k < sizeof kbs / sizeof *kbs; k++) {
         comm_reducer *r;
-        if (comm_reducer_create(&r, x, off, size, NT, 16, (size_t)kbs[k] * 1024, 0) != COMM_OK)
+        if (comm_reducer_create(&r, x, big, off, size, NT, 16, (size_t)kbs[k] * 1024, 0) != COMM_OK)
             return 1;
         double t[10];
         for (int rep = 0; rep < 10; rep++) {

@@ -42,6 +42,10 @@ equivalent() {
 }
 
 equivalent translate --dataset fra-eng --num-examples 600 --dropout 0.2 --sampler random --batch 64
+# a target vocabulary of 16k+1 words (97): the last tensor leaves 15 floats of
+# padding before the loss and token sums
+equivalent vocab97 --dataset numbers --num-examples 280 --dropout 0.1 --batch 64
+check "vocab97: the target vocabulary is 97 words" grep -q 'vocab [0-9]* -> 97;' "$tmp/vocab97-1.out"
 equivalent lm --task lm --dataset timemachine --num-examples 20000 --embed 0 --hidden 64 --layers 2 \
     --dropout 0.2 --sampler sequential --batch 64 --steps 35 --lr 0.01
 
