@@ -102,8 +102,9 @@ void ckpt_path(char *out, size_t n, const char *dir, long step);
 #define CKPT_LIST_MAX 4096
 int ckpt_list_dir(const char *dir, long *steps, int max);
 
-/* Removes temporary files of writers that no longer run (ckpt-*.h5.tmp.PID
- * with PID gone: a writer killed mid-write); returns how many. */
+/* Removes temporary files of writers on this host that no longer run
+ * (ckpt-*.h5.tmp.HOST.PID with that PID gone: a writer killed mid-write);
+ * returns how many. Other hosts' temporaries are left alone. */
 int ckpt_clean_temps(const char *dir);
 
 /* Opens and reads every dataset (the Fletcher-32 filter checks each chunk)

@@ -244,6 +244,14 @@ static int fsync_path(const char *path, int dir)
     return rc;
 }
 
+/* This host's name, for temporary file names ("localhost" if unknown). */
+static const char *host_name(void)
+{
+    static char h[128];
+    if (!h[0] && (gethostname(h, sizeof h - 1) != 0 || !h[0])) snprintf(h, sizeof h, "localhost");
+    return h;
+}
+
 /* Writes all of buf to a new file at path and fsyncs it; 0 or -1 (errno set). */
 static int write_file(const char *path, const void *buf, size_t n)
 {
@@ -284,8 +292,8 @@ int ckpt_save(const char *path, const ckpt_content *c, char *err, size_t errlen)
         if (fapl >= 0) H5Pclose(fapl);
         return seterr(err, errlen, CKPT_ENOMEM, "%s: cannot set up HDF5", path);
     }
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    char tmp[1300];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%s.%ld", path, host_name(), (long)getpid());
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl); /* in memory only */
     H5Pclose(fapl);
     if (f < 0) return seterr(err, errlen, CKPT_ENOMEM, "%s: HDF5 cannot build the file", path);
@@ -297,9 +305,9 @@ int ckpt_save(const char *path, const ckpt_content *c, char *err, size_t errlen)
     if (H5Fclose(f) < 0) rc = -1;
     if (rc < 0 || !image) {
         free(image);
-        return seterr(err, errlen, rc < 0 ? CKPT_EFORMAT : CKPT_ENOMEM,
+        return seterr(err, errlen, rc < 0 || size < 0 ? CKPT_EFORMAT : CKPT_ENOMEM,
                       "%s: %s; earlier checkpoints are untouched", path,
-                      rc < 0 ? "HDF5 could not build the file" : "out of memory");
+                      rc < 0 || size < 0 ? "HDF5 could not build the file" : "out of memory");
     }
     if (write_file(tmp, image, (size_t)size) != 0) {
         int e = errno;
@@ -331,14 +339,22 @@ int ckpt_clean_temps(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d) return 0;
+    const char *host = host_name();
+    const size_t hl = strlen(host);
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
-        long step, pid;
-        int end = 0;
-        if (sscanf(e->d_name, "ckpt-%ld.h5.tmp.%ld%n", &step, &pid, &end) != 2 ||
-            e->d_name[end] != '\0' || pid <= 0)
-            continue;
+        /* ckpt-<step>.h5.tmp.<host>.<pid>: only this host's writers can be
+         * asked whether they still run (another node's, or another
+         * container's, are left alone) */
+        long step;
+        int at = 0;
+        if (sscanf(e->d_name, "ckpt-%ld.h5.tmp.%n", &step, &at) != 1 || at == 0) continue;
+        const char *rest = e->d_name + at;
+        if (strncmp(rest, host, hl) != 0 || rest[hl] != '.') continue;
+        char *end;
+        long pid = strtol(rest + hl + 1, &end, 10);
+        if (*end || pid <= 0 || end == rest + hl + 1) continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* its writer still runs */
         char p[1200];
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
@@ -368,7 +384,7 @@ int ckpt_list_dir(const char *dir, long *steps, int max)
     while ((e = readdir(d)) && n < max) {
         long s;
         char tail[8];
-        /* exactly ckpt-<digits>.h5: temporary files (.h5.tmp.PID) do not match */
+        /* exactly ckpt-<digits>.h5: temporary files (.h5.tmp.HOST.PID) do not match */
         if (sscanf(e->d_name, "ckpt-%ld.h5%7s", &s, tail) == 1 && s >= 0) steps[n++] = s;
     }
     closedir(d);
