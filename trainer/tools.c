@@ -151,37 +151,92 @@ static int ckpt_diff(int argc, char **argv)
     printf("parameters  largest relative difference %.3g in %s; %d of %d tensors identical\n",
            worst, pa->t[wi].name, identical, pa->n);
     double worst_all = worst;
-    /* the optimizer's moments, when both files have them */
+    /* the optimizer state and the training position must match too */
     optimizer oa = {0}, ob = {0};
-    opt_kind ka, kb;
-    char err[ERRLEN];
+    opt_kind ka = OPT_SGD, kb = OPT_SGD;
+    char err[ERRLEN] = "";
     ckpt_file *fa = NULL, *fb = NULL;
-    if (opt_parse(a.cfg.optimizer, &ka) == MODEL_OK && opt_parse(b.cfg.optimizer, &kb) == 0 &&
-        ka == OPT_ADAM && kb == OPT_ADAM && optimizer_init(&oa, ka, 1.0f, pa) == MODEL_OK &&
-        optimizer_init(&ob, kb, 1.0f, pb) == MODEL_OK &&
-        ckpt_open(&fa, files[0], err, sizeof err) == CKPT_OK &&
-        ckpt_open(&fb, files[1], err, sizeof err) == CKPT_OK &&
-        ckpt_read_optimizer(fa, pa, &oa, err, sizeof err) == CKPT_OK &&
-        ckpt_read_optimizer(fb, pb, &ob, err, sizeof err) == CKPT_OK) {
-        const char *which[2] = {"adam m", "adam v"};
-        const float *xa[2] = {oa.m, oa.v}, *xb[2] = {ob.m, ob.v};
-        for (int k = 0; k < 2; k++) {
-            double w = 0.0;
-            int i = -1, same_n = 0;
-            diff_tensors(pa, xa[k], xb[k], &w, &i, &same_n);
-            printf("%-11s largest relative difference %.3g in %s; %d of %d tensors identical\n",
-                   which[k], w, pa->t[i].name, same_n, pa->n);
+    ckpt_train ta = {0}, tb = {0};
+    int rc = 0;
+    opt_parse(a.cfg.optimizer, &ka);
+    opt_parse(b.cfg.optimizer, &kb);
+    if (ckpt_open(&fa, files[0], err, sizeof err) != CKPT_OK ||
+        ckpt_open(&fb, files[1], err, sizeof err) != CKPT_OK ||
+        ckpt_read_train(fa, &ta, err, sizeof err) != CKPT_OK ||
+        ckpt_read_train(fb, &tb, err, sizeof err) != CKPT_OK) {
+        rc = 2;
+    } else if (ka != kb) {
+        printf("optimizer   %s vs %s\n", a.cfg.optimizer, b.cfg.optimizer);
+        worst_all = INFINITY;
+    } else if (ka == OPT_ADAM) {
+        if (optimizer_init(&oa, ka, 1.0f, pa) != MODEL_OK ||
+            optimizer_init(&ob, kb, 1.0f, pb) != MODEL_OK) {
+            snprintf(err, sizeof err, "out of memory");
+            rc = 2;
+        } else if (ckpt_read_optimizer(fa, pa, &oa, err, sizeof err) != CKPT_OK ||
+                   ckpt_read_optimizer(fb, pb, &ob, err, sizeof err) != CKPT_OK) {
+            rc = 2;
+        } else {
+            const char *which[2] = {"adam m", "adam v"};
+            const float *xa[2] = {oa.m, oa.v}, *xb[2] = {ob.m, ob.v};
+            for (int k = 0; k < 2; k++) {
+                double w = 0.0;
+                int i = -1, same_n = 0;
+                diff_tensors(pa, xa[k], xb[k], &w, &i, &same_n);
+                printf("%-11s largest relative difference %.3g in %s; %d of %d tensors "
+                       "identical\n",
+                       which[k], w, pa->t[i].name, same_n, pa->n);
+                if (w > worst_all) worst_all = w;
+            }
+            if (oa.t != ob.t) {
+                printf("adam step   %ld vs %ld\n", oa.t, ob.t);
+                worst_all = INFINITY;
+            }
+        }
+    }
+    if (rc == 0 &&
+        (ta.step != tb.step || ta.epoch != tb.epoch || ta.batch_in_epoch != tb.batch_in_epoch)) {
+        printf("position    step %ld epoch %ld batch %ld vs step %ld epoch %ld batch %ld\n",
+               ta.step, ta.epoch, ta.batch_in_epoch, tb.step, tb.epoch, tb.batch_in_epoch);
+        worst_all = INFINITY;
+    }
+    /* the LM's carried hidden states, when either file has them */
+    const int dims[3] = {a.cfg.layers, a.cfg.batch, a.cfg.hidden};
+    const size_t ns = (size_t)dims[0] * dims[1] * dims[2];
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        const char *name = k ? "state_c" : "state_h";
+        float *sa = malloc(ns * sizeof(float)), *sb = malloc(ns * sizeof(float));
+        int fa_has = 0, fb_has = 0;
+        if (!sa || !sb) {
+            snprintf(err, sizeof err, "out of memory");
+            rc = 2;
+        } else if (ckpt_read_state(fa, name, sa, dims, &fa_has, err, sizeof err) != CKPT_OK ||
+                   ckpt_read_state(fb, name, sb, dims, &fb_has, err, sizeof err) != CKPT_OK) {
+            rc = 2;
+        } else if (fa_has != fb_has) {
+            printf("%-11s only in %s\n", name, fa_has ? files[0] : files[1]);
+            worst_all = INFINITY;
+        } else if (fa_has) {
+            double dmax = 0.0, amax = 0.0;
+            for (size_t i = 0; i < ns; i++) {
+                double d = fabs((double)sa[i] - (double)sb[i]);
+                dmax = d > dmax || isnan(d) ? (isnan(d) ? INFINITY : d) : dmax;
+                amax = fabs((double)sa[i]) > amax ? fabs((double)sa[i]) : amax;
+            }
+            double w = amax > 0 ? dmax / amax : dmax;
+            printf("%-11s largest relative difference %.3g\n", name, w);
             if (w > worst_all) worst_all = w;
         }
-        if (oa.t != ob.t) {
-            printf("adam step   %ld vs %ld\n", oa.t, ob.t);
-            worst_all = INFINITY;
-        }
+        free(sa), free(sb);
     }
     if (fa) ckpt_close(fa);
     if (fb) ckpt_close(fb);
     optimizer_free(&oa), optimizer_free(&ob);
     loaded_model_free(&a), loaded_model_free(&b);
+    if (rc) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return rc;
+    }
     int ok = worst_all <= tol;
     printf("%s (tolerance %g)\n", ok ? "within tolerance" : "DIFFERENT", tol);
     return ok ? 0 : 1;
@@ -196,7 +251,8 @@ int cmd_ckpt(int argc, char **argv)
                "  verify  reads every dataset (Fletcher-32 checksums) and checks the layout\n"
                "  list    the checkpoints of a directory, newest first, with their status\n"
                "  diff    largest relative difference (per tensor max|a-b| / max|a|) of the\n"
-               "          parameters and Adam moments of two checkpoints of one model; exit 1\n"
+               "          parameters, Adam moments and carried LM states of two checkpoints of\n"
+               "          one model, whose optimizer and position must also agree; exit 1\n"
                "          when it exceeds --tolerance (default 0: bitwise equal)\n");
         return 0;
     }
