@@ -95,6 +95,7 @@ if mount -t tmpfs -o size=$((size * 3 / 2)) tmpfs "$tmp/full" 2>"$tmp/mount.err"
     "$SEQPAR" "${small[@]}" --checkpoint-dir "$tmp/full/ck" >"$tmp/full.out" 2>"$tmp/full.err" || rc=$?
     check "disk full: the run stops (exit $rc): $(head -1 "$tmp/full.err")" test "$rc" = 1
     check "... saying the earlier checkpoints are untouched" grep -q 'earlier checkpoints are untouched' "$tmp/full.err"
+    check "... in one line" test "$(grep -c '' "$tmp/full.err")" = 1
     check "... and the step-10 checkpoint still verifies" "$SEQPAR" ckpt verify "$tmp/full/ck/ckpt-00000010.h5"
     check "... no temporary file is left" test -z "$(ls "$tmp/full/ck" | grep tmp)"
     rm -rf "$tmp/full/ck"
@@ -171,6 +172,14 @@ expect_error "a checkpoint without /optimizer cannot resume" 'noopt.h5.*optimize
 expect_error "a checkpoint of another model is refused naming the first mismatch" \
     '--hidden is 32 in the checkpoint but 48' "$SEQPAR" train --max-steps 20 --hidden 48 --resume "$good"
 
+# --- --resume auto skips a newest checkpoint that does not verify, and says so
+"$SEQPAR" train --max-steps 20 --threads 1 --checkpoint-every 10 --keep 2 --checkpoint-dir "$tmp/auto" >/dev/null 2>&1
+head -c 5000 "$tmp/auto/ckpt-00000020.h5" >"$tmp/auto/cut" && mv "$tmp/auto/cut" "$tmp/auto/ckpt-00000020.h5"
+"$SEQPAR" train --max-steps 25 --threads 1 --checkpoint-dir "$tmp/auto" --resume auto >"$tmp/auto.out" 2>"$tmp/auto.err"
+check "resume auto warns about the damaged newest: $(head -1 "$tmp/auto.err")" grep -q 'warning: skipping .*ckpt-00000020.h5' "$tmp/auto.err"
+check "... and resumes from the one before it" grep -q 'resumed from .*ckpt-00000010.h5 at step 10' "$tmp/auto.out"
+check "... to the end" grep -q '^done step=25 ' "$tmp/auto.out"
+
 # --- SIGKILL at any moment of a run that checkpoints every step: every file
 # under a checkpoint's name verifies; unfinished writes are cleaned up
 big=(train --embed 128 --hidden 512 --threads 1 --log-every 1 --checkpoint-every 1 --keep 3 --epochs 1000
@@ -179,7 +188,16 @@ during=0 badfiles=0
 for i in $(seq 10); do
     "$SEQPAR" "${big[@]}" >"$tmp/k.out" 2>"$tmp/k.err" &
     pid=$!
-    sleep "$(awk "BEGIN {srand($i); print 0.8 + rand() * 1.5}")"
+    # once it writes (the first checkpoint line: start-up time varies, e.g.
+    # under ASan): odd rounds kill it the moment a temporary file shows (in
+    # the middle of writing the bytes), even rounds at a random moment of
+    # the next second or so (building the file in memory, training, renaming)
+    for _ in $(seq 600); do grep -q '^checkpoint ' "$tmp/k.out" && break; sleep 0.1; done
+    if [ $((i % 2)) = 1 ]; then
+        for _ in $(seq 3000); do compgen -G "$tmp/kill/*.tmp.*" >/dev/null && break; sleep 0.01; done
+    else
+        sleep "$(awk "BEGIN {srand($i); print rand() * 1.2}")"
+    fi
     kill -9 $pid 2>/dev/null
     wait $pid 2>/dev/null
     ls "$tmp/kill" | grep -q '\.tmp\.' && during=$((during + 1))
