@@ -305,6 +305,18 @@ const float *model_last_logits(const model *m);
 int model_greedy(model *m, const int32_t *src, int B, int T, int bos, int eos, int max_len,
                  int32_t *out, int *len);
 
+/* Beam search (d2l's beam-search section, Marian's shrinking beam): for each
+ * of B sentences, k hypotheses grow by the k best one-token extensions of
+ * the live ones by summed log probability; one that ends in <eos> is set
+ * aside as finished and its sentence keeps k − (finished) live beams, so a
+ * sentence stops when none are live or at max_len. The result is the
+ * candidate (finished, or live at max_len) with the best score / L^alpha, L
+ * its length counting <eos>. k = 1 gives exactly model_greedy's output.
+ * Needs B·k ≤ max_batch; out/len as model_greedy. Allocates its workspace
+ * once per call (not per token); MODEL_ENOMEM if that fails. */
+int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int max_len, int k,
+               float alpha, int32_t *out, int *len);
+
 /* LM generation: feeds prefix (n ids) then produces `len` ids into out, greedy
  * when temperature <= 0, else sampling keyed by (seed). */
 int model_lm_generate(model *m, const int32_t *prefix, int n, int len, float temperature,

@@ -447,6 +447,159 @@ int model_greedy(model *m, const int32_t *src, int B, int T, int bos, int eos, i
     return MODEL_OK;
 }
 
+/* One candidate extension during beam search. */
+typedef struct beam_cand {
+    double score; /* summed log probability */
+    int parent;   /* beam row it extends */
+    int token;
+} beam_cand;
+
+/* Keeps the k best of the candidates offered (best first). */
+static void beam_offer(beam_cand *top, int *n, int k, double score, int parent, int token)
+{
+    if (*n == k && score <= top[k - 1].score) return;
+    int i = *n < k ? (*n)++ : k - 1;
+    while (i > 0 && top[i - 1].score < score) {
+        top[i] = top[i - 1];
+        i--;
+    }
+    top[i] = (beam_cand){score, parent, token};
+}
+
+int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int max_len, int k,
+               float alpha, int32_t *out, int *len)
+{
+    const int H = m->cfg.hidden, L = m->cfg.layers, V = m->cfg.tgt_vocab;
+    if (m->cfg.task != MODEL_TRANSLATE || B < 1 || k < 1 || (long)B * k > m->cfg.max_batch ||
+        T < 1 || T > m->cfg.num_steps || max_len < 1 || bos < 0 || bos >= V || eos < 0 || eos >= V)
+        return MODEL_EINVAL;
+    for (size_t i = 0; i < (size_t)B * T; i++)
+        if (src[i] < 0 || src[i] >= m->cfg.src_vocab) return MODEL_EINVAL;
+    const int R = B * k; /* decoder rows: beam j of sentence b is row b*k + j */
+    param_table *pt = &m->pt;
+    /* per call: histories (two generations), scores, candidates, the best
+     * finished hypothesis of each sentence */
+    int32_t *hist = malloc(2 * (size_t)R * max_len * sizeof(int32_t));
+    int32_t *best_tok = malloc((size_t)B * max_len * sizeof(int32_t));
+    double *score = malloc((size_t)R * sizeof(double)), *best = malloc((size_t)B * sizeof(double));
+    int *live = malloc((size_t)R * sizeof(int)), *best_len = malloc((size_t)B * sizeof(int));
+    int *nlive = malloc((size_t)B * sizeof(int));
+    beam_cand *top = malloc((size_t)k * sizeof(beam_cand));
+    if (!hist || !best_tok || !score || !best || !live || !best_len || !nlive || !top) {
+        free(hist), free(best_tok), free(score), free(best), free(live), free(best_len);
+        free(nlive), free(top);
+        return MODEL_ENOMEM;
+    }
+    int32_t *h_old = hist, *h_new = hist + (size_t)R * max_len;
+    int32_t *ids = m->ids_a, *tok = m->ids_b;
+    to_time_major(ids, src, B, T);
+    const float *xe = embed(m, m->i_enc_emb, m->xa, ids, (size_t)T * B);
+    float *h = m->st_h, *c = m->st_c, *h2 = m->st2_h, *c2 = m->st2_c;
+    rnn_stack_forward(&m->enc, T, B, xe, ids, NULL, NULL, NULL, h2, c2, NULL);
+    /* every beam of a sentence starts from its encoder state and context */
+    const int lstm = m->cfg.cell == CELL_LSTM;
+    for (int l = 0; l < L; l++)
+        for (int r = 0; r < R; r++) {
+            size_t from = ((size_t)l * B + r / k) * H, to = ((size_t)l * R + r) * H;
+            memcpy(h + to, h2 + from, (size_t)H * sizeof(float));
+            if (lstm) memcpy(c + to, c2 + from, (size_t)H * sizeof(float));
+        }
+    for (int r = 0; r < R; r++)
+        memcpy(m->ctx + (size_t)r * H, h2 + ((size_t)(L - 1) * B + r / k) * H,
+               (size_t)H * sizeof(float));
+    for (int r = 0; r < R; r++) {
+        tok[r] = bos;
+        score[r] = 0.0;
+        live[r] = r % k == 0; /* identical beams: only the first starts */
+    }
+    for (int b = 0; b < B; b++) best[b] = -INFINITY, best_len[b] = 0, nlive[b] = 1;
+    int alive = B;
+    for (int s = 0; s < max_len && alive > 0; s++) {
+        const float *xd = embed(m, m->i_dec_emb, m->xb, tok, (size_t)R);
+        rnn_stack_forward(&m->dec, 1, R, xd, tok, m->ctx, h, c, h2, c2, NULL);
+        dense_forward(m->logits, m->dec.y[L - 1], param_data(pt, m->i_dense_w),
+                      param_data(pt, m->i_dense_b), R, H, V);
+        for (int b = 0; b < B; b++) {
+            if (nlive[b] == 0) continue;
+            int nt = 0;
+            const int want = nlive[b]; /* finished hypotheses shrink the beam */
+            for (int j = 0; j < k; j++) {
+                const int r = b * k + j;
+                if (!live[r]) continue;
+                const float *z = m->logits + (size_t)r * V;
+                float mx = z[0];
+                for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+                double sum = 0.0;
+                for (int v = 0; v < V; v++) sum += exp((double)(z[v] - mx));
+                /* sum >= 1: the maximum contributes exp(0) (V >= 4, model_create) */
+                // cppcheck-suppress invalidFunctionArg
+                const double lse = (double)mx + log(sum);
+                for (int v = 0; v < V; v++)
+                    beam_offer(top, &nt, want, score[r] + ((double)z[v] - lse), r, v);
+            }
+            /* the chosen extensions become this sentence's beams */
+            int j = 0;
+            for (int q = 0; q < nt; q++) {
+                const beam_cand *cd = &top[q];
+                const int pl = s; /* parent's length */
+                if (cd->token == eos) {
+                    double norm = cd->score / pow((double)(pl + 1), (double)alpha);
+                    if (norm > best[b]) {
+                        best[b] = norm;
+                        best_len[b] = pl;
+                        memcpy(best_tok + (size_t)b * max_len, h_old + (size_t)cd->parent * max_len,
+                               (size_t)pl * sizeof(int32_t));
+                    }
+                    nlive[b]--;
+                    continue;
+                }
+                const int r = b * k + j++;
+                memcpy(h_new + (size_t)r * max_len, h_old + (size_t)cd->parent * max_len,
+                       (size_t)pl * sizeof(int32_t));
+                h_new[(size_t)r * max_len + pl] = cd->token;
+                m->rows[r] = cd->parent; /* state to copy */
+                score[r] = cd->score;
+                tok[r] = cd->token;
+            }
+            for (int q = j; q < k; q++) live[b * k + q] = 0, m->rows[b * k + q] = -1;
+            for (int q = 0; q < j; q++) live[b * k + q] = 1;
+            if (nlive[b] == 0) alive--;
+        }
+        /* reorder the new states by parent row (h2, c2 → h, c) */
+        for (int l = 0; l < L; l++)
+            for (int r = 0; r < R; r++) {
+                if (m->rows[r] < 0) continue;
+                size_t from = ((size_t)l * R + (size_t)m->rows[r]) * H,
+                       to = ((size_t)l * R + r) * H;
+                memcpy(h + to, h2 + from, (size_t)H * sizeof(float));
+                if (lstm) memcpy(c + to, c2 + from, (size_t)H * sizeof(float));
+            }
+        int32_t *sw = h_old;
+        h_old = h_new, h_new = sw;
+    }
+    /* hypotheses still live at max_len compete too, with their length */
+    for (int b = 0; b < B; b++) {
+        for (int j = 0; j < k; j++) {
+            const int r = b * k + j;
+            if (!live[r] || nlive[b] == 0) continue;
+            double norm = score[r] / pow((double)max_len, (double)alpha);
+            if (norm > best[b]) {
+                best[b] = norm;
+                best_len[b] = max_len;
+                memcpy(best_tok + (size_t)b * max_len, h_old + (size_t)r * max_len,
+                       (size_t)max_len * sizeof(int32_t));
+            }
+        }
+        len[b] = best_len[b];
+        memcpy(out + (size_t)b * max_len, best_tok + (size_t)b * max_len,
+               (size_t)best_len[b] * sizeof(int32_t));
+    }
+    for (int r = 0; r < m->cfg.max_batch; r++) m->rows[r] = r; /* restore the identity */
+    free(hist), free(best_tok), free(score), free(best), free(live), free(best_len);
+    free(nlive), free(top);
+    return MODEL_OK;
+}
+
 int model_lm_generate(model *m, const int32_t *prefix, int n, int len, float temperature,
                       uint64_t seed, int32_t *out)
 {

@@ -400,6 +400,98 @@ static void test_grad_hook(void)
     }
 }
 
+/* Beam search: k = 1 is greedy, token for token; with a beam wide enough to
+ * keep every path it finds the best-scoring output of all (enumerated). */
+static void test_beam(void)
+{
+    model_config cfgs[] = {{MODEL_TRANSLATE, CELL_GRU, 2, 5, 6, 0.0f, 0, 9, 11, 6, 4},
+                           {MODEL_TRANSLATE, CELL_LSTM, 2, 5, 6, 0.0f, 1, 9, 11, 6, 4},
+                           {MODEL_TRANSLATE, CELL_RNN, 1, 0, 6, 0.0f, 0, 9, 11, 6, 4}};
+    for (size_t q = 0; q < sizeof cfgs / sizeof *cfgs; q++) {
+        mctx c;
+        setup(&c, &cfgs[q], 51 + q);
+        /* sharper distributions than the init gives, so paths differ */
+        param_table *pt = model_params(c.m);
+        for (size_t i = 0; i < pt->total; i++) pt->data[i] *= 3.0f;
+        int32_t g[4 * 5], bm[4 * 5];
+        int gl[4], bl[4];
+        CU_ASSERT_EQUAL(model_greedy(c.m, c.src, 4, 6, 1, 2, 5, g, gl), MODEL_OK);
+        CU_ASSERT_EQUAL(model_beam(c.m, c.src, 4, 6, 1, 2, 5, 1, 0.75f, bm, bl), MODEL_OK);
+        int same = 0;
+        for (int b = 0; b < 4; b++)
+            same += gl[b] == bl[b] && memcmp(g + b * 5, bm + b * 5, (size_t)gl[b] * 4) == 0;
+        CU_ASSERT_EQUAL(same, 4);
+        /* B·k beyond the workspace is refused */
+        CU_ASSERT_EQUAL(model_beam(c.m, c.src, 4, 6, 1, 2, 5, 2, 0.75f, bm, bl), MODEL_EINVAL);
+        model_free(c.m);
+    }
+    /* exhaustive: V = 6, max_len 3: every output is <eos> after 0–2 tokens, or
+     * 3 tokens; a beam of 36 never prunes, so it must find the best score */
+    model_config cfg = {MODEL_TRANSLATE, CELL_GRU, 1, 4, 5, 0.0f, 0, 7, 6, 4, 36};
+    model *m;
+    char err[100];
+    CU_ASSERT_FATAL(model_create(&m, &cfg, err, sizeof err) == MODEL_OK);
+    model_init_params(m, 9);
+    param_table *pt = model_params(m);
+    for (size_t i = 0; i < pt->total; i++) pt->data[i] *= 2.5f;
+    const int32_t src[4] = {4, 5, 6, 2};
+    const float alpha = 0.75f;
+    double best = -INFINITY;
+    int32_t best_seq[3];
+    int best_len = -1;
+    int32_t tg[36 * 4], sr[36 * 4], va[36], seqs[36][3];
+    int lens[36], n = 0, total = 0;
+    /* all sequences over tokens {0,1,3,4,5} of length 0..3 */
+    for (int L = 0; L <= 3; L++) {
+        int count = 1;
+        for (int i = 0; i < L; i++) count *= 5;
+        for (int code = 0; code < count; code++) {
+            static const int alphabet[5] = {0, 1, 3, 4, 5};
+            int x = code;
+            for (int i = 0; i < L; i++) seqs[n][i] = alphabet[x % 5], x /= 5;
+            lens[n] = L;
+            n++;
+            total++;
+            int last = L == 3 && code == count - 1;
+            if (n < 36 && !last) continue;
+            /* score the batch by teacher forcing */
+            for (int r = 0; r < n; r++) {
+                memcpy(sr + r * 4, src, sizeof src);
+                for (int t = 0; t < 4; t++) tg[r * 4 + t] = t < lens[r] && t < 3 ? seqs[r][t] : 2;
+                va[r] = lens[r] < 3 ? lens[r] + 1 : 3; /* length 3: no <eos> scored */
+            }
+            model_batch b = {.B = n, .T = 4, .src = sr, .tgt = tg, .tgt_valid = va};
+            double ls;
+            long nt;
+            CU_ASSERT_EQUAL(model_step(m, &b, 0, &ls, &nt), MODEL_OK);
+            const float *z = model_last_logits(m);
+            for (int r = 0; r < n; r++) {
+                double sc = 0.0;
+                for (int t = 0; t < va[r]; t++) {
+                    const float *zz = z + ((size_t)t * n + r) * 6;
+                    double mx = zz[0], sum = 0.0;
+                    for (int v = 1; v < 6; v++) mx = zz[v] > mx ? zz[v] : mx;
+                    for (int v = 0; v < 6; v++) sum += exp(zz[v] - mx);
+                    sc += zz[tg[r * 4 + t]] - mx - log(sum);
+                }
+                double norm = sc / pow((double)va[r], alpha);
+                if (norm > best) {
+                    best = norm, best_len = lens[r];
+                    memcpy(best_seq, seqs[r], sizeof best_seq);
+                }
+            }
+            n = 0;
+        }
+    }
+    CU_ASSERT_EQUAL(total, 156);
+    int32_t out[3];
+    int ol;
+    CU_ASSERT_EQUAL(model_beam(m, src, 1, 4, 1, 2, 3, 36, alpha, out, &ol), MODEL_OK);
+    CU_ASSERT_EQUAL(ol, best_len);
+    CU_ASSERT(ol >= 0 && ol <= 3 && memcmp(out, best_seq, (size_t)ol * sizeof(int32_t)) == 0);
+    model_free(m);
+}
+
 /* Training reduces the loss on a fixed batch (a smoke test of the whole
  * update path: step, scaling, clipping, Adam). */
 static void test_training_reduces_loss(void)
@@ -457,6 +549,7 @@ void register_suites(void)
     CU_add_test(s, "greedy decoding = teacher-forced path", test_greedy_consistency);
     CU_add_test(s, "no allocation in a training step", test_no_allocation_in_step);
     CU_add_test(s, "gradient-ready hook: each tensor once, when final", test_grad_hook);
+    CU_add_test(s, "beam search: k = 1 is greedy; a full beam finds the best", test_beam);
     CU_add_test(s, "training reduces loss", test_training_reduces_loss);
     CU_add_test(s, "bad configurations", test_bad_configs);
     CU_add_test(s, "report", report);
