@@ -323,6 +323,9 @@ void data_pairs_free(data_pairs *p)
     free(p->tgt);
     free(p->src_valid);
     free(p->tgt_valid);
+    if (p->tgt_text)
+        for (int i = 0; i < p->n; i++) free(p->tgt_text[i]);
+    free(p->tgt_text);
     if (p->owns_vocab) {
         data_vocab_free(&p->src_vocab);
         data_vocab_free(&p->tgt_vocab);
@@ -411,6 +414,8 @@ int data_pairs_load(data_pairs *train, data_pairs *valid, const data_pairs_opts 
         valid->src_vocab = train->src_vocab;
         valid->tgt_vocab = train->tgt_vocab;
         valid->owns_vocab = 0;
+        valid->tgt_text = calloc((size_t)(o->valid ? o->valid : 1), sizeof(char *));
+        if (!valid->tgt_text) goto nomem;
     }
     long rt = 0, rv = 0;
     for (long p = 0; p < n; p++) {
@@ -419,6 +424,20 @@ int data_pairs_load(data_pairs *train, data_pairs *valid, const data_pairs_opts 
         long s0 = c.off[2 * p], s1 = c.off[2 * p + 1], t1 = c.off[2 * p + 2];
         set->src_valid[r] = encode_row(c.tok + s0, s1 - s0, remap_src, set->src + r * T, T);
         set->tgt_valid[r] = encode_row(c.tok + s1, t1 - s1, remap_tgt, set->tgt + r * T, T);
+        if (set == valid) {
+            size_t len = 1;
+            for (long t = s1; t < t1; t++) len += strlen(c.tab.strs[c.tok[t]]) + 1;
+            char *text = malloc(len), *w = text;
+            if (!text) goto nomem;
+            for (long t = s1; t < t1; t++) {
+                size_t k = strlen(c.tab.strs[c.tok[t]]);
+                if (t > s1) *w++ = ' ';
+                memcpy(w, c.tab.strs[c.tok[t]], k);
+                w += k;
+            }
+            *w = '\0';
+            valid->tgt_text[r] = text;
+        }
     }
     rc = DATA_OK;
     goto out;

@@ -82,6 +82,10 @@ typedef struct data_pairs {
     int32_t *tgt_valid; /* (n) */
     data_vocab src_vocab, tgt_vocab;
     int owns_vocab; /* the valid set shares the train set's vocabularies */
+    /* (n) each target sentence in full, normalised, tokens joined by single
+     * spaces — not cut to T, rare words kept: the references BLEU needs.
+     * Held-out (validation) sets only; NULL for the training set. */
+    char **tgt_text;
 } data_pairs;
 
 typedef struct data_pairs_opts {
