@@ -65,8 +65,15 @@ static const opt_def OPTS[] = {
     {"monitor", OPT_T_STR, F(monitor), 0, 0, NULL,
      "ZeroMQ endpoint of a seqpar monitor (not in this version: refused)"},
     {"eval-every", OPT_T_LONG, F(eval_every), 0, 1e12, NULL,
-     "validate every N steps as well as at epoch ends (needs --valid)"},
-    {"valid", OPT_T_INT, F(valid), 0, 1e8, NULL, "held-out validation pairs"},
+     "validate every N steps as well as at epoch ends (needs --valid); best.h5 keeps the best"},
+    {"valid", OPT_T_INT, F(valid), 0, 1e8, NULL,
+     "validation: held-out pairs (translate), or the corpus's last N tokens (lm)"},
+    {"eval-beam", OPT_T_INT, F(eval_beam), 1, 64, NULL,
+     "validation BLEU from greedy (1) or beam-search (K) translations"},
+    {"eval-alpha", OPT_T_DOUBLE, F(eval_alpha), 0, 10, NULL,
+     "length normalisation of --eval-beam: score / length^alpha"},
+    {"early-stop", OPT_T_LONG, F(early_stop), 0, 1e9, NULL,
+     "stop after N evaluations without a better validation BLEU (lm: perplexity); 0 = never"},
     {"bptt", OPT_T_STR, F(bptt), 0, 0, NULL,
      "full | K (truncate every K steps) | random[:K] (unbiased random truncation, mean span "
      "K, default 10)"},
@@ -101,6 +108,8 @@ void config_defaults(train_config *c)
     c->epochs = 10;
     c->seed = 1;
     c->keep = 3;
+    c->eval_beam = 1;
+    c->eval_alpha = 0.75;
     strcpy(c->bptt, "full");
     c->log_every = 10;
     strcpy(c->overlap, "off");

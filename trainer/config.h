@@ -36,7 +36,10 @@ typedef struct train_config {
     char monitor[CFG_STR];
     long eval_every;
     int valid;
-    char bptt[16]; /* full | K | random[:K] */
+    int eval_beam;     /* validation BLEU: 1 = greedy, K = beam search */
+    double eval_alpha; /* its length normalisation */
+    long early_stop;   /* stop after N evaluations without improvement (0 = never) */
+    char bptt[16];     /* full | K | random[:K] */
     long log_every;
     char overlap[4];        /* on | off: reduce gradient buckets during backward */
     int bucket_kb;          /* gradient bucket size */

@@ -117,10 +117,13 @@ out:
 
 static void translate_usage(FILE *f)
 {
-    fprintf(f, "usage: seqpar translate --checkpoint FILE [--max-len N] [--batch N]\n"
-               "Reads one sentence per line on stdin, writes its greedy translation per line on "
-               "stdout.\nSentences are normalised and tokenised as in training; unknown words "
-               "become <unk>.\n");
+    fprintf(f, "usage: seqpar translate --checkpoint FILE [--beam K] [--alpha A] [--max-len N] "
+               "[--batch N]\n"
+               "Reads one sentence per line on stdin, writes its translation per line on "
+               "stdout:\ngreedy (--beam 1, the default) or beam search with K beams, scoring a "
+               "hypothesis\nby its summed log probability / length^A (A default 0.75).\n"
+               "Sentences are normalised and tokenised as in training; unknown words become "
+               "<unk>.\n--max-len defaults to the model's num_steps.\n");
 }
 
 /* ---------------------------------------- options of the small subcommands */
@@ -155,16 +158,35 @@ static void emit(const data_vocab *v, const int32_t *ids, int n)
     putchar('\n');
 }
 
+/* Greedy (beam 1) or beam-search translations of nb encoded sentences. */
+static int decode(loaded_model *lm, const int32_t *src, int nb, int max_len, int beam, double alpha,
+                  int32_t *out, int *len)
+{
+    const int T = lm->cfg.steps;
+    if (beam == 1) return model_greedy(lm->m, src, nb, T, DATA_BOS, DATA_EOS, max_len, out, len);
+    return model_beam(lm->m, src, nb, T, DATA_BOS, DATA_EOS, max_len, beam, (float)alpha, out, len);
+}
+
 int cmd_translate(int argc, char **argv)
 {
     const char *prog = "seqpar translate";
     const char *ckpt = NULL;
-    long max_len = 0, batch = 64;
+    long max_len = 0, batch = 64, beam = 1;
+    double alpha = 0.75;
     for (int i = 0; i < argc; i++) {
         const char *v;
         if (strcmp(argv[i], "--help") == 0) {
             translate_usage(stdout);
             return 0;
+        } else if ((v = arg_value(argc, argv, &i, "--beam"))) {
+            if (arg_long(prog, "--beam", v, 1, 64, &beam)) return 2;
+        } else if ((v = arg_value(argc, argv, &i, "--alpha"))) {
+            char *end;
+            alpha = strtod(v, &end);
+            if (end == v || *end || !(alpha >= 0.0 && alpha <= 10.0)) {
+                fprintf(stderr, "%s: --alpha: expected a number in 0..10, got '%s'\n", prog, v);
+                return 2;
+            }
         } else if ((v = arg_value(argc, argv, &i, "--checkpoint"))) {
             ckpt = v;
         } else if ((v = arg_value(argc, argv, &i, "--max-len"))) {
@@ -183,7 +205,7 @@ int cmd_translate(int argc, char **argv)
     }
     setup_threads(0, NULL, 0);
     loaded_model lm;
-    if (load_model(&lm, ckpt, (int)batch, "seqpar translate")) return 2;
+    if (load_model(&lm, ckpt, (int)(batch * beam), "seqpar translate")) return 2;
     if (strcmp(lm.cfg.task, "translate") != 0) {
         fprintf(stderr, "seqpar translate: %s is a language model (use seqpar predict)\n", ckpt);
         loaded_model_free(&lm);
@@ -210,7 +232,7 @@ int cmd_translate(int argc, char **argv)
             if (data_normalize(line, (size_t)got, &norm, err, sizeof err) != DATA_OK) {
                 /* what was read before the bad line is still translated */
                 if (nb > 0) {
-                    model_greedy(lm.m, src, nb, T, DATA_BOS, DATA_EOS, (int)max_len, out, len);
+                    decode(&lm, src, nb, (int)max_len, (int)beam, alpha, out, len);
                     for (int b = 0; b < nb; b++) emit(&lm.tgt, out + (size_t)b * max_len, len[b]);
                     fflush(stdout);
                 }
@@ -223,7 +245,11 @@ int cmd_translate(int argc, char **argv)
             nb++;
         }
         if ((got < 0 && nb > 0) || nb == batch) {
-            model_greedy(lm.m, src, nb, T, DATA_BOS, DATA_EOS, (int)max_len, out, len);
+            if (decode(&lm, src, nb, (int)max_len, (int)beam, alpha, out, len) != MODEL_OK) {
+                fprintf(stderr, "%s: out of memory for beam search\n", prog);
+                rc = 1;
+                break;
+            }
             for (int b = 0; b < nb; b++) emit(&lm.tgt, out + (size_t)b * max_len, len[b]);
             fflush(stdout);
             nb = 0;

@@ -23,8 +23,9 @@
 #include <cblas.h> /* openblas_get_corename */
 #undef I
 
-#define TAIL_LOSS   0
-#define TAIL_TOKENS 1
+#define LM_EVAL_STREAMS 16 /* see evaluate */
+#define TAIL_LOSS       0
+#define TAIL_TOKENS     1
 
 typedef struct trainer {
     train_config cfg;
@@ -52,8 +53,19 @@ typedef struct trainer {
     int row_lo, row_hi;         /* this rank's rows of a full global batch */
     int carry_state;            /* LM with the sequential sampler */
     /* figures kept in checkpoints */
-    double last_loss, last_valid_loss;
-    long saved_step; /* the step of the last checkpoint written (-1: none) */
+    double last_loss, last_valid_loss, last_valid_bleu;
+    double best;     /* best validation figure (BLEU, or LM perplexity); NaN: none yet */
+    long since_best; /* evaluations since it */
+    /* validation workspace */
+    int32_t *hyp; /* (bmax, T) decoded ids */
+    int *hyp_len; /* (bmax) */
+    char *text;   /* a hypothesis as text */
+    size_t text_cap;
+    const int32_t *lm_valid; /* LM: the held-out tokens (the stream's tail) */
+    long lm_valid_n;
+    int eval_streams;
+    float *eval_h, *eval_c; /* LM: (L, rows, H) validation state */
+    long saved_step;        /* the step of the last checkpoint written (-1: none) */
     /* gradient reduction */
     comm_reducer *red;
     size_t *toff, *tsize; /* the parameter table's offsets and sizes, for comm/ */
@@ -167,6 +179,21 @@ static void load_data(trainer *t)
                               .max_tokens = c->num_examples};
         rc = data_stream_load(&t->stream, &o, err, sizeof err);
         agree(t, rc == DATA_OK, rc == DATA_ENOMEM ? 1 : 2, err);
+        if (c->valid > 0) {
+            /* the held-out tokens: the stream's last N, as LM_EVAL_STREAMS
+             * streams of at least one num_steps chunk each */
+            t->eval_streams = LM_EVAL_STREAMS;
+            long need = (long)t->eval_streams * c->steps + 1;
+            if (c->valid < need || c->valid > t->stream.n / 2)
+                die0(t, 2,
+                     "--valid %d: an LM holds out the corpus's last N tokens; N must be at least "
+                     "%ld (%d streams of --steps %d) and at most half the corpus (%ld tokens)",
+                     c->valid, need, t->eval_streams, c->steps, t->stream.n / 2);
+            t->stream.n -= c->valid;
+            t->lm_valid = t->stream.ids + t->stream.n;
+            t->lm_valid_n = c->valid;
+            t->have_valid = 1;
+        }
         t->vsrc = NULL;
         t->vtgt = &t->stream.vocab;
     }
@@ -227,11 +254,10 @@ static int make_dirs(const char *path)
 
 /* Rank 0 writes; returns 0, or -1 after saying in one line why and `then`
  * (what happens next; earlier checkpoints stay). */
-static int save_checkpoint(trainer *t, const char *then)
+static int save_checkpoint(trainer *t, const char *path, const char *then)
 {
-    if (t->rank != 0 || !t->cfg.checkpoint_dir[0]) return 0;
-    char path[1200], err[ERRLEN];
-    ckpt_path(path, sizeof path, t->cfg.checkpoint_dir, t->step);
+    if (t->rank != 0) return 0;
+    char err[ERRLEN];
     char *json = config_to_json(&t->cfg);
     ckpt_content c = {.config_json = json,
                       .params = model_params(t->m),
@@ -244,8 +270,9 @@ static int save_checkpoint(trainer *t, const char *then)
                                 .world_size = t->world,
                                 .train_loss = t->last_loss,
                                 .valid_loss = t->last_valid_loss,
-                                .valid_bleu = NAN,
-                                .best = NAN}};
+                                .valid_bleu = t->last_valid_bleu,
+                                .best = t->best,
+                                .since_best = t->since_best}};
     if (t->carry_state) {
         c.state_h = t->gstate_h;
         c.state_c = t->mc.cell == CELL_LSTM ? t->gstate_c : NULL;
@@ -276,7 +303,6 @@ static int save_checkpoint(trainer *t, const char *then)
                 then);
         return -1;
     }
-    retain(t->cfg.checkpoint_dir, t->cfg.keep, t->step);
     return 0;
 }
 
@@ -299,9 +325,8 @@ static void state_rows(trainer *t, float *global, float *local, int to_global)
 /* Every rank calls it: the carried LM state is gathered (each rank adds its
  * rows into zeros: an exact sum), rank 0 writes, every rank learns whether
  * that worked. Returns 0, or -1 after a failed write (rank 0 said why). */
-static int checkpoint(trainer *t, const char *then)
+static int checkpoint_to(trainer *t, const char *path, const char *then)
 {
-    if (!t->cfg.checkpoint_dir[0]) return 0;
     if (t->carry_state) {
         const size_t n = (size_t)t->cfg.layers * t->cfg.batch * t->cfg.hidden;
         float *bufs[2] = {t->gstate_h, t->gstate_c}, *loc[2] = {t->state_h, t->state_c};
@@ -312,11 +337,21 @@ static int checkpoint(trainer *t, const char *then)
                 die_local(t, 1, "gathering the carried state failed at step %ld", t->step);
         }
     }
-    if (t->saved_step == t->step) return 0; /* this step is saved already */
-    int ok = save_checkpoint(t, then) == 0;
+    int ok = save_checkpoint(t, path, then) == 0;
     comm_bcast(&ok, sizeof ok, 0);
-    if (ok) t->saved_step = t->step;
     return ok ? 0 : -1;
+}
+
+/* The step's checkpoint DIR/ckpt-<step>.h5 (once per step), then retention. */
+static int checkpoint(trainer *t, const char *then)
+{
+    if (!t->cfg.checkpoint_dir[0] || t->saved_step == t->step) return 0;
+    char path[1200];
+    ckpt_path(path, sizeof path, t->cfg.checkpoint_dir, t->step);
+    if (checkpoint_to(t, path, then) != 0) return -1;
+    t->saved_step = t->step;
+    if (t->rank == 0) retain(t->cfg.checkpoint_dir, t->cfg.keep, t->step);
+    return 0;
 }
 
 /* A checkpoint during training; a failed write stops the run
@@ -370,6 +405,7 @@ static void resume_from(trainer *t, const char *path)
     char err[ERRLEN];
     param_table *pt = model_params(t->m);
     long pos[3] = {0, 0, 0};
+    double figs[2] = {NAN, 0}; /* early stopping: best, evaluations since */
     int rc = CKPT_OK;
     if (t->rank == 0) {
         ckpt_file *f;
@@ -397,6 +433,8 @@ static void resume_from(trainer *t, const char *path)
                 }
             }
             t->last_loss = tr.train_loss, t->last_valid_loss = tr.valid_loss;
+            t->last_valid_bleu = tr.valid_bleu;
+            figs[0] = tr.best, figs[1] = (double)tr.since_best;
             if (rc == CKPT_OK && tr.global_batch != t->cfg.batch) {
                 snprintf(err, sizeof err, "%s: global batch %d, the run uses %d", path,
                          tr.global_batch, t->cfg.batch);
@@ -418,6 +456,8 @@ static void resume_from(trainer *t, const char *path)
         comm_bcast(t->opt.v, pt->total * sizeof(float), 0);
     }
     t->step = pos[0], t->epoch = pos[1], t->batch_in_epoch = pos[2];
+    comm_bcast(figs, sizeof figs, 0);
+    t->best = figs[0], t->since_best = (long)figs[1];
     if (t->carry_state) {
         const size_t n = (size_t)t->cfg.layers * t->cfg.batch * t->cfg.hidden;
         comm_bcast(t->gstate_h, n * sizeof(float), 0);
@@ -541,33 +581,145 @@ static int fill_batch(trainer *t, const data_slice *sl)
     return B;
 }
 
-/* Validation loss over the held-out pairs, sharded over the ranks (contiguous
- * blocks) and summed with one allreduce: the figure of one process. */
-static void evaluate(trainer *t, double *loss, double *ppl)
+/* Appends the tokens of ids[0..n) joined by spaces to *buf (grown as needed;
+ * evaluation only, never in a training step). */
+static const char *join_tokens(const data_vocab *v, const int32_t *ids, int n, char **buf,
+                               size_t *cap)
 {
-    *loss = *ppl = NAN;
-    if (!t->have_valid || t->valid.n == 0) return;
-    const int T = t->cfg.steps;
-    long lo = (long)t->valid.n * t->rank / t->world,
-         hi = (long)t->valid.n * (t->rank + 1) / t->world;
-    double sums[2] = {0, 0};
-    for (long i = lo; i < hi; i += t->bmax) {
-        int B = (int)((hi - i) < t->bmax ? (hi - i) : t->bmax);
-        model_batch b = {.B = B,
-                         .T = T,
-                         .src = t->valid.src + (size_t)i * T,
-                         .tgt = t->valid.tgt + (size_t)i * T,
-                         .tgt_valid = t->valid.tgt_valid + i};
-        double l;
-        long n;
-        model_step(t->m, &b, 0, &l, &n);
-        sums[0] += l, sums[1] += (double)n;
+    size_t need = 1;
+    for (int k = 0; k < n; k++) need += strlen(v->tokens[ids[k]]) + 1;
+    if (need > *cap) {
+        char *p = realloc(*buf, need);
+        if (!p) return "";
+        *buf = p, *cap = need;
     }
-    comm_allreduce_double(sums, 2);
+    char *w = *buf;
+    for (int k = 0; k < n; k++) {
+        size_t len = strlen(v->tokens[ids[k]]);
+        if (k) *w++ = ' ';
+        memcpy(w, v->tokens[ids[k]], len);
+        w += len;
+    }
+    *w = '\0';
+    return *buf;
+}
+
+/* Validation (--valid N), sharded over the ranks in contiguous blocks; the
+ * loss sums, token counts and (translation) BLEU's n-gram match counts and
+ * lengths are summed with one allreduce, so the figures are those of one
+ * process.
+ *  translation: loss on the held-out pairs, and corpus BLEU-4 of their greedy
+ *               (or --eval-beam K) translations against the full references;
+ *  LM:          loss on the held-out last N tokens, read as LM_EVAL_STREAMS
+ *               streams (a fixed count: the figure does not depend on the
+ *               world size) in chunks of num_steps with carried state. */
+static void evaluate(trainer *t, double *loss, double *ppl, double *bleu)
+{
+    *loss = *ppl = *bleu = NAN;
+    if (!t->have_valid) return;
+    const int T = t->cfg.steps;
+    double sums[12] = {0}; /* loss, tokens, match[4], total[4], hyp_len, ref_len */
+    if (t->lm) {
+        const int S = t->eval_streams, L = t->cfg.layers, H = t->cfg.hidden;
+        const long Ls = (t->lm_valid_n - 1) / S, chunks = Ls / T;
+        const int lo = S * t->rank / t->world, hi = S * (t->rank + 1) / t->world, B = hi - lo;
+        memset(t->eval_h, 0, (size_t)L * (B > 0 ? B : 1) * H * sizeof(float));
+        memset(t->eval_c, 0, (size_t)L * (B > 0 ? B : 1) * H * sizeof(float));
+        for (long ch = 0; ch < chunks; ch++) {
+            for (int r = 0; r < B; r++) {
+                const int32_t *ids = t->lm_valid + (lo + r) * Ls + ch * T;
+                memcpy(t->src + (size_t)r * T, ids, (size_t)T * sizeof(int32_t));
+                memcpy(t->tgt + (size_t)r * T, ids + 1, (size_t)T * sizeof(int32_t));
+            }
+            model_batch b = {.B = B,
+                             .T = T,
+                             .src = t->src,
+                             .tgt = t->tgt,
+                             .state_h = t->eval_h,
+                             .state_c = t->eval_c};
+            double l;
+            long n;
+            model_step(t->m, &b, 0, &l, &n);
+            sums[0] += l, sums[1] += (double)n;
+        }
+    } else {
+        const data_pairs *v = &t->valid;
+        const int k = t->cfg.eval_beam, rows = t->bmax / k, max_len = T;
+        long lo = (long)v->n * t->rank / t->world, hi = (long)v->n * (t->rank + 1) / t->world;
+        bleu_stats st;
+        memset(&st, 0, sizeof st);
+        for (long i = lo; i < hi; i += rows) {
+            int B = (int)((hi - i) < rows ? (hi - i) : rows);
+            model_batch b = {.B = B,
+                             .T = T,
+                             .src = v->src + (size_t)i * T,
+                             .tgt = v->tgt + (size_t)i * T,
+                             .tgt_valid = v->tgt_valid + i};
+            double l;
+            long n;
+            model_step(t->m, &b, 0, &l, &n);
+            sums[0] += l, sums[1] += (double)n;
+            int rc = k == 1 ? model_greedy(t->m, b.src, B, T, DATA_BOS, DATA_EOS, max_len, t->hyp,
+                                           t->hyp_len)
+                            : model_beam(t->m, b.src, B, T, DATA_BOS, DATA_EOS, max_len, k,
+                                         (float)t->cfg.eval_alpha, t->hyp, t->hyp_len);
+            if (rc != MODEL_OK) die_local(t, 1, "out of memory decoding the validation set");
+            for (int r = 0; r < B; r++)
+                bleu_add(&st,
+                         join_tokens(t->vtgt, t->hyp + (size_t)r * max_len, t->hyp_len[r], &t->text,
+                                     &t->text_cap),
+                         v->tgt_text[i + r], 4);
+        }
+        for (int q = 0; q < 4; q++) sums[2 + q] = st.match[q], sums[6 + q] = st.total[q];
+        sums[10] = st.hyp_len, sums[11] = st.ref_len;
+    }
+    comm_allreduce_double(sums, 12);
     if (sums[1] > 0) {
         *loss = sums[0] / sums[1];
         *ppl = exp(*loss);
     }
+    if (!t->lm) {
+        bleu_stats st;
+        for (int q = 0; q < 4; q++) st.match[q] = sums[2 + q], st.total[q] = sums[6 + q];
+        st.hyp_len = sums[10], st.ref_len = sums[11];
+        double bp, prec[4];
+        *bleu = 100.0 * bleu_score(&st, 4, &bp, prec);
+    }
+}
+
+/* One evaluation: prints it (rank 0), keeps the figures for checkpoints,
+ * writes best.h5 when the figure improved (BLEU for translation, perplexity
+ * for the LM) and counts evaluations since the best for --early-stop.
+ * Returns 1 when training should stop early. */
+static int validate(trainer *t, const char *when, long at)
+{
+    double vl, vp, vb;
+    evaluate(t, &vl, &vp, &vb);
+    t->last_valid_loss = vl, t->last_valid_bleu = vb;
+    if (t->lm)
+        comm_printf0("%s %ld valid loss %.4f ppl %.3f\n", when, at, vl, vp);
+    else
+        comm_printf0("%s %ld valid loss %.4f ppl %.3f bleu %.2f\n", when, at, vl, vp, vb);
+    const double fig = t->lm ? vp : vb;
+    const int better =
+        isfinite(fig) && (!isfinite(t->best) || (t->lm ? fig < t->best : fig > t->best));
+    if (better) {
+        t->best = fig, t->since_best = 0;
+        if (t->cfg.checkpoint_dir[0]) {
+            char path[1200];
+            snprintf(path, sizeof path, "%s/best.h5", t->cfg.checkpoint_dir);
+            checkpoint_to(t, path, "training goes on");
+        }
+    } else {
+        t->since_best++;
+    }
+    if (t->cfg.early_stop > 0 && t->since_best >= t->cfg.early_stop) {
+        comm_printf0("early stop at step %ld: no better validation %s in %ld evaluations (best "
+                     "%.4g)\n",
+                     t->step, t->lm ? "perplexity" : "BLEU", t->since_best, t->best);
+        return 1;
+    }
+    return 0;
 }
 
 static void fmt_duration(char *buf, size_t n, double s)
@@ -633,9 +785,12 @@ int cmd_train(int argc, char **argv)
         die0(t, 2, "--bidirectional needs an even --hidden (H/2 units per direction)");
     if (c->monitor[0])
         die0(t, 2, "--monitor: the metrics wire is not part of this version of seqpar yet");
-    if (c->eval_every > 0 && (t->lm || c->valid == 0))
-        die0(t, 2, "--eval-every needs --task translate and --valid N > 0");
-    if (c->valid > 0 && t->lm) die0(t, 2, "--valid applies to --task translate only");
+    if (c->eval_every > 0 && c->valid == 0) die0(t, 2, "--eval-every needs --valid N > 0");
+    if (c->early_stop > 0 && c->valid == 0) die0(t, 2, "--early-stop needs --valid N > 0");
+    if (c->eval_beam > 1 && t->lm) die0(t, 2, "--eval-beam applies to --task translate only");
+    if (c->eval_beam > (c->batch + t->world - 1) / t->world)
+        die0(t, 2, "--eval-beam %d: at most the rows per rank (--batch %d over %d rank%s)",
+             c->eval_beam, c->batch, t->world, t->world > 1 ? "s" : "");
     if (c->checkpoint_dir[0]) {
         int ok = t->rank != 0 || make_dirs(c->checkpoint_dir) == 0;
         comm_bcast(&ok, sizeof ok, 0);
@@ -683,8 +838,14 @@ int cmd_train(int argc, char **argv)
     t->carry_state = t->lm && t->sampler.kind == DATA_SAMPLER_SEQUENTIAL;
     t->row_lo = (int)((long)c->batch * t->rank / t->world);
     t->row_hi = (int)((long)c->batch * (t->rank + 1) / t->world);
-    t->last_loss = t->last_valid_loss = NAN;
+    t->last_loss = t->last_valid_loss = t->last_valid_bleu = t->best = NAN;
     t->saved_step = -1;
+    t->hyp = calloc((size_t)bm * T, sizeof(int32_t));
+    t->hyp_len = calloc((size_t)bm, sizeof(int));
+    t->eval_h = calloc((size_t)L * LM_EVAL_STREAMS * H, sizeof(float));
+    t->eval_c = calloc((size_t)L * LM_EVAL_STREAMS * H, sizeof(float));
+    agree(t, t->hyp && t->hyp_len && t->eval_h && t->eval_c, 1,
+          "out of memory for the validation buffers");
     if (t->carry_state) {
         t->gstate_h = calloc((size_t)L * c->batch * H, sizeof(float));
         t->gstate_c = calloc((size_t)L * c->batch * H, sizeof(float));
@@ -731,7 +892,7 @@ int cmd_train(int argc, char **argv)
     int ep_whole = 0; /* this process ran the current epoch from its first batch */
     double run_tok = 0;
     long start_step = t->step;
-    int stop = 0;
+    int stop = 0; /* --max-steps reached, or early stopping mid-epoch */
     while (t->epoch < c->epochs && !stop) {
         long nb = data_sampler_batches(&t->sampler, t->epoch);
         ep_whole = t->batch_in_epoch == 0;
@@ -796,11 +957,9 @@ int cmd_train(int argc, char **argv)
             }
             /* the position is always that of the next batch to take */
             t->batch_in_epoch++;
-            if (c->eval_every > 0 && t->step % c->eval_every == 0) {
-                double vl, vp;
-                evaluate(t, &vl, &vp);
-                t->last_valid_loss = vl;
-                comm_printf0("step %ld valid loss %.4f ppl %.3f\n", t->step, vl, vp);
+            if (c->eval_every > 0 && t->step % c->eval_every == 0 && validate(t, "step", t->step)) {
+                stop = 1;
+                break;
             }
             if (c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0 &&
                 t->batch_in_epoch < nb)
@@ -808,14 +967,10 @@ int cmd_train(int argc, char **argv)
         }
         if (stop) break;
         if (ep_tok > 0) last_ep_loss = ep_loss / ep_tok;
-        if (t->have_valid) {
-            double vl, vp;
-            evaluate(t, &vl, &vp);
-            t->last_valid_loss = vl;
-            comm_printf0("epoch %ld valid loss %.4f ppl %.3f\n", t->epoch + 1, vl, vp);
-        }
+        const int stop_now = t->have_valid && validate(t, "epoch", t->epoch + 1);
         t->epoch++;
         t->batch_in_epoch = 0;
+        if (stop_now) break;
         if (c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) checkpoint_or_stop(t);
     }
     double elapsed = comm_time() - t_start;
@@ -849,6 +1004,7 @@ int cmd_train(int argc, char **argv)
 
     free(t->src), free(t->tgt), free(t->valid_len), free(t->example), free(t->slice.index);
     free(t->state_h), free(t->state_c), free(t->gstate_h), free(t->gstate_c);
+    free(t->hyp), free(t->hyp_len), free(t->text), free(t->eval_h), free(t->eval_c);
     optimizer_free(&t->opt);
     comm_reducer_free(t->red);
     free(t->toff), free(t->tsize);

@@ -26,7 +26,7 @@ check "the checkpoint stores the whole configuration" \
 
 # --- held-out validation: loss and perplexity at each epoch end
 "$SEQPAR" train --epochs 2 --num-examples 1000 --valid 100 --threads 1 --log-every 1000 >"$tmp/v.out" 2>&1
-check "train --valid prints validation loss per epoch" test "$(grep -Ec '^epoch [12] valid loss [0-9.]+ ppl [0-9.]+$' "$tmp/v.out")" = 2
+check "train --valid prints validation loss, perplexity and BLEU per epoch" test "$(grep -Ec '^epoch [12] valid loss [0-9.]+ ppl [0-9.]+ bleu [0-9.]+$' "$tmp/v.out")" = 2
 check "the split leaves 900 training pairs" grep -q ' 900 pairs' "$tmp/v.out"
 
 # --- translate: one line out per line in, from the checkpoint alone
