@@ -1,0 +1,97 @@
+/* comm/wire.h: the ZeroMQ metrics wire (DESIGN.md, "Metrics wire").
+ *
+ * Trainers publish JSON messages with a PUSH socket that connects to the
+ * monitor's PULL socket: sends never block (ZMQ_DONTWAIT, a bounded queue of
+ * WIRE_QUEUE messages, LINGER 0), so a missing, slow or restarted monitor
+ * costs training nothing; ZeroMQ reconnects by itself, and messages queued
+ * while the monitor was away are delivered when it comes back (up to the
+ * queue bound; beyond it they are dropped and counted).
+ *
+ * The collector (seqpar monitor) validates every message (wire_parse),
+ * aggregates per run and step (loss = Σ loss_sum / Σ tokens over the ranks,
+ * perplexity = exp(loss), tokens/s summed over ranks), tracks every rank's
+ * last message, and renders the monitor's JSON API and Prometheus text.
+ * It is thread-safe: one thread adds messages, HTTP threads render. */
+#ifndef SEQPAR_WIRE_H
+#define SEQPAR_WIRE_H
+
+#include <stddef.h>
+
+#define WIRE_VERSION     1
+#define WIRE_QUEUE       1000        /* messages queued per trainer while the monitor is away */
+#define WIRE_MAX_MSG     (64 * 1024) /* larger messages are counted as oversized and ignored */
+#define WIRE_RUN_MAX     64          /* run id: 1..64 of [A-Za-z0-9._:-] */
+#define WIRE_MAX_SAMPLES 8           /* sample translations per eval message */
+#define WIRE_TEXT_MAX    2000        /* bytes of a sample sentence or an event detail */
+#define WIRE_LATE_S      10.0        /* a rank silent this long is "late" */
+#define WIRE_LOST_S      60.0        /* ... and this long "lost" */
+
+/* ------------------------------------------------------------ publisher */
+
+typedef struct wire_pub wire_pub;
+
+/* Connects to endpoint (e.g. tcp://127.0.0.1:5555); fails only on a
+ * malformed endpoint or when ZeroMQ cannot start, with a message in err. */
+int wire_pub_open(wire_pub **out, const char *endpoint, char *err, size_t errlen);
+/* Queues one message without ever blocking; a full queue drops it (counted). */
+void wire_pub_send(wire_pub *p, const char *msg, size_t len);
+long wire_pub_dropped(const wire_pub *p);
+/* Closes, waiting at most linger_ms for queued messages to leave (0: not at all). */
+void wire_pub_close(wire_pub *p, int linger_ms);
+
+/* ------------------------------------------------------------- messages */
+
+typedef enum { WIRE_TRAIN, WIRE_EVAL, WIRE_EVENT, WIRE_HEARTBEAT } wire_kind;
+
+typedef struct wire_sample {
+    char src[WIRE_TEXT_MAX + 1], hyp[WIRE_TEXT_MAX + 1], ref[WIRE_TEXT_MAX + 1];
+} wire_sample;
+
+/* One decoded message; numeric fields not sent are NaN. */
+typedef struct wire_msg {
+    int v;
+    char run[WIRE_RUN_MAX + 1];
+    wire_kind kind;
+    int rank, world;
+    long step, epoch;
+    double time;
+    /* train */
+    double loss_sum, tokens, grad_norm, lr, tok_per_s;
+    /* eval */
+    double val_loss, val_ppl, bleu;
+    int nsamples;
+    wire_sample samples[WIRE_MAX_SAMPLES];
+    /* event */
+    char event[33];
+    char detail[WIRE_TEXT_MAX + 1];
+} wire_msg;
+
+/* Parses and validates buf[0..len): 0, or -1 with the reason in err. */
+int wire_parse(const char *buf, size_t len, wire_msg *m, char *err, size_t errlen);
+
+/* ------------------------------------------------------------ collector */
+
+typedef struct wire_collector wire_collector;
+
+wire_collector *wire_collector_new(void);
+void wire_collector_free(wire_collector *c);
+/* Adds one raw message received at `now` (seconds since the epoch): parsed,
+ * validated and aggregated, or counted as malformed / oversized. Returns 0
+ * when it was accepted. */
+int wire_collector_add(wire_collector *c, const char *buf, size_t len, double now);
+/* Counters: messages accepted, malformed, oversized. */
+void wire_collector_counts(wire_collector *c, long *ok, long *malformed, long *oversized);
+/* Changes so far (for server-sent events); blocks up to timeout_ms for one
+ * past `seen` and returns the current version, with the run that changed
+ * last in run[WIRE_RUN_MAX + 1]. */
+long wire_collector_wait(wire_collector *c, long seen, int timeout_ms, char *run);
+/* Wakes every waiter (shutting down). */
+void wire_collector_wake(wire_collector *c);
+
+/* Renderings, malloc'd NUL-terminated strings (NULL when out of memory, or
+ * for run_json when there is no such run). `now` decides rank states. */
+char *wire_collector_runs_json(wire_collector *c, double now);
+char *wire_collector_run_json(wire_collector *c, const char *run, double now);
+char *wire_collector_metrics(wire_collector *c, double now);
+
+#endif

@@ -1,0 +1,285 @@
+/* The metrics wire: message parser (valid, invalid, fuzzed and truncated
+ * messages) and the collector's aggregation, rank states, renderings. */
+#include <CUnit/CUnit.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h" /* rng_u64 for the fuzzer */
+#include "wire.h"
+
+static int parse(const char *s, wire_msg *m)
+{
+    char err[200];
+    return wire_parse(s, strlen(s), m, err, sizeof err);
+}
+
+#define HEAD "\"v\":1,\"run\":\"r1\",\"world\":2,\"epoch\":1,\"time\":1000.5"
+
+static void test_parse_valid(void)
+{
+    static wire_msg m;
+    CU_ASSERT_EQUAL(parse("{" HEAD ",\"kind\":\"train\",\"rank\":1,\"step\":10,\"loss_sum\":12.5,"
+                          "\"tokens\":5,\"grad_norm\":0.7,\"lr\":0.005,\"tok_per_s\":1000}",
+                          &m),
+                    0);
+    CU_ASSERT_EQUAL(m.kind, WIRE_TRAIN);
+    CU_ASSERT_EQUAL(m.rank, 1);
+    CU_ASSERT_EQUAL(m.world, 2);
+    CU_ASSERT_EQUAL(m.step, 10);
+    CU_ASSERT_DOUBLE_EQUAL(m.loss_sum, 12.5, 0);
+    CU_ASSERT_DOUBLE_EQUAL(m.tokens, 5, 0);
+    CU_ASSERT_STRING_EQUAL(m.run, "r1");
+    CU_ASSERT(isnan(m.bleu));
+    CU_ASSERT_EQUAL(parse("{" HEAD ",\"kind\":\"eval\",\"rank\":0,\"step\":10,\"val_loss\":1.5,"
+                          "\"val_ppl\":4.48,\"bleu\":null,\"samples\":[{\"src\":\"a\",\"hyp\":"
+                          "\"b\",\"ref\":\"c \\u00e9\"}]}",
+                          &m),
+                    0);
+    CU_ASSERT_EQUAL(m.nsamples, 1);
+    CU_ASSERT_STRING_EQUAL(m.samples[0].ref, "c \xc3\xa9");
+    CU_ASSERT(isnan(m.bleu));
+    CU_ASSERT_EQUAL(parse("{" HEAD ",\"kind\":\"event\",\"rank\":0,\"step\":0,\"event\":"
+                          "\"checkpoint\",\"detail\":\"ck/ckpt-1.h5\"}",
+                          &m),
+                    0);
+    CU_ASSERT_STRING_EQUAL(m.event, "checkpoint");
+    CU_ASSERT_EQUAL(parse("{" HEAD ",\"kind\":\"heartbeat\",\"rank\":0,\"step\":3}", &m), 0);
+}
+
+static void test_parse_invalid(void)
+{
+    static wire_msg m;
+    const char *bad[] = {
+        "",
+        "null",
+        "[1,2]",
+        "{}",
+        "{\"v\":1}",
+        "{" HEAD
+        ",\"kind\":\"train\",\"rank\":2,\"step\":1,\"loss_sum\":1,\"tokens\":1}", /* rank */
+        "{" HEAD ",\"kind\":\"train\",\"rank\":-1,\"step\":1,\"loss_sum\":1,\"tokens\":1}",
+        "{" HEAD ",\"kind\":\"train\",\"rank\":0.5,\"step\":1,\"loss_sum\":1,\"tokens\":1}",
+        "{" HEAD ",\"kind\":\"train\",\"rank\":0,\"step\":1}", /* no sums */
+        "{" HEAD ",\"kind\":\"train\",\"rank\":0,\"step\":1,\"loss_sum\":\"1\",\"tokens\":1}",
+        "{" HEAD ",\"kind\":\"bogus\",\"rank\":0,\"step\":1}",
+        "{" HEAD ",\"kind\":\"event\",\"rank\":0,\"step\":1}",                /* no event */
+        "{" HEAD ",\"kind\":\"event\",\"rank\":0,\"step\":1,\"event\":\"\"}", /* empty */
+        "{" HEAD ",\"kind\":\"eval\",\"rank\":0,\"step\":1,\"samples\":{}}",
+        "{" HEAD ",\"kind\":\"eval\",\"rank\":0,\"step\":1,\"samples\":[1]}",
+        "{" HEAD ",\"kind\":\"eval\",\"rank\":0,\"step\":1,\"samples\":[{\"src\":\"a\"}]}",
+        "{\"v\":2,\"run\":\"r1\",\"world\":2,\"epoch\":1,\"time\":1,\"kind\":\"heartbeat\","
+        "\"rank\":0,\"step\":1}",
+        "{\"v\":1,\"run\":\"a b\",\"world\":2,\"epoch\":1,\"time\":1,\"kind\":\"heartbeat\","
+        "\"rank\":0,\"step\":1}",
+        "{\"v\":1,\"run\":\"\",\"world\":2,\"epoch\":1,\"time\":1,\"kind\":\"heartbeat\","
+        "\"rank\":0,\"step\":1}",
+        "{\"v\":1,\"run\":\"r\",\"world\":0,\"epoch\":1,\"time\":1,\"kind\":\"heartbeat\","
+        "\"rank\":0,\"step\":1}",
+        "{\"v\":1,\"run\":\"r\",\"world\":2,\"epoch\":1,\"kind\":\"heartbeat\",\"rank\":0,"
+        "\"step\":1}", /* no time */
+        "{\"v\":1,\"run\":\"r\",\"world\":2,\"epoch\":1,\"time\":-5,\"kind\":\"heartbeat\","
+        "\"rank\":0,\"step\":1}",
+        "{" HEAD ",\"kind\":\"heartbeat\",\"rank\":0,\"step\":1e300}",
+    };
+    int accepted = 0;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int rc = parse(bad[i], &m);
+        if (rc == 0) fprintf(stderr, "accepted: %s\n", bad[i]);
+        accepted += rc == 0;
+    }
+    CU_ASSERT_EQUAL(accepted, 0);
+    /* a run id of 65 characters, a detail over the limit */
+    char buf[8000];
+    snprintf(buf, sizeof buf,
+             "{\"v\":1,\"run\":\"%065d\",\"world\":1,\"epoch\":1,\"time\":1,\"kind\":\"heartbeat\","
+             "\"rank\":0,\"step\":1}",
+             0);
+    CU_ASSERT_NOT_EQUAL(parse(buf, &m), 0);
+    char detail[WIRE_TEXT_MAX + 2];
+    memset(detail, 'x', sizeof detail - 1);
+    detail[sizeof detail - 1] = '\0';
+    snprintf(buf, sizeof buf,
+             "{" HEAD
+             ",\"kind\":\"event\",\"rank\":0,\"step\":1,\"event\":\"e\",\"detail\":\"%s\"}",
+             detail);
+    CU_ASSERT_NOT_EQUAL(parse(buf, &m), 0);
+}
+
+/* Random bytes and every truncation of valid messages: never accepted by
+ * mistake (a truncated message is not valid JSON), never a crash (the ASan
+ * pass runs this too). */
+static void test_parse_fuzz(void)
+{
+    static wire_msg m;
+    const char *good[] = {
+        "{" HEAD ",\"kind\":\"train\",\"rank\":1,\"step\":10,\"loss_sum\":12.5,\"tokens\":5}",
+        "{" HEAD ",\"kind\":\"eval\",\"rank\":0,\"step\":10,\"bleu\":3,\"samples\":[{\"src\":\"a\","
+        "\"hyp\":\"b\",\"ref\":\"c\"}]}",
+        "{" HEAD ",\"kind\":\"event\",\"rank\":0,\"step\":0,\"event\":\"end\",\"detail\":\"x\"}"};
+    char err[200];
+    int wrong = 0;
+    for (size_t g = 0; g < 3; g++) {
+        size_t n = strlen(good[g]);
+        CU_ASSERT_EQUAL(wire_parse(good[g], n, &m, err, sizeof err), 0);
+        for (size_t k = 0; k < n; k++) wrong += wire_parse(good[g], k, &m, err, sizeof err) == 0;
+    }
+    CU_ASSERT_EQUAL(wrong, 0);
+    char buf[512];
+    int accepted = 0;
+    for (uint64_t i = 0; i < 20000; i++) {
+        size_t n = (size_t)rng_below(sizeof buf, 7, 1, i, 0, 0);
+        for (size_t k = 0; k < n; k++) buf[k] = (char)rng_below(256, 7, 2, i, k, 0);
+        /* half the time: a valid message with a few bytes changed */
+        if (i % 2) {
+            const char *s = good[i % 3];
+            n = strlen(s);
+            memcpy(buf, s, n);
+            for (int q = 0; q < 3; q++)
+                buf[rng_below(n, 7, 3, i, (uint64_t)q, 0)] =
+                    (char)rng_below(256, 7, 4, i, (uint64_t)q, 0);
+        }
+        accepted += wire_parse(buf, n, &m, err, sizeof err) == 0;
+    }
+    /* some byte changes keep a message valid (a digit for a digit): fine;
+     * what matters is that nothing crashed and most were refused */
+    CU_ASSERT(accepted < 2000);
+}
+
+static char *msg(char *buf, size_t n, const char *run, const char *kind, int rank, int world,
+                 long step, const char *extra)
+{
+    snprintf(buf, n,
+             "{\"v\":1,\"run\":\"%s\",\"kind\":\"%s\",\"rank\":%d,\"world\":%d,\"step\":%ld,"
+             "\"epoch\":1,\"time\":%ld%s%s}",
+             run, kind, rank, world, step, 1000 + step, extra[0] ? "," : "", extra);
+    return buf;
+}
+
+static int add(wire_collector *c, const char *s, double now)
+{
+    return wire_collector_add(c, s, strlen(s), now);
+}
+
+static void test_collector(void)
+{
+    wire_collector *c = wire_collector_new();
+    CU_ASSERT_FATAL(c != NULL);
+    char b[1000];
+    /* step 10: rank 0 then rank 1; the point exists only once both reported */
+    CU_ASSERT_EQUAL(add(c,
+                        msg(b, sizeof b, "r1", "event", 0, 2, 0,
+                            "\"event\":\"start\","
+                            "\"detail\":\"cfg\""),
+                        100),
+                    0);
+    add(c,
+        msg(b, sizeof b, "r1", "train", 0, 2, 10,
+            "\"loss_sum\":30,\"tokens\":10,\"tok_per_s\":100,\"grad_norm\":0.5"),
+        101);
+    char *j = wire_collector_run_json(c, "r1", 101);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"train\":{\"step\":[]"));
+    free(j);
+    add(c,
+        msg(b, sizeof b, "r1", "train", 1, 2, 10,
+            "\"loss_sum\":10,\"tokens\":30,\"tok_per_s\":300,\"grad_norm\":0.5"),
+        101);
+    /* a duplicate of rank 1's message changes nothing */
+    add(c,
+        msg(b, sizeof b, "r1", "train", 1, 2, 10,
+            "\"loss_sum\":999,\"tokens\":1,\"tok_per_s\":1,\"grad_norm\":9"),
+        101);
+    j = wire_collector_run_json(c, "r1", 101.5);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    /* loss = (30 + 10) / (10 + 30) = 1, tokens/s = 400 */
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"train\":{\"step\":[10],\"loss\":[1],\"ppl\":[2.7182818"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"tok_per_s\":[400]"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"config\":\"cfg\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"state\":\"running\""));
+    free(j);
+    add(c,
+        msg(b, sizeof b, "r1", "eval", 0, 2, 10,
+            "\"val_loss\":2,\"val_ppl\":7.39,\"bleu\":12.5,\"samples\":[{\"src\":\"go .\","
+            "\"hyp\":\"va !\",\"ref\":\"va !\"}]"),
+        102);
+    /* rank 1 goes quiet: late after 10 s, lost after 60 s */
+    add(c, msg(b, sizeof b, "r1", "heartbeat", 0, 2, 11, ""), 150);
+    j = wire_collector_run_json(c, "r1", 150);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "{\"rank\":1,\"step\":10,\"tok_per_s\":300,\"last_seen\":101,"
+                                     "\"state\":\"late\"}"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"bleu\":[12.5]"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"samples\":[{\"src\":\"go .\",\"hyp\":\"va !\""));
+    free(j);
+    j = wire_collector_run_json(c, "r1", 170);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"rank\":1,\"step\":10,\"tok_per_s\":300,\"last_seen\":101,"
+                                     "\"state\":\"lost\""));
+    free(j);
+    /* both end: done */
+    add(c, msg(b, sizeof b, "r1", "event", 0, 2, 20, "\"event\":\"end\""), 171);
+    add(c, msg(b, sizeof b, "r1", "event", 1, 2, 20, "\"event\":\"end\""), 171);
+    j = wire_collector_runs_json(c, 172);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"state\":\"done\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"bleu\":12.5"));
+    free(j);
+    /* a second run; an error stops it */
+    add(c, msg(b, sizeof b, "r2", "event", 0, 1, 5, "\"event\":\"error\",\"detail\":\"x\""), 180);
+    j = wire_collector_runs_json(c, 180);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"id\":\"r2\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"state\":\"stopped\""));
+    free(j);
+    CU_ASSERT_PTR_NULL(wire_collector_run_json(c, "nope", 180));
+    /* malformed and oversized messages are counted, not kept */
+    CU_ASSERT_NOT_EQUAL(add(c, "{not json", 181), 0);
+    char *big = malloc(WIRE_MAX_MSG + 10);
+    CU_ASSERT_FATAL(big != NULL);
+    memset(big, ' ', WIRE_MAX_MSG + 9);
+    big[WIRE_MAX_MSG + 9] = '\0';
+    CU_ASSERT_NOT_EQUAL(wire_collector_add(c, big, WIRE_MAX_MSG + 9, 181), 0);
+    free(big);
+    long ok, mal, over;
+    wire_collector_counts(c, &ok, &mal, &over);
+    CU_ASSERT_EQUAL(ok, 9); /* the duplicate counts as received */
+    CU_ASSERT_EQUAL(mal, 1);
+    CU_ASSERT_EQUAL(over, 1);
+    /* Prometheus text */
+    char *t = wire_collector_metrics(c, 181);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    CU_ASSERT_PTR_NOT_NULL(strstr(t, "# TYPE seqpar_loss gauge\nseqpar_loss{run=\"r1\"} 1\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(t, "seqpar_bleu{run=\"r1\"} 12.5\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(t, "seqpar_tokens_per_second{run=\"r1\"} 400\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(t, "seqpar_rank_last_seen_seconds{run=\"r1\",rank=\"1\"} 10.000"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(t, "seqpar_monitor_messages_total{outcome=\"malformed\"} 1\n"));
+    free(t);
+    /* waiting for a change: the version moved past 0 */
+    char run[WIRE_RUN_MAX + 1];
+    CU_ASSERT(wire_collector_wait(c, 0, 0, run) > 0);
+    CU_ASSERT_STRING_EQUAL(run, "r2");
+    wire_collector_free(c);
+}
+
+/* Restoring from a log uses the messages' own times (now < 0). */
+static void test_restore_times(void)
+{
+    wire_collector *c = wire_collector_new();
+    char b[500];
+    add(c, msg(b, sizeof b, "r", "heartbeat", 0, 1, 7, ""), -1.0); /* time 1007 */
+    char *j = wire_collector_run_json(c, "r", 1010);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"last_seen\":1007"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"state\":\"ok\""));
+    free(j);
+    wire_collector_free(c);
+}
+
+void register_suites(void)
+{
+    CU_pSuite s = CU_add_suite("wire", NULL, NULL);
+    CU_add_test(s, "parse: every kind", test_parse_valid);
+    CU_add_test(s, "parse: invalid messages refused", test_parse_invalid);
+    CU_add_test(s, "parse: random bytes and truncations", test_parse_fuzz);
+    CU_add_test(s, "collector: aggregation, rank states, renderings", test_collector);
+    CU_add_test(s, "collector: restored messages keep their times", test_restore_times);
+}
