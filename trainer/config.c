@@ -63,7 +63,10 @@ static const opt_def OPTS[] = {
      "earlier checkpoints stay) or warn and train on"},
     {"resume", OPT_T_STR, F(resume), 0, 0, NULL, "auto | FILE: continue from a checkpoint"},
     {"monitor", OPT_T_STR, F(monitor), 0, 0, NULL,
-     "ZeroMQ endpoint of a seqpar monitor (not in this version: refused)"},
+     "ZeroMQ endpoint of a seqpar monitor to send metrics to (e.g. tcp://127.0.0.1:5555); "
+     "sends never block"},
+    {"run", OPT_T_STR, F(run), 0, 0, NULL,
+     "run name on the monitor ([A-Za-z0-9._:-], up to 64; default: date, time and a number)"},
     {"eval-every", OPT_T_LONG, F(eval_every), 0, 1e12, NULL,
      "validate every N steps as well as at epoch ends (needs --valid); best.h5 keeps the best"},
     {"valid", OPT_T_INT, F(valid), 0, 1e8, NULL,

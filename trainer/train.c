@@ -19,6 +19,10 @@
 #include "checkpoints.h"
 #include "comm.h"
 #include "trainer.h"
+#include "wire.h"
+
+#include <cjson/cJSON.h>
+#include <time.h>
 
 #include <cblas.h> /* openblas_get_corename */
 #undef I
@@ -74,9 +78,146 @@ typedef struct trainer {
      * tensor after that step, so the replica check has something to find */
     int fault_rank, fault_tensor;
     long fault_step;
+    /* the metrics wire (--monitor) */
+    wire_pub *pub;
+    char run_id[WIRE_RUN_MAX + 1];
+    double last_beat;
+    double wl_loss, wl_tok; /* this rank's sums over the logging window */
+    double grad_norm;       /* of the last step, before clipping */
+    wire_sample samples[3]; /* rank 0: sample translations of the last validation */
+    int nsamples;
     /* position */
     long step, epoch, batch_in_epoch;
 } trainer;
+
+/* ------------------------------------------------------- metrics wire */
+
+static double wall_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A message with the fields every kind has (DESIGN.md, "Metrics wire"). */
+static cJSON *msg_new(const trainer *t, const char *kind)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "v", WIRE_VERSION);
+    cJSON_AddStringToObject(o, "run", t->run_id);
+    cJSON_AddStringToObject(o, "kind", kind);
+    cJSON_AddNumberToObject(o, "rank", t->rank);
+    cJSON_AddNumberToObject(o, "world", t->world);
+    cJSON_AddNumberToObject(o, "step", (double)t->step);
+    /* 1-based, as printed: at an epoch boundary, the epoch just finished */
+    cJSON_AddNumberToObject(
+        o, "epoch", (double)(t->batch_in_epoch > 0 || t->step == 0 ? t->epoch + 1 : t->epoch));
+    cJSON_AddNumberToObject(o, "time", wall_time());
+    return o;
+}
+
+static void msg_send(trainer *t, cJSON *o)
+{
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    if (s) wire_pub_send(t->pub, s, strlen(s));
+    free(s);
+    cJSON_Delete(o);
+}
+
+static void publish_event(trainer *t, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void publish_event(trainer *t, const char *event, const char *fmt, ...)
+{
+    if (!t || !t->pub) return;
+    char detail[WIRE_TEXT_MAX + 1];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    cJSON *o = msg_new(t, "event");
+    cJSON_AddStringToObject(o, "event", event);
+    cJSON_AddStringToObject(o, "detail", detail);
+    msg_send(t, o);
+    t->last_beat = wall_time();
+}
+
+/* This rank's figures of the logging window: the monitor sums loss and
+ * tokens over ranks, so its loss is the global one the trainer prints. */
+static void publish_train(trainer *t, double window_s)
+{
+    if (!t->pub) return;
+    cJSON *o = msg_new(t, "train");
+    cJSON_AddNumberToObject(o, "loss_sum", t->wl_loss);
+    cJSON_AddNumberToObject(o, "tokens", t->wl_tok);
+    cJSON_AddNumberToObject(o, "grad_norm", t->grad_norm);
+    cJSON_AddNumberToObject(o, "lr", t->cfg.lr);
+    cJSON_AddNumberToObject(o, "tok_per_s", window_s > 0 ? t->wl_tok / window_s : NAN);
+    msg_send(t, o);
+    t->last_beat = wall_time();
+}
+
+static void publish_eval(trainer *t, double vl, double vp, double bleu)
+{
+    if (!t->pub || t->rank != 0) return;
+    cJSON *o = msg_new(t, "eval");
+    cJSON_AddNumberToObject(o, "val_loss", vl);
+    cJSON_AddNumberToObject(o, "val_ppl", vp);
+    cJSON_AddNumberToObject(o, "bleu", bleu);
+    cJSON *a = cJSON_AddArrayToObject(o, "samples");
+    for (int i = 0; i < t->nsamples; i++) {
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddStringToObject(x, "src", t->samples[i].src);
+        cJSON_AddStringToObject(x, "hyp", t->samples[i].hyp);
+        cJSON_AddStringToObject(x, "ref", t->samples[i].ref);
+        cJSON_AddItemToArray(a, x);
+    }
+    msg_send(t, o);
+}
+
+/* A heartbeat when nothing was sent for 2 s, so the monitor can tell a
+ * quiet rank from a lost one. */
+static void heartbeat(trainer *t)
+{
+    if (!t->pub) return;
+    double now = wall_time();
+    if (now - t->last_beat < 2.0) return;
+    msg_send(t, msg_new(t, "heartbeat"));
+    t->last_beat = now;
+}
+
+/* Sends what is queued (waiting at most 0.5 s: a dead monitor costs that,
+ * once) and closes. */
+static void close_wire(trainer *t)
+{
+    if (!t || !t->pub) return;
+    wire_pub_close(t->pub, 500);
+    t->pub = NULL;
+}
+
+static void die0(trainer *t, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Every rank connects to --monitor under one run id (--run, else rank 0's
+ * date, time and pid). */
+static void open_wire(trainer *t)
+{
+    char id[WIRE_RUN_MAX + 1] = "";
+    if (t->cfg.run[0]) {
+        snprintf(id, sizeof id, "%s", t->cfg.run);
+    } else if (t->rank == 0) {
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        char stamp[32];
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+        snprintf(id, sizeof id, "%s-%ld", stamp, (long)getpid());
+    }
+    comm_bcast(id, sizeof id, 0);
+    snprintf(t->run_id, sizeof t->run_id, "%s", id);
+    char err[ERRLEN];
+    int ok = wire_pub_open(&t->pub, t->cfg.monitor, err, sizeof err) == 0;
+    if (!ok) die0(t, 2, "--monitor %s", err);
+    comm_printf0("metrics to %s as run %s\n", t->cfg.monitor, t->run_id);
+}
 
 /* Errors, by who can hit them:
  *  die0:      every rank hits it alike (options, configuration): rank 0 says
@@ -90,13 +231,15 @@ static void die0(trainer *t, int code, const char *fmt, ...) __attribute__((form
 static void die0(trainer *t, int code, const char *fmt, ...)
 {
     if (!t || t->rank == 0) {
+        char msg[ERRLEN * 2];
         va_list ap;
         va_start(ap, fmt);
-        fputs("seqpar train: ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
+        vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
+        fprintf(stderr, "seqpar train: %s\n", msg);
+        publish_event(t, "error", "%s", msg);
     }
+    close_wire(t);
     comm_finalize();
     exit(code);
 }
@@ -106,7 +249,11 @@ static void agree(trainer *t, int ok, int code, const char *msg)
     double who = ok ? 0.0 : (double)(t->world - t->rank);
     comm_allreduce_max_double(&who, 1);
     if (who == 0.0) return;
-    if (t->rank == t->world - (int)who) fprintf(stderr, "seqpar train: %s\n", msg);
+    if (t->rank == t->world - (int)who) {
+        fprintf(stderr, "seqpar train: %s\n", msg);
+        publish_event(t, "error", "rank %d: %s", t->rank, msg);
+    }
+    close_wire(t);
     comm_finalize();
     exit(code);
 }
@@ -115,14 +262,16 @@ static void die_local(trainer *t, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void die_local(trainer *t, int code, const char *fmt, ...)
 {
+    char msg[ERRLEN * 2];
     va_list ap;
     va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     if (t->world > 1)
-        fprintf(stderr, "seqpar train: rank %d: ", t->rank);
+        fprintf(stderr, "seqpar train: rank %d: %s\n", t->rank, msg);
     else
-        fputs("seqpar train: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+        fprintf(stderr, "seqpar train: %s\n", msg);
+    publish_event(t, "error", "rank %d: %s", t->rank, msg);
+    close_wire(t);
     va_end(ap);
     comm_abort(code);
 }
@@ -293,14 +442,16 @@ static int save_checkpoint(trainer *t, const char *path, const char *then)
     free(json);
     if (rc == CKPT_OK) {
         struct stat st;
-        printf("checkpoint %s: %.1f MB in %.2f s\n", path,
-               stat(path, &st) == 0 ? (double)st.st_size / 1e6 : 0.0, comm_time() - t0);
+        double mb = stat(path, &st) == 0 ? (double)st.st_size / 1e6 : 0.0, secs = comm_time() - t0;
+        printf("checkpoint %s: %.1f MB in %.2f s\n", path, mb, secs);
         fflush(stdout);
+        publish_event(t, "checkpoint", "%s: %.1f MB in %.2f s", path, mb, secs);
     }
     if (rc != CKPT_OK) {
         if (rc == CKPT_ENOMEM && !json) snprintf(err, sizeof err, "out of memory");
         fprintf(stderr, "seqpar train: checkpoint at step %ld failed: %s; %s\n", t->step, err,
                 then);
+        publish_event(t, "checkpoint_failed", "%s; %s", err, then);
         return -1;
     }
     return 0;
@@ -465,6 +616,7 @@ static void resume_from(trainer *t, const char *path)
         state_rows(t, t->gstate_h, t->state_h, 0);
         state_rows(t, t->gstate_c, t->state_c, 0);
     }
+    if (t->rank == 0) publish_event(t, "resume", "resumed from %s at step %ld", path, t->step);
     comm_printf0("resumed from %s at step %ld (epoch %ld, batch %ld)\n", path, t->step, t->epoch,
                  t->batch_in_epoch);
 }
@@ -669,6 +821,22 @@ static void evaluate(trainer *t, double *loss, double *ppl, double *bleu)
                          join_tokens(t->vtgt, t->hyp + (size_t)r * max_len, t->hyp_len[r], &t->text,
                                      &t->text_cap),
                          v->tgt_text[i + r], 4);
+            if (t->rank == 0 && i == lo) {
+                /* the first few, for the monitor's dashboard */
+                t->nsamples = B < 3 ? B : 3;
+                for (int r = 0; r < t->nsamples; r++) {
+                    wire_sample *w = &t->samples[r];
+                    const int32_t *sid = v->src + (size_t)(i + r) * T;
+                    int ns = v->src_valid[i + r];
+                    if (ns > 0 && sid[ns - 1] == DATA_EOS) ns--;
+                    snprintf(w->src, sizeof w->src, "%s",
+                             join_tokens(t->vsrc, sid, ns, &t->text, &t->text_cap));
+                    snprintf(w->hyp, sizeof w->hyp, "%s",
+                             join_tokens(t->vtgt, t->hyp + (size_t)r * max_len, t->hyp_len[r],
+                                         &t->text, &t->text_cap));
+                    snprintf(w->ref, sizeof w->ref, "%s", v->tgt_text[i + r]);
+                }
+            }
         }
         for (int q = 0; q < 4; q++) sums[2 + q] = st.match[q], sums[6 + q] = st.total[q];
         sums[10] = st.hyp_len, sums[11] = st.ref_len;
@@ -700,6 +868,7 @@ static int validate(trainer *t, const char *when, long at)
         comm_printf0("%s %ld valid loss %.4f ppl %.3f\n", when, at, vl, vp);
     else
         comm_printf0("%s %ld valid loss %.4f ppl %.3f bleu %.2f\n", when, at, vl, vp, vb);
+    publish_eval(t, vl, vp, vb);
     const double fig = t->lm ? vp : vb;
     const int better =
         isfinite(fig) && (!isfinite(t->best) || (t->lm ? fig < t->best : fig > t->best));
@@ -717,6 +886,9 @@ static int validate(trainer *t, const char *when, long at)
         comm_printf0("early stop at step %ld: no better validation %s in %ld evaluations (best "
                      "%.4g)\n",
                      t->step, t->lm ? "perplexity" : "BLEU", t->since_best, t->best);
+        if (t->rank == 0)
+            publish_event(t, "early_stop", "no better validation %s in %ld evaluations (best %.4g)",
+                          t->lm ? "perplexity" : "BLEU", t->since_best, t->best);
         return 1;
     }
     return 0;
@@ -783,8 +955,11 @@ int cmd_train(int argc, char **argv)
     if (c->bidirectional && t->lm) die0(t, 2, "--bidirectional applies to --task translate only");
     if (c->bidirectional && c->hidden % 2)
         die0(t, 2, "--bidirectional needs an even --hidden (H/2 units per direction)");
-    if (c->monitor[0])
-        die0(t, 2, "--monitor: the metrics wire is not part of this version of seqpar yet");
+    if (c->run[0] && (strlen(c->run) > WIRE_RUN_MAX ||
+                      strspn(c->run, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                     "0123456789._:-") != strlen(c->run)))
+        die0(t, 2, "--run '%s': use 1..%d of the characters A-Z a-z 0-9 . _ : -", c->run,
+             WIRE_RUN_MAX);
     if (c->eval_every > 0 && c->valid == 0) die0(t, 2, "--eval-every needs --valid N > 0");
     if (c->early_stop > 0 && c->valid == 0) die0(t, 2, "--early-stop needs --valid N > 0");
     if (c->eval_beam > 1 && t->lm) die0(t, 2, "--eval-beam applies to --task translate only");
@@ -807,6 +982,7 @@ int cmd_train(int argc, char **argv)
     char why[256];
     int threads = setup_threads(c->threads, why, sizeof why);
     print_kernel_info(threads, why);
+    if (c->monitor[0]) open_wire(t);
 
     load_data(t);
     t->bmax = (c->batch + t->world - 1) / t->world;
@@ -878,11 +1054,17 @@ int cmd_train(int argc, char **argv)
         snprintf(vocab, sizeof vocab, "%d -> %d", t->vsrc->size, t->vtgt->size);
     else
         snprintf(vocab, sizeof vocab, "%d", t->vtgt->size);
-    comm_printf0("%s %s: %d layer%s, embed %d, hidden %d, %zu parameters; %s %ld %s, vocab %s; "
-                 "%ld batches/epoch of %d, %ld steps\n",
-                 t->lm ? "lm" : "seq2seq", c->cell, L, L > 1 ? "s" : "", c->embed, H, nparams,
-                 c->dataset, t->lm ? t->stream.n : (long)t->pairs.n, t->lm ? "tokens" : "pairs",
-                 vocab, per_epoch, c->batch, total_steps);
+    char summary[600];
+    snprintf(summary, sizeof summary,
+             "%s %s: %d layer%s, embed %d, hidden %d, %zu parameters; %s %ld %s, vocab %s; "
+             "%ld batches/epoch of %d, %ld steps",
+             t->lm ? "lm" : "seq2seq", c->cell, L, L > 1 ? "s" : "", c->embed, H, nparams,
+             c->dataset, t->lm ? t->stream.n : (long)t->pairs.n, t->lm ? "tokens" : "pairs", vocab,
+             per_epoch, c->batch, total_steps);
+    comm_printf0("%s\n", summary);
+    if (t->rank == 0)
+        publish_event(t, "start", "%s; %d rank%s; %s", summary, t->world, t->world > 1 ? "s" : "",
+                      t->step > 0 ? "resumed" : "fresh start");
 
     const int sequential_lm = t->carry_state;
     double t_start = comm_time(), t_win = t_start;
@@ -929,18 +1111,20 @@ int cmd_train(int argc, char **argv)
             float *tail = pt->grad + pt->total;
             tail[TAIL_LOSS] = (float)loss_sum;
             tail[TAIL_TOKENS] = (float)ntok;
+            t->wl_loss += loss_sum, t->wl_tok += (double)ntok;
             if (comm_reducer_finish(t->red) != COMM_OK || t->comm_failed)
                 die_local(t, 1, "gradient allreduce failed at step %ld", t->step);
             double gl = tail[TAIL_LOSS], gt = tail[TAIL_TOKENS];
             if (gt > 0) {
                 grad_scale(pt, (float)(1.0 / gt));
-                grad_clip(pt, c->clip);
+                t->grad_norm = grad_clip(pt, c->clip);
                 optimizer_step(&t->opt, pt);
             }
             if (!isfinite(gl))
                 die0(t, 1, "loss is not finite at step %ld (lower --lr or set --clip)", t->step);
             t->step++;
             check_replicas(t);
+            heartbeat(t);
             win_loss += gl, win_tok += gt, ep_loss += gl, ep_tok += gt, run_tok += gt;
             if (t->step % c->log_every == 0 || t->step == total_steps) {
                 double now = comm_time();
@@ -953,6 +1137,8 @@ int cmd_train(int argc, char **argv)
                 comm_printf0("step %ld/%ld epoch %ld loss %.4f ppl %.3f tok/s %.0f ETA %s\n",
                              t->step, total_steps, t->epoch + 1, last_win_loss, exp(last_win_loss),
                              tps, eta);
+                publish_train(t, now - t_win);
+                t->wl_loss = t->wl_tok = 0;
                 t_win = now, win_loss = win_tok = 0;
             }
             /* the position is always that of the next batch to take */
@@ -1000,6 +1186,13 @@ int cmd_train(int argc, char **argv)
     long last_epoch = stop && t->batch_in_epoch > 0 ? t->epoch + 1 : t->epoch;
     comm_printf0("done step=%ld epoch=%ld loss=%.4f ppl=%.4f tokens_per_s=%.0f\n", t->step,
                  last_epoch, final_loss, exp(final_loss), tps);
+    publish_event(t, "end", "done step=%ld epoch=%ld loss=%.4f ppl=%.4f tokens_per_s=%.0f%s",
+                  t->step, last_epoch, final_loss, exp(final_loss), tps,
+                  ckpt_ok ? "" : "; the last checkpoint failed");
+    if (t->pub && wire_pub_dropped(t->pub) > 0)
+        fprintf(stderr, "seqpar train: rank %d: %ld metrics messages dropped (monitor away)\n",
+                t->rank, wire_pub_dropped(t->pub));
+    close_wire(t);
     int exit_code = ckpt_ok ? 0 : 1;
 
     free(t->src), free(t->tgt), free(t->valid_len), free(t->example), free(t->slice.index);

@@ -14,6 +14,7 @@ int cmd_train(int argc, char **argv);
 int cmd_translate(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_score(int argc, char **argv);
+int cmd_monitor(int argc, char **argv);
 int cmd_bleu(int argc, char **argv);
 int cmd_ckpt(int argc, char **argv);
 int cmd_corpus_stats(int argc, char **argv);

@@ -1,0 +1,323 @@
+/* seqpar monitor: collects the metrics wire from any number of ranks and
+ * runs, keeps a JSON-lines log it can restore from, and serves the live
+ * dashboard, a JSON API, server-sent events and Prometheus metrics over HTTP
+ * (libmicrohttpd, GET only, loopback unless --http says otherwise). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "trainer.h"
+#include "wire.h"
+
+extern const unsigned char seqpar_dashboard_html[];
+extern const size_t seqpar_dashboard_html_len;
+
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- HTTP */
+
+typedef struct sse_state {
+    wire_collector *c;
+    long seen;
+    int hello;
+} sse_state;
+
+/* Server-sent events: "hello" first, then an "update" per change; a comment
+ * every 15 s keeps proxies from closing the stream. Runs in the connection's
+ * own thread (MHD_USE_THREAD_PER_CONNECTION), so waiting is fine. */
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    sse_state *s = cls;
+    if (g_stop) return MHD_CONTENT_READER_END_OF_STREAM;
+    char run[WIRE_RUN_MAX + 1];
+    int n;
+    if (!s->hello) {
+        s->hello = 1;
+        s->seen = wire_collector_wait(s->c, -1, 0, run);
+        n = snprintf(buf, max, "retry: 2000\nevent: hello\ndata: {\"version\":%ld}\n\n", s->seen);
+    } else {
+        long v = wire_collector_wait(s->c, s->seen, 15000, run);
+        if (g_stop) return MHD_CONTENT_READER_END_OF_STREAM;
+        if (v == s->seen) {
+            n = snprintf(buf, max, ": keepalive\n\n");
+        } else {
+            s->seen = v;
+            n = snprintf(buf, max, "event: update\ndata: {\"run\":\"%s\",\"version\":%ld}\n\n", run,
+                         v);
+        }
+    }
+    return n < 0 || (size_t)n >= max ? MHD_CONTENT_READER_END_WITH_ERROR : n;
+}
+
+static void sse_free(void *cls)
+{
+    free(cls);
+}
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, const char *type,
+                             char *body, size_t len, enum MHD_ResponseMemoryMode mode)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
+    if (!r) {
+        if (mode == MHD_RESPMEM_MUST_FREE) free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET");
+    enum MHD_Result ret = MHD_queue_response(conn, code, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result plain(struct MHD_Connection *conn, unsigned code, const char *msg)
+{
+    return reply(conn, code, "text/plain; charset=utf-8", (char *)msg, strlen(msg),
+                 MHD_RESPMEM_PERSISTENT);
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **con_cls)
+{
+    (void)version, (void)upload, (void)con_cls;
+    wire_collector *c = cls;
+    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+        return plain(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
+    if (*upload_size) return plain(conn, MHD_HTTP_BAD_REQUEST, "no request body expected\n");
+    const double now = now_s();
+    if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)
+        return reply(conn, MHD_HTTP_OK, "text/html; charset=utf-8", (char *)seqpar_dashboard_html,
+                     seqpar_dashboard_html_len, MHD_RESPMEM_PERSISTENT);
+    if (strcmp(url, "/api/runs") == 0 || strcmp(url, "/api/runs/") == 0) {
+        char *s = wire_collector_runs_json(c, now);
+        if (!s) return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+        return reply(conn, MHD_HTTP_OK, "application/json", s, strlen(s), MHD_RESPMEM_MUST_FREE);
+    }
+    if (strncmp(url, "/api/runs/", 10) == 0) {
+        /* libmicrohttpd has already percent-decoded the path */
+        char *s = wire_collector_run_json(c, url + 10, now);
+        if (!s) return plain(conn, MHD_HTTP_NOT_FOUND, "no such run\n");
+        return reply(conn, MHD_HTTP_OK, "application/json", s, strlen(s), MHD_RESPMEM_MUST_FREE);
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        char *s = wire_collector_metrics(c, now);
+        if (!s) return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+        return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", s, strlen(s),
+                     MHD_RESPMEM_MUST_FREE);
+    }
+    if (strcmp(url, "/events") == 0) {
+        sse_state *st = calloc(1, sizeof *st);
+        if (!st) return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+        st->c = c;
+        struct MHD_Response *r =
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, sse_read, st, sse_free);
+        if (!r) {
+            free(st);
+            return MHD_NO;
+        }
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    return plain(conn, MHD_HTTP_NOT_FOUND,
+                 "not found (/, /api/runs, /api/runs/ID, /events, /metrics)\n");
+}
+
+/* HOST:PORT (IPv4 address or "localhost") into addr. */
+static int parse_http(const char *s, struct sockaddr_in *addr)
+{
+    char host[64];
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || (size_t)(colon - s) >= sizeof host) return -1;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || port < 0 || port > 65535) return -1;
+    memset(addr, 0, sizeof *addr);
+    addr->sin_family = AF_INET;
+    addr->sin_port = htons((uint16_t)port);
+    if (strcmp(host, "localhost") == 0) snprintf(host, sizeof host, "127.0.0.1");
+    return inet_pton(AF_INET, host, &addr->sin_addr) == 1 ? 0 : -1;
+}
+
+/* ------------------------------------------------------------- the log */
+
+/* Replays FILE.jsonl into the collector; returns the messages restored, or
+ * -1 when the file exists but cannot be read. Bad lines are counted as
+ * malformed, as they were when they arrived. */
+static long restore(wire_collector *c, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return errno == ENOENT ? 0 : -1;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long ok = 0;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+        if (n == 0) continue;
+        ok += wire_collector_add(c, line, (size_t)n, -1.0) == 0;
+    }
+    free(line);
+    fclose(f);
+    return ok;
+}
+
+/* -------------------------------------------------------------- command */
+
+int cmd_monitor(int argc, char **argv)
+{
+    const char *prog = "seqpar monitor", *listen = "tcp://127.0.0.1:5555", *http = "127.0.0.1:8080",
+               *log = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *v;
+        if (strcmp(argv[i], "--help") == 0) {
+            printf(
+                "usage: seqpar monitor [--listen ENDPOINT] [--http HOST:PORT] [--log FILE.jsonl]\n"
+                "Collects the metrics of seqpar train --monitor ENDPOINT (any number of ranks "
+                "and runs)\nand serves the live dashboard and its data over HTTP (GET only):\n"
+                "  /             the dashboard\n"
+                "  /api/runs     the runs, JSON; /api/runs/ID one run's series, ranks, "
+                "samples, events\n"
+                "  /events       server-sent events, one per change\n"
+                "  /metrics      Prometheus text exposition\n"
+                "--listen  where trainers send (ZeroMQ PULL, default tcp://127.0.0.1:5555)\n"
+                "--http    where to serve (default 127.0.0.1:8080; 0.0.0.0:PORT serves "
+                "every interface)\n"
+                "--log     appends every message; a restarted monitor reads it back first\n");
+            return 0;
+        } else if ((v = arg_value(argc, argv, &i, "--listen"))) {
+            listen = v;
+        } else if ((v = arg_value(argc, argv, &i, "--http"))) {
+            http = v;
+        } else if ((v = arg_value(argc, argv, &i, "--log"))) {
+            log = v;
+        } else {
+            fprintf(stderr, "%s: unknown or incomplete option '%s' (see --help)\n", prog, argv[i]);
+            return 2;
+        }
+    }
+    struct sockaddr_in addr;
+    if (parse_http(http, &addr) != 0) {
+        fprintf(stderr, "%s: --http: expected HOST:PORT with an IPv4 address, got '%s'\n", prog,
+                http);
+        return 2;
+    }
+    wire_collector *c = wire_collector_new();
+    if (!c) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return 1;
+    }
+    FILE *logf = NULL;
+    if (log) {
+        long n = restore(c, log);
+        if (n < 0) {
+            fprintf(stderr, "%s: --log %s: cannot read (%s)\n", prog, log, strerror(errno));
+            wire_collector_free(c);
+            return 2;
+        }
+        logf = fopen(log, "a");
+        if (!logf) {
+            fprintf(stderr, "%s: --log %s: cannot append (%s)\n", prog, log, strerror(errno));
+            wire_collector_free(c);
+            return 2;
+        }
+        if (n > 0) printf("restored %ld messages from %s\n", n, log);
+    }
+    void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_PULL) : NULL;
+    int64_t maxsize = 16 * WIRE_MAX_MSG; /* a peer sending more is cut off by ZeroMQ */
+    int rcvhwm = 100000, linger = 0;
+    if (sock) {
+        zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize);
+        zmq_setsockopt(sock, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
+        zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    }
+    if (!sock || zmq_bind(sock, listen) != 0) {
+        fprintf(stderr, "%s: --listen %s: %s\n", prog, listen, zmq_strerror(zmq_errno()));
+        if (sock) zmq_close(sock);
+        if (ctx) zmq_ctx_term(ctx);
+        if (logf) fclose(logf);
+        wire_collector_free(c);
+        return 2;
+    }
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
+        NULL, NULL, handle, c, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
+    if (!d) {
+        fprintf(stderr,
+                "%s: --http %s: cannot serve there (in use, or not an address of this "
+                "machine)\n",
+                prog, http);
+        zmq_close(sock);
+        zmq_ctx_term(ctx);
+        if (logf) fclose(logf);
+        wire_collector_free(c);
+        return 2;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    printf("seqpar monitor: metrics on %s; dashboard at http://%s/\n", listen, http);
+    fflush(stdout);
+
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    while (!g_stop) {
+        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 500) <= 0) continue; /* timeout, or EINTR from a signal */
+        while (!g_stop && zmq_msg_recv(&msg, sock, ZMQ_DONTWAIT) >= 0) {
+            const char *p = zmq_msg_data(&msg);
+            size_t n = zmq_msg_size(&msg);
+            if (wire_collector_add(c, p, n, now_s()) == 0 && logf) {
+                /* one message per line: a line break can only be JSON
+                 * whitespace (inside strings it is escaped), so a space
+                 * stands in for it */
+                for (size_t k = 0; k < n; k++)
+                    fputc(p[k] == '\n' || p[k] == '\r' ? ' ' : p[k], logf);
+                fputc('\n', logf);
+                fflush(logf);
+            }
+        }
+    }
+    zmq_msg_close(&msg);
+    wire_collector_wake(c); /* event streams see g_stop and end */
+    MHD_stop_daemon(d);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    if (logf) fclose(logf);
+    long ok, bad, big;
+    wire_collector_counts(c, &ok, &bad, &big);
+    printf("seqpar monitor: stopped (%ld messages, %ld malformed, %ld oversized)\n", ok, bad, big);
+    wire_collector_free(c);
+    return 0;
+}
