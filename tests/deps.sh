@@ -8,7 +8,8 @@ PKGS=(build-essential cmake pkg-config
       libzmq3-dev libcunit1-dev libcjson-dev libmicrohttpd-dev
       libcurl4-openssl-dev libzip-dev libssl-dev
       clang-format cppcheck
-      python3 python3-torch python3-h5py python3-numpy python3-zmq python3-nltk)
+      python3 python3-torch python3-h5py python3-numpy python3-zmq python3-nltk
+      curl chromium)
 
 missing() {
     local p

@@ -39,8 +39,11 @@ expect_error "resume with another --seed" '--seed' \
 "$SEQPAR" "${base[@]}" --max-steps 30 --checkpoint-dir "$tmp/br" --resume auto >"$tmp/na.out" 2>&1
 check "resuming a finished run says there is nothing to train" grep -q 'nothing to train' "$tmp/na.out"
 
-# --- options that are not part of this version are refused, not ignored
-expect_error "--monitor is refused" '--monitor' "$SEQPAR" "${base[@]}" --max-steps 2 --monitor tcp://127.0.0.1:5555
+# --- a bad metrics endpoint or run name is refused up front
+expect_error "--monitor with a malformed endpoint" '--monitor nonsense' "$SEQPAR" "${base[@]}" --max-steps 2 --monitor nonsense
+expect_error "--run with a space" "--run 'a b'" "$SEQPAR" "${base[@]}" --max-steps 2 --run 'a b'
+"$SEQPAR" "${base[@]}" --max-steps 3 --monitor tcp://127.0.0.1:9 >"$tmp/dead.out" 2>&1
+check "--monitor at an endpoint where nothing listens: training runs to the end" grep -q '^done step=3 ' "$tmp/dead.out"
 "$SEQPAR" "${base[@]}" --max-steps 6 --valid 50 --eval-every 3 >"$tmp/ev.out"
 check "--eval-every 3 validates at steps 3 and 6" test "$(grep -Ec '^step [36] valid loss [0-9.]+ ppl' "$tmp/ev.out")" = 2
 
