@@ -292,6 +292,13 @@ void model_set_bptt(model *m, bptt_mode mode, int k);
  * allocation. */
 int model_step(model *m, const model_batch *b, int train, double *loss_sum, long *tokens);
 
+/* Matrix-multiply work of one training step on batch b (forward and
+ * backward, counted as 3 × the forward's 2·M·N·K), in FLOP: *padded as the
+ * model defines it (every decoder step, logits at every position) and
+ * *executed as model_step runs it (the decoder up to the longest target,
+ * logits at live positions only). One-hot inputs are lookups, not products. */
+void model_matmul_flops(const model *m, const model_batch *b, double *padded, double *executed);
+
 /* Installs (fn non-NULL) or removes the backward's gradient-ready hook: a
  * training model_step announces every tensor through it exactly once. */
 void model_set_grad_hook(model *m, model_grad_hook fn, void *ctx);

@@ -36,6 +36,8 @@ struct model {
     float *logits;                  /* (T, B, V) */
     float *dtop;                    /* (T, B, H) */
     float *carry;                   /* (T, B) */
+    float *ypack, *dypack;          /* (T·B, H) decoder outputs at live target positions */
+    int32_t *tpack, *rowmap;        /* (T·B) their targets and rows */
     int64_t *rows;                  /* (B) fallback example ids */
     model_grad_hook hook;           /* see model_set_grad_hook */
     void *hook_ctx;
@@ -158,11 +160,11 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
     }
 
     const size_t TB = (size_t)T * B, LBH = (size_t)L * B * H;
-    m->ids_a = calloc(3 * TB, sizeof(int32_t));
+    m->ids_a = calloc(5 * TB, sizeof(int32_t));
     m->rows = calloc((size_t)B, sizeof(int64_t));
     m->done = calloc((size_t)B, sizeof(int));
     size_t n =
-        4 * TB * (size_t)E + 6 * LBH + 2 * (size_t)B * H + TB * (size_t)V + TB * (size_t)H + TB;
+        4 * TB * (size_t)E + 6 * LBH + 2 * (size_t)B * H + TB * (size_t)V + 3 * TB * (size_t)H + TB;
     m->mem = calloc(n, sizeof(float));
     if (!m->ids_a || !m->rows || !m->done || !m->mem) goto err;
     m->ids_b = m->ids_a + TB;
@@ -183,6 +185,10 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
     m->logits = p, p += TB * V;
     m->dtop = p, p += TB * H;
     m->carry = p, p += TB;
+    m->ypack = p, p += TB * H;
+    m->dypack = p, p += TB * H;
+    m->tpack = m->ids_c + TB;
+    m->rowmap = m->tpack + TB;
     for (int b = 0; b < B; b++) m->rows[b] = b;
     *out = m;
     return MODEL_OK;
@@ -280,6 +286,16 @@ static int step_translate(model *m, const model_batch *b, int train, double *los
     int32_t *src = m->ids_a, *din = m->ids_b, *tgt = m->ids_c;
     param_table *pt = &m->pt;
 
+    /* Training runs the decoder only as far as the batch's longest target:
+     * later steps change neither the loss nor the gradient. (Evaluation keeps
+     * all T steps: model_last_logits promises (T, B, V).) */
+    int Td = T;
+    if (train && b->tgt_valid) {
+        Td = 1;
+        for (int r = 0; r < B; r++) Td = b->tgt_valid[r] > Td ? b->tgt_valid[r] : Td;
+        Td = Td < T ? Td : T;
+    }
+    const size_t TdB = (size_t)Td * B;
     to_time_major(src, b->src, B, T);
     for (int r = 0; r < B; r++) {
         int valid = b->tgt_valid ? b->tgt_valid[r] : T;
@@ -293,33 +309,49 @@ static int step_translate(model *m, const model_batch *b, int train, double *los
     rnn_dropout_key kdec = kenc;
     kdec.site = 1;
 
+    /* the encoder reads all T positions, padding included, as the book */
     const float *xe = embed(m, m->i_enc_emb, m->xa, src, TB);
     rnn_stack_forward(&m->enc, T, B, xe, src, NULL, NULL, NULL, m->st_h, m->st_c,
                       train ? &kenc : NULL);
     const float *ctx = m->st_h + (size_t)(L - 1) * B * H; /* last layer's final h */
-    const float *xd = embed(m, m->i_dec_emb, m->xb, din, TB);
-    rnn_stack_forward(&m->dec, T, B, xd, din, ctx, m->st_h, m->st_c, NULL, NULL,
+    const float *xd = embed(m, m->i_dec_emb, m->xb, din, TdB);
+    rnn_stack_forward(&m->dec, Td, B, xd, din, ctx, m->st_h, m->st_c, NULL, NULL,
                       train ? &kdec : NULL);
     const float *ytop = m->dec.y[L - 1];
-    dense_forward(m->logits, ytop, param_data(pt, m->i_dense_w), param_data(pt, m->i_dense_b),
-                  (int)TB, H, V);
     if (!train) {
+        dense_forward(m->logits, ytop, param_data(pt, m->i_dense_w), param_data(pt, m->i_dense_b),
+                      (int)TB, H, V);
         *loss_sum = xent_forward(m->logits, tgt, (int)TB, V, tokens);
         return MODEL_OK;
     }
-    *loss_sum = xent_forward_backward(m->logits, tgt, (int)TB, V, tokens);
-
-    memset(m->dtop, 0, TB * H * sizeof(float));
-    dense_backward(m->dtop, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b), m->logits,
-                   ytop, param_data(pt, m->i_dense_w), (int)TB, H, V);
+    /* the output layer on the live positions only (t < valid): the others
+     * are masked out of the loss, so their logits would be computed for
+     * nothing. Packed rows keep their (t, b) order. */
+    int n = 0;
+    for (size_t i = 0; i < TdB; i++) {
+        if (tgt[i] < 0) continue;
+        memcpy(m->ypack + (size_t)n * H, ytop + i * H, (size_t)H * sizeof(float));
+        m->tpack[n] = tgt[i];
+        m->rowmap[n++] = (int32_t)i;
+    }
+    dense_forward(m->logits, m->ypack, param_data(pt, m->i_dense_w), param_data(pt, m->i_dense_b),
+                  n, H, V);
+    *loss_sum = xent_forward_backward(m->logits, m->tpack, n, V, tokens);
+    memset(m->dypack, 0, (size_t)n * H * sizeof(float));
+    dense_backward(m->dypack, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b), m->logits,
+                   m->ypack, param_data(pt, m->i_dense_w), n, H, V);
     grad_ready(m, m->i_dense_w, 2); /* weight and bias are adjacent */
+    memset(m->dtop, 0, TdB * H * sizeof(float));
+    for (int k = 0; k < n; k++)
+        memcpy(m->dtop + (size_t)m->rowmap[k] * H, m->dypack + (size_t)k * H,
+               (size_t)H * sizeof(float));
     memset(m->dst_h, 0, LBH * sizeof(float));
     memset(m->dst_c, 0, LBH * sizeof(float));
     memset(m->dctx, 0, (size_t)B * H * sizeof(float));
-    if (!m->onehot) memset(m->dxb, 0, TB * E * sizeof(float));
-    rnn_stack_backward(&m->dec, T, B, xd, din, ctx, m->dtop, NULL, NULL, NULL,
+    if (!m->onehot) memset(m->dxb, 0, TdB * E * sizeof(float));
+    rnn_stack_backward(&m->dec, Td, B, xd, din, ctx, m->dtop, NULL, NULL, NULL,
                        m->onehot ? NULL : m->dxb, m->dctx, m->dst_h, m->dst_c);
-    if (!m->onehot) embedding_backward(param_grad(pt, m->i_dec_emb), m->dxb, din, (int)TB, E);
+    if (!m->onehot) embedding_backward(param_grad(pt, m->i_dec_emb), m->dxb, din, (int)TdB, E);
     grad_ready(m, m->i_dec_emb, 1);
     /* the context is the encoder's last-layer final h: its gradient joins that state's */
     float *dlast = m->dst_h + (size_t)(L - 1) * B * H;
@@ -369,6 +401,39 @@ static int step_lm(model *m, const model_batch *b, int train, double *loss_sum, 
     if (b->state_h) memcpy(b->state_h, m->st_h, LBH * sizeof(float));
     if (b->state_c && lstm) memcpy(b->state_c, m->st_c, LBH * sizeof(float));
     return MODEL_OK;
+}
+
+/* Forward matmul FLOP of a stack over T steps and B rows. */
+static double stack_flops(const rnn_stack *s, int T, int B)
+{
+    double f = 0.0;
+    for (int i = 0; i < s->L * s->dirs; i++) {
+        const rnn_dir *d = &s->d[i];
+        const double GH = (double)cell_gates(d->cell) * d->H;
+        const int I = d->onehot ? 0 : d->I;
+        f += 2.0 * T * B * GH * (I + d->H) + 2.0 * B * GH * d->C;
+    }
+    return f;
+}
+
+void model_matmul_flops(const model *m, const model_batch *b, double *padded, double *executed)
+{
+    const int T = b->T, B = b->B, H = m->cfg.hidden, V = m->cfg.tgt_vocab;
+    if (m->cfg.task == MODEL_LM) {
+        *padded = *executed = 3.0 * (stack_flops(&m->rnn, T, B) + 2.0 * T * B * (double)H * V);
+        return;
+    }
+    int Td = 1;
+    double live = 0.0;
+    for (int r = 0; r < B; r++) {
+        int v = b->tgt_valid ? b->tgt_valid[r] : T;
+        v = v < T ? v : T;
+        Td = v > Td ? v : Td;
+        live += v;
+    }
+    const double enc = stack_flops(&m->enc, T, B);
+    *padded = 3.0 * (enc + stack_flops(&m->dec, T, B) + 2.0 * T * B * (double)H * V);
+    *executed = 3.0 * (enc + stack_flops(&m->dec, Td, B) + 2.0 * live * (double)H * V);
 }
 
 int model_step(model *m, const model_batch *b, int train, double *loss_sum, long *tokens)
@@ -512,7 +577,9 @@ int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int
         score[r] = 0.0;
         live[r] = r % k == 0; /* identical beams: only the first starts */
     }
-    for (int b = 0; b < B; b++) best[b] = -INFINITY, best_len[b] = 0, nlive[b] = 1;
+    /* nlive[b]: the sentence's beam width, k less its finished hypotheses
+     * (0: the sentence is done) */
+    for (int b = 0; b < B; b++) best[b] = -INFINITY, best_len[b] = 0, nlive[b] = k;
     int alive = B;
     for (int s = 0; s < max_len && alive > 0; s++) {
         const float *xd = embed(m, m->i_dec_emb, m->xb, tok, (size_t)R);
@@ -563,6 +630,7 @@ int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int
             }
             for (int q = j; q < k; q++) live[b * k + q] = 0, m->rows[b * k + q] = -1;
             for (int q = 0; q < j; q++) live[b * k + q] = 1;
+            if (j == 0) nlive[b] = 0; /* every extension chosen ended */
             if (nlive[b] == 0) alive--;
         }
         /* reorder the new states by parent row (h2, c2 → h, c) */

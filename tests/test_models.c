@@ -427,69 +427,122 @@ static void test_beam(void)
     }
     /* exhaustive: V = 6, max_len 3: every output is <eos> after 0–2 tokens, or
      * 3 tokens; a beam of 36 never prunes, so it must find the best score */
-    model_config cfg = {MODEL_TRANSLATE, CELL_GRU, 1, 4, 5, 0.0f, 0, 7, 6, 4, 36};
-    model *m;
-    char err[100];
-    CU_ASSERT_FATAL(model_create(&m, &cfg, err, sizeof err) == MODEL_OK);
-    model_init_params(m, 9);
-    param_table *pt = model_params(m);
-    for (size_t i = 0; i < pt->total; i++) pt->data[i] *= 2.5f;
-    const int32_t src[4] = {4, 5, 6, 2};
-    const float alpha = 0.75f;
-    double best = -INFINITY;
-    int32_t best_seq[3];
-    int best_len = -1;
-    int32_t tg[36 * 4], sr[36 * 4], va[36], seqs[36][3];
-    int lens[36], n = 0, total = 0;
-    /* all sequences over tokens {0,1,3,4,5} of length 0..3 */
-    for (int L = 0; L <= 3; L++) {
-        int count = 1;
-        for (int i = 0; i < L; i++) count *= 5;
-        for (int code = 0; code < count; code++) {
-            static const int alphabet[5] = {0, 1, 3, 4, 5};
-            int x = code;
-            for (int i = 0; i < L; i++) seqs[n][i] = alphabet[x % 5], x /= 5;
-            lens[n] = L;
-            n++;
-            total++;
-            int last = L == 3 && code == count - 1;
-            if (n < 36 && !last) continue;
-            /* score the batch by teacher forcing */
-            for (int r = 0; r < n; r++) {
-                memcpy(sr + r * 4, src, sizeof src);
-                for (int t = 0; t < 4; t++) tg[r * 4 + t] = t < lens[r] && t < 3 ? seqs[r][t] : 2;
-                va[r] = lens[r] < 3 ? lens[r] + 1 : 3; /* length 3: no <eos> scored */
-            }
-            model_batch b = {.B = n, .T = 4, .src = sr, .tgt = tg, .tgt_valid = va};
-            double ls;
-            long nt;
-            CU_ASSERT_EQUAL(model_step(m, &b, 0, &ls, &nt), MODEL_OK);
-            const float *z = model_last_logits(m);
-            for (int r = 0; r < n; r++) {
-                double sc = 0.0;
-                for (int t = 0; t < va[r]; t++) {
-                    const float *zz = z + ((size_t)t * n + r) * 6;
-                    double mx = zz[0], sum = 0.0;
-                    for (int v = 1; v < 6; v++) mx = zz[v] > mx ? zz[v] : mx;
-                    for (int v = 0; v < 6; v++) sum += exp(zz[v] - mx);
-                    sc += zz[tg[r * 4 + t]] - mx - log(sum);
+    int greedy_missed = 0;
+    for (uint64_t seed = 1; seed <= 12; seed++) {
+        model_config cfg = {MODEL_TRANSLATE, CELL_GRU, 1, 4, 5, 0.0f, 0, 7, 6, 4, 36};
+        model *m;
+        char err[100];
+        CU_ASSERT_FATAL(model_create(&m, &cfg, err, sizeof err) == MODEL_OK);
+        model_init_params(m, seed);
+        param_table *pt = model_params(m);
+        for (size_t i = 0; i < pt->total; i++) pt->data[i] *= 2.5f;
+        const int32_t src[4] = {4, 5, 6, 2};
+        const float alpha = 0.75f;
+        double best = -INFINITY;
+        int32_t best_seq[3];
+        int best_len = -1;
+        int32_t tg[36 * 4], sr[36 * 4], va[36], seqs[36][3];
+        int lens[36], n = 0, total = 0;
+        /* all sequences over tokens {0,1,3,4,5} of length 0..3 */
+        for (int L = 0; L <= 3; L++) {
+            int count = 1;
+            for (int i = 0; i < L; i++) count *= 5;
+            for (int code = 0; code < count; code++) {
+                static const int alphabet[5] = {0, 1, 3, 4, 5};
+                int x = code;
+                for (int i = 0; i < L; i++) seqs[n][i] = alphabet[x % 5], x /= 5;
+                lens[n] = L;
+                n++;
+                total++;
+                int last = L == 3 && code == count - 1;
+                if (n < 36 && !last) continue;
+                /* score the batch by teacher forcing */
+                for (int r = 0; r < n; r++) {
+                    memcpy(sr + r * 4, src, sizeof src);
+                    for (int t = 0; t < 4; t++)
+                        tg[r * 4 + t] = t < lens[r] && t < 3 ? seqs[r][t] : 2;
+                    va[r] = lens[r] < 3 ? lens[r] + 1 : 3; /* length 3: no <eos> scored */
                 }
-                double norm = sc / pow((double)va[r], alpha);
-                if (norm > best) {
-                    best = norm, best_len = lens[r];
-                    memcpy(best_seq, seqs[r], sizeof best_seq);
+                model_batch b = {.B = n, .T = 4, .src = sr, .tgt = tg, .tgt_valid = va};
+                double ls;
+                long nt;
+                CU_ASSERT_EQUAL(model_step(m, &b, 0, &ls, &nt), MODEL_OK);
+                const float *z = model_last_logits(m);
+                for (int r = 0; r < n; r++) {
+                    double sc = 0.0;
+                    for (int t = 0; t < va[r]; t++) {
+                        const float *zz = z + ((size_t)t * n + r) * 6;
+                        double mx = zz[0], sum = 0.0;
+                        for (int v = 1; v < 6; v++) mx = zz[v] > mx ? zz[v] : mx;
+                        for (int v = 0; v < 6; v++) sum += exp(zz[v] - mx);
+                        sc += zz[tg[r * 4 + t]] - mx - log(sum);
+                    }
+                    double norm = sc / pow((double)va[r], alpha);
+                    if (norm > best) {
+                        best = norm, best_len = lens[r];
+                        memcpy(best_seq, seqs[r], sizeof best_seq);
+                    }
                 }
+                n = 0;
             }
-            n = 0;
         }
+        CU_ASSERT_EQUAL(total, 156);
+        int32_t out[3];
+        int ol;
+        CU_ASSERT_EQUAL(model_beam(m, src, 1, 4, 1, 2, 3, 36, alpha, out, &ol), MODEL_OK);
+        CU_ASSERT_EQUAL(ol, best_len);
+        CU_ASSERT(ol >= 0 && ol <= 3 && memcmp(out, best_seq, (size_t)ol * sizeof(int32_t)) == 0);
+        int32_t g[3];
+        int gl;
+        CU_ASSERT_EQUAL(model_greedy(m, src, 1, 4, 1, 2, 3, g, &gl), MODEL_OK);
+        greedy_missed += gl != best_len || memcmp(g, best_seq, (size_t)gl * sizeof(int32_t)) != 0;
+        model_free(m);
     }
-    CU_ASSERT_EQUAL(total, 156);
-    int32_t out[3];
-    int ol;
-    CU_ASSERT_EQUAL(model_beam(m, src, 1, 4, 1, 2, 3, 36, alpha, out, &ol), MODEL_OK);
-    CU_ASSERT_EQUAL(ol, best_len);
-    CU_ASSERT(ol >= 0 && ol <= 3 && memcmp(out, best_seq, (size_t)ol * sizeof(int32_t)) == 0);
-    model_free(m);
+    /* greedy misses the optimum on some of these: the test tells beam from greedy */
+    CU_ASSERT(greedy_missed > 0);
+    printf("\n  greedy missed the enumerated optimum on %d of 12 models, the full beam on none ",
+           greedy_missed);
+}
+
+/* Summed log probability of out[0..len) (+ <eos> when len < max_len) for
+ * source src under m, by teacher forcing (m: max_batch >= 1, T = 4). */
+static double seq_logprob(model *m, const int32_t *src, const int32_t *out, int len, int max_len)
+{
+    int32_t tg[4], va = len < max_len ? len + 1 : len;
+    for (int t = 0; t < 4; t++) tg[t] = t < len && t < 3 ? out[t] : 2;
+    model_batch b = {.B = 1, .T = 4, .src = src, .tgt = tg, .tgt_valid = &va};
+    double ls;
+    long nt;
+    model_step(m, &b, 0, &ls, &nt);
+    return -ls;
+}
+
+/* With alpha = 0 (raw log probability) a beam of 4 never scores below
+ * greedy, and often above: beam search searches. */
+static void test_beam_beats_greedy(void)
+{
+    int better = 0, worse = 0;
+    for (uint64_t seed = 1; seed <= 40; seed++) {
+        model_config cfg = {MODEL_TRANSLATE, CELL_GRU, 1, 4, 5, 0.0f, 0, 7, 9, 4, 4};
+        model *m;
+        char err[100];
+        CU_ASSERT_FATAL(model_create(&m, &cfg, err, sizeof err) == MODEL_OK);
+        model_init_params(m, seed);
+        param_table *pt = model_params(m);
+        for (size_t i = 0; i < pt->total; i++) pt->data[i] *= 2.0f;
+        const int32_t src[4] = {4, 5, 6, 2};
+        int32_t g[3], bm[3];
+        int gl, bl;
+        model_greedy(m, src, 1, 4, 1, 2, 3, g, &gl);
+        model_beam(m, src, 1, 4, 1, 2, 3, 4, 0.0f, bm, &bl);
+        double sg = seq_logprob(m, src, g, gl, 3), sb = seq_logprob(m, src, bm, bl, 3);
+        better += sb > sg + 1e-6;
+        worse += sb < sg - 1e-6;
+        model_free(m);
+    }
+    CU_ASSERT_EQUAL(worse, 0);
+    CU_ASSERT(better >= 5);
+    printf("\n  beam 4 beat greedy on %d of 40 random models, lost on %d ", better, worse);
 }
 
 /* Training reduces the loss on a fixed batch (a smoke test of the whole
@@ -550,6 +603,7 @@ void register_suites(void)
     CU_add_test(s, "no allocation in a training step", test_no_allocation_in_step);
     CU_add_test(s, "gradient-ready hook: each tensor once, when final", test_grad_hook);
     CU_add_test(s, "beam search: k = 1 is greedy; a full beam finds the best", test_beam);
+    CU_add_test(s, "beam search: a beam of 4 scores at least greedy's", test_beam_beats_greedy);
     CU_add_test(s, "training reduces loss", test_training_reduces_loss);
     CU_add_test(s, "bad configurations", test_bad_configs);
     CU_add_test(s, "report", report);
