@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -70,6 +71,7 @@ typedef struct trainer {
     int eval_streams;
     float *eval_h, *eval_c; /* LM: (L, rows, H) validation state */
     long saved_step;        /* the step of the last checkpoint written (-1: none) */
+    long validated_step;    /* the step of the last validation (-1: none) */
     /* gradient reduction */
     comm_reducer *red;
     size_t *toff, *tsize; /* the parameter table's offsets and sizes, for comm/ */
@@ -84,6 +86,7 @@ typedef struct trainer {
     double last_beat;
     double wl_loss, wl_tok; /* this rank's sums over the logging window */
     double grad_norm;       /* of the last step, before clipping */
+    double flops[2];        /* matmul work of this rank's steps: padded, executed */
     wire_sample samples[3]; /* rank 0: sample translations of the last validation */
     int nsamples;
     /* position */
@@ -331,7 +334,9 @@ static void load_data(trainer *t)
         if (c->valid > 0) {
             /* the held-out tokens: the stream's last N, as LM_EVAL_STREAMS
              * streams of at least one num_steps chunk each */
-            t->eval_streams = LM_EVAL_STREAMS;
+            /* at most one stream per row of the global batch: a rank's share
+             * then fits its batch buffers */
+            t->eval_streams = c->batch < LM_EVAL_STREAMS ? c->batch : LM_EVAL_STREAMS;
             long need = (long)t->eval_streams * c->steps + 1;
             if (c->valid < need || c->valid > t->stream.n / 2)
                 die0(t, 2,
@@ -489,6 +494,7 @@ static int checkpoint_to(trainer *t, const char *path, const char *then)
         }
     }
     int ok = save_checkpoint(t, path, then) == 0;
+    heartbeat(t);
     comm_bcast(&ok, sizeof ok, 0);
     return ok ? 0 : -1;
 }
@@ -791,7 +797,9 @@ static void evaluate(trainer *t, double *loss, double *ppl, double *bleu)
                              .state_c = t->eval_c};
             double l;
             long n;
-            model_step(t->m, &b, 0, &l, &n);
+            if (model_step(t->m, &b, 0, &l, &n) != MODEL_OK)
+                die_local(t, 1, "invalid validation batch (token id outside the vocabulary)");
+            heartbeat(t);
             sums[0] += l, sums[1] += (double)n;
         }
     } else {
@@ -809,7 +817,9 @@ static void evaluate(trainer *t, double *loss, double *ppl, double *bleu)
                              .tgt_valid = v->tgt_valid + i};
             double l;
             long n;
-            model_step(t->m, &b, 0, &l, &n);
+            if (model_step(t->m, &b, 0, &l, &n) != MODEL_OK)
+                die_local(t, 1, "invalid validation batch (token id outside the vocabulary)");
+            heartbeat(t);
             sums[0] += l, sums[1] += (double)n;
             int rc = k == 1 ? model_greedy(t->m, b.src, B, T, DATA_BOS, DATA_EOS, max_len, t->hyp,
                                            t->hyp_len)
@@ -862,6 +872,7 @@ static void evaluate(trainer *t, double *loss, double *ppl, double *bleu)
 static int validate(trainer *t, const char *when, long at)
 {
     double vl, vp, vb;
+    t->validated_step = t->step;
     evaluate(t, &vl, &vp, &vb);
     t->last_valid_loss = vl, t->last_valid_bleu = vb;
     if (t->lm)
@@ -908,6 +919,9 @@ static void fmt_duration(char *buf, size_t n, double s)
 
 static void print_kernel_info(int threads, const char *why)
 {
+    char advice[400];
+    /* on stdout: stderr is kept for errors, one line each */
+    if (blas_kernel_advice(advice, sizeof advice)) comm_printf0("%s\n", advice);
     comm_printf0("seqpar %s: %d rank%s x %d OpenBLAS thread%s (%s; kernel %s)\n", SEQPAR_VERSION,
                  comm_world(), comm_world() > 1 ? "s" : "", threads, threads > 1 ? "s" : "", why,
                  openblas_get_corename());
@@ -1015,7 +1029,7 @@ int cmd_train(int argc, char **argv)
     t->row_lo = (int)((long)c->batch * t->rank / t->world);
     t->row_hi = (int)((long)c->batch * (t->rank + 1) / t->world);
     t->last_loss = t->last_valid_loss = t->last_valid_bleu = t->best = NAN;
-    t->saved_step = -1;
+    t->saved_step = t->validated_step = -1;
     t->hyp = calloc((size_t)bm * T, sizeof(int32_t));
     t->hyp_len = calloc((size_t)bm, sizeof(int));
     t->eval_h = calloc((size_t)L * LM_EVAL_STREAMS * H, sizeof(float));
@@ -1112,6 +1126,9 @@ int cmd_train(int argc, char **argv)
             tail[TAIL_LOSS] = (float)loss_sum;
             tail[TAIL_TOKENS] = (float)ntok;
             t->wl_loss += loss_sum, t->wl_tok += (double)ntok;
+            double fp, fe;
+            model_matmul_flops(t->m, &b, &fp, &fe);
+            t->flops[0] += fp, t->flops[1] += fe;
             if (comm_reducer_finish(t->red) != COMM_OK || t->comm_failed)
                 die_local(t, 1, "gradient allreduce failed at step %ld", t->step);
             double gl = tail[TAIL_LOSS], gt = tail[TAIL_TOKENS];
@@ -1153,14 +1170,30 @@ int cmd_train(int argc, char **argv)
         }
         if (stop) break;
         if (ep_tok > 0) last_ep_loss = ep_loss / ep_tok;
-        const int stop_now = t->have_valid && validate(t, "epoch", t->epoch + 1);
         t->epoch++;
         t->batch_in_epoch = 0;
-        if (stop_now) break;
+        /* validated at the epoch's end unless --eval-every just did, on the
+         * same parameters (which would count against the patience twice);
+         * the position is already the next epoch's, so best.h5 resumes there */
+        if (t->have_valid && t->validated_step != t->step && validate(t, "epoch", t->epoch)) break;
         if (c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) checkpoint_or_stop(t);
     }
     double elapsed = comm_time() - t_start;
     if (win_tok > 0) t->last_loss = win_loss / win_tok;
+    if (t->step > start_step) {
+        /* the work done, over all ranks, and the largest rank's peak memory */
+        double w[3] = {t->flops[0], t->flops[1], run_tok};
+        comm_allreduce_double(w, 2);
+        struct rusage ru;
+        double rss[1] = {getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0};
+        comm_allreduce_max_double(rss, 1);
+        long steps = t->step - start_step;
+        comm_printf0("matmul work: %.3g GFLOP per step as the padded model defines it, %.3g "
+                     "executed (%.0f%%); %.2f GFLOP/s executed over all ranks, %.3g MFLOP per "
+                     "target token; peak memory %.0f MB (largest rank)\n",
+                     w[0] / steps / 1e9, w[1] / steps / 1e9, 100.0 * w[1] / (w[0] > 0 ? w[0] : 1),
+                     w[1] / elapsed / 1e9, w[2] > 0 ? w[1] / w[2] / 1e6 : 0.0, rss[0]);
+    }
     if (t->world > 1 && t->step > start_step) {
         /* the slowest rank's share: what the job as a whole lost to communication */
         double share[2] = {comm_reducer_seconds(t->red), elapsed};

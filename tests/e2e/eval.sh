@@ -58,6 +58,14 @@ check "... and ends with the summary line at step 20" grep -q '^done step=20 ' "
 check "the patience survives a resume (stops at step 20, not 25): $(grep early "$tmp/es2.out")" \
     grep -q '^early stop at step 20:' "$tmp/es2.out"
 
+# --- an evaluation at an epoch's last step is not repeated as the epoch-end
+# one (it would count against the patience twice): 640 pairs less 40 held out
+# = 10 batches per epoch; evaluations at steps 10, 20, 30 -> stop at 30
+"$SEQPAR" train --num-examples 640 --valid 40 --lr 1e-12 --eval-every 10 --early-stop 2 --epochs 10 \
+    --threads 1 --log-every 100000 >"$tmp/es3.out" 2>&1
+check "--eval-every on epoch ends: one evaluation each ($(grep -c 'valid loss' "$tmp/es3.out") lines), early stop at step 30" \
+    bash -c "grep -q '^early stop at step 30:' '$tmp/es3.out' && [ \$(grep -c 'valid loss' '$tmp/es3.out') = 3 ]"
+
 # --- LM: validation perplexity on the held-out last tokens, sharding-independent
 lm=(--task lm --dataset timemachine --num-examples 30000 --embed 0 --hidden 64 --layers 1
     --sampler sequential --batch 16 --steps 35 --lr 0.01 --threads 1 --log-every 100000)
@@ -72,6 +80,9 @@ for np in 1 3; do
 done
 l1=$(grep '^step 61 valid' "$tmp/lm1.out")
 check "LM validation at 1 and 3 ranks agree: $l1" test -n "$l1" -a "$(grep '^step 61 valid' "$tmp/lm3.out")" = "$l1"
+"$SEQPAR" train "${lm[@]}" --batch 8 --valid 600 --eval-every 2 --max-steps 4 >"$tmp/lm8.out" 2>&1
+check "LM validation with --batch 8 (8 streams): $(grep -m1 'valid' "$tmp/lm8.out")" \
+    grep -Eq '^step 2 valid loss [0-9.]+ ppl [0-9.]+$' "$tmp/lm8.out"
 expect_error "LM --valid too small is refused" '--valid 100' "$SEQPAR" train "${lm[@]}" --valid 100 --max-steps 1
 expect_error "--early-stop without --valid" '--early-stop' "$SEQPAR" train --early-stop 3 --max-steps 1
 expect_error "--eval-beam beyond the rows of a rank" '--eval-beam' "$SEQPAR" train --valid 10 --batch 8 --eval-beam 9 --max-steps 1
