@@ -118,8 +118,16 @@ int wire_parse(const char *buf, size_t len, wire_msg *m, char *err, size_t errle
 {
     memset(m, 0, sizeof *m);
     if (len > WIRE_MAX_MSG) return bad(err, errlen, "message of %zu bytes", len);
-    cJSON *j = cJSON_ParseWithLength(buf, len);
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
     if (!j) return bad(err, errlen, "not JSON");
+    /* nothing but white space may follow the object */
+    while (end && end < buf + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+        end++;
+    if (!end || end != buf + len) {
+        cJSON_Delete(j);
+        return bad(err, errlen, "text after the JSON value");
+    }
     int rc = -1;
     long v = 0, rank = 0, world = 0, step = 0, epoch = 0;
     char kind[16];
@@ -147,7 +155,7 @@ int wire_parse(const char *buf, size_t len, wire_msg *m, char *err, size_t errle
         goto out;
     }
     m->kind = (wire_kind)k;
-    if (get_int(j, "world", 1, 65536, &world, err, errlen) ||
+    if (get_int(j, "world", 1, WIRE_MAX_WORLD, &world, err, errlen) ||
         get_int(j, "rank", 0, (double)world - 1, &rank, err, errlen) ||
         get_int(j, "step", 0, 9e15, &step, err, errlen) ||
         get_int(j, "epoch", 0, 9e15, &epoch, err, errlen) ||
@@ -208,7 +216,7 @@ out:
 
 /* ------------------------------------------------------------ collector */
 
-#define MAX_RUNS   256
+#define MAX_RUNS   64
 #define MAX_POINTS 20000 /* per series; beyond, every other point is dropped */
 #define PENDING    64    /* steps awaiting some ranks' train messages */
 #define MAX_EVENTS 500
@@ -265,6 +273,8 @@ typedef struct run {
 struct wire_collector {
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    wire_msg msg; /* the message being added (large: not on the stack) */
+    int stopping; /* wire_collector_wake was called: waiters return */
     run *runs[MAX_RUNS];
     int nruns;
     long ok, malformed, oversized, version;
@@ -399,54 +409,54 @@ static void add_train(run *r, rank_state *rk, const wire_msg *m)
 
 int wire_collector_add(wire_collector *c, const char *buf, size_t len, double now)
 {
-    static wire_msg m; /* large; add is called from one thread (the receive loop) */
     char err[200];
     pthread_mutex_lock(&c->mu);
+    wire_msg *const m = &c->msg;
     int rc = -1;
     if (len > WIRE_MAX_MSG) {
         c->oversized++;
         goto out;
     }
-    if (wire_parse(buf, len, &m, err, sizeof err) != 0) {
+    if (wire_parse(buf, len, m, err, sizeof err) != 0) {
         c->malformed++;
         goto out;
     }
-    if (now < 0) now = m.time; /* restoring from the log: the message's own time */
-    run *r = get_run(c, &m, now);
-    if (!r || set_world(r, m.world) != 0) goto out;
-    rank_state *rk = &r->ranks[m.rank];
+    if (now < 0) now = m->time; /* restoring from the log: the message's own time */
+    run *r = get_run(c, m, now);
+    if (!r || set_world(r, m->world) != 0) goto out;
+    rank_state *rk = &r->ranks[m->rank];
     rk->last_seen = now > rk->last_seen ? now : rk->last_seen;
     rk->seen = 1;
-    if (m.step > rk->step) rk->step = m.step;
+    if (m->step > rk->step) rk->step = m->step;
     if (now > r->last_seen) r->last_seen = now;
-    if (m.step > r->step) r->step = m.step;
-    if (m.epoch > r->epoch) r->epoch = m.epoch;
-    switch (m.kind) {
+    if (m->step > r->step) r->step = m->step;
+    if (m->epoch > r->epoch) r->epoch = m->epoch;
+    switch (m->kind) {
     case WIRE_TRAIN:
-        add_train(r, rk, &m);
+        add_train(r, rk, m);
         break;
     case WIRE_EVAL:
         if (grow((void **)&r->ev, &r->nev, &r->capev, sizeof *r->ev) == 0)
-            r->ev[r->nev++] = (eval_pt){m.step, m.val_loss, m.val_ppl, m.bleu};
-        if (m.nsamples > 0) {
-            memcpy(r->samples, m.samples, (size_t)m.nsamples * sizeof *r->samples);
-            r->nsamples = m.nsamples;
+            r->ev[r->nev++] = (eval_pt){m->step, m->val_loss, m->val_ppl, m->bleu};
+        if (m->nsamples > 0) {
+            memcpy(r->samples, m->samples, (size_t)m->nsamples * sizeof *r->samples);
+            r->nsamples = m->nsamples;
         }
         break;
     case WIRE_EVENT:
-        add_event(r, &m, now);
-        if (strcmp(m.event, "start") == 0 && m.rank == 0) {
+        add_event(r, m, now);
+        if (strcmp(m->event, "start") == 0 && m->rank == 0) {
             free(r->config);
-            r->config = strdup(m.detail);
+            r->config = strdup(m->detail);
             r->errored = 0;
             for (int i = 0; i < r->world; i++) r->ranks[i].done = 0;
-        } else if (strcmp(m.event, "resume") == 0) {
+        } else if (strcmp(m->event, "resume") == 0) {
             /* steps start again from the checkpoint's */
             for (int i = 0; i < r->world; i++) r->ranks[i].last_train_step = -1;
             memset(r->pend, 0, sizeof r->pend);
-        } else if (strcmp(m.event, "end") == 0) {
+        } else if (strcmp(m->event, "end") == 0) {
             rk->done = 1;
-        } else if (strcmp(m.event, "error") == 0) {
+        } else if (strcmp(m->event, "error") == 0) {
             r->errored = 1;
         }
         break;
@@ -478,7 +488,7 @@ long wire_collector_wait(wire_collector *c, long seen, int timeout_ms, char *run
     until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
     if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
     pthread_mutex_lock(&c->mu);
-    while (c->version <= seen)
+    while (c->version <= seen && !c->stopping)
         if (pthread_cond_timedwait(&c->cv, &c->mu, &until) != 0) break;
     long v = c->version;
     if (runid) snprintf(runid, WIRE_RUN_MAX + 1, "%s", c->last_run);
@@ -489,6 +499,7 @@ long wire_collector_wait(wire_collector *c, long seen, int timeout_ms, char *run
 void wire_collector_wake(wire_collector *c)
 {
     pthread_mutex_lock(&c->mu);
+    c->stopping = 1;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
 }

@@ -23,6 +23,7 @@
 #define WIRE_RUN_MAX     64          /* run id: 1..64 of [A-Za-z0-9._:-] */
 #define WIRE_MAX_SAMPLES 8           /* sample translations per eval message */
 #define WIRE_TEXT_MAX    2000        /* bytes of a sample sentence or an event detail */
+#define WIRE_MAX_WORLD   4096        /* ranks per run the monitor accepts */
 #define WIRE_LATE_S      10.0        /* a rank silent this long is "late" */
 #define WIRE_LOST_S      60.0        /* ... and this long "lost" */
 
@@ -85,7 +86,7 @@ void wire_collector_counts(wire_collector *c, long *ok, long *malformed, long *o
  * past `seen` and returns the current version, with the run that changed
  * last in run[WIRE_RUN_MAX + 1]. */
 long wire_collector_wait(wire_collector *c, long seen, int timeout_ms, char *run);
-/* Wakes every waiter (shutting down). */
+/* Wakes every waiter, now and later: the collector is shutting down. */
 void wire_collector_wake(wire_collector *c);
 
 /* Renderings, malloc'd NUL-terminated strings (NULL when out of memory, or

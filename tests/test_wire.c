@@ -82,6 +82,10 @@ static void test_parse_invalid(void)
         "{\"v\":1,\"run\":\"r\",\"world\":2,\"epoch\":1,\"time\":-5,\"kind\":\"heartbeat\","
         "\"rank\":0,\"step\":1}",
         "{" HEAD ",\"kind\":\"heartbeat\",\"rank\":0,\"step\":1e300}",
+        "{" HEAD ",\"kind\":\"heartbeat\",\"rank\":0,\"step\":1} trailing", /* text after */
+        "{" HEAD ",\"kind\":\"heartbeat\",\"rank\":0,\"step\":1}{}",
+        "{\"v\":1,\"run\":\"r\",\"world\":5000,\"epoch\":1,\"time\":1,\"kind\":\"heartbeat\","
+        "\"rank\":0,\"step\":1}", /* world beyond WIRE_MAX_WORLD */
     };
     int accepted = 0;
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

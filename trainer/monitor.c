@@ -21,6 +21,8 @@ extern const unsigned char seqpar_dashboard_html[];
 extern const size_t seqpar_dashboard_html_len;
 
 static volatile sig_atomic_t g_stop;
+#define MAX_STREAMS 48
+static int g_streams; /* open /events streams */
 static void on_signal(int sig)
 {
     (void)sig;
@@ -73,6 +75,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 static void sse_free(void *cls)
 {
     free(cls);
+    __atomic_sub_fetch(&g_streams, 1, __ATOMIC_SEQ_CST);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, const char *type,
@@ -129,13 +132,22 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                      MHD_RESPMEM_MUST_FREE);
     }
     if (strcmp(url, "/events") == 0) {
+        /* event streams hold a thread each: a bounded number, so requests
+         * for pages and figures always find one */
+        if (__atomic_add_fetch(&g_streams, 1, __ATOMIC_SEQ_CST) > MAX_STREAMS) {
+            __atomic_sub_fetch(&g_streams, 1, __ATOMIC_SEQ_CST);
+            return plain(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "too many event streams\n");
+        }
         sse_state *st = calloc(1, sizeof *st);
-        if (!st) return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+        if (!st) {
+            __atomic_sub_fetch(&g_streams, 1, __ATOMIC_SEQ_CST);
+            return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+        }
         st->c = c;
         struct MHD_Response *r =
             MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, sse_read, st, sse_free);
         if (!r) {
-            free(st);
+            sse_free(st);
             return MHD_NO;
         }
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
@@ -169,8 +181,8 @@ static int parse_http(const char *s, struct sockaddr_in *addr)
 /* ------------------------------------------------------------- the log */
 
 /* Replays FILE.jsonl into the collector; returns the messages restored, or
- * -1 when the file exists but cannot be read. Bad lines are counted as
- * malformed, as they were when they arrived. */
+ * -1 when the file exists but cannot be read. Only accepted messages are
+ * logged, so a bad line means a damaged log: it is counted as malformed. */
 static long restore(wire_collector *c, const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -251,8 +263,11 @@ int cmd_monitor(int argc, char **argv)
         if (n > 0) printf("restored %ld messages from %s\n", n, log);
     }
     void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_PULL) : NULL;
-    int64_t maxsize = 16 * WIRE_MAX_MSG; /* a peer sending more is cut off by ZeroMQ */
-    int rcvhwm = 100000, linger = 0;
+    /* a peer sending more than twice the limit is cut off by ZeroMQ; up to
+     * that, oversized messages are received and counted. The queue bound
+     * keeps a flood to a few hundred MB at worst. */
+    int64_t maxsize = 2 * WIRE_MAX_MSG;
+    int rcvhwm = 2000, linger = 0;
     if (sock) {
         zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize);
         zmq_setsockopt(sock, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
@@ -269,7 +284,8 @@ int cmd_monitor(int argc, char **argv)
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
         NULL, NULL, handle, c, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)128, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)32, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr,
                 "%s: --http %s: cannot serve there (in use, or not an address of this "

@@ -110,7 +110,14 @@ check "4 malformed and 1 oversized messages counted: $(grep -o '"malformed":[0-9
 
 # --- restart with the same log: the history is back
 before=$("$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); print(len(r['train']['step']), r['train']['loss'][-1])" "$tmp/run.json")
+curl -sN "$url/events" >/dev/null 2>&1 &
+sse=$!
+sleep 0.3
+t0=$(date +%s%N)
 stop_monitor
+took=$((($(date +%s%N) - t0) / 1000000))
+kill $sse 2>/dev/null
+check "the monitor stops promptly with an event stream open (${took} ms)" test "$took" -lt 3000
 check "the monitor restarts" start_monitor
 curl -sf "$url/api/runs/e2e" >"$tmp/run2.json"
 after=$("$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); print(len(r['train']['step']), r['train']['loss'][-1])" "$tmp/run2.json")
