@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "checkpoints.h"
@@ -13,6 +14,48 @@
 
 #include <cblas.h>
 #undef I
+
+/* Whether /proc/cpuinfo lists the CPU flag (a whole word). */
+static int cpu_has(const char *flag)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return 0;
+    char line[4096];
+    int found = 0;
+    const size_t n = strlen(flag);
+    while (!found && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "flags", 5) != 0) continue;
+        for (char *p = strstr(line, flag); p && !found; p = strstr(p + 1, flag))
+            found = (p == line || p[-1] == ' ' || p[-1] == '\t') &&
+                    (p[n] == ' ' || p[n] == '\n' || p[n] == '\0');
+        break; /* one processor's flags are enough */
+    }
+    fclose(f);
+    return found;
+}
+
+int blas_kernel_advice(char *buf, size_t n)
+{
+    const char *core = openblas_get_corename();
+    static const char *const avx512[] = {"skylakex", "cooperlake", "sapphirerapids", NULL};
+    static const char *const avx2[] = {"haswell",        "zen", "skylakex", "cooperlake",
+                                       "sapphirerapids", NULL};
+    const char *want = NULL;
+    const char *const *good = NULL;
+    if (cpu_has("avx512f") && cpu_has("avx512bw"))
+        want = "SkylakeX", good = avx512;
+    else if (cpu_has("avx2") && cpu_has("fma"))
+        want = "Haswell", good = avx2;
+    if (!want || !core) return 0;
+    for (int i = 0; good[i]; i++)
+        if (strcasecmp(core, good[i]) == 0) return 0;
+    snprintf(buf, n,
+             "warning: OpenBLAS runs its %s kernel, but this CPU has %s: "
+             "OPENBLAS_CORETYPE=%s makes sgemm several times faster (export it, and pass "
+             "-x OPENBLAS_CORETYPE to mpirun)",
+             core, strcmp(want, "SkylakeX") == 0 ? "AVX-512" : "AVX2 and FMA", want);
+    return 1;
+}
 
 int setup_threads(int requested, char *why, size_t whylen)
 {

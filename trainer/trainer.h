@@ -47,6 +47,10 @@ int arg_long(const char *prog, const char *name, const char *v, long lo, long hi
  * else node cores / ranks on the node, within the rank's CPU binding);
  * returns the number set, with an account of the choice in why. */
 int setup_threads(int requested, char *why, size_t whylen);
+/* 1, with a one-line warning in buf, when the CPU supports a much faster
+ * OpenBLAS kernel than the one in use (Debian's 0.3.21 falls back to
+ * Prescott on CPUs it does not know); 0 when the kernel fits the CPU. */
+int blas_kernel_advice(char *buf, size_t n);
 
 /* Corpus BLEU (issue: decoding and evaluation) over whitespace tokens. */
 typedef struct bleu_stats {

@@ -1,0 +1,59 @@
+/* sgemm rate of this machine's OpenBLAS at one shape:
+ *   sgemm_rate M N K [THREADS]
+ * times C (M×N) = A (M×K) · B (K×N) and prints the best and median GFLOP/s of
+ * repeated calls and the kernel OpenBLAS chose. The benchmark harness uses it
+ * for the sgemm rate at a model's dominant shape. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: sgemm_rate M N K [THREADS]\n");
+        return 2;
+    }
+    const int M = atoi(argv[1]), N = atoi(argv[2]), K = atoi(argv[3]);
+    const int threads = argc > 4 ? atoi(argv[4]) : 1;
+    if (M < 1 || N < 1 || K < 1 || threads < 1) {
+        fprintf(stderr, "sgemm_rate: sizes and threads must be >= 1\n");
+        return 2;
+    }
+    openblas_set_num_threads(threads);
+    float *A = malloc(sizeof(float) * (size_t)M * K), *B = malloc(sizeof(float) * (size_t)K * N);
+    float *C = malloc(sizeof(float) * (size_t)M * N);
+    if (!A || !B || !C) return 1;
+    for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)(i % 7) * 0.01f;
+    for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (float)(i % 5) * 0.01f;
+    const double flop = 2.0 * M * N * K;
+    int reps = (int)(2e10 / flop) + 3;
+    if (reps > 200) reps = 200;
+    double *rate = malloc(sizeof(double) * (size_t)reps);
+    if (!rate) return 1;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f, C,
+                    N);
+        rate[r] = flop / (now() - t0) / 1e9;
+    }
+    qsort(rate, (size_t)reps, sizeof *rate, cmp);
+    printf("sgemm M=%d N=%d K=%d threads=%d kernel=%s best_gflops=%.1f median_gflops=%.1f\n", M, N,
+           K, threads, openblas_get_corename(), rate[reps - 1], rate[reps / 2]);
+    free(A), free(B), free(C), free(rate);
+    return 0;
+}
