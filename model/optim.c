@@ -64,11 +64,15 @@ void optimizer_step(optimizer *o, param_table *pt)
     const double bc2 = 1.0 - pow(b2, (double)o->t);
     const float step = (float)(o->lr / bc1);
     const float rbc2 = (float)(1.0 / sqrt(bc2));
-    float *m = o->m, *v = o->v;
+    const float eps = o->eps;
+    /* distinct buffers: the loop vectorises (sqrtf inline: -fno-math-errno),
+     * with the same IEEE results element by element */
+    float *restrict pw = p, *restrict m = o->m, *restrict v = o->v;
+    const float *restrict gr = g;
     for (size_t i = 0; i < n; i++) {
-        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
-        p[i] -= step * m[i] / (sqrtf(v[i]) * rbc2 + o->eps);
+        m[i] = b1 * m[i] + (1.0f - b1) * gr[i];
+        v[i] = b2 * v[i] + (1.0f - b2) * gr[i] * gr[i];
+        pw[i] -= step * m[i] / (sqrtf(v[i]) * rbc2 + eps);
     }
 }
 
