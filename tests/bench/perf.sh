@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# seqpar vs PyTorch on this machine (issue 8), in one run: tokens/s (target
+# tokens, padding excluded) of the book's translation model, a large one and
+# the book's character LM, at 1 rank x 1 thread, 1 rank x 2 threads and
+# 2 ranks x 1 thread, seqpar ÷ PyTorch measured side by side (medians of REPS
+# runs taken in alternation), the matmul work per token (padded and as
+# executed), the GFLOP/s reached and its fraction of the sgemm rate measured
+# here at the model's dominant shapes, the 2-rank scaling efficiency, and the
+# peak memory per rank.
+#   usage: tests/bench/perf.sh [path/to/build]     (REPS=3, MODELS="book large lm")
+#   Both sides use the same OpenBLAS kernel: set OPENBLAS_CORETYPE (e.g.
+#   SkylakeX) before running; PyTorch runs with OMP_WAIT_POLICY=PASSIVE.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:-$root/build}
+S=$build/trainer/seqpar
+G=$build/tests/sgemm_rate
+PY=${SEQPAR_PYTHON:-/usr/bin/python3}
+REPS=${REPS:-3}
+MODELS=${MODELS:-book large lm}
+export SEQPAR_DATA=${SEQPAR_DATA:-$root/../shared/data}
+if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+mpi=(mpirun -np 2 -x SEQPAR_DATA)
+[ -z "${OPENBLAS_CORETYPE:-}" ] || mpi+=(-x OPENBLAS_CORETYPE)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+args_book=(--dataset fra-eng --num-examples 600 --embed 32 --hidden 32 --layers 2 --batch 64 --steps 10 --epochs 40)
+args_large=(--dataset fra-eng --num-examples 20000 --embed 256 --hidden 512 --layers 2 --batch 64 --steps 20 --max-steps ${LARGE_STEPS:-20})
+args_lm=(--task lm --dataset timemachine --embed 0 --hidden 256 --layers 1 --batch 32 --steps 35
+         --sampler sequential --optimizer sgd --lr 1 --dropout 0 --max-steps 200)
+# dominant GEMM shapes (M N K): the output layer, the input projections
+shapes_book="640 201 32;640 96 64"
+shapes_large="360 8000 512;1280 1536 512"
+shapes_lm="1120 28 256;32 768 256"
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : "nan")}'; }
+
+seqpar_run() { # model config -> appends tok/s, GFLOP/s, MFLOP/token padded/executed, MB
+    local model=$1 cfg=$2 log=$out/log
+    eval "local a=(\"\${args_$model[@]}\")"
+    case $cfg in
+    1x1) "$S" train "${a[@]}" --threads 1 --log-every 100000 >"$log" 2>&1 ;;
+    1x2) "$S" train "${a[@]}" --threads 2 --log-every 100000 >"$log" 2>&1 ;;
+    2x1) "${mpi[@]}" "$S" train "${a[@]}" --threads 1 --log-every 100000 >"$log" 2>&1 ;;
+    esac
+    grep -o 'tokens_per_s=[0-9]*' "$log" | cut -d= -f2 >>"$out/s-$model-$cfg"
+    sed -n 's/^matmul work: \([0-9.e+]*\) GFLOP per step as the padded model defines it, \([0-9.e+]*\) executed.*, \([0-9.]*\) GFLOP\/s executed over all ranks, \([0-9.e+]*\) MFLOP per target token; peak memory \([0-9]*\) MB.*/\3 \4 \1 \2 \5/p' \
+        "$log" >>"$out/w-$model-$cfg"
+    [ -f "$out/kernel" ] || grep -o 'kernel [A-Za-z0-9]*' "$log" | head -1 >"$out/kernel"
+}
+
+torch_run() {
+    local model=$1 cfg=$2 r=1 t=1
+    case $cfg in 1x2) t=2 ;; 2x1) r=2 ;; esac
+    OMP_WAIT_POLICY=PASSIVE "$PY" "$root/tests/bench/torch_bench.py" --model "$model" \
+        --threads $t --ranks $r 2>"$out/torch.err" | grep -o 'tokens_per_s=[0-9.]*' | cut -d= -f2 \
+        >>"$out/t-$model-$cfg" || { echo "torch_bench failed: $(tail -3 "$out/torch.err")" >&2; echo nan >>"$out/t-$model-$cfg"; }
+}
+
+for model in $MODELS; do
+    for _ in $(seq "$REPS"); do
+        for cfg in 1x1 1x2 2x1; do
+            seqpar_run "$model" $cfg
+            torch_run "$model" $cfg
+        done
+    done
+done
+
+echo "seqpar vs PyTorch: $(nproc) cores, OpenBLAS $(cat "$out/kernel"), OMP_WAIT_POLICY=PASSIVE for PyTorch, medians of $REPS"
+printf '%-6s %-4s %10s %10s %8s %9s %9s %9s %7s %6s\n' model cfg seqpar torch ratio "GFLOP/s" "sgemm" "of sgemm" MFLOP/t MB
+for model in $MODELS; do
+    eval "local_shapes=\$shapes_$model"
+    for cfg in 1x1 1x2 2x1; do
+        threads=1; [ $cfg = 1x2 ] && threads=2
+        best=0
+        IFS=';' read -ra sh <<<"$local_shapes"
+        for s in "${sh[@]}"; do
+            # shellcheck disable=SC2086
+            g=$("$G" $s $threads | sed -n 's/.*median_gflops=\([0-9.]*\).*/\1/p')
+            best=$(awk "BEGIN {print ($g > $best) ? $g : $best}")
+        done
+        [ $cfg = 2x1 ] && best=$(awk "BEGIN {print 2 * $best}") # two ranks, two cores
+        sp=$(median <"$out/s-$model-$cfg")
+        tp=$(median <"$out/t-$model-$cfg")
+        gf=$(awk '{print $1}' "$out/w-$model-$cfg" | median)
+        mf=$(awk '{print $2}' "$out/w-$model-$cfg" | median)
+        mb=$(awk '{print $5}' "$out/w-$model-$cfg" | median)
+        printf '%-6s %-4s %10s %10s %8s %9s %9s %8s%% %7s %6s\n' "$model" $cfg "$sp" "$tp" \
+            "$(awk "BEGIN {printf \"%.2f\", $sp / $tp}")" "$gf" "$best" \
+            "$(awk "BEGIN {printf \"%.0f\", 100 * $gf / $best}")" "$mf" "$mb"
+    done
+    s1=$(median <"$out/s-$model-1x1") s2=$(median <"$out/s-$model-2x1")
+    echo "       $model: 2 ranks x 1 thread vs 1 x 1: scaling efficiency $(awk "BEGIN {printf \"%.0f\", 100 * $s2 / (2 * $s1)}")%;" \
+        "work per step padded/executed (GFLOP): $(awk '{print $3 "/" $4}' "$out/w-$model-1x1" | head -1)"
+done
+echo "(ratio = seqpar ÷ PyTorch tokens/s; GFLOP/s = executed matmul work per second over all ranks;"
+echo " sgemm = OpenBLAS median rate at the model's dominant GEMM shapes, x2 for 2 ranks; MB = peak RSS, largest rank)"
