@@ -20,10 +20,19 @@ le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
     --epochs 300 --log-every 1000 --threads 1 --checkpoint-dir "$tmp/fra" --keep 1 >"$tmp/fra.log"
 check "fra-eng training exits 0" test $? = 0
 loss=$(field loss "$tmp/fra.log")
-echo "     per-token cross-entropy after 300 epochs: $loss (the book prints 0.019 = per token and per num_steps, i.e. about 0.19 per token)"
-# 0.2 is the book's figure; across seeds and BLAS kernels we see 0.187-0.204,
-# so the test allows 0.22 and the note reports the measured spread
-check "fra-eng per-token cross-entropy <= 0.22" le "$loss" 0.22
+# One run's final loss depends on the seed and on float rounding (BLAS kernel,
+# GEMM shapes): seeds 1-4 give 0.187-0.223. The book's figure is compared
+# with the median of three seeds.
+losses=$loss
+for sd in 2 3; do
+    "$SEQPAR" train --dataset fra-eng --num-examples 600 --embed 32 --hidden 32 --layers 2 \
+        --cell gru --dropout 0.1 --batch 64 --steps 10 --optimizer adam --lr 0.005 --clip 1 \
+        --epochs 300 --log-every 1000 --threads 1 --seed $sd >"$tmp/fra$sd.log"
+    losses="$losses $(field loss "$tmp/fra$sd.log")"
+done
+median=$(printf '%s\n' $losses | sort -g | sed -n 2p)
+echo "     per-token cross-entropy after 300 epochs, seeds 1-3: $losses; median $median (the book prints 0.019 = per token and per num_steps, i.e. about 0.19 per token)"
+check "fra-eng per-token cross-entropy, median of 3 seeds $median <= 0.21" le "$median" 0.21
 ck=$(ls "$tmp"/fra/ckpt-*.h5)
 printf "go .\ni lost .\nhe's calm .\ni'm home .\n" >"$tmp/en.txt"
 printf "va !\nj'ai perdu .\nil est calme .\nje suis chez moi .\n" >"$tmp/fr.txt"
