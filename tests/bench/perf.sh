@@ -45,7 +45,7 @@ seqpar_run() { # model config -> appends tok/s, GFLOP/s, MFLOP/token padded/exec
     2x1) "${mpi[@]}" "$S" train "${a[@]}" --threads 1 --log-every 100000 >"$log" 2>&1 ;;
     esac
     grep -o 'tokens_per_s=[0-9]*' "$log" | cut -d= -f2 >>"$out/s-$model-$cfg"
-    sed -n 's/^matmul work: \([0-9.e+]*\) GFLOP per step as the padded model defines it, \([0-9.e+]*\) executed.*, \([0-9.]*\) GFLOP\/s executed over all ranks, \([0-9.e+]*\) MFLOP per target token; peak memory \([0-9]*\) MB.*/\3 \4 \1 \2 \5/p' \
+    sed -n 's/^matmul work: \([0-9.e+]*\) GFLOP per step as the padded model defines it, \([0-9.e+]*\) executed ([0-9]*%); \([0-9.]*\) GFLOP\/s executed over all ranks, \([0-9.e+]*\) MFLOP per target token; peak memory \([0-9]*\) MB.*/\3 \4 \1 \2 \5/p' \
         "$log" >>"$out/w-$model-$cfg"
     [ -f "$out/kernel" ] || grep -o 'kernel [A-Za-z0-9]*' "$log" | head -1 >"$out/kernel"
 }
