@@ -22,6 +22,7 @@ fi
 np=${QUICKSTART_NP:-2}
 out=${QUICKSTART_OUT:-$PWD/out}
 mkdir -p "$out"
+rm -rf "$out/ckpt" # the quickstart's own output: each run starts fresh
 # ranks x OpenBLAS threads <= cores: seqpar sets the threads per rank itself
 extra=()
 [ "$np" -gt "$(nproc)" ] && extra+=(--oversubscribe)
