@@ -469,6 +469,17 @@ static int argmax(const float *z, int V)
     return best;
 }
 
+/* One decoding step for R rows: tokens tok, state (h, c) → (h2, c2), the
+ * logits in m->logits (R, V); the context is m->ctx. */
+static void decode_step(model *m, const int32_t *tok, int R, const float *h, const float *c,
+                        float *h2, float *c2)
+{
+    const float *xd = embed(m, m->i_dec_emb, m->xb, tok, (size_t)R);
+    rnn_stack_forward(&m->dec, 1, R, xd, tok, m->ctx, h, c, h2, c2, NULL);
+    dense_forward(m->logits, m->dec.y[m->cfg.layers - 1], param_data(&m->pt, m->i_dense_w),
+                  param_data(&m->pt, m->i_dense_b), R, m->cfg.hidden, m->cfg.tgt_vocab);
+}
+
 int model_greedy(model *m, const int32_t *src, int B, int T, int bos, int eos, int max_len,
                  int32_t *out, int *len)
 {
@@ -476,7 +487,6 @@ int model_greedy(model *m, const int32_t *src, int B, int T, int bos, int eos, i
     if (m->cfg.task != MODEL_TRANSLATE || B < 1 || B > m->cfg.max_batch || T < 1 ||
         T > m->cfg.num_steps || max_len < 1)
         return MODEL_EINVAL;
-    param_table *pt = &m->pt;
     int32_t *ids = m->ids_a, *tok = m->ids_b;
     for (size_t i = 0; i < (size_t)B * T; i++)
         if (src[i] < 0 || src[i] >= m->cfg.src_vocab) return MODEL_EINVAL;
@@ -490,10 +500,7 @@ int model_greedy(model *m, const int32_t *src, int B, int T, int bos, int eos, i
     for (int r = 0; r < B; r++) tok[r] = bos, len[r] = 0, m->done[r] = 0;
     int alive = B;
     for (int s = 0; s < max_len && alive > 0; s++) {
-        const float *xd = embed(m, m->i_dec_emb, m->xb, tok, (size_t)B);
-        rnn_stack_forward(&m->dec, 1, B, xd, tok, m->ctx, h, c, h2, c2, NULL);
-        dense_forward(m->logits, m->dec.y[L - 1], param_data(pt, m->i_dense_w),
-                      param_data(pt, m->i_dense_b), B, H, V);
+        decode_step(m, tok, B, h, c, h2, c2);
         for (int r = 0; r < B; r++) {
             int y = argmax(m->logits + (size_t)r * V, V);
             tok[r] = y;
@@ -541,7 +548,6 @@ int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int
     for (size_t i = 0; i < (size_t)B * T; i++)
         if (src[i] < 0 || src[i] >= m->cfg.src_vocab) return MODEL_EINVAL;
     const int R = B * k; /* decoder rows: beam j of sentence b is row b*k + j */
-    param_table *pt = &m->pt;
     /* per call: histories (two generations), scores, candidates, the best
      * finished hypothesis of each sentence */
     int32_t *hist = malloc(2 * (size_t)R * max_len * sizeof(int32_t));
@@ -582,10 +588,7 @@ int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int
     for (int b = 0; b < B; b++) best[b] = -INFINITY, best_len[b] = 0, nlive[b] = k;
     int alive = B;
     for (int s = 0; s < max_len && alive > 0; s++) {
-        const float *xd = embed(m, m->i_dec_emb, m->xb, tok, (size_t)R);
-        rnn_stack_forward(&m->dec, 1, R, xd, tok, m->ctx, h, c, h2, c2, NULL);
-        dense_forward(m->logits, m->dec.y[L - 1], param_data(pt, m->i_dense_w),
-                      param_data(pt, m->i_dense_b), R, H, V);
+        decode_step(m, tok, R, h, c, h2, c2);
         for (int b = 0; b < B; b++) {
             if (nlive[b] == 0) continue;
             int nt = 0;

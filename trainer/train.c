@@ -771,6 +771,18 @@ static const char *join_tokens(const data_vocab *v, const int32_t *ids, int n, c
  *  LM:          loss on the held-out last N tokens, read as LM_EVAL_STREAMS
  *               streams (a fixed count: the figure does not depend on the
  *               world size) in chunks of num_steps with carried state. */
+/* The loss of one validation batch, added to sums[0] (loss) and sums[1]
+ * (tokens). */
+static void eval_loss(trainer *t, const model_batch *b, double *sums)
+{
+    double l;
+    long n;
+    if (model_step(t->m, b, 0, &l, &n) != MODEL_OK)
+        die_local(t, 1, "invalid validation batch (token id outside the vocabulary)");
+    heartbeat(t);
+    sums[0] += l, sums[1] += (double)n;
+}
+
 static void evaluate(trainer *t, double *loss, double *ppl, double *bleu)
 {
     *loss = *ppl = *bleu = NAN;
@@ -795,12 +807,7 @@ static void evaluate(trainer *t, double *loss, double *ppl, double *bleu)
                              .tgt = t->tgt,
                              .state_h = t->eval_h,
                              .state_c = t->eval_c};
-            double l;
-            long n;
-            if (model_step(t->m, &b, 0, &l, &n) != MODEL_OK)
-                die_local(t, 1, "invalid validation batch (token id outside the vocabulary)");
-            heartbeat(t);
-            sums[0] += l, sums[1] += (double)n;
+            eval_loss(t, &b, sums);
         }
     } else {
         const data_pairs *v = &t->valid;
@@ -815,12 +822,7 @@ static void evaluate(trainer *t, double *loss, double *ppl, double *bleu)
                              .src = v->src + (size_t)i * T,
                              .tgt = v->tgt + (size_t)i * T,
                              .tgt_valid = v->tgt_valid + i};
-            double l;
-            long n;
-            if (model_step(t->m, &b, 0, &l, &n) != MODEL_OK)
-                die_local(t, 1, "invalid validation batch (token id outside the vocabulary)");
-            heartbeat(t);
-            sums[0] += l, sums[1] += (double)n;
+            eval_loss(t, &b, sums);
             int rc = k == 1 ? model_greedy(t->m, b.src, B, T, DATA_BOS, DATA_EOS, max_len, t->hyp,
                                            t->hyp_len)
                             : model_beam(t->m, b.src, B, T, DATA_BOS, DATA_EOS, max_len, k,
