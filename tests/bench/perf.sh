@@ -94,5 +94,11 @@ for model in $MODELS; do
     echo "       $model: 2 ranks x 1 thread vs 1 x 1: scaling efficiency $(awk "BEGIN {printf \"%.0f\", 100 * $s2 / (2 * $s1)}")%;" \
         "work per step padded/executed (GFLOP): $(awk '{print $3 "/" $4}' "$out/w-$model-1x1" | head -1)"
 done
+# memory over a long run: the peak RSS after 10 and after 80 epochs of the book model
+for ep in 10 80; do
+    "$S" train "${args_book[@]}" --epochs $ep --threads 1 --log-every 100000 2>&1 |
+        sed -n "s/.*peak memory \([0-9]*\) MB.*/\1/p" >"$out/mem$ep"
+done
+echo "       peak memory of the book model: $(cat "$out/mem10") MB after 10 epochs, $(cat "$out/mem80") MB after 80 (no growth if equal)"
 echo "(ratio = seqpar ÷ PyTorch tokens/s; GFLOP/s = executed matmul work per second over all ranks;"
 echo " sgemm = OpenBLAS median rate at the model's dominant GEMM shapes, x2 for 2 ranks; MB = peak RSS, largest rank)"
