@@ -11,6 +11,13 @@
 #include <time.h>
 #include <zmq.h>
 
+double wire_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* ------------------------------------------------------------ publisher */
 
 struct wire_pub {

@@ -27,6 +27,9 @@
 #define WIRE_LATE_S      10.0        /* a rank silent this long is "late" */
 #define WIRE_LOST_S      60.0        /* ... and this long "lost" */
 
+/* Seconds since the Unix epoch: the wire's "time" field and the monitor's clock. */
+double wire_time(void);
+
 /* ------------------------------------------------------------ publisher */
 
 typedef struct wire_pub wire_pub;

@@ -195,6 +195,22 @@ int arg_long(const char *prog, const char *name, const char *v, long lo, long hi
     return 0;
 }
 
+int arg_double(const char *prog, const char *name, const char *v, double lo, double hi, double *out)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !(x >= lo && x <= hi)) {
+        if (hi < HUGE_VAL)
+            fprintf(stderr, "%s: %s: expected a number in %g..%g, got '%s'\n", prog, name, lo, hi,
+                    v);
+        else
+            fprintf(stderr, "%s: %s: expected a number >= %g, got '%s'\n", prog, name, lo, v);
+        return 2;
+    }
+    *out = x;
+    return 0;
+}
+
 static void emit(const data_vocab *v, const int32_t *ids, int n)
 {
     for (int k = 0; k < n; k++) printf(k ? " %s" : "%s", v->tokens[ids[k]]);
@@ -224,12 +240,7 @@ int cmd_translate(int argc, char **argv)
         } else if ((v = arg_value(argc, argv, &i, "--beam"))) {
             if (arg_long(prog, "--beam", v, 1, 64, &beam)) return 2;
         } else if ((v = arg_value(argc, argv, &i, "--alpha"))) {
-            char *end;
-            alpha = strtod(v, &end);
-            if (end == v || *end || !(alpha >= 0.0 && alpha <= 10.0)) {
-                fprintf(stderr, "%s: --alpha: expected a number in 0..10, got '%s'\n", prog, v);
-                return 2;
-            }
+            if (arg_double(prog, "--alpha", v, 0.0, 10.0, &alpha)) return 2;
         } else if ((v = arg_value(argc, argv, &i, "--checkpoint"))) {
             ckpt = v;
         } else if ((v = arg_value(argc, argv, &i, "--max-len"))) {
@@ -331,12 +342,7 @@ int cmd_predict(int argc, char **argv)
         } else if ((v = arg_value(argc, argv, &i, "--seed"))) {
             if (arg_long(prog, "--seed", v, 0, 0x7fffffffL, &seed)) return 2;
         } else if ((v = arg_value(argc, argv, &i, "--temperature"))) {
-            char *end;
-            temperature = strtod(v, &end);
-            if (end == v || *end || !(temperature >= 0.0) || temperature > 100.0) {
-                fprintf(stderr, "seqpar predict: --temperature: expected 0..100, got '%s'\n", v);
-                return 2;
-            }
+            if (arg_double(prog, "--temperature", v, 0.0, 100.0, &temperature)) return 2;
         } else {
             fprintf(stderr, "seqpar predict: unknown or incomplete option '%s' (see --help)\n",
                     argv[i]);

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <zmq.h>
 
 #include "trainer.h"
@@ -27,13 +26,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     g_stop = 1;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ---------------------------------------------------------------- HTTP */
@@ -110,7 +102,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return plain(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
     if (*upload_size) return plain(conn, MHD_HTTP_BAD_REQUEST, "no request body expected\n");
-    const double now = now_s();
+    const double now = wire_time();
     if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)
         return reply(conn, MHD_HTTP_OK, "text/html; charset=utf-8", (char *)seqpar_dashboard_html,
                      seqpar_dashboard_html_len, MHD_RESPMEM_PERSISTENT);
@@ -314,7 +306,7 @@ int cmd_monitor(int argc, char **argv)
         while (!g_stop && zmq_msg_recv(&msg, sock, ZMQ_DONTWAIT) >= 0) {
             const char *p = zmq_msg_data(&msg);
             size_t n = zmq_msg_size(&msg);
-            if (wire_collector_add(c, p, n, now_s()) == 0 && logf) {
+            if (wire_collector_add(c, p, n, wire_time()) == 0 && logf) {
                 /* one message per line: a line break can only be JSON
                  * whitespace (inside strings it is escaped), so a space
                  * stands in for it */

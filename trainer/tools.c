@@ -82,18 +82,25 @@ static int ckpt_list(const char *dir)
 /* Largest difference between two copies of a buffer laid out as pt: per
  * tensor max|a − b| / max|a| (the relative difference in the max norm; a
  * tensor of zeros compares absolutely). Updates *worst and *worst_i. */
+/* max|x − y| / max|x| over n floats (absolute when x is all zeros; a NaN
+ * difference counts as infinite). */
+static double rel_diff(const float *x, const float *y, size_t n)
+{
+    double dmax = 0.0, amax = 0.0;
+    for (size_t k = 0; k < n; k++) {
+        double d = fabs((double)x[k] - (double)y[k]);
+        if (d > dmax || isnan(d)) dmax = isnan(d) ? INFINITY : d;
+        if (fabs((double)x[k]) > amax) amax = fabs((double)x[k]);
+    }
+    return amax > 0 ? dmax / amax : dmax;
+}
+
 static void diff_tensors(const param_table *pt, const float *a, const float *b, double *worst,
                          int *worst_i, int *identical)
 {
     for (int i = 0; i < pt->n; i++) {
         const float *x = a + pt->t[i].offset, *y = b + pt->t[i].offset;
-        double dmax = 0.0, amax = 0.0;
-        for (size_t k = 0; k < pt->t[i].size; k++) {
-            double d = fabs((double)x[k] - (double)y[k]);
-            if (d > dmax || isnan(d)) dmax = isnan(d) ? INFINITY : d;
-            if (fabs((double)x[k]) > amax) amax = fabs((double)x[k]);
-        }
-        double rel = amax > 0 ? dmax / amax : dmax;
+        double rel = rel_diff(x, y, pt->t[i].size);
         *identical += memcmp(x, y, pt->t[i].size * sizeof(float)) == 0;
         if (rel > *worst || *worst_i < 0) *worst = rel, *worst_i = i;
     }
@@ -110,12 +117,7 @@ static int ckpt_diff(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *v = arg_value(argc, argv, &i, "--tolerance");
         if (v) {
-            char *end;
-            tol = strtod(v, &end);
-            if (*end || end == v || !(tol >= 0)) {
-                fprintf(stderr, "%s: --tolerance: expected a number >= 0, got '%s'\n", prog, v);
-                return 2;
-            }
+            if (arg_double(prog, "--tolerance", v, 0.0, HUGE_VAL, &tol)) return 2;
         } else if (argv[i][0] == '-' || nf == 2) {
             fprintf(stderr,
                     "%s: unexpected argument '%s' (usage: seqpar ckpt diff A B "
@@ -217,13 +219,7 @@ static int ckpt_diff(int argc, char **argv)
             printf("%-11s only in %s\n", name, fa_has ? files[0] : files[1]);
             worst_all = INFINITY;
         } else if (fa_has) {
-            double dmax = 0.0, amax = 0.0;
-            for (size_t i = 0; i < ns; i++) {
-                double d = fabs((double)sa[i] - (double)sb[i]);
-                dmax = d > dmax || isnan(d) ? (isnan(d) ? INFINITY : d) : dmax;
-                amax = fabs((double)sa[i]) > amax ? fabs((double)sa[i]) : amax;
-            }
-            double w = amax > 0 ? dmax / amax : dmax;
+            double w = rel_diff(sa, sb, ns);
             printf("%-11s largest relative difference %.3g\n", name, w);
             if (w > worst_all) worst_all = w;
         }

@@ -95,13 +95,6 @@ typedef struct trainer {
 
 /* ------------------------------------------------------- metrics wire */
 
-static double wall_time(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* A message with the fields every kind has (DESIGN.md, "Metrics wire"). */
 static cJSON *msg_new(const trainer *t, const char *kind)
 {
@@ -115,7 +108,7 @@ static cJSON *msg_new(const trainer *t, const char *kind)
     /* 1-based, as printed: at an epoch boundary, the epoch just finished */
     cJSON_AddNumberToObject(
         o, "epoch", (double)(t->batch_in_epoch > 0 || t->step == 0 ? t->epoch + 1 : t->epoch));
-    cJSON_AddNumberToObject(o, "time", wall_time());
+    cJSON_AddNumberToObject(o, "time", wire_time());
     return o;
 }
 
@@ -141,7 +134,7 @@ static void publish_event(trainer *t, const char *event, const char *fmt, ...)
     cJSON_AddStringToObject(o, "event", event);
     cJSON_AddStringToObject(o, "detail", detail);
     msg_send(t, o);
-    t->last_beat = wall_time();
+    t->last_beat = wire_time();
 }
 
 /* This rank's figures of the logging window: the monitor sums loss and
@@ -156,7 +149,7 @@ static void publish_train(trainer *t, double window_s)
     cJSON_AddNumberToObject(o, "lr", t->cfg.lr);
     cJSON_AddNumberToObject(o, "tok_per_s", window_s > 0 ? t->wl_tok / window_s : NAN);
     msg_send(t, o);
-    t->last_beat = wall_time();
+    t->last_beat = wire_time();
 }
 
 static void publish_eval(trainer *t, double vl, double vp, double bleu)
@@ -182,7 +175,7 @@ static void publish_eval(trainer *t, double vl, double vp, double bleu)
 static void heartbeat(trainer *t)
 {
     if (!t->pub) return;
-    double now = wall_time();
+    double now = wire_time();
     if (now - t->last_beat < 2.0) return;
     msg_send(t, msg_new(t, "heartbeat"));
     t->last_beat = now;

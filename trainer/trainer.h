@@ -42,6 +42,9 @@ const char *arg_value(int argc, char **argv, int *i, const char *name);
 /* A whole number in [lo, hi] for option `name`; else prints one line naming
  * prog and the option and returns 2. */
 int arg_long(const char *prog, const char *name, const char *v, long lo, long hi, long *out);
+/* The same for a number in [lo, hi] (hi may be HUGE_VAL: no upper bound). */
+int arg_double(const char *prog, const char *name, const char *v, double lo, double hi,
+               double *out);
 
 /* Sets OpenBLAS threads for this rank as comm_thread_plan chooses (--threads,
  * else node cores / ranks on the node, within the rank's CPU binding);
