@@ -77,4 +77,26 @@ check "bleu of identical text is 100" bash -c "'$SEQPAR' bleu --ref '$tmp/ref.tx
 printf 'a\nb\n' >"$tmp/two.txt"
 expect_error "bleu line count mismatch" 'lines' "$SEQPAR" bleu --ref "$tmp/ref.txt" --hyp "$tmp/two.txt"
 
+# --- the work report: the decoder and output layer skip padding, so the
+# executed matmul work of a translation run is below the padded model's
+"$SEQPAR" train --dataset fra-eng --num-examples 600 --max-steps 5 --threads 1 >"$tmp/w.out" 2>&1
+check "matmul work line: $(grep -o 'matmul work: [^;]*' "$tmp/w.out")" \
+    awk '/^matmul work:/ { found = 1; if ($3 + 0 > 0 && $13 + 0 > 0 && $13 + 0 < $3 + 0) ok = 1 } END { exit !(found && ok) }' "$tmp/w.out"
+check "... and the peak memory" grep -Eq 'peak memory [0-9]+ MB' "$tmp/w.out"
+
+# --- OpenBLAS kernel advice: on an AVX-512 CPU, a warning names the faster
+# kernel unless OPENBLAS_CORETYPE already selects it
+if grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo; then
+    env -u OPENBLAS_CORETYPE "$SEQPAR" train --max-steps 1 --threads 1 >"$tmp/k1.out" 2>&1
+    if grep -q 'kernel \(SkylakeX\|Cooperlake\|SapphireRapids\))' "$tmp/k1.out"; then
+        check "the default kernel fits the CPU: no advice" bash -c "! grep -q 'OPENBLAS_CORETYPE=' '$tmp/k1.out'"
+    else
+        check "a slow default kernel is named with the fix: $(grep -m1 warning "$tmp/k1.out")" \
+            grep -q 'warning: OpenBLAS runs its .* kernel, but this CPU has AVX-512: OPENBLAS_CORETYPE=SkylakeX' "$tmp/k1.out"
+    fi
+    OPENBLAS_CORETYPE=SkylakeX "$SEQPAR" train --max-steps 1 --threads 1 >"$tmp/k2.out" 2>&1
+    check "with OPENBLAS_CORETYPE=SkylakeX: that kernel, no advice" \
+        bash -c "grep -q 'kernel SkylakeX)' '$tmp/k2.out' && ! grep -q 'OPENBLAS_CORETYPE=' '$tmp/k2.out'"
+fi
+
 finish
