@@ -3,6 +3,7 @@
 #include "model.h"
 
 #include "blas_private.h"
+#include "vmath.h"
 #include <math.h>
 #include <string.h>
 
@@ -57,6 +58,36 @@ void dense_backward(float *din, float *dW, float *db, const float *dout, const f
 
 /* ---------------------------------------------------- softmax cross-entropy */
 
+/* A row's softmax numerators in place: z ← e^(z − max z), returning Σ e in
+ * double. The max and the sum run in XL fixed lanes combined in a fixed order,
+ * so they vectorise and still give the same bits at every vector width. */
+#define XL 16
+VM_CLONES static double softmax_numerators(float *restrict z, int V, float *max_out)
+{
+    float m[XL];
+    for (int l = 0; l < XL; l++) m[l] = z[0];
+    int v = 0;
+    for (; v + XL <= V; v += XL)
+        for (int l = 0; l < XL; l++) m[l] = z[v + l] > m[l] ? z[v + l] : m[l];
+    for (; v < V; v++) m[0] = z[v] > m[0] ? z[v] : m[0];
+    float mx = m[0];
+    for (int l = 1; l < XL; l++) mx = m[l] > mx ? m[l] : mx;
+    for (v = 0; v < V; v++) z[v] = vm_expf(z[v] - mx);
+    double s[XL] = {0};
+    for (v = 0; v + XL <= V; v += XL)
+        for (int l = 0; l < XL; l++) s[l] += (double)z[v + l];
+    for (; v < V; v++) s[0] += (double)z[v];
+    double sum = 0.0;
+    for (int l = 0; l < XL; l++) sum += s[l];
+    *max_out = mx;
+    return sum;
+}
+
+VM_CLONES static void scale_row(float *restrict z, int V, float k)
+{
+    for (int v = 0; v < V; v++) z[v] *= k;
+}
+
 /* loss_n = logsumexp(z_n) − z_n[y_n] ; d loss_n / d z_n = softmax(z_n) − onehot(y_n).
  * Max-subtracted, with the exponent sum in double for long rows. */
 double xent_forward_backward(float *logits, const int32_t *targets, int N, int V, long *count)
@@ -72,20 +103,12 @@ double xent_forward_backward(float *logits, const int32_t *targets, int N, int V
             memset(z, 0, (size_t)V * sizeof(float));
             continue;
         }
-        float mx = z[0];
-        for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-        const double zy = (double)(z[y] - mx);
-        /* s >= 1: the maximum contributes exp(0) */
-        double s = 0.0;
-        for (int v = 0; v < V; v++) {
-            float e = expf(z[v] - mx);
-            z[v] = e;
-            s += e;
-        }
-        s = s < 1.0 ? 1.0 : s;
-        loss += log(s) - zy;
-        float inv = (float)(1.0 / s);
-        for (int v = 0; v < V; v++) z[v] *= inv;
+        const float zy = z[y];
+        float mx;
+        double s = softmax_numerators(z, V, &mx);
+        s = s < 1.0 ? 1.0 : s; /* >= 1: the maximum contributes e^0 */
+        loss += log(s) - (double)(zy - mx);
+        scale_row(z, V, (float)(1.0 / s));
         z[y] -= 1.0f;
         cnt++;
     }

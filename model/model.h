@@ -143,6 +143,10 @@ typedef struct rnn_dir {
                                           RNN/LSTM it equals dxw)                     */
     float *dh, *dc, *dtmp; /* (B, H) each */
     float *mem;            /* the one allocation behind the workspace */
+    /* packed mode (rnn_stack_set_packed): bs[t] rows at step t, else B */
+    const int *bs;
+    int *n;      /* (Tmax + 1) rows of each step in the last forward */
+    size_t *off; /* (Tmax + 1) first packed row of each step; off[T] = all rows */
 } rnn_dir;
 
 int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, int onehot, int Tmax,
@@ -199,6 +203,9 @@ typedef struct rnn_stack {
     int first;       /* index of the stack's first tensor (rnn_stack_bind) */
     model_grad_hook hook;
     void *hook_ctx;
+    const int *bs; /* packed mode: rows per step (rnn_stack_set_packed) */
+    int *n;        /* (Tmax + 1) rows of each step in the last forward */
+    size_t *off;   /* (Tmax + 1) first packed row of each step */
 } rnn_stack;
 
 int rnn_stack_init(rnn_stack *s, cell_kind cell, int L, int bidirectional, int I, int C, int H,
@@ -219,6 +226,17 @@ typedef struct rnn_dropout_key {
     uint32_t site;          /* keeps the encoder's and decoder's masks apart */
     const int64_t *example; /* (B) global example ids */
 } rnn_dropout_key;
+
+/* Packed sequences (PyTorch's PackedSequence): with bs non-NULL, the next
+ * forward and backward run step t on rows 0 … bs[t]−1 only, bs non-increasing
+ * and bs[0] ≤ B (rows sorted by length, longest first). Every (T, B, ·)
+ * array of those calls (x, ids, y, dy, dx, carry) then holds the steps'
+ * rows back to back: step t's rows start at Σ_{s<t} bs[s]. h0 and dh0 keep
+ * B rows; hT/cT/dhT/dcT must be NULL. A row's results are those of the
+ * unpacked run up to floating-point order, when nothing flows into its
+ * steps past its length. One direction only (EINVAL otherwise); NULL
+ * returns to B rows at every step. bs must stay valid until then. */
+int rnn_stack_set_packed(rnn_stack *s, const int *bs);
 
 /* h0/c0 (L, B, H) or NULL; hT/cT (L, B, H) or NULL. The final state of a
  * bidirectional layer is [forward's h(T−1) ; reverse's h(0)]. The output of

@@ -36,9 +36,9 @@ struct model {
     float *logits;                  /* (T, B, V) */
     float *dtop;                    /* (T, B, H) */
     float *carry;                   /* (T, B) */
-    float *ypack, *dypack;          /* (T·B, H) decoder outputs at live target positions */
-    int32_t *tpack, *rowmap;        /* (T·B) their targets and rows */
-    int64_t *rows;                  /* (B) fallback example ids */
+    int32_t *tpack;                 /* (T·B) packed targets (training) */
+    int32_t *rowmap;                /* (T·B) row order (B), then rows per step (T) */
+    int64_t *rows;                  /* (2B) fallback example ids, then the ordered ids */
     model_grad_hook hook;           /* see model_set_grad_hook */
     void *hook_ctx;
     int *done; /* (B) */
@@ -161,10 +161,10 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
 
     const size_t TB = (size_t)T * B, LBH = (size_t)L * B * H;
     m->ids_a = calloc(5 * TB, sizeof(int32_t));
-    m->rows = calloc((size_t)B, sizeof(int64_t));
+    m->rows = calloc(2 * (size_t)B, sizeof(int64_t)); /* fallback ids, then permuted ids */
     m->done = calloc((size_t)B, sizeof(int));
     size_t n =
-        4 * TB * (size_t)E + 6 * LBH + 2 * (size_t)B * H + TB * (size_t)V + 3 * TB * (size_t)H + TB;
+        4 * TB * (size_t)E + 6 * LBH + 2 * (size_t)B * H + TB * (size_t)V + TB * (size_t)H + TB;
     m->mem = calloc(n, sizeof(float));
     if (!m->ids_a || !m->rows || !m->done || !m->mem) goto err;
     m->ids_b = m->ids_a + TB;
@@ -185,8 +185,6 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
     m->logits = p, p += TB * V;
     m->dtop = p, p += TB * H;
     m->carry = p, p += TB;
-    m->ypack = p, p += TB * H;
-    m->dypack = p, p += TB * H;
     m->tpack = m->ids_c + TB;
     m->rowmap = m->tpack + TB;
     for (int b = 0; b < B; b++) m->rows[b] = b;
@@ -278,89 +276,119 @@ static const float *embed(model *m, int i_emb, float *x, const int32_t *ids, siz
     return x;
 }
 
-static int step_translate(model *m, const model_batch *b, int train, double *loss_sum, long *tokens)
+/* Training: rows go longest target first, and the decoder runs as packed
+ * sequences (rnn_stack_set_packed): step t only on the rows whose target is
+ * longer than t, the output layer only on live positions. The steps past a
+ * row's <eos> change neither the loss nor the gradient, so this is the same
+ * math as the padded model, as PyTorch's pack_padded_sequence. The encoder
+ * reads all T positions of every row, padding included, as the book.
+ * Evaluation keeps the padded layout: model_last_logits promises (T, B, V). */
+static int step_translate_train(model *m, const model_batch *b, double *loss_sum, long *tokens)
 {
     const int T = b->T, B = b->B, H = m->cfg.hidden, L = m->cfg.layers, V = m->cfg.tgt_vocab;
     const int E = m->cfg.embed;
     const size_t TB = (size_t)T * B, LBH = (size_t)L * B * H;
-    int32_t *src = m->ids_a, *din = m->ids_b, *tgt = m->ids_c;
+    int32_t *src = m->ids_a, *din = m->ids_b, *tgt = m->tpack;
+    int32_t *perm = m->rowmap, *bs = m->rowmap + B;
+    int64_t *ex = m->rows + B;
     param_table *pt = &m->pt;
 
-    /* Training runs the decoder only as far as the batch's longest target:
-     * later steps change neither the loss nor the gradient. (Evaluation keeps
-     * all T steps: model_last_logits promises (T, B, V).) */
-    int Td = T;
-    if (train && b->tgt_valid) {
-        Td = 1;
-        for (int r = 0; r < B; r++) Td = b->tgt_valid[r] > Td ? b->tgt_valid[r] : Td;
-        Td = Td < T ? Td : T;
-    }
-    const size_t TdB = (size_t)Td * B;
-    to_time_major(src, b->src, B, T);
+    int Td = 0;
     for (int r = 0; r < B; r++) {
-        int valid = b->tgt_valid ? b->tgt_valid[r] : T;
-        for (int t = 0; t < T; t++) {
-            /* teacher forcing: <bos> then y_0 … y_{T−2} */
-            din[(size_t)t * B + r] = t == 0 ? MODEL_BOS : b->tgt[(size_t)r * T + t - 1];
-            tgt[(size_t)t * B + r] = t < valid ? b->tgt[(size_t)r * T + t] : -1;
-        }
+        int v = b->tgt_valid ? b->tgt_valid[r] : T;
+        Td = v > Td ? v : Td;
     }
-    rnn_dropout_key kenc = {b->seed, b->step, 0, b->example ? b->example : m->rows};
+    Td = Td < T ? Td : T;
+    int k = 0;
+    for (int v = Td; v >= 0; v--)
+        for (int r = 0; r < B; r++) {
+            int w = b->tgt_valid ? b->tgt_valid[r] : T;
+            w = w < 0 ? 0 : w > T ? T : w;
+            if (w == v) perm[k++] = r;
+        }
+    size_t N = 0;
+    for (int t = 0; t < Td; t++) {
+        int n = 0;
+        while (n < B) {
+            int w = b->tgt_valid ? b->tgt_valid[perm[n]] : T;
+            if (w <= t) break;
+            n++;
+        }
+        bs[t] = n;
+        for (int r = 0; r < n; r++) {
+            const int32_t *row = b->tgt + (size_t)perm[r] * T;
+            /* teacher forcing: <bos> then y_0 … y_{T−2} */
+            din[N + r] = t == 0 ? MODEL_BOS : row[t - 1];
+            tgt[N + r] = row[t];
+        }
+        N += (size_t)n;
+    }
+    for (int r = 0; r < B; r++) {
+        ex[r] = b->example ? b->example[perm[r]] : perm[r];
+        for (int t = 0; t < T; t++) src[(size_t)t * B + r] = b->src[(size_t)perm[r] * T + t];
+    }
+    rnn_dropout_key kenc = {b->seed, b->step, 0, ex};
     rnn_dropout_key kdec = kenc;
     kdec.site = 1;
 
-    /* the encoder reads all T positions, padding included, as the book */
     const float *xe = embed(m, m->i_enc_emb, m->xa, src, TB);
-    rnn_stack_forward(&m->enc, T, B, xe, src, NULL, NULL, NULL, m->st_h, m->st_c,
-                      train ? &kenc : NULL);
+    rnn_stack_forward(&m->enc, T, B, xe, src, NULL, NULL, NULL, m->st_h, m->st_c, &kenc);
     const float *ctx = m->st_h + (size_t)(L - 1) * B * H; /* last layer's final h */
-    const float *xd = embed(m, m->i_dec_emb, m->xb, din, TdB);
-    rnn_stack_forward(&m->dec, Td, B, xd, din, ctx, m->st_h, m->st_c, NULL, NULL,
-                      train ? &kdec : NULL);
-    const float *ytop = m->dec.y[L - 1];
-    if (!train) {
-        dense_forward(m->logits, ytop, param_data(pt, m->i_dense_w), param_data(pt, m->i_dense_b),
-                      (int)TB, H, V);
-        *loss_sum = xent_forward(m->logits, tgt, (int)TB, V, tokens);
-        return MODEL_OK;
-    }
-    /* the output layer on the live positions only (t < valid): the others
-     * are masked out of the loss, so their logits would be computed for
-     * nothing. Packed rows keep their (t, b) order. */
-    int n = 0;
-    for (size_t i = 0; i < TdB; i++) {
-        if (tgt[i] < 0) continue;
-        memcpy(m->ypack + (size_t)n * H, ytop + i * H, (size_t)H * sizeof(float));
-        m->tpack[n] = tgt[i];
-        m->rowmap[n++] = (int32_t)i;
-    }
-    dense_forward(m->logits, m->ypack, param_data(pt, m->i_dense_w), param_data(pt, m->i_dense_b),
-                  n, H, V);
-    *loss_sum = xent_forward_backward(m->logits, m->tpack, n, V, tokens);
-    memset(m->dypack, 0, (size_t)n * H * sizeof(float));
-    dense_backward(m->dypack, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b), m->logits,
-                   m->ypack, param_data(pt, m->i_dense_w), n, H, V);
+    const float *xd = embed(m, m->i_dec_emb, m->xb, din, N);
+    rnn_stack_set_packed(&m->dec, bs);
+    rnn_stack_forward(&m->dec, Td, B, xd, din, ctx, m->st_h, m->st_c, NULL, NULL, &kdec);
+    const float *ytop = m->dec.y[L - 1]; /* (N, H): the live positions */
+    dense_forward(m->logits, ytop, param_data(pt, m->i_dense_w), param_data(pt, m->i_dense_b),
+                  (int)N, H, V);
+    *loss_sum = xent_forward_backward(m->logits, tgt, (int)N, V, tokens);
+    memset(m->dtop, 0, N * H * sizeof(float));
+    dense_backward(m->dtop, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b), m->logits,
+                   ytop, param_data(pt, m->i_dense_w), (int)N, H, V);
     grad_ready(m, m->i_dense_w, 2); /* weight and bias are adjacent */
-    memset(m->dtop, 0, TdB * H * sizeof(float));
-    for (int k = 0; k < n; k++)
-        memcpy(m->dtop + (size_t)m->rowmap[k] * H, m->dypack + (size_t)k * H,
-               (size_t)H * sizeof(float));
     memset(m->dst_h, 0, LBH * sizeof(float));
     memset(m->dst_c, 0, LBH * sizeof(float));
     memset(m->dctx, 0, (size_t)B * H * sizeof(float));
-    if (!m->onehot) memset(m->dxb, 0, TdB * E * sizeof(float));
+    if (!m->onehot) memset(m->dxb, 0, N * E * sizeof(float));
     rnn_stack_backward(&m->dec, Td, B, xd, din, ctx, m->dtop, NULL, NULL, NULL,
                        m->onehot ? NULL : m->dxb, m->dctx, m->dst_h, m->dst_c);
-    if (!m->onehot) embedding_backward(param_grad(pt, m->i_dec_emb), m->dxb, din, (int)TdB, E);
+    rnn_stack_set_packed(&m->dec, NULL);
+    if (!m->onehot) embedding_backward(param_grad(pt, m->i_dec_emb), m->dxb, din, (int)N, E);
     grad_ready(m, m->i_dec_emb, 1);
     /* the context is the encoder's last-layer final h: its gradient joins that state's */
     float *dlast = m->dst_h + (size_t)(L - 1) * B * H;
-    for (size_t k = 0; k < (size_t)B * H; k++) dlast[k] += m->dctx[k];
+    for (size_t i = 0; i < (size_t)B * H; i++) dlast[i] += m->dctx[i];
     if (!m->onehot) memset(m->dxa, 0, TB * E * sizeof(float));
     rnn_stack_backward(&m->enc, T, B, xe, src, NULL, NULL, m->dst_h, m->dst_c, NULL,
                        m->onehot ? NULL : m->dxa, NULL, NULL, NULL);
     if (!m->onehot) embedding_backward(param_grad(pt, m->i_enc_emb), m->dxa, src, (int)TB, E);
     grad_ready(m, m->i_enc_emb, 1);
+    return MODEL_OK;
+}
+
+/* Evaluation: the padded layout, all T decoder steps. */
+static int step_translate_eval(model *m, const model_batch *b, double *loss_sum, long *tokens)
+{
+    const int T = b->T, B = b->B, H = m->cfg.hidden, L = m->cfg.layers, V = m->cfg.tgt_vocab;
+    const size_t TB = (size_t)T * B;
+    int32_t *src = m->ids_a, *din = m->ids_b, *tgt = m->ids_c;
+    param_table *pt = &m->pt;
+
+    to_time_major(src, b->src, B, T);
+    for (int r = 0; r < B; r++) {
+        int valid = b->tgt_valid ? b->tgt_valid[r] : T;
+        for (int t = 0; t < T; t++) {
+            din[(size_t)t * B + r] = t == 0 ? MODEL_BOS : b->tgt[(size_t)r * T + t - 1];
+            tgt[(size_t)t * B + r] = t < valid ? b->tgt[(size_t)r * T + t] : -1;
+        }
+    }
+    const float *xe = embed(m, m->i_enc_emb, m->xa, src, TB);
+    rnn_stack_forward(&m->enc, T, B, xe, src, NULL, NULL, NULL, m->st_h, m->st_c, NULL);
+    const float *ctx = m->st_h + (size_t)(L - 1) * B * H;
+    const float *xd = embed(m, m->i_dec_emb, m->xb, din, TB);
+    rnn_stack_forward(&m->dec, T, B, xd, din, ctx, m->st_h, m->st_c, NULL, NULL, NULL);
+    dense_forward(m->logits, m->dec.y[L - 1], param_data(pt, m->i_dense_w),
+                  param_data(pt, m->i_dense_b), (int)TB, H, V);
+    *loss_sum = xent_forward(m->logits, tgt, (int)TB, V, tokens);
     return MODEL_OK;
 }
 
@@ -403,15 +431,15 @@ static int step_lm(model *m, const model_batch *b, int train, double *loss_sum, 
     return MODEL_OK;
 }
 
-/* Forward matmul FLOP of a stack over T steps and B rows. */
-static double stack_flops(const rnn_stack *s, int T, int B)
+/* Forward matmul FLOP of a stack over `rows` (step, row) pairs of B rows. */
+static double stack_flops(const rnn_stack *s, double rows, int B)
 {
     double f = 0.0;
     for (int i = 0; i < s->L * s->dirs; i++) {
         const rnn_dir *d = &s->d[i];
         const double GH = (double)cell_gates(d->cell) * d->H;
         const int I = d->onehot ? 0 : d->I;
-        f += 2.0 * T * B * GH * (I + d->H) + 2.0 * B * GH * d->C;
+        f += 2.0 * rows * GH * (I + d->H) + 2.0 * B * GH * d->C;
     }
     return f;
 }
@@ -419,21 +447,19 @@ static double stack_flops(const rnn_stack *s, int T, int B)
 void model_matmul_flops(const model *m, const model_batch *b, double *padded, double *executed)
 {
     const int T = b->T, B = b->B, H = m->cfg.hidden, V = m->cfg.tgt_vocab;
+    const double TB = (double)T * B;
     if (m->cfg.task == MODEL_LM) {
-        *padded = *executed = 3.0 * (stack_flops(&m->rnn, T, B) + 2.0 * T * B * (double)H * V);
+        *padded = *executed = 3.0 * (stack_flops(&m->rnn, TB, B) + 2.0 * TB * H * V);
         return;
     }
-    int Td = 1;
-    double live = 0.0;
+    double live = 0.0; /* the decoder's packed (step, row) pairs = target tokens */
     for (int r = 0; r < B; r++) {
         int v = b->tgt_valid ? b->tgt_valid[r] : T;
-        v = v < T ? v : T;
-        Td = v > Td ? v : Td;
-        live += v;
+        live += v < 0 ? 0 : v < T ? v : T;
     }
-    const double enc = stack_flops(&m->enc, T, B);
-    *padded = 3.0 * (enc + stack_flops(&m->dec, T, B) + 2.0 * T * B * (double)H * V);
-    *executed = 3.0 * (enc + stack_flops(&m->dec, Td, B) + 2.0 * live * (double)H * V);
+    const double enc = stack_flops(&m->enc, TB, B);
+    *padded = 3.0 * (enc + stack_flops(&m->dec, TB, B) + 2.0 * TB * H * V);
+    *executed = 3.0 * (enc + stack_flops(&m->dec, live, B) + 2.0 * live * H * V);
 }
 
 int model_step(model *m, const model_batch *b, int train, double *loss_sum, long *tokens)
@@ -455,8 +481,9 @@ int model_step(model *m, const model_batch *b, int train, double *loss_sum, long
     for (size_t i = 0; i < n; i++)
         if (b->src[i] < 0 || b->src[i] >= vs || b->tgt[i] < 0 || b->tgt[i] >= m->cfg.tgt_vocab)
             return MODEL_EINVAL;
-    return m->cfg.task == MODEL_TRANSLATE ? step_translate(m, b, train, loss_sum, tokens)
-                                          : step_lm(m, b, train, loss_sum, tokens);
+    if (m->cfg.task == MODEL_LM) return step_lm(m, b, train, loss_sum, tokens);
+    return train ? step_translate_train(m, b, loss_sum, tokens)
+                 : step_translate_eval(m, b, loss_sum, tokens);
 }
 
 /* ---------------------------------------------------------------- decoding */

@@ -8,6 +8,7 @@
 #include "model.h"
 
 #include "blas_private.h"
+#include "vmath.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,11 +37,6 @@ int cell_parse(const char *s, cell_kind *out)
     return MODEL_OK;
 }
 
-static inline float sigmoidf(float x)
-{
-    return 1.0f / (1.0f + expf(-x));
-}
-
 /* ======================================================== one direction */
 
 int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, int onehot, int Tmax,
@@ -66,7 +62,12 @@ int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, i
                + 2 * (size_t)Bmax * GH             /* ctxw, dctxw (sum of dxw over t) */
                + 3 * BH;                           /* dh, dc, dtmp */
     d->mem = calloc(n, sizeof(float));
-    if (!d->mem) return MODEL_ENOMEM;
+    d->n = calloc((size_t)Tmax + 1, sizeof *d->n);
+    d->off = calloc((size_t)Tmax + 1, sizeof *d->off);
+    if (!d->mem || !d->n || !d->off) {
+        rnn_dir_free(d);
+        return MODEL_ENOMEM;
+    }
     float *p = d->mem;
     d->xw = p, p += TBG;
     d->hw = p, p += TBG;
@@ -86,6 +87,8 @@ int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, i
 void rnn_dir_free(rnn_dir *d)
 {
     free(d->mem);
+    free(d->n);
+    free(d->off);
     memset(d, 0, sizeof *d);
 }
 
@@ -96,48 +99,67 @@ void rnn_dir_bind(rnn_dir *d, float *W_ih, float *W_hh, float *b_ih, float *b_hh
     d->dW_ih = dW_ih, d->dW_hh = dW_hh, d->db_ih = db_ih, d->db_hh = db_hh;
 }
 
-/* Block k of a (T+1, B, ·) state array. */
-static inline float *state_block(float *s, int k, int B, int H)
+/* One time step of the cell, element-wise, per cell kind. xw, hw, gates:
+ * (B, GH); hp, cp: the state before (B, H); ho, co: the state after. The
+ * gate loops vectorise (vmath.h); each kind is compiled per instruction set. */
+VM_CLONES static void rnn_cell_forward(int B, int H, const float *restrict xw,
+                                       const float *restrict hw, float *restrict gates,
+                                       float *restrict ho)
 {
-    return s + (size_t)k * B * H;
+    for (size_t k = 0; k < (size_t)B * H; k++) ho[k] = gates[k] = vm_tanhf(xw[k] + hw[k]);
 }
 
-/* One time step of the cell, element-wise. xw, hw, gates: (B, GH); hp, cp: the
- * state before (B, H); ho, co: the state after. */
+VM_CLONES static void gru_cell_forward(int B, int H, const float *restrict xw,
+                                       const float *restrict hw, float *restrict gates,
+                                       const float *restrict hp, float *restrict ho)
+{
+    const size_t GH = 3 * (size_t)H;
+    for (int b = 0; b < B; b++) {
+        const float *restrict x = xw + b * GH, *restrict h = hw + b * GH;
+        float *restrict g = gates + b * GH;
+        const float *restrict hprev = hp + (size_t)b * H;
+        float *restrict hout = ho + (size_t)b * H;
+        for (int j = 0; j < 2 * H; j++) g[j] = vm_sigmoidf(x[j] + h[j]); /* r, z */
+        for (int j = 0; j < H; j++) {
+            const float r = g[j], z = g[H + j];
+            const float n = vm_tanhf(x[2 * H + j] + r * h[2 * H + j]);
+            g[2 * H + j] = n;
+            hout[j] = (1.0f - z) * n + z * hprev[j];
+        }
+    }
+}
+
+VM_CLONES static void lstm_cell_forward(int B, int H, const float *restrict xw,
+                                        const float *restrict hw, float *restrict gates,
+                                        const float *restrict cp, float *restrict ho,
+                                        float *restrict co)
+{
+    const size_t GH = 4 * (size_t)H;
+    for (int b = 0; b < B; b++) {
+        const float *restrict x = xw + b * GH, *restrict h = hw + b * GH;
+        float *restrict g = gates + b * GH;
+        const float *restrict cprev = cp + (size_t)b * H;
+        float *restrict cout = co + (size_t)b * H, *restrict hout = ho + (size_t)b * H;
+        for (int j = 0; j < 2 * H; j++) g[j] = vm_sigmoidf(x[j] + h[j]);     /* i, f */
+        for (int j = 2 * H; j < 3 * H; j++) g[j] = vm_tanhf(x[j] + h[j]);    /* g */
+        for (int j = 3 * H; j < 4 * H; j++) g[j] = vm_sigmoidf(x[j] + h[j]); /* o */
+        for (int j = 0; j < H; j++) {
+            const float c = g[H + j] * cprev[j] + g[j] * g[2 * H + j];
+            cout[j] = c;
+            hout[j] = g[3 * H + j] * vm_tanhf(c);
+        }
+    }
+}
+
 static void cell_forward(cell_kind cell, int B, int H, const float *xw, const float *hw,
                          float *gates, const float *hp, const float *cp, float *ho, float *co)
 {
-    const int GH = cell_gates(cell) * H;
-    for (int b = 0; b < B; b++) {
-        const float *x = xw + (size_t)b * GH, *h = hw + (size_t)b * GH;
-        float *g = gates + (size_t)b * GH;
-        const float *hprev = hp + (size_t)b * H;
-        float *hout = ho + (size_t)b * H;
-        if (cell == CELL_RNN) {
-            for (int j = 0; j < H; j++) hout[j] = g[j] = tanhf(x[j] + h[j]);
-        } else if (cell == CELL_GRU) {
-            for (int j = 0; j < H; j++) {
-                float r = sigmoidf(x[j] + h[j]);
-                float z = sigmoidf(x[H + j] + h[H + j]);
-                float n = tanhf(x[2 * H + j] + r * h[2 * H + j]);
-                g[j] = r, g[H + j] = z, g[2 * H + j] = n;
-                hout[j] = (1.0f - z) * n + z * hprev[j];
-            }
-        } else {
-            const float *cprev = cp + (size_t)b * H;
-            float *cout = co + (size_t)b * H;
-            for (int j = 0; j < H; j++) {
-                float i = sigmoidf(x[j] + h[j]);
-                float f = sigmoidf(x[H + j] + h[H + j]);
-                float gg = tanhf(x[2 * H + j] + h[2 * H + j]);
-                float o = sigmoidf(x[3 * H + j] + h[3 * H + j]);
-                g[j] = i, g[H + j] = f, g[2 * H + j] = gg, g[3 * H + j] = o;
-                float c = f * cprev[j] + i * gg;
-                cout[j] = c;
-                hout[j] = o * tanhf(c);
-            }
-        }
-    }
+    if (cell == CELL_RNN)
+        rnn_cell_forward(B, H, xw, hw, gates, ho);
+    else if (cell == CELL_GRU)
+        gru_cell_forward(B, H, xw, hw, gates, hp, ho);
+    else
+        lstm_cell_forward(B, H, xw, hw, gates, cp, ho, co);
 }
 
 /* Backward of one step. dh (B, H): gradient of the step's output h (including
@@ -145,51 +167,95 @@ static void cell_forward(cell_kind cell, int B, int H, const float *xw, const fl
  * the step (LSTM), replaced by the gradient of the state before. Writes
  * dxw (B, GH), dhw (B, GH, GRU only) and dhp (B, H) = the part of d(prev h)
  * that does not go through W_hh. */
+VM_CLONES static void gru_cell_backward(int B, int H, const float *restrict dh,
+                                        const float *restrict gates, const float *restrict hw,
+                                        const float *restrict hp, float *restrict dxw,
+                                        float *restrict dhw, float *restrict dhp)
+{
+    const size_t GH = 3 * (size_t)H;
+    for (int b = 0; b < B; b++) {
+        const float *restrict g = gates + b * GH, *restrict hn = hw + b * GH + 2 * H;
+        const float *restrict d = dh + (size_t)b * H, *restrict hprev = hp + (size_t)b * H;
+        float *restrict dx = dxw + b * GH, *restrict dr_ = dhw + b * GH;
+        float *restrict direct = dhp + (size_t)b * H;
+        for (int j = 0; j < H; j++) {
+            const float r = g[j], z = g[H + j], n = g[2 * H + j];
+            const float dn = d[j] * (1.0f - z);
+            const float dz = d[j] * (hprev[j] - n);
+            direct[j] = d[j] * z;
+            const float dnp = dn * (1.0f - n * n);
+            const float dzp = dz * z * (1.0f - z);
+            const float drp = dnp * hn[j] * r * (1.0f - r);
+            dx[j] = drp, dx[H + j] = dzp, dx[2 * H + j] = dnp;
+            dr_[j] = drp, dr_[H + j] = dzp, dr_[2 * H + j] = dnp * r;
+        }
+    }
+}
+
+VM_CLONES static void lstm_cell_backward(int B, int H, const float *restrict dh, float *restrict dc,
+                                         const float *restrict gates, const float *restrict cp,
+                                         const float *restrict co, float *restrict dxw)
+{
+    const size_t GH = 4 * (size_t)H;
+    for (int b = 0; b < B; b++) {
+        const float *restrict g = gates + b * GH, *restrict d = dh + (size_t)b * H;
+        const float *restrict cprev = cp + (size_t)b * H, *restrict c = co + (size_t)b * H;
+        float *restrict dx = dxw + b * GH, *restrict dcb = dc + (size_t)b * H;
+        for (int j = 0; j < H; j++) {
+            const float i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
+            const float tc = vm_tanhf(c[j]);
+            const float dct = dcb[j] + d[j] * o * (1.0f - tc * tc);
+            dx[j] = dct * gg * i * (1.0f - i);
+            dx[H + j] = dct * cprev[j] * f * (1.0f - f);
+            dx[2 * H + j] = dct * i * (1.0f - gg * gg);
+            dx[3 * H + j] = d[j] * tc * o * (1.0f - o);
+            dcb[j] = dct * f;
+        }
+    }
+}
+
 static void cell_backward(cell_kind cell, int B, int H, const float *dh, float *dc,
                           const float *gates, const float *hw, const float *hp, const float *cp,
                           const float *co, float *dxw, float *dhw, float *dhp)
 {
-    const int GH = cell_gates(cell) * H;
-    for (int b = 0; b < B; b++) {
-        const float *g = gates + (size_t)b * GH;
-        const float *d = dh + (size_t)b * H;
-        float *dx = dxw + (size_t)b * GH;
-        float *direct = dhp + (size_t)b * H;
-        if (cell == CELL_RNN) {
-            for (int j = 0; j < H; j++) dx[j] = d[j] * (1.0f - g[j] * g[j]);
-            memset(direct, 0, (size_t)H * sizeof(float));
-        } else if (cell == CELL_GRU) {
-            const float *hn = hw + (size_t)b * GH + 2 * H;
-            const float *hprev = hp + (size_t)b * H;
-            float *dr_ = dhw + (size_t)b * GH;
-            for (int j = 0; j < H; j++) {
-                float r = g[j], z = g[H + j], n = g[2 * H + j];
-                float dn = d[j] * (1.0f - z);
-                float dz = d[j] * (hprev[j] - n);
-                direct[j] = d[j] * z;
-                float dnp = dn * (1.0f - n * n);
-                float dzp = dz * z * (1.0f - z);
-                float drp = dnp * hn[j] * r * (1.0f - r);
-                dx[j] = drp, dx[H + j] = dzp, dx[2 * H + j] = dnp;
-                dr_[j] = drp, dr_[H + j] = dzp, dr_[2 * H + j] = dnp * r;
-            }
-        } else {
-            const float *cprev = cp + (size_t)b * H;
-            const float *c = co + (size_t)b * H;
-            float *dcb = dc + (size_t)b * H;
-            for (int j = 0; j < H; j++) {
-                float i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
-                float tc = tanhf(c[j]);
-                float dct = dcb[j] + d[j] * o * (1.0f - tc * tc);
-                dx[j] = dct * gg * i * (1.0f - i);
-                dx[H + j] = dct * cprev[j] * f * (1.0f - f);
-                dx[2 * H + j] = dct * i * (1.0f - gg * gg);
-                dx[3 * H + j] = d[j] * tc * o * (1.0f - o);
-                dcb[j] = dct * f;
-            }
-            memset(direct, 0, (size_t)H * sizeof(float));
-        }
+    if (cell == CELL_GRU) {
+        gru_cell_backward(B, H, dh, gates, hw, hp, dxw, dhw, dhp);
+        return;
     }
+    if (cell == CELL_RNN)
+        for (size_t k = 0; k < (size_t)B * H; k++) dxw[k] = dh[k] * (1.0f - gates[k] * gates[k]);
+    else
+        lstm_cell_backward(B, H, dh, dc, gates, cp, co, dxw);
+    memset(dhp, 0, (size_t)B * H * sizeof(float));
+}
+
+/* Rows and packed row offsets of every step: n[t] = bs[t] and off[t] = Σ_{s<t}
+ * bs[s] in packed mode, B and t·B otherwise. Returns the total off[T]. */
+static size_t step_layout(rnn_dir *d, int T, int B)
+{
+    size_t o = 0;
+    for (int t = 0; t < T; t++) {
+        int n = d->bs ? d->bs[t] : B;
+        d->n[t] = n;
+        d->off[t] = o;
+        o += (size_t)n;
+    }
+    d->off[T] = o;
+    return o;
+}
+
+/* The state after step t, and the state step t starts from. Forward
+ * direction: [h0 (B rows) ; h(0) (n[0] rows) ; h(1) …] (packed or not).
+ * Reverse (never packed): [h(0) … h(T−1), h0], B rows each. */
+static float *state_out(const rnn_dir *d, float *s, int t, int B)
+{
+    return d->reverse ? s + (size_t)t * B * d->H : s + ((size_t)B + d->off[t]) * d->H;
+}
+static float *state_prev(const rnn_dir *d, float *s, int t, int T, int B)
+{
+    if (d->reverse) return s + (size_t)(t + 1) * B * d->H;
+    (void)T;
+    return t == 0 ? s : state_out(d, s, t - 1, B);
 }
 
 void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const int32_t *ids,
@@ -198,40 +264,39 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
 {
     const int H = d->H, I = d->I, C = d->C, IC = I + C;
     const int GH = cell_gates(d->cell) * H;
-    const size_t TB = (size_t)T * B;
     if (B == 0 || T == 0) return;
+    const size_t N = step_layout(d, T, B);
 
-    /* xw (T·B, GH) = x · W_ih[:, :I]^T + b_ih (+ ctx · W_ih[:, I:]^T, once per row) */
-    for (size_t n = 0; n < TB; n++) memcpy(d->xw + n * GH, d->b_ih, (size_t)GH * sizeof(float));
+    /* xw (N, GH) = x · W_ih[:, :I]^T + b_ih (+ ctx · W_ih[:, I:]^T, once per row) */
+    for (size_t n = 0; n < N; n++) memcpy(d->xw + n * GH, d->b_ih, (size_t)GH * sizeof(float));
     if (d->onehot) {
         /* one-hot input: row n adds column ids[n] of W_ih (a lookup, not a product) */
-        for (size_t n = 0; n < TB; n++) {
+        for (size_t n = 0; n < N; n++) {
             float *row = d->xw + n * GH;
             const float *col = d->W_ih + ids[n];
             for (int k = 0; k < GH; k++) row[k] += col[(size_t)k * IC];
         }
     } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)TB, GH, I, 1.0f, x, ldx, d->W_ih,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, GH, I, 1.0f, x, ldx, d->W_ih,
                     IC, 1.0f, d->xw, GH);
     }
     if (C > 0) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, C, 1.0f, ctx, C, d->W_ih + I,
                     IC, 0.0f, d->ctxw, GH);
         for (int t = 0; t < T; t++) {
-            float *xt = d->xw + (size_t)t * B * GH;
-            for (size_t k = 0; k < (size_t)B * GH; k++) xt[k] += d->ctxw[k];
+            float *xt = d->xw + d->off[t] * GH;
+            for (size_t k = 0; k < (size_t)d->n[t] * GH; k++) xt[k] += d->ctxw[k];
         }
     }
 
     /* initial state */
-    const int k0 = d->reverse ? T : 0;
-    float *hinit = state_block(d->hs, k0, B, H);
+    float *hinit = d->reverse ? d->hs + (size_t)T * B * H : d->hs;
     if (h0)
         memcpy(hinit, h0, (size_t)B * H * sizeof(float));
     else
         memset(hinit, 0, (size_t)B * H * sizeof(float));
     if (d->cell == CELL_LSTM) {
-        float *cinit = state_block(d->cs, k0, B, H);
+        float *cinit = d->reverse ? d->cs + (size_t)T * B * H : d->cs;
         if (c0)
             memcpy(cinit, c0, (size_t)B * H * sizeof(float));
         else
@@ -240,28 +305,28 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
 
     for (int s = 0; s < T; s++) {
         const int t = d->reverse ? T - 1 - s : s;
-        const int kp = d->reverse ? t + 1 : t; /* block of prev(t) */
-        const int ko = d->reverse ? t : t + 1; /* block of h(t) */
-        const float *hp = state_block(d->hs, kp, B, H);
-        float *ho = state_block(d->hs, ko, B, H);
-        float *hw = d->hw + (size_t)t * B * GH;
-        /* hw (B, GH) = prev · W_hh^T + b_hh */
-        for (int b = 0; b < B; b++)
+        const int n = d->n[t];
+        const float *hp = state_prev(d, d->hs, t, T, B);
+        float *ho = state_out(d, d->hs, t, B);
+        float *hw = d->hw + d->off[t] * GH;
+        /* hw (n, GH) = prev · W_hh^T + b_hh */
+        for (int b = 0; b < n; b++)
             memcpy(hw + (size_t)b * GH, d->b_hh, (size_t)GH * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, H, 1.0f, hp, H, d->W_hh, H,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, GH, H, 1.0f, hp, H, d->W_hh, H,
                     1.0f, hw, GH);
-        const float *cp = d->cs ? state_block(d->cs, kp, B, H) : NULL;
-        float *co = d->cs ? state_block(d->cs, ko, B, H) : NULL;
-        cell_forward(d->cell, B, H, d->xw + (size_t)t * B * GH, hw, d->gates + (size_t)t * B * GH,
-                     hp, cp, ho, co);
+        const float *cp = d->cs ? state_prev(d, d->cs, t, T, B) : NULL;
+        float *co = d->cs ? state_out(d, d->cs, t, B) : NULL;
+        cell_forward(d->cell, n, H, d->xw + d->off[t] * GH, hw, d->gates + d->off[t] * GH, hp, cp,
+                     ho, co);
         if (y)
-            for (int b = 0; b < B; b++)
-                memcpy(y + ((size_t)t * B + b) * ldy, ho + (size_t)b * H,
-                       (size_t)H * sizeof(float));
+            for (int b = 0; b < n; b++)
+                memcpy(y + (d->off[t] + b) * ldy, ho + (size_t)b * H, (size_t)H * sizeof(float));
     }
-    const int kT = d->reverse ? 0 : T;
-    if (hT) memcpy(hT, state_block(d->hs, kT, B, H), (size_t)B * H * sizeof(float));
-    if (cT && d->cs) memcpy(cT, state_block(d->cs, kT, B, H), (size_t)B * H * sizeof(float));
+    /* the final state (not defined in packed mode: rows end at different steps) */
+    const int tl = d->reverse ? 0 : T - 1;
+    if (hT && !d->bs) memcpy(hT, state_out(d, d->hs, tl, B), (size_t)B * H * sizeof(float));
+    if (cT && d->cs && !d->bs)
+        memcpy(cT, state_out(d, d->cs, tl, B), (size_t)B * H * sizeof(float));
 }
 
 /* Σ over rows of a (N, K) matrix added into out (K). */
@@ -280,9 +345,10 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
 {
     const int H = d->H, I = d->I, C = d->C, IC = I + C;
     const int GH = cell_gates(d->cell) * H;
-    const size_t TB = (size_t)T * B, BH = (size_t)B * H;
+    const size_t BH = (size_t)B * H;
     const int lstm = d->cell == CELL_LSTM;
     if (B == 0 || T == 0) return;
+    const size_t N = d->off[T]; /* the layout of the last forward */
     float *dh = d->dh, *dtmp = d->dtmp, *dc = d->dc;
     float *dhw_all = d->cell == CELL_GRU ? d->dhw : d->dxw;
 
@@ -297,60 +363,64 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
             memset(dc, 0, BH * sizeof(float));
     }
 
+    int live = B; /* rows whose dh is meaningful so far */
     for (int s = T - 1; s >= 0; s--) {
         const int t = d->reverse ? T - 1 - s : s;
-        const int kp = d->reverse ? t + 1 : t;
-        const int ko = d->reverse ? t : t + 1;
+        const int n = d->n[t];
+        /* packed: rows [live, n) join here with nothing from later steps */
+        if (n > live) memset(dh + (size_t)live * H, 0, (size_t)(n - live) * H * sizeof(float));
+        live = n;
         if (dy)
-            for (int b = 0; b < B; b++) {
-                const float *src = dy + ((size_t)t * B + b) * ldy;
+            for (int b = 0; b < n; b++) {
+                const float *src = dy + (d->off[t] + b) * ldy;
                 float *dst = dh + (size_t)b * H;
                 for (int j = 0; j < H; j++) dst[j] += src[j];
             }
-        const size_t off = (size_t)t * B * GH;
-        cell_backward(d->cell, B, H, dh, dc, d->gates + off, d->hw + off,
-                      state_block(d->hs, kp, B, H), lstm ? state_block(d->cs, kp, B, H) : NULL,
-                      lstm ? state_block(d->cs, ko, B, H) : NULL, d->dxw + off,
+        const size_t off = d->off[t] * GH;
+        cell_backward(d->cell, n, H, dh, dc, d->gates + off, d->hw + off,
+                      state_prev(d, d->hs, t, T, B), lstm ? state_prev(d, d->cs, t, T, B) : NULL,
+                      lstm ? state_out(d, d->cs, t, B) : NULL, d->dxw + off,
                       d->cell == CELL_GRU ? d->dhw + off : NULL, dtmp);
-        /* d prev (B, H) = direct part + dhw_t (B, GH) · W_hh (GH, H) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, GH, 1.0f, dhw_all + off, GH,
+        /* d prev (n, H) = direct part + dhw_t (n, GH) · W_hh (GH, H) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, H, GH, 1.0f, dhw_all + off, GH,
                     d->W_hh, H, 1.0f, dtmp, H);
         float *sw = dh;
         dh = dtmp, dtmp = sw;
         if (carry)
-            for (int b = 0; b < B; b++) {
-                float k = carry[(size_t)t * B + b];
+            for (int b = 0; b < n; b++) {
+                float k = carry[d->off[t] + b];
                 if (k == 1.0f) continue;
                 for (int j = 0; j < H; j++) dh[(size_t)b * H + j] *= k;
                 if (lstm)
                     for (int j = 0; j < H; j++) dc[(size_t)b * H + j] *= k;
             }
     }
+    if (live < B) memset(dh + (size_t)live * H, 0, (size_t)(B - live) * H * sizeof(float));
     if (dh0)
         for (size_t k = 0; k < BH; k++) dh0[k] += dh[k];
     if (dc0 && lstm)
         for (size_t k = 0; k < BH; k++) dc0[k] += dc[k];
 
-    /* parameter gradients over all T·B rows at once */
+    /* parameter gradients over all N rows at once */
     if (d->onehot) {
-        for (size_t n = 0; n < TB; n++) {
+        for (size_t n = 0; n < N; n++) {
             const float *row = d->dxw + n * GH;
             float *col = d->dW_ih + ids[n];
             for (int k = 0; k < GH; k++) col[(size_t)k * IC] += row[k];
         }
     } else {
-        /* dW_ih[:, :I] (GH, I) += dxw^T (GH, TB) · x (TB, I) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, I, (int)TB, 1.0f, d->dxw, GH, x,
+        /* dW_ih[:, :I] (GH, I) += dxw^T (GH, N) · x (N, I) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, I, (int)N, 1.0f, d->dxw, GH, x,
                     ldx, 1.0f, d->dW_ih, IC);
     }
-    add_row_sums(d->db_ih, d->dxw, TB, GH);
+    add_row_sums(d->db_ih, d->dxw, N, GH);
     if (C > 0) {
         /* the context enters every step: its gradient is Σ_t dxw_t (B, GH) */
         float *dsum = d->ctxw + (size_t)d->Bmax * GH;
-        memcpy(dsum, d->dxw, (size_t)B * GH * sizeof(float));
-        for (int t = 1; t < T; t++) {
-            const float *r = d->dxw + (size_t)t * B * GH;
-            for (size_t k = 0; k < (size_t)B * GH; k++) dsum[k] += r[k];
+        memset(dsum, 0, (size_t)B * GH * sizeof(float));
+        for (int t = 0; t < T; t++) {
+            const float *r = d->dxw + d->off[t] * GH;
+            for (size_t k = 0; k < (size_t)d->n[t] * GH; k++) dsum[k] += r[k];
         }
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, C, B, 1.0f, dsum, GH, ctx, C, 1.0f,
                     d->dW_ih + I, IC);
@@ -358,14 +428,23 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, GH, 1.0f, dsum, GH,
                         d->W_ih + I, IC, 1.0f, dctx, C);
     }
-    /* dW_hh (GH, H) += dhw^T (GH, TB) · prev (TB, H); prev(t) are consecutive blocks */
-    const float *prev = state_block(d->hs, d->reverse ? 1 : 0, B, H);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, H, (int)TB, 1.0f, dhw_all, GH, prev, H,
+    /* dW_hh (GH, H) += dhw^T (GH, N) · prev (N, H). Unpacked, prev(t) are
+     * consecutive blocks; packed, step t uses the first n[t] rows of a block
+     * of n[t−1], so they are gathered first (into hw, no longer needed). */
+    const float *prev = d->reverse ? d->hs + BH : d->hs;
+    if (d->bs) {
+        float *g = d->hw;
+        for (int t = 0; t < T; t++)
+            memcpy(g + d->off[t] * H, state_prev(d, d->hs, t, T, B),
+                   (size_t)d->n[t] * H * sizeof(float));
+        prev = g;
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, H, (int)N, 1.0f, dhw_all, GH, prev, H,
                 1.0f, d->dW_hh, H);
-    add_row_sums(d->db_hh, dhw_all, TB, GH);
-    /* dx (TB, I) += dxw (TB, GH) · W_ih[:, :I] (GH, I) */
+    add_row_sums(d->db_hh, dhw_all, N, GH);
+    /* dx (N, I) += dxw (N, GH) · W_ih[:, :I] (GH, I) */
     if (dx && !d->onehot)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)TB, I, GH, 1.0f, d->dxw, GH,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, I, GH, 1.0f, d->dxw, GH,
                     d->W_ih, IC, 1.0f, dx, lddx);
 }
 
@@ -385,7 +464,9 @@ int rnn_stack_init(rnn_stack *s, cell_kind cell, int L, int bidirectional, int I
     s->mask = calloc((size_t)L, sizeof(float *));
     s->dy = calloc((size_t)L, sizeof(float *));
     s->dxin = calloc((size_t)L, sizeof(float *));
-    if (!s->d || !s->y || !s->xin || !s->mask || !s->dy || !s->dxin) goto err;
+    s->n = calloc((size_t)Tmax + 1, sizeof *s->n);
+    s->off = calloc((size_t)Tmax + 1, sizeof *s->off);
+    if (!s->d || !s->y || !s->xin || !s->mask || !s->dy || !s->dxin || !s->n || !s->off) goto err;
     for (int l = 0; l < L; l++)
         for (int k = 0; k < dirs; k++) {
             int rc = rnn_dir_init(&s->d[l * dirs + k], cell, l == 0 ? I : H, l == 0 ? C : 0, s->Hd,
@@ -424,8 +505,18 @@ void rnn_stack_free(rnn_stack *s)
     free(s->mask);
     free(s->dy);
     free(s->dxin);
+    free(s->n);
+    free(s->off);
     free(s->mem);
     memset(s, 0, sizeof *s);
+}
+
+int rnn_stack_set_packed(rnn_stack *s, const int *bs)
+{
+    if (bs && s->dirs != 1) return MODEL_EINVAL;
+    s->bs = bs;
+    for (int i = 0; i < s->L * s->dirs; i++) s->d[i].bs = bs;
+    return MODEL_OK;
 }
 
 /* scratch (B, Hd) blocks after the per-layer buffers */
@@ -509,6 +600,14 @@ void rnn_stack_forward(rnn_stack *s, int T, int B, const float *x, const int32_t
     const size_t BH = (size_t)B * H;
     s->use_dropout = drop != NULL && s->dropout > 0.0f;
     if (B == 0) return;
+    /* rows and packed offsets of the steps (direction 0 keeps them too) */
+    size_t o = 0;
+    for (int t = 0; t < T; t++) {
+        s->n[t] = s->bs ? s->bs[t] : B;
+        s->off[t] = o;
+        o += (size_t)s->n[t];
+    }
+    s->off[T] = o;
     for (int l = 0; l < s->L; l++) {
         const float *in = x;
         int ldx = s->I;
@@ -520,13 +619,13 @@ void rnn_stack_forward(rnn_stack *s, int T, int B, const float *x, const int32_t
                 float *m = s->mask[l], *xi = s->xin[l];
                 const float *yp = s->y[l - 1];
                 for (int t = 0; t < T; t++)
-                    for (int b = 0; b < B; b++) {
-                        size_t row = ((size_t)t * B + b) * H;
+                    for (int b = 0; b < s->n[t]; b++) {
+                        size_t row = (s->off[t] + b) * H;
                         uint64_t site = ((uint64_t)drop->site * 64 + (uint64_t)l) * s->Tmax + t;
+                        uint64_t key = rng_u64(drop->seed, RNG_DROPOUT, drop->step,
+                                               (uint64_t)drop->example[b], site);
                         for (int j = 0; j < H; j++) {
-                            float u = rng_uniform(drop->seed, RNG_DROPOUT, drop->step,
-                                                  (uint64_t)drop->example[b],
-                                                  site * (uint64_t)H + (uint64_t)j);
+                            float u = rng_stream_uniform(key, (uint64_t)j);
                             m[row + j] = u < s->dropout ? 0.0f : scale;
                             xi[row + j] = yp[row + j] * m[row + j];
                         }
@@ -557,7 +656,7 @@ void rnn_stack_backward(rnn_stack *s, int T, int B, const float *x, const int32_
                         const float *carry, float *dx, float *dctx, float *dh0, float *dc0)
 {
     const int H = s->H, Hd = s->Hd, L = s->L;
-    const size_t BH = (size_t)B * H, TBH = (size_t)T * B * H;
+    const size_t BH = (size_t)B * H, TBH = s->off[T] * H; /* rows of the last forward */
     if (B == 0) return;
     const float *dyl = dy_top;
     for (int l = L - 1; l >= 0; l--) {

@@ -9,6 +9,7 @@
 
 #include "gradcheck.h"
 #include "model.h"
+#include "vmath.h" /* model/'s private element-wise functions */
 
 static double worst_seen = 0.0;
 
@@ -455,6 +456,62 @@ static void test_rng(void)
     for (int i = 0; i < 1000; i++) CU_ASSERT(rng_below(7, 3, RNG_OFFSET, (uint64_t)i, 0, 0) < 7);
 }
 
+/* vm_expf, vm_sigmoidf, vm_tanhf against double precision: relative error
+ * over a dense sweep of the range the cells see, and beyond (saturation). */
+static void test_vmath(void)
+{
+    double we = 0, ws = 0, wt = 0;
+    for (int i = -2000000; i <= 2000000; i++) {
+        const float x = (float)i * 4.3e-5f; /* ±86 */
+        const double e = exp((double)x), sg = 1.0 / (1.0 + exp(-(double)x));
+        const double th = tanh((double)x);
+        we = fmax(we, fabs(vm_expf(x) - e) / e);
+        ws = fmax(ws, fabs(vm_sigmoidf(x) - sg) / sg);
+        if (th != 0.0) wt = fmax(wt, fabs(vm_tanhf(x) - th) / fabs(th));
+    }
+    /* tiny arguments, where tanh x ≈ x must stay relative */
+    for (float x = 1e-30f; x < 1e-2f; x *= 1.01f) {
+        wt = fmax(wt, fabs(vm_tanhf(x) - tanh((double)x)) / tanh((double)x));
+        wt = fmax(wt, fabs(vm_tanhf(-x) + tanh((double)x)) / tanh((double)x));
+    }
+    printf("\n  vmath worst relative error: exp %.2g, sigmoid %.2g, tanh %.2g\n", we, ws, wt);
+    CU_ASSERT(we < 4e-7);
+    CU_ASSERT(ws < 4e-7);
+    CU_ASSERT(wt < 4e-7);
+    /* saturation, signs, exact points, NaN */
+    CU_ASSERT_EQUAL(vm_tanhf(0.0f), 0.0f);
+    CU_ASSERT_EQUAL(vm_tanhf(30.0f), 1.0f);
+    CU_ASSERT_EQUAL(vm_tanhf(-INFINITY), -1.0f);
+    CU_ASSERT_EQUAL(vm_sigmoidf(INFINITY), 1.0f);
+    CU_ASSERT(vm_sigmoidf(-INFINITY) >= 0.0f && vm_sigmoidf(-INFINITY) < 1e-37f);
+    CU_ASSERT(vm_expf(-1000.0f) >= 0.0f && vm_expf(-1000.0f) < 1e-37f);
+    CU_ASSERT(isfinite(vm_expf(1000.0f)));
+    CU_ASSERT(isnan(vm_expf(NAN)) && isnan(vm_sigmoidf(NAN)) && isnan(vm_tanhf(NAN)));
+}
+
+/* the keyed stream behind dropout masks: deterministic, uniform, and
+ * uncorrelated between neighbouring keys and draws */
+static void test_rng_stream(void)
+{
+    CU_ASSERT_EQUAL(rng_stream_uniform(42, 7), rng_stream_uniform(42, 7));
+    int hist[10] = {0}, n = 0, same = 0;
+    double sxy = 0, sx = 0, sy = 0;
+    for (uint64_t k = 0; k < 1000; k++) {
+        uint64_t key = rng_u64(5, RNG_DROPOUT, 1, k, 3);
+        for (uint64_t j = 0; j < 100; j++) {
+            float u = rng_stream_uniform(key, j), v = rng_stream_uniform(key, j + 1);
+            CU_ASSERT(u >= 0.0f && u < 1.0f);
+            hist[(int)(u * 10)]++;
+            sxy += (double)u * v, sx += u, sy += v, n++;
+            same += u == rng_stream_uniform(rng_u64(5, RNG_DROPOUT, 1, k + 1, 3), j);
+        }
+    }
+    for (int b = 0; b < 10; b++) CU_ASSERT(abs(hist[b] - n / 10) < 600);
+    const double cov = sxy / n - (sx / n) * (sy / n); /* var of U(0,1) is 1/12 */
+    CU_ASSERT(fabs(cov * 12.0) < 0.02);
+    CU_ASSERT(same < 10);
+}
+
 static void report(void)
 {
     printf("\n  worst relative difference (analytic vs numeric) in test_layers: %.3g\n",
@@ -465,6 +522,8 @@ void register_suites(void)
 {
     CU_pSuite s = CU_add_suite("layers", NULL, NULL);
     CU_add_test(s, "rng", test_rng);
+    CU_add_test(s, "rng stream (dropout masks)", test_rng_stream);
+    CU_add_test(s, "vectorised exp, sigmoid, tanh", test_vmath);
     CU_add_test(s, "embedding gradient", test_embedding);
     CU_add_test(s, "dense gradient", test_dense);
     CU_add_test(s, "masked softmax cross-entropy", test_xent);
