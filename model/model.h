@@ -363,6 +363,9 @@ int optimizer_init(optimizer *o, opt_kind kind, float lr, const param_table *pt)
 void optimizer_free(optimizer *o);
 /* One update from the gradient buffer, as torch.optim.SGD / Adam. */
 void optimizer_step(optimizer *o, param_table *pt);
+/* The same update from scale·g (the token average and the clipping factor in
+ * one), leaving the gradient buffer zeroed: the training step's one pass. */
+void optimizer_step_scaled(optimizer *o, param_table *pt, float scale);
 int opt_parse(const char *s, opt_kind *out);
 
 /* Scales every gradient by `scale` (e.g. 1 / global token count). */
@@ -371,5 +374,7 @@ void grad_scale(param_table *pt, float scale);
 double grad_norm(const param_table *pt);
 /* g ← min(1, θ/‖g‖) g; returns ‖g‖ before clipping. θ <= 0: no clipping. */
 double grad_clip(param_table *pt, double theta);
+/* min(1, θ/norm), or 1 when θ <= 0: the factor grad_clip applies. */
+double grad_clip_factor(double norm, double theta);
 
 #endif

@@ -4,6 +4,8 @@
  * it stays zero. */
 #include "model.h"
 
+#include "vmath.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,34 +48,50 @@ void optimizer_free(optimizer *o)
     o->m = o->v = NULL;
 }
 
-void optimizer_step(optimizer *o, param_table *pt)
+/* The update with g·scale for g, zeroing the gradient as it goes (one pass
+ * over parameters, gradient and moments instead of four). Compiled per
+ * instruction set; element-wise, so every width gives the same bits. */
+VM_CLONES static void sgd_update(size_t n, float *restrict p, float *restrict g, float lr,
+                                 float scale)
 {
-    float *p = pt->data;
-    const float *g = pt->grad;
-    size_t n = o->n;
+    for (size_t i = 0; i < n; i++) {
+        p[i] -= lr * (g[i] * scale);
+        g[i] = 0.0f;
+    }
+}
+
+/* torch.optim.Adam (amsgrad off, no weight decay):
+ *   m = β1 m + (1−β1) g ; v = β2 v + (1−β2) g²
+ *   p -= lr / (1−β1^t) · m / (√v / √(1−β2^t) + ε) */
+VM_CLONES static void adam_update(size_t n, float *restrict p, float *restrict g, float *restrict m,
+                                  float *restrict v, float b1, float b2, float step, float rbc2,
+                                  float eps, float scale)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float gi = g[i] * scale;
+        g[i] = 0.0f;
+        m[i] = b1 * m[i] + (1.0f - b1) * gi;
+        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+        p[i] -= step * m[i] / (sqrtf(v[i]) * rbc2 + eps);
+    }
+}
+
+void optimizer_step_scaled(optimizer *o, param_table *pt, float scale)
+{
     o->t++;
     if (o->kind == OPT_SGD) {
-        for (size_t i = 0; i < n; i++) p[i] -= o->lr * g[i];
+        sgd_update(o->n, pt->data, pt->grad, o->lr, scale);
         return;
     }
-    /* torch.optim.Adam (amsgrad off, no weight decay):
-     *   m = β1 m + (1−β1) g ; v = β2 v + (1−β2) g²
-     *   p -= lr / (1−β1^t) · m / (√v / √(1−β2^t) + ε) */
-    const float b1 = o->beta1, b2 = o->beta2;
-    const double bc1 = 1.0 - pow(b1, (double)o->t);
-    const double bc2 = 1.0 - pow(b2, (double)o->t);
-    const float step = (float)(o->lr / bc1);
-    const float rbc2 = (float)(1.0 / sqrt(bc2));
-    const float eps = o->eps;
-    /* distinct buffers: the loop vectorises (sqrtf inline: -fno-math-errno),
-     * with the same IEEE results element by element */
-    float *restrict pw = p, *restrict m = o->m, *restrict v = o->v;
-    const float *restrict gr = g;
-    for (size_t i = 0; i < n; i++) {
-        m[i] = b1 * m[i] + (1.0f - b1) * gr[i];
-        v[i] = b2 * v[i] + (1.0f - b2) * gr[i] * gr[i];
-        pw[i] -= step * m[i] / (sqrtf(v[i]) * rbc2 + eps);
-    }
+    const double bc1 = 1.0 - pow(o->beta1, (double)o->t);
+    const double bc2 = 1.0 - pow(o->beta2, (double)o->t);
+    adam_update(o->n, pt->data, pt->grad, o->m, o->v, o->beta1, o->beta2, (float)(o->lr / bc1),
+                (float)(1.0 / sqrt(bc2)), o->eps, scale);
+}
+
+void optimizer_step(optimizer *o, param_table *pt)
+{
+    optimizer_step_scaled(o, pt, 1.0f);
 }
 
 void grad_scale(param_table *pt, float scale)
@@ -82,12 +100,24 @@ void grad_scale(param_table *pt, float scale)
     for (size_t i = 0; i < pt->total; i++) g[i] *= scale;
 }
 
+/* Σ g² in 16 double lanes combined in a fixed order: vectorised, and the same
+ * bits at every vector width (a single running sum is a 4-cycle chain per
+ * element: 17 ms a step on 10M parameters). */
+VM_CLONES static double sum_squares(const float *restrict g, size_t n)
+{
+    double s[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) s[l] += (double)g[i + l] * g[i + l];
+    for (; i < n; i++) s[0] += (double)g[i] * g[i];
+    double t = 0.0;
+    for (int l = 0; l < 16; l++) t += s[l];
+    return t;
+}
+
 double grad_norm(const param_table *pt)
 {
-    double s = 0.0;
-    const float *g = pt->grad;
-    for (size_t i = 0; i < pt->total; i++) s += (double)g[i] * g[i];
-    return sqrt(s);
+    return sqrt(sum_squares(pt->grad, pt->total));
 }
 
 double grad_clip(param_table *pt, double theta)
@@ -95,4 +125,9 @@ double grad_clip(param_table *pt, double theta)
     double norm = grad_norm(pt);
     if (theta > 0 && norm > theta) grad_scale(pt, (float)(theta / norm));
     return norm;
+}
+
+double grad_clip_factor(double norm, double theta)
+{
+    return theta > 0 && norm > theta ? theta / norm : 1.0;
 }

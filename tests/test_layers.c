@@ -421,6 +421,46 @@ static void test_optimizers(void)
     CU_ASSERT_EQUAL(o.t, 2);
     optimizer_free(&o);
 
+    /* the training step's fused form: update from scale·g (here 1/8 of a
+     * gradient 8× too large), then the gradient buffer is zero */
+    for (int kind = 0; kind < 2; kind++) {
+        optimizer o1, o2;
+        CU_ASSERT_FATAL(optimizer_init(&o1, (opt_kind)kind, 0.01f, &pt) == 0);
+        CU_ASSERT_FATAL(optimizer_init(&o2, (opt_kind)kind, 0.01f, &pt) == 0);
+        float a[5];
+        memcpy(p, p0, sizeof p0);
+        for (int t = 1; t <= 3; t++) {
+            for (int i = 0; i < 5; i++) g[i] = g0[i] * (float)t;
+            optimizer_step(&o1, &pt);
+        }
+        memcpy(a, p, sizeof a);
+        memcpy(p, p0, sizeof p0);
+        for (int t = 1; t <= 3; t++) {
+            for (int i = 0; i < 5; i++) g[i] = 8.0f * g0[i] * (float)t;
+            optimizer_step_scaled(&o2, &pt, 0.125f);
+            for (int i = 0; i < 5; i++) CU_ASSERT_EQUAL(g[i], 0.0f);
+        }
+        for (int i = 0; i < 5; i++) CU_ASSERT_EQUAL(p[i], a[i]); /* ×8 then ×1/8 is exact */
+        optimizer_free(&o1);
+        optimizer_free(&o2);
+    }
+    /* the clipping factor, and the norm against a double sum over many elements */
+    CU_ASSERT_DOUBLE_EQUAL(grad_clip_factor(4.0, 2.0), 0.5, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(grad_clip_factor(1.0, 2.0), 1.0, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(grad_clip_factor(9.0, 0.0), 1.0, 1e-15);
+    {
+        param_table big = {0};
+        param_table_add(&big, "w", 1, 100003, 0);
+        CU_ASSERT_FATAL(param_table_alloc(&big) == 0);
+        double ref2 = 0.0;
+        for (int i = 0; i < 100003; i++) {
+            big.grad[i] = (float)rng_normal(4, RNG_INIT, 0, (uint64_t)i, 0);
+            ref2 += (double)big.grad[i] * big.grad[i];
+        }
+        CU_ASSERT_DOUBLE_EQUAL(grad_norm(&big), sqrt(ref2), 1e-9 * sqrt(ref2));
+        param_table_free(&big);
+    }
+
     /* clipping: global norm over both tensors */
     param_zero_grad(&pt);
     g[0] = 3.0f;

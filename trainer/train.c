@@ -86,6 +86,7 @@ typedef struct trainer {
     double last_beat;
     double wl_loss, wl_tok; /* this rank's sums over the logging window */
     double grad_norm;       /* of the last step, before clipping */
+    int grad_dirty;         /* the gradient buffer was not zeroed by an update */
     double flops[2];        /* matmul work of this rank's steps: padded, executed */
     wire_sample samples[3]; /* rank 0: sample translations of the last validation */
     int nsamples;
@@ -1109,7 +1110,9 @@ int cmd_train(int argc, char **argv)
                              .step = (uint64_t)t->step,
                              .state_h = sequential_lm ? t->state_h : NULL,
                              .state_c = sequential_lm ? t->state_c : NULL};
-            param_zero_grad(pt);
+            /* the optimizer leaves the gradient zeroed; only a step without
+             * tokens (no update) leaves it to clear here */
+            if (t->grad_dirty) param_zero_grad(pt), t->grad_dirty = 0;
             comm_reducer_begin(t->red);
             double loss_sum;
             long ntok;
@@ -1128,9 +1131,13 @@ int cmd_train(int argc, char **argv)
                 die_local(t, 1, "gradient allreduce failed at step %ld", t->step);
             double gl = tail[TAIL_LOSS], gt = tail[TAIL_TOKENS];
             if (gt > 0) {
-                grad_scale(pt, (float)(1.0 / gt));
-                t->grad_norm = grad_clip(pt, c->clip);
-                optimizer_step(&t->opt, pt);
+                /* average over the global tokens, clip, update and zero the
+                 * gradient: one pass (the norm of g/gt is ‖g‖/gt) */
+                t->grad_norm = grad_norm(pt) / gt;
+                optimizer_step_scaled(&t->opt, pt,
+                                      (float)(grad_clip_factor(t->grad_norm, c->clip) / gt));
+            } else {
+                t->grad_dirty = 1;
             }
             if (!isfinite(gl))
                 die0(t, 1, "loss is not finite at step %ld (lower --lr or set --clip)", t->step);
