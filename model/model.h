@@ -193,7 +193,8 @@ typedef struct rnn_stack {
     int Tmax, Bmax;
     float dropout;
     rnn_dir *d;   /* (L * dirs), index l * dirs + dir */
-    float **y;    /* (L) layer outputs (T, B, H) */
+    float **y;    /* (L) layer outputs (T, B, H); one direction: views of the
+                     direction's states, valid after each forward */
     float **xin;  /* (L) inputs of layers 1..L-1 after dropout (T, B, H); [0] unused */
     float **mask; /* (L) dropout masks scaled by 1/(1-p), layers 1..L-1 */
     float **dy;   /* (L) gradient of layer outputs (T, B, H) */

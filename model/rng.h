@@ -40,7 +40,7 @@ static inline float rng_stream_uniform(uint64_t key, uint64_t i)
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     z ^= z >> 31;
-    return (float)(z >> 40) * (1.0f / 16777216.0f);
+    return (float)(int32_t)(z >> 40) * (1.0f / 16777216.0f); /* 24 bits: exact either way */
 }
 /* Standard normal (Box-Muller on two keyed uniforms). */
 float rng_normal(uint64_t seed, uint32_t purpose, uint64_t a, uint64_t b, uint64_t c);

@@ -519,6 +519,19 @@ int rnn_stack_set_packed(rnn_stack *s, const int *bs)
     return MODEL_OK;
 }
 
+/* One row's inverted-dropout mask (0 or 1/(1−p), unit j from draw j of the
+ * row's key) and the masked input; compiled per instruction set. */
+VM_CLONES static void dropout_row(int H, uint64_t key, float p, float scale,
+                                  const float *restrict y, float *restrict mask,
+                                  float *restrict out)
+{
+    for (int j = 0; j < H; j++) {
+        const float u = rng_stream_uniform(key, (uint64_t)j);
+        mask[j] = u < p ? 0.0f : scale;
+        out[j] = y[j] * mask[j];
+    }
+}
+
 /* scratch (B, Hd) blocks after the per-layer buffers */
 static float *stack_scratch(const rnn_stack *s, int k)
 {
@@ -624,11 +637,7 @@ void rnn_stack_forward(rnn_stack *s, int T, int B, const float *x, const int32_t
                         uint64_t site = ((uint64_t)drop->site * 64 + (uint64_t)l) * s->Tmax + t;
                         uint64_t key = rng_u64(drop->seed, RNG_DROPOUT, drop->step,
                                                (uint64_t)drop->example[b], site);
-                        for (int j = 0; j < H; j++) {
-                            float u = rng_stream_uniform(key, (uint64_t)j);
-                            m[row + j] = u < s->dropout ? 0.0f : scale;
-                            xi[row + j] = yp[row + j] * m[row + j];
-                        }
+                        dropout_row(H, key, s->dropout, scale, yp + row, m + row, xi + row);
                     }
                 in = xi;
             } else {
@@ -641,8 +650,11 @@ void rnn_stack_forward(rnn_stack *s, int T, int B, const float *x, const int32_t
             const float *c0k = dir_state_in(s, c0 ? c0 + l * BH : NULL, B, k, 1);
             float *hTk = hT ? (s->dirs == 1 ? hT + l * BH : stack_scratch(s, 2)) : NULL;
             float *cTk = cT ? (s->dirs == 1 ? cT + l * BH : stack_scratch(s, 3)) : NULL;
+            /* one direction: its states after each step already are the
+             * layer's output, rows in step order (packed or not): no copy */
+            if (s->dirs == 1) s->y[l] = d->hs + BH;
             rnn_dir_forward(d, T, B, in, ldx, l == 0 ? ids : NULL, l == 0 ? ctx : NULL, h0k, c0k,
-                            s->y[l] + k * Hd, H, hTk, cTk);
+                            s->dirs == 1 ? NULL : s->y[l] + k * Hd, H, hTk, cTk);
             if (s->dirs > 1) {
                 if (hT) unpack_cols(hT + l * BH, hTk, B, H, k * Hd, Hd, 0);
                 if (cT && s->cell == CELL_LSTM) unpack_cols(cT + l * BH, cTk, B, H, k * Hd, Hd, 0);
