@@ -25,7 +25,7 @@ mpi=(mpirun -np 2 -x SEQPAR_DATA)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-args_book=(--dataset fra-eng --num-examples 600 --embed 32 --hidden 32 --layers 2 --batch 64 --steps 10 --epochs 40)
+args_book=(--dataset fra-eng --num-examples 600 --embed 32 --hidden 32 --layers 2 --batch 64 --steps 10 --epochs 200)
 args_large=(--dataset fra-eng --num-examples 20000 --embed 256 --hidden 512 --layers 2 --batch 64 --steps 20 --max-steps ${LARGE_STEPS:-20})
 args_lm=(--task lm --dataset timemachine --embed 0 --hidden 256 --layers 1 --batch 32 --steps 35
          --sampler sequential --optimizer sgd --lr 1 --dropout 0 --max-steps 200)
@@ -34,6 +34,8 @@ shapes_book="640 201 32;640 96 64"
 shapes_large="360 8000 512;1280 1536 512"
 shapes_lm="1120 28 256;32 768 256"
 
+batch_of() { eval "local a=(\"\${args_$1[@]}\")"; local i; for ((i = 0; i < ${#a[@]}; i++)); do
+    [ "${a[i]}" = --batch ] && echo "${a[i + 1]}"; done; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : "nan")}'; }
 
 seqpar_run() { # model config -> appends tok/s, GFLOP/s, MFLOP/token padded/executed, MB
@@ -43,6 +45,9 @@ seqpar_run() { # model config -> appends tok/s, GFLOP/s, MFLOP/token padded/exec
     1x1) "$S" train "${a[@]}" --threads 1 --log-every 100000 >"$log" 2>&1 ;;
     1x2) "$S" train "${a[@]}" --threads 2 --log-every 100000 >"$log" 2>&1 ;;
     2x1) "${mpi[@]}" "$S" train "${a[@]}" --threads 1 --log-every 100000 >"$log" 2>&1 ;;
+    2x1w) # weak scaling: the same batch per rank (twice the global batch)
+        "${mpi[@]}" "$S" train "${a[@]}" --batch $((2 * $(batch_of "$model"))) --threads 1 \
+            --log-every 100000 >"$log" 2>&1 ;;
     esac
     grep -o 'tokens_per_s=[0-9]*' "$log" | cut -d= -f2 >>"$out/s-$model-$cfg"
     sed -n 's/^matmul work: \([0-9.e+]*\) GFLOP per step as the padded model defines it, \([0-9.e+]*\) executed ([0-9]*%); \([0-9.]*\) GFLOP\/s executed over all ranks, \([0-9.e+]*\) MFLOP per target token; peak memory \([0-9]*\) MB.*/\3 \4 \1 \2 \5/p' \
@@ -64,6 +69,7 @@ for model in $MODELS; do
             seqpar_run "$model" $cfg
             torch_run "$model" $cfg
         done
+        seqpar_run "$model" 2x1w
     done
 done
 
@@ -90,8 +96,9 @@ for model in $MODELS; do
             "$(awk "BEGIN {printf \"%.2f\", $sp / $tp}")" "$gf" "$best" \
             "$(awk "BEGIN {printf \"%.0f\", 100 * $gf / $best}")" "$mf" "$mb"
     done
-    s1=$(median <"$out/s-$model-1x1") s2=$(median <"$out/s-$model-2x1")
-    echo "       $model: 2 ranks x 1 thread vs 1 x 1: scaling efficiency $(awk "BEGIN {printf \"%.0f\", 100 * $s2 / (2 * $s1)}")%;" \
+    s1=$(median <"$out/s-$model-1x1") s2=$(median <"$out/s-$model-2x1") s2w=$(median <"$out/s-$model-2x1w")
+    echo "       $model: 2 ranks x 1 thread vs 1 x 1: scaling efficiency $(awk "BEGIN {printf \"%.0f\", 100 * $s2 / (2 * $s1)}")% at the same global batch," \
+        "$(awk "BEGIN {printf \"%.0f\", 100 * $s2w / (2 * $s1)}")% at the same batch per rank ($s2w tokens/s);" \
         "work per step padded/executed (GFLOP): $(awk '{print $3 "/" $4}' "$out/w-$model-1x1" | head -1)"
 done
 # memory over a long run: the peak RSS after 10 and after 80 epochs of the book model
