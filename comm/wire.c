@@ -121,6 +121,18 @@ static int get_str(const cJSON *j, const char *k, char *out, size_t max, int req
     return 0;
 }
 
+void wire_add_samples(cJSON *o, const wire_sample *s, int n)
+{
+    cJSON *a = cJSON_AddArrayToObject(o, "samples");
+    for (int i = 0; i < n; i++) {
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddStringToObject(x, "src", s[i].src);
+        cJSON_AddStringToObject(x, "hyp", s[i].hyp);
+        cJSON_AddStringToObject(x, "ref", s[i].ref);
+        cJSON_AddItemToArray(a, x);
+    }
+}
+
 int wire_parse(const char *buf, size_t len, wire_msg *m, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
@@ -643,14 +655,7 @@ char *wire_collector_run_json(wire_collector *c, const char *id, double now)
         cJSON_AddStringToObject(x, "state", rank_state_name(rk, now));
         cJSON_AddItemToArray(ra, x);
     }
-    cJSON *sa = cJSON_AddArrayToObject(o, "samples");
-    for (int i = 0; i < r->nsamples; i++) {
-        cJSON *x = cJSON_CreateObject();
-        cJSON_AddStringToObject(x, "src", r->samples[i].src);
-        cJSON_AddStringToObject(x, "hyp", r->samples[i].hyp);
-        cJSON_AddStringToObject(x, "ref", r->samples[i].ref);
-        cJSON_AddItemToArray(sa, x);
-    }
+    wire_add_samples(o, r->samples, r->nsamples);
     cJSON *ea = cJSON_AddArrayToObject(o, "events");
     for (int k = 0; k < r->nevents; k++) {
         const event_rec *e = &r->events[(r->event_head + k) % MAX_EVENTS];

@@ -70,6 +70,11 @@ typedef struct wire_msg {
     char detail[WIRE_TEXT_MAX + 1];
 } wire_msg;
 
+/* Adds "samples": [{src, hyp, ref} …] of n samples to a JSON object (an eval
+ * message as the trainer sends it, a run as the monitor serves it). */
+struct cJSON;
+void wire_add_samples(struct cJSON *o, const wire_sample *s, int n);
+
 /* Parses and validates buf[0..len): 0, or -1 with the reason in err. */
 int wire_parse(const char *buf, size_t len, wire_msg *m, char *err, size_t errlen);
 

@@ -162,14 +162,7 @@ static void publish_eval(trainer *t, double vl, double vp, double bleu)
     cJSON_AddNumberToObject(o, "val_loss", vl);
     cJSON_AddNumberToObject(o, "val_ppl", vp);
     cJSON_AddNumberToObject(o, "bleu", bleu);
-    cJSON *a = cJSON_AddArrayToObject(o, "samples");
-    for (int i = 0; i < t->nsamples; i++) {
-        cJSON *x = cJSON_CreateObject();
-        cJSON_AddStringToObject(x, "src", t->samples[i].src);
-        cJSON_AddStringToObject(x, "hyp", t->samples[i].hyp);
-        cJSON_AddStringToObject(x, "ref", t->samples[i].ref);
-        cJSON_AddItemToArray(a, x);
-    }
+    wire_add_samples(o, t->samples, t->nsamples);
     msg_send(t, o);
 }
 
