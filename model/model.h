@@ -192,13 +192,14 @@ typedef struct rnn_stack {
     int L, dirs, I, C, H, Hd, onehot;
     int Tmax, Bmax;
     float dropout;
-    rnn_dir *d;   /* (L * dirs), index l * dirs + dir */
-    float **y;    /* (L) layer outputs (T, B, H); one direction: views of the
-                     direction's states, valid after each forward */
-    float **xin;  /* (L) inputs of layers 1..L-1 after dropout (T, B, H); [0] unused */
-    float **mask; /* (L) dropout masks scaled by 1/(1-p), layers 1..L-1 */
-    float **dy;   /* (L) gradient of layer outputs (T, B, H) */
-    float **dxin; /* (L) gradient of layer inputs 1..L-1 */
+    rnn_dir *d;     /* (L * dirs), index l * dirs + dir */
+    float **y;      /* (L) layer outputs (T, B, H); one direction: views of the
+                       direction's states, valid after each forward */
+    float **xin;    /* (L) inputs of layers 1..L-1 after dropout (T, B, H); [0] unused */
+    float **mask;   /* (L) dropout masks scaled by 1/(1-p), layers 1..L-1 */
+    float **dy;     /* (L) gradient of layer outputs (T, B, H) */
+    float **dxin;   /* (L) gradient of layer inputs 1..L-1 */
+    float *scratch; /* two directions: 4 (Bmax, H) blocks for a direction's state */
     float *mem;
     int use_dropout; /* set by the last forward */
     int first;       /* index of the stack's first tensor (rnn_stack_bind) */

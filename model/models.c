@@ -276,6 +276,13 @@ static const float *embed(model *m, int i_emb, float *x, const int32_t *ids, siz
     return x;
 }
 
+/* Row r's target length (tokens with <eos>) within [0, T]. */
+static int target_len(const model_batch *b, int r)
+{
+    const int v = b->tgt_valid ? b->tgt_valid[r] : b->T;
+    return v < 0 ? 0 : v > b->T ? b->T : v;
+}
+
 /* Training: rows go longest target first, and the decoder runs as packed
  * sequences (rnn_stack_set_packed): step t only on the rows whose target is
  * longer than t, the output layer only on live positions. The steps past a
@@ -293,27 +300,18 @@ static int step_translate_train(model *m, const model_batch *b, double *loss_sum
     int64_t *ex = m->rows + B;
     param_table *pt = &m->pt;
 
-    int Td = 0;
+    int Td = 0; /* the longest target: the decoder's steps */
     for (int r = 0; r < B; r++) {
-        int v = b->tgt_valid ? b->tgt_valid[r] : T;
+        const int v = target_len(b, r);
         Td = v > Td ? v : Td;
     }
-    Td = Td < T ? Td : T;
     int k = 0;
     for (int v = Td; v >= 0; v--)
-        for (int r = 0; r < B; r++) {
-            int w = b->tgt_valid ? b->tgt_valid[r] : T;
-            w = w < 0 ? 0 : w > T ? T : w;
-            if (w == v) perm[k++] = r;
-        }
+        for (int r = 0; r < B; r++)
+            if (target_len(b, r) == v) perm[k++] = r;
     size_t N = 0;
-    for (int t = 0; t < Td; t++) {
-        int n = 0;
-        while (n < B) {
-            int w = b->tgt_valid ? b->tgt_valid[perm[n]] : T;
-            if (w <= t) break;
-            n++;
-        }
+    for (int t = 0, n = B; t < Td; t++) {
+        while (n > 0 && target_len(b, perm[n - 1]) <= t) n--; /* rows still live at t */
         bs[t] = n;
         for (int r = 0; r < n; r++) {
             const int32_t *row = b->tgt + (size_t)perm[r] * T;
@@ -453,10 +451,7 @@ void model_matmul_flops(const model *m, const model_batch *b, double *padded, do
         return;
     }
     double live = 0.0; /* the decoder's packed (step, row) pairs = target tokens */
-    for (int r = 0; r < B; r++) {
-        int v = b->tgt_valid ? b->tgt_valid[r] : T;
-        live += v < 0 ? 0 : v < T ? v : T;
-    }
+    for (int r = 0; r < B; r++) live += target_len(b, r);
     const double enc = stack_flops(&m->enc, TB, B);
     *padded = 3.0 * (enc + stack_flops(&m->dec, TB, B) + 2.0 * TB * H * V);
     *executed = 3.0 * (enc + stack_flops(&m->dec, live, B) + 2.0 * live * H * V);

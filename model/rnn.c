@@ -251,10 +251,9 @@ static float *state_out(const rnn_dir *d, float *s, int t, int B)
 {
     return d->reverse ? s + (size_t)t * B * d->H : s + ((size_t)B + d->off[t]) * d->H;
 }
-static float *state_prev(const rnn_dir *d, float *s, int t, int T, int B)
+static float *state_prev(const rnn_dir *d, float *s, int t, int B)
 {
     if (d->reverse) return s + (size_t)(t + 1) * B * d->H;
-    (void)T;
     return t == 0 ? s : state_out(d, s, t - 1, B);
 }
 
@@ -306,7 +305,7 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
     for (int s = 0; s < T; s++) {
         const int t = d->reverse ? T - 1 - s : s;
         const int n = d->n[t];
-        const float *hp = state_prev(d, d->hs, t, T, B);
+        const float *hp = state_prev(d, d->hs, t, B);
         float *ho = state_out(d, d->hs, t, B);
         float *hw = d->hw + d->off[t] * GH;
         /* hw (n, GH) = prev · W_hh^T + b_hh */
@@ -314,7 +313,7 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
             memcpy(hw + (size_t)b * GH, d->b_hh, (size_t)GH * sizeof(float));
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, GH, H, 1.0f, hp, H, d->W_hh, H,
                     1.0f, hw, GH);
-        const float *cp = d->cs ? state_prev(d, d->cs, t, T, B) : NULL;
+        const float *cp = d->cs ? state_prev(d, d->cs, t, B) : NULL;
         float *co = d->cs ? state_out(d, d->cs, t, B) : NULL;
         cell_forward(d->cell, n, H, d->xw + d->off[t] * GH, hw, d->gates + d->off[t] * GH, hp, cp,
                      ho, co);
@@ -378,7 +377,7 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
             }
         const size_t off = d->off[t] * GH;
         cell_backward(d->cell, n, H, dh, dc, d->gates + off, d->hw + off,
-                      state_prev(d, d->hs, t, T, B), lstm ? state_prev(d, d->cs, t, T, B) : NULL,
+                      state_prev(d, d->hs, t, B), lstm ? state_prev(d, d->cs, t, B) : NULL,
                       lstm ? state_out(d, d->cs, t, B) : NULL, d->dxw + off,
                       d->cell == CELL_GRU ? d->dhw + off : NULL, dtmp);
         /* d prev (n, H) = direct part + dhw_t (n, GH) · W_hh (GH, H) */
@@ -435,7 +434,7 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
     if (d->bs) {
         float *g = d->hw;
         for (int t = 0; t < T; t++)
-            memcpy(g + d->off[t] * H, state_prev(d, d->hs, t, T, B),
+            memcpy(g + d->off[t] * H, state_prev(d, d->hs, t, B),
                    (size_t)d->n[t] * H * sizeof(float));
         prev = g;
     }
@@ -473,15 +472,18 @@ int rnn_stack_init(rnn_stack *s, cell_kind cell, int L, int bidirectional, int I
                                   k == 1, l == 0 && onehot, Tmax, Bmax);
             if (rc != MODEL_OK) goto err;
         }
-    /* per layer: y, dy; for layers >= 1 also xin, mask, dxin; plus 4 (B, H)
-     * scratch blocks for packing a direction's state */
+    /* per layer: dy; for layers >= 1 also xin, mask, dxin. Two directions
+     * also need y (one direction's output is a view of its states) and 4
+     * (B, H) scratch blocks for packing a direction's state. */
     const size_t TBH = (size_t)Tmax * Bmax * H;
-    size_t n = (size_t)L * 2 * TBH + (size_t)(L - 1) * 3 * TBH + 4 * (size_t)Bmax * H;
+    const int two = dirs > 1;
+    size_t n =
+        (size_t)L * (1 + two) * TBH + (size_t)(L - 1) * 3 * TBH + (two ? 4 * (size_t)Bmax * H : 0);
     s->mem = calloc(n, sizeof(float));
     if (!s->mem) goto err;
     float *p = s->mem;
     for (int l = 0; l < L; l++) {
-        s->y[l] = p, p += TBH;
+        if (two) s->y[l] = p, p += TBH;
         s->dy[l] = p, p += TBH;
         if (l > 0) {
             s->xin[l] = p, p += TBH;
@@ -489,6 +491,7 @@ int rnn_stack_init(rnn_stack *s, cell_kind cell, int L, int bidirectional, int I
             s->dxin[l] = p, p += TBH;
         }
     }
+    s->scratch = two ? p : NULL;
     return MODEL_OK;
 err:
     rnn_stack_free(s);
@@ -532,12 +535,10 @@ VM_CLONES static void dropout_row(int H, uint64_t key, float p, float scale,
     }
 }
 
-/* scratch (B, Hd) blocks after the per-layer buffers */
+/* scratch (B, Hd) block k (two directions only) */
 static float *stack_scratch(const rnn_stack *s, int k)
 {
-    const size_t TBH = (size_t)s->Tmax * s->Bmax * s->H;
-    return s->mem + (size_t)s->L * 2 * TBH + (size_t)(s->L - 1) * 3 * TBH +
-           (size_t)k * s->Bmax * s->H;
+    return s->scratch + (size_t)k * s->Bmax * s->H;
 }
 
 int rnn_stack_register(const rnn_stack *s, param_table *pt, const char *prefix)
