@@ -368,6 +368,10 @@ void optimizer_step(optimizer *o, param_table *pt);
 /* The same update from scale·g (the token average and the clipping factor in
  * one), leaving the gradient buffer zeroed: the training step's one pass. */
 void optimizer_step_scaled(optimizer *o, param_table *pt, float scale);
+/* A training step's update from summed gradients: average over `tokens`
+ * (> 0), clip to global norm `clip` (<= 0: no clipping), step, zero the
+ * gradient; returns the averaged gradient's norm before clipping. */
+double optimizer_update(optimizer *o, param_table *pt, double tokens, double clip);
 int opt_parse(const char *s, opt_kind *out);
 
 /* Scales every gradient by `scale` (e.g. 1 / global token count). */

@@ -89,6 +89,13 @@ void optimizer_step_scaled(optimizer *o, param_table *pt, float scale)
                 (float)(1.0 / sqrt(bc2)), o->eps, scale);
 }
 
+double optimizer_update(optimizer *o, param_table *pt, double tokens, double clip)
+{
+    const double norm = grad_norm(pt) / tokens; /* the norm of g/tokens */
+    optimizer_step_scaled(o, pt, (float)(grad_clip_factor(norm, clip) / tokens));
+    return norm;
+}
+
 void optimizer_step(optimizer *o, param_table *pt)
 {
     optimizer_step_scaled(o, pt, 1.0f);
@@ -120,14 +127,14 @@ double grad_norm(const param_table *pt)
     return sqrt(sum_squares(pt->grad, pt->total));
 }
 
-double grad_clip(param_table *pt, double theta)
-{
-    double norm = grad_norm(pt);
-    if (theta > 0 && norm > theta) grad_scale(pt, (float)(theta / norm));
-    return norm;
-}
-
 double grad_clip_factor(double norm, double theta)
 {
     return theta > 0 && norm > theta ? theta / norm : 1.0;
+}
+
+double grad_clip(param_table *pt, double theta)
+{
+    const double norm = grad_norm(pt), f = grad_clip_factor(norm, theta);
+    if (f < 1.0) grad_scale(pt, (float)f);
+    return norm;
 }

@@ -444,6 +444,23 @@ static void test_optimizers(void)
         optimizer_free(&o1);
         optimizer_free(&o2);
     }
+    /* the trainer's update: average over tokens, clip, step; returns the
+     * averaged gradient's norm (here ‖g0‖ = 4.14, clipped to 1) */
+    {
+        optimizer o1;
+        CU_ASSERT_FATAL(optimizer_init(&o1, OPT_SGD, 0.5f, &pt) == 0);
+        param_zero_grad(&pt);
+        double n2 = 0;
+        for (int i = 0; i < 5; i++) n2 += (double)g0[i] * g0[i];
+        memcpy(p, p0, sizeof p0);
+        for (int i = 0; i < 5; i++) g[i] = 8.0f * g0[i];
+        CU_ASSERT_DOUBLE_EQUAL(optimizer_update(&o1, &pt, 8.0, 1.0), sqrt(n2), 1e-6);
+        for (int i = 0; i < 5; i++) {
+            CU_ASSERT_EQUAL(g[i], 0.0f);
+            CU_ASSERT_DOUBLE_EQUAL(p[i], p0[i] - 0.5 * g0[i] / sqrt(n2), 1e-6);
+        }
+        optimizer_free(&o1);
+    }
     /* the clipping factor, and the norm against a double sum over many elements */
     CU_ASSERT_DOUBLE_EQUAL(grad_clip_factor(4.0, 2.0), 0.5, 1e-15);
     CU_ASSERT_DOUBLE_EQUAL(grad_clip_factor(1.0, 2.0), 1.0, 1e-15);

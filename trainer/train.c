@@ -705,6 +705,13 @@ static void check_replicas(trainer *t)
              t->step, rank, pt->t[tensor].name);
 }
 
+/* Target length of pair idx within [0, steps]. */
+static int pair_len(const trainer *t, long idx)
+{
+    const int v = t->pairs.tgt_valid[idx], T = t->cfg.steps;
+    return v < 0 ? 0 : v > T ? T : v;
+}
+
 /* The rank's rows of global batch b. Translation over several ranks deals
  * the rows out by target length (longest first, round robin), so every rank
  * gets as many target tokens as the others, give or take one row: the packed
@@ -722,17 +729,11 @@ static void take_slice(trainer *t, long b)
     const int T = t->cfg.steps, R = t->gslice.global_rows;
     int *start = t->len_start; /* rows with target length > v come first */
     memset(start, 0, (size_t)(T + 2) * sizeof(int));
-    for (int r = 0; r < R; r++) {
-        int v = t->pairs.tgt_valid[t->gslice.index[r]];
-        v = v < 0 ? 0 : v > T ? T : v;
-        start[T - v + 1]++;
-    }
+    for (int r = 0; r < R; r++) start[T - pair_len(t, t->gslice.index[r]) + 1]++;
     for (int v = 1; v <= T + 1; v++) start[v] += start[v - 1];
     int n = 0;
     for (int r = 0; r < R; r++) {
-        int v = t->pairs.tgt_valid[t->gslice.index[r]];
-        v = v < 0 ? 0 : v > T ? T : v;
-        int pos = start[T - v]++;
+        int pos = start[T - pair_len(t, t->gslice.index[r])]++;
         if (pos % t->world == t->rank) t->slice.index[n++] = t->gslice.index[r];
     }
     t->slice.lo = 0, t->slice.hi = n;
@@ -1163,10 +1164,8 @@ int cmd_train(int argc, char **argv)
             double gl = tail[TAIL_LOSS], gt = tail[TAIL_TOKENS];
             if (gt > 0) {
                 /* average over the global tokens, clip, update and zero the
-                 * gradient: one pass (the norm of g/gt is ‖g‖/gt) */
-                t->grad_norm = grad_norm(pt) / gt;
-                optimizer_step_scaled(&t->opt, pt,
-                                      (float)(grad_clip_factor(t->grad_norm, c->clip) / gt));
+                 * gradient in one pass */
+                t->grad_norm = optimizer_update(&t->opt, pt, gt, c->clip);
             } else {
                 t->grad_dirty = 1;
             }
