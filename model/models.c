@@ -27,19 +27,19 @@ struct model {
     bptt_mode bptt;
     int bptt_k;
     /* workspace, sized once for (Tmax, Bmax) */
-    int32_t *ids_a, *ids_b, *ids_c; /* (T, B) time-major: src / dec input / targets */
-    float *xa, *xb, *dxa, *dxb;     /* (T, B, E) embedded inputs and their gradients */
-    float *st_h, *st_c;             /* (L, B, H) final states */
-    float *dst_h, *dst_c;           /* (L, B, H) their gradients */
-    float *st2_h, *st2_c;           /* (L, B, H) decoding: next state */
-    float *ctx, *dctx;              /* (B, H) */
-    float *logits;                  /* (T, B, V) */
-    float *dtop;                    /* (T, B, H) */
-    float *carry;                   /* (T, B) */
-    int32_t *tpack;                 /* (T·B) packed targets (training) */
-    int32_t *rowmap;                /* (T·B) row order (B), then rows per step (T) */
-    int64_t *rows;                  /* (2B) fallback example ids, then the ordered ids */
-    model_grad_hook hook;           /* see model_set_grad_hook */
+    int32_t *ids_a, *ids_b,
+        *ids_c;                 /* (T, B) time-major (training: packed) src / dec in / targets */
+    float *xa, *xb, *dxa, *dxb; /* (T, B, E) embedded inputs and their gradients */
+    float *st_h, *st_c;         /* (L, B, H) final states */
+    float *dst_h, *dst_c;       /* (L, B, H) their gradients */
+    float *st2_h, *st2_c;       /* (L, B, H) decoding: next state */
+    float *ctx, *dctx;          /* (B, H) */
+    float *logits;              /* (T, B, V) */
+    float *dtop;                /* (T, B, H) */
+    float *carry;               /* (T, B) */
+    int32_t *order, *step_rows; /* training: rows longest target first (B), rows per step (T) */
+    int64_t *rows;              /* (2B) fallback example ids, then the ordered ids */
+    model_grad_hook hook;       /* see model_set_grad_hook */
     void *hook_ctx;
     int *done; /* (B) */
     float *mem;
@@ -160,7 +160,7 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
     }
 
     const size_t TB = (size_t)T * B, LBH = (size_t)L * B * H;
-    m->ids_a = calloc(5 * TB, sizeof(int32_t));
+    m->ids_a = calloc(3 * TB + (size_t)B + (size_t)T, sizeof(int32_t));
     m->rows = calloc(2 * (size_t)B, sizeof(int64_t)); /* fallback ids, then permuted ids */
     m->done = calloc((size_t)B, sizeof(int));
     size_t n =
@@ -185,8 +185,8 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
     m->logits = p, p += TB * V;
     m->dtop = p, p += TB * H;
     m->carry = p, p += TB;
-    m->tpack = m->ids_c + TB;
-    m->rowmap = m->tpack + TB;
+    m->order = m->ids_c + TB;
+    m->step_rows = m->order + B;
     for (int b = 0; b < B; b++) m->rows[b] = b;
     *out = m;
     return MODEL_OK;
@@ -295,8 +295,8 @@ static int step_translate_train(model *m, const model_batch *b, double *loss_sum
     const int T = b->T, B = b->B, H = m->cfg.hidden, L = m->cfg.layers, V = m->cfg.tgt_vocab;
     const int E = m->cfg.embed;
     const size_t TB = (size_t)T * B, LBH = (size_t)L * B * H;
-    int32_t *src = m->ids_a, *din = m->ids_b, *tgt = m->tpack;
-    int32_t *perm = m->rowmap, *bs = m->rowmap + B;
+    int32_t *src = m->ids_a, *din = m->ids_b, *tgt = m->ids_c;
+    int32_t *perm = m->order, *bs = m->step_rows;
     int64_t *ex = m->rows + B;
     param_table *pt = &m->pt;
 

@@ -305,6 +305,19 @@ static void test_packed_matches_padded(void)
         free(keep);
         model_free(c.m);
     }
+    /* one row of the full length (B + T > T·B: the row order and step counts
+     * must still fit the model's workspace; ASan checks) */
+    model_config one = {MODEL_TRANSLATE, CELL_LSTM, 1, 5, 6, 0.0f, 0, 9, 11, 5, 1};
+    mctx c;
+    setup(&c, &one, 41);
+    c.valid[0] = 5;
+    double lt, le;
+    long nt, ne;
+    CU_ASSERT_EQUAL(model_step(c.m, &c.b, 1, &lt, &nt), 0);
+    CU_ASSERT_EQUAL(model_step(c.m, &c.b, 0, &le, &ne), 0);
+    CU_ASSERT_EQUAL(nt, 5);
+    CU_ASSERT(fabs(lt - le) <= 1e-5 * fabs(le));
+    model_free(c.m);
 }
 
 static void test_greedy_consistency(void)
