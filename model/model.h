@@ -90,6 +90,8 @@ void dense_backward(float *din, float *dW, float *db, const float *dout, const f
  * A row counts when target >= 0 (target < 0 = masked out). Returns the summed
  * cross-entropy (double) and the number of counted rows in *count. */
 double xent_forward_backward(float *logits, const int32_t *targets, int N, int V, long *count);
+/* log Σ_v e^{z_v} of one row (V >= 1), max-subtracted, summed in double. */
+double row_logsumexp(const float *z, int V);
 /* Forward only (logits kept): Σ cross-entropy over counted rows. */
 double xent_forward(const float *logits, const int32_t *targets, int N, int V, long *count);
 
@@ -205,9 +207,6 @@ typedef struct rnn_stack {
     int first;       /* index of the stack's first tensor (rnn_stack_bind) */
     model_grad_hook hook;
     void *hook_ctx;
-    const int *bs; /* packed mode: rows per step (rnn_stack_set_packed) */
-    int *n;        /* (Tmax + 1) rows of each step in the last forward */
-    size_t *off;   /* (Tmax + 1) first packed row of each step */
 } rnn_stack;
 
 int rnn_stack_init(rnn_stack *s, cell_kind cell, int L, int bidirectional, int I, int C, int H,
@@ -338,9 +337,9 @@ int model_greedy(model *m, const int32_t *src, int B, int T, int bos, int eos, i
  * aside as finished and its sentence keeps k − (finished) live beams, so a
  * sentence stops when none are live or at max_len. The result is the
  * candidate (finished, or live at max_len) with the best score / L^alpha, L
- * its length counting <eos>. k = 1 gives exactly model_greedy's output.
- * Needs B·k ≤ max_batch; out/len as model_greedy. Allocates its workspace
- * once per call (not per token); MODEL_ENOMEM if that fails. */
+ * its length counting <eos>. k = 1 is model_greedy (the same search; no
+ * workspace). Needs B·k ≤ max_batch; out/len as model_greedy. Allocates its
+ * workspace once per call (not per token); MODEL_ENOMEM if that fails. */
 int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int max_len, int k,
                float alpha, int32_t *out, int *len);
 

@@ -463,9 +463,7 @@ int rnn_stack_init(rnn_stack *s, cell_kind cell, int L, int bidirectional, int I
     s->mask = calloc((size_t)L, sizeof(float *));
     s->dy = calloc((size_t)L, sizeof(float *));
     s->dxin = calloc((size_t)L, sizeof(float *));
-    s->n = calloc((size_t)Tmax + 1, sizeof *s->n);
-    s->off = calloc((size_t)Tmax + 1, sizeof *s->off);
-    if (!s->d || !s->y || !s->xin || !s->mask || !s->dy || !s->dxin || !s->n || !s->off) goto err;
+    if (!s->d || !s->y || !s->xin || !s->mask || !s->dy || !s->dxin) goto err;
     for (int l = 0; l < L; l++)
         for (int k = 0; k < dirs; k++) {
             int rc = rnn_dir_init(&s->d[l * dirs + k], cell, l == 0 ? I : H, l == 0 ? C : 0, s->Hd,
@@ -508,8 +506,6 @@ void rnn_stack_free(rnn_stack *s)
     free(s->mask);
     free(s->dy);
     free(s->dxin);
-    free(s->n);
-    free(s->off);
     free(s->mem);
     memset(s, 0, sizeof *s);
 }
@@ -517,7 +513,6 @@ void rnn_stack_free(rnn_stack *s)
 int rnn_stack_set_packed(rnn_stack *s, const int *bs)
 {
     if (bs && s->dirs != 1) return MODEL_EINVAL;
-    s->bs = bs;
     for (int i = 0; i < s->L * s->dirs; i++) s->d[i].bs = bs;
     return MODEL_OK;
 }
@@ -614,14 +609,6 @@ void rnn_stack_forward(rnn_stack *s, int T, int B, const float *x, const int32_t
     const size_t BH = (size_t)B * H;
     s->use_dropout = drop != NULL && s->dropout > 0.0f;
     if (B == 0) return;
-    /* rows and packed offsets of the steps (direction 0 keeps them too) */
-    size_t o = 0;
-    for (int t = 0; t < T; t++) {
-        s->n[t] = s->bs ? s->bs[t] : B;
-        s->off[t] = o;
-        o += (size_t)s->n[t];
-    }
-    s->off[T] = o;
     for (int l = 0; l < s->L; l++) {
         const float *in = x;
         int ldx = s->I;
@@ -632,9 +619,10 @@ void rnn_stack_forward(rnn_stack *s, int T, int B, const float *x, const int32_t
                 const float keep = 1.0f - s->dropout, scale = 1.0f / keep;
                 float *m = s->mask[l], *xi = s->xin[l];
                 const float *yp = s->y[l - 1];
+                const rnn_dir *d0 = &s->d[0]; /* its forward laid out the steps' rows */
                 for (int t = 0; t < T; t++)
-                    for (int b = 0; b < s->n[t]; b++) {
-                        size_t row = (s->off[t] + b) * H;
+                    for (int b = 0; b < d0->n[t]; b++) {
+                        size_t row = (d0->off[t] + b) * H;
                         uint64_t site = ((uint64_t)drop->site * 64 + (uint64_t)l) * s->Tmax + t;
                         uint64_t key = rng_u64(drop->seed, RNG_DROPOUT, drop->step,
                                                (uint64_t)drop->example[b], site);
@@ -669,7 +657,7 @@ void rnn_stack_backward(rnn_stack *s, int T, int B, const float *x, const int32_
                         const float *carry, float *dx, float *dctx, float *dh0, float *dc0)
 {
     const int H = s->H, Hd = s->Hd, L = s->L;
-    const size_t BH = (size_t)B * H, TBH = s->off[T] * H; /* rows of the last forward */
+    const size_t BH = (size_t)B * H, TBH = s->d[0].off[T] * H; /* rows of the last forward */
     if (B == 0) return;
     const float *dyl = dy_top;
     for (int l = L - 1; l >= 0; l--) {
