@@ -116,6 +116,16 @@ double xent_forward_backward(float *logits, const int32_t *targets, int N, int V
     return loss;
 }
 
+double row_logsumexp(const float *z, int V)
+{
+    float mx = z[0];
+    for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+    double s = 0.0; /* >= 1: the maximum contributes exp(0) */
+    for (int v = 0; v < V; v++) s += exp((double)(z[v] - mx));
+    s = s < 1.0 ? 1.0 : s;
+    return (double)mx + log(s);
+}
+
 double xent_forward(const float *logits, const int32_t *targets, int N, int V, long *count)
 {
     double loss = 0.0;
@@ -126,12 +136,7 @@ double xent_forward(const float *logits, const int32_t *targets, int N, int V, l
         const float *z = logits + (size_t)n * V;
         int y = targets[n];
         if (y < 0) continue;
-        float mx = z[0];
-        for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-        double s = 0.0; /* >= 1: the maximum contributes exp(0) */
-        for (int v = 0; v < V; v++) s += exp((double)(z[v] - mx));
-        s = s < 1.0 ? 1.0 : s;
-        loss += log(s) - (double)(z[y] - mx);
+        loss += row_logsumexp(z, V) - (double)z[y];
         cnt++;
     }
     *count = cnt;

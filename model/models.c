@@ -161,7 +161,7 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
 
     const size_t TB = (size_t)T * B, LBH = (size_t)L * B * H;
     m->ids_a = calloc(3 * TB + (size_t)B + (size_t)T, sizeof(int32_t));
-    m->rows = calloc(2 * (size_t)B, sizeof(int64_t)); /* fallback ids, then permuted ids */
+    m->rows = calloc(2 * (size_t)B, sizeof(int64_t)); /* fallback ids, then ordered ids */
     m->done = calloc((size_t)B, sizeof(int));
     size_t n =
         4 * TB * (size_t)E + 6 * LBH + 2 * (size_t)B * H + TB * (size_t)V + TB * (size_t)H + TB;
@@ -569,6 +569,7 @@ int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int
         return MODEL_EINVAL;
     for (size_t i = 0; i < (size_t)B * T; i++)
         if (src[i] < 0 || src[i] >= m->cfg.src_vocab) return MODEL_EINVAL;
+    if (k == 1) return model_greedy(m, src, B, T, bos, eos, max_len, out, len);
     const int R = B * k; /* decoder rows: beam j of sentence b is row b*k + j */
     /* per call: histories (two generations), scores, candidates, the best
      * finished hypothesis of each sentence */
@@ -576,11 +577,11 @@ int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int
     int32_t *best_tok = malloc((size_t)B * max_len * sizeof(int32_t));
     double *score = malloc((size_t)R * sizeof(double)), *best = malloc((size_t)B * sizeof(double));
     int *live = malloc((size_t)R * sizeof(int)), *best_len = malloc((size_t)B * sizeof(int));
-    int *nlive = malloc((size_t)B * sizeof(int));
+    int *nlive = malloc((size_t)B * sizeof(int)), *parent = malloc((size_t)R * sizeof(int));
     beam_cand *top = malloc((size_t)k * sizeof(beam_cand));
-    if (!hist || !best_tok || !score || !best || !live || !best_len || !nlive || !top) {
+    if (!hist || !best_tok || !score || !best || !live || !best_len || !nlive || !parent || !top) {
         free(hist), free(best_tok), free(score), free(best), free(live), free(best_len);
-        free(nlive), free(top);
+        free(nlive), free(parent), free(top);
         return MODEL_ENOMEM;
     }
     int32_t *h_old = hist, *h_new = hist + (size_t)R * max_len;
@@ -619,13 +620,7 @@ int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int
                 const int r = b * k + j;
                 if (!live[r]) continue;
                 const float *z = m->logits + (size_t)r * V;
-                float mx = z[0];
-                for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-                double sum = 0.0;
-                for (int v = 0; v < V; v++) sum += exp((double)(z[v] - mx));
-                /* sum >= 1: the maximum contributes exp(0) (V >= 4, model_create) */
-                // cppcheck-suppress invalidFunctionArg
-                const double lse = (double)mx + log(sum);
+                const double lse = row_logsumexp(z, V);
                 for (int v = 0; v < V; v++)
                     beam_offer(top, &nt, want, score[r] + ((double)z[v] - lse), r, v);
             }
@@ -649,11 +644,11 @@ int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int
                 memcpy(h_new + (size_t)r * max_len, h_old + (size_t)cd->parent * max_len,
                        (size_t)pl * sizeof(int32_t));
                 h_new[(size_t)r * max_len + pl] = cd->token;
-                m->rows[r] = cd->parent; /* state to copy */
+                parent[r] = cd->parent; /* state to copy */
                 score[r] = cd->score;
                 tok[r] = cd->token;
             }
-            for (int q = j; q < k; q++) live[b * k + q] = 0, m->rows[b * k + q] = -1;
+            for (int q = j; q < k; q++) live[b * k + q] = 0, parent[b * k + q] = -1;
             for (int q = 0; q < j; q++) live[b * k + q] = 1;
             if (j == 0) nlive[b] = 0; /* every extension chosen ended */
             if (nlive[b] == 0) alive--;
@@ -661,9 +656,8 @@ int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int
         /* reorder the new states by parent row (h2, c2 → h, c) */
         for (int l = 0; l < L; l++)
             for (int r = 0; r < R; r++) {
-                if (m->rows[r] < 0) continue;
-                size_t from = ((size_t)l * R + (size_t)m->rows[r]) * H,
-                       to = ((size_t)l * R + r) * H;
+                if (parent[r] < 0) continue;
+                size_t from = ((size_t)l * R + (size_t)parent[r]) * H, to = ((size_t)l * R + r) * H;
                 memcpy(h + to, h2 + from, (size_t)H * sizeof(float));
                 if (lstm) memcpy(c + to, c2 + from, (size_t)H * sizeof(float));
             }
@@ -687,9 +681,8 @@ int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int
         memcpy(out + (size_t)b * max_len, best_tok + (size_t)b * max_len,
                (size_t)best_len[b] * sizeof(int32_t));
     }
-    for (int r = 0; r < m->cfg.max_batch; r++) m->rows[r] = r; /* restore the identity */
     free(hist), free(best_tok), free(score), free(best), free(live), free(best_len);
-    free(nlive), free(top);
+    free(nlive), free(parent), free(top);
     return MODEL_OK;
 }
 

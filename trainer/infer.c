@@ -221,9 +221,8 @@ static void emit(const data_vocab *v, const int32_t *ids, int n)
 static int decode(loaded_model *lm, const int32_t *src, int nb, int max_len, int beam, double alpha,
                   int32_t *out, int *len)
 {
-    const int T = lm->cfg.steps;
-    if (beam == 1) return model_greedy(lm->m, src, nb, T, DATA_BOS, DATA_EOS, max_len, out, len);
-    return model_beam(lm->m, src, nb, T, DATA_BOS, DATA_EOS, max_len, beam, (float)alpha, out, len);
+    return model_beam(lm->m, src, nb, lm->cfg.steps, DATA_BOS, DATA_EOS, max_len, beam,
+                      (float)alpha, out, len);
 }
 
 int cmd_translate(int argc, char **argv)

@@ -846,10 +846,8 @@ static void evaluate(trainer *t, double *loss, double *ppl, double *bleu)
                              .tgt = v->tgt + (size_t)i * T,
                              .tgt_valid = v->tgt_valid + i};
             eval_loss(t, &b, sums);
-            int rc = k == 1 ? model_greedy(t->m, b.src, B, T, DATA_BOS, DATA_EOS, max_len, t->hyp,
-                                           t->hyp_len)
-                            : model_beam(t->m, b.src, B, T, DATA_BOS, DATA_EOS, max_len, k,
-                                         (float)t->cfg.eval_alpha, t->hyp, t->hyp_len);
+            int rc = model_beam(t->m, b.src, B, T, DATA_BOS, DATA_EOS, max_len, k,
+                                (float)t->cfg.eval_alpha, t->hyp, t->hyp_len);
             if (rc != MODEL_OK) die_local(t, 1, "out of memory decoding the validation set");
             for (int r = 0; r < B; r++)
                 bleu_add(&st,
