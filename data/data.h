@@ -143,7 +143,8 @@ typedef enum { DATA_SAMPLER_RANDOM = 0, DATA_SAMPLER_SEQUENTIAL = 1 } data_sampl
  * global batch never depends on world: of a batch of R rows (R = B except
  * for a short final batch), rows [lo, hi) go to the rank with
  * lo = floor(R*rank/world), hi = floor(R*(rank+1)/world) (slices may be
- * uneven; a rank may get none when R < world).
+ * uneven; a rank may get none when R < world), or, for translation with
+ * data_sampler_set_lengths, the rows dealt out by target length.
  *
  * Translation: examples are pair indices. random = per-epoch permutation keyed
  * by (seed, epoch); sequential = corpus order, contiguous blocks. The final
@@ -165,16 +166,24 @@ typedef struct data_sampler {
     struct data_sampler_cache *cache; /* private: the last epoch's permutation (allocated by
                                          init, so slicing never allocates); not safe for
                                          concurrent slicing from several threads */
+    struct data_sampler_deal *deal;   /* private: see data_sampler_set_lengths */
 } data_sampler;
 
 int data_sampler_init(data_sampler *s, data_task task, data_sampler_kind kind, long n, int batch,
                       int num_steps, uint64_t seed, int rank, int world, char *err, size_t errlen);
 void data_sampler_free(data_sampler *s); /* releases the cache; safe on a zeroed sampler */
+/* Translation: deal every batch's rows out by target length instead of the
+ * contiguous cut when world > 1 — sorted longest first (stable), position p
+ * to rank p mod world — so every rank gets the same target tokens give or
+ * take one row (a packed decoder's work follows the tokens). The global
+ * batch is unchanged. len (n entries, clamped to [0, max_len]) must outlive
+ * the sampler. Slices are then lo = 0, hi = their row count. */
+int data_sampler_set_lengths(data_sampler *s, const int32_t *len, int max_len);
 long data_sampler_batches(const data_sampler *s, long epoch); /* global batches in an epoch */
 
 typedef struct data_slice {
     int global_rows; /* rows in this global batch (B, or fewer for a short final batch) */
-    int lo, hi;      /* this rank's rows [lo, hi) of the global batch */
+    int lo, hi;      /* this rank's rows [lo, hi) of the global batch (dealt: 0, count) */
     /* (hi - lo) entries: translation: pair index; LM: token offset of the
      * first input token (targets start one later). Caller-provided, capacity
      * >= ceil(B / world) + 1. */

@@ -18,6 +18,14 @@ struct data_sampler_cache {
     long epoch; /* -1: nothing cached */
 };
 
+/* Translation rows dealt by target length (data_sampler_set_lengths). */
+struct data_sampler_deal {
+    const int32_t *len; /* (n) target length of each pair */
+    int max_len;
+    long *whole; /* (B) the global batch's pairs */
+    int *start;  /* (max_len + 2) counting sort: first position of each length */
+};
+
 /* LM: the epoch's offset, in [0, T) for random, [0, T] for sequential. */
 static long lm_offset(const data_sampler *s, long epoch)
 {
@@ -85,6 +93,28 @@ void data_sampler_free(data_sampler *s)
     if (s->cache) free(s->cache->perm);
     free(s->cache);
     s->cache = NULL;
+    if (s->deal) free(s->deal->whole), free(s->deal->start);
+    free(s->deal);
+    s->deal = NULL;
+}
+
+int data_sampler_set_lengths(data_sampler *s, const int32_t *len, int max_len)
+{
+    if (!s || !len || max_len < 1 || s->task != DATA_TASK_TRANSLATE || s->deal) return DATA_EINVAL;
+    struct data_sampler_deal *d = calloc(1, sizeof *d);
+    if (d) {
+        d->whole = malloc((size_t)s->batch * sizeof *d->whole);
+        d->start = malloc(((size_t)max_len + 2) * sizeof *d->start);
+    }
+    if (!d || !d->whole || !d->start) {
+        if (d) free(d->whole), free(d->start);
+        free(d);
+        return DATA_ENOMEM;
+    }
+    d->len = len;
+    d->max_len = max_len;
+    s->deal = d;
+    return DATA_OK;
 }
 
 long data_sampler_batches(const data_sampler *s, long epoch)
@@ -114,6 +144,35 @@ static void fill_perm(const data_sampler *s, long epoch, long m)
     c->len = m;
 }
 
+/* A pair's target length within [0, max_len]. */
+static int clamp_len(const struct data_sampler_deal *d, long i)
+{
+    const int v = d->len[i];
+    return v < 0 ? 0 : v > d->max_len ? d->max_len : v;
+}
+
+/* Deals a translation batch of `rows` pairs (order[r], or first + r) out by
+ * target length: sorted longest first (stable), position p goes to rank
+ * p mod world. Every rank gets ⌊rows/W⌋ or ⌈rows/W⌉ pairs and, give or take
+ * one pair, the same target tokens. */
+static int deal_slice(const data_sampler *s, const long *order, long first, long rows,
+                      data_slice *sl)
+{
+    struct data_sampler_deal *d = s->deal;
+    const int T = d->max_len;
+    for (long r = 0; r < rows; r++) d->whole[r] = order ? order[r] : first + r;
+    memset(d->start, 0, ((size_t)T + 2) * sizeof *d->start);
+    for (long r = 0; r < rows; r++) d->start[T - clamp_len(d, d->whole[r]) + 1]++;
+    for (int v = 1; v <= T + 1; v++) d->start[v] += d->start[v - 1];
+    int n = 0;
+    for (long r = 0; r < rows; r++) {
+        const int pos = d->start[T - clamp_len(d, d->whole[r])]++;
+        if (pos % s->world == s->rank) sl->index[n++] = d->whole[r];
+    }
+    sl->lo = 0, sl->hi = n;
+    return DATA_OK;
+}
+
 int data_sampler_slice(const data_sampler *s, long epoch, long b, data_slice *sl)
 {
     if (!s || !sl || !sl->index || s->batch < 1 || s->world < 1) return DATA_EINVAL;
@@ -130,13 +189,15 @@ int data_sampler_slice(const data_sampler *s, long epoch, long b, data_slice *sl
     sl->hi = (int)hi;
 
     if (s->task == DATA_TASK_TRANSLATE) {
-        if (s->kind == DATA_SAMPLER_SEQUENTIAL) {
-            for (long r = lo; r < hi; r++) sl->index[r - lo] = b * B + r;
-        } else {
+        /* row r of the batch: corpus order, or the epoch's permutation */
+        const long *order = NULL;
+        if (s->kind == DATA_SAMPLER_RANDOM) {
             if (!s->cache) return DATA_EINVAL;
             fill_perm(s, epoch, s->n);
-            for (long r = lo; r < hi; r++) sl->index[r - lo] = s->cache->perm[b * B + r];
+            order = s->cache->perm + b * B;
         }
+        if (s->deal && s->world > 1) return deal_slice(s, order, b * B, rows, sl);
+        for (long r = lo; r < hi; r++) sl->index[r - lo] = order ? order[r] : b * B + r;
         return DATA_OK;
     }
 

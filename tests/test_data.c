@@ -867,6 +867,87 @@ static void test_sharding(void)
     }
 }
 
+/* Translation rows dealt by target length (data_sampler_set_lengths): the
+ * ranks' slices are the W = 1 batch exactly once, ⌊R/W⌋ or ⌈R/W⌉ rows each,
+ * and their target tokens differ by at most one row's worth; one rank keeps
+ * the contiguous cut. */
+static void check_dealing(data_sampler_kind kind, long n, int B, int W)
+{
+    enum { MAXN = 200, T = 10 };
+    int32_t len[MAXN];
+    for (long i = 0; i < n; i++) /* lengths 1..13 (above T: clamped), and a -1 */
+        len[i] = i == 5 ? -1 : (int32_t)(1 + (i * 7) % 13);
+    char err[256];
+    data_sampler one, plain1, s[3];
+    CU_ASSERT_EQUAL_FATAL(
+        data_sampler_init(&one, DATA_TASK_TRANSLATE, kind, n, B, 0, 7, 0, 1, err, sizeof err),
+        DATA_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        data_sampler_init(&plain1, DATA_TASK_TRANSLATE, kind, n, B, 0, 7, 0, 1, err, sizeof err),
+        DATA_OK);
+    CU_ASSERT_EQUAL(data_sampler_set_lengths(&one, len, T), DATA_OK);
+    CU_ASSERT_EQUAL(data_sampler_set_lengths(&one, len, T), DATA_EINVAL); /* once */
+    for (int r = 0; r < W; r++) {
+        CU_ASSERT_EQUAL_FATAL(
+            data_sampler_init(&s[r], DATA_TASK_TRANSLATE, kind, n, B, 0, 7, r, W, err, sizeof err),
+            DATA_OK);
+        CU_ASSERT_EQUAL_FATAL(data_sampler_set_lengths(&s[r], len, T), DATA_OK);
+    }
+    long ref[64] = {0}, ref2[64] = {0}, idx[64] = {0};
+    int bad = 0;
+    for (long e = 0; e < 2; e++)
+        for (long b = 0; b < data_sampler_batches(&one, e); b++) {
+            data_slice rs = {.index = ref}, ps = {.index = ref2};
+            CU_ASSERT_EQUAL_FATAL(data_sampler_slice(&one, e, b, &rs), DATA_OK);
+            CU_ASSERT_EQUAL_FATAL(data_sampler_slice(&plain1, e, b, &ps), DATA_OK);
+            /* one rank: the contiguous cut, lengths or not */
+            bad += rs.hi - rs.lo != ps.hi - ps.lo;
+            for (int k = 0; k < ps.hi - ps.lo; k++) bad += ref[k] != ref2[k];
+            const int R = rs.global_rows;
+            int seen[64] = {0}, lo_tok = 1 << 30, hi_tok = 0;
+            for (int r = 0; r < W; r++) {
+                data_slice sl = {.index = idx};
+                CU_ASSERT_EQUAL_FATAL(data_sampler_slice(&s[r], e, b, &sl), DATA_OK);
+                const int cnt = sl.hi - sl.lo;
+                bad += sl.lo != 0 || cnt < R / W || cnt > (R + W - 1) / W;
+                int tok = 0;
+                for (int k = 0; k < cnt; k++) {
+                    int at = -1;
+                    for (int j = 0; j < R; j++)
+                        if (ref[j] == idx[k]) at = j;
+                    if (at < 0) {
+                        bad++;
+                        continue;
+                    }
+                    seen[at]++;
+                    const int v = len[idx[k]];
+                    tok += v < 0 ? 0 : v > T ? T : v;
+                }
+                lo_tok = tok < lo_tok ? tok : lo_tok;
+                hi_tok = tok > hi_tok ? tok : hi_tok;
+            }
+            for (int j = 0; j < R; j++) bad += seen[j] != 1;
+            bad += hi_tok - lo_tok > T;
+        }
+    if (bad)
+        fprintf(stderr, "\ndealing kind %d n %ld B %d W %d: %d problems\n", kind, n, B, W, bad);
+    CU_ASSERT_EQUAL(bad, 0);
+    for (int r = 0; r < W; r++) data_sampler_free(&s[r]);
+    data_sampler_free(&one);
+    data_sampler_free(&plain1);
+}
+
+static void test_dealing(void)
+{
+    for (int k = 0; k < 2; k++) {
+        data_sampler_kind kind = k ? DATA_SAMPLER_SEQUENTIAL : DATA_SAMPLER_RANDOM;
+        check_dealing(kind, 103, 8, 2); /* short final batch of 7 */
+        check_dealing(kind, 103, 8, 3);
+        check_dealing(kind, 17, 16, 3); /* final batch of 1: two ranks get none */
+        check_dealing(kind, 200, 64, 3);
+    }
+}
+
 static void test_translate_sampler(void)
 {
     enum { N = 103, B = 8 };
@@ -1461,6 +1542,7 @@ void register_suites(void)
     };
     static const test_def sampler[] = {
         {"sharding W=1,2,3 identical global batches", test_sharding},
+        {"translation rows dealt by target length", test_dealing},
         {"translation sampler", test_translate_sampler},
         {"LM samplers (d2l random / sequential)", test_lm_sampler},
     };

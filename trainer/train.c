@@ -42,8 +42,6 @@ typedef struct trainer {
     data_stream stream;
     data_sampler sampler;
     data_slice slice;
-    data_slice gslice; /* translation over several ranks: the whole global batch */
-    int *len_start;    /* (steps + 2) counting sort of its rows by target length */
     const data_vocab *vsrc, *vtgt;
     /* model */
     model *m;
@@ -347,6 +345,12 @@ static void load_data(trainer *t)
                            c->batch, c->steps, (uint64_t)c->seed, t->rank, t->world, err,
                            sizeof err);
     agree(t, rc == DATA_OK, 2, err);
+    /* translation over several ranks: rows dealt by target length, so every
+     * rank's packed decoder gets the same work and none waits for another at
+     * the allreduce (DESIGN: sharding) */
+    if (!t->lm)
+        agree(t, data_sampler_set_lengths(&t->sampler, t->pairs.tgt_valid, c->steps) == DATA_OK, 1,
+              "out of memory for the sampler");
     if (data_sampler_batches(&t->sampler, 0) < 1)
         die0(t, 2, "the corpus (%ld %s) is too small for one batch of %d%s", n,
              t->lm ? "tokens" : "pairs", c->batch, t->lm ? " streams" : "");
@@ -705,40 +709,6 @@ static void check_replicas(trainer *t)
              t->step, rank, pt->t[tensor].name);
 }
 
-/* Target length of pair idx within [0, steps]. */
-static int pair_len(const trainer *t, long idx)
-{
-    const int v = t->pairs.tgt_valid[idx], T = t->cfg.steps;
-    return v < 0 ? 0 : v > T ? T : v;
-}
-
-/* The rank's rows of global batch b. Translation over several ranks deals
- * the rows out by target length (longest first, round robin), so every rank
- * gets as many target tokens as the others, give or take one row: the packed
- * decoder's work follows the tokens, and a rank with the longer targets
- * would keep the others waiting at the allreduce. The global batch and the
- * math are those of the contiguous cut (DESIGN: sharding); only which rank
- * holds a row changes, and dropout is keyed by example, not rank. */
-static void take_slice(trainer *t, long b)
-{
-    data_sampler_slice(&t->sampler, t->epoch, b, &t->slice);
-    if (t->lm || t->world == 1) return;
-    data_sampler whole = t->sampler;
-    whole.rank = 0, whole.world = 1;
-    data_sampler_slice(&whole, t->epoch, b, &t->gslice);
-    const int T = t->cfg.steps, R = t->gslice.global_rows;
-    int *start = t->len_start; /* rows with target length > v come first */
-    memset(start, 0, (size_t)(T + 2) * sizeof(int));
-    for (int r = 0; r < R; r++) start[T - pair_len(t, t->gslice.index[r]) + 1]++;
-    for (int v = 1; v <= T + 1; v++) start[v] += start[v - 1];
-    int n = 0;
-    for (int r = 0; r < R; r++) {
-        int pos = start[T - pair_len(t, t->gslice.index[r])]++;
-        if (pos % t->world == t->rank) t->slice.index[n++] = t->gslice.index[r];
-    }
-    t->slice.lo = 0, t->slice.hi = n;
-}
-
 /* Fills the local batch arrays from the rank's slice; returns the row count. */
 static int fill_batch(trainer *t, const data_slice *sl)
 {
@@ -1046,8 +1016,6 @@ int cmd_train(int argc, char **argv)
     t->valid_len = calloc((size_t)bm, sizeof(int32_t));
     t->example = calloc((size_t)bm, sizeof(int64_t));
     t->slice.index = calloc((size_t)bm + 1, sizeof(long));
-    t->gslice.index = calloc((size_t)c->batch + 1, sizeof(long));
-    t->len_start = calloc((size_t)T + 2, sizeof(int));
     t->state_h = calloc((size_t)L * bm * H, sizeof(float));
     t->state_c = calloc((size_t)L * bm * H, sizeof(float));
     t->carry_state = t->lm && t->sampler.kind == DATA_SAMPLER_SEQUENTIAL;
@@ -1066,9 +1034,8 @@ int cmd_train(int argc, char **argv)
         t->gstate_c = calloc((size_t)L * c->batch * H, sizeof(float));
     }
     agree(t,
-          t->src && t->tgt && t->valid_len && t->example && t->slice.index && t->gslice.index &&
-              t->len_start && t->state_h && t->state_c &&
-              (!t->carry_state || (t->gstate_h && t->gstate_c)),
+          t->src && t->tgt && t->valid_len && t->example && t->slice.index && t->state_h &&
+              t->state_c && (!t->carry_state || (t->gstate_h && t->gstate_c)),
           1, "out of memory for the batch buffers");
 
     if (c->resume[0]) {
@@ -1128,7 +1095,7 @@ int cmd_train(int argc, char **argv)
                 stop = 1;
                 break;
             }
-            take_slice(t, t->batch_in_epoch);
+            data_sampler_slice(&t->sampler, t->epoch, t->batch_in_epoch, &t->slice);
             int B = fill_batch(t, &t->slice);
             model_batch b = {.B = B,
                              .T = T,
@@ -1259,7 +1226,6 @@ int cmd_train(int argc, char **argv)
     int exit_code = ckpt_ok ? 0 : 1;
 
     free(t->src), free(t->tgt), free(t->valid_len), free(t->example), free(t->slice.index);
-    free(t->gslice.index), free(t->len_start);
     free(t->state_h), free(t->state_c), free(t->gstate_h), free(t->gstate_c);
     free(t->hyp), free(t->hyp_len), free(t->text), free(t->eval_h), free(t->eval_c);
     optimizer_free(&t->opt);
