@@ -184,17 +184,36 @@ static int blank(const char *s, size_t n)
 
 /* ------------------------------------------------------------------ pairs */
 
-/* One pair line: normalise the first two tab fields and intern their tokens. */
+int data_pair_fields(const char *line, size_t len, size_t *src_len, const char **tgt,
+                     size_t *tgt_len)
+{
+    if (blank(line, len)) return 1;
+    const char *tab = memchr(line, '\t', len);
+    if (!tab) return -1;
+    const char *rest = tab + 1;
+    const char *tab2 = memchr(rest, '\t', len - (size_t)(rest - line));
+    *src_len = (size_t)(tab - line);
+    *tgt = rest;
+    *tgt_len = (size_t)((tab2 ? tab2 : line + len) - rest); /* extra columns are ignored */
+    return 0;
+}
+
+size_t data_skip_bom(const char *text, size_t len)
+{
+    return len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+}
+
+/* One non-blank pair line: normalise the first two tab fields and intern
+ * their tokens. */
 static int pair_line(collect *c, data_buf *norm, const char *line, size_t len, const char *where,
                      long ln, char *err, size_t errlen)
 {
-    const char *tab = memchr(line, '\t', len);
-    if (!tab)
+    size_t sl, tl;
+    const char *t;
+    if (data_pair_fields(line, len, &sl, &t, &tl) != 0)
         return data_fail(err, errlen, DATA_EFORMAT, "%s:%ld: no tab between source and target",
                          where, ln);
-    const char *rest = tab + 1;
-    const char *tab2 = memchr(rest, '\t', len - (size_t)(rest - line));
-    size_t used = tab2 ? (size_t)(tab2 - line) : len; /* extra columns are ignored */
+    const size_t used = (size_t)(t - line) + tl; /* source, tab, target */
     int rc = normalize_line(line, used, norm, where, ln, err, errlen);
     if (rc != DATA_OK) return rc;
     const char *ntab = memchr(norm->p, '\t', norm->len);
@@ -242,7 +261,7 @@ static int read_pairs(collect *c, const data_pairs_opts *o, char **label, char *
         size_t len, pos = 0;
         rc = data_read_file(*label, &text, &len, err, errlen);
         if (rc != DATA_OK) goto out;
-        if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) pos = 3; /* UTF-8 BOM */
+        pos = data_skip_bom(text, len);
         const char *line;
         size_t ll;
         long ln = 0;
@@ -519,7 +538,7 @@ static int stream_text(collect *c, const char *text, size_t len, data_token_kind
     size_t pos = 0, ll;
     const char *line;
     long ln = 0;
-    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) pos = 3;
+    pos = data_skip_bom(text, len);
     while (next_line(text, len, &pos, &line, &ll)) {
         ln++;
         rc = normalize_line(line, ll, &norm, where, ln, err, errlen);

@@ -34,6 +34,16 @@ enum { DATA_PAD = 0, DATA_BOS = 1, DATA_EOS = 2, DATA_UNK = 3, DATA_NRESERVED = 
  * Fails (DATA_EFORMAT) on invalid UTF-8. *out is malloc'd, NUL-terminated. */
 int data_normalize(const char *in, size_t len, char **out, char *err, size_t errlen);
 
+/* One pair line ("source<TAB>target", extra tab columns ignored, as in the
+ * manythings files) split as the corpus reader splits it: 0 with the source
+ * line[0..*src_len) and the target (*tgt)[0..*tgt_len); 1 for a blank line
+ * (only spaces and tabs: skipped); -1 when there is no tab. A text's first
+ * line may start with a UTF-8 BOM (data_skip_bom). */
+int data_pair_fields(const char *line, size_t len, size_t *src_len, const char **tgt,
+                     size_t *tgt_len);
+/* Bytes of a UTF-8 byte-order mark at text[0..len): 3 or 0. */
+size_t data_skip_bom(const char *text, size_t len);
+
 /* ------------------------------------------------------------ vocabulary */
 
 typedef struct data_vocab {

@@ -459,16 +459,20 @@ int cmd_score(int argc, char **argv)
         if (got >= 0) {
             lineno++;
             while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = '\0';
-            char *tab = strchr(line, '\t');
-            if (!tab) {
+            /* the pairs as the corpus reader takes them (a BOM, blank lines,
+             * extra columns) */
+            const char *s = line + (lineno == 1 ? data_skip_bom(line, (size_t)got) : 0), *t;
+            size_t sl, tl;
+            int f = data_pair_fields(s, (size_t)got - (size_t)(s - line), &sl, &t, &tl);
+            if (f == 1) continue;
+            if (f < 0) {
                 fprintf(stderr, "%s: stdin:%ld: expected source<TAB>target\n", prog, lineno);
                 rc = 2;
                 break;
             }
-            *tab = '\0';
             char *ns = NULL, *nt = NULL;
-            if (data_normalize(line, strlen(line), &ns, err, sizeof err) != DATA_OK ||
-                data_normalize(tab + 1, strlen(tab + 1), &nt, err, sizeof err) != DATA_OK) {
+            if (data_normalize(s, sl, &ns, err, sizeof err) != DATA_OK ||
+                data_normalize(t, tl, &nt, err, sizeof err) != DATA_OK) {
                 free(ns);
                 fprintf(stderr, "%s: stdin:%ld: %s\n", prog, lineno, err);
                 rc = 2;

@@ -32,6 +32,17 @@ check "--beam 4: one line per input ($(paste -sd'|' "$tmp/beam4.txt"))" test "$(
 expect_error "--beam 0 is refused" '--beam' "$SEQPAR" translate --checkpoint "$ck" --beam 0
 expect_error "--alpha x is refused" '--alpha' "$SEQPAR" translate --checkpoint "$ck" --alpha x
 
+# --- seqpar score reads pairs as the corpus reader does: a BOM, blank lines
+# and extra tab columns (manythings' attribution) change nothing
+printf 'seven\tsept\ntwenty one\tvingt et un\nthree hundred\ttrois cents\n' >"$tmp/pairs2.tsv"
+printf '\xef\xbb\xbfseven\tsept\tCC-BY 2.0 (France)\n\ntwenty one\tvingt et un\tx\ty\n \t \nthree hundred\ttrois cents\n\n' >"$tmp/pairs3.tsv"
+s2=$("$SEQPAR" score --checkpoint "$ck" <"$tmp/pairs2.tsv")
+s3=$("$SEQPAR" score --checkpoint "$ck" <"$tmp/pairs3.tsv")
+check "score: three pairs ($s2)" grep -q 'sentences=3$' <<<"$s2"
+check "score: the same with a BOM, blank lines and extra columns ($s3)" test "$s3" = "$s2"
+expect_error "score: a line without a tab names its line" 'stdin:2' "$SEQPAR" score --checkpoint "$ck" \
+    < <(printf 'seven\tsept\nno tab here\n')
+
 # --- validation sharded over 1, 2, 3 ranks: the figures of one process. The
 # same checkpoint trains one more step (float summation order differs by
 # ~1e-7 between world sizes), then validates 500 pairs with greedy and beam 3.
