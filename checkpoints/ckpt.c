@@ -235,9 +235,9 @@ static herr_t write_all(hid_t f, const ckpt_content *c)
     return 0;
 }
 
-static int fsync_path(const char *path, int dir)
+static int fsync_dir(const char *path)
 {
-    int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+    int fd = open(path, O_RDONLY | O_DIRECTORY);
     if (fd < 0) return -1;
     int rc = fsync(fd);
     close(fd);
@@ -329,7 +329,7 @@ int ckpt_save(const char *path, const ckpt_content *c, char *err, size_t errlen)
     }
     char dirbuf[1100];
     snprintf(dirbuf, sizeof dirbuf, "%s", path);
-    fsync_path(dirname(dirbuf), 1); /* best effort: some filesystems refuse */
+    fsync_dir(dirname(dirbuf)); /* best effort: some filesystems refuse */
     return CKPT_OK;
 }
 

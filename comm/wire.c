@@ -121,6 +121,13 @@ static int get_str(const cJSON *j, const char *k, char *out, size_t max, int req
     return 0;
 }
 
+int wire_run_id_ok(const char *s)
+{
+    const size_t n = strlen(s);
+    return n >= 1 && n <= WIRE_RUN_MAX &&
+           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") == n;
+}
+
 void wire_add_samples(cJSON *o, const wire_sample *s, int n)
 {
     cJSON *a = cJSON_AddArrayToObject(o, "samples");
@@ -160,8 +167,7 @@ int wire_parse(const char *buf, size_t len, wire_msg *m, char *err, size_t errle
         goto out;
     }
     if (get_str(j, "run", m->run, WIRE_RUN_MAX, 1, err, errlen)) goto out;
-    if (!m->run[0] || strspn(m->run, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                     "0123456789._:-") != strlen(m->run)) {
+    if (!wire_run_id_ok(m->run)) {
         bad(err, errlen, "\"run\" must be 1..%d of [A-Za-z0-9._:-]", WIRE_RUN_MAX);
         goto out;
     }

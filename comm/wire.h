@@ -70,6 +70,9 @@ typedef struct wire_msg {
     char detail[WIRE_TEXT_MAX + 1];
 } wire_msg;
 
+/* Whether s is a valid run id: 1..WIRE_RUN_MAX of [A-Za-z0-9._:-]. */
+int wire_run_id_ok(const char *s);
+
 /* Adds "samples": [{src, hyp, ref} …] of n samples to a JSON object (an eval
  * message as the trainer sends it, a run as the monitor serves it). */
 struct cJSON;

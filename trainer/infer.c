@@ -15,25 +15,6 @@
 #include <cblas.h>
 #undef I
 
-/* Whether /proc/cpuinfo lists the CPU flag (a whole word). */
-static int cpu_has(const char *flag)
-{
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return 0;
-    char line[4096];
-    int found = 0;
-    const size_t n = strlen(flag);
-    while (!found && fgets(line, sizeof line, f)) {
-        if (strncmp(line, "flags", 5) != 0) continue;
-        for (char *p = strstr(line, flag); p && !found; p = strstr(p + 1, flag))
-            found = (p == line || p[-1] == ' ' || p[-1] == '\t') &&
-                    (p[n] == ' ' || p[n] == '\n' || p[n] == '\0');
-        break; /* one processor's flags are enough */
-    }
-    fclose(f);
-    return found;
-}
-
 int blas_kernel_advice(char *buf, size_t n)
 {
     const char *core = openblas_get_corename();
@@ -42,10 +23,13 @@ int blas_kernel_advice(char *buf, size_t n)
                                        "sapphirerapids", NULL};
     const char *want = NULL;
     const char *const *good = NULL;
-    if (cpu_has("avx512f") && cpu_has("avx512bw"))
+#if defined(__x86_64__) && defined(__GNUC__)
+    /* the CPU's (and the OS's) support, as the compiler's runtime reads it */
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
         want = "SkylakeX", good = avx512;
-    else if (cpu_has("avx2") && cpu_has("fma"))
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         want = "Haswell", good = avx2;
+#endif
     if (!want || !core) return 0;
     for (int i = 0; good[i]; i++)
         if (strcasecmp(core, good[i]) == 0) return 0;

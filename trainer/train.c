@@ -914,7 +914,7 @@ static void print_kernel_info(int threads, const char *why)
 {
     char advice[400];
     /* on stdout: stderr is kept for errors, one line each */
-    if (blas_kernel_advice(advice, sizeof advice)) comm_printf0("%s\n", advice);
+    if (comm_rank() == 0 && blas_kernel_advice(advice, sizeof advice)) comm_printf0("%s\n", advice);
     comm_printf0("seqpar %s: %d rank%s x %d OpenBLAS thread%s (%s; kernel %s)\n", SEQPAR_VERSION,
                  comm_world(), comm_world() > 1 ? "s" : "", threads, threads > 1 ? "s" : "", why,
                  openblas_get_corename());
@@ -962,9 +962,7 @@ int cmd_train(int argc, char **argv)
     if (c->bidirectional && t->lm) die0(t, 2, "--bidirectional applies to --task translate only");
     if (c->bidirectional && c->hidden % 2)
         die0(t, 2, "--bidirectional needs an even --hidden (H/2 units per direction)");
-    if (c->run[0] && (strlen(c->run) > WIRE_RUN_MAX ||
-                      strspn(c->run, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                     "0123456789._:-") != strlen(c->run)))
+    if (c->run[0] && !wire_run_id_ok(c->run))
         die0(t, 2, "--run '%s': use 1..%d of the characters A-Z a-z 0-9 . _ : -", c->run,
              WIRE_RUN_MAX);
     if (c->eval_every > 0 && c->valid == 0) die0(t, 2, "--eval-every needs --valid N > 0");
@@ -1176,7 +1174,8 @@ int cmd_train(int argc, char **argv)
         if (c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) checkpoint_or_stop(t);
     }
     double elapsed = comm_time() - t_start;
-    if (win_tok > 0) t->last_loss = win_loss / win_tok;
+    if (win_tok > 0) /* the steps since the last progress line */
+        t->last_loss = last_win_loss = win_loss / win_tok;
     if (t->step > start_step) {
         /* the work done, over all ranks, and the largest rank's peak memory */
         double w[3] = {t->flops[0], t->flops[1], run_tok};
@@ -1201,7 +1200,6 @@ int cmd_train(int argc, char **argv)
                      comm_reducer_buckets(t->red), comm_reducer_buckets(t->red) > 1 ? "s" : "",
                      100.0 * share[0] / share[1], share[0], share[1]);
     }
-    if (win_tok > 0) last_win_loss = win_loss / win_tok; /* steps since the last progress line */
     int ckpt_ok = 1;
     if (t->step > start_step)
         ckpt_ok = checkpoint(t, "the steps since the last checkpoint are not saved") == 0;
