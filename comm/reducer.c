@@ -129,19 +129,25 @@ void comm_reducer_begin(comm_reducer *r)
     r->next = 0;
 }
 
-static int start_bucket(comm_reducer *r, int k)
+/* Reduces buf[lo, hi) across ranks: started non-blocking with overlap, at
+ * once without. */
+static int reduce_range(comm_reducer *r, size_t lo, size_t hi)
 {
-    const bucket *b = &r->b[k];
-    if (r->world == 1) return COMM_OK;
+    const int n = (int)(hi - lo);
     if (r->overlap)
-        return MPI_Iallreduce(MPI_IN_PLACE, r->buf + b->lo, (int)(b->hi - b->lo), MPI_FLOAT,
-                              MPI_SUM, MPI_COMM_WORLD, &r->req[r->nreq++]) == MPI_SUCCESS
+        return MPI_Iallreduce(MPI_IN_PLACE, r->buf + lo, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                              &r->req[r->nreq++]) == MPI_SUCCESS
                    ? COMM_OK
                    : COMM_ERR;
-    return MPI_Allreduce(MPI_IN_PLACE, r->buf + b->lo, (int)(b->hi - b->lo), MPI_FLOAT, MPI_SUM,
-                         MPI_COMM_WORLD) == MPI_SUCCESS
+    return MPI_Allreduce(MPI_IN_PLACE, r->buf + lo, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) ==
+                   MPI_SUCCESS
                ? COMM_OK
                : COMM_ERR;
+}
+
+static int start_bucket(comm_reducer *r, int k)
+{
+    return reduce_range(r, r->b[k].lo, r->b[k].hi);
 }
 
 int comm_reducer_ready(comm_reducer *r, int first, int end)
@@ -176,16 +182,8 @@ int comm_reducer_finish(comm_reducer *r)
      * bucket order: the same order on every rank */
     while (r->next < r->nb)
         if (start_bucket(r, r->next++) != COMM_OK) rc = COMM_ERR;
-    if (r->tail > 0) {
-        if (r->overlap) {
-            if (MPI_Iallreduce(MPI_IN_PLACE, r->buf + r->total, (int)r->tail, MPI_FLOAT, MPI_SUM,
-                               MPI_COMM_WORLD, &r->req[r->nreq++]) != MPI_SUCCESS)
-                rc = COMM_ERR;
-        } else if (MPI_Allreduce(MPI_IN_PLACE, r->buf + r->total, (int)r->tail, MPI_FLOAT, MPI_SUM,
-                                 MPI_COMM_WORLD) != MPI_SUCCESS) {
-            rc = COMM_ERR;
-        }
-    }
+    /* the loss/token tail, written after backward: last */
+    if (r->tail > 0 && reduce_range(r, r->total, r->total + r->tail) != COMM_OK) rc = COMM_ERR;
     if (r->nreq > 0 && MPI_Waitall(r->nreq, r->req, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
         rc = COMM_ERR;
     r->nreq = 0;
