@@ -553,16 +553,50 @@ static const char *run_state_name(const run *r, double now)
     return "running";
 }
 
-static double last_eval(const run *r, int which)
-{
-    if (r->nev == 0) return NAN;
-    const eval_pt *e = &r->ev[r->nev - 1];
-    return which == 0 ? e->val_loss : which == 1 ? e->val_ppl : e->bleu;
-}
+/* A run's latest figures, by name; NaN until reported. */
+typedef enum {
+    FIG_STEP,
+    FIG_EPOCH,
+    FIG_WORLD,
+    FIG_RUNNING,
+    FIG_LOSS,
+    FIG_PPL,
+    FIG_TPS,
+    FIG_GNORM,
+    FIG_VLOSS,
+    FIG_VPPL,
+    FIG_BLEU
+} figure;
 
-static double run_tps(const run *r)
+static double run_figure(const run *r, figure f, double now)
 {
-    return r->ntr ? r->tr[r->ntr - 1].tps : NAN;
+    const train_pt *t = r->ntr ? &r->tr[r->ntr - 1] : NULL;
+    const eval_pt *e = r->nev ? &r->ev[r->nev - 1] : NULL;
+    switch (f) {
+    case FIG_STEP:
+        return (double)r->step;
+    case FIG_EPOCH:
+        return (double)r->epoch;
+    case FIG_WORLD:
+        return r->world;
+    case FIG_RUNNING:
+        return strcmp(run_state_name(r, now), "running") == 0;
+    case FIG_LOSS:
+        return t ? t->loss : NAN;
+    case FIG_PPL:
+        return t ? t->ppl : NAN;
+    case FIG_TPS:
+        return t ? t->tps : NAN;
+    case FIG_GNORM:
+        return t ? t->gnorm : NAN;
+    case FIG_VLOSS:
+        return e ? e->val_loss : NAN;
+    case FIG_VPPL:
+        return e ? e->val_ppl : NAN;
+    case FIG_BLEU:
+        return e ? e->bleu : NAN;
+    }
+    return NAN;
 }
 
 /* cJSON prints NaN as null */
@@ -573,13 +607,12 @@ static cJSON *run_summary(const run *r, double now)
     cJSON_AddNumberToObject(o, "world", r->world);
     cJSON_AddNumberToObject(o, "step", (double)r->step);
     cJSON_AddNumberToObject(o, "epoch", (double)r->epoch);
-    const train_pt *t = r->ntr ? &r->tr[r->ntr - 1] : NULL;
-    cJSON_AddNumberToObject(o, "loss", t ? t->loss : NAN);
-    cJSON_AddNumberToObject(o, "ppl", t ? t->ppl : NAN);
-    cJSON_AddNumberToObject(o, "val_loss", last_eval(r, 0));
-    cJSON_AddNumberToObject(o, "val_ppl", last_eval(r, 1));
-    cJSON_AddNumberToObject(o, "bleu", last_eval(r, 2));
-    cJSON_AddNumberToObject(o, "tok_per_s", run_tps(r));
+    cJSON_AddNumberToObject(o, "loss", run_figure(r, FIG_LOSS, now));
+    cJSON_AddNumberToObject(o, "ppl", run_figure(r, FIG_PPL, now));
+    cJSON_AddNumberToObject(o, "val_loss", run_figure(r, FIG_VLOSS, now));
+    cJSON_AddNumberToObject(o, "val_ppl", run_figure(r, FIG_VPPL, now));
+    cJSON_AddNumberToObject(o, "bleu", run_figure(r, FIG_BLEU, now));
+    cJSON_AddNumberToObject(o, "tok_per_s", run_figure(r, FIG_TPS, now));
     cJSON_AddStringToObject(o, "state", run_state_name(r, now));
     cJSON_AddNumberToObject(o, "started", r->started);
     cJSON_AddNumberToObject(o, "last_seen", r->last_seen);
@@ -711,71 +744,26 @@ static void put(text *t, const char *fmt, ...)
     }
 }
 
-/* A run id as a label value: ids are [A-Za-z0-9._:-], nothing to escape. */
-static void gauge(text *t, const char *name, const char *help, wire_collector *c, double now,
-                  double (*get)(const run *, double))
-{
-    put(t, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
-    for (int i = 0; i < c->nruns; i++) {
-        double v = get(c->runs[i], now);
-        if (isfinite(v)) put(t, "%s{run=\"%s\"} %.10g\n", name, c->runs[i]->id, v);
-    }
-}
-
-static double g_step(const run *r, double now)
-{
-    (void)now;
-    return (double)r->step;
-}
-static double g_epoch(const run *r, double now)
-{
-    (void)now;
-    return (double)r->epoch;
-}
-static double g_world(const run *r, double now)
-{
-    (void)now;
-    return r->world;
-}
-static double g_loss(const run *r, double now)
-{
-    (void)now;
-    return r->ntr ? r->tr[r->ntr - 1].loss : NAN;
-}
-static double g_ppl(const run *r, double now)
-{
-    (void)now;
-    return r->ntr ? r->tr[r->ntr - 1].ppl : NAN;
-}
-static double g_tps(const run *r, double now)
-{
-    (void)now;
-    return run_tps(r);
-}
-static double g_gnorm(const run *r, double now)
-{
-    (void)now;
-    return r->ntr ? r->tr[r->ntr - 1].gnorm : NAN;
-}
-static double g_vloss(const run *r, double now)
-{
-    (void)now;
-    return last_eval(r, 0);
-}
-static double g_vppl(const run *r, double now)
-{
-    (void)now;
-    return last_eval(r, 1);
-}
-static double g_bleu(const run *r, double now)
-{
-    (void)now;
-    return last_eval(r, 2);
-}
-static double g_running(const run *r, double now)
-{
-    return strcmp(run_state_name(r, now), "running") == 0;
-}
+/* The per-run gauges of /metrics, in order. A run id is a label value as it
+ * is: ids are [A-Za-z0-9._:-], nothing to escape. */
+static const struct {
+    const char *name, *help;
+    figure fig;
+} gauges[] = {
+    {"seqpar_step", "Latest step reported by any rank.", FIG_STEP},
+    {"seqpar_epoch", "Latest epoch reported (1-based).", FIG_EPOCH},
+    {"seqpar_world_size", "Ranks in the run.", FIG_WORLD},
+    {"seqpar_running", "1 while the run is running, else 0.", FIG_RUNNING},
+    {"seqpar_loss",
+     "Training loss (mean token cross-entropy over all ranks) of the latest complete step.",
+     FIG_LOSS},
+    {"seqpar_perplexity", "exp(seqpar_loss).", FIG_PPL},
+    {"seqpar_tokens_per_second", "Target tokens per second, summed over ranks.", FIG_TPS},
+    {"seqpar_grad_norm", "Global gradient norm before clipping.", FIG_GNORM},
+    {"seqpar_valid_loss", "Validation loss of the latest evaluation.", FIG_VLOSS},
+    {"seqpar_valid_perplexity", "Validation perplexity of the latest evaluation.", FIG_VPPL},
+    {"seqpar_bleu", "Validation corpus BLEU (x100) of the latest evaluation.", FIG_BLEU},
+};
 
 char *wire_collector_metrics(wire_collector *c, double now)
 {
@@ -788,22 +776,13 @@ char *wire_collector_metrics(wire_collector *c, double now)
         "seqpar_monitor_messages_total{outcome=\"malformed\"} %ld\n"
         "seqpar_monitor_messages_total{outcome=\"oversized\"} %ld\n",
         c->ok, c->malformed, c->oversized);
-    gauge(&t, "seqpar_step", "Latest step reported by any rank.", c, now, g_step);
-    gauge(&t, "seqpar_epoch", "Latest epoch reported (1-based).", c, now, g_epoch);
-    gauge(&t, "seqpar_world_size", "Ranks in the run.", c, now, g_world);
-    gauge(&t, "seqpar_running", "1 while the run is running, else 0.", c, now, g_running);
-    gauge(&t, "seqpar_loss",
-          "Training loss (mean token cross-entropy over all ranks) of the latest complete step.", c,
-          now, g_loss);
-    gauge(&t, "seqpar_perplexity", "exp(seqpar_loss).", c, now, g_ppl);
-    gauge(&t, "seqpar_tokens_per_second", "Target tokens per second, summed over ranks.", c, now,
-          g_tps);
-    gauge(&t, "seqpar_grad_norm", "Global gradient norm before clipping.", c, now, g_gnorm);
-    gauge(&t, "seqpar_valid_loss", "Validation loss of the latest evaluation.", c, now, g_vloss);
-    gauge(&t, "seqpar_valid_perplexity", "Validation perplexity of the latest evaluation.", c, now,
-          g_vppl);
-    gauge(&t, "seqpar_bleu", "Validation corpus BLEU (x100) of the latest evaluation.", c, now,
-          g_bleu);
+    for (size_t g = 0; g < sizeof gauges / sizeof *gauges; g++) {
+        put(&t, "# HELP %s %s\n# TYPE %s gauge\n", gauges[g].name, gauges[g].help, gauges[g].name);
+        for (int i = 0; i < c->nruns; i++) {
+            const double v = run_figure(c->runs[i], gauges[g].fig, now);
+            if (isfinite(v)) put(&t, "%s{run=\"%s\"} %.10g\n", gauges[g].name, c->runs[i]->id, v);
+        }
+    }
     put(&t, "# HELP seqpar_rank_last_seen_seconds Seconds since a rank's last message.\n"
             "# TYPE seqpar_rank_last_seen_seconds gauge\n");
     for (int i = 0; i < c->nruns; i++)
