@@ -362,7 +362,8 @@ typedef struct optimizer {
 
 int optimizer_init(optimizer *o, opt_kind kind, float lr, const param_table *pt);
 void optimizer_free(optimizer *o);
-/* One update from the gradient buffer, as torch.optim.SGD / Adam. */
+/* One update from the gradient buffer, as torch.optim.SGD / Adam; leaves the
+ * gradient buffer zeroed (it is optimizer_step_scaled with scale 1). */
 void optimizer_step(optimizer *o, param_table *pt);
 /* The same update from scale·g (the token average and the clipping factor in
  * one), leaving the gradient buffer zeroed: the training step's one pass. */
@@ -373,7 +374,8 @@ void optimizer_step_scaled(optimizer *o, param_table *pt, float scale);
 double optimizer_update(optimizer *o, param_table *pt, double tokens, double clip);
 int opt_parse(const char *s, opt_kind *out);
 
-/* Scales every gradient by `scale` (e.g. 1 / global token count). */
+/* Scales every gradient by `scale`. (The trainer uses optimizer_update;
+ * grad_scale and grad_clip remain for callers that work on the gradient.) */
 void grad_scale(param_table *pt, float scale);
 /* Global L2 norm of the gradient (double accumulation). */
 double grad_norm(const param_table *pt);
