@@ -139,6 +139,7 @@ typedef struct rnn_dir {
                                  for every t is block t + (reverse ? 1 : 0)  */
     float *cs;    /* (T+1, B, H) LSTM cells, same layout; NULL otherwise     */
     float *ctxw;  /* (B, GH)     W_ic c                                      */
+    float *whT;   /* (H, GH)     W_hh^T, copied by a forward of T > 1 steps  */
     /* backward workspace */
     float *dxw;            /* (T, B, GH)  d/d(input pre-activation)                   */
     float *dhw;            /* (T, B, GH)  d/d(recurrent pre-activation) (GRU only; for

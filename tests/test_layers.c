@@ -211,6 +211,32 @@ static void check_dir(cell_kind cell, int reverse, int with_ctx, int onehot)
         fprintf(stderr, "rnn_dir %s reverse=%d ctx=%d onehot=%d: %d bad\n", cell_name(cell),
                 reverse, with_ctx, onehot, bad);
     CU_ASSERT_EQUAL(bad, 0);
+
+    /* T calls of one step each (how decoding runs: the product with W_hh^T)
+     * give the outputs of one call of T steps (the product with a copy of
+     * W_hh^T): the two layouts agree to rounding. */
+    dir_loss(&c);
+    float *h = calloc(BH * 5, sizeof(float)), *cc = h + BH, *hn = cc + BH, *cn = hn + BH,
+          *yt = cn + BH;
+    memcpy(h, c.h0, BH * sizeof(float));
+    memcpy(cc, c.c0, BH * sizeof(float));
+    double worst = 0;
+    for (int s = 0; s < c.T; s++) {
+        const int t = reverse ? c.T - 1 - s : s;
+        rnn_dir_forward(&c.d, 1, c.B, c.x + (size_t)t * c.B * c.I, c.I,
+                        onehot ? ids + (size_t)t * c.B : NULL, c.ctx, h, cc, yt, c.H, hn, cn);
+        for (size_t k = 0; k < BH; k++) {
+            double e = fabs((double)yt[k] - c.y[(size_t)t * BH + k]);
+            if (e > worst) worst = e;
+        }
+        memcpy(h, hn, BH * sizeof(float));
+        memcpy(cc, cn, BH * sizeof(float));
+    }
+    CU_ASSERT(worst < 1e-5);
+    if (!(worst < 1e-5))
+        fprintf(stderr, "rnn_dir %s reverse=%d: one-step calls differ by %g\n", cell_name(cell),
+                reverse, worst);
+    free(h);
     rnn_dir_free(&c.d);
     param_table_free(&c.pt);
     free(buf);

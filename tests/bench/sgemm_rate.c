@@ -1,11 +1,13 @@
 /* sgemm rate of this machine's OpenBLAS at one shape:
- *   sgemm_rate M N K [THREADS]
- * times C (M×N) = A (M×K) · B (K×N) and prints the best and median GFLOP/s of
- * repeated calls and the kernel OpenBLAS chose. The benchmark harness uses it
- * for the sgemm rate at a model's dominant shape. */
+ *   sgemm_rate M N K [THREADS [nn|nt]]
+ * times C (M×N) = A (M×K) · B (K×N), B stored as (K, N) (nn, the default) or
+ * as its transpose (N, K) (nt, as W_hh is stored), and prints the best and
+ * median GFLOP/s of repeated calls and the kernel OpenBLAS chose. The
+ * benchmark harness uses it for the sgemm rate at a model's dominant shape. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static double now(void)
@@ -24,15 +26,22 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: sgemm_rate M N K [THREADS]\n");
+        fprintf(stderr, "usage: sgemm_rate M N K [THREADS [nn|nt]]\n");
         return 2;
     }
     const int M = atoi(argv[1]), N = atoi(argv[2]), K = atoi(argv[3]);
     const int threads = argc > 4 ? atoi(argv[4]) : 1;
+    const char *layout = argc > 5 ? argv[5] : "nn";
     if (M < 1 || N < 1 || K < 1 || threads < 1) {
         fprintf(stderr, "sgemm_rate: sizes and threads must be >= 1\n");
         return 2;
     }
+    if (strcmp(layout, "nn") != 0 && strcmp(layout, "nt") != 0) {
+        fprintf(stderr, "sgemm_rate: layout '%s': expected nn or nt\n", layout);
+        return 2;
+    }
+    const enum CBLAS_TRANSPOSE tb = layout[1] == 't' ? CblasTrans : CblasNoTrans;
+    const int ldb = tb == CblasTrans ? K : N;
     openblas_set_num_threads(threads);
     float *A = malloc(sizeof(float) * (size_t)M * K), *B = malloc(sizeof(float) * (size_t)K * N);
     float *C = malloc(sizeof(float) * (size_t)M * N);
@@ -44,16 +53,15 @@ int main(int argc, char **argv)
     if (reps > 200) reps = 200;
     double *rate = malloc(sizeof(double) * (size_t)reps);
     if (!rate) return 1;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, M, N, K, 1.0f, A, K, B, ldb, 0.0f, C, N);
     for (int r = 0; r < reps; r++) {
         double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f, C,
-                    N);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, M, N, K, 1.0f, A, K, B, ldb, 0.0f, C, N);
         rate[r] = flop / (now() - t0) / 1e9;
     }
     qsort(rate, (size_t)reps, sizeof *rate, cmp);
-    printf("sgemm M=%d N=%d K=%d threads=%d kernel=%s best_gflops=%.1f median_gflops=%.1f\n", M, N,
-           K, threads, openblas_get_corename(), rate[reps - 1], rate[reps / 2]);
+    printf("sgemm %s M=%d N=%d K=%d threads=%d kernel=%s best_gflops=%.1f median_gflops=%.1f\n",
+           layout, M, N, K, threads, openblas_get_corename(), rate[reps - 1], rate[reps / 2]);
     free(A), free(B), free(C), free(rate);
     return 0;
 }
