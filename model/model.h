@@ -150,6 +150,13 @@ typedef struct rnn_dir {
     const int *bs;
     int *n;      /* (Tmax + 1) rows of each step in the last forward */
     size_t *off; /* (Tmax + 1) first packed row of each step; off[T] = all rows */
+    /* shared input rows (rnn_dir_share_inputs): rows with one id have one x */
+    int vocab;        /* ids are in [0, vocab); 0: off */
+    int32_t *slot_of; /* (vocab) −1 between calls */
+    int32_t *slot;    /* (Tmax·Bmax) each row's distinct id, as an index into uniq */
+    int32_t *uniq;    /* (Tmax·Bmax) the last forward's distinct ids, first seen first */
+    int U;            /* how many */
+    float *xu;        /* (Tmax·Bmax, I) their input rows */
 } rnn_dir;
 
 int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, int onehot, int Tmax,
@@ -158,6 +165,14 @@ void rnn_dir_free(rnn_dir *d);
 /* Binds parameter pointers: weights at W_ih … and gradients at dW_ih …. */
 void rnn_dir_bind(rnn_dir *d, float *W_ih, float *W_hh, float *b_ih, float *b_hh, float *dW_ih,
                   float *dW_hh, float *db_ih, float *db_hh);
+
+/* Declares that x rows are a function of the row's id (an embedding lookup,
+ * ids in [0, vocab)): a forward with ids then projects each distinct id
+ * once (W_ih x for U distinct ids instead of every row), and the backward
+ * sums the rows' gradients per id before its products. The backward's dx is
+ * then (U, I): the gradient of each distinct id's input row, ids in
+ * d->uniq. Not with onehot input. */
+int rnn_dir_share_inputs(rnn_dir *d, int vocab);
 
 /* x (T, B, ·) with row stride ldx (or ids (T, B) when onehot); ctx (B, C) or NULL;
  * h0 (B, H) or NULL for zeros; c0 likewise (LSTM). Writes the output of every
@@ -240,6 +255,14 @@ typedef struct rnn_dropout_key {
  * returns to B rows at every step. bs must stay valid until then. */
 int rnn_stack_set_packed(rnn_stack *s, const int *bs);
 
+/* Layer 0's input rows are an embedding of ids in [0, vocab) (dropout never
+ * touches them): each distinct id's row is projected once per forward (see
+ * rnn_dir_share_inputs), and rnn_stack_backward's dx becomes (U, I), one row
+ * per distinct id of the last forward, in the order of
+ * rnn_stack_input_ids. MODEL_EINVAL with one-hot input, MODEL_ENOMEM. */
+int rnn_stack_share_inputs(rnn_stack *s, int vocab);
+const int32_t *rnn_stack_input_ids(const rnn_stack *s, int *U);
+
 /* h0/c0 (L, B, H) or NULL; hT/cT (L, B, H) or NULL. The final state of a
  * bidirectional layer is [forward's h(T−1) ; reverse's h(0)]. The output of
  * the top layer is s->y[L-1]. drop = NULL disables dropout (evaluation). */
@@ -315,8 +338,9 @@ int model_step(model *m, const model_batch *b, int train, double *loss_sum, long
 /* Matrix-multiply work of one training step on batch b (forward and
  * backward, counted as 3 × the forward's 2·M·N·K), in FLOP: *padded as the
  * model defines it (every decoder step, logits at every position) and
- * *executed as model_step runs it (the decoder up to the longest target,
- * logits at live positions only). One-hot inputs are lookups, not products. */
+ * *executed as model_step ran it, so call it after the step (the decoder up
+ * to the longest target, logits at live positions only, each distinct input
+ * token projected once). One-hot inputs are lookups, not products. */
 void model_matmul_flops(const model *m, const model_batch *b, double *padded, double *executed);
 
 /* Installs (fn non-NULL) or removes the backward's gradient-ready hook: a

@@ -131,6 +131,10 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
                            B) ||
             rnn_stack_init(&m->dec, c.cell, L, 0, Id, H, H, c.dropout, m->onehot, T, B))
             goto err;
+        /* embedded inputs: each distinct token is projected once per step */
+        if (!m->onehot &&
+            (rnn_stack_share_inputs(&m->enc, c.src_vocab) || rnn_stack_share_inputs(&m->dec, V)))
+            goto err;
         if (!m->onehot)
             m->i_enc_emb = param_table_add(pt, "encoder.embedding.weight", 2, c.src_vocab, E);
         m->i_enc_rnn = rnn_stack_register(&m->enc, pt, "encoder.rnn");
@@ -143,7 +147,9 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
             goto err;
     } else {
         const int I = m->onehot ? V : E;
-        if (rnn_stack_init(&m->rnn, c.cell, L, 0, I, 0, H, c.dropout, m->onehot, T, B)) goto err;
+        if (rnn_stack_init(&m->rnn, c.cell, L, 0, I, 0, H, c.dropout, m->onehot, T, B) ||
+            (!m->onehot && rnn_stack_share_inputs(&m->rnn, V)))
+            goto err;
         if (!m->onehot) m->i_emb = param_table_add(pt, "embedding.weight", 2, V, E);
         m->i_rnn = rnn_stack_register(&m->rnn, pt, "rnn");
         m->i_dense_w = param_table_add(pt, "dense.weight", 2, V, H);
@@ -346,19 +352,22 @@ static int step_translate_train(model *m, const model_batch *b, double *loss_sum
     memset(m->dst_h, 0, LBH * sizeof(float));
     memset(m->dst_c, 0, LBH * sizeof(float));
     memset(m->dctx, 0, (size_t)B * H * sizeof(float));
-    if (!m->onehot) memset(m->dxb, 0, N * E * sizeof(float));
+    int U = 0; /* the distinct tokens of a stack's input (rnn_stack_share_inputs) */
+    const int32_t *uid = rnn_stack_input_ids(&m->dec, &U);
+    if (!m->onehot) memset(m->dxb, 0, (size_t)U * E * sizeof(float));
     rnn_stack_backward(&m->dec, Td, B, xd, din, ctx, m->dtop, NULL, NULL, NULL,
                        m->onehot ? NULL : m->dxb, m->dctx, m->dst_h, m->dst_c);
     rnn_stack_set_packed(&m->dec, NULL);
-    if (!m->onehot) embedding_backward(param_grad(pt, m->i_dec_emb), m->dxb, din, (int)N, E);
+    if (!m->onehot) embedding_backward(param_grad(pt, m->i_dec_emb), m->dxb, uid, U, E);
     grad_ready(m, m->i_dec_emb, 1);
     /* the context is the encoder's last-layer final h: its gradient joins that state's */
     float *dlast = m->dst_h + (size_t)(L - 1) * B * H;
     for (size_t i = 0; i < (size_t)B * H; i++) dlast[i] += m->dctx[i];
-    if (!m->onehot) memset(m->dxa, 0, TB * E * sizeof(float));
+    uid = rnn_stack_input_ids(&m->enc, &U);
+    if (!m->onehot) memset(m->dxa, 0, (size_t)U * E * sizeof(float));
     rnn_stack_backward(&m->enc, T, B, xe, src, NULL, NULL, m->dst_h, m->dst_c, NULL,
                        m->onehot ? NULL : m->dxa, NULL, NULL, NULL);
-    if (!m->onehot) embedding_backward(param_grad(pt, m->i_enc_emb), m->dxa, src, (int)TB, E);
+    if (!m->onehot) embedding_backward(param_grad(pt, m->i_enc_emb), m->dxa, uid, U, E);
     grad_ready(m, m->i_enc_emb, 1);
     return MODEL_OK;
 }
@@ -416,11 +425,13 @@ static int step_lm(model *m, const model_batch *b, int train, double *loss_sum, 
         dense_backward(m->dtop, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b),
                        m->logits, ytop, param_data(pt, m->i_dense_w), (int)TB, H, V);
         grad_ready(m, m->i_dense_w, 2);
-        if (!m->onehot) memset(m->dxa, 0, TB * E * sizeof(float));
+        int U = 0; /* the distinct tokens of the input (rnn_stack_share_inputs) */
+        const int32_t *uid = rnn_stack_input_ids(&m->rnn, &U);
+        if (!m->onehot) memset(m->dxa, 0, (size_t)U * E * sizeof(float));
         /* the carried-in state is detached: no gradient flows into it */
         rnn_stack_backward(&m->rnn, T, B, xe, x, NULL, m->dtop, NULL, NULL, make_carry(m, b),
                            m->onehot ? NULL : m->dxa, NULL, NULL, NULL);
-        if (!m->onehot) embedding_backward(param_grad(pt, m->i_emb), m->dxa, x, (int)TB, E);
+        if (!m->onehot) embedding_backward(param_grad(pt, m->i_emb), m->dxa, uid, U, E);
         grad_ready(m, m->i_emb, 1);
     }
     /* carry the final state to the next minibatch (values only: detached) */
@@ -430,14 +441,18 @@ static int step_lm(model *m, const model_batch *b, int train, double *loss_sum, 
 }
 
 /* Forward matmul FLOP of a stack over `rows` (step, row) pairs of B rows. */
-static double stack_flops(const rnn_stack *s, double rows, int B)
+/* A stack's forward products over `rows` positions; `executed`: layer 0's
+ * input product over the last forward's distinct ids when they are shared
+ * (rnn_stack_share_inputs). */
+static double stack_flops(const rnn_stack *s, double rows, int B, int executed)
 {
     double f = 0.0;
     for (int i = 0; i < s->L * s->dirs; i++) {
         const rnn_dir *d = &s->d[i];
         const double GH = (double)cell_gates(d->cell) * d->H;
         const int I = d->onehot ? 0 : d->I;
-        f += 2.0 * rows * GH * (I + d->H) + 2.0 * B * GH * d->C;
+        const double in_rows = executed && d->vocab > 0 ? (double)d->U : rows;
+        f += 2.0 * GH * (in_rows * I + rows * d->H) + 2.0 * B * GH * d->C;
     }
     return f;
 }
@@ -447,14 +462,16 @@ void model_matmul_flops(const model *m, const model_batch *b, double *padded, do
     const int T = b->T, B = b->B, H = m->cfg.hidden, V = m->cfg.tgt_vocab;
     const double TB = (double)T * B;
     if (m->cfg.task == MODEL_LM) {
-        *padded = *executed = 3.0 * (stack_flops(&m->rnn, TB, B) + 2.0 * TB * H * V);
+        *padded = 3.0 * (stack_flops(&m->rnn, TB, B, 0) + 2.0 * TB * H * V);
+        *executed = 3.0 * (stack_flops(&m->rnn, TB, B, 1) + 2.0 * TB * H * V);
         return;
     }
     double live = 0.0; /* the decoder's packed (step, row) pairs = target tokens */
     for (int r = 0; r < B; r++) live += target_len(b, r);
-    const double enc = stack_flops(&m->enc, TB, B);
-    *padded = 3.0 * (enc + stack_flops(&m->dec, TB, B) + 2.0 * TB * H * V);
-    *executed = 3.0 * (enc + stack_flops(&m->dec, live, B) + 2.0 * live * H * V);
+    *padded =
+        3.0 * (stack_flops(&m->enc, TB, B, 0) + stack_flops(&m->dec, TB, B, 0) + 2.0 * TB * H * V);
+    *executed = 3.0 * (stack_flops(&m->enc, TB, B, 1) + stack_flops(&m->dec, live, B, 1) +
+                       2.0 * live * H * V);
 }
 
 int model_step(model *m, const model_batch *b, int train, double *loss_sum, long *tokens)

@@ -91,7 +91,44 @@ void rnn_dir_free(rnn_dir *d)
     free(d->mem);
     free(d->n);
     free(d->off);
+    free(d->slot_of);
+    free(d->slot);
+    free(d->uniq);
+    free(d->xu);
     memset(d, 0, sizeof *d);
+}
+
+int rnn_dir_share_inputs(rnn_dir *d, int vocab)
+{
+    if (d->onehot || vocab < 1) return MODEL_EINVAL;
+    const size_t rows = (size_t)d->Tmax * d->Bmax;
+    d->slot_of = malloc((size_t)vocab * sizeof *d->slot_of);
+    d->slot = malloc(rows * sizeof *d->slot);
+    d->uniq = malloc(rows * sizeof *d->uniq);
+    d->xu = malloc(rows * d->I * sizeof *d->xu);
+    if (!d->slot_of || !d->slot || !d->uniq || !d->xu) return MODEL_ENOMEM;
+    for (int v = 0; v < vocab; v++) d->slot_of[v] = -1;
+    d->vocab = vocab;
+    return MODEL_OK;
+}
+
+/* Shared inputs: numbers the distinct ids of N rows (slot, uniq, U) and
+ * gathers their input rows into xu. */
+static void share_rows(rnn_dir *d, size_t N, const float *x, int ldx, const int32_t *ids)
+{
+    int U = 0;
+    for (size_t n = 0; n < N; n++) {
+        const int32_t id = ids[n];
+        int32_t u = d->slot_of[id];
+        if (u < 0) {
+            u = d->slot_of[id] = U++;
+            d->uniq[u] = id;
+            memcpy(d->xu + (size_t)u * d->I, x + n * ldx, (size_t)d->I * sizeof(float));
+        }
+        d->slot[n] = u;
+    }
+    for (int u = 0; u < U; u++) d->slot_of[d->uniq[u]] = -1;
+    d->U = U;
 }
 
 void rnn_dir_bind(rnn_dir *d, float *W_ih, float *W_hh, float *b_ih, float *b_hh, float *dW_ih,
@@ -269,8 +306,22 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
     const size_t N = step_layout(d, T, B);
 
     /* xw (N, GH) = x · W_ih[:, :I]^T + b_ih (+ ctx · W_ih[:, I:]^T, once per row) */
-    for (size_t n = 0; n < N; n++) memcpy(d->xw + n * GH, d->b_ih, (size_t)GH * sizeof(float));
-    if (d->onehot) {
+    const int shared = d->vocab > 0 && ids;
+    if (!shared)
+        for (size_t n = 0; n < N; n++) memcpy(d->xw + n * GH, d->b_ih, (size_t)GH * sizeof(float));
+    if (shared) {
+        /* each distinct id once: P (U, GH) = xu · W_ih[:, :I]^T, in dxw
+         * (free until the backward), then row n = b_ih + P[slot[n]] */
+        share_rows(d, N, x, ldx, ids);
+        float *P = d->dxw;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->U, GH, I, 1.0f, d->xu, I, d->W_ih,
+                    IC, 0.0f, P, GH);
+        for (size_t n = 0; n < N; n++) {
+            float *row = d->xw + n * GH;
+            const float *pu = P + (size_t)d->slot[n] * GH;
+            for (int k = 0; k < GH; k++) row[k] = d->b_ih[k] + pu[k];
+        }
+    } else if (d->onehot) {
         /* one-hot input: row n adds column ids[n] of W_ih (a lookup, not a product) */
         for (size_t n = 0; n < N; n++) {
             float *row = d->xw + n * GH;
@@ -412,7 +463,20 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
         for (size_t k = 0; k < BH; k++) dc0[k] += dc[k];
 
     /* parameter gradients over all N rows at once */
-    if (d->onehot) {
+    const int shared = d->vocab > 0 && ids;
+    float *dsh = d->xw; /* shared inputs: (U, GH) Σ of dxw per distinct id (xw is free now) */
+    if (shared) {
+        memset(dsh, 0, (size_t)d->U * GH * sizeof(float));
+        for (size_t n = 0; n < N; n++) {
+            float *r = dsh + (size_t)d->slot[n] * GH;
+            const float *g = d->dxw + n * GH;
+            for (int k = 0; k < GH; k++) r[k] += g[k];
+        }
+        /* dW_ih[:, :I] (GH, I) += dsh^T (GH, U) · xu (U, I) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, I, d->U, 1.0f, dsh, GH, d->xu, I,
+                    1.0f, d->dW_ih, IC);
+        add_row_sums(d->db_ih, dsh, (size_t)d->U, GH);
+    } else if (d->onehot) {
         for (size_t n = 0; n < N; n++) {
             const float *row = d->dxw + n * GH;
             float *col = d->dW_ih + ids[n];
@@ -423,7 +487,7 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, I, (int)N, 1.0f, d->dxw, GH, x,
                     ldx, 1.0f, d->dW_ih, IC);
     }
-    add_row_sums(d->db_ih, d->dxw, N, GH);
+    if (!shared) add_row_sums(d->db_ih, d->dxw, N, GH);
     if (C > 0) {
         /* the context enters every step: its gradient is Σ_t dxw_t (B, GH) */
         float *dsum = d->ctxw + (size_t)d->Bmax * GH;
@@ -452,8 +516,11 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, H, (int)N, 1.0f, dhw_all, GH, prev, H,
                 1.0f, d->dW_hh, H);
     add_row_sums(d->db_hh, dhw_all, N, GH);
-    /* dx (N, I) += dxw (N, GH) · W_ih[:, :I] (GH, I) */
-    if (dx && !d->onehot)
+    /* dx (N, I) += dxw (N, GH) · W_ih[:, :I] (GH, I); shared inputs: (U, I) from dsh */
+    if (dx && shared)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->U, I, GH, 1.0f, dsh, GH, d->W_ih,
+                    IC, 1.0f, dx, lddx);
+    else if (dx && !d->onehot)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, I, GH, 1.0f, d->dxw, GH,
                     d->W_ih, IC, 1.0f, dx, lddx);
 }
@@ -526,6 +593,21 @@ int rnn_stack_set_packed(rnn_stack *s, const int *bs)
     if (bs && s->dirs != 1) return MODEL_EINVAL;
     for (int i = 0; i < s->L * s->dirs; i++) s->d[i].bs = bs;
     return MODEL_OK;
+}
+
+int rnn_stack_share_inputs(rnn_stack *s, int vocab)
+{
+    for (int k = 0; k < s->dirs; k++) {
+        int rc = rnn_dir_share_inputs(&s->d[k], vocab);
+        if (rc != MODEL_OK) return rc;
+    }
+    return MODEL_OK;
+}
+
+const int32_t *rnn_stack_input_ids(const rnn_stack *s, int *U)
+{
+    *U = s->d[0].U;
+    return s->d[0].uniq;
 }
 
 /* One row's inverted-dropout mask (0 or 1/(1−p), unit j from draw j of the

@@ -250,6 +250,86 @@ static void test_rnn_dir(void)
                 for (int oh = 0; oh < 2; oh++) check_dir((cell_kind)cell, rev, ctx, oh);
 }
 
+/* The largest |a − b| / (1 + |a|) over n elements. */
+static double rel_diff(const float *a, const float *b, size_t n)
+{
+    double w = 0;
+    for (size_t i = 0; i < n; i++)
+        w = fmax(w, fabs((double)a[i] - b[i]) / (1.0 + fabs((double)a[i])));
+    return w;
+}
+
+/* Shared input rows (rnn_dir_share_inputs): a direction whose x rows are an
+ * embedding of ids gives the outputs and gradients of a plain direction on
+ * the same rows, and its (U, I) dx, summed into the embedding by id, gives
+ * the plain dx summed the same way. */
+static void check_shared(cell_kind cell, int reverse, int C)
+{
+    enum { T = 4, B = 3, I = 5, H = 4, V = 6 };
+    const int GH = cell_gates(cell) * H, N = T * B;
+    rnn_dir d[2];
+    param_table pt[2] = {{0}, {0}};
+    for (int k = 0; k < 2; k++) {
+        CU_ASSERT_FATAL(rnn_dir_init(&d[k], cell, I, C, H, reverse, 0, T, B) == 0);
+        param_table_add(&pt[k], "w_ih", 2, GH, I + C);
+        param_table_add(&pt[k], "w_hh", 2, GH, H);
+        param_table_add(&pt[k], "b_ih", 1, GH, 0);
+        param_table_add(&pt[k], "b_hh", 1, GH, 0);
+        CU_ASSERT_FATAL(param_table_alloc(&pt[k]) == 0);
+        for (int i = 0; i < 4; i++) gc_fill(param_data(&pt[k], i), pt[k].t[i].size, 0.6f, 60 + i);
+        rnn_dir_bind(&d[k], param_data(&pt[k], 0), param_data(&pt[k], 1), param_data(&pt[k], 2),
+                     param_data(&pt[k], 3), param_grad(&pt[k], 0), param_grad(&pt[k], 1),
+                     param_grad(&pt[k], 2), param_grad(&pt[k], 3));
+    }
+    CU_ASSERT_FATAL(rnn_dir_share_inputs(&d[1], V) == 0);
+    int32_t ids[N];
+    int seen[V] = {0}, distinct = 0;
+    for (int n = 0; n < N; n++) {
+        ids[n] = (n * 5 + n / 4) % V == 1 ? 0 : (n * 5 + n / 4) % V; /* repeats; id 1 unused */
+        distinct += !seen[ids[n]]++;
+    }
+    float E[V * I], x[N * I], ctx[B * 3], y[2][N * H], hT[2][B * H], cT[2][B * H], wy[N * H],
+        wh[B * H], dx[2][N * I], dctx[2][B * 3], dE[2][V * I];
+    gc_fill(E, V * I, 1.0f, 70);
+    gc_fill(ctx, B * 3, 1.0f, 71);
+    gc_fill(wy, N * H, 1.0f, 72);
+    gc_fill(wh, B * H, 1.0f, 73);
+    embedding_forward(x, E, ids, N, I);
+    memset(dx, 0, sizeof dx);
+    memset(dctx, 0, sizeof dctx);
+    memset(dE, 0, sizeof dE);
+    for (int k = 0; k < 2; k++) {
+        rnn_dir_forward(&d[k], T, B, x, I, ids, C ? ctx : NULL, NULL, NULL, y[k], H, hT[k], cT[k]);
+        rnn_dir_backward(&d[k], T, B, x, I, ids, C ? ctx : NULL, wy, H, wh, NULL, NULL, dx[k], I,
+                         C ? dctx[k] : NULL, NULL, NULL);
+    }
+    CU_ASSERT_EQUAL(d[1].U, distinct);
+    embedding_backward(dE[0], dx[0], ids, N, I);
+    embedding_backward(dE[1], dx[1], d[1].uniq, d[1].U, I);
+    double worst = rel_diff(y[0], y[1], N * H);
+    worst = fmax(worst, rel_diff(hT[0], hT[1], B * H));
+    worst = fmax(worst, rel_diff(dE[0], dE[1], V * I));
+    if (C) worst = fmax(worst, rel_diff(dctx[0], dctx[1], B * C));
+    for (int i = 0; i < 4; i++)
+        worst =
+            fmax(worst, rel_diff(param_grad(&pt[0], i), param_grad(&pt[1], i), pt[0].t[i].size));
+    CU_ASSERT(worst < 1e-5);
+    if (!(worst < 1e-5))
+        fprintf(stderr, "shared inputs %s reverse=%d C=%d: differ by %g\n", cell_name(cell),
+                reverse, C, worst);
+    for (int k = 0; k < 2; k++) {
+        rnn_dir_free(&d[k]);
+        param_table_free(&pt[k]);
+    }
+}
+
+static void test_rnn_dir_shared(void)
+{
+    for (int cell = 0; cell < 3; cell++)
+        for (int rev = 0; rev < 2; rev++)
+            for (int C = 0; C <= 3; C += 3) check_shared((cell_kind)cell, rev, C);
+}
+
 /* Carry factors of 1 change nothing; a carry of 0 at step 2 stops every
  * gradient that losses at steps >= 2 send to states before step 2: with
  * losses only at steps >= 2, h0 gets none. */
@@ -611,6 +691,7 @@ void register_suites(void)
     CU_add_test(s, "dense gradient", test_dense);
     CU_add_test(s, "masked softmax cross-entropy", test_xent);
     CU_add_test(s, "rnn/gru/lstm direction gradients", test_rnn_dir);
+    CU_add_test(s, "shared input rows (one product per distinct id)", test_rnn_dir_shared);
     CU_add_test(s, "truncation carry factors", test_rnn_dir_carry);
     CU_add_test(s, "stacked, bidirectional, dropout gradients", test_rnn_stack);
     CU_add_test(s, "sgd, adam, clipping", test_optimizers);
