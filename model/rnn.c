@@ -112,6 +112,18 @@ int rnn_dir_share_inputs(rnn_dir *d, int vocab)
     return MODEL_OK;
 }
 
+/* dst (n) += src (n); dst (n) = a (n) + b (n): the element-wise loops of a
+ * direction, compiled per instruction set like the cells. */
+VM_CLONES static void vadd(float *restrict dst, const float *restrict src, size_t n)
+{
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+VM_CLONES static void vsum(float *restrict dst, const float *restrict a, const float *restrict b,
+                           size_t n)
+{
+    for (size_t i = 0; i < n; i++) dst[i] = a[i] + b[i];
+}
+
 /* Shared inputs: numbers the distinct ids of N rows (slot, uniq, U) and
  * gathers their input rows into xu. */
 static void share_rows(rnn_dir *d, size_t N, const float *x, int ldx, const int32_t *ids)
@@ -319,7 +331,7 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
         for (size_t n = 0; n < N; n++) {
             float *row = d->xw + n * GH;
             const float *pu = P + (size_t)d->slot[n] * GH;
-            for (int k = 0; k < GH; k++) row[k] = d->b_ih[k] + pu[k];
+            vsum(row, d->b_ih, pu, (size_t)GH);
         }
     } else if (d->onehot) {
         /* one-hot input: row n adds column ids[n] of W_ih (a lookup, not a product) */
@@ -337,7 +349,7 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
                     IC, 0.0f, d->ctxw, GH);
         for (int t = 0; t < T; t++) {
             float *xt = d->xw + d->off[t] * GH;
-            for (size_t k = 0; k < (size_t)d->n[t] * GH; k++) xt[k] += d->ctxw[k];
+            vadd(xt, d->ctxw, (size_t)d->n[t] * GH);
         }
     }
 
@@ -390,10 +402,16 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
         memcpy(cT, state_out(d, d->cs, tl, B), (size_t)B * H * sizeof(float));
 }
 
-/* Σ over rows of a (N, K) matrix added into out (K). */
-static void add_row_sums(float *out, const float *a, size_t N, int K)
+/* Σ over rows of a (N, K) matrix added into out (K), four rows a pass (out
+ * is loaded and stored once per four rows, not once per row). */
+VM_CLONES static void add_row_sums(float *restrict out, const float *restrict a, size_t N, int K)
 {
-    for (size_t n = 0; n < N; n++) {
+    size_t n = 0;
+    for (; n + 4 <= N; n += 4) {
+        const float *r0 = a + n * K, *r1 = r0 + K, *r2 = r1 + K, *r3 = r2 + K;
+        for (int k = 0; k < K; k++) out[k] += (r0[k] + r1[k]) + (r2[k] + r3[k]);
+    }
+    for (; n < N; n++) {
         const float *r = a + n * K;
         for (int k = 0; k < K; k++) out[k] += r[k];
     }
@@ -432,11 +450,8 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
         if (n > live) memset(dh + (size_t)live * H, 0, (size_t)(n - live) * H * sizeof(float));
         live = n;
         if (dy)
-            for (int b = 0; b < n; b++) {
-                const float *src = dy + (d->off[t] + b) * ldy;
-                float *dst = dh + (size_t)b * H;
-                for (int j = 0; j < H; j++) dst[j] += src[j];
-            }
+            for (int b = 0; b < n; b++)
+                vadd(dh + (size_t)b * H, dy + (d->off[t] + b) * ldy, (size_t)H);
         const size_t off = d->off[t] * GH;
         cell_backward(d->cell, n, H, dh, dc, d->gates + off, d->hw + off,
                       state_prev(d, d->hs, t, B), lstm ? state_prev(d, d->cs, t, B) : NULL,
@@ -457,8 +472,7 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
             }
     }
     if (live < B) memset(dh + (size_t)live * H, 0, (size_t)(B - live) * H * sizeof(float));
-    if (dh0)
-        for (size_t k = 0; k < BH; k++) dh0[k] += dh[k];
+    if (dh0) vadd(dh0, dh, BH);
     if (dc0 && lstm)
         for (size_t k = 0; k < BH; k++) dc0[k] += dc[k];
 
@@ -467,11 +481,8 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
     float *dsh = d->xw; /* shared inputs: (U, GH) Σ of dxw per distinct id (xw is free now) */
     if (shared) {
         memset(dsh, 0, (size_t)d->U * GH * sizeof(float));
-        for (size_t n = 0; n < N; n++) {
-            float *r = dsh + (size_t)d->slot[n] * GH;
-            const float *g = d->dxw + n * GH;
-            for (int k = 0; k < GH; k++) r[k] += g[k];
-        }
+        for (size_t n = 0; n < N; n++)
+            vadd(dsh + (size_t)d->slot[n] * GH, d->dxw + n * GH, (size_t)GH);
         /* dW_ih[:, :I] (GH, I) += dsh^T (GH, U) · xu (U, I) */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, I, d->U, 1.0f, dsh, GH, d->xu, I,
                     1.0f, d->dW_ih, IC);
@@ -494,7 +505,7 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
         memset(dsum, 0, (size_t)B * GH * sizeof(float));
         for (int t = 0; t < T; t++) {
             const float *r = d->dxw + d->off[t] * GH;
-            for (size_t k = 0; k < (size_t)d->n[t] * GH; k++) dsum[k] += r[k];
+            vadd(dsum, r, (size_t)d->n[t] * GH);
         }
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, C, B, 1.0f, dsum, GH, ctx, C, 1.0f,
                     d->dW_ih + I, IC);
