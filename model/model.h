@@ -139,7 +139,8 @@ typedef struct rnn_dir {
                                  for every t is block t + (reverse ? 1 : 0)  */
     float *cs;    /* (T+1, B, H) LSTM cells, same layout; NULL otherwise     */
     float *ctxw;  /* (B, GH)     W_ic c                                      */
-    float *whT;   /* (H, GH)     W_hh^T, copied by a forward of T > 1 steps  */
+    float *wp;    /* W_hh laid out for the steps' products (T > 1): packed
+                     for rgemm, or W_hh^T (H, GH) without it                 */
     /* backward workspace */
     float *dxw;            /* (T, B, GH)  d/d(input pre-activation)                   */
     float *dhw;            /* (T, B, GH)  d/d(recurrent pre-activation) (GRU only; for
@@ -192,6 +193,17 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
                       const float *ctx, const float *dy, int ldy, const float *dhT,
                       const float *dcT, const float *carry, float *dx, int lddx, float *dctx,
                       float *dh0, float *dc0);
+
+/* The recurrent product of one step with its B operand packed once
+ * (rgemm.c): C (M, N) += A (M, K) · B (K, N). B is packed from row-major
+ * (K, N) with stride ldb, or with trans from its transpose stored (N, K),
+ * into rgemm_packed_size(K, N) floats. rgemm runs only where
+ * rgemm_available() (AVX-512 with FMA); elsewhere callers use OpenBLAS. */
+enum { RG_NR = 32 };
+size_t rgemm_packed_size(int K, int N);
+void rgemm_pack(float *dst, const float *B, int K, int N, int ldb, int trans);
+int rgemm_available(void);
+void rgemm(int M, int N, int K, const float *A, int lda, const float *Bp, float *C, int ldc);
 
 /* ======================================================= stacked RNN */
 

@@ -10,6 +10,7 @@
 #include "blas_private.h"
 #include "vmath.h"
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,15 @@ int cell_parse(const char *s, cell_kind *out)
 
 /* ======================================================== one direction */
 
+/* W_hh laid out for the steps' products: packed for rgemm (W_hh^T in the
+ * forward, W_hh in the backward) or, without it, W_hh^T (H, GH). */
+static size_t wp_floats(size_t GH, size_t H)
+{
+    size_t f = rgemm_packed_size((int)H, (int)GH), b = rgemm_packed_size((int)GH, (int)H);
+    size_t n = f > b ? f : b;
+    return n > GH * H ? n : GH * H;
+}
+
 int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, int onehot, int Tmax,
                  int Bmax)
 {
@@ -60,7 +70,7 @@ int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, i
                + (cell == CELL_GRU ? TBG : 0)      /* dhw */
                + SBH * (cell == CELL_LSTM ? 2 : 1) /* hs, cs */
                + 2 * (size_t)Bmax * GH             /* ctxw, dctxw (sum of dxw over t) */
-               + GH * (size_t)H                    /* whT */
+               + wp_floats(GH, H) + 16             /* wp, 64-byte aligned */
                + 3 * BH;                           /* dh, dc, dtmp */
     d->mem = calloc(n, sizeof(float));
     d->n = calloc((size_t)Tmax + 1, sizeof *d->n);
@@ -79,7 +89,8 @@ int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, i
     if (cell == CELL_LSTM) d->cs = p, p += SBH;
     d->ctxw = p, p += (size_t)Bmax * GH;
     p += (size_t)Bmax * GH; /* dctxw lives right after ctxw: see rnn_dir_backward */
-    d->whT = p, p += GH * (size_t)H;
+    p += (16 - ((uintptr_t)p / sizeof(float)) % 16) % 16;
+    d->wp = p, p += wp_floats(GH, H);
     d->dh = p, p += BH;
     d->dc = p, p += BH;
     d->dtmp = p, p += BH;
@@ -367,11 +378,12 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
             memset(cinit, 0, (size_t)B * H * sizeof(float));
     }
 
-    /* Over several steps, prev · W_hh^T runs as prev · whT with whT = W_hh^T
-     * copied once: OpenBLAS (0.3.21) packs that operand faster, and the
-     * per-step product with few rows is 1.1–3× faster (tests/bench/README.md). */
-    const int transposed = T > 1;
-    if (transposed) cblas_somatcopy(CblasRowMajor, CblasTrans, GH, H, 1.0f, d->W_hh, H, d->whT, GH);
+    /* Over several steps W_hh is laid out once for the steps' products
+     * prev · W_hh^T: packed for rgemm (AVX-512), else copied as W_hh^T, which
+     * OpenBLAS (0.3.21) packs faster than W_hh (tests/bench/README.md). */
+    const int packed = T > 1 && rgemm_available(), transposed = T > 1 && !packed;
+    if (packed) rgemm_pack(d->wp, d->W_hh, H, GH, H, 1);
+    if (transposed) cblas_somatcopy(CblasRowMajor, CblasTrans, GH, H, 1.0f, d->W_hh, H, d->wp, GH);
     for (int s = 0; s < T; s++) {
         const int t = d->reverse ? T - 1 - s : s;
         const int n = d->n[t];
@@ -381,9 +393,11 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
         /* hw (n, GH) = prev · W_hh^T + b_hh */
         for (int b = 0; b < n; b++)
             memcpy(hw + (size_t)b * GH, d->b_hh, (size_t)GH * sizeof(float));
-        if (transposed)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, GH, H, 1.0f, hp, H, d->whT,
-                        GH, 1.0f, hw, GH);
+        if (packed)
+            rgemm(n, GH, H, hp, H, d->wp, hw, GH);
+        else if (transposed)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, GH, H, 1.0f, hp, H, d->wp, GH,
+                        1.0f, hw, GH);
         else
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, GH, H, 1.0f, hp, H, d->W_hh, H,
                         1.0f, hw, GH);
@@ -442,6 +456,8 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
             memset(dc, 0, BH * sizeof(float));
     }
 
+    const int packed = T > 1 && rgemm_available(); /* W_hh packed for the steps (rgemm) */
+    if (packed) rgemm_pack(d->wp, d->W_hh, GH, H, H, 0);
     int live = B; /* rows whose dh is meaningful so far */
     for (int s = T - 1; s >= 0; s--) {
         const int t = d->reverse ? T - 1 - s : s;
@@ -458,8 +474,11 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
                       lstm ? state_out(d, d->cs, t, B) : NULL, d->dxw + off,
                       d->cell == CELL_GRU ? d->dhw + off : NULL, dtmp);
         /* d prev (n, H) = direct part + dhw_t (n, GH) · W_hh (GH, H) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, H, GH, 1.0f, dhw_all + off, GH,
-                    d->W_hh, H, 1.0f, dtmp, H);
+        if (packed)
+            rgemm(n, H, GH, dhw_all + off, GH, d->wp, dtmp, H);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, H, GH, 1.0f, dhw_all + off,
+                        GH, d->W_hh, H, 1.0f, dtmp, H);
         float *sw = dh;
         dh = dtmp, dtmp = sw;
         if (carry)

@@ -330,6 +330,59 @@ static void test_rnn_dir_shared(void)
             for (int C = 0; C <= 3; C += 3) check_shared((cell_kind)cell, rev, C);
 }
 
+/* rgemm (the steps' product with B packed once) against a double-precision
+ * product, over edge shapes (rows not a multiple of 12, columns of 32, k of
+ * the 256-slices), both packings; C's padding columns and the rows past M
+ * must stay untouched. */
+static void test_rgemm(void)
+{
+    if (!rgemm_available()) {
+        printf("\n  rgemm: no AVX-512 here (or SEQPAR_RGEMM=0): OpenBLAS serves the steps\n");
+        return;
+    }
+    const int Ms[] = {1, 5, 12, 13, 25}, Ns[] = {1, 31, 32, 33, 70}, Ks[] = {1, 7, 256, 257, 300};
+    double worst = 0;
+    int untouched = 1;
+    for (int trans = 0; trans < 2; trans++)
+        for (int mi = 0; mi < 5; mi++)
+            for (int ni = 0; ni < 5; ni++)
+                for (int ki = 0; ki < 5; ki++) {
+                    const int M = Ms[mi], N = Ns[ni], K = Ks[ki], ldc = N + 3;
+                    float *A = malloc(sizeof(float) * (size_t)M * K);
+                    float *B = malloc(sizeof(float) * (size_t)K * N);
+                    float *C = malloc(sizeof(float) * (size_t)(M + 1) * ldc);
+                    float *P = malloc(sizeof(float) * rgemm_packed_size(K, N));
+                    gc_fill(A, (size_t)M * K, 1.0f, 80 + mi);
+                    gc_fill(B, (size_t)K * N, 1.0f, 90 + ni);
+                    gc_fill(C, (size_t)(M + 1) * ldc, 1.0f, 100 + ki);
+                    float *C0 = malloc(sizeof(float) * (size_t)(M + 1) * ldc);
+                    memcpy(C0, C, sizeof(float) * (size_t)(M + 1) * ldc);
+                    /* trans: B holds the (N, K) transpose of the product's operand */
+                    rgemm_pack(P, B, K, N, trans ? K : N, trans);
+                    rgemm(M, N, K, A, K, P, C, ldc);
+                    for (int i = 0; i < M + 1; i++)
+                        for (int j = 0; j < ldc; j++) {
+                            const size_t at = (size_t)i * ldc + j;
+                            if (i >= M || j >= N) {
+                                untouched &= C[at] == C0[at];
+                                continue;
+                            }
+                            double ref = C0[at], mag = fabs(C0[at]);
+                            for (int k = 0; k < K; k++) {
+                                const double b =
+                                    trans ? B[(size_t)j * K + k] : B[(size_t)k * N + j];
+                                ref += (double)A[(size_t)i * K + k] * b;
+                                mag += fabs((double)A[(size_t)i * K + k] * b);
+                            }
+                            worst = fmax(worst, fabs(C[at] - ref) / (mag + 1e-30));
+                        }
+                    free(A), free(B), free(C), free(C0), free(P);
+                }
+    printf("\n  rgemm: worst error relative to the sum of |terms|: %.2g\n", worst);
+    CU_ASSERT(worst < 1e-6);
+    CU_ASSERT(untouched);
+}
+
 /* Carry factors of 1 change nothing; a carry of 0 at step 2 stops every
  * gradient that losses at steps >= 2 send to states before step 2: with
  * losses only at steps >= 2, h0 gets none. */
@@ -692,6 +745,7 @@ void register_suites(void)
     CU_add_test(s, "masked softmax cross-entropy", test_xent);
     CU_add_test(s, "rnn/gru/lstm direction gradients", test_rnn_dir);
     CU_add_test(s, "shared input rows (one product per distinct id)", test_rnn_dir_shared);
+    CU_add_test(s, "recurrent product with B packed once (rgemm)", test_rgemm);
     CU_add_test(s, "truncation carry factors", test_rnn_dir_carry);
     CU_add_test(s, "stacked, bidirectional, dropout gradients", test_rnn_stack);
     CU_add_test(s, "sgd, adam, clipping", test_optimizers);

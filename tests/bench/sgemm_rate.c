@@ -1,9 +1,15 @@
 /* sgemm rate of this machine's OpenBLAS at one shape:
- *   sgemm_rate M N K [THREADS [nn|nt]]
+ *   sgemm_rate M N K [THREADS [nn|nt|rg]]
  * times C (M×N) = A (M×K) · B (K×N), B stored as (K, N) (nn, the default) or
- * as its transpose (N, K) (nt, as W_hh is stored), and prints the best and
- * median GFLOP/s of repeated calls and the kernel OpenBLAS chose. The
- * benchmark harness uses it for the sgemm rate at a model's dominant shape. */
+ * as its transpose (N, K) (nt, as W_hh is stored), or with seqpar's own
+ * recurrent product (rg: B packed once, then rgemm; one thread), and prints
+ * the best and median GFLOP/s of repeated calls and the kernel OpenBLAS
+ * chose. The benchmark harness uses it for the sgemm rate at a model's
+ * dominant shape. */
+/* model.h before cblas.h: cblas.h brings <complex.h>, whose macro I would
+ * break model.h's parameter names */
+#include "model.h"
+
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,8 +42,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "sgemm_rate: sizes and threads must be >= 1\n");
         return 2;
     }
-    if (strcmp(layout, "nn") != 0 && strcmp(layout, "nt") != 0) {
-        fprintf(stderr, "sgemm_rate: layout '%s': expected nn or nt\n", layout);
+    const int rg = strcmp(layout, "rg") == 0;
+    if (strcmp(layout, "nn") != 0 && strcmp(layout, "nt") != 0 && !rg) {
+        fprintf(stderr, "sgemm_rate: layout '%s': expected nn, nt or rg\n", layout);
+        return 2;
+    }
+    if (rg && !rgemm_available()) {
+        fprintf(stderr, "sgemm_rate: rg needs AVX-512 (and SEQPAR_RGEMM unset)\n");
         return 2;
     }
     const enum CBLAS_TRANSPOSE tb = layout[1] == 't' ? CblasTrans : CblasNoTrans;
@@ -53,15 +64,23 @@ int main(int argc, char **argv)
     if (reps > 200) reps = 200;
     double *rate = malloc(sizeof(double) * (size_t)reps);
     if (!rate) return 1;
+    /* 64-byte aligned, as a direction's packed W_hh */
+    float *P =
+        rg ? aligned_alloc(64, (sizeof(float) * rgemm_packed_size(K, N) + 63) / 64 * 64) : NULL;
+    if (rg && !P) return 1;
+    if (rg) rgemm_pack(P, B, K, N, N, 0);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, M, N, K, 1.0f, A, K, B, ldb, 0.0f, C, N);
     for (int r = 0; r < reps; r++) {
         double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, M, N, K, 1.0f, A, K, B, ldb, 0.0f, C, N);
+        if (rg)
+            rgemm(M, N, K, A, K, P, C, N); /* C += A·B: the same work */
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, M, N, K, 1.0f, A, K, B, ldb, 0.0f, C, N);
         rate[r] = flop / (now() - t0) / 1e9;
     }
     qsort(rate, (size_t)reps, sizeof *rate, cmp);
     printf("sgemm %s M=%d N=%d K=%d threads=%d kernel=%s best_gflops=%.1f median_gflops=%.1f\n",
            layout, M, N, K, threads, openblas_get_corename(), rate[reps - 1], rate[reps / 2]);
-    free(A), free(B), free(C), free(rate);
+    free(A), free(B), free(C), free(P), free(rate);
     return 0;
 }
