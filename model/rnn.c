@@ -40,6 +40,15 @@ int cell_parse(const char *s, cell_kind *out)
 
 /* ======================================================== one direction */
 
+/* Whether a step's product (M, N, K) runs on rgemm, given the BLAS threads
+ * of this rank: always with one thread; with more, rgemm (serial) still
+ * wins up to about 2^24 multiply-adds, and OpenBLAS's threads beyond
+ * (tests/bench/README.md). */
+static int on_rgemm(int threads, int M, int N, int K)
+{
+    return threads == 1 || (double)M * N * K <= 16777216.0;
+}
+
 /* W_hh laid out for the steps' products: packed for rgemm (W_hh^T in the
  * forward, W_hh in the backward) or, without it, W_hh^T (H, GH). */
 static size_t wp_floats(size_t GH, size_t H)
@@ -382,6 +391,7 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
      * prev · W_hh^T: packed for rgemm (AVX-512), else copied as W_hh^T, which
      * OpenBLAS (0.3.21) packs faster than W_hh (tests/bench/README.md). */
     const int packed = T > 1 && rgemm_available(), transposed = T > 1 && !packed;
+    const int threads = openblas_get_num_threads();
     if (packed) rgemm_pack(d->wp, d->W_hh, H, GH, H, 1);
     if (transposed) cblas_somatcopy(CblasRowMajor, CblasTrans, GH, H, 1.0f, d->W_hh, H, d->wp, GH);
     for (int s = 0; s < T; s++) {
@@ -393,7 +403,7 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
         /* hw (n, GH) = prev · W_hh^T + b_hh */
         for (int b = 0; b < n; b++)
             memcpy(hw + (size_t)b * GH, d->b_hh, (size_t)GH * sizeof(float));
-        if (packed)
+        if (packed && on_rgemm(threads, n, GH, H))
             rgemm(n, GH, H, hp, H, d->wp, hw, GH);
         else if (transposed)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, GH, H, 1.0f, hp, H, d->wp, GH,
@@ -457,6 +467,7 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
     }
 
     const int packed = T > 1 && rgemm_available(); /* W_hh packed for the steps (rgemm) */
+    const int threads = openblas_get_num_threads();
     if (packed) rgemm_pack(d->wp, d->W_hh, GH, H, H, 0);
     int live = B; /* rows whose dh is meaningful so far */
     for (int s = T - 1; s >= 0; s--) {
@@ -474,7 +485,7 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
                       lstm ? state_out(d, d->cs, t, B) : NULL, d->dxw + off,
                       d->cell == CELL_GRU ? d->dhw + off : NULL, dtmp);
         /* d prev (n, H) = direct part + dhw_t (n, GH) · W_hh (GH, H) */
-        if (packed)
+        if (packed && on_rgemm(threads, n, H, GH))
             rgemm(n, H, GH, dhw_all + off, GH, d->wp, dtmp, H);
         else
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, H, GH, 1.0f, dhw_all + off,
