@@ -153,6 +153,7 @@ typedef struct rnn_dir {
     size_t *off; /* (Tmax + 1) first packed row of each step; off[T] = all rows */
     /* shared input rows (rnn_dir_share_inputs): rows with one id have one x */
     int vocab;        /* ids are in [0, vocab); 0: off */
+    int shared;       /* the last forward shared its input rows */
     int32_t *slot_of; /* (vocab) −1 between calls */
     int32_t *slot;    /* (Tmax·Bmax) each row's distinct id, as an index into uniq */
     int32_t *uniq;    /* (Tmax·Bmax) the last forward's distinct ids, first seen first */
@@ -175,7 +176,8 @@ void rnn_dir_bind(rnn_dir *d, float *W_ih, float *W_hh, float *b_ih, float *b_hh
  * d->uniq. Not with onehot input. */
 int rnn_dir_share_inputs(rnn_dir *d, int vocab);
 
-/* x (T, B, ·) with row stride ldx (or ids (T, B) when onehot); ctx (B, C) or NULL;
+/* x (T, B, ·) with row stride ldx; ids (T, B): the rows' ids, read with onehot
+ * input (x unused) or shared inputs (else may be NULL); ctx (B, C) or NULL;
  * h0 (B, H) or NULL for zeros; c0 likewise (LSTM). Writes the output of every
  * step to y (T, B, ·) at column offset 0 with row stride ldy (may be NULL), and
  * the final state to hT / cT when not NULL. */
@@ -183,7 +185,8 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
                      const float *ctx, const float *h0, const float *c0, float *y, int ldy,
                      float *hT, float *cT);
 
-/* Backward through the last forward call. dy (T, B, ·) with stride ldy, or NULL;
+/* Backward through the last forward call (which decided whether inputs were
+ * shared: then dx is (U, I), see rnn_dir_share_inputs). dy (T, B, ·) with stride ldy, or NULL;
  * dhT, dcT (B, H) gradients of the final state or NULL. carry (T, B) or NULL:
  * the gradient passed from step t to the state before it is multiplied by
  * carry[t·B + b] (0 detaches: truncated BPTT; 1/π or 0: randomized
@@ -282,7 +285,8 @@ void rnn_stack_forward(rnn_stack *s, int T, int B, const float *x, const int32_t
                        const float *ctx, const float *h0, const float *c0, float *hT, float *cT,
                        const rnn_dropout_key *drop);
 /* dy_top (T, B, H) or NULL; dhT/dcT (L, B, H) or NULL; dx (T, B, I) added to when
- * not NULL; dctx (B, C), dh0/dc0 (L, B, H) added to when not NULL. */
+ * not NULL ((U, I) with shared inputs, rnn_stack_share_inputs); dctx (B, C),
+ * dh0/dc0 (L, B, H) added to when not NULL. */
 void rnn_stack_backward(rnn_stack *s, int T, int B, const float *x, const int32_t *ids,
                         const float *ctx, const float *dy_top, const float *dhT, const float *dcT,
                         const float *carry, float *dx, float *dctx, float *dh0, float *dc0);

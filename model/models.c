@@ -440,7 +440,6 @@ static int step_lm(model *m, const model_batch *b, int train, double *loss_sum, 
     return MODEL_OK;
 }
 
-/* Forward matmul FLOP of a stack over `rows` (step, row) pairs of B rows. */
 /* A stack's forward products over `rows` positions; `executed`: layer 0's
  * input product over the last forward's distinct ids when they are shared
  * (rnn_stack_share_inputs). */
@@ -461,6 +460,8 @@ void model_matmul_flops(const model *m, const model_batch *b, double *padded, do
 {
     const int T = b->T, B = b->B, H = m->cfg.hidden, V = m->cfg.tgt_vocab;
     const double TB = (double)T * B;
+    *padded = *executed = 0.0;
+    if (B <= 0) return; /* an empty slice: no forward ran */
     if (m->cfg.task == MODEL_LM) {
         *padded = 3.0 * (stack_flops(&m->rnn, TB, B, 0) + 2.0 * TB * H * V);
         *executed = 3.0 * (stack_flops(&m->rnn, TB, B, 1) + 2.0 * TB * H * V);

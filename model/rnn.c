@@ -49,6 +49,14 @@ static int on_rgemm(int threads, int M, int N, int K)
     return threads == 1 || (double)M * N * K <= 16777216.0;
 }
 
+/* The fewest rows of a step in the last layout (the last step's, packed). */
+static int fewest_rows(const rnn_dir *d, int T)
+{
+    int m = d->n[0];
+    for (int t = 1; t < T; t++) m = d->n[t] < m ? d->n[t] : m;
+    return m;
+}
+
 /* W_hh laid out for the steps' products: packed for rgemm (W_hh^T in the
  * forward, W_hh in the backward) or, without it, W_hh^T (H, GH). */
 static size_t wp_floats(size_t GH, size_t H)
@@ -120,7 +128,7 @@ void rnn_dir_free(rnn_dir *d)
 
 int rnn_dir_share_inputs(rnn_dir *d, int vocab)
 {
-    if (d->onehot || vocab < 1) return MODEL_EINVAL;
+    if (d->onehot || vocab < 1 || d->vocab > 0) return MODEL_EINVAL;
     const size_t rows = (size_t)d->Tmax * d->Bmax;
     d->slot_of = malloc((size_t)vocab * sizeof *d->slot_of);
     d->slot = malloc(rows * sizeof *d->slot);
@@ -145,7 +153,8 @@ VM_CLONES static void vsum(float *restrict dst, const float *restrict a, const f
 }
 
 /* Shared inputs: numbers the distinct ids of N rows (slot, uniq, U) and
- * gathers their input rows into xu. */
+ * gathers their input rows into xu. The ids were checked by the caller
+ * (model_step refuses ids outside the vocabulary). */
 static void share_rows(rnn_dir *d, size_t N, const float *x, int ldx, const int32_t *ids)
 {
     int U = 0;
@@ -334,11 +343,12 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
 {
     const int H = d->H, I = d->I, C = d->C, IC = I + C;
     const int GH = cell_gates(d->cell) * H;
+    d->U = 0, d->shared = 0;
     if (B == 0 || T == 0) return;
     const size_t N = step_layout(d, T, B);
 
     /* xw (N, GH) = x · W_ih[:, :I]^T + b_ih (+ ctx · W_ih[:, I:]^T, once per row) */
-    const int shared = d->vocab > 0 && ids;
+    const int shared = d->shared = d->vocab > 0 && ids;
     if (!shared)
         for (size_t n = 0; n < N; n++) memcpy(d->xw + n * GH, d->b_ih, (size_t)GH * sizeof(float));
     if (shared) {
@@ -390,8 +400,9 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
     /* Over several steps W_hh is laid out once for the steps' products
      * prev · W_hh^T: packed for rgemm (AVX-512), else copied as W_hh^T, which
      * OpenBLAS (0.3.21) packs faster than W_hh (tests/bench/README.md). */
-    const int packed = T > 1 && rgemm_available(), transposed = T > 1 && !packed;
     const int threads = openblas_get_num_threads();
+    const int packed = T > 1 && rgemm_available() && on_rgemm(threads, fewest_rows(d, T), GH, H);
+    const int transposed = T > 1 && !packed;
     if (packed) rgemm_pack(d->wp, d->W_hh, H, GH, H, 1);
     if (transposed) cblas_somatcopy(CblasRowMajor, CblasTrans, GH, H, 1.0f, d->W_hh, H, d->wp, GH);
     for (int s = 0; s < T; s++) {
@@ -466,8 +477,8 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
             memset(dc, 0, BH * sizeof(float));
     }
 
-    const int packed = T > 1 && rgemm_available(); /* W_hh packed for the steps (rgemm) */
-    const int threads = openblas_get_num_threads();
+    const int threads = openblas_get_num_threads(); /* W_hh packed for the steps (rgemm) */
+    const int packed = T > 1 && rgemm_available() && on_rgemm(threads, fewest_rows(d, T), H, GH);
     if (packed) rgemm_pack(d->wp, d->W_hh, GH, H, H, 0);
     int live = B; /* rows whose dh is meaningful so far */
     for (int s = T - 1; s >= 0; s--) {
@@ -507,7 +518,7 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
         for (size_t k = 0; k < BH; k++) dc0[k] += dc[k];
 
     /* parameter gradients over all N rows at once */
-    const int shared = d->vocab > 0 && ids;
+    const int shared = d->shared;
     float *dsh = d->xw; /* shared inputs: (U, GH) Σ of dxw per distinct id (xw is free now) */
     if (shared) {
         memset(dsh, 0, (size_t)d->U * GH * sizeof(float));

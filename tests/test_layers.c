@@ -265,8 +265,8 @@ static double rel_diff(const float *a, const float *b, size_t n)
  * the plain dx summed the same way. */
 static void check_shared(cell_kind cell, int reverse, int C)
 {
-    enum { T = 4, B = 3, I = 5, H = 4, V = 6 };
-    const int GH = cell_gates(cell) * H, N = T * B;
+    enum { T = 4, B = 3, I = 5, H = 4, V = 6, N = T * B };
+    const int GH = cell_gates(cell) * H;
     rnn_dir d[2];
     param_table pt[2] = {{0}, {0}};
     for (int k = 0; k < 2; k++) {

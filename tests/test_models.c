@@ -285,6 +285,19 @@ static void test_packed_matches_padded(void)
         CU_ASSERT_EQUAL(nt, 13);
         CU_ASSERT_EQUAL(ne, 13);
         CU_ASSERT(fabs(lt - le) <= 1e-5 * fabs(le));
+        /* matmul work: the executed part is less (13 of 24 target positions,
+         * distinct tokens projected once), and an empty slice did none */
+        double fp, fe;
+        CU_ASSERT_EQUAL(model_step(c.m, &c.b, 1, &lt, &nt), 0);
+        model_matmul_flops(c.m, &c.b, &fp, &fe);
+        CU_ASSERT(fe > 0 && fe < fp);
+        model_batch empty = c.b;
+        empty.B = 0;
+        CU_ASSERT_EQUAL(model_step(c.m, &empty, 1, &lt, &nt), 0);
+        model_matmul_flops(c.m, &empty, &fp, &fe);
+        CU_ASSERT(fp == 0.0 && fe == 0.0);
+        param_zero_grad(pt);
+        CU_ASSERT_EQUAL(model_step(c.m, &c.b, 1, &lt, &nt), 0);
         /* d/dε loss(θ − ε g) at 0 = −‖g‖² */
         double g2 = 0;
         for (size_t i = 0; i < pt->total; i++) g2 += (double)pt->grad[i] * pt->grad[i];

@@ -32,7 +32,7 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: sgemm_rate M N K [THREADS [nn|nt]]\n");
+        fprintf(stderr, "usage: sgemm_rate M N K [THREADS [nn|nt|rg]]\n");
         return 2;
     }
     const int M = atoi(argv[1]), N = atoi(argv[2]), K = atoi(argv[3]);
@@ -80,7 +80,8 @@ int main(int argc, char **argv)
     }
     qsort(rate, (size_t)reps, sizeof *rate, cmp);
     printf("sgemm %s M=%d N=%d K=%d threads=%d kernel=%s best_gflops=%.1f median_gflops=%.1f\n",
-           layout, M, N, K, threads, openblas_get_corename(), rate[reps - 1], rate[reps / 2]);
+           layout, M, N, K, rg ? 1 : threads, openblas_get_corename(), rate[reps - 1],
+           rate[reps / 2]);
     free(A), free(B), free(C), free(P), free(rate);
     return 0;
 }
