@@ -206,7 +206,9 @@ enum { RG_NR = 32 };
 size_t rgemm_packed_size(int K, int N);
 void rgemm_pack(float *dst, const float *B, int K, int N, int ldb, int trans);
 int rgemm_available(void);
-void rgemm(int M, int N, int K, const float *A, int lda, const float *Bp, float *C, int ldc);
+/* bias (N) or NULL: with it C = bias + A · B (each row), the previous C unread. */
+void rgemm(int M, int N, int K, const float *A, int lda, const float *Bp, const float *bias,
+           float *C, int ldc);
 
 /* ======================================================= stacked RNN */
 

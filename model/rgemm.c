@@ -65,10 +65,11 @@ int rgemm_available(void)
 
 #define RG_TARGET __attribute__((target("avx512f,fma"), always_inline)) static inline
 
-/* MR rows (a constant after inlining) × 32 columns: C += A · panel. Columns
- * past w are computed (the panel is zero there) but not stored. */
-RG_TARGET void kernel(int MR, int K, const float *A, int lda, const float *P, float *C, int ldc,
-                      int w)
+/* MR rows (a constant after inlining) × 32 columns: C += A · panel, or with
+ * bias (32 columns of it) C = bias + A · panel. Columns past w are computed
+ * (the panel is zero there) but not stored. */
+RG_TARGET void kernel(int MR, int K, const float *A, int lda, const float *P, const float *bias,
+                      float *C, int ldc, int w)
 {
     __m512 c0[RG_MR], c1[RG_MR];
     for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
@@ -85,19 +86,21 @@ RG_TARGET void kernel(int MR, int K, const float *A, int lda, const float *P, fl
     const __mmask16 m1 = w >= 32 ? 0xFFFF : w <= 16 ? 0 : (__mmask16)((1u << (w - 16)) - 1);
     for (int r = 0; r < MR; r++) {
         float *c = C + (size_t)r * ldc;
-        _mm512_mask_storeu_ps(c, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c), c0[r]));
-        _mm512_mask_storeu_ps(c + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + 16), c1[r]));
+        const float *s = bias ? bias : c; /* what the products are added to */
+        _mm512_mask_storeu_ps(c, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, s), c0[r]));
+        _mm512_mask_storeu_ps(c + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, s + 16), c1[r]));
     }
 }
 
 /* One call per row count, so that each kernel's MR is a constant. */
 #define RG_CASE(n)                                                                                 \
     case n:                                                                                        \
-        kernel(n, K, A, lda, P, C, ldc, w);                                                        \
+        kernel(n, K, A, lda, P, bias, C, ldc, w);                                                  \
         break;
 
 __attribute__((target("avx512f,fma"))) static void block(int MR, int K, const float *A, int lda,
-                                                         const float *P, float *C, int ldc, int w)
+                                                         const float *P, const float *bias,
+                                                         float *C, int ldc, int w)
 {
     switch (MR) {
         RG_CASE(1)
@@ -119,7 +122,8 @@ __attribute__((target("avx512f,fma"))) static void block(int MR, int K, const fl
 #undef RG_CASE
 
 __attribute__((target("avx512f,fma"))) void rgemm(int M, int N, int K, const float *A, int lda,
-                                                  const float *Bp, float *C, int ldc)
+                                                  const float *Bp, const float *bias, float *C,
+                                                  int ldc)
 {
     const int np = (N + RG_NR - 1) / RG_NR;
     /* K in slices of RG_KC, then panel by panel: a slice of a panel (KC × 32
@@ -131,7 +135,9 @@ __attribute__((target("avx512f,fma"))) void rgemm(int M, int N, int K, const flo
             const int c0 = p * RG_NR, w = N - c0 < RG_NR ? N - c0 : RG_NR;
             for (int i = 0; i < M; i += RG_MR) {
                 const int mr = M - i < RG_MR ? M - i : RG_MR;
-                block(mr, kc, A + (size_t)i * lda + k0, lda, P, C + (size_t)i * ldc + c0, ldc, w);
+                /* the first slice starts from the bias, when there is one */
+                block(mr, kc, A + (size_t)i * lda + k0, lda, P, bias && k0 == 0 ? bias + c0 : NULL,
+                      C + (size_t)i * ldc + c0, ldc, w);
             }
         }
     }
@@ -142,8 +148,9 @@ int rgemm_available(void)
     return 0;
 }
 
-void rgemm(int M, int N, int K, const float *A, int lda, const float *Bp, float *C, int ldc)
+void rgemm(int M, int N, int K, const float *A, int lda, const float *Bp, const float *bias,
+           float *C, int ldc)
 {
-    (void)M, (void)N, (void)K, (void)A, (void)lda, (void)Bp, (void)C, (void)ldc;
+    (void)M, (void)N, (void)K, (void)A, (void)lda, (void)Bp, (void)bias, (void)C, (void)ldc;
 }
 #endif

@@ -349,9 +349,20 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
 
     /* xw (N, GH) = x · W_ih[:, :I]^T + b_ih (+ ctx · W_ih[:, I:]^T, once per row) */
     const int shared = d->shared = d->vocab > 0 && ids;
-    if (!shared)
+    const int threads = openblas_get_num_threads();
+    /* over several steps, on rgemm too when x (N, I) stays in L2 while
+     * rgemm passes over it once per panel (at most 256 KiB; OpenBLAS blocks
+     * bigger ones better) and W_ih^T fits the packing buffer (free until
+     * the steps' W_hh is packed) */
+    const int rg_in = T > 1 && !shared && !d->onehot && rgemm_available() &&
+                      on_rgemm(threads, (int)N, GH, I) && N * I <= 65536 &&
+                      rgemm_packed_size(I, GH) <= wp_floats((size_t)GH, (size_t)H);
+    if (!shared && !rg_in)
         for (size_t n = 0; n < N; n++) memcpy(d->xw + n * GH, d->b_ih, (size_t)GH * sizeof(float));
-    if (shared) {
+    if (rg_in) {
+        rgemm_pack(d->wp, d->W_ih, I, GH, IC, 1);
+        rgemm((int)N, GH, I, x, ldx, d->wp, d->b_ih, d->xw, GH);
+    } else if (shared) {
         /* each distinct id once: P (U, GH) = xu · W_ih[:, :I]^T, in dxw
          * (free until the backward), then row n = b_ih + P[slot[n]] */
         share_rows(d, N, x, ldx, ids);
@@ -400,7 +411,6 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
     /* Over several steps W_hh is laid out once for the steps' products
      * prev · W_hh^T: packed for rgemm (AVX-512), else copied as W_hh^T, which
      * OpenBLAS (0.3.21) packs faster than W_hh (tests/bench/README.md). */
-    const int threads = openblas_get_num_threads();
     const int packed = T > 1 && rgemm_available() && on_rgemm(threads, fewest_rows(d, T), GH, H);
     const int transposed = T > 1 && !packed;
     if (packed) rgemm_pack(d->wp, d->W_hh, H, GH, H, 1);
@@ -411,11 +421,13 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
         const float *hp = state_prev(d, d->hs, t, B);
         float *ho = state_out(d, d->hs, t, B);
         float *hw = d->hw + d->off[t] * GH;
-        /* hw (n, GH) = prev · W_hh^T + b_hh */
-        for (int b = 0; b < n; b++)
-            memcpy(hw + (size_t)b * GH, d->b_hh, (size_t)GH * sizeof(float));
-        if (packed && on_rgemm(threads, n, GH, H))
-            rgemm(n, GH, H, hp, H, d->wp, hw, GH);
+        /* hw (n, GH) = prev · W_hh^T + b_hh (rgemm adds b_hh itself) */
+        const int rg = packed && on_rgemm(threads, n, GH, H);
+        if (!rg)
+            for (int b = 0; b < n; b++)
+                memcpy(hw + (size_t)b * GH, d->b_hh, (size_t)GH * sizeof(float));
+        if (rg)
+            rgemm(n, GH, H, hp, H, d->wp, d->b_hh, hw, GH);
         else if (transposed)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, GH, H, 1.0f, hp, H, d->wp, GH,
                         1.0f, hw, GH);
@@ -497,7 +509,7 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
                       d->cell == CELL_GRU ? d->dhw + off : NULL, dtmp);
         /* d prev (n, H) = direct part + dhw_t (n, GH) · W_hh (GH, H) */
         if (packed && on_rgemm(threads, n, H, GH))
-            rgemm(n, H, GH, dhw_all + off, GH, d->wp, dtmp, H);
+            rgemm(n, H, GH, dhw_all + off, GH, d->wp, NULL, dtmp, H);
         else
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, H, GH, 1.0f, dhw_all + off,
                         GH, d->W_hh, H, 1.0f, dtmp, H);

@@ -332,8 +332,8 @@ static void test_rnn_dir_shared(void)
 
 /* rgemm (the steps' product with B packed once) against a double-precision
  * product, over edge shapes (rows not a multiple of 12, columns of 32, k of
- * the 256-slices), both packings; C's padding columns and the rows past M
- * must stay untouched. */
+ * the 256-slices), both packings, adding to C or to a bias row; C's padding
+ * columns and the rows past M must stay untouched. */
 static void test_rgemm(void)
 {
     if (!rgemm_available()) {
@@ -359,7 +359,11 @@ static void test_rgemm(void)
                     memcpy(C0, C, sizeof(float) * (size_t)(M + 1) * ldc);
                     /* trans: B holds the (N, K) transpose of the product's operand */
                     rgemm_pack(P, B, K, N, trans ? K : N, trans);
-                    rgemm(M, N, K, A, K, P, C, ldc);
+                    /* every other shape: C = bias + A·B, C's old values unread */
+                    const int with_bias = (mi + ni + ki) % 2;
+                    float bias[70];
+                    gc_fill(bias, (size_t)N, 1.0f, 110 + ni);
+                    rgemm(M, N, K, A, K, P, with_bias ? bias : NULL, C, ldc);
                     for (int i = 0; i < M + 1; i++)
                         for (int j = 0; j < ldc; j++) {
                             const size_t at = (size_t)i * ldc + j;
@@ -367,7 +371,7 @@ static void test_rgemm(void)
                                 untouched &= C[at] == C0[at];
                                 continue;
                             }
-                            double ref = C0[at], mag = fabs(C0[at]);
+                            double ref = with_bias ? bias[j] : C0[at], mag = fabs(ref);
                             for (int k = 0; k < K; k++) {
                                 const double b =
                                     trans ? B[(size_t)j * K + k] : B[(size_t)k * N + j];

@@ -73,7 +73,7 @@ int main(int argc, char **argv)
     for (int r = 0; r < reps; r++) {
         double t0 = now();
         if (rg)
-            rgemm(M, N, K, A, K, P, C, N); /* C += A·B: the same work */
+            rgemm(M, N, K, A, K, P, NULL, C, N); /* C += A·B: the same work */
         else
             cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, M, N, K, 1.0f, A, K, B, ldb, 0.0f, C, N);
         rate[r] = flop / (now() - t0) / 1e9;
