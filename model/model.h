@@ -206,6 +206,12 @@ enum { RG_NR = 32 };
 size_t rgemm_packed_size(int K, int N);
 void rgemm_pack(float *dst, const float *B, int K, int N, int ldb, int trans);
 int rgemm_available(void);
+/* Whether a product (M, N, K) should run on rgemm with `threads` BLAS
+ * threads per rank: rgemm is available; with several threads only up to
+ * 2^24 multiply-adds (beyond, threaded OpenBLAS is faster); and A's rows of
+ * one k slice fit in 256 KiB (rgemm passes over them once per 32 columns;
+ * OpenBLAS blocks bigger A better). Measured in tests/bench/README.md. */
+int rgemm_suits(int threads, int M, int N, int K);
 /* bias (N) or NULL: with it C = bias + A · B (each row), the previous C unread. */
 void rgemm(int M, int N, int K, const float *A, int lda, const float *Bp, const float *bias,
            float *C, int ldc);

@@ -63,6 +63,13 @@ int rgemm_available(void)
     return known;
 }
 
+int rgemm_suits(int threads, int M, int N, int K)
+{
+    const double kc = K < RG_KC ? K : RG_KC;
+    return rgemm_available() && (threads == 1 || (double)M * N * K <= 16777216.0) &&
+           (double)M * kc <= 65536.0;
+}
+
 #define RG_TARGET __attribute__((target("avx512f,fma"), always_inline)) static inline
 
 /* MR rows (a constant after inlining) × 32 columns: C += A · panel, or with
@@ -145,6 +152,12 @@ __attribute__((target("avx512f,fma"))) void rgemm(int M, int N, int K, const flo
 #else
 int rgemm_available(void)
 {
+    return 0;
+}
+
+int rgemm_suits(int threads, int M, int N, int K)
+{
+    (void)threads, (void)M, (void)N, (void)K;
     return 0;
 }
 

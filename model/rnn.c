@@ -40,15 +40,6 @@ int cell_parse(const char *s, cell_kind *out)
 
 /* ======================================================== one direction */
 
-/* Whether a step's product (M, N, K) runs on rgemm, given the BLAS threads
- * of this rank: always with one thread; with more, rgemm (serial) still
- * wins up to about 2^24 multiply-adds, and OpenBLAS's threads beyond
- * (tests/bench/README.md). */
-static int on_rgemm(int threads, int M, int N, int K)
-{
-    return threads == 1 || (double)M * N * K <= 16777216.0;
-}
-
 /* The fewest rows of a step in the last layout (the last step's, packed). */
 static int fewest_rows(const rnn_dir *d, int T)
 {
@@ -350,12 +341,9 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
     /* xw (N, GH) = x · W_ih[:, :I]^T + b_ih (+ ctx · W_ih[:, I:]^T, once per row) */
     const int shared = d->shared = d->vocab > 0 && ids;
     const int threads = openblas_get_num_threads();
-    /* over several steps, on rgemm too when x (N, I) stays in L2 while
-     * rgemm passes over it once per panel (at most 256 KiB; OpenBLAS blocks
-     * bigger ones better) and W_ih^T fits the packing buffer (free until
-     * the steps' W_hh is packed) */
-    const int rg_in = T > 1 && !shared && !d->onehot && rgemm_available() &&
-                      on_rgemm(threads, (int)N, GH, I) && N * I <= 65536 &&
+    /* over several steps, on rgemm too where it suits and W_ih^T fits the
+     * packing buffer (free until the steps' W_hh is packed) */
+    const int rg_in = T > 1 && !shared && !d->onehot && rgemm_suits(threads, (int)N, GH, I) &&
                       rgemm_packed_size(I, GH) <= wp_floats((size_t)GH, (size_t)H);
     if (!shared && !rg_in)
         for (size_t n = 0; n < N; n++) memcpy(d->xw + n * GH, d->b_ih, (size_t)GH * sizeof(float));
@@ -411,7 +399,7 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
     /* Over several steps W_hh is laid out once for the steps' products
      * prev · W_hh^T: packed for rgemm (AVX-512), else copied as W_hh^T, which
      * OpenBLAS (0.3.21) packs faster than W_hh (tests/bench/README.md). */
-    const int packed = T > 1 && rgemm_available() && on_rgemm(threads, fewest_rows(d, T), GH, H);
+    const int packed = T > 1 && rgemm_suits(threads, fewest_rows(d, T), GH, H);
     const int transposed = T > 1 && !packed;
     if (packed) rgemm_pack(d->wp, d->W_hh, H, GH, H, 1);
     if (transposed) cblas_somatcopy(CblasRowMajor, CblasTrans, GH, H, 1.0f, d->W_hh, H, d->wp, GH);
@@ -422,7 +410,7 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
         float *ho = state_out(d, d->hs, t, B);
         float *hw = d->hw + d->off[t] * GH;
         /* hw (n, GH) = prev · W_hh^T + b_hh (rgemm adds b_hh itself) */
-        const int rg = packed && on_rgemm(threads, n, GH, H);
+        const int rg = packed && rgemm_suits(threads, n, GH, H);
         if (!rg)
             for (int b = 0; b < n; b++)
                 memcpy(hw + (size_t)b * GH, d->b_hh, (size_t)GH * sizeof(float));
@@ -490,7 +478,7 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
     }
 
     const int threads = openblas_get_num_threads(); /* W_hh packed for the steps (rgemm) */
-    const int packed = T > 1 && rgemm_available() && on_rgemm(threads, fewest_rows(d, T), H, GH);
+    const int packed = T > 1 && rgemm_suits(threads, fewest_rows(d, T), H, GH);
     if (packed) rgemm_pack(d->wp, d->W_hh, GH, H, H, 0);
     int live = B; /* rows whose dh is meaningful so far */
     for (int s = T - 1; s >= 0; s--) {
@@ -508,7 +496,7 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
                       lstm ? state_out(d, d->cs, t, B) : NULL, d->dxw + off,
                       d->cell == CELL_GRU ? d->dhw + off : NULL, dtmp);
         /* d prev (n, H) = direct part + dhw_t (n, GH) · W_hh (GH, H) */
-        if (packed && on_rgemm(threads, n, H, GH))
+        if (packed && rgemm_suits(threads, n, H, GH))
             rgemm(n, H, GH, dhw_all + off, GH, d->wp, NULL, dtmp, H);
         else
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, H, GH, 1.0f, dhw_all + off,
