@@ -1,5 +1,6 @@
-/* The recurrent product of one time step, C (M, N) += A (M, K) · B (K, N),
- * with B packed once for all the steps of a forward or a backward pass.
+/* The recurrent product of one time step, C (M, N) += A (M, K) · B (K, N)
+ * (or C = bias + A · B), with B packed once for all the steps of a forward
+ * or a backward pass.
  *
  * OpenBLAS packs its B operand again on every call; for a step's product
  * (M = the batch rows, B = W_hh) that packing and the small-M edge cost a
@@ -7,7 +8,9 @@
  * of the run). Here B is laid out once in panels of RG_NR columns, k-major
  * (panel p holds B[k][p·NR + c] at p·K·NR + k·NR + c, zero past N), and an
  * AVX-512 micro-kernel keeps a 12 × 32 block of C in registers while it
- * streams A's rows and a panel. Each element of C sums over k in order.
+ * streams A's rows and a panel. Each element of C sums over k in order
+ * within slices of RG_KC, each slice's sum added to C (the first to the
+ * bias, when given).
  *
  * Compiled for AVX-512 only, chosen at run time (rgemm_available); on other
  * CPUs, or with SEQPAR_RGEMM=0 in the environment, the callers keep
