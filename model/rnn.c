@@ -514,8 +514,7 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
     }
     if (live < B) memset(dh + (size_t)live * H, 0, (size_t)(B - live) * H * sizeof(float));
     if (dh0) vadd(dh0, dh, BH);
-    if (dc0 && lstm)
-        for (size_t k = 0; k < BH; k++) dc0[k] += dc[k];
+    if (dc0 && lstm) vadd(dc0, dc, BH);
 
     /* parameter gradients over all N rows at once */
     const int shared = d->shared;
