@@ -126,10 +126,12 @@ check "... and says so: $(grep restored "$tmp/mon.out")" grep -q 'restored [0-9]
 
 # --- trainers started while the monitor is down reconnect when it comes up
 stop_monitor
-"${mpi[@]}" -np 2 "$SEQPAR" train --epochs 3 --threads 1 --log-every 20 --run late \
+# long enough to be still training when the monitor is up; the monitor starts
+# once the trainer has logged steps (it has been sending into the void)
+"${mpi[@]}" -np 2 "$SEQPAR" train --epochs 20 --threads 1 --log-every 20 --run late \
     --monitor "$listen" >"$tmp/late.out" 2>&1 &
 tpid=$!
-sleep 2
+for _ in $(seq 300); do grep -q '^step 100/' "$tmp/late.out" 2>/dev/null && break; sleep 0.1; done
 start_monitor
 wait $tpid
 sleep 0.5
