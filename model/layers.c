@@ -26,9 +26,28 @@ void embedding_backward(float *dW, const float *dout, const int32_t *ids, int N,
 
 /* -------------------------------------------------------------------- dense */
 
-void dense_forward(float *out, const float *in, const float *W, const float *b, int N, int I, int O)
+size_t dense_ws_floats(int Nmax, int I, int O)
+{
+    if (!rgemm_available() || (double)Nmax * I * O > 16777216.0) return 0;
+    return rgemm_packed_size(I, O);
+}
+
+/* Whether the product (M, N, K) runs on rgemm (rg: the layer has a workspace). */
+static int dense_rg(int rg, int M, int N, int K)
+{
+    return rg && rgemm_suits(openblas_get_num_threads(), M, N, K);
+}
+
+void dense_forward(float *out, const float *in, const float *W, const float *b, int N, int I, int O,
+                   float *ws, size_t ws_n)
 {
     if (N == 0) return;
+    if (ws && dense_rg(1, N, O, I) && rgemm_packed_size(I, O) <= ws_n) {
+        rgemm_pack(ws, W, I, O, I, 1); /* W^T (I, O) */
+        if (!b) memset(out, 0, (size_t)N * O * sizeof(float));
+        rgemm(N, O, I, in, I, ws, b, out, O);
+        return;
+    }
     /* out = in · W^T (+ b broadcast over rows): seed out with b, then beta = 1 */
     float beta = 0.0f;
     if (b) {
@@ -39,21 +58,28 @@ void dense_forward(float *out, const float *in, const float *W, const float *b, 
 }
 
 void dense_backward(float *din, float *dW, float *db, const float *dout, const float *in,
-                    const float *W, int N, int I, int O)
+                    const float *W, int N, int I, int O, int rg)
 {
     if (N == 0) return;
     /* dW (O, I) += dout^T (O, N) · in (N, I) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, N, 1.0f, dout, O, in, I, 1.0f, dW,
-                I);
+    if (dense_rg(rg, O, I, N)) {
+        rgemm_tn(O, I, N, dout, O, in, I, dW, I);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, N, 1.0f, dout, O, in, I, 1.0f,
+                    dW, I);
+    }
     if (db)
         for (int n = 0; n < N; n++) {
             const float *d = dout + (size_t)n * O;
             for (int o = 0; o < O; o++) db[o] += d[o];
         }
     /* din (N, I) += dout (N, O) · W (O, I) */
-    if (din)
+    if (din && dense_rg(rg, N, I, O)) {
+        rgemm_nn(N, I, O, dout, O, W, I, din, I);
+    } else if (din) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, I, O, 1.0f, dout, O, W, I, 1.0f,
                     din, I);
+    }
 }
 
 /* ---------------------------------------------------- softmax cross-entropy */

@@ -77,13 +77,21 @@ void embedding_forward(float *out, const float *W, const int32_t *ids, int N, in
 /* dW[ids[n]] += dout[n]. */
 void embedding_backward(float *dW, const float *dout, const int32_t *ids, int N, int E);
 
-/* out (N, O) = in (N, I) · W^T + b ; W (O, I) as torch.nn.Linear, b may be NULL. */
-void dense_forward(float *out, const float *in, const float *W, const float *b, int N, int I,
-                   int O);
+/* out (N, O) = in (N, I) · W^T + b ; W (O, I) as torch.nn.Linear, b may be NULL.
+ * ws (ws_n floats, or NULL) is the layer's rgemm workspace (dense_ws_floats):
+ * with it, products run on rgemm where it suits, else on OpenBLAS. */
+void dense_forward(float *out, const float *in, const float *W, const float *b, int N, int I, int O,
+                   float *ws, size_t ws_n);
 /* dW (O, I) += dout^T in ; db (O) += Σ_n dout ; din (N, I) += dout · W when din is
- * not NULL (skipped when nobody needs it). */
+ * not NULL (skipped when nobody needs it). rg: the layer has an rgemm
+ * workspace (the backward reads its operands in place). */
 void dense_backward(float *din, float *dW, float *db, const float *dout, const float *in,
-                    const float *W, int N, int I, int O);
+                    const float *W, int N, int I, int O, int rg);
+/* The workspace (W^T packed) a dense layer of up to Nmax rows uses for
+ * rgemm: 0 (OpenBLAS only) unless rgemm is available and the layer is small
+ * (Nmax·I·O ≤ 2^24 multiply-adds, where rgemm beats OpenBLAS's per-call
+ * packing). */
+size_t dense_ws_floats(int Nmax, int I, int O);
 
 /* Fused masked softmax cross-entropy. logits (N, V) are replaced in place by
  * d(Σ loss)/d(logits) = softmax − onehot for counted rows, 0 for the others.
@@ -146,7 +154,9 @@ typedef struct rnn_dir {
     float *dhw;            /* (T, B, GH)  d/d(recurrent pre-activation) (GRU only; for
                                           RNN/LSTM it equals dxw)                     */
     float *dh, *dc, *dtmp; /* (B, H) each */
-    float *mem;            /* the one allocation behind the workspace */
+    float *bp;             /* a small direction's W_ih^T packed for rgemm (bp_n floats), or NULL */
+    size_t bp_n;
+    float *mem; /* the one allocation behind the workspace */
     /* packed mode (rnn_stack_set_packed): bs[t] rows at step t, else B */
     const int *bs;
     int *n;      /* (Tmax + 1) rows of each step in the last forward */
@@ -197,24 +207,34 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
                       const float *dcT, const float *carry, float *dx, int lddx, float *dctx,
                       float *dh0, float *dc0);
 
-/* The recurrent product of one step with its B operand packed once
- * (rgemm.c): C (M, N) += A (M, K) · B (K, N). B is packed from row-major
- * (K, N) with stride ldb, or with trans from its transpose stored (N, K),
- * into rgemm_packed_size(K, N) floats. rgemm runs only where
- * rgemm_available() (AVX-512 with FMA); elsewhere callers use OpenBLAS. */
+/* seqpar's own sgemm (rgemm.c). rgemm: the recurrent product of one step
+ * with its B operand packed once, C (M, N) += A (M, K) · B (K, N). B is
+ * packed from row-major (K, N) with stride ldb, or with trans from its
+ * transpose stored (N, K), into rgemm_packed_size(K, N) floats. rgemm runs
+ * only where rgemm_available() (AVX-512 with FMA); elsewhere callers use
+ * OpenBLAS. */
 enum { RG_NR = 32 };
 size_t rgemm_packed_size(int K, int N);
 void rgemm_pack(float *dst, const float *B, int K, int N, int ldb, int trans);
 int rgemm_available(void);
 /* Whether a product (M, N, K) should run on rgemm with `threads` BLAS
- * threads per rank: rgemm is available; with several threads only up to
- * 2^24 multiply-adds (beyond, threaded OpenBLAS is faster); and A's rows of
- * one k slice fit in 256 KiB (rgemm passes over them once per 32 columns;
- * OpenBLAS blocks bigger A better). Measured in tests/bench/README.md. */
+ * threads per rank: rgemm is available, and either the product is small (up
+ * to 2^24 multiply-adds, where OpenBLAS's per-call packing and edges cost
+ * most), or one thread serves it and A's rows of one k slice fit in 256 KiB
+ * (a step's product; beyond, threaded OpenBLAS is faster, and OpenBLAS
+ * blocks a big product's A better). Measured in tests/bench/README.md. */
 int rgemm_suits(int threads, int M, int N, int K);
 /* bias (N) or NULL: with it C = bias + A · B (each row), the previous C unread. */
 void rgemm(int M, int N, int K, const float *A, int lda, const float *Bp, const float *bias,
            float *C, int ldc);
+/* The same kernel with B unpacked, row-major (K, N) at stride ldb (the small
+ * layers' products, where packing B would cost as much as the product):
+ * C (M, N) += A · B, and C += A^T · B with A stored (K, M) at stride lda (a
+ * weight gradient dW += dY^T · X, A = dY). */
+void rgemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+              int ldc);
+void rgemm_tn(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+              int ldc);
 
 /* ======================================================= stacked RNN */
 

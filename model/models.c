@@ -37,6 +37,8 @@ struct model {
     float *logits;              /* (T, B, V) */
     float *dtop;                /* (T, B, H) */
     float *carry;               /* (T, B) */
+    float *dws;                 /* the output layer's rgemm workspace (dws_n floats), or NULL */
+    size_t dws_n;
     int32_t *order, *step_rows; /* training: rows longest target first (B), rows per step (T) */
     int64_t *rows;              /* (2B) fallback example ids, then the ordered ids */
     model_grad_hook hook;       /* see model_set_grad_hook */
@@ -171,6 +173,8 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
     m->done = calloc((size_t)B, sizeof(int));
     size_t n =
         4 * TB * (size_t)E + 6 * LBH + 2 * (size_t)B * H + TB * (size_t)V + TB * (size_t)H + TB;
+    m->dws_n = dense_ws_floats((int)TB, H, V);
+    n += m->dws_n;
     m->mem = calloc(n, sizeof(float));
     if (!m->ids_a || !m->rows || !m->done || !m->mem) goto err;
     m->ids_b = m->ids_a + TB;
@@ -191,6 +195,7 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
     m->logits = p, p += TB * V;
     m->dtop = p, p += TB * H;
     m->carry = p, p += TB;
+    m->dws = m->dws_n ? p : NULL;
     m->order = m->ids_c + TB;
     m->step_rows = m->order + B;
     for (int b = 0; b < B; b++) m->rows[b] = b;
@@ -343,11 +348,11 @@ static int step_translate_train(model *m, const model_batch *b, double *loss_sum
     rnn_stack_forward(&m->dec, Td, B, xd, din, ctx, m->st_h, m->st_c, NULL, NULL, &kdec);
     const float *ytop = m->dec.y[L - 1]; /* (N, H): the live positions */
     dense_forward(m->logits, ytop, param_data(pt, m->i_dense_w), param_data(pt, m->i_dense_b),
-                  (int)N, H, V);
+                  (int)N, H, V, m->dws, m->dws_n);
     *loss_sum = xent_forward_backward(m->logits, tgt, (int)N, V, tokens);
     memset(m->dtop, 0, N * H * sizeof(float));
     dense_backward(m->dtop, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b), m->logits,
-                   ytop, param_data(pt, m->i_dense_w), (int)N, H, V);
+                   ytop, param_data(pt, m->i_dense_w), (int)N, H, V, m->dws != NULL);
     grad_ready(m, m->i_dense_w, 2); /* weight and bias are adjacent */
     memset(m->dst_h, 0, LBH * sizeof(float));
     memset(m->dst_c, 0, LBH * sizeof(float));
@@ -394,7 +399,7 @@ static int step_translate_eval(model *m, const model_batch *b, double *loss_sum,
     const float *xd = embed(m, m->i_dec_emb, m->xb, din, TB);
     rnn_stack_forward(&m->dec, T, B, xd, din, ctx, m->st_h, m->st_c, NULL, NULL, NULL);
     dense_forward(m->logits, m->dec.y[L - 1], param_data(pt, m->i_dense_w),
-                  param_data(pt, m->i_dense_b), (int)TB, H, V);
+                  param_data(pt, m->i_dense_b), (int)TB, H, V, m->dws, m->dws_n);
     *loss_sum = xent_forward(m->logits, tgt, (int)TB, V, tokens);
     return MODEL_OK;
 }
@@ -416,14 +421,15 @@ static int step_lm(model *m, const model_batch *b, int train, double *loss_sum, 
                       lstm ? m->st_c : NULL, train ? &key : NULL);
     const float *ytop = m->rnn.y[L - 1];
     dense_forward(m->logits, ytop, param_data(pt, m->i_dense_w), param_data(pt, m->i_dense_b),
-                  (int)TB, H, V);
+                  (int)TB, H, V, m->dws, m->dws_n);
     if (!train) {
         *loss_sum = xent_forward(m->logits, y, (int)TB, V, tokens);
     } else {
         *loss_sum = xent_forward_backward(m->logits, y, (int)TB, V, tokens);
         memset(m->dtop, 0, TB * H * sizeof(float));
         dense_backward(m->dtop, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b),
-                       m->logits, ytop, param_data(pt, m->i_dense_w), (int)TB, H, V);
+                       m->logits, ytop, param_data(pt, m->i_dense_w), (int)TB, H, V,
+                       m->dws != NULL);
         grad_ready(m, m->i_dense_w, 2);
         int U = 0; /* the distinct tokens of the input (rnn_stack_share_inputs) */
         const int32_t *uid = rnn_stack_input_ids(&m->rnn, &U);
@@ -517,7 +523,8 @@ static void decode_step(model *m, const int32_t *tok, int R, const float *h, con
     const float *xd = embed(m, m->i_dec_emb, m->xb, tok, (size_t)R);
     rnn_stack_forward(&m->dec, 1, R, xd, tok, m->ctx, h, c, h2, c2, NULL);
     dense_forward(m->logits, m->dec.y[m->cfg.layers - 1], param_data(&m->pt, m->i_dense_w),
-                  param_data(&m->pt, m->i_dense_b), R, m->cfg.hidden, m->cfg.tgt_vocab);
+                  param_data(&m->pt, m->i_dense_b), R, m->cfg.hidden, m->cfg.tgt_vocab, m->dws,
+                  m->dws_n);
 }
 
 int model_greedy(model *m, const int32_t *src, int B, int T, int bos, int eos, int max_len,
@@ -726,7 +733,7 @@ int model_lm_generate(model *m, const int32_t *prefix, int n, int len, float tem
         if (lstm) memcpy(c, m->st_c, (size_t)L * H * sizeof(float));
         if (s < n - 1) continue;
         dense_forward(m->logits, m->rnn.y[L - 1], param_data(pt, m->i_dense_w),
-                      param_data(pt, m->i_dense_b), 1, H, V);
+                      param_data(pt, m->i_dense_b), 1, H, V, m->dws, m->dws_n);
         int y;
         if (temperature <= 0.0f) {
             y = argmax(m->logits, V);

@@ -57,6 +57,17 @@ static size_t wp_floats(size_t GH, size_t H)
     return n > GH * H ? n : GH * H;
 }
 
+/* A small direction's input-side and weight-gradient products run on rgemm
+ * too (OpenBLAS's per-call packing dominates them at these sizes), the
+ * forward's W_ih^T packed in bp: its size, or 0 for a direction that is not
+ * small (more than 2^24 multiply-adds in its largest such product). */
+static size_t bp_floats(int I, int C, int H, size_t GH, size_t TB)
+{
+    const int IC = I > C ? I : C, W = IC > H ? IC : H;
+    if (!rgemm_available() || (double)TB * GH * W > 16777216.0) return 0;
+    return rgemm_packed_size(IC, (int)GH);
+}
+
 int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, int onehot, int Tmax,
                  int Bmax)
 {
@@ -74,12 +85,14 @@ int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, i
     const size_t TBG = (size_t)Tmax * Bmax * GH;
     const size_t SBH = (size_t)(Tmax + 1) * Bmax * H;
     const size_t BH = (size_t)Bmax * H;
+    d->bp_n = onehot ? 0 : bp_floats(I, C, H, GH, (size_t)Tmax * Bmax);
     size_t n = 4 * TBG                             /* xw, hw, gates, dxw */
                + (cell == CELL_GRU ? TBG : 0)      /* dhw */
                + SBH * (cell == CELL_LSTM ? 2 : 1) /* hs, cs */
                + 2 * (size_t)Bmax * GH             /* ctxw, dctxw (sum of dxw over t) */
                + wp_floats(GH, H) + 16             /* wp, 64-byte aligned */
-               + 3 * BH;                           /* dh, dc, dtmp */
+               + 3 * BH                            /* dh, dc, dtmp */
+               + d->bp_n;                          /* bp */
     d->mem = calloc(n, sizeof(float));
     d->n = calloc((size_t)Tmax + 1, sizeof *d->n);
     d->off = calloc((size_t)Tmax + 1, sizeof *d->off);
@@ -102,6 +115,7 @@ int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, i
     d->dh = p, p += BH;
     d->dc = p, p += BH;
     d->dtmp = p, p += BH;
+    d->bp = d->bp_n ? p : NULL;
     return MODEL_OK;
 }
 
@@ -129,6 +143,12 @@ int rnn_dir_share_inputs(rnn_dir *d, int vocab)
     for (int v = 0; v < vocab; v++) d->slot_of[v] = -1;
     d->vocab = vocab;
     return MODEL_OK;
+}
+
+/* Whether a small direction's product (M, N, K) runs on rgemm (bp_floats). */
+static int small_rg(const rnn_dir *d, int threads, int M, int N, int K)
+{
+    return d->bp && rgemm_suits(threads, M, N, K);
 }
 
 /* dst (n) += src (n); dst (n) = a (n) + b (n): the element-wise loops of a
@@ -355,8 +375,14 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
          * (free until the backward), then row n = b_ih + P[slot[n]] */
         share_rows(d, N, x, ldx, ids);
         float *P = d->dxw;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->U, GH, I, 1.0f, d->xu, I, d->W_ih,
-                    IC, 0.0f, P, GH);
+        if (small_rg(d, threads, d->U, GH, I)) {
+            rgemm_pack(d->bp, d->W_ih, I, GH, IC, 1);
+            memset(P, 0, (size_t)d->U * GH * sizeof(float));
+            rgemm(d->U, GH, I, d->xu, I, d->bp, NULL, P, GH);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->U, GH, I, 1.0f, d->xu, I,
+                        d->W_ih, IC, 0.0f, P, GH);
+        }
         for (size_t n = 0; n < N; n++) {
             float *row = d->xw + n * GH;
             const float *pu = P + (size_t)d->slot[n] * GH;
@@ -374,8 +400,14 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
                     IC, 1.0f, d->xw, GH);
     }
     if (C > 0) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, C, 1.0f, ctx, C, d->W_ih + I,
-                    IC, 0.0f, d->ctxw, GH);
+        if (small_rg(d, threads, B, GH, C)) {
+            rgemm_pack(d->bp, d->W_ih + I, C, GH, IC, 1);
+            memset(d->ctxw, 0, (size_t)B * GH * sizeof(float));
+            rgemm(B, GH, C, ctx, C, d->bp, NULL, d->ctxw, GH);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, C, 1.0f, ctx, C,
+                        d->W_ih + I, IC, 0.0f, d->ctxw, GH);
+        }
         for (int t = 0; t < T; t++) {
             float *xt = d->xw + d->off[t] * GH;
             vadd(xt, d->ctxw, (size_t)d->n[t] * GH);
@@ -524,8 +556,12 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
         for (size_t n = 0; n < N; n++)
             vadd(dsh + (size_t)d->slot[n] * GH, d->dxw + n * GH, (size_t)GH);
         /* dW_ih[:, :I] (GH, I) += dsh^T (GH, U) · xu (U, I) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, I, d->U, 1.0f, dsh, GH, d->xu, I,
-                    1.0f, d->dW_ih, IC);
+        if (small_rg(d, threads, GH, I, d->U)) {
+            rgemm_tn(GH, I, d->U, dsh, GH, d->xu, I, d->dW_ih, IC);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, I, d->U, 1.0f, dsh, GH, d->xu,
+                        I, 1.0f, d->dW_ih, IC);
+        }
         add_row_sums(d->db_ih, dsh, (size_t)d->U, GH);
     } else if (d->onehot) {
         for (size_t n = 0; n < N; n++) {
@@ -535,8 +571,12 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
         }
     } else {
         /* dW_ih[:, :I] (GH, I) += dxw^T (GH, N) · x (N, I) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, I, (int)N, 1.0f, d->dxw, GH, x,
-                    ldx, 1.0f, d->dW_ih, IC);
+        if (small_rg(d, threads, GH, I, (int)N)) {
+            rgemm_tn(GH, I, (int)N, d->dxw, GH, x, ldx, d->dW_ih, IC);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, I, (int)N, 1.0f, d->dxw, GH, x,
+                        ldx, 1.0f, d->dW_ih, IC);
+        }
     }
     if (!shared) add_row_sums(d->db_ih, d->dxw, N, GH);
     if (C > 0) {
@@ -547,11 +587,18 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
             const float *r = d->dxw + d->off[t] * GH;
             vadd(dsum, r, (size_t)d->n[t] * GH);
         }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, C, B, 1.0f, dsum, GH, ctx, C, 1.0f,
-                    d->dW_ih + I, IC);
-        if (dctx)
+        if (small_rg(d, threads, GH, C, B)) {
+            rgemm_tn(GH, C, B, dsum, GH, ctx, C, d->dW_ih + I, IC);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, C, B, 1.0f, dsum, GH, ctx, C,
+                        1.0f, d->dW_ih + I, IC);
+        }
+        if (dctx && small_rg(d, threads, B, C, GH)) {
+            rgemm_nn(B, C, GH, dsum, GH, d->W_ih + I, IC, dctx, C);
+        } else if (dctx) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, GH, 1.0f, dsum, GH,
                         d->W_ih + I, IC, 1.0f, dctx, C);
+        }
     }
     /* dW_hh (GH, H) += dhw^T (GH, N) · prev (N, H). Unpacked, prev(t) are
      * consecutive blocks; packed, step t uses the first n[t] rows of a block
@@ -564,16 +611,22 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
                    (size_t)d->n[t] * H * sizeof(float));
         prev = g;
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, H, (int)N, 1.0f, dhw_all, GH, prev, H,
-                1.0f, d->dW_hh, H);
+    if (small_rg(d, threads, GH, H, (int)N)) {
+        rgemm_tn(GH, H, (int)N, dhw_all, GH, prev, H, d->dW_hh, H);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, H, (int)N, 1.0f, dhw_all, GH, prev,
+                    H, 1.0f, d->dW_hh, H);
+    }
     add_row_sums(d->db_hh, dhw_all, N, GH);
     /* dx (N, I) += dxw (N, GH) · W_ih[:, :I] (GH, I); shared inputs: (U, I) from dsh */
-    if (dx && shared)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->U, I, GH, 1.0f, dsh, GH, d->W_ih,
+    const int rows = shared ? d->U : (int)N;
+    const float *dxs = shared ? dsh : d->dxw;
+    if (dx && !d->onehot && small_rg(d, threads, rows, I, GH)) {
+        rgemm_nn(rows, I, GH, dxs, GH, d->W_ih, IC, dx, lddx);
+    } else if (dx && !d->onehot) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, I, GH, 1.0f, dxs, GH, d->W_ih,
                     IC, 1.0f, dx, lddx);
-    else if (dx && !d->onehot)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, I, GH, 1.0f, d->dxw, GH,
-                    d->W_ih, IC, 1.0f, dx, lddx);
+    }
 }
 
 /* ================================================================ stacks */

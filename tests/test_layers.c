@@ -48,34 +48,55 @@ static void test_embedding(void)
 typedef struct {
     float *in, *W, *b, *w, *out;
     int N, I, O;
+    float *ws;
+    size_t ws_n;
 } dense_ctx;
 
 static double dense_loss(void *p)
 {
     dense_ctx *c = p;
-    dense_forward(c->out, c->in, c->W, c->b, c->N, c->I, c->O);
+    dense_forward(c->out, c->in, c->W, c->b, c->N, c->I, c->O, c->ws, c->ws_n);
     return gc_dot(c->w, c->out, (size_t)c->N * c->O);
+}
+
+/* One shape, with or without a bias, on OpenBLAS (ws NULL) or on rgemm (a
+ * workspace, where AVX-512 has it). */
+static void check_dense(int N, int I, int O, int bias, int rg)
+{
+    float *in = malloc(sizeof(float) * (size_t)N * I), *W = malloc(sizeof(float) * (size_t)O * I);
+    float *b = malloc(sizeof(float) * (size_t)O), *w = malloc(sizeof(float) * (size_t)N * O);
+    float *out = malloc(sizeof(float) * (size_t)N * O);
+    float *din = calloc((size_t)N * I, sizeof(float)), *dW = calloc((size_t)O * I, sizeof(float));
+    float *db = calloc((size_t)O, sizeof(float));
+    const size_t ws_n = rg ? dense_ws_floats(N, I, O) : 0;
+    float *ws = ws_n ? malloc(sizeof(float) * ws_n) : NULL;
+    gc_fill(in, (size_t)N * I, 1.0f, 3);
+    gc_fill(W, (size_t)O * I, 1.0f, 4);
+    gc_fill(b, (size_t)O, 1.0f, 5);
+    gc_fill(w, (size_t)N * O, 1.0f, 6);
+    dense_ctx c = {in, W, bias ? b : NULL, w, out, N, I, O, ws, ws_n};
+    dense_backward(din, dW, bias ? db : NULL, w, in, W, N, I, O, ws != NULL);
+    CU_ASSERT_EQUAL(gc_check("dense.W", W, dW, O * I, dense_loss, &c, 0, &worst_seen), 0);
+    if (bias) CU_ASSERT_EQUAL(gc_check("dense.b", b, db, O, dense_loss, &c, 0, &worst_seen), 0);
+    CU_ASSERT_EQUAL(gc_check("dense.in", in, din, N * I, dense_loss, &c, 0, &worst_seen), 0);
+    /* forward value: out[N-1][O-1] = in[N-1]·W[O-1] (+ b[O-1]) */
+    gc_fill(out, (size_t)N * O, 1.0f, 7); /* whatever was there must not count */
+    dense_forward(out, in, W, bias ? b : NULL, N, I, O, ws, ws_n);
+    double ref = bias ? b[O - 1] : 0.0;
+    for (int i = 0; i < I; i++)
+        ref += (double)in[(size_t)(N - 1) * I + i] * W[(size_t)(O - 1) * I + i];
+    CU_ASSERT_DOUBLE_EQUAL(out[(size_t)N * O - 1], ref, 1e-5);
+    free(in), free(W), free(b), free(w), free(out), free(din), free(dW), free(db), free(ws);
 }
 
 static void test_dense(void)
 {
-    enum { N = 5, I = 4, O = 3 };
-    float in[N * I], W[O * I], b[O], w[N * O], out[N * O];
-    float din[N * I] = {0}, dW[O * I] = {0}, db[O] = {0};
-    gc_fill(in, N * I, 1.0f, 3);
-    gc_fill(W, O * I, 1.0f, 4);
-    gc_fill(b, O, 1.0f, 5);
-    gc_fill(w, N * O, 1.0f, 6);
-    dense_ctx c = {in, W, b, w, out, N, I, O};
-    dense_backward(din, dW, db, w, in, W, N, I, O);
-    CU_ASSERT_EQUAL(gc_check("dense.W", W, dW, O * I, dense_loss, &c, 0, &worst_seen), 0);
-    CU_ASSERT_EQUAL(gc_check("dense.b", b, db, O, dense_loss, &c, 0, &worst_seen), 0);
-    CU_ASSERT_EQUAL(gc_check("dense.in", in, din, N * I, dense_loss, &c, 0, &worst_seen), 0);
-    /* forward value: out[0][0] = in[0]·W[0] + b[0] */
-    dense_forward(out, in, W, b, N, I, O);
-    double ref = b[0];
-    for (int i = 0; i < I; i++) ref += (double)in[i] * W[i];
-    CU_ASSERT_DOUBLE_EQUAL(out[0], ref, 1e-5);
+    CU_ASSERT(!rgemm_available() || dense_ws_floats(13, 7, 37) > 0);
+    for (int rg = 0; rg < 2; rg++)
+        for (int bias = 0; bias < 2; bias++) {
+            check_dense(5, 4, 3, bias, rg);
+            check_dense(13, 7, 37, bias, rg); /* rgemm: a row block and a half, two panels */
+        }
 }
 
 /* -------------------------------------------------------- cross-entropy */
@@ -331,8 +352,10 @@ static void test_rnn_dir_shared(void)
 }
 
 /* rgemm (the steps' product with B packed once) against a double-precision
- * product, over edge shapes (rows not a multiple of 12, columns of 32, k of
- * the 256-slices), both packings, adding to C or to a bias row; C's padding
+ * product, over edge shapes (rows not a multiple of 12 or across the
+ * 192-row chunks, columns of 32, k of the 256-slices), both packings, adding
+ * to C or to a bias row, and rgemm_nn / rgemm_tn (B unpacked; A stored
+ * transposed), every operand at a stride wider than its rows; C's padding
  * columns and the rows past M must stay untouched. */
 static void test_rgemm(void)
 {
@@ -340,45 +363,56 @@ static void test_rgemm(void)
         printf("\n  rgemm: no AVX-512 here (or SEQPAR_RGEMM=0): OpenBLAS serves the steps\n");
         return;
     }
-    const int Ms[] = {1, 5, 12, 13, 25}, Ns[] = {1, 31, 32, 33, 70}, Ks[] = {1, 7, 256, 257, 300};
+    const int Ms[] = {1, 5, 13, 25, 200}, Ns[] = {1, 31, 32, 33, 70}, Ks[] = {1, 7, 256, 257, 300};
     double worst = 0;
     int untouched = 1;
-    for (int trans = 0; trans < 2; trans++)
+    /* mode 0: rgemm, B stored (K, N); 1: rgemm, B stored as its transpose
+     * (N, K); 2: rgemm_nn; 3: rgemm_tn, A stored (K, M) */
+    for (int mode = 0; mode < 4; mode++)
         for (int mi = 0; mi < 5; mi++)
             for (int ni = 0; ni < 5; ni++)
                 for (int ki = 0; ki < 5; ki++) {
                     const int M = Ms[mi], N = Ns[ni], K = Ks[ki], ldc = N + 3;
-                    float *A = malloc(sizeof(float) * (size_t)M * K);
-                    float *B = malloc(sizeof(float) * (size_t)K * N);
+                    const int trans = mode == 1, at = mode == 3;
+                    const int lda = (at ? M : K) + 1, ldb = (trans ? K : N) + 2;
+                    float *A = malloc(sizeof(float) * (size_t)(at ? K : M) * lda);
+                    float *B = malloc(sizeof(float) * (size_t)(trans ? N : K) * ldb);
                     float *C = malloc(sizeof(float) * (size_t)(M + 1) * ldc);
                     float *P = malloc(sizeof(float) * rgemm_packed_size(K, N));
-                    gc_fill(A, (size_t)M * K, 1.0f, 80 + mi);
-                    gc_fill(B, (size_t)K * N, 1.0f, 90 + ni);
+                    gc_fill(A, (size_t)(at ? K : M) * lda, 1.0f, 80 + mi);
+                    gc_fill(B, (size_t)(trans ? N : K) * ldb, 1.0f, 90 + ni);
                     gc_fill(C, (size_t)(M + 1) * ldc, 1.0f, 100 + ki);
                     float *C0 = malloc(sizeof(float) * (size_t)(M + 1) * ldc);
                     memcpy(C0, C, sizeof(float) * (size_t)(M + 1) * ldc);
-                    /* trans: B holds the (N, K) transpose of the product's operand */
-                    rgemm_pack(P, B, K, N, trans ? K : N, trans);
-                    /* every other shape: C = bias + A·B, C's old values unread */
-                    const int with_bias = (mi + ni + ki) % 2;
+                    /* every other packed shape: C = bias + A·B, C's old values unread */
+                    const int with_bias = mode < 2 && (mi + ni + ki) % 2;
                     float bias[70];
                     gc_fill(bias, (size_t)N, 1.0f, 110 + ni);
-                    rgemm(M, N, K, A, K, P, with_bias ? bias : NULL, C, ldc);
+                    if (mode < 2) {
+                        rgemm_pack(P, B, K, N, ldb, trans);
+                        rgemm(M, N, K, A, lda, P, with_bias ? bias : NULL, C, ldc);
+                    } else if (mode == 2) {
+                        rgemm_nn(M, N, K, A, lda, B, ldb, C, ldc);
+                    } else {
+                        rgemm_tn(M, N, K, A, lda, B, ldb, C, ldc);
+                    }
                     for (int i = 0; i < M + 1; i++)
                         for (int j = 0; j < ldc; j++) {
-                            const size_t at = (size_t)i * ldc + j;
+                            const size_t ix = (size_t)i * ldc + j;
                             if (i >= M || j >= N) {
-                                untouched &= C[at] == C0[at];
+                                untouched &= C[ix] == C0[ix];
                                 continue;
                             }
-                            double ref = with_bias ? bias[j] : C0[at], mag = fabs(ref);
+                            double ref = with_bias ? bias[j] : C0[ix], mag = fabs(ref);
                             for (int k = 0; k < K; k++) {
                                 const double b =
-                                    trans ? B[(size_t)j * K + k] : B[(size_t)k * N + j];
-                                ref += (double)A[(size_t)i * K + k] * b;
-                                mag += fabs((double)A[(size_t)i * K + k] * b);
+                                    trans ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                                const double a =
+                                    at ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                                ref += a * b;
+                                mag += fabs(a * b);
                             }
-                            worst = fmax(worst, fabs(C[at] - ref) / (mag + 1e-30));
+                            worst = fmax(worst, fabs(C[ix] - ref) / (mag + 1e-30));
                         }
                     free(A), free(B), free(C), free(C0), free(P);
                 }
