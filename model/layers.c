@@ -86,23 +86,30 @@ void dense_backward(float *din, float *dW, float *db, const float *dout, const f
 
 /* A row's softmax numerators in place: z ← e^(z − max z), returning Σ e in
  * double. The max and the sum run in XL fixed lanes combined in a fixed order,
- * so they vectorise and still give the same bits at every vector width. */
+ * so they vectorise and still give the same bits at every vector width. The
+ * last V mod XL values go through a padded block of XL lanes too (a scalar
+ * tail of vm_expf calls cost as much as the vectorised rest at V = 201). */
 #define XL 16
 VM_CLONES static double softmax_numerators(float *restrict z, int V, float *max_out)
 {
-    float m[XL];
+    const int Vb = V - V % XL, r = V - Vb;
+    float m[XL], t[XL];
     for (int l = 0; l < XL; l++) m[l] = z[0];
-    int v = 0;
-    for (; v + XL <= V; v += XL)
+    for (int v = 0; v < Vb; v += XL)
         for (int l = 0; l < XL; l++) m[l] = z[v + l] > m[l] ? z[v + l] : m[l];
-    for (; v < V; v++) m[0] = z[v] > m[0] ? z[v] : m[0];
+    /* the tail, padded with z[0] (which changes neither the max nor, below, the sum) */
+    for (int l = 0; l < XL; l++) t[l] = l < r ? z[Vb + l] : z[0];
+    for (int l = 0; l < XL; l++) m[l] = t[l] > m[l] ? t[l] : m[l];
     float mx = m[0];
     for (int l = 1; l < XL; l++) mx = m[l] > mx ? m[l] : mx;
-    for (v = 0; v < V; v++) z[v] = vm_expf(z[v] - mx);
+    for (int v = 0; v < Vb; v += XL)
+        for (int l = 0; l < XL; l++) z[v + l] = vm_expf(z[v + l] - mx);
+    for (int l = 0; l < XL; l++) t[l] = vm_expf(t[l] - mx);
+    for (int l = 0; l < r; l++) z[Vb + l] = t[l];
     double s[XL] = {0};
-    for (v = 0; v + XL <= V; v += XL)
+    for (int v = 0; v < Vb; v += XL)
         for (int l = 0; l < XL; l++) s[l] += (double)z[v + l];
-    for (; v < V; v++) s[0] += (double)z[v];
+    for (int l = 0; l < XL; l++) s[l] += l < r ? (double)t[l] : 0.0;
     double sum = 0.0;
     for (int l = 0; l < XL; l++) sum += s[l];
     *max_out = mx;

@@ -144,6 +144,22 @@ static void test_xent(void)
     double lb = xent_forward_backward(big, &yb, 1, V, &cnt);
     CU_ASSERT(isfinite(lb));
     CU_ASSERT_DOUBLE_EQUAL(lb, 2000.0 + log(1.0 + exp(-1.0)), 1e-3);
+    /* rows of 16-lane blocks and a tail (37 = 2·16 + 5, 48 = 3·16), the
+     * maximum in the tail or in a block: loss and gradient as above */
+    enum { W = 48 };
+    for (int Vw = 37; Vw <= W; Vw += W - 37) {
+        float zw[3 * W], gw[3 * W];
+        int32_t yw[3] = {Vw - 1, 0, 17};
+        gc_fill(zw, (size_t)3 * Vw, 3.0f, 8);
+        zw[Vw - 2] = 9.0f;  /* row 0: the maximum in the tail */
+        zw[Vw + 20] = 9.0f; /* row 1: in a block */
+        memcpy(gw, zw, sizeof zw);
+        double lw = xent_forward_backward(gw, yw, 3, Vw, &cnt);
+        CU_ASSERT_DOUBLE_EQUAL(lw, xent_forward(zw, yw, 3, Vw, &cnt2), 1e-5);
+        xent_ctx cw = {zw, yw, 3, Vw};
+        CU_ASSERT_EQUAL(
+            gc_check("xent.logits (wide)", zw, gw, 3 * Vw, xent_loss, &cw, 0, &worst_seen), 0);
+    }
 }
 
 /* ------------------------------------------------------- one direction */
