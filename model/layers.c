@@ -42,7 +42,7 @@ void dense_forward(float *out, const float *in, const float *W, const float *b, 
                    float *ws, size_t ws_n)
 {
     if (N == 0) return;
-    if (ws && dense_rg(1, N, O, I) && rgemm_packed_size(I, O) <= ws_n) {
+    if (dense_rg(ws != NULL, N, O, I) && rgemm_packed_size(I, O) <= ws_n) {
         rgemm_pack(ws, W, I, O, I, 1); /* W^T (I, O) */
         if (!b) memset(out, 0, (size_t)N * O * sizeof(float));
         rgemm(N, O, I, in, I, ws, b, out, O);

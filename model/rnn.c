@@ -63,9 +63,9 @@ static size_t wp_floats(size_t GH, size_t H)
  * small (more than 2^24 multiply-adds in its largest such product). */
 static size_t bp_floats(int I, int C, int H, size_t GH, size_t TB)
 {
-    const int IC = I > C ? I : C, W = IC > H ? IC : H;
+    const int K = I > C ? I : C, W = K > H ? K : H;
     if (!rgemm_available() || (double)TB * GH * W > 16777216.0) return 0;
-    return rgemm_packed_size(IC, (int)GH);
+    return rgemm_packed_size(K, (int)GH); /* W_ih[:, :I]^T or W_ih[:, I:]^T */
 }
 
 int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, int onehot, int Tmax,
