@@ -12,7 +12,7 @@ seqpar's tokens_per_s is the tokens over the training time: a step is forward
 and the warmup steps, both of which seqpar's figure includes), tokens are the
 target tokens that count in the loss (padding excluded) summed over ranks.
 step_ms is the median step time and step_rate_median the median over steps
-of (tokens / step time), for reference (it runs 2-10 % above tokens_per_s
+of (tokens / step time), for reference (it ran 2-12 % above tokens_per_s
 on the book's model here: it drops the slow steps).
 With --ranks R, a step's time is the slowest rank's. A stderr line says which
 OpenBLAS kernel ran. Options: --model book|large|lm [--threads N] [--ranks R]
