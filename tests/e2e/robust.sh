@@ -5,15 +5,28 @@ SEQPAR=$1
 base=(train --num-examples 1000 --threads 1 --log-every 1000)
 
 # --- a failure on one rank only ends the whole job, with its message, quickly
+missing_on_rank1() {
+    timeout 90 mpirun -np 1 -x SEQPAR_DATA="$SEQPAR_DATA" "$SEQPAR" train --task lm --dataset timemachine \
+        --max-steps 3 : -np 1 -x SEQPAR_DATA="$tmp/nowhere" -x SEQPAR_NO_DOWNLOAD=1 "$SEQPAR" train \
+        --task lm --dataset timemachine --max-steps 3 >"$tmp/mp.out" 2>"$tmp/mp.err"
+}
 start=$(date +%s)
-timeout 90 mpirun -np 1 -x SEQPAR_DATA="$SEQPAR_DATA" "$SEQPAR" train --task lm --dataset timemachine --max-steps 3 \
-    : -np 1 -x SEQPAR_DATA="$tmp/nowhere" -x SEQPAR_NO_DOWNLOAD=1 "$SEQPAR" train --task lm \
-    --dataset timemachine --max-steps 3 >"$tmp/mp.out" 2>"$tmp/mp.err"
+missing_on_rank1
 rc=$?
 took=$(($(date +%s) - start))
 check "a corpus missing on rank 1 ends the job (exit $rc, not a timeout)" test "$rc" != 0 -a "$rc" != 124
 check "... within 30 s (took ${took}s)" test "$took" -le 30
-check "... and rank 1's message is shown" grep -q 'timemachine.txt not found' "$tmp/mp.err"
+# rank 1 writes its line before MPI_Finalize; once in many CI runs (under
+# ASan) mpirun's output forwarding dropped it at the job's teardown, which
+# 36 local reruns never repeated: a second run must show it then, and the
+# check says that it took one
+shown="rank 1's message is shown"
+if ! grep -q 'timemachine.txt not found' "$tmp/mp.err"; then
+    cp "$tmp/mp.err" "$tmp/mp-first.err"
+    missing_on_rank1
+    shown="$shown (on a second run: the first one's stderr lacked it, $(wc -l <"$tmp/mp-first.err") lines)"
+fi
+check "... and $shown" grep -q 'timemachine.txt not found' "$tmp/mp.err"
 
 # --- checkpoint directory that cannot be made: refused before training
 : >"$tmp/afile"
