@@ -28,7 +28,7 @@ void embedding_backward(float *dW, const float *dout, const int32_t *ids, int N,
 
 size_t dense_ws_floats(int Nmax, int I, int O)
 {
-    if (!rgemm_available() || (double)Nmax * I * O > 16777216.0) return 0;
+    if (!rgemm_available() || (double)Nmax * I * O > RG_SMALL) return 0;
     return rgemm_packed_size(I, O);
 }
 
@@ -62,24 +62,14 @@ void dense_backward(float *din, float *dW, float *db, const float *dout, const f
 {
     if (N == 0) return;
     /* dW (O, I) += dout^T (O, N) · in (N, I) */
-    if (dense_rg(rg, O, I, N)) {
-        rgemm_tn(O, I, N, dout, O, in, I, dW, I);
-    } else {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, N, 1.0f, dout, O, in, I, 1.0f,
-                    dW, I);
-    }
+    gemm_tn_acc(dense_rg(rg, O, I, N), O, I, N, dout, O, in, I, dW, I);
     if (db)
         for (int n = 0; n < N; n++) {
             const float *d = dout + (size_t)n * O;
             for (int o = 0; o < O; o++) db[o] += d[o];
         }
     /* din (N, I) += dout (N, O) · W (O, I) */
-    if (din && dense_rg(rg, N, I, O)) {
-        rgemm_nn(N, I, O, dout, O, W, I, din, I);
-    } else if (din) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, I, O, 1.0f, dout, O, W, I, 1.0f,
-                    din, I);
-    }
+    if (din) gemm_nn_acc(dense_rg(rg, N, I, O), N, I, O, dout, O, W, I, din, I);
 }
 
 /* ---------------------------------------------------- softmax cross-entropy */

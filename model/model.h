@@ -213,7 +213,10 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
  * transpose stored (N, K), into rgemm_packed_size(K, N) floats. rgemm runs
  * only where rgemm_available() (AVX-512 with FMA); elsewhere callers use
  * OpenBLAS. */
-enum { RG_NR = 32 };
+enum {
+    RG_NR = 32,        /* columns of a packed panel */
+    RG_SMALL = 1 << 24 /* multiply-adds up to which a product counts as small (rgemm_suits) */
+};
 size_t rgemm_packed_size(int K, int N);
 void rgemm_pack(float *dst, const float *B, int K, int N, int ldb, int trans);
 int rgemm_available(void);

@@ -75,7 +75,15 @@ int rgemm_available(void)
 int rgemm_suits(int threads, int M, int N, int K)
 {
     const double kc = K < RG_KC ? K : RG_KC, macs = (double)M * N * K;
-    return rgemm_available() && (macs <= 16777216.0 || (threads == 1 && (double)M * kc <= 65536.0));
+    return rgemm_available() && (macs <= RG_SMALL || (threads == 1 && (double)M * kc <= 65536.0));
+}
+
+/* Masks for a panel's w (1..32) columns: its first and second 16. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+panel_masks(int w, __mmask16 *m0, __mmask16 *m1)
+{
+    *m0 = w >= 16 ? 0xFFFF : (__mmask16)((1u << w) - 1);
+    *m1 = w >= 32 ? 0xFFFF : w <= 16 ? 0 : (__mmask16)((1u << (w - 16)) - 1);
 }
 
 /* The AVX-512 packing: a row of B (K, N) goes to its panels 32 columns at a
@@ -90,10 +98,8 @@ __attribute__((target("avx512f"))) static void pack_avx512(float *dst, const flo
             const float *row = B + (size_t)k * ldb;
             for (int p = 0; p < np; p++) {
                 const int c0 = p * RG_NR, w = N - c0 < RG_NR ? N - c0 : RG_NR;
-                const __mmask16 m0 = w >= 16 ? 0xFFFF : (__mmask16)((1u << w) - 1);
-                const __mmask16 m1 = w >= 32   ? 0xFFFF
-                                     : w <= 16 ? 0
-                                               : (__mmask16)((1u << (w - 16)) - 1);
+                __mmask16 m0, m1;
+                panel_masks(w, &m0, &m1);
                 float *o = dst + ((size_t)p * K + k) * RG_NR;
                 _mm512_storeu_ps(o, _mm512_maskz_loadu_ps(m0, row + c0));
                 _mm512_storeu_ps(o + 16, _mm512_maskz_loadu_ps(m1, row + c0 + 16));
@@ -106,8 +112,8 @@ __attribute__((target("avx512f"))) static void pack_avx512(float *dst, const flo
                            _mm512_set1_epi32(ldb));
     for (int p = 0; p < np; p++) {
         const int c0 = p * RG_NR, w = N - c0 < RG_NR ? N - c0 : RG_NR;
-        const __mmask16 m0 = w >= 16 ? 0xFFFF : (__mmask16)((1u << w) - 1);
-        const __mmask16 m1 = w >= 32 ? 0xFFFF : w <= 16 ? 0 : (__mmask16)((1u << (w - 16)) - 1);
+        __mmask16 m0, m1;
+        panel_masks(w, &m0, &m1);
         const float *b0 = B + (size_t)c0 * ldb, *b1 = m1 ? b0 + (size_t)16 * ldb : b0;
         float *o = dst + (size_t)p * K * RG_NR;
         for (int k = 0; k < K; k++, o += RG_NR) {
@@ -135,8 +141,8 @@ void rgemm_pack(float *dst, const float *B, int K, int N, int ldb, int trans)
 RG_TARGET void kernel(int MR, int at, int msk, int K, const float *A, int lda, const float *P,
                       int ldp, const float *bias, float *C, int ldc, int w)
 {
-    const __mmask16 m0 = w >= 16 ? 0xFFFF : (__mmask16)((1u << w) - 1);
-    const __mmask16 m1 = w >= 32 ? 0xFFFF : w <= 16 ? 0 : (__mmask16)((1u << (w - 16)) - 1);
+    __mmask16 m0, m1;
+    panel_masks(w, &m0, &m1);
     __m512 c0[RG_MR], c1[RG_MR];
     for (int r = 0; r < MR; r++) {
         c0[r] = c1[r] = _mm512_setzero_ps();

@@ -64,7 +64,7 @@ static size_t wp_floats(size_t GH, size_t H)
 static size_t bp_floats(int I, int C, int H, size_t GH, size_t TB)
 {
     const int K = I > C ? I : C, W = K > H ? K : H;
-    if (!rgemm_available() || (double)TB * GH * W > 16777216.0) return 0;
+    if (!rgemm_available() || (double)TB * GH * W > RG_SMALL) return 0;
     return rgemm_packed_size(K, (int)GH); /* W_ih[:, :I]^T or W_ih[:, I:]^T */
 }
 
@@ -149,6 +149,22 @@ int rnn_dir_share_inputs(rnn_dir *d, int vocab)
 static int small_rg(const rnn_dir *d, int threads, int M, int N, int K)
 {
     return d->bp && rgemm_suits(threads, M, N, K);
+}
+
+/* C (M, GH) = A (M, K) · W^T for W (GH, K), a column block of W_ih (stride
+ * I + C): a small direction packs W^T into bp for rgemm. */
+static void input_product(rnn_dir *d, int threads, int M, int K, const float *A, const float *W,
+                          float *C)
+{
+    const int GH = cell_gates(d->cell) * d->H, IC = d->I + d->C;
+    if (small_rg(d, threads, M, GH, K)) {
+        rgemm_pack(d->bp, W, K, GH, IC, 1);
+        memset(C, 0, (size_t)M * GH * sizeof(float));
+        rgemm(M, GH, K, A, K, d->bp, NULL, C, GH);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, GH, K, 1.0f, A, K, W, IC, 0.0f, C,
+                    GH);
+    }
 }
 
 /* dst (n) += src (n); dst (n) = a (n) + b (n): the element-wise loops of a
@@ -375,14 +391,7 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
          * (free until the backward), then row n = b_ih + P[slot[n]] */
         share_rows(d, N, x, ldx, ids);
         float *P = d->dxw;
-        if (small_rg(d, threads, d->U, GH, I)) {
-            rgemm_pack(d->bp, d->W_ih, I, GH, IC, 1);
-            memset(P, 0, (size_t)d->U * GH * sizeof(float));
-            rgemm(d->U, GH, I, d->xu, I, d->bp, NULL, P, GH);
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->U, GH, I, 1.0f, d->xu, I,
-                        d->W_ih, IC, 0.0f, P, GH);
-        }
+        input_product(d, threads, d->U, I, d->xu, d->W_ih, P);
         for (size_t n = 0; n < N; n++) {
             float *row = d->xw + n * GH;
             const float *pu = P + (size_t)d->slot[n] * GH;
@@ -400,14 +409,7 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
                     IC, 1.0f, d->xw, GH);
     }
     if (C > 0) {
-        if (small_rg(d, threads, B, GH, C)) {
-            rgemm_pack(d->bp, d->W_ih + I, C, GH, IC, 1);
-            memset(d->ctxw, 0, (size_t)B * GH * sizeof(float));
-            rgemm(B, GH, C, ctx, C, d->bp, NULL, d->ctxw, GH);
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, C, 1.0f, ctx, C,
-                        d->W_ih + I, IC, 0.0f, d->ctxw, GH);
-        }
+        input_product(d, threads, B, C, ctx, d->W_ih + I, d->ctxw);
         for (int t = 0; t < T; t++) {
             float *xt = d->xw + d->off[t] * GH;
             vadd(xt, d->ctxw, (size_t)d->n[t] * GH);
@@ -556,12 +558,8 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
         for (size_t n = 0; n < N; n++)
             vadd(dsh + (size_t)d->slot[n] * GH, d->dxw + n * GH, (size_t)GH);
         /* dW_ih[:, :I] (GH, I) += dsh^T (GH, U) · xu (U, I) */
-        if (small_rg(d, threads, GH, I, d->U)) {
-            rgemm_tn(GH, I, d->U, dsh, GH, d->xu, I, d->dW_ih, IC);
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, I, d->U, 1.0f, dsh, GH, d->xu,
-                        I, 1.0f, d->dW_ih, IC);
-        }
+        gemm_tn_acc(small_rg(d, threads, GH, I, d->U), GH, I, d->U, dsh, GH, d->xu, I, d->dW_ih,
+                    IC);
         add_row_sums(d->db_ih, dsh, (size_t)d->U, GH);
     } else if (d->onehot) {
         for (size_t n = 0; n < N; n++) {
@@ -571,12 +569,8 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
         }
     } else {
         /* dW_ih[:, :I] (GH, I) += dxw^T (GH, N) · x (N, I) */
-        if (small_rg(d, threads, GH, I, (int)N)) {
-            rgemm_tn(GH, I, (int)N, d->dxw, GH, x, ldx, d->dW_ih, IC);
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, I, (int)N, 1.0f, d->dxw, GH, x,
-                        ldx, 1.0f, d->dW_ih, IC);
-        }
+        gemm_tn_acc(small_rg(d, threads, GH, I, (int)N), GH, I, (int)N, d->dxw, GH, x, ldx,
+                    d->dW_ih, IC);
     }
     if (!shared) add_row_sums(d->db_ih, d->dxw, N, GH);
     if (C > 0) {
@@ -587,18 +581,10 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
             const float *r = d->dxw + d->off[t] * GH;
             vadd(dsum, r, (size_t)d->n[t] * GH);
         }
-        if (small_rg(d, threads, GH, C, B)) {
-            rgemm_tn(GH, C, B, dsum, GH, ctx, C, d->dW_ih + I, IC);
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, C, B, 1.0f, dsum, GH, ctx, C,
-                        1.0f, d->dW_ih + I, IC);
-        }
-        if (dctx && small_rg(d, threads, B, C, GH)) {
-            rgemm_nn(B, C, GH, dsum, GH, d->W_ih + I, IC, dctx, C);
-        } else if (dctx) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, GH, 1.0f, dsum, GH,
-                        d->W_ih + I, IC, 1.0f, dctx, C);
-        }
+        gemm_tn_acc(small_rg(d, threads, GH, C, B), GH, C, B, dsum, GH, ctx, C, d->dW_ih + I, IC);
+        if (dctx)
+            gemm_nn_acc(small_rg(d, threads, B, C, GH), B, C, GH, dsum, GH, d->W_ih + I, IC, dctx,
+                        C);
     }
     /* dW_hh (GH, H) += dhw^T (GH, N) · prev (N, H). Unpacked, prev(t) are
      * consecutive blocks; packed, step t uses the first n[t] rows of a block
@@ -611,22 +597,14 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
                    (size_t)d->n[t] * H * sizeof(float));
         prev = g;
     }
-    if (small_rg(d, threads, GH, H, (int)N)) {
-        rgemm_tn(GH, H, (int)N, dhw_all, GH, prev, H, d->dW_hh, H);
-    } else {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, H, (int)N, 1.0f, dhw_all, GH, prev,
-                    H, 1.0f, d->dW_hh, H);
-    }
+    gemm_tn_acc(small_rg(d, threads, GH, H, (int)N), GH, H, (int)N, dhw_all, GH, prev, H, d->dW_hh,
+                H);
     add_row_sums(d->db_hh, dhw_all, N, GH);
     /* dx (N, I) += dxw (N, GH) · W_ih[:, :I] (GH, I); shared inputs: (U, I) from dsh */
     const int rows = shared ? d->U : (int)N;
     const float *dxs = shared ? dsh : d->dxw;
-    if (dx && !d->onehot && small_rg(d, threads, rows, I, GH)) {
-        rgemm_nn(rows, I, GH, dxs, GH, d->W_ih, IC, dx, lddx);
-    } else if (dx && !d->onehot) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, I, GH, 1.0f, dxs, GH, d->W_ih,
-                    IC, 1.0f, dx, lddx);
-    }
+    if (dx && !d->onehot)
+        gemm_nn_acc(small_rg(d, threads, rows, I, GH), rows, I, GH, dxs, GH, d->W_ih, IC, dx, lddx);
 }
 
 /* ================================================================ stacks */

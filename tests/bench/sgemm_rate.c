@@ -6,11 +6,8 @@
  * the best and median GFLOP/s of repeated calls and the kernel OpenBLAS
  * chose. The benchmark harness uses it for the sgemm rate at a model's
  * dominant shape. */
-/* model.h before cblas.h: cblas.h brings <complex.h>, whose macro I would
- * break model.h's parameter names */
-#include "model.h"
+#include "blas_private.h" /* model.h, then CBLAS without <complex.h>'s I */
 
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
