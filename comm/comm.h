@@ -40,6 +40,22 @@ _Noreturn void comm_abort(int code);
  * short account of the choice for the start-up banner. */
 int comm_thread_plan(int requested, char *why, size_t whylen);
 
+/* ----------------------------------------------------- in-process workers
+ *
+ * A pool of n workers: the caller is worker 0 and n − 1 threads are the
+ * others. comm_pool_run calls fn(ctx, w) once on every worker w and returns
+ * when all have returned (the runs' effects are then visible to the
+ * caller). Workers never call MPI. A NULL pool, or one of 1, runs fn(ctx, 0)
+ * on the caller. With `spin`, a waiting worker (or the caller) spins for a
+ * fraction of a millisecond before it sleeps: right when each has a core of
+ * its own, wrong when threads outnumber cores. */
+typedef struct comm_pool comm_pool;
+typedef void (*comm_pool_fn)(void *ctx, int w);
+int comm_pool_create(comm_pool **out, int n, int spin);
+int comm_pool_size(const comm_pool *p);
+void comm_pool_run(comm_pool *p, comm_pool_fn fn, void *ctx);
+void comm_pool_free(comm_pool *p);
+
 /* ------------------------------------------------- gradient reduction
  *
  * The gradient buffer holds n tensors (float offsets off[i], sizes size[i],

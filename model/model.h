@@ -365,6 +365,12 @@ typedef struct model model;
 
 int model_create(model **out, const model_config *cfg, char *err, size_t errlen);
 void model_free(model *m);
+/* Makes `replica` (created from the same configuration, any max_batch) read
+ * `primary`'s parameters: its own parameter buffer is freed and it uses
+ * primary's from now on, keeping its own gradient buffer and workspace. A
+ * trainer's in-process workers are such replicas; primary must outlive them.
+ * MODEL_EINVAL if the two models differ in anything but max_batch. */
+int model_share_params(model *replica, model *primary);
 const model_config *model_get_config(const model *m);
 param_table *model_params(model *m);
 /* Initialises parameters as d2l does for seq2seq (Xavier-uniform weights of
@@ -440,6 +446,12 @@ void optimizer_step(optimizer *o, param_table *pt);
 /* The same update from scale·g (the token average and the clipping factor in
  * one), leaving the gradient buffer zeroed: the training step's one pass. */
 void optimizer_step_scaled(optimizer *o, param_table *pt, float scale);
+/* The same update cut in pieces, for threads that share the buffer out:
+ * optimizer_begin once per step, then optimizer_apply over ranges [lo, hi)
+ * of the buffer that together cover it (each element's update is its own,
+ * so the pieces give the bits of the whole). */
+void optimizer_begin(optimizer *o);
+void optimizer_apply(const optimizer *o, param_table *pt, float scale, size_t lo, size_t hi);
 /* A training step's update from summed gradients: average over `tokens`
  * (> 0), clip to global norm `clip` (<= 0: no clipping), step, zero the
  * gradient; returns the averaged gradient's norm before clipping. */
@@ -449,8 +461,15 @@ int opt_parse(const char *s, opt_kind *out);
 /* Scales every gradient by `scale`. (The trainer uses optimizer_update;
  * grad_scale and grad_clip remain for callers that work on the gradient.) */
 void grad_scale(param_table *pt, float scale);
-/* Global L2 norm of the gradient (double accumulation). */
+/* Global L2 norm of the gradient (double accumulation): Σ g² of each chunk
+ * of GRAD_CHUNK floats, the chunks' sums added in order, so threads that
+ * each sum whole chunks (grad_chunk_sums) give the same bits. */
+enum { GRAD_CHUNK = 1 << 14 };
 double grad_norm(const param_table *pt);
+/* Σ g² of each chunk c of g (n floats) that starts in [lo, hi), into out[c];
+ * lo a multiple of GRAD_CHUNK. sqrt(Σ_c out[c]), summed in chunk order over
+ * all chunks, is grad_norm. */
+void grad_chunk_sums(const float *g, size_t n, size_t lo, size_t hi, double *out);
 /* g ← min(1, θ/‖g‖) g; returns ‖g‖ before clipping. θ <= 0: no clipping. */
 double grad_clip(param_table *pt, double theta);
 /* min(1, θ/norm), or 1 when θ <= 0: the factor grad_clip applies. */

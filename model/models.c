@@ -43,7 +43,8 @@ struct model {
     int64_t *rows;              /* (2B) fallback example ids, then the ordered ids */
     model_grad_hook hook;       /* see model_set_grad_hook */
     void *hook_ctx;
-    int *done; /* (B) */
+    int shared_data; /* pt.data is another model's (model_share_params): not freed here */
+    int *done;       /* (B) */
     float *mem;
 };
 
@@ -87,6 +88,7 @@ void model_free(model *m)
     rnn_stack_free(&m->enc);
     rnn_stack_free(&m->dec);
     rnn_stack_free(&m->rnn);
+    if (m->shared_data) m->pt.data = NULL;
     param_table_free(&m->pt);
     free(m->ids_a);
     free(m->rows);
@@ -205,6 +207,27 @@ err:
     model_free(m);
     fail(err, errlen, "out of memory building the model");
     return MODEL_ENOMEM;
+}
+
+int model_share_params(model *replica, model *primary)
+{
+    const model_config *a = &replica->cfg, *b = &primary->cfg;
+    if (a->task != b->task || a->cell != b->cell || a->layers != b->layers ||
+        a->embed != b->embed || a->hidden != b->hidden || a->bidirectional != b->bidirectional ||
+        a->src_vocab != b->src_vocab || a->tgt_vocab != b->tgt_vocab ||
+        replica->pt.total != primary->pt.total || replica == primary || replica->shared_data)
+        return MODEL_EINVAL;
+    param_buffer_free(replica->pt.data);
+    replica->pt.data = primary->pt.data;
+    replica->shared_data = 1;
+    /* the directions hold pointers into the buffers: point them again */
+    if (replica->cfg.task == MODEL_TRANSLATE) {
+        rnn_stack_bind(&replica->enc, &replica->pt, replica->i_enc_rnn);
+        rnn_stack_bind(&replica->dec, &replica->pt, replica->i_dec_rnn);
+    } else {
+        rnn_stack_bind(&replica->rnn, &replica->pt, replica->i_rnn);
+    }
+    return MODEL_OK;
 }
 
 /* ------------------------------------------------------------ initialisation */

@@ -76,17 +76,29 @@ VM_CLONES static void adam_update(size_t n, float *restrict p, float *restrict g
     }
 }
 
-void optimizer_step_scaled(optimizer *o, param_table *pt, float scale)
+void optimizer_begin(optimizer *o)
 {
     o->t++;
+}
+
+void optimizer_apply(const optimizer *o, param_table *pt, float scale, size_t lo, size_t hi)
+{
+    if (hi > o->n) hi = o->n;
+    if (lo >= hi) return;
     if (o->kind == OPT_SGD) {
-        sgd_update(o->n, pt->data, pt->grad, o->lr, scale);
+        sgd_update(hi - lo, pt->data + lo, pt->grad + lo, o->lr, scale);
         return;
     }
     const double bc1 = 1.0 - pow(o->beta1, (double)o->t);
     const double bc2 = 1.0 - pow(o->beta2, (double)o->t);
-    adam_update(o->n, pt->data, pt->grad, o->m, o->v, o->beta1, o->beta2, (float)(o->lr / bc1),
-                (float)(1.0 / sqrt(bc2)), o->eps, scale);
+    adam_update(hi - lo, pt->data + lo, pt->grad + lo, o->m + lo, o->v + lo, o->beta1, o->beta2,
+                (float)(o->lr / bc1), (float)(1.0 / sqrt(bc2)), o->eps, scale);
+}
+
+void optimizer_step_scaled(optimizer *o, param_table *pt, float scale)
+{
+    optimizer_begin(o);
+    optimizer_apply(o, pt, scale, 0, o->n);
 }
 
 double optimizer_update(optimizer *o, param_table *pt, double tokens, double clip)
@@ -122,9 +134,20 @@ VM_CLONES static double sum_squares(const float *restrict g, size_t n)
     return t;
 }
 
+void grad_chunk_sums(const float *g, size_t n, size_t lo, size_t hi, double *out)
+{
+    for (size_t c = lo / GRAD_CHUNK; c * GRAD_CHUNK < hi && c * GRAD_CHUNK < n; c++) {
+        const size_t a = c * GRAD_CHUNK, len = n - a < GRAD_CHUNK ? n - a : GRAD_CHUNK;
+        out[c] = sum_squares(g + a, len);
+    }
+}
+
 double grad_norm(const param_table *pt)
 {
-    return sqrt(sum_squares(pt->grad, pt->total));
+    double s = 0.0;
+    for (size_t a = 0; a < pt->total; a += GRAD_CHUNK)
+        s += sum_squares(pt->grad + a, pt->total - a < GRAD_CHUNK ? pt->total - a : GRAD_CHUNK);
+    return sqrt(s);
 }
 
 double grad_clip_factor(double norm, double theta)

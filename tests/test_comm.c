@@ -170,6 +170,55 @@ static void test_replicas(void)
     free(x);
 }
 
+/* The pool: every worker runs once per run, the runs' writes are visible
+ * to the caller when run returns, runs follow each other in order, and the
+ * spinning and sleeping waits give the same. */
+typedef struct {
+    int calls[8];
+    long sum[8];
+    int round;
+} pool_ctx;
+
+static void pool_work(void *ctx, int w)
+{
+    pool_ctx *c = ctx;
+    c->calls[w]++;
+    long s = 0;
+    for (int i = 0; i < 20000 * (w + 1); i++) s += i % (c->round + 2); /* uneven work */
+    c->sum[w] += s;
+}
+
+static void test_pool(void)
+{
+    for (int spin = 0; spin <= 1; spin++)
+        for (int n = 1; n <= 5; n += 2) {
+            comm_pool *p = NULL;
+            CU_ASSERT_EQUAL_FATAL(comm_pool_create(&p, n, spin), COMM_OK);
+            CU_ASSERT_EQUAL(comm_pool_size(p), n);
+            pool_ctx c = {{0}, {0}, 0};
+            long want[8] = {0};
+            for (c.round = 0; c.round < 200; c.round++) {
+                comm_pool_run(p, pool_work, &c);
+                for (int w = 0; w < n; w++) {
+                    for (int i = 0; i < 20000 * (w + 1); i++) want[w] += i % (c.round + 2);
+                    /* all done and visible when run returns */
+                    CU_ASSERT_EQUAL(c.calls[w], c.round + 1);
+                }
+            }
+            for (int w = 0; w < n; w++) CU_ASSERT_EQUAL(c.sum[w], want[w]);
+            for (int w = n; w < 8; w++) CU_ASSERT_EQUAL(c.calls[w], 0);
+            comm_pool_free(p);
+        }
+    /* no pool: the caller is the only worker */
+    pool_ctx c = {{0}, {0}, 0};
+    comm_pool_run(NULL, pool_work, &c);
+    CU_ASSERT_EQUAL(c.calls[0], 1);
+    CU_ASSERT_EQUAL(comm_pool_size(NULL), 1);
+    comm_pool *bad = NULL;
+    CU_ASSERT_EQUAL(comm_pool_create(&bad, 0, 1), COMM_ERR);
+    CU_ASSERT_PTR_NULL(bad);
+}
+
 static void test_thread_plan(void)
 {
     char why[256] = "";
@@ -196,4 +245,5 @@ void register_suites(void)
     CU_add_test(s, "bucketed reduction = allreduce (overlap on/off, any order)", test_reducer);
     CU_add_test(s, "replica check finds the tensor and the rank", test_replicas);
     CU_add_test(s, "thread placement", test_thread_plan);
+    CU_add_test(s, "worker pool: every worker once per run, results visible", test_pool);
 }

@@ -54,6 +54,9 @@ static const opt_def OPTS[] = {
      "seed of every random draw (up to 2^53: exact in the JSON config)"},
     {"threads", OPT_T_INT, F(threads), 0, 1024, NULL,
      "OpenBLAS threads per rank (0 = node cores / ranks on the node)"},
+    {"workers", OPT_T_INT, F(workers), 1, 256, NULL,
+     "threads per rank that each train a replica on a share of the rank's rows, with "
+     "single-threaded OpenBLAS (1 = none)"},
     {"checkpoint-dir", OPT_T_STR, F(checkpoint_dir), 0, 0, NULL, "where checkpoints go"},
     {"checkpoint-every", OPT_T_LONG, F(checkpoint_every), 0, 1e12, NULL,
      "checkpoint every N steps (0 = only at the end)"},
@@ -110,6 +113,7 @@ void config_defaults(train_config *c)
     c->clip = 1.0;
     c->epochs = 10;
     c->seed = 1;
+    c->workers = 1;
     c->keep = 3;
     c->eval_beam = 1;
     c->eval_alpha = 0.75;

@@ -29,6 +29,7 @@ typedef struct train_config {
     long epochs, max_steps;
     long seed;
     int threads; /* OpenBLAS threads per rank; 0 = cores / ranks on the node */
+    int workers; /* in-process replicas per rank, each on one thread (1 = none) */
     char checkpoint_dir[CFG_STR];
     long checkpoint_every;
     int keep;

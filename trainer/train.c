@@ -6,7 +6,14 @@
  * sum and token count (they ride in the buffer's tail); the gradient is
  * divided by the global token count, clipped by its global norm and applied
  * by the same optimizer on every rank, so replicas stay identical and N
- * ranks follow the trajectory of one rank with the same global batch. */
+ * ranks follow the trajectory of one rank with the same global batch.
+ *
+ * Within a rank, --workers W splits the step once more: W threads each train
+ * a replica that reads the rank's parameters (model_share_params) on the
+ * rows of a virtual rank (rank·W + w of world·W, dealt as among ranks), then
+ * sum their gradients into the rank's buffer and share the update out by
+ * ranges of the buffer (Marian's CPU workers, synchronous). OpenBLAS runs
+ * single-threaded in each, so no thread waits on another's BLAS pool. */
 #include <stdarg.h>
 #include <errno.h>
 #include <math.h>
@@ -31,6 +38,21 @@
 #define LM_EVAL_STREAMS 16 /* see evaluate */
 #define TAIL_LOSS       0
 #define TAIL_TOKENS     1
+
+/* One in-process worker's share of a step (see the top of the file). */
+typedef struct worker {
+    model *m;             /* one worker: the trainer's model; several: replicas */
+    data_sampler *smp;    /* its sampler: the trainer's for one worker */
+    data_sampler sampler; /* its own, as virtual rank rank·W + w of world·W */
+    data_slice slice;
+    int32_t *src, *tgt, *valid_len; /* its batch: the trainer's buffers for one worker */
+    int64_t *example;
+    float *st_h, *st_c;      /* LM sequential, several workers: its rows' carried state */
+    double loss_sum, fp, fe; /* the step's loss sum and matmul work */
+    long ntok;
+    int rc;
+    size_t lo, hi; /* its range of the parameter buffer (sums and updates) */
+} worker;
 
 typedef struct trainer {
     train_config cfg;
@@ -72,6 +94,12 @@ typedef struct trainer {
     float *eval_h, *eval_c; /* LM: (L, rows, H) validation state */
     long saved_step;        /* the step of the last checkpoint written (-1: none) */
     long validated_step;    /* the step of the last validation (-1: none) */
+    /* in-process workers (--workers; one: the trainer's model, on this thread) */
+    int nworkers;
+    worker *wk;
+    comm_pool *pool;
+    float step_scale;   /* the update's factor on the summed gradient */
+    double *chunk_sums; /* Σ g² per GRAD_CHUNK of the gradient (the norm) */
     /* gradient reduction */
     comm_reducer *red;
     size_t *toff, *tsize; /* the parameter table's offsets and sizes, for comm/ */
@@ -675,6 +703,175 @@ static void setup_reducer(trainer *t)
     if (overlap) model_set_grad_hook(t->m, on_grad_ready, t);
 }
 
+/* ------------------------------------------------------------ workers */
+
+static int fill_batch(const trainer *t, const data_slice *sl, worker *k);
+
+/* A worker's forward and backward on its rows of the step's batch. */
+static void work_step(void *ctx, int w)
+{
+    trainer *t = ctx;
+    worker *k = &t->wk[w];
+    data_sampler_slice(k->smp, t->epoch, t->batch_in_epoch, &k->slice);
+    const int B = fill_batch(t, &k->slice, k);
+    /* an LM's carried state: the rank's buffer, or with several workers a
+     * copy of this worker's rows (a contiguous run of the rank's) */
+    float *sh = t->carry_state ? t->state_h : NULL, *sc = t->carry_state ? t->state_c : NULL;
+    const int L = t->cfg.layers, H = t->cfg.hidden, rows = t->row_hi - t->row_lo;
+    const int off = k->slice.lo - t->row_lo;
+    if (sh && t->nworkers > 1) {
+        sh = k->st_h, sc = k->st_c;
+        for (int l = 0; l < L; l++) {
+            memcpy(sh + (size_t)l * B * H, t->state_h + ((size_t)l * rows + off) * H,
+                   (size_t)B * H * sizeof(float));
+            memcpy(sc + (size_t)l * B * H, t->state_c + ((size_t)l * rows + off) * H,
+                   (size_t)B * H * sizeof(float));
+        }
+    }
+    model_batch b = {.B = B,
+                     .T = t->cfg.steps,
+                     .src = k->src,
+                     .tgt = k->tgt,
+                     .tgt_valid = t->lm ? NULL : k->valid_len,
+                     .example = k->example,
+                     .seed = (uint64_t)t->cfg.seed,
+                     .step = (uint64_t)t->step,
+                     .state_h = sh,
+                     .state_c = sc};
+    k->rc = model_step(k->m, &b, 1, &k->loss_sum, &k->ntok);
+    model_matmul_flops(k->m, &b, &k->fp, &k->fe);
+    if (sh && sh != t->state_h)
+        for (int l = 0; l < L; l++) {
+            memcpy(t->state_h + ((size_t)l * rows + off) * H, sh + (size_t)l * B * H,
+                   (size_t)B * H * sizeof(float));
+            memcpy(t->state_c + ((size_t)l * rows + off) * H, sc + (size_t)l * B * H,
+                   (size_t)B * H * sizeof(float));
+        }
+}
+
+/* The rank's gradient = the workers' summed in worker order (two workers:
+ * the bits of a two-rank allreduce), over this worker's range; the workers'
+ * are left zeroed for the next step. A chunk at a time, and in one rank
+ * also its Σ g² while the chunk is in cache (the norm, grad_norm's bits). */
+static void work_sum(void *ctx, int w)
+{
+    trainer *t = ctx;
+    const worker *k = &t->wk[w];
+    const param_table *pt = model_params(t->m);
+    float *restrict sum = pt->grad;
+    for (size_t a = k->lo; a < k->hi; a += GRAD_CHUNK) {
+        const size_t b = k->hi - a < GRAD_CHUNK ? k->hi : a + GRAD_CHUNK;
+        float *restrict g0 = model_params(t->wk[0].m)->grad;
+        const float *restrict g1 = model_params(t->wk[1].m)->grad;
+        for (size_t i = a; i < b; i++) sum[i] = g0[i] + g1[i];
+        for (int r = 2; r < t->nworkers; r++) {
+            const float *restrict g = model_params(t->wk[r].m)->grad;
+            for (size_t i = a; i < b; i++) sum[i] += g[i];
+        }
+        for (int r = 0; r < t->nworkers; r++)
+            memset(model_params(t->wk[r].m)->grad + a, 0, (b - a) * sizeof(float));
+        if (t->world == 1) grad_chunk_sums(sum, pt->total, a, b, t->chunk_sums);
+    }
+}
+
+/* Σ g² of this worker's chunks (after the allreduce, with ranks). */
+static void work_norm(void *ctx, int w)
+{
+    trainer *t = ctx;
+    const param_table *pt = model_params(t->m);
+    grad_chunk_sums(pt->grad, pt->total, t->wk[w].lo, t->wk[w].hi, t->chunk_sums);
+}
+
+/* The optimizer's update over this worker's range (optimizer_begin ran). */
+static void work_update(void *ctx, int w)
+{
+    trainer *t = ctx;
+    optimizer_apply(&t->opt, model_params(t->m), t->step_scale, t->wk[w].lo, t->wk[w].hi);
+}
+
+/* One worker trains the trainer's model on the trainer's batch buffers;
+ * several each get a replica, a virtual rank's sampler and their own
+ * buffers. A replica is sized for its rows as a rank's model is (the size
+ * picks some kernels), so W workers compute what W ranks would; the
+ * trainer's model keeps the parameters, the summed gradient and validation. */
+static void setup_workers(trainer *t)
+{
+    const train_config *c = &t->cfg;
+    const int W = c->workers, T = c->steps;
+    t->nworkers = W;
+    t->wk = calloc((size_t)W, sizeof *t->wk);
+    agree(t, t->wk != NULL, 1, "out of memory for the workers");
+    const size_t total = model_params(t->m)->total;
+    const size_t chunks = (total + GRAD_CHUNK - 1) / GRAD_CHUNK;
+    if (W == 1) {
+        worker *k0 = &t->wk[0];
+        k0->m = t->m, k0->smp = &t->sampler, k0->slice.index = t->slice.index;
+        k0->src = t->src, k0->tgt = t->tgt, k0->valid_len = t->valid_len;
+        k0->example = t->example;
+        k0->lo = 0, k0->hi = total;
+        return;
+    }
+    /* rows of a virtual rank: at most ceil(batch / (world·W)) */
+    const int vworld = t->world * W, rows = (c->batch + vworld - 1) / vworld;
+    const long n = t->lm ? t->stream.n : t->pairs.n;
+    const data_sampler_kind kind =
+        strcmp(c->sampler, "sequential") == 0 ? DATA_SAMPLER_SEQUENTIAL : DATA_SAMPLER_RANDOM;
+    char err[ERRLEN];
+    int ok = 1;
+    for (int w = 0; w < W && ok; w++) {
+        worker *k = &t->wk[w];
+        /* whole chunks of the norm (GRAD_CHUNK floats: 64-byte aligned) */
+        k->lo = chunks * (size_t)w / (size_t)W * GRAD_CHUNK;
+        k->hi = chunks * (size_t)(w + 1) / (size_t)W * GRAD_CHUNK;
+        if (k->hi > total) k->hi = total;
+        ok = data_sampler_init(&k->sampler, t->lm ? DATA_TASK_LM : DATA_TASK_TRANSLATE, kind, n,
+                               c->batch, T, (uint64_t)c->seed, t->rank * W + w, vworld, err,
+                               sizeof err) == DATA_OK &&
+             (t->lm || data_sampler_set_lengths(&k->sampler, t->pairs.tgt_valid, T) == DATA_OK);
+        k->smp = &k->sampler;
+        if (!ok) continue;
+        model_config mc = t->mc;
+        mc.max_batch = rows;
+        ok = model_create(&k->m, &mc, err, sizeof err) == MODEL_OK &&
+             model_share_params(k->m, t->m) == MODEL_OK;
+        if (ok) model_set_bptt(k->m, t->bptt, t->bptt_k);
+        k->slice.index = calloc((size_t)rows + 1, sizeof(long));
+        k->src = calloc((size_t)rows * T, sizeof(int32_t));
+        k->tgt = calloc((size_t)rows * T, sizeof(int32_t));
+        k->valid_len = calloc((size_t)rows, sizeof(int32_t));
+        k->example = calloc((size_t)rows, sizeof(int64_t));
+        ok = ok && k->slice.index && k->src && k->tgt && k->valid_len && k->example;
+    }
+    for (int w = 0; w < W && ok && t->carry_state; w++) {
+        worker *k = &t->wk[w];
+        k->st_h = calloc((size_t)c->layers * rows * c->hidden, sizeof(float));
+        k->st_c = calloc((size_t)c->layers * rows * c->hidden, sizeof(float));
+        ok = k->st_h && k->st_c;
+    }
+    t->chunk_sums = calloc(chunks, sizeof(double));
+    /* waiting workers spin briefly unless they would take a core from
+     * another thread of this node's ranks */
+    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    const int spin = (long)W * comm_local_size() <= cores;
+    agree(t, ok && t->chunk_sums && comm_pool_create(&t->pool, W, spin) == COMM_OK, 1,
+          "cannot set up the workers (out of memory, or no threads)");
+}
+
+static void free_workers(trainer *t)
+{
+    comm_pool_free(t->pool);
+    for (int w = 0; t->wk && w < t->nworkers; w++) {
+        worker *k = &t->wk[w];
+        if (k->smp == &k->sampler) data_sampler_free(&k->sampler);
+        free(k->st_h), free(k->st_c);
+        if (t->nworkers == 1) continue;
+        model_free(k->m);
+        free(k->slice.index), free(k->src), free(k->tgt), free(k->valid_len), free(k->example);
+    }
+    free(t->wk);
+    free(t->chunk_sums);
+}
+
 static void setup_fault(trainer *t)
 {
     t->fault_rank = -1;
@@ -710,23 +907,23 @@ static void check_replicas(trainer *t)
 }
 
 /* Fills the local batch arrays from the rank's slice; returns the row count. */
-static int fill_batch(trainer *t, const data_slice *sl)
+static int fill_batch(const trainer *t, const data_slice *sl, worker *k)
 {
     const int T = t->cfg.steps, B = sl->hi - sl->lo;
     for (int r = 0; r < B; r++) {
         long idx = sl->index[r];
         if (!t->lm) {
-            memcpy(t->src + (size_t)r * T, t->pairs.src + (size_t)idx * T,
+            memcpy(k->src + (size_t)r * T, t->pairs.src + (size_t)idx * T,
                    (size_t)T * sizeof(int32_t));
-            memcpy(t->tgt + (size_t)r * T, t->pairs.tgt + (size_t)idx * T,
+            memcpy(k->tgt + (size_t)r * T, t->pairs.tgt + (size_t)idx * T,
                    (size_t)T * sizeof(int32_t));
-            t->valid_len[r] = t->pairs.tgt_valid[idx];
-            t->example[r] = idx;
+            k->valid_len[r] = t->pairs.tgt_valid[idx];
+            k->example[r] = idx;
         } else {
             const int32_t *ids = t->stream.ids + idx;
-            memcpy(t->src + (size_t)r * T, ids, (size_t)T * sizeof(int32_t));
-            memcpy(t->tgt + (size_t)r * T, ids + 1, (size_t)T * sizeof(int32_t));
-            t->example[r] = sl->lo + r; /* the row of the global batch (an LM stream) */
+            memcpy(k->src + (size_t)r * T, ids, (size_t)T * sizeof(int32_t));
+            memcpy(k->tgt + (size_t)r * T, ids + 1, (size_t)T * sizeof(int32_t));
+            k->example[r] = sl->lo + r; /* the row of the global batch (an LM stream) */
         }
     }
     return B;
@@ -910,14 +1107,19 @@ static void fmt_duration(char *buf, size_t n, double s)
         snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
 }
 
-static void print_kernel_info(int threads, const char *why)
+static void print_kernel_info(int threads, int workers, const char *why)
 {
     char advice[400];
     /* on stdout: stderr is kept for errors, one line each */
     if (comm_rank() == 0 && blas_kernel_advice(advice, sizeof advice)) comm_printf0("%s\n", advice);
-    comm_printf0("seqpar %s: %d rank%s x %d OpenBLAS thread%s (%s; kernel %s)\n", SEQPAR_VERSION,
-                 comm_world(), comm_world() > 1 ? "s" : "", threads, threads > 1 ? "s" : "", why,
-                 openblas_get_corename());
+    if (workers > 1)
+        comm_printf0("seqpar %s: %d rank%s x %d workers x 1 OpenBLAS thread (%s; kernel %s)\n",
+                     SEQPAR_VERSION, comm_world(), comm_world() > 1 ? "s" : "", workers, why,
+                     openblas_get_corename());
+    else
+        comm_printf0("seqpar %s: %d rank%s x %d OpenBLAS thread%s (%s; kernel %s)\n",
+                     SEQPAR_VERSION, comm_world(), comm_world() > 1 ? "s" : "", threads,
+                     threads > 1 ? "s" : "", why, openblas_get_corename());
 }
 
 int cmd_train(int argc, char **argv)
@@ -959,6 +1161,17 @@ int cmd_train(int argc, char **argv)
     if (c->batch < t->world)
         die0(t, 2, "--batch %d is smaller than the number of ranks (%d): every rank needs rows",
              c->batch, t->world);
+    if (c->workers > 1 && c->batch < t->world * c->workers)
+        die0(t, 2,
+             "--batch %d is smaller than ranks x --workers (%d x %d): every worker needs rows",
+             c->batch, t->world, c->workers);
+    if (c->workers > 1 && c->threads > 1)
+        die0(t, 2,
+             "--workers %d runs each worker on one OpenBLAS thread: leave --threads out (or set "
+             "it to 1)",
+             c->workers);
+    if (c->workers > 1 && strcmp(c->overlap, "on") == 0)
+        die0(t, 2, "--overlap on needs --workers 1 (workers sum their gradients after backward)");
     if (c->bidirectional && t->lm) die0(t, 2, "--bidirectional applies to --task translate only");
     if (c->bidirectional && c->hidden % 2)
         die0(t, 2, "--bidirectional needs an even --hidden (H/2 units per direction)");
@@ -985,8 +1198,12 @@ int cmd_train(int argc, char **argv)
                     gone, gone > 1 ? "s" : "", c->checkpoint_dir);
     }
     char why[256];
-    int threads = setup_threads(c->threads, why, sizeof why);
-    print_kernel_info(threads, why);
+    int threads =
+        c->workers > 1 ? setup_threads(1, NULL, 0) : setup_threads(c->threads, why, sizeof why);
+    if (c->workers > 1)
+        snprintf(why, sizeof why, "--workers %d: one replica and one OpenBLAS thread each",
+                 c->workers);
+    print_kernel_info(threads, c->workers, why);
     if (c->monitor[0]) open_wire(t);
 
     load_data(t);
@@ -1035,6 +1252,7 @@ int cmd_train(int argc, char **argv)
           t->src && t->tgt && t->valid_len && t->example && t->slice.index && t->state_h &&
               t->state_c && (!t->carry_state || (t->gstate_h && t->gstate_c)),
           1, "out of memory for the batch buffers");
+    setup_workers(t);
 
     if (c->resume[0]) {
         char path[1200];
@@ -1093,42 +1311,48 @@ int cmd_train(int argc, char **argv)
                 stop = 1;
                 break;
             }
-            data_sampler_slice(&t->sampler, t->epoch, t->batch_in_epoch, &t->slice);
-            int B = fill_batch(t, &t->slice);
-            model_batch b = {.B = B,
-                             .T = T,
-                             .src = t->src,
-                             .tgt = t->tgt,
-                             .tgt_valid = t->lm ? NULL : t->valid_len,
-                             .example = t->example,
-                             .seed = (uint64_t)c->seed,
-                             .step = (uint64_t)t->step,
-                             .state_h = sequential_lm ? t->state_h : NULL,
-                             .state_c = sequential_lm ? t->state_c : NULL};
             /* the optimizer leaves the gradient zeroed; only a step without
              * tokens (no update) leaves it to clear here */
             if (t->grad_dirty) param_zero_grad(pt), t->grad_dirty = 0;
             comm_reducer_begin(t->red);
-            double loss_sum;
-            long ntok;
-            if (model_step(t->m, &b, 1, &loss_sum, &ntok) != MODEL_OK)
-                die_local(t, 1, "invalid batch at step %ld (token id outside the vocabulary)",
-                          t->step);
+            comm_pool_run(t->pool, work_step, t);
+            double loss_sum = 0.0;
+            long ntok = 0;
+            float tail_loss = 0.0f, tail_tok = 0.0f; /* summed as the allreduce sums ranks */
+            for (int w = 0; w < t->nworkers; w++) {
+                const worker *k = &t->wk[w];
+                if (k->rc != MODEL_OK)
+                    die_local(t, 1, "invalid batch at step %ld (token id outside the vocabulary)",
+                              t->step);
+                loss_sum += k->loss_sum, ntok += k->ntok;
+                tail_loss += (float)k->loss_sum, tail_tok += (float)k->ntok;
+                t->flops[0] += k->fp, t->flops[1] += k->fe;
+            }
+            if (t->nworkers > 1) comm_pool_run(t->pool, work_sum, t);
             /* the step's sums ride in the gradient buffer's tail: one allreduce */
             float *tail = pt->grad + pt->total;
-            tail[TAIL_LOSS] = (float)loss_sum;
-            tail[TAIL_TOKENS] = (float)ntok;
+            tail[TAIL_LOSS] = tail_loss;
+            tail[TAIL_TOKENS] = tail_tok;
             t->wl_loss += loss_sum, t->wl_tok += (double)ntok;
-            double fp, fe;
-            model_matmul_flops(t->m, &b, &fp, &fe);
-            t->flops[0] += fp, t->flops[1] += fe;
             if (comm_reducer_finish(t->red) != COMM_OK || t->comm_failed)
                 die_local(t, 1, "gradient allreduce failed at step %ld", t->step);
             double gl = tail[TAIL_LOSS], gt = tail[TAIL_TOKENS];
-            if (gt > 0) {
+            if (gt > 0 && t->nworkers == 1) {
                 /* average over the global tokens, clip, update and zero the
                  * gradient in one pass */
                 t->grad_norm = optimizer_update(&t->opt, pt, gt, c->clip);
+            } else if (gt > 0) {
+                /* the same, shared out over the workers: the norm (grad_norm's
+                 * bits) from the chunks' sums, then the update */
+                if (t->world > 1) comm_pool_run(t->pool, work_norm, t);
+                double ss = 0.0;
+                for (size_t a = 0, ci = 0; a < pt->total; a += GRAD_CHUNK, ci++)
+                    ss += t->chunk_sums[ci];
+                const double norm = sqrt(ss) / gt;
+                t->step_scale = (float)(grad_clip_factor(norm, c->clip) / gt);
+                optimizer_begin(&t->opt);
+                comm_pool_run(t->pool, work_update, t);
+                t->grad_norm = norm;
             } else {
                 t->grad_dirty = 1;
             }
@@ -1223,6 +1447,7 @@ int cmd_train(int argc, char **argv)
     close_wire(t);
     int exit_code = ckpt_ok ? 0 : 1;
 
+    free_workers(t);
     free(t->src), free(t->tgt), free(t->valid_len), free(t->example), free(t->slice.index);
     free(t->state_h), free(t->state_c), free(t->gstate_h), free(t->gstate_c);
     free(t->hyp), free(t->hyp_len), free(t->text), free(t->eval_h), free(t->eval_c);

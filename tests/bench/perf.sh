@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # seqpar vs PyTorch on this machine (issue 8), in one run: tokens/s (target
 # tokens, padding excluded) of the book's translation model, a large one and
-# the book's character LM, at 1 rank x 1 thread, 1 rank x 2 threads and
-# 2 ranks x 1 thread, seqpar ÷ PyTorch measured side by side (medians of REPS
+# the book's character LM, at 1 rank x 1 thread, 1 rank x 2 threads (as 2
+# OpenBLAS threads, and as 2 in-process workers) and 2 ranks x 1 thread,
+# seqpar ÷ PyTorch measured side by side (medians of REPS
 # runs taken in alternation), the matmul work per token (padded and as
 # executed), the GFLOP/s reached and its fraction of the best GEMM rate
 # measured here at the model's dominant shapes (OpenBLAS, and seqpar's rgemm
@@ -46,6 +47,8 @@ seqpar_run() { # model config -> appends tok/s, GFLOP/s, MFLOP/token padded/exec
     case $cfg in
     1x1) "$S" train "${a[@]}" --threads 1 --log-every 100000 >"$log" 2>&1 ;;
     1x2) "$S" train "${a[@]}" --threads 2 --log-every 100000 >"$log" 2>&1 ;;
+    1x2w) # the same two threads as two in-process workers (--workers 2)
+        "$S" train "${a[@]}" --workers 2 --log-every 100000 >"$log" 2>&1 ;;
     2x1) "${mpi[@]}" "$S" train "${a[@]}" --threads 1 --log-every 100000 >"$log" 2>&1 ;;
     2x1w) # weak scaling: the same batch per rank (twice the global batch)
         "${mpi[@]}" "$S" train "${a[@]}" --batch $((2 * $(batch_of "$model"))) --threads 1 \
@@ -80,16 +83,17 @@ gemm_best() {
             sed -n 's/.*median_gflops=\([0-9.]*\).*/\1/p')
         best=$(awk "BEGIN {print (${g:-0} > $best) ? ${g:-0} : $best}")
     done
-    [ "$cfg" = 2x1 ] && best=$(awk "BEGIN {print 2 * $best}") # two ranks, two cores
+    # two ranks or two workers: two single-threaded products on two cores
+    case $cfg in 2x1 | 1x2w) best=$(awk "BEGIN {print 2 * $best}") ;; esac
     echo "$best" >>"$out/g-$model-$cfg"
 }
 
 for model in $MODELS; do
     for _ in $(seq "$REPS"); do
-        for cfg in 1x1 1x2 2x1; do
+        for cfg in 1x1 1x2 1x2w 2x1; do
             seqpar_run "$model" $cfg
             gemm_best "$model" $cfg
-            torch_run "$model" $cfg
+            [ $cfg = 1x2w ] || torch_run "$model" $cfg # 1x2w is compared with PyTorch's 1x2
         done
         seqpar_run "$model" 2x1w
     done
@@ -98,10 +102,10 @@ done
 echo "seqpar vs PyTorch: $(nproc) cores, OpenBLAS $(cat "$out/kernel"), OMP_WAIT_POLICY=PASSIVE for PyTorch, medians of $REPS"
 printf '%-6s %-4s %10s %10s %8s %9s %9s %9s %7s %6s\n' model cfg seqpar torch ratio "GFLOP/s" "best GEMM" "of it" MFLOP/t MB
 for model in $MODELS; do
-    for cfg in 1x1 1x2 2x1; do
+    for cfg in 1x1 1x2 1x2w 2x1; do
         best=$(median <"$out/g-$model-$cfg")
         sp=$(median <"$out/s-$model-$cfg")
-        tp=$(median <"$out/t-$model-$cfg")
+        tp=$(median <"$out/t-$model-${cfg%w}")
         gf=$(awk '{print $1}' "$out/w-$model-$cfg" | median)
         mf=$(awk '{print $2}' "$out/w-$model-$cfg" | median)
         mb=$(awk '{print $5}' "$out/w-$model-$cfg" | median)
@@ -120,7 +124,9 @@ for ep in 10 80; do
         sed -n "s/.*peak memory \([0-9]*\) MB.*/\1/p" >"$out/mem$ep"
 done
 echo "       peak memory of the book model: $(cat "$out/mem10") MB after 10 epochs, $(cat "$out/mem80") MB after 80 (no growth if equal)"
-echo "(ratio = seqpar ÷ PyTorch tokens/s; GFLOP/s = executed matmul work per second over all ranks;"
+echo "(1x2 = 1 rank with 2 OpenBLAS threads, 1x2w = 1 rank with 2 workers (--workers 2), both against"
+echo " PyTorch's 1 process x 2 threads;"
+echo " ratio = seqpar ÷ PyTorch tokens/s; GFLOP/s = executed matmul work per second over all ranks;"
 echo " best GEMM = the best median rate at the model's dominant shapes, OpenBLAS or seqpar's rgemm for a step's"
 echo " recurrent product, x2 for 2 ranks, measured in every repetition beside the runs, median; MB = peak RSS,"
 echo " largest rank)"

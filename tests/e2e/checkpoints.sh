@@ -2,9 +2,10 @@
 # End to end, checkpoints (issue 5): the file as DESIGN.md lays it out and as
 # h5dump / h5py read it; exact resume (bitwise, h5diff) for translation
 # (random sampler, dropout) and the LM (sequential sampler, carried LSTM
-# state); resume at another world size; failed writes (disk full, no
-# permission) that keep earlier checkpoints; bad files of every kind; SIGKILL
-# during writes never leaving a bad file under a checkpoint's name.
+# state); resume at another world size and with in-process workers; failed
+# writes (disk full, no permission) that keep earlier checkpoints; bad files
+# of every kind; SIGKILL during writes never leaving a bad file under a
+# checkpoint's name.
 SEQPAR=$1
 PY=${SEQPAR_PYTHON:-/usr/bin/python3}
 . "$(dirname "$0")/lib.sh"
@@ -36,7 +37,8 @@ exact translate "${tr_args[@]}"
 exact lm "${lm_args[@]}"
 check "lm: the carried state is in the file" bash -c "h5ls '$tmp/lm-a/ckpt-00000060.h5/train' | grep -q 'state_c .*{2, 16, 64}'"
 
-# --- resume at another world size: a 2-rank checkpoint continues at 1 and 3 ranks
+# --- resume at another world size: a 2-rank checkpoint continues at 1 and 3
+# ranks, and in one process with 2 workers
 for name in translate lm; do
     eval "args=(\"\${${name:0:2}_args[@]}\")"
     "${mpi[@]}" -np 2 "$SEQPAR" train "${args[@]}" --max-steps 60 --checkpoint-dir "$tmp/w-$name-2" >/dev/null 2>&1
@@ -52,6 +54,16 @@ for name in translate lm; do
             bad "$name: resumed at $np ranks: $(cat "$tmp/w.diff" "$tmp/w.out" | tail -6)"
         fi
     done
+    # one process with 2 workers computes what 2 ranks do: bit for bit
+    cp -r "$tmp/w-$name-b" "$tmp/w-$name-w2"
+    "$SEQPAR" train "${args[@]}" --workers 2 --max-steps 60 --checkpoint-dir "$tmp/w-$name-w2" \
+        --resume auto >"$tmp/w.out" 2>&1
+    if "$SEQPAR" ckpt diff "$tmp/w-$name-2/ckpt-00000060.h5" "$tmp/w-$name-w2/ckpt-00000060.h5" \
+        --tolerance 0 >"$tmp/w.diff" 2>&1; then
+        ok "$name: written at 2 ranks, resumed by 1 process x 2 workers = 2 ranks throughout, bit for bit"
+    else
+        bad "$name: resumed with 2 workers: $(cat "$tmp/w.diff" "$tmp/w.out" | tail -6)"
+    fi
 done
 
 # --- the file, read by h5dump and h5py with no seqpar code

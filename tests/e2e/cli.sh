@@ -54,6 +54,13 @@ expect_error "unknown option" "--frobnicate" "$SEQPAR" train --frobnicate 3
 expect_error "missing value" '--lr' "$SEQPAR" train --lr
 expect_error "bad --bptt" '--bptt' "$SEQPAR" train --task lm --bptt zero
 expect_error "unknown command" "unknown command" "$SEQPAR" frobnicate
+expect_error "--workers 0" '--workers: expected a whole number in \[1, 256\]' "$SEQPAR" train --workers 0
+expect_error "--workers with OpenBLAS threads" '--workers 2 runs each worker on one OpenBLAS thread' \
+    "$SEQPAR" train --workers 2 --threads 2
+expect_error "--workers with overlap" '--overlap on needs --workers 1' \
+    "$SEQPAR" train --workers 2 --overlap on
+expect_error "more workers than rows" '--batch 4 is smaller than ranks x --workers \(1 x 8\)' \
+    "$SEQPAR" train --workers 8 --batch 4
 echo '{"hidden": 8, "bogus": 1}' >"$tmp/bad.json"
 expect_error "unknown key in --config" 'bad.json.*bogus' "$SEQPAR" train --config "$tmp/bad.json"
 expect_error "missing checkpoint" 'nope.h5' "$SEQPAR" translate --checkpoint "$tmp/nope.h5"

@@ -3,7 +3,8 @@
 #  - equivalence: 2 and 3 ranks reach the parameters of 1 process with the
 #    same global batch after 50 steps (dropout on; translation with the random
 #    sampler, LM with the sequential sampler and carried states), with and
-#    without overlapped bucket reduction;
+#    without overlapped bucket reduction; so do in-process workers (2 and 3
+#    in one process, 2 ranks x 2), and 2 workers give 2 ranks' bits;
 #  - the replica check catches a forced divergence and names step, ranks and
 #    tensor;
 #  - a rank killed with SIGKILL ends the job (non-zero) within 30 s;
@@ -39,6 +40,24 @@ equivalent() {
     l1=$(grep -o 'loss=[0-9.]*' "$tmp/$name-1.out")
     l3=$(grep -o 'loss=[0-9.]*' "$tmp/$name-3-on.out")
     check "$name: 1 process and 3 ranks print the same loss ($l1, $l3)" test "$l1" = "$l3"
+    # in-process workers (--workers): 2 and 3 in one process, 2 per rank on 2
+    # ranks; 2 workers sum as 2 ranks do, so they give 2 ranks' very bits
+    local spec np wk
+    for spec in 1:2 1:3 2:2; do
+        np=${spec%:*} wk=${spec#*:}
+        local d="$tmp/$name-w$np-$wk"
+        "${mpi[@]}" -np $np "$SEQPAR" train "${args[@]}" --workers $wk --checkpoint-dir "$d"             >"$d.out" 2>&1 || bad "$name: $np rank(s) x $wk workers failed: $(tail -3 "$d.out")"
+        if "$SEQPAR" ckpt diff "$tmp/$name-1/ckpt-00000050.h5" "$d/ckpt-00000050.h5"             --tolerance $TOL >"$d.diff" 2>&1; then
+            ok "$name: $np rank(s) x $wk workers = 1 process after 50 steps: $(head -1 "$d.diff" | sed 's/  */ /g')"
+        else
+            bad "$name: $np rank(s) x $wk workers differ beyond $TOL: $(cat "$d.diff")"
+        fi
+    done
+    check "$name: 1 process x 2 workers holds 2 ranks' parameters bit for bit" \
+        "$SEQPAR" ckpt diff "$tmp/$name-2-off/ckpt-00000050.h5" "$tmp/$name-w1-2/ckpt-00000050.h5" \
+        --tolerance 0
+    check "$name: ... and says it runs 2 workers: $(grep -m1 '^seqpar ' "$tmp/$name-w1-2.out")" \
+        grep -q '^seqpar .*: 1 rank x 2 workers x 1 OpenBLAS thread' "$tmp/$name-w1-2.out"
 }
 
 equivalent translate --dataset fra-eng --num-examples 600 --dropout 0.2 --sampler random --batch 64
