@@ -69,8 +69,9 @@ void comm_pool_free(comm_pool *p);
  * Per step: comm_reducer_begin; comm_reducer_ready as backward finishes
  * tensors; comm_reducer_finish. With `overlap`, a bucket's non-blocking
  * allreduce starts as soon as its last tensor is final and later calls let
- * it progress; without, finish reduces the buckets one after another. The
- * tail is reduced last. Every rank must announce the same tensors in the
+ * it progress; without, finish reduces the buckets one after another, the
+ * tail together with the first (they are adjacent). With overlap the tail
+ * is reduced last. Every rank must announce the same tensors in the
  * same order (the model does: its backward is the same on every rank). */
 typedef struct comm_reducer comm_reducer;
 

@@ -178,12 +178,23 @@ int comm_reducer_finish(comm_reducer *r)
     if (r->world == 1) return COMM_OK;
     double t0 = MPI_Wtime();
     int rc = COMM_OK;
+    /* without overlap nothing has started yet: the loss/token tail (written
+     * after backward) rides with the first bucket, which ends where the tail
+     * begins, so a step makes one collective fewer */
+    int tail_done = 0;
+    if (!r->overlap && r->next == 0 && r->tail > 0 &&
+        r->total + r->tail - r->b[0].lo <= (size_t)INT_MAX) {
+        if (reduce_range(r, r->b[0].lo, r->total + r->tail) != COMM_OK) rc = COMM_ERR;
+        r->next = 1;
+        tail_done = 1;
+    }
     /* what backward did not announce (or everything, without overlap), in
      * bucket order: the same order on every rank */
     while (r->next < r->nb)
         if (start_bucket(r, r->next++) != COMM_OK) rc = COMM_ERR;
     /* the loss/token tail, written after backward: last */
-    if (r->tail > 0 && reduce_range(r, r->total, r->total + r->tail) != COMM_OK) rc = COMM_ERR;
+    if (r->tail > 0 && !tail_done && reduce_range(r, r->total, r->total + r->tail) != COMM_OK)
+        rc = COMM_ERR;
     if (r->nreq > 0 && MPI_Waitall(r->nreq, r->req, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
         rc = COMM_ERR;
     r->nreq = 0;
