@@ -369,7 +369,7 @@ static void test_rnn_dir_shared(void)
 
 /* rgemm (the steps' product with B packed once) against a double-precision
  * product, over edge shapes (rows not a multiple of 12 or across the
- * 192-row chunks, columns of 32, k of the 256-slices), both packings, adding
+ * 192-row chunks, columns of 32, k of the 256- and 2048-slices), both packings, adding
  * to C or to a bias row, and rgemm_nn / rgemm_tn (B unpacked; A stored
  * transposed), every operand at a stride wider than its rows; C's padding
  * columns and the rows past M must stay untouched. */
@@ -379,7 +379,8 @@ static void test_rgemm(void)
         printf("\n  rgemm: no AVX-512 here (or SEQPAR_RGEMM=0): OpenBLAS serves the steps\n");
         return;
     }
-    const int Ms[] = {1, 5, 13, 25, 200}, Ns[] = {1, 31, 32, 33, 70}, Ks[] = {1, 7, 256, 257, 300};
+    const int Ms[] = {1, 5, 13, 25, 200}, Ns[] = {1, 31, 32, 33, 70};
+    const int Ks[] = {1, 7, 256, 257, 300, 2100};
     double worst = 0;
     int untouched = 1;
     /* mode 0: rgemm, B stored (K, N); 1: rgemm, B stored as its transpose
@@ -387,7 +388,7 @@ static void test_rgemm(void)
     for (int mode = 0; mode < 4; mode++)
         for (int mi = 0; mi < 5; mi++)
             for (int ni = 0; ni < 5; ni++)
-                for (int ki = 0; ki < 5; ki++) {
+                for (int ki = 0; ki < 6; ki++) {
                     const int M = Ms[mi], N = Ns[ni], K = Ks[ki], ldc = N + 3;
                     const int trans = mode == 1, at = mode == 3;
                     const int lda = (at ? M : K) + 1, ldb = (trans ? K : N) + 2;
