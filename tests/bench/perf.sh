@@ -100,7 +100,8 @@ for model in $MODELS; do
 done
 
 echo "seqpar vs PyTorch: $(nproc) cores, OpenBLAS $(cat "$out/kernel"), OMP_WAIT_POLICY=PASSIVE for PyTorch, medians of $REPS"
-printf '%-6s %-4s %10s %10s %8s %9s %9s %9s %7s %6s\n' model cfg seqpar torch ratio "GFLOP/s" "best GEMM" "of it" MFLOP/t MB
+printf '%-6s %-4s %10s %10s %8s %17s %9s %9s %9s %7s %6s\n' model cfg seqpar torch ratio "paired (range)" \
+    "GFLOP/s" "best GEMM" "of it" MFLOP/t MB
 for model in $MODELS; do
     for cfg in 1x1 1x2 1x2w 2x1; do
         best=$(median <"$out/g-$model-$cfg")
@@ -109,8 +110,12 @@ for model in $MODELS; do
         gf=$(awk '{print $1}' "$out/w-$model-$cfg" | median)
         mf=$(awk '{print $2}' "$out/w-$model-$cfg" | median)
         mb=$(awk '{print $5}' "$out/w-$model-$cfg" | median)
-        printf '%-6s %-4s %10s %10s %8s %9s %9s %8s%% %7s %6s\n' "$model" $cfg "$sp" "$tp" \
-            "$(awk "BEGIN {printf \"%.2f\", $sp / $tp}")" "$gf" "$best" \
+        # each repetition's seqpar ÷ PyTorch, the two runs next to each other
+        # in time: their median, and the lowest and highest
+        pr=$(paste "$out/s-$model-$cfg" "$out/t-$model-${cfg%w}" | awk '$2 > 0 {print $1 / $2}' |
+            sort -g | awk '{a[NR] = $1} END {if (NR) printf "%.2f (%.2f-%.2f)", a[int((NR + 1) / 2)], a[1], a[NR]; else print "nan"}')
+        printf '%-6s %-4s %10s %10s %8s %17s %9s %9s %8s%% %7s %6s\n' "$model" $cfg "$sp" "$tp" \
+            "$(awk "BEGIN {printf \"%.2f\", $sp / $tp}")" "$pr" "$gf" "$best" \
             "$(awk "BEGIN {printf \"%.0f\", 100 * $gf / $best}")" "$mf" "$mb"
     done
     s1=$(median <"$out/s-$model-1x1") s2=$(median <"$out/s-$model-2x1") s2w=$(median <"$out/s-$model-2x1w")
@@ -126,7 +131,8 @@ done
 echo "       peak memory of the book model: $(cat "$out/mem10") MB after 10 epochs, $(cat "$out/mem80") MB after 80 (no growth if equal)"
 echo "(1x2 = 1 rank with 2 OpenBLAS threads, 1x2w = 1 rank with 2 workers (--workers 2), both against"
 echo " PyTorch's 1 process x 2 threads;"
-echo " ratio = seqpar ÷ PyTorch tokens/s; GFLOP/s = executed matmul work per second over all ranks;"
+echo " ratio = seqpar ÷ PyTorch tokens/s of the medians; paired = the median (and range) of each repetition's"
+echo " ratio of the two runs taken one after the other; GFLOP/s = executed matmul work per second over all ranks;"
 echo " best GEMM = the best median rate at the model's dominant shapes, OpenBLAS or seqpar's rgemm for a step's"
 echo " recurrent product, x2 for 2 ranks, measured in every repetition beside the runs, median; MB = peak RSS,"
 echo " largest rank)"
