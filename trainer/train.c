@@ -761,7 +761,7 @@ static void work_sum(void *ctx, int w)
     float *restrict sum = pt->grad;
     for (size_t a = k->lo; a < k->hi; a += GRAD_CHUNK) {
         const size_t b = k->hi - a < GRAD_CHUNK ? k->hi : a + GRAD_CHUNK;
-        float *restrict g0 = model_params(t->wk[0].m)->grad;
+        const float *restrict g0 = model_params(t->wk[0].m)->grad;
         const float *restrict g1 = model_params(t->wk[1].m)->grad;
         for (size_t i = a; i < b; i++) sum[i] = g0[i] + g1[i];
         for (int r = 2; r < t->nworkers; r++) {
@@ -906,7 +906,7 @@ static void check_replicas(trainer *t)
              t->step, rank, pt->t[tensor].name);
 }
 
-/* Fills the local batch arrays from the rank's slice; returns the row count. */
+/* Fills a worker's batch arrays from its slice; returns the row count. */
 static int fill_batch(const trainer *t, const data_slice *sl, worker *k)
 {
     const int T = t->cfg.steps, B = sl->hi - sl->lo;
