@@ -467,9 +467,10 @@ void grad_scale(param_table *pt, float scale);
 enum { GRAD_CHUNK = 1 << 14 };
 double grad_norm(const param_table *pt);
 /* Σ g² of each chunk c of g (n floats) that starts in [lo, hi), into out[c];
- * lo a multiple of GRAD_CHUNK. sqrt(Σ_c out[c]), summed in chunk order over
- * all chunks, is grad_norm. */
+ * lo a multiple of GRAD_CHUNK. grad_norm_of_chunks then adds the sums of all
+ * the chunks of n floats in chunk order: grad_norm's bits. */
 void grad_chunk_sums(const float *g, size_t n, size_t lo, size_t hi, double *out);
+double grad_norm_of_chunks(const double *sums, size_t n);
 /* g ← min(1, θ/‖g‖) g; returns ‖g‖ before clipping. θ <= 0: no clipping. */
 double grad_clip(param_table *pt, double theta);
 /* min(1, θ/norm), or 1 when θ <= 0: the factor grad_clip applies. */

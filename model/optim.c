@@ -134,19 +134,30 @@ VM_CLONES static double sum_squares(const float *restrict g, size_t n)
     return t;
 }
 
+/* Σ g² of chunk c of g (n floats): the norm's unit of work. */
+static double chunk_squares(const float *g, size_t n, size_t c)
+{
+    const size_t a = c * GRAD_CHUNK;
+    return sum_squares(g + a, n - a < GRAD_CHUNK ? n - a : GRAD_CHUNK);
+}
+
 void grad_chunk_sums(const float *g, size_t n, size_t lo, size_t hi, double *out)
 {
-    for (size_t c = lo / GRAD_CHUNK; c * GRAD_CHUNK < hi && c * GRAD_CHUNK < n; c++) {
-        const size_t a = c * GRAD_CHUNK, len = n - a < GRAD_CHUNK ? n - a : GRAD_CHUNK;
-        out[c] = sum_squares(g + a, len);
-    }
+    for (size_t c = lo / GRAD_CHUNK; c * GRAD_CHUNK < hi && c * GRAD_CHUNK < n; c++)
+        out[c] = chunk_squares(g, n, c);
+}
+
+double grad_norm_of_chunks(const double *sums, size_t n)
+{
+    double s = 0.0;
+    for (size_t c = 0; c * GRAD_CHUNK < n; c++) s += sums[c];
+    return sqrt(s);
 }
 
 double grad_norm(const param_table *pt)
 {
     double s = 0.0;
-    for (size_t a = 0; a < pt->total; a += GRAD_CHUNK)
-        s += sum_squares(pt->grad + a, pt->total - a < GRAD_CHUNK ? pt->total - a : GRAD_CHUNK);
+    for (size_t c = 0; c * GRAD_CHUNK < pt->total; c++) s += chunk_squares(pt->grad, pt->total, c);
     return sqrt(s);
 }
 

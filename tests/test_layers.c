@@ -689,6 +689,16 @@ static void test_optimizers(void)
             ref2 += (double)big.grad[i] * big.grad[i];
         }
         CU_ASSERT_DOUBLE_EQUAL(grad_norm(&big), sqrt(ref2), 1e-9 * sqrt(ref2));
+        /* threads summing whole chunks (two ranges, a chunk boundary apart)
+         * give grad_norm's very bits; chunks of very different sizes make
+         * the order of their sums show in the last bits */
+        for (int i = 0; i < 100003; i++) big.grad[i] *= (float)(1 + (i / GRAD_CHUNK) * 997);
+        const size_t n = big.total, split = 3 * GRAD_CHUNK;
+        double sums[8] = {0};
+        CU_ASSERT_FATAL(n > split && (n + GRAD_CHUNK - 1) / GRAD_CHUNK <= 8);
+        grad_chunk_sums(big.grad, n, split, n, sums);
+        grad_chunk_sums(big.grad, n, 0, split, sums);
+        CU_ASSERT_EQUAL(grad_norm_of_chunks(sums, n), grad_norm(&big));
         param_table_free(&big);
     }
 

@@ -492,20 +492,27 @@ static int save_checkpoint(trainer *t, const char *path, const char *then)
     return 0;
 }
 
+/* Copies n rows of a carried state between a (L, n, H) buffer and rows
+ * [off, off + n) of a (L, big, H) one, into the big one when `to_big`. */
+static void copy_state_rows(const trainer *t, float *bigbuf, int big, int off, float *part, int n,
+                            int to_big)
+{
+    const int L = t->cfg.layers, H = t->cfg.hidden;
+    for (int l = 0; l < L; l++) {
+        float *g = bigbuf + ((size_t)l * big + off) * H;
+        float *x = part + (size_t)l * n * H;
+        if (to_big)
+            memcpy(g, x, (size_t)n * H * sizeof(float));
+        else
+            memcpy(x, g, (size_t)n * H * sizeof(float));
+    }
+}
+
 /* Copies this rank's rows of the carried state between its local (L, rows, H)
  * buffer and the global (L, batch, H) one. */
 static void state_rows(trainer *t, float *global, float *local, int to_global)
 {
-    const int L = t->cfg.layers, B = t->cfg.batch, H = t->cfg.hidden;
-    const int rows = t->row_hi - t->row_lo;
-    for (int l = 0; l < L; l++) {
-        float *g = global + ((size_t)l * B + t->row_lo) * H;
-        float *x = local + (size_t)l * rows * H;
-        if (to_global)
-            memcpy(g, x, (size_t)rows * H * sizeof(float));
-        else
-            memcpy(x, g, (size_t)rows * H * sizeof(float));
-    }
+    copy_state_rows(t, global, t->cfg.batch, t->row_lo, local, t->row_hi - t->row_lo, to_global);
 }
 
 /* Every rank calls it: the carried LM state is gathered (each rank adds its
@@ -726,16 +733,11 @@ static void work_step(void *ctx, int w)
     /* an LM's carried state: the rank's buffer, or with several workers a
      * copy of this worker's rows (a contiguous run of the rank's) */
     float *sh = t->carry_state ? t->state_h : NULL, *sc = t->carry_state ? t->state_c : NULL;
-    const int L = t->cfg.layers, H = t->cfg.hidden, rows = t->row_hi - t->row_lo;
-    const int off = k->slice.lo - t->row_lo;
+    const int rows = t->row_hi - t->row_lo, off = k->slice.lo - t->row_lo;
     if (sh && t->nworkers > 1) {
         sh = k->st_h, sc = k->st_c;
-        for (int l = 0; l < L; l++) {
-            memcpy(sh + (size_t)l * B * H, t->state_h + ((size_t)l * rows + off) * H,
-                   (size_t)B * H * sizeof(float));
-            memcpy(sc + (size_t)l * B * H, t->state_c + ((size_t)l * rows + off) * H,
-                   (size_t)B * H * sizeof(float));
-        }
+        copy_state_rows(t, t->state_h, rows, off, sh, B, 0);
+        copy_state_rows(t, t->state_c, rows, off, sc, B, 0);
     }
     model_batch b = {.B = B,
                      .T = t->cfg.steps,
@@ -749,13 +751,10 @@ static void work_step(void *ctx, int w)
                      .state_c = sc};
     k->rc = model_step(k->m, &b, 1, &k->loss_sum, &k->ntok);
     model_matmul_flops(k->m, &b, &k->fp, &k->fe);
-    if (sh && sh != t->state_h)
-        for (int l = 0; l < L; l++) {
-            memcpy(t->state_h + ((size_t)l * rows + off) * H, sh + (size_t)l * B * H,
-                   (size_t)B * H * sizeof(float));
-            memcpy(t->state_c + ((size_t)l * rows + off) * H, sc + (size_t)l * B * H,
-                   (size_t)B * H * sizeof(float));
-        }
+    if (sh && sh != t->state_h) {
+        copy_state_rows(t, t->state_h, rows, off, sh, B, 1);
+        copy_state_rows(t, t->state_c, rows, off, sc, B, 1);
+    }
 }
 
 /* The rank's gradient = the workers' summed in worker order (two workers:
@@ -823,8 +822,7 @@ static void setup_workers(trainer *t)
     /* rows of a virtual rank: at most ceil(batch / (world·W)) */
     const int vworld = t->world * W, rows = (c->batch + vworld - 1) / vworld;
     const long n = t->lm ? t->stream.n : t->pairs.n;
-    const data_sampler_kind kind =
-        strcmp(c->sampler, "sequential") == 0 ? DATA_SAMPLER_SEQUENTIAL : DATA_SAMPLER_RANDOM;
+    const data_sampler_kind kind = t->sampler.kind; /* as load_data parsed --sampler */
     char err[ERRLEN];
     int ok = 1;
     for (int w = 0; w < W && ok; w++) {
@@ -1354,10 +1352,7 @@ int cmd_train(int argc, char **argv)
                 /* the same, shared out over the workers: the norm (grad_norm's
                  * bits) from the chunks' sums, then the update */
                 if (t->world > 1) comm_pool_run(t->pool, work_norm, t);
-                double ss = 0.0;
-                for (size_t a = 0, ci = 0; a < pt->total; a += GRAD_CHUNK, ci++)
-                    ss += t->chunk_sums[ci];
-                const double norm = sqrt(ss) / gt;
+                const double norm = grad_norm_of_chunks(t->chunk_sums, pt->total) / gt;
                 t->step_scale = (float)(grad_clip_factor(norm, c->clip) / gt);
                 optimizer_begin(&t->opt);
                 comm_pool_run(t->pool, work_update, t);
