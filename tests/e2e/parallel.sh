@@ -46,8 +46,10 @@ equivalent() {
     for spec in 1:2 1:3 2:2; do
         np=${spec%:*} wk=${spec#*:}
         local d="$tmp/$name-w$np-$wk"
-        "${mpi[@]}" -np $np "$SEQPAR" train "${args[@]}" --workers $wk --checkpoint-dir "$d"             >"$d.out" 2>&1 || bad "$name: $np rank(s) x $wk workers failed: $(tail -3 "$d.out")"
-        if "$SEQPAR" ckpt diff "$tmp/$name-1/ckpt-00000050.h5" "$d/ckpt-00000050.h5"             --tolerance $TOL >"$d.diff" 2>&1; then
+        "${mpi[@]}" -np $np "$SEQPAR" train "${args[@]}" --workers $wk --checkpoint-dir "$d" \
+            >"$d.out" 2>&1 || bad "$name: $np rank(s) x $wk workers failed: $(tail -3 "$d.out")"
+        if "$SEQPAR" ckpt diff "$tmp/$name-1/ckpt-00000050.h5" "$d/ckpt-00000050.h5" \
+            --tolerance $TOL >"$d.diff" 2>&1; then
             ok "$name: $np rank(s) x $wk workers = 1 process after 50 steps: $(head -1 "$d.diff" | sed 's/  */ /g')"
         else
             bad "$name: $np rank(s) x $wk workers differ beyond $TOL: $(cat "$d.diff")"
