@@ -183,9 +183,11 @@ int data_sampler_init(data_sampler *s, data_task task, data_sampler_kind kind, l
                       int num_steps, uint64_t seed, int rank, int world, char *err, size_t errlen);
 void data_sampler_free(data_sampler *s); /* releases the cache; safe on a zeroed sampler */
 /* Translation: deal every batch's rows out by target length instead of the
- * contiguous cut when world > 1 — sorted longest first (stable), position p
- * to rank p mod world — so every rank gets the same target tokens give or
- * take one row (a packed decoder's work follows the tokens). The global
+ * contiguous cut when world > 1 — sorted longest first (stable), in rounds
+ * of `world` positions, position p to rank p mod world in even rounds and to
+ * world − 1 − p mod world in odd ones — so every rank gets the same target
+ * tokens give or take one row, and rank 0 is not the heaviest batch after
+ * batch (a packed decoder's work follows the tokens). The global
  * batch is unchanged. len (n entries, clamped to [0, max_len]) must outlive
  * the sampler. Slices are then lo = 0, hi = their row count. */
 int data_sampler_set_lengths(data_sampler *s, const int32_t *len, int max_len);

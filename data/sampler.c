@@ -153,8 +153,9 @@ static int clamp_len(const struct data_sampler_deal *d, long i)
 
 /* Deals a translation batch of `rows` pairs (order[r], or first + r) out by
  * target length: sorted longest first (stable), position p goes to rank
- * p mod world. Every rank gets ⌊rows/W⌋ or ⌈rows/W⌉ pairs and, give or take
- * one pair, the same target tokens. */
+ * p mod world in even rounds of `world` positions, backwards in odd ones.
+ * Every rank gets ⌊rows/W⌋ or ⌈rows/W⌉ pairs and, give or take one pair,
+ * the same target tokens. */
 static int deal_slice(const data_sampler *s, const long *order, long first, long rows,
                       data_slice *sl)
 {
@@ -167,7 +168,10 @@ static int deal_slice(const data_sampler *s, const long *order, long first, long
     int n = 0;
     for (long r = 0; r < rows; r++) {
         const int pos = d->start[T - clamp_len(d, d->whole[r])]++;
-        if (pos % s->world == s->rank) sl->index[n++] = d->whole[r];
+        /* serpentine: rounds of `world` positions, every other one dealt
+         * backwards, so that no rank always takes the longer row of a round */
+        const int round = pos / s->world, seat = pos % s->world;
+        if ((round % 2 ? s->world - 1 - seat : seat) == s->rank) sl->index[n++] = d->whole[r];
     }
     sl->lo = 0, sl->hi = n;
     return DATA_OK;
