@@ -7,8 +7,9 @@
 # runs taken in alternation), the matmul work per token (padded and as
 # executed), the GFLOP/s reached and its fraction of the best GEMM rate
 # measured here at the model's dominant shapes (OpenBLAS, and seqpar's rgemm
-# for a step's recurrent product), the 2-rank scaling efficiency, and the
-# peak memory per rank.
+# for a step's recurrent product), the 2-rank scaling efficiency next to the
+# machine's own ceiling (two independent 1 x 1 runs at the same time), and
+# the peak memory per rank.
 #   usage: tests/bench/perf.sh [path/to/build]     (REPS=3, MODELS="book large lm")
 #   Both sides use the same OpenBLAS kernel: set OPENBLAS_CORETYPE (e.g.
 #   SkylakeX) before running; PyTorch runs with OMP_WAIT_POLICY=PASSIVE.
@@ -53,6 +54,14 @@ seqpar_run() { # model config -> appends tok/s, GFLOP/s, MFLOP/token padded/exec
     2x1w) # weak scaling: the same batch per rank (twice the global batch)
         "${mpi[@]}" "$S" train "${a[@]}" --batch $((2 * $(batch_of "$model"))) --threads 1 \
             --log-every 100000 >"$log" 2>&1 ;;
+    2x1i) # the machine's own ceiling: two independent 1 x 1 runs at the same time, no
+        # communication at all; their summed tokens/s
+        "$S" train "${a[@]}" --threads 1 --log-every 100000 >"$log" 2>&1 &
+        "$S" train "${a[@]}" --threads 1 --log-every 100000 >"$log.2" 2>&1
+        wait
+        cat "$log" "$log.2" | grep -o 'tokens_per_s=[0-9]*' | cut -d= -f2 |
+            awk '{s += $1; n++} END {print (n == 2 ? s : "nan")}' >>"$out/s-$model-$cfg"
+        return ;;
     esac
     grep -o 'tokens_per_s=[0-9]*' "$log" | cut -d= -f2 >>"$out/s-$model-$cfg"
     sed -n 's/^matmul work: \([0-9.e+]*\) GFLOP per step as the padded model defines it, \([0-9.e+]*\) executed ([0-9]*%); \([0-9.]*\) GFLOP\/s executed over all ranks, \([0-9.e+]*\) MFLOP per target token; peak memory \([0-9]*\) MB.*/\3 \4 \1 \2 \5/p' \
@@ -96,6 +105,7 @@ for model in $MODELS; do
             [ $cfg = 1x2w ] || torch_run "$model" $cfg # 1x2w is compared with PyTorch's 1x2
         done
         seqpar_run "$model" 2x1w
+        seqpar_run "$model" 2x1i
     done
 done
 
@@ -119,9 +129,14 @@ for model in $MODELS; do
             "$(awk "BEGIN {printf \"%.0f\", 100 * $gf / $best}")" "$mf" "$mb"
     done
     s1=$(median <"$out/s-$model-1x1") s2=$(median <"$out/s-$model-2x1") s2w=$(median <"$out/s-$model-2x1w")
-    echo "       $model: 2 ranks x 1 thread vs 1 x 1: scaling efficiency $(awk "BEGIN {printf \"%.0f\", 100 * $s2 / (2 * $s1)}")% at the same global batch," \
-        "$(awk "BEGIN {printf \"%.0f\", 100 * $s2w / (2 * $s1)}")% at the same batch per rank ($s2w tokens/s);" \
+    s2i=$(median <"$out/s-$model-2x1i") t1=$(median <"$out/t-$model-1x1") t2=$(median <"$out/t-$model-2x1")
+    pct() { awk "BEGIN {printf \"%.0f\", 100 * ($1) / ($2)}"; }
+    echo "       $model: 2 ranks x 1 thread vs 1 x 1: scaling efficiency $(pct "$s2" "2 * $s1")% at the same global batch," \
+        "$(pct "$s2w" "2 * $s1")% at the same batch per rank ($s2w tokens/s);" \
         "work per step padded/executed (GFLOP): $(awk '{print $3 "/" $4}' "$out/w-$model-1x1" | head -1)"
+    echo "       $model: two independent 1 x 1 runs at once (no communication): $(pct "$s2i" "2 * $s1")% of twice" \
+        "one run alone ($s2i tokens/s), the most two processes reach here; 2 ranks reach" \
+        "$(pct "$s2" "$s2i")% / $(pct "$s2w" "$s2i")% of it; PyTorch's 2 ranks: $(pct "$t2" "2 * $t1")%"
 done
 # memory over a long run: the peak RSS after 10 and after 80 epochs of the book model
 for ep in 10 80; do
