@@ -55,7 +55,7 @@ seqpar_run() { # model config -> appends tok/s, GFLOP/s, MFLOP/token padded/exec
         "${mpi[@]}" "$S" train "${a[@]}" --batch $((2 * $(batch_of "$model"))) --threads 1 \
             --log-every 100000 >"$log" 2>&1 ;;
     2x1i) # the machine's own ceiling: two independent 1 x 1 runs at the same time, no
-        # communication at all; their summed tokens/s
+        # communication at all; their summed tokens/s (the same work: they end together)
         "$S" train "${a[@]}" --threads 1 --log-every 100000 >"$log" 2>&1 &
         "$S" train "${a[@]}" --threads 1 --log-every 100000 >"$log.2" 2>&1
         wait
@@ -135,7 +135,7 @@ for model in $MODELS; do
         "$(pct "$s2w" "2 * $s1")% at the same batch per rank ($s2w tokens/s);" \
         "work per step padded/executed (GFLOP): $(awk '{print $3 "/" $4}' "$out/w-$model-1x1" | head -1)"
     echo "       $model: two independent 1 x 1 runs at once (no communication): $(pct "$s2i" "2 * $s1")% of twice" \
-        "one run alone ($s2i tokens/s), the most two processes reach here; 2 ranks reach" \
+        "one run alone ($s2i tokens/s: two processes with no synchronisation at all); 2 ranks reach" \
         "$(pct "$s2" "$s2i")% / $(pct "$s2w" "$s2i")% of it; PyTorch's 2 ranks: $(pct "$t2" "2 * $t1")%"
 done
 # memory over a long run: the peak RSS after 10 and after 80 epochs of the book model
