@@ -9,19 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
 #include "comm.h"
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *t, int n)
-{
-    qsort(t, (size_t)n, sizeof *t, cmp);
-    return t[n / 2];
-}
 
 int main(int argc, char **argv)
 {
@@ -44,7 +33,7 @@ int main(int argc, char **argv)
             t[r] = comm_time() - t0;
         }
         comm_allreduce_max_double(t, (size_t)reps);
-        double m = median(t, reps);
+        double m = bench_median(t, reps);
         comm_printf0("%12zu %12.3f %12.2f\n", bytes, m * 1e3, bus * (double)bytes / m / 1e9);
     }
     /* the 40 MB gradient as 64 tensors, reduced in buckets */
@@ -67,7 +56,7 @@ int main(int argc, char **argv)
             t[rep] = comm_time() - t0;
         }
         comm_allreduce_max_double(t, 10);
-        double m = median(t, 10);
+        double m = bench_median(t, 10);
         char label[32];
         snprintf(label, sizeof label, kbs[k] ? "%d" : "one", kbs[k]);
         comm_printf0("%12s %8d %12.2f %12.2f\n", label, comm_reducer_buckets(r), m * 1e3,

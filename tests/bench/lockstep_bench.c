@@ -16,6 +16,7 @@
  * slowest rank loses at that step length) and lockstep ÷ alone, the
  * ceiling of a data-parallel trainer's weak scaling here. */
 #include "blas_private.h" /* model.h, then CBLAS without <complex.h>'s I */
+#include "bench.h"
 #include "comm.h"
 
 #include <stdio.h>
@@ -30,18 +31,6 @@ static void work(int calls)
     for (int i = 0; i < calls; i++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f, C,
                     N);
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *t, int n)
-{
-    qsort(t, (size_t)n, sizeof *t, cmp);
-    return t[n / 2];
 }
 
 /* seconds per step of one way (0 alone, 1 free, 2 lockstep), as a rate's
@@ -85,7 +74,7 @@ int main(int argc, char **argv)
     work(50);
     double cal[7];
     for (int k = 0; k < 7; k++) cal[k] = one_way(0, 20, 10) / 20;
-    const double per = median(cal, 7);
+    const double per = bench_median(cal, 7);
     comm_printf0("lockstep over %d ranks, 1 OpenBLAS thread each (kernel %s), one %dx%dx%d "
                  "product %.3f ms alone; medians of %d\n",
                  W, openblas_get_corename(), M, N, K, per * 1e3, reps);
@@ -107,7 +96,8 @@ int main(int argc, char **argv)
         double t[3][MAXREPS];
         for (int k = 0; k < reps; k++)
             for (int way = 0; way < 3; way++) t[way][k] = one_way(way, calls, steps);
-        const double a = median(t[0], reps), f = median(t[1], reps), l = median(t[2], reps);
+        const double a = bench_median(t[0], reps), f = bench_median(t[1], reps),
+                     l = bench_median(t[2], reps);
         comm_printf0("%9.2f %7d %7d %10.3f %10.3f %10.3f %10.0f%% %10.0f%% %10.0f%%\n",
                      calls * per * 1e3, calls, steps, a * 1e3, f * 1e3, l * 1e3, 100 * a / f,
                      100 * f / l, 100 * a / l);

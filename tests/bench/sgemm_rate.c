@@ -7,6 +7,7 @@
  * chose. The benchmark harness uses it for the sgemm rate at a model's
  * dominant shape. */
 #include "blas_private.h" /* model.h, then CBLAS without <complex.h>'s I */
+#include "bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,12 +19,6 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv)
@@ -75,10 +70,9 @@ int main(int argc, char **argv)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, M, N, K, 1.0f, A, K, B, ldb, 0.0f, C, N);
         rate[r] = flop / (now() - t0) / 1e9;
     }
-    qsort(rate, (size_t)reps, sizeof *rate, cmp);
+    const double med = bench_median(rate, reps); /* sorted: the best is last */
     printf("sgemm %s M=%d N=%d K=%d threads=%d kernel=%s best_gflops=%.1f median_gflops=%.1f\n",
-           layout, M, N, K, rg ? 1 : threads, openblas_get_corename(), rate[reps - 1],
-           rate[reps / 2]);
+           layout, M, N, K, rg ? 1 : threads, openblas_get_corename(), rate[reps - 1], med);
     free(A), free(B), free(C), free(P), free(rate);
     return 0;
 }
