@@ -85,7 +85,11 @@ int main(int argc, char **argv)
     for (int d = 0; d < nd; d++) {
         const double ms = argc > 1 ? atof(argv[d + 1]) : dflt[d];
         if (!(ms > 0)) {
-            comm_printf0("lockstep_bench: step lengths must be positive milliseconds\n");
+            if (comm_rank() == 0)
+                fprintf(stderr,
+                        "lockstep_bench: step length '%s' is not a positive number of "
+                        "milliseconds\n",
+                        argv[d + 1]);
             comm_finalize();
             return 2;
         }
