@@ -62,6 +62,16 @@ int main(int argc, char **argv)
     if (comm_init(&argc, &argv) != COMM_OK) return 1;
     openblas_set_num_threads(1);
     const int W = comm_world();
+    for (int d = 1; d < argc; d++)
+        if (!(atof(argv[d]) > 0)) {
+            if (comm_rank() == 0)
+                fprintf(stderr,
+                        "lockstep_bench: step length '%s' is not a positive number of "
+                        "milliseconds\n",
+                        argv[d]);
+            comm_finalize();
+            return 2;
+        }
     const char *r = getenv("REPS");
     int reps = r ? atoi(r) : 3;
     reps = reps < 1 ? 1 : reps > MAXREPS ? MAXREPS : reps;
@@ -84,15 +94,6 @@ int main(int argc, char **argv)
     const int nd = argc > 1 ? argc - 1 : 4;
     for (int d = 0; d < nd; d++) {
         const double ms = argc > 1 ? atof(argv[d + 1]) : dflt[d];
-        if (!(ms > 0)) {
-            if (comm_rank() == 0)
-                fprintf(stderr,
-                        "lockstep_bench: step length '%s' is not a positive number of "
-                        "milliseconds\n",
-                        argv[d + 1]);
-            comm_finalize();
-            return 2;
-        }
         int calls = (int)(ms / 1e3 / per + 0.5);
         calls = calls < 1 ? 1 : calls;
         int steps = (int)(3.0 / (calls * per)); /* about 3 s per way and rep */
