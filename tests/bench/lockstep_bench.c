@@ -4,7 +4,9 @@
  * Every rank repeats a fixed "step" of work (single-threaded sgemm, 64 × 512
  * × 512, as many products as take STEP_MS on rank 0 alone) in three ways,
  * taken in alternation, REPS times (env REPS, default 3):
- *   alone     rank 0 only, the other ranks wait at a barrier;
+ *   alone     rank 0 only, the other ranks wait at a barrier (Open MPI's
+ *             waiting spins on the rank's own core, touching nothing of
+ *             rank 0's);
  *   free      all ranks at once, no communication until the end (what
  *             independent processes reach: the cores' contention only);
  *   lockstep  all ranks at once, a 1-float allreduce after every step (a
@@ -62,22 +64,35 @@ int main(int argc, char **argv)
     if (comm_init(&argc, &argv) != COMM_OK) return 1;
     openblas_set_num_threads(1);
     const int W = comm_world();
-    for (int d = 1; d < argc; d++)
-        if (!(atof(argv[d]) > 0)) {
+    double steps_ms[64] = {0.8, 1.6, 10, 300};
+    const int nd = argc > 1 ? argc - 1 : 4;
+    if (nd > 64) {
+        if (comm_rank() == 0) fprintf(stderr, "lockstep_bench: at most 64 step lengths\n");
+        comm_finalize();
+        return 2;
+    }
+    for (int d = 0; d < nd && argc > 1; d++) {
+        char *end;
+        steps_ms[d] = strtod(argv[d + 1], &end);
+        if (end == argv[d + 1] || *end || !(steps_ms[d] > 0 && steps_ms[d] <= 1e5)) {
             if (comm_rank() == 0)
                 fprintf(stderr,
-                        "lockstep_bench: step length '%s' is not a positive number of "
-                        "milliseconds\n",
-                        argv[d]);
+                        "lockstep_bench: step length '%s' is not a number of milliseconds "
+                        "in (0, 100000]\n",
+                        argv[d + 1]);
             comm_finalize();
             return 2;
         }
+    }
     const char *r = getenv("REPS");
     int reps = r ? atoi(r) : 3;
     reps = reps < 1 ? 1 : reps > MAXREPS ? MAXREPS : reps;
     A = calloc((size_t)M * K, sizeof *A), B = calloc((size_t)K * N, sizeof *B);
     C = calloc((size_t)M * N, sizeof *C);
-    if (!A || !B || !C) return 1;
+    if (!A || !B || !C) {
+        fprintf(stderr, "lockstep_bench: rank %d: out of memory\n", comm_rank());
+        comm_abort(1);
+    }
     for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)(i % 7) * 0.1f;
     for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (float)(i % 5) * 0.1f;
     /* one product's time, on rank 0 alone (the median of 7 timings) */
@@ -90,17 +105,18 @@ int main(int argc, char **argv)
                  W, openblas_get_corename(), M, N, K, per * 1e3, reps);
     comm_printf0("%9s %7s %7s %10s %10s %10s %11s %11s %11s\n", "step ms", "calls", "steps",
                  "alone ms", "free ms", "lock ms", "free/alone", "lock/free", "lock/alone");
-    static const double dflt[] = {0.8, 1.6, 10, 300};
-    const int nd = argc > 1 ? argc - 1 : 4;
     for (int d = 0; d < nd; d++) {
-        const double ms = argc > 1 ? atof(argv[d + 1]) : dflt[d];
+        const double ms = steps_ms[d];
         int calls = (int)(ms / 1e3 / per + 0.5);
         calls = calls < 1 ? 1 : calls;
         int steps = (int)(3.0 / (calls * per)); /* about 3 s per way and rep */
         steps = steps < 10 ? 10 : steps;
         double t[3][MAXREPS];
-        for (int k = 0; k < reps; k++)
-            for (int way = 0; way < 3; way++) t[way][k] = one_way(way, calls, steps);
+        for (int k = 0; k < reps; k++) /* the order rotates, so no way always goes first */
+            for (int j = 0; j < 3; j++) {
+                const int way = (k + j) % 3;
+                t[way][k] = one_way(way, calls, steps);
+            }
         const double a = bench_median(t[0], reps), f = bench_median(t[1], reps),
                      l = bench_median(t[2], reps);
         comm_printf0("%9.2f %7d %7d %10.3f %10.3f %10.3f %10.0f%% %10.0f%% %10.0f%%\n",
