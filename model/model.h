@@ -456,6 +456,10 @@ void optimizer_apply(const optimizer *o, param_table *pt, float scale, size_t lo
  * (> 0), clip to global norm `clip` (<= 0: no clipping), step, zero the
  * gradient; returns the averaged gradient's norm before clipping. */
 double optimizer_update(optimizer *o, param_table *pt, double tokens, double clip);
+/* The scale optimizer_update applies to summed gradients, whose average over
+ * `tokens` has norm `norm`: the token average and the clipping in one (for
+ * callers that take the norm and run optimizer_apply themselves). */
+float optimizer_update_scale(double norm, double tokens, double clip);
 int opt_parse(const char *s, opt_kind *out);
 
 /* Scales every gradient by `scale`. (The trainer uses optimizer_update;

@@ -101,10 +101,15 @@ void optimizer_step_scaled(optimizer *o, param_table *pt, float scale)
     optimizer_apply(o, pt, scale, 0, o->n);
 }
 
+float optimizer_update_scale(double norm, double tokens, double clip)
+{
+    return (float)(grad_clip_factor(norm, clip) / tokens);
+}
+
 double optimizer_update(optimizer *o, param_table *pt, double tokens, double clip)
 {
     const double norm = grad_norm(pt) / tokens; /* the norm of g/tokens */
-    optimizer_step_scaled(o, pt, (float)(grad_clip_factor(norm, clip) / tokens));
+    optimizer_step_scaled(o, pt, optimizer_update_scale(norm, tokens, clip));
     return norm;
 }
 

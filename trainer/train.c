@@ -1353,7 +1353,7 @@ int cmd_train(int argc, char **argv)
                  * bits) from the chunks' sums, then the update */
                 if (t->world > 1) comm_pool_run(t->pool, work_norm, t);
                 const double norm = grad_norm_of_chunks(t->chunk_sums, pt->total) / gt;
-                t->step_scale = (float)(grad_clip_factor(norm, c->clip) / gt);
+                t->step_scale = optimizer_update_scale(norm, gt, c->clip);
                 optimizer_begin(&t->opt);
                 comm_pool_run(t->pool, work_update, t);
                 t->grad_norm = norm;
