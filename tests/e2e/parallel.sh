@@ -15,6 +15,17 @@ mpi=(mpirun --oversubscribe -x SEQPAR_DATA)
 [ -z "${OPENBLAS_CORETYPE:-}" ] || mpi+=(-x OPENBLAS_CORETYPE)
 TOL=1e-4
 
+# like_one NAME DIR WHAT: DIR's step-50 checkpoint holds 1 process's parameters
+# (within TOL); WHAT names the run in the message
+like_one() {
+    if "$SEQPAR" ckpt diff "$tmp/$1-1/ckpt-00000050.h5" "$2/ckpt-00000050.h5" \
+        --tolerance $TOL >"$2.diff" 2>&1; then
+        ok "$1: $3 = 1 process after 50 steps: $(head -1 "$2.diff" | sed 's/  */ /g')"
+    else
+        bad "$1: $3 differ beyond $TOL: $(cat "$2.diff")"
+    fi
+}
+
 # equivalent NAME ARGS… : runs 1, 2 and 3 ranks, compares step-50 checkpoints
 equivalent() {
     local name=$1
@@ -27,12 +38,7 @@ equivalent() {
             local d="$tmp/$name-$np-$ov"
             "${mpi[@]}" -np $np "$SEQPAR" train "${args[@]}" --overlap $ov --bucket-kb 8 \
                 --checkpoint-dir "$d" >"$d.out" 2>&1 || bad "$name: $np ranks failed: $(tail -3 "$d.out")"
-            if "$SEQPAR" ckpt diff "$tmp/$name-1/ckpt-00000050.h5" "$d/ckpt-00000050.h5" \
-                --tolerance $TOL >"$d.diff" 2>&1; then
-                ok "$name: $np ranks (overlap $ov) = 1 process after 50 steps: $(head -1 "$d.diff" | sed 's/  */ /g')"
-            else
-                bad "$name: $np ranks (overlap $ov) differ beyond $TOL: $(cat "$d.diff")"
-            fi
+            like_one "$name" "$d" "$np ranks (overlap $ov)"
         done
     done
     # the summary lines agree too (same global loss)
@@ -48,12 +54,7 @@ equivalent() {
         local d="$tmp/$name-w$np-$wk"
         "${mpi[@]}" -np $np "$SEQPAR" train "${args[@]}" --workers $wk --checkpoint-dir "$d" \
             >"$d.out" 2>&1 || bad "$name: $np rank(s) x $wk workers failed: $(tail -3 "$d.out")"
-        if "$SEQPAR" ckpt diff "$tmp/$name-1/ckpt-00000050.h5" "$d/ckpt-00000050.h5" \
-            --tolerance $TOL >"$d.diff" 2>&1; then
-            ok "$name: $np rank(s) x $wk workers = 1 process after 50 steps: $(head -1 "$d.diff" | sed 's/  */ /g')"
-        else
-            bad "$name: $np rank(s) x $wk workers differ beyond $TOL: $(cat "$d.diff")"
-        fi
+        like_one "$name" "$d" "$np rank(s) x $wk workers"
     done
     check "$name: 1 process x 2 workers holds 2 ranks' parameters bit for bit" \
         "$SEQPAR" ckpt diff "$tmp/$name-2-off/ckpt-00000050.h5" "$tmp/$name-w1-2/ckpt-00000050.h5" \
