@@ -49,7 +49,8 @@ void optimizer_free(optimizer *o)
 }
 
 /* The update with g·scale for g, zeroing the gradient as it goes (one pass
- * over parameters, gradient and moments instead of four). Compiled per
+ * over parameters, gradient and moments instead of four; model/CMakeLists.txt
+ * keeps GCC from splitting the zeroing out into a memset). Compiled per
  * instruction set; element-wise, so every width gives the same bits. */
 VM_CLONES static void sgd_update(size_t n, float *restrict p, float *restrict g, float lr,
                                  float scale)
