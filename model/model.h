@@ -169,6 +169,14 @@ typedef struct rnn_dir {
     int32_t *uniq;    /* (Tmax·Bmax) the last forward's distinct ids, first seen first */
     int U;            /* how many */
     float *xu;        /* (Tmax·Bmax, I) their input rows */
+    /* a zero initial state (h0 NULL): the first step's recurrent product
+     * is skipped (it adds exact zeros to b_hh), as is the backward's last
+     * product when dh0 is not wanted; rows of those (n, GH, H) products
+     * skipped by the last forward and backward. (dW_hh keeps the zero rows:
+     * leaving them out would move its sums' blocking, and the results'
+     * last bits, for 1/T of one product.) */
+    int h0_zero;
+    int skipped;
 } rnn_dir;
 
 int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, int onehot, int Tmax,

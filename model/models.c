@@ -485,6 +485,18 @@ static double stack_flops(const rnn_stack *s, double rows, int B, int executed)
     return f;
 }
 
+/* The recurrent products' rows a stack's last forward and backward skipped
+ * (rnn_dir: a zero initial state, no gradient wanted for it), as FLOPs. */
+static double stack_skipped(const rnn_stack *s)
+{
+    double f = 0.0;
+    for (int i = 0; i < s->L * s->dirs; i++) {
+        const rnn_dir *d = &s->d[i];
+        f += 2.0 * cell_gates(d->cell) * d->H * d->H * d->skipped;
+    }
+    return f;
+}
+
 void model_matmul_flops(const model *m, const model_batch *b, double *padded, double *executed)
 {
     const int T = b->T, B = b->B, H = m->cfg.hidden, V = m->cfg.tgt_vocab;
@@ -493,7 +505,8 @@ void model_matmul_flops(const model *m, const model_batch *b, double *padded, do
     if (B <= 0) return; /* an empty slice: no forward ran */
     if (m->cfg.task == MODEL_LM) {
         *padded = 3.0 * (stack_flops(&m->rnn, TB, B, 0) + 2.0 * TB * H * V);
-        *executed = 3.0 * (stack_flops(&m->rnn, TB, B, 1) + 2.0 * TB * H * V);
+        *executed =
+            3.0 * (stack_flops(&m->rnn, TB, B, 1) + 2.0 * TB * H * V) - stack_skipped(&m->rnn);
         return;
     }
     double live = 0.0; /* the decoder's packed (step, row) pairs = target tokens */
@@ -501,7 +514,8 @@ void model_matmul_flops(const model *m, const model_batch *b, double *padded, do
     *padded =
         3.0 * (stack_flops(&m->enc, TB, B, 0) + stack_flops(&m->dec, TB, B, 0) + 2.0 * TB * H * V);
     *executed = 3.0 * (stack_flops(&m->enc, TB, B, 1) + stack_flops(&m->dec, live, B, 1) +
-                       2.0 * live * H * V);
+                       2.0 * live * H * V) -
+                stack_skipped(&m->enc) - stack_skipped(&m->dec);
 }
 
 int model_step(model *m, const model_batch *b, int train, double *loss_sum, long *tokens)

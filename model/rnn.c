@@ -373,6 +373,8 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
     d->U = 0, d->shared = 0;
     if (B == 0 || T == 0) return;
     const size_t N = step_layout(d, T, B);
+    d->h0_zero = h0 == NULL;
+    d->skipped = 0;
 
     /* xw (N, GH) = x · W_ih[:, :I]^T + b_ih (+ ctx · W_ih[:, I:]^T, once per row) */
     const int shared = d->shared = d->vocab > 0 && ids;
@@ -443,12 +445,16 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
         const float *hp = state_prev(d, d->hs, t, B);
         float *ho = state_out(d, d->hs, t, B);
         float *hw = d->hw + d->off[t] * GH;
-        /* hw (n, GH) = prev · W_hh^T + b_hh (rgemm adds b_hh itself) */
-        const int rg = packed && rgemm_suits(threads, n, GH, H);
+        /* hw (n, GH) = prev · W_hh^T + b_hh (rgemm adds b_hh itself); from
+         * a zero initial state just b_hh */
+        const int zero = s == 0 && d->h0_zero;
+        const int rg = !zero && packed && rgemm_suits(threads, n, GH, H);
         if (!rg)
             for (int b = 0; b < n; b++)
                 memcpy(hw + (size_t)b * GH, d->b_hh, (size_t)GH * sizeof(float));
-        if (rg)
+        if (zero)
+            d->skipped += n;
+        else if (rg)
             rgemm(n, GH, H, hp, H, d->wp, d->b_hh, hw, GH);
         else if (transposed)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, GH, H, 1.0f, hp, H, d->wp, GH,
@@ -529,8 +535,11 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
                       state_prev(d, d->hs, t, B), lstm ? state_prev(d, d->cs, t, B) : NULL,
                       lstm ? state_out(d, d->cs, t, B) : NULL, d->dxw + off,
                       d->cell == CELL_GRU ? d->dhw + off : NULL, dtmp);
-        /* d prev (n, H) = direct part + dhw_t (n, GH) · W_hh (GH, H) */
-        if (packed && rgemm_suits(threads, n, H, GH))
+        /* d prev (n, H) = direct part + dhw_t (n, GH) · W_hh (GH, H); the
+         * last step's is the initial state's, wanted only with dh0 */
+        if (s == 0 && !dh0)
+            d->skipped += n;
+        else if (packed && rgemm_suits(threads, n, H, GH))
             rgemm(n, H, GH, dhw_all + off, GH, d->wp, NULL, dtmp, H);
         else
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, H, GH, 1.0f, dhw_all + off,

@@ -488,6 +488,70 @@ static void test_rnn_dir_carry(void)
     param_table_free(&pt);
 }
 
+/* A zero initial state given as NULL (no product at the first step) and
+ * no dh0 wanted (none at the last step of the backward) give exactly the
+ * outputs and gradients of zeros given as a state and dh0 taken, with the
+ * two products' rows counted as skipped; packed steps (rows ending at
+ * different steps) included. */
+static void check_zero_state(cell_kind cell, int reverse, int packed)
+{
+    enum { T = 5, B = 3, I = 4, H = 4, N = T * B };
+    static const int bs[T] = {3, 2, 2, 1, 1};
+    const int GH = cell_gates(cell) * H, rows = packed ? 9 : N, n0 = packed ? bs[0] : B;
+    rnn_dir d;
+    param_table pt = {0};
+    CU_ASSERT_FATAL(rnn_dir_init(&d, cell, I, 0, H, reverse, 0, T, B) == 0);
+    param_table_add(&pt, "w_ih", 2, GH, I);
+    param_table_add(&pt, "w_hh", 2, GH, H);
+    param_table_add(&pt, "b_ih", 1, GH, 0);
+    param_table_add(&pt, "b_hh", 1, GH, 0);
+    CU_ASSERT_FATAL(param_table_alloc(&pt) == 0);
+    for (int i = 0; i < 4; i++) gc_fill(param_data(&pt, i), pt.t[i].size, 0.6f, 80 + i);
+    rnn_dir_bind(&d, param_data(&pt, 0), param_data(&pt, 1), param_data(&pt, 2), param_data(&pt, 3),
+                 param_grad(&pt, 0), param_grad(&pt, 1), param_grad(&pt, 2), param_grad(&pt, 3));
+    if (packed) d.bs = bs;
+    float x[N * I], wy[N * H], zeros[B * H] = {0}, dh0[B * H] = {0}, y[2][N * H], dx[2][N * I];
+    float *g[2][4];
+    gc_fill(x, N * I, 1.0f, 90);
+    gc_fill(wy, N * H, 1.0f, 91);
+    memset(dx, 0, sizeof dx);
+    int skipped[2];
+    for (int k = 0; k < 2; k++) { /* k = 0: zeros given; k = 1: NULL */
+        param_zero_grad(&pt);
+        rnn_dir_forward(&d, T, B, x, I, NULL, NULL, k ? NULL : zeros, NULL, y[k], H, NULL, NULL);
+        rnn_dir_backward(&d, T, B, x, I, NULL, NULL, wy, H, NULL, NULL, NULL, dx[k], I, NULL,
+                         k ? NULL : dh0, NULL);
+        skipped[k] = d.skipped;
+        for (int i = 0; i < 4; i++) {
+            g[k][i] = malloc(pt.t[i].size * sizeof(float));
+            memcpy(g[k][i], param_grad(&pt, i), pt.t[i].size * sizeof(float));
+        }
+    }
+    int differ = 0;
+    for (int r = 0; r < rows * H; r++) differ += y[0][r] != y[1][r];
+    for (int r = 0; r < rows * I; r++) differ += dx[0][r] != dx[1][r];
+    for (int i = 0; i < 4; i++)
+        for (size_t j = 0; j < pt.t[i].size; j++) differ += g[0][i][j] != g[1][i][j];
+    CU_ASSERT_EQUAL(differ, 0);
+    CU_ASSERT_EQUAL(skipped[0], 0);
+    CU_ASSERT_EQUAL(skipped[1], 2 * n0);
+    if (differ || skipped[0] != 0 || skipped[1] != 2 * n0)
+        fprintf(stderr, "zero state %s reverse=%d packed=%d: %d values differ, skipped %d / %d\n",
+                cell_name(cell), reverse, packed, differ, skipped[0], skipped[1]);
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 4; i++) free(g[k][i]);
+    rnn_dir_free(&d);
+    param_table_free(&pt);
+}
+
+static void test_rnn_dir_zero_state(void)
+{
+    for (int cell = 0; cell < 3; cell++)
+        for (int rev = 0; rev < 2; rev++)
+            for (int packed = 0; packed < 2 - rev; packed++) /* reverse is never packed */
+                check_zero_state((cell_kind)cell, rev, packed);
+}
+
 /* ------------------------------------------------------------- stacks */
 
 typedef struct {
@@ -812,6 +876,7 @@ void register_suites(void)
     CU_add_test(s, "shared input rows (one product per distinct id)", test_rnn_dir_shared);
     CU_add_test(s, "recurrent product with B packed once (rgemm)", test_rgemm);
     CU_add_test(s, "truncation carry factors", test_rnn_dir_carry);
+    CU_add_test(s, "zero initial state: first and last products skipped", test_rnn_dir_zero_state);
     CU_add_test(s, "stacked, bidirectional, dropout gradients", test_rnn_stack);
     CU_add_test(s, "sgd, adam, clipping", test_optimizers);
     CU_add_test(s, "report", report);
