@@ -524,6 +524,7 @@ static void check_zero_state(cell_kind cell, int reverse, int packed)
         skipped[k] = d.skipped;
         for (int i = 0; i < 4; i++) {
             g[k][i] = malloc(pt.t[i].size * sizeof(float));
+            CU_ASSERT_FATAL(g[k][i] != NULL);
             memcpy(g[k][i], param_grad(&pt, i), pt.t[i].size * sizeof(float));
         }
     }
