@@ -169,13 +169,11 @@ typedef struct rnn_dir {
     int32_t *uniq;    /* (Tmax·Bmax) the last forward's distinct ids, first seen first */
     int U;            /* how many */
     float *xu;        /* (Tmax·Bmax, I) their input rows */
-    /* a zero initial state (h0 NULL): the first step's recurrent product
-     * is skipped (it adds exact zeros to b_hh), as is the backward's last
-     * product when dh0 is not wanted; rows of those (n, GH, H) products
-     * skipped by the last forward and backward. (dW_hh keeps the zero rows:
-     * leaving them out would move its sums' blocking, and the results'
-     * last bits, for 1/T of one product.) */
-    int h0_zero;
+    /* rows of the (n, GH, H) recurrent products the last forward and
+     * backward skipped: from a zero initial state (h0 NULL) the first step's
+     * (it adds exact zeros to b_hh), and the backward's last when dh0 is not
+     * wanted. (dW_hh keeps the zero rows: leaving them out would move its
+     * sums' blocking, and the results' last bits, for 1/T of one product.) */
     int skipped;
 } rnn_dir;
 

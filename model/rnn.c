@@ -373,7 +373,6 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
     d->U = 0, d->shared = 0;
     if (B == 0 || T == 0) return;
     const size_t N = step_layout(d, T, B);
-    d->h0_zero = h0 == NULL;
     d->skipped = 0;
 
     /* xw (N, GH) = x · W_ih[:, :I]^T + b_ih (+ ctx · W_ih[:, I:]^T, once per row) */
@@ -447,7 +446,7 @@ void rnn_dir_forward(rnn_dir *d, int T, int B, const float *x, int ldx, const in
         float *hw = d->hw + d->off[t] * GH;
         /* hw (n, GH) = prev · W_hh^T + b_hh (rgemm adds b_hh itself); from
          * a zero initial state just b_hh */
-        const int zero = s == 0 && d->h0_zero;
+        const int zero = s == 0 && !h0;
         const int rg = !zero && packed && rgemm_suits(threads, n, GH, H);
         if (!rg)
             for (int b = 0; b < n; b++)
