@@ -164,6 +164,22 @@ static void test_xent(void)
 
 /* ------------------------------------------------------- one direction */
 
+/* A direction's four tensors (W_ih, W_hh, b_ih, b_hh at d's sizes) in pt,
+ * filled with gc_fill(scale, seed + i) and bound to d (parameters and
+ * gradients). */
+static void dir_params(rnn_dir *d, param_table *pt, float scale, uint64_t seed)
+{
+    const int GH = cell_gates(d->cell) * d->H;
+    param_table_add(pt, "w_ih", 2, GH, d->I + d->C);
+    param_table_add(pt, "w_hh", 2, GH, d->H);
+    param_table_add(pt, "b_ih", 1, GH, 0);
+    param_table_add(pt, "b_hh", 1, GH, 0);
+    CU_ASSERT_FATAL(param_table_alloc(pt) == 0);
+    for (int i = 0; i < 4; i++) gc_fill(param_data(pt, i), pt->t[i].size, scale, seed + i);
+    rnn_dir_bind(d, param_data(pt, 0), param_data(pt, 1), param_data(pt, 2), param_data(pt, 3),
+                 param_grad(pt, 0), param_grad(pt, 1), param_grad(pt, 2), param_grad(pt, 3));
+}
+
 typedef struct {
     rnn_dir d;
     param_table pt;
@@ -188,18 +204,9 @@ static void check_dir(cell_kind cell, int reverse, int with_ctx, int onehot)
     dir_ctx c;
     memset(&c, 0, sizeof c);
     c.T = 4, c.B = 3, c.I = 5, c.C = with_ctx ? 3 : 0, c.H = 4;
-    const int G = cell_gates(cell), GH = G * c.H, IC = c.I + c.C;
     const size_t TB = (size_t)c.T * c.B, BH = (size_t)c.B * c.H;
     CU_ASSERT_FATAL(rnn_dir_init(&c.d, cell, c.I, c.C, c.H, reverse, onehot, c.T, c.B) == 0);
-    param_table_add(&c.pt, "w_ih", 2, GH, IC);
-    param_table_add(&c.pt, "w_hh", 2, GH, c.H);
-    param_table_add(&c.pt, "b_ih", 1, GH, 0);
-    param_table_add(&c.pt, "b_hh", 1, GH, 0);
-    CU_ASSERT_FATAL(param_table_alloc(&c.pt) == 0);
-    for (int i = 0; i < 4; i++) gc_fill(param_data(&c.pt, i), c.pt.t[i].size, 0.6f, 10 + i);
-    rnn_dir_bind(&c.d, param_data(&c.pt, 0), param_data(&c.pt, 1), param_data(&c.pt, 2),
-                 param_data(&c.pt, 3), param_grad(&c.pt, 0), param_grad(&c.pt, 1),
-                 param_grad(&c.pt, 2), param_grad(&c.pt, 3));
+    dir_params(&c.d, &c.pt, 0.6f, 10);
     float *buf =
         calloc(TB * c.I * 2 + BH * 10 + TB * c.H * 2 + (size_t)c.B * c.C * 2, sizeof(float));
     float *p = buf;
@@ -303,20 +310,11 @@ static double rel_diff(const float *a, const float *b, size_t n)
 static void check_shared(cell_kind cell, int reverse, int C)
 {
     enum { T = 4, B = 3, I = 5, H = 4, V = 6, N = T * B };
-    const int GH = cell_gates(cell) * H;
     rnn_dir d[2];
     param_table pt[2] = {{0}, {0}};
     for (int k = 0; k < 2; k++) {
         CU_ASSERT_FATAL(rnn_dir_init(&d[k], cell, I, C, H, reverse, 0, T, B) == 0);
-        param_table_add(&pt[k], "w_ih", 2, GH, I + C);
-        param_table_add(&pt[k], "w_hh", 2, GH, H);
-        param_table_add(&pt[k], "b_ih", 1, GH, 0);
-        param_table_add(&pt[k], "b_hh", 1, GH, 0);
-        CU_ASSERT_FATAL(param_table_alloc(&pt[k]) == 0);
-        for (int i = 0; i < 4; i++) gc_fill(param_data(&pt[k], i), pt[k].t[i].size, 0.6f, 60 + i);
-        rnn_dir_bind(&d[k], param_data(&pt[k], 0), param_data(&pt[k], 1), param_data(&pt[k], 2),
-                     param_data(&pt[k], 3), param_grad(&pt[k], 0), param_grad(&pt[k], 1),
-                     param_grad(&pt[k], 2), param_grad(&pt[k], 3));
+        dir_params(&d[k], &pt[k], 0.6f, 60);
     }
     CU_ASSERT_FATAL(rnn_dir_share_inputs(&d[1], V) == 0);
     int32_t ids[N];
@@ -447,14 +445,7 @@ static void test_rnn_dir_carry(void)
     rnn_dir d;
     param_table pt = {0};
     CU_ASSERT_FATAL(rnn_dir_init(&d, CELL_GRU, I, 0, H, 0, 0, T, B) == 0);
-    param_table_add(&pt, "a", 2, GH, I);
-    param_table_add(&pt, "b", 2, GH, H);
-    param_table_add(&pt, "c", 1, GH, 0);
-    param_table_add(&pt, "d", 1, GH, 0);
-    CU_ASSERT_FATAL(param_table_alloc(&pt) == 0);
-    for (int i = 0; i < 4; i++) gc_fill(param_data(&pt, i), pt.t[i].size, 0.5f, 40 + i);
-    rnn_dir_bind(&d, param_data(&pt, 0), param_data(&pt, 1), param_data(&pt, 2), param_data(&pt, 3),
-                 param_grad(&pt, 0), param_grad(&pt, 1), param_grad(&pt, 2), param_grad(&pt, 3));
+    dir_params(&d, &pt, 0.5f, 40);
     float x[T * B * I], y[T * B * H], wy[T * B * H], h0[B * H],
         dh0a[B * H] = {0}, dh0b[B * H] = {0}, ones[T * B], cut[T * B];
     gc_fill(x, sizeof x / sizeof *x, 1.0f, 50);
@@ -497,18 +488,11 @@ static void check_zero_state(cell_kind cell, int reverse, int packed)
 {
     enum { T = 5, B = 3, I = 4, H = 4, N = T * B };
     static const int bs[T] = {3, 2, 2, 1, 1};
-    const int GH = cell_gates(cell) * H, rows = packed ? 9 : N, n0 = packed ? bs[0] : B;
+    const int rows = packed ? 9 : N, n0 = packed ? bs[0] : B;
     rnn_dir d;
     param_table pt = {0};
     CU_ASSERT_FATAL(rnn_dir_init(&d, cell, I, 0, H, reverse, 0, T, B) == 0);
-    param_table_add(&pt, "w_ih", 2, GH, I);
-    param_table_add(&pt, "w_hh", 2, GH, H);
-    param_table_add(&pt, "b_ih", 1, GH, 0);
-    param_table_add(&pt, "b_hh", 1, GH, 0);
-    CU_ASSERT_FATAL(param_table_alloc(&pt) == 0);
-    for (int i = 0; i < 4; i++) gc_fill(param_data(&pt, i), pt.t[i].size, 0.6f, 80 + i);
-    rnn_dir_bind(&d, param_data(&pt, 0), param_data(&pt, 1), param_data(&pt, 2), param_data(&pt, 3),
-                 param_grad(&pt, 0), param_grad(&pt, 1), param_grad(&pt, 2), param_grad(&pt, 3));
+    dir_params(&d, &pt, 0.6f, 80);
     if (packed) d.bs = bs;
     float x[N * I], wy[N * H], zeros[B * H] = {0}, dh0[B * H] = {0}, y[2][N * H], dx[2][N * I];
     float *g[2][4];
