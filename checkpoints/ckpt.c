@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -375,6 +376,29 @@ static int cmp_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
+/* Whether name is a checkpoint's name exactly as ckpt_path makes it
+ * (ckpt-%08ld.h5), and its step: what a directory's list and the pruning
+ * of old checkpoints may act on. Anything else (ckpt-5.txt, a copy named
+ * ckpt-00000005-copy.h5, ckpt-5.h5, temporary .h5.tmp.HOST.PID files) is
+ * not one: the pruning rebuilds the name from the step and unlinks it. */
+static int checkpoint_name(const char *name, long *step)
+{
+    if (strncmp(name, "ckpt-", 5) != 0) return 0;
+    const char *p = name + 5;
+    long s = 0;
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9'; p++, digits++) {
+        if (digits == 18) return 0; /* beyond any step a run reaches (and a long) */
+        s = s * 10 + (*p - '0');
+    }
+    if (digits == 0 || strcmp(p, ".h5") != 0) return 0;
+    char canon[40];
+    snprintf(canon, sizeof canon, "ckpt-%08ld.h5", s);
+    if (strcmp(canon, name) != 0) return 0;
+    *step = s;
+    return 1;
+}
+
 int ckpt_list_dir(const char *dir, long *steps, int max)
 {
     DIR *d = opendir(dir);
@@ -383,9 +407,13 @@ int ckpt_list_dir(const char *dir, long *steps, int max)
     struct dirent *e;
     while ((e = readdir(d)) && n < max) {
         long s;
-        char tail[8];
-        /* exactly ckpt-<digits>.h5: temporary files (.h5.tmp.HOST.PID) do not match */
-        if (sscanf(e->d_name, "ckpt-%ld.h5%7s", &s, tail) == 1 && s >= 0) steps[n++] = s;
+        if (!checkpoint_name(e->d_name, &s)) continue;
+        /* a regular file (or a link to one): a FIFO would block its reader */
+        char p[1200];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        steps[n++] = s;
     }
     closedir(d);
     qsort(steps, (size_t)n, sizeof *steps, cmp_desc);
@@ -438,6 +466,10 @@ int ckpt_open(ckpt_file **out, const char *path, char *err, size_t errlen)
     *out = NULL;
     if (access(path, R_OK) != 0)
         return seterr(err, errlen, CKPT_EIO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (stat(path, &st) != 0) return seterr(err, errlen, CKPT_EIO, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) /* a FIFO would block, a directory is no file */
+        return seterr(err, errlen, CKPT_EIO, "%s: not a regular file", path);
     htri_t is = H5Fis_hdf5(path);
     if (is <= 0)
         return seterr(err, errlen, CKPT_EFORMAT,

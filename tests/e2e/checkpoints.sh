@@ -192,6 +192,33 @@ check "resume auto warns about the damaged newest: $(head -1 "$tmp/auto.err")" g
 check "... and resumes from the one before it" grep -q 'resumed from .*ckpt-00000010.h5 at step 10' "$tmp/auto.out"
 check "... to the end" grep -q '^done step=25 ' "$tmp/auto.out"
 
+# --- only files named exactly as seqpar names checkpoints count: notes or
+# copies beside them are neither listed nor pruned, and pruning never takes
+# a real checkpoint in their place (it once unlinked ckpt-<step>.h5 for a
+# ckpt-<step>.txt); a FIFO under a checkpoint's name blocks nobody
+"$SEQPAR" train --max-steps 4 --threads 1 --checkpoint-every 1 --keep 10 --checkpoint-dir "$tmp/names" >/dev/null 2>&1
+echo notes >"$tmp/names/ckpt-00000004.txt"
+echo x >"$tmp/names/ckpt-00000003.json"
+cp "$tmp/names/ckpt-00000002.h5" "$tmp/names/ckpt-00000002-copy.h5"
+echo x >"$tmp/names/ckpt-1.h5"
+mkfifo "$tmp/names/ckpt-00000009.h5"
+timeout 60 "$SEQPAR" ckpt list "$tmp/names" >"$tmp/names.list" 2>&1
+check "ckpt list: the four checkpoints, nothing else, no hang" \
+    test "$(grep -c ' step ' "$tmp/names.list")" = 4
+check "ckpt list: names the real files" \
+    test "$(grep -o 'ckpt-[0-9]*\.h5  step [0-9]*' "$tmp/names.list" | tr '\n' ' ')" = \
+    "ckpt-00000004.h5  step 4 ckpt-00000003.h5  step 3 ckpt-00000002.h5  step 2 ckpt-00000001.h5  step 1 "
+timeout 120 "$SEQPAR" train --max-steps 6 --threads 1 --checkpoint-every 1 --keep 3 --checkpoint-dir "$tmp/names" \
+    --resume auto >"$tmp/names.out" 2>&1
+check "resume auto past the FIFO and the notes: $(tail -1 "$tmp/names.out")" grep -q '^done step=6 ' "$tmp/names.out"
+check "--keep 3 keeps the three newest real checkpoints" \
+    test "$(cd "$tmp/names" && ls ckpt-0*.h5 | tr '\n' ' ')" = \
+    "ckpt-00000002-copy.h5 ckpt-00000004.h5 ckpt-00000005.h5 ckpt-00000006.h5 ckpt-00000009.h5 "
+check "... and leaves the other files alone" \
+    test -f "$tmp/names/ckpt-00000004.txt" -a -f "$tmp/names/ckpt-00000003.json" -a -f "$tmp/names/ckpt-1.h5" -a -p "$tmp/names/ckpt-00000009.h5"
+expect_error "a FIFO given as a checkpoint is refused, not read" 'ckpt-00000009.h5: not a regular file' \
+    timeout 20 "$SEQPAR" ckpt info "$tmp/names/ckpt-00000009.h5"
+
 # --- SIGKILL at any moment of a run that checkpoints every step: every file
 # under a checkpoint's name verifies; unfinished writes are cleaned up
 big=(train --embed 128 --hidden 512 --threads 1 --log-every 1 --checkpoint-every 1 --keep 3 --epochs 1000
