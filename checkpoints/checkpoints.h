@@ -36,6 +36,9 @@ enum {
 
 #define CKPT_FORMAT         "seqpar-checkpoint"
 #define CKPT_FORMAT_VERSION 1
+/* The largest step, epoch or update count a checkpoint may hold (2^50):
+ * anything above is corrupt, and far below where a counter overflows. */
+#define CKPT_MAX_COUNT (1LL << 50)
 
 typedef struct ckpt_train {
     long step, epoch, batch_in_epoch;

@@ -786,6 +786,10 @@ int ckpt_read_optimizer(ckpt_file *f, const param_table *pt, optimizer *opt, cha
              read_attr_num(g, "t", H5T_NATIVE_LLONG, &t, 1) == 0;
     if (g >= 0) H5Gclose(g);
     if (!ok) return seterr(err, errlen, CKPT_EFORMAT, "%s: /optimizer lacks name or t", f->path);
+    if (t < 0 || t > CKPT_MAX_COUNT)
+        return seterr(err, errlen, CKPT_EFORMAT,
+                      "%s: /optimizer t = %lld is not an update count (0..2^50; corrupt?)", f->path,
+                      t);
     const char *want = opt->kind == OPT_ADAM ? "adam" : "sgd";
     if (strcmp(name, want) != 0)
         return seterr(err, errlen, CKPT_EMISMATCH, "%s: optimizer is %s, the run uses %s", f->path,
@@ -830,6 +834,19 @@ int ckpt_read_train(ckpt_file *f, ckpt_train *tr, char *err, size_t errlen)
     if (!ok || step < 0 || epoch < 0 || bie < 0)
         return seterr(err, errlen, CKPT_EFORMAT, "%s: /train attributes missing or invalid",
                       f->path);
+    /* counters a run can have reached: far below where step + 1 would
+     * overflow, no more epochs begun than steps taken (each has a batch) */
+    const char *what = step > CKPT_MAX_COUNT  ? "step"
+                       : epoch > step + 1     ? "epoch"
+                       : bie > step           ? "batch_in_epoch"
+                       : tr->world_size < 1   ? "world_size"
+                       : tr->global_batch < 1 ? "global_batch"
+                                              : NULL;
+    if (what)
+        return seterr(err, errlen, CKPT_EFORMAT,
+                      "%s: /train: step %lld, epoch %lld, batch_in_epoch %lld, world_size %d, "
+                      "global_batch %d: %s is impossible (corrupt?)",
+                      f->path, step, epoch, bie, tr->world_size, tr->global_batch, what);
     tr->step = (long)step, tr->epoch = (long)epoch, tr->batch_in_epoch = (long)bie;
     tr->seed = seed;
     return CKPT_OK;
@@ -922,6 +939,24 @@ int ckpt_verify(const char *path, char *err, size_t errlen)
         ckpt_close(f);
         return seterr(err, errlen, CKPT_EFORMAT, "%s: /config is not a JSON object (corrupt)",
                       path);
+    }
+    /* the position and the optimizer's update count, as a resume reads them */
+    ckpt_train tr;
+    rc = ckpt_read_train(f, &tr, err, errlen);
+    if (rc == CKPT_OK && H5Lexists(f->fid, "/optimizer", H5P_DEFAULT) > 0) {
+        hid_t g = H5Gopen2(f->fid, "/optimizer", H5P_DEFAULT);
+        long long t = 0;
+        int ok = g >= 0 && read_attr_num(g, "t", H5T_NATIVE_LLONG, &t, 1) == 0;
+        if (g >= 0) H5Gclose(g);
+        if (!ok || t < 0 || t > tr.step)
+            rc = seterr(err, errlen, CKPT_EFORMAT,
+                        "%s: /optimizer t = %lld for step %ld: at most one update a step "
+                        "(corrupt?)",
+                        path, t, tr.step);
+    }
+    if (rc != CKPT_OK) {
+        ckpt_close(f);
+        return rc;
     }
     verify_ctx v = {f, 0, ""};
     hid_t root = H5Gopen2(f->fid, "/", H5P_DEFAULT);

@@ -171,6 +171,12 @@ with h5py.File(copy("shape"), "r+") as f:
     n = f["model/decoder/dense/bias"].shape[0]
     del f["model/decoder/dense/bias"]
     f.create_dataset("model/decoder/dense/bias", data=np.zeros(n + 3, np.float32), chunks=True, fletcher32=True)
+# counters no run reaches: step + 1 or t + 1 would overflow (found by an
+# adversarial review: UBSan caught the overflow, a release build trained on)
+for name, group, key, value in [("tmax", "optimizer", "t", 2**63 - 1), ("smax", "train", "step", 2**63 - 1),
+                                ("emax", "train", "epoch", 2**62), ("world0", "train", "world_size", 0)]:
+    with h5py.File(copy(name), "r+") as f:
+        f[group].attrs[key] = np.array(value, np.int64 if key != "world_size" else np.int32)
 PYEOF
 for b in zero trunc random flipped nogroup shape; do
     expect_error "bad checkpoint ($b): ckpt verify" "$b.h5" "$SEQPAR" ckpt verify "$tmp/$b.h5"
@@ -179,6 +185,12 @@ for b in zero trunc random flipped nogroup shape; do
 done
 expect_error "bad checkpoint (notrain): ckpt verify" 'notrain.h5.*/train' "$SEQPAR" ckpt verify "$tmp/notrain.h5"
 expect_error "bad checkpoint (notrain): train --resume" 'notrain.h5.*/train' "$SEQPAR" train --max-steps 20 --threads 1 --resume "$tmp/notrain.h5"
+for b in tmax:'/optimizer t' smax:'/train: .*step is impossible' emax:'/train: .*epoch is impossible' \
+         world0:'/train: .*world_size is impossible'; do
+    expect_error "impossible counter (${b%%:*}): ckpt verify" "${b%%:*}.h5: ${b#*:}" "$SEQPAR" ckpt verify "$tmp/${b%%:*}.h5"
+    expect_error "impossible counter (${b%%:*}): train --resume" "${b%%:*}.h5: ${b#*:}" \
+        "$SEQPAR" train --max-steps 20 --threads 1 --resume "$tmp/${b%%:*}.h5"
+done
 expect_error "a checkpoint without /optimizer cannot resume" 'noopt.h5.*optimizer' \
     "$SEQPAR" train --max-steps 20 --threads 1 --resume "$tmp/noopt.h5"
 expect_error "a checkpoint of another model is refused naming the first mismatch" \
