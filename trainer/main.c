@@ -1,6 +1,10 @@
 /* seqpar: distributed data-parallel trainer for recurrent sequence models. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdio_ext.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "comm.h"
 #include "trainer.h"
@@ -23,8 +27,27 @@ static void usage(FILE *f)
             SEQPAR_VERSION);
 }
 
+/* Output lost to a full disk or a failed device must not look like
+ * success: at exit stdout is flushed and closed, and a failure is one line
+ * on stderr and exit status 1, whatever the command (as GNU tools'
+ * close_stdout). A closed stdout with nothing to write, and a reader that
+ * went away (EPIPE, when SIGPIPE is ignored), are not errors. */
+static void close_stdout(void)
+{
+    const int pending = __fpending(stdout) > 0, before = ferror(stdout);
+    errno = 0;
+    const int failed = fclose(stdout) != 0;
+    const int e = errno;
+    if (e == EPIPE || !(before || (failed && (pending || e != EBADF)))) return;
+    fprintf(stderr, "seqpar: write error on standard output%s%s\n", e ? ": " : "",
+            e ? strerror(e) : "");
+    fflush(stderr);
+    _exit(1);
+}
+
 int main(int argc, char **argv)
 {
+    atexit(close_stdout);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -84,6 +84,24 @@ check "bleu of identical text is 100" bash -c "'$SEQPAR' bleu --ref '$tmp/ref.tx
 printf 'a\nb\n' >"$tmp/two.txt"
 expect_error "bleu line count mismatch" 'lines' "$SEQPAR" bleu --ref "$tmp/ref.txt" --hyp "$tmp/two.txt"
 
+# --- output that cannot be written is an error, not a success (a full disk:
+# /dev/full); found by an adversarial review, every command exited 0
+write_error() { # description, command…
+    local d=$1 rc=0
+    shift
+    "$@" >/dev/full 2>"$tmp/err" || rc=$?
+    if [ "$rc" = 1 ] && [ "$(grep -c '' "$tmp/err")" = 1 ] &&
+        grep -q 'write error on standard output: No space left on device' "$tmp/err"; then
+        ok "$d: $(cat "$tmp/err")"
+    else
+        bad "$d: exit $rc, stderr: $(head -c 300 "$tmp/err")"
+    fi
+}
+if [ -w /dev/full ]; then
+    write_error "bleu to a full disk" "$SEQPAR" bleu --ref "$tmp/ref.txt" --hyp "$tmp/hyp.txt"
+    write_error "--help to a full disk" "$SEQPAR" --help
+fi
+
 # --- the work report: the decoder and output layer skip padding, so the
 # executed matmul work of a translation run is below the padded model's
 "$SEQPAR" train --dataset fra-eng --num-examples 600 --max-steps 5 --threads 1 >"$tmp/w.out" 2>&1
