@@ -20,7 +20,14 @@ extern const unsigned char seqpar_dashboard_html[];
 extern const size_t seqpar_dashboard_html_len;
 
 static volatile sig_atomic_t g_stop;
-#define MAX_STREAMS 48
+/* /events streams hold a thread each, so they are bounded: below the
+ * connections one address may hold, so that a client (or every local
+ * browser tab: they share 127.0.0.1) with all the streams open still gets
+ * its pages and figures (48 streams against 32 per address once locked a
+ * single address out) */
+#define MAX_STREAMS        24
+#define PER_IP_CONNECTIONS 32
+_Static_assert(MAX_STREAMS < PER_IP_CONNECTIONS, "streams must leave an address connections");
 static int g_streams; /* open /events streams */
 static void on_signal(int sig)
 {
@@ -124,8 +131,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                      MHD_RESPMEM_MUST_FREE);
     }
     if (strcmp(url, "/events") == 0) {
-        /* event streams hold a thread each: a bounded number, so requests
-         * for pages and figures always find one */
+        /* event streams hold a thread each: a bounded number (MAX_STREAMS),
+         * so requests for pages and figures always find one */
         if (__atomic_add_fetch(&g_streams, 1, __ATOMIC_SEQ_CST) > MAX_STREAMS) {
             __atomic_sub_fetch(&g_streams, 1, __ATOMIC_SEQ_CST);
             return plain(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "too many event streams\n");
@@ -277,7 +284,7 @@ int cmd_monitor(int argc, char **argv)
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
         NULL, NULL, handle, c, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)128, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)32, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+        (unsigned)PER_IP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr,
                 "%s: --http %s: cannot serve there (in use, or not an address of this "

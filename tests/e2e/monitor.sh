@@ -93,6 +93,37 @@ check "an unknown run is 404" test "$(curl -s -o /dev/null -w '%{http_code}' "$u
 curl -sN --max-time 2 "$url/events" >"$tmp/sse.txt" 2>/dev/null
 check "/events streams server-sent events: $(head -2 "$tmp/sse.txt" | tail -1)" grep -q '^event: hello' "$tmp/sse.txt"
 check "the dashboard page is served" bash -c "curl -sf '$url/' | grep -qi '<html'"
+# every event stream open from one address (as many browser tabs on this
+# machine): one more is refused, and pages and figures still answer (48
+# streams against 32 connections per address once locked the address out)
+rc=0
+"$PY" - "$url" >"$tmp/streams.out" 2>&1 <<'PYEOF' || rc=$?
+import socket, sys, urllib.request
+url = sys.argv[1].rstrip("/") + "/"
+host, port = url.split("//")[1].rstrip("/").split(":")
+def stream():
+    s = socket.create_connection((host, int(port)), timeout=10)
+    s.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = s.recv(4096).decode("latin-1")
+    return s, head.split("\r\n")[0]
+held, refused = [], None
+for i in range(64):
+    s, status = stream()
+    if " 200 " in status:
+        held.append(s)
+    else:
+        refused = status
+        s.close()
+        break
+code = urllib.request.urlopen(url + "api/runs", timeout=10).status
+page = urllib.request.urlopen(url, timeout=10).status
+print(f"{len(held)} streams held, the next: {refused}; /api/runs {code}, / {page}")
+ok = 0 < len(held) < 32 and refused is not None and " 503 " in refused and code == 200 and page == 200
+for s in held:
+    s.close()
+sys.exit(0 if ok else 1)
+PYEOF
+check "all event streams open from one address: $(tail -1 "$tmp/streams.out")" test "$rc" = 0
 
 # --- malformed and oversized messages: counted, ignored
 "$PY" - "$listen" <<'PYEOF'
