@@ -691,6 +691,16 @@ out:
 }
 
 /* Reads a float dataset whose shape must be exactly dims[0..ndim). */
+/* How many of n floats are NaN or infinite: a checkpoint holds none (a run
+ * stops at a non-finite loss), and Fletcher-32 misses some flips (0x0000
+ * and 0xFFFF sum alike) that make them. */
+static size_t count_nonfinite(const float *x, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += !isfinite(x[i]);
+    return k;
+}
+
 static int read_floats(ckpt_file *f, const char *path, float *out, int ndim, const hsize_t *dims,
                        char *err, size_t errlen)
 {
@@ -709,10 +719,8 @@ static int read_floats(ckpt_file *f, const char *path, float *out, int ndim, con
     int nd = H5Sget_simple_extent_ndims(sp);
     hsize_t fd[8] = {0};
     int shape_ok = nd == ndim && nd <= 8;
-    if (shape_ok) {
-        H5Sget_simple_extent_dims(sp, fd, NULL);
-        for (int i = 0; i < nd; i++) shape_ok &= fd[i] == dims[i];
-    }
+    if (nd > 0 && nd <= 8) H5Sget_simple_extent_dims(sp, fd, NULL); /* also for the message */
+    for (int i = 0; shape_ok && i < nd; i++) shape_ok &= fd[i] == dims[i];
     H5Sclose(sp);
     if (!shape_ok) {
         H5Dclose(ds);
@@ -733,6 +741,13 @@ static int read_floats(ckpt_file *f, const char *path, float *out, int ndim, con
                       "%s: %s fails its checksum or cannot be read "
                       "(corrupt file)",
                       f->path, path);
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)dims[i];
+    const size_t bad_values = count_nonfinite(out, n);
+    if (bad_values)
+        return seterr(err, errlen, CKPT_EFORMAT,
+                      "%s: %s holds %zu NaN or infinite values (corrupt?)", f->path, path,
+                      bad_values);
     return CKPT_OK;
 }
 
@@ -891,19 +906,27 @@ static herr_t verify_cb(hid_t obj, const char *name, const H5O_info_t *info, voi
         hid_t t = H5Dget_type(ds);
         hid_t sp = H5Dget_space(ds);
         hssize_t n = H5Sget_simple_extent_npoints(sp);
-        size_t sz = H5Tget_size(t);
+        /* floats read as floats, to be checked finite (dataset_problem
+         * allows float32 alone) */
+        const int isf = H5Tget_class(t) == H5T_FLOAT;
+        hid_t mt = isf ? H5T_NATIVE_FLOAT : t;
+        size_t sz = isf ? sizeof(float) : H5Tget_size(t);
         /* dataset_problem bounded n * sz by 2^32 */
         void *buf = n > 0 ? malloc((size_t)n * (sz ? sz : 1)) : NULL;
         rc = -1;
+        why = "fails its checksum or cannot be read";
         if (n == 0)
             rc = 0;
         else if (buf)
-            rc = H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+            rc = H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+        if (rc >= 0 && isf && buf && count_nonfinite(buf, (size_t)n) > 0) {
+            rc = -1;
+            why = "holds NaN or infinite values (corrupt?)";
+        }
         if (rc >= 0 && H5Tis_variable_str(t) > 0 && buf) H5Dvlen_reclaim(t, sp, H5P_DEFAULT, buf);
         free(buf);
         H5Sclose(sp);
         H5Tclose(t);
-        why = "fails its checksum or cannot be read";
     }
     H5Dclose(ds);
     if (rc < 0) {

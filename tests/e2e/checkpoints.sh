@@ -171,6 +171,16 @@ with h5py.File(copy("shape"), "r+") as f:
     n = f["model/decoder/dense/bias"].shape[0]
     del f["model/decoder/dense/bias"]
     f.create_dataset("model/decoder/dense/bias", data=np.zeros(n + 3, np.float32), chunks=True, fletcher32=True)
+# a NaN written through HDF5 (its checksum is right), and a tensor of the
+# wrong rank (its shape was once reported as 0x0)
+with h5py.File(copy("nan"), "r+") as f:
+    f["model/decoder/dense/weight"][0, 0] = np.nan
+with h5py.File(copy("inf_m"), "r+") as f:
+    f["optimizer/m/decoder/dense/weight"][1, 2] = np.inf
+with h5py.File(copy("rank2"), "r+") as f:
+    n = f["model/decoder/dense/bias"].shape[0]
+    del f["model/decoder/dense/bias"]
+    f.create_dataset("model/decoder/dense/bias", data=np.zeros((1, n), np.float32), chunks=True, fletcher32=True)
 # counters no run reaches: step + 1 or t + 1 would overflow (found by an
 # adversarial review: UBSan caught the overflow, a release build trained on)
 for name, group, key, value in [("tmax", "optimizer", "t", 2**63 - 1), ("smax", "train", "step", 2**63 - 1),
@@ -185,6 +195,15 @@ for b in zero trunc random flipped nogroup shape; do
 done
 expect_error "bad checkpoint (notrain): ckpt verify" 'notrain.h5.*/train' "$SEQPAR" ckpt verify "$tmp/notrain.h5"
 expect_error "bad checkpoint (notrain): train --resume" 'notrain.h5.*/train' "$SEQPAR" train --max-steps 20 --threads 1 --resume "$tmp/notrain.h5"
+for b in nan inf_m; do
+    expect_error "non-finite values ($b): ckpt verify" "$b.h5: /.*NaN or infinite values" "$SEQPAR" ckpt verify "$tmp/$b.h5"
+    expect_error "non-finite values ($b): train --resume" "$b.h5: /.*holds 1 NaN or infinite values" \
+        "$SEQPAR" train --max-steps 20 --threads 1 --resume "$tmp/$b.h5"
+done
+expect_error "non-finite values: translate" "nan.h5: /model/decoder/dense/weight holds 1 NaN" \
+    bash -c "echo one | '$SEQPAR' translate --checkpoint '$tmp/nan.h5'"
+expect_error "a tensor of the wrong rank names both shapes" 'rank2.h5: .*dense/bias has shape 1x[0-9]+, the model needs [0-9]+$' \
+    "$SEQPAR" train --max-steps 20 --threads 1 --resume "$tmp/rank2.h5"
 for b in tmax:'/optimizer t' smax:'/train: .*step is impossible' emax:'/train: .*epoch is impossible' \
          world0:'/train: .*world_size is impossible'; do
     expect_error "impossible counter (${b%%:*}): ckpt verify" "${b%%:*}.h5: ${b#*:}" "$SEQPAR" ckpt verify "$tmp/${b%%:*}.h5"
