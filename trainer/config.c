@@ -159,7 +159,8 @@ static int set_opt(train_config *c, const opt_def *o, const char *val, const cha
     case OPT_T_INT:
     case OPT_T_LONG: {
         long long v = strtoll(val, &end, 10);
-        if (errno || end == val || *end || (double)v < o->lo || (double)v > o->hi) {
+        /* compared as integers: as doubles, 2^53 + 1 would pass a bound of 2^53 */
+        if (errno || end == val || *end || v < (long long)o->lo || v > (long long)o->hi) {
             snprintf(err, n, "%s: --%s: expected a whole number in [%.0f, %.0f], got '%s'", where,
                      o->name, o->lo, o->hi, val);
             return 2;
@@ -217,7 +218,8 @@ static char *read_file(const char *path, long max)
 
 int config_from_json_err(train_config *c, const char *json, const char *where, char *err, size_t n)
 {
-    cJSON *root = cJSON_Parse(json);
+    /* one JSON object and nothing after it but white space */
+    cJSON *root = cJSON_ParseWithOpts(json, NULL, 1);
     if (!root || !cJSON_IsObject(root)) {
         const char *at = cJSON_GetErrorPtr();
         snprintf(err, n, "%s: not a JSON object%s%.20s%s", where, at ? " (near '" : "",
@@ -287,9 +289,15 @@ char *config_to_json(const train_config *c)
         case OPT_T_INT:
             cJSON_AddNumberToObject(root, o->name, *(const int *)base);
             break;
-        case OPT_T_LONG:
-            cJSON_AddNumberToObject(root, o->name, (double)*(const long *)base);
+        case OPT_T_LONG: {
+            /* the digits themselves: cJSON prints numbers with 15 significant
+             * digits where that reads back within its tolerance, which
+             * rounds a seed near 2^53 */
+            char digits[32];
+            snprintf(digits, sizeof digits, "%ld", *(const long *)base);
+            cJSON_AddRawToObject(root, o->name, digits);
             break;
+        }
         case OPT_T_DOUBLE:
             cJSON_AddNumberToObject(root, o->name, *(const double *)base);
             break;

@@ -63,6 +63,20 @@ expect_error "more workers than rows" '--batch 4 is smaller than ranks x --worke
     "$SEQPAR" train --workers 8 --batch 4
 echo '{"hidden": 8, "bogus": 1}' >"$tmp/bad.json"
 expect_error "unknown key in --config" 'bad.json.*bogus' "$SEQPAR" train --config "$tmp/bad.json"
+printf '{"batch": 8}garbage' >"$tmp/tail.json"
+expect_error "text after the --config object" "tail.json: .*near 'garbage'" "$SEQPAR" train --config "$tmp/tail.json"
+expect_error "a seed above 2^53 (not exact in the JSON config)" '--seed: expected a whole number in \[0, 9007199254740992\]' \
+    "$SEQPAR" train --seed 9007199254740993
+# the largest seeds round-trip through the checkpoint's JSON config exactly
+# (printed with 15 digits, 9007199254740991 came back as ...990 and the run
+# could not resume)
+"$SEQPAR" train --max-steps 2 --num-examples 200 --threads 1 --seed 9007199254740991 \
+    --checkpoint-dir "$tmp/seed" >/dev/null 2>&1
+"$SEQPAR" train --max-steps 3 --num-examples 200 --threads 1 --seed 9007199254740991 \
+    --checkpoint-dir "$tmp/seed" --resume auto >"$tmp/seed.out" 2>&1
+check "a seed of 2^53 - 1 resumes: $(tail -1 "$tmp/seed.out")" grep -q '^done step=3 ' "$tmp/seed.out"
+check "... and the checkpoint's config holds it exactly" \
+    bash -c "h5dump -d /config '$tmp/seed/ckpt-00000003.h5' | grep -q '\"seed\":9007199254740991'"
 expect_error "missing checkpoint" 'nope.h5' "$SEQPAR" translate --checkpoint "$tmp/nope.h5"
 head -c 5000 /dev/urandom >"$tmp/junk.h5"
 expect_error "random bytes as checkpoint" 'junk.h5' "$SEQPAR" ckpt verify "$tmp/junk.h5"
