@@ -589,6 +589,31 @@ static int check_same_run(trainer *t, ckpt_file *f, const char *path, char *err,
         snprintf(err, n, "%.200s does not match this run: %.280s", path, why);
         return CKPT_EMISMATCH;
     }
+    /* the same options over changed data build another vocabulary: the
+     * embeddings would be trained on for the wrong tokens */
+    const char *which[2] = {t->lm ? "tokens" : "src", "tgt"};
+    const data_vocab *mine[2] = {t->lm ? t->vtgt : t->vsrc, t->vtgt};
+    for (int k = 0; k < (t->lm ? 1 : 2); k++) {
+        ckpt_strings v = {0};
+        rc = ckpt_read_vocab(f, which[k], &v, err, n);
+        if (rc != CKPT_OK) return rc;
+        int i = 0;
+        while (i < v.n && i < mine[k]->size && strcmp(v.s[i], mine[k]->tokens[i]) == 0) i++;
+        if (i < v.n || i < mine[k]->size) {
+            if (i < v.n && i < mine[k]->size)
+                snprintf(why, sizeof why, "id %d is \"%.40s\" there and \"%.40s\" here", i, v.s[i],
+                         mine[k]->tokens[i]);
+            else
+                snprintf(why, sizeof why, "%d tokens there, %d here", v.n, mine[k]->size);
+            snprintf(err, n,
+                     "%.200s does not match this run: /vocab/%s differs from the vocabulary "
+                     "built from the data (%.200s; did the data change?)",
+                     path, which[k], why);
+            rc = CKPT_EMISMATCH;
+        }
+        ckpt_strings_free(&v);
+        if (rc != CKPT_OK) return rc;
+    }
     return CKPT_OK;
 }
 

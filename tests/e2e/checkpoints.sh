@@ -223,6 +223,24 @@ check "resume auto warns about the damaged newest: $(head -1 "$tmp/auto.err")" g
 check "... and resumes from the one before it" grep -q 'resumed from .*ckpt-00000010.h5 at step 10' "$tmp/auto.out"
 check "... to the end" grep -q '^done step=25 ' "$tmp/auto.out"
 
+# --- the same options over changed data: the vocabulary rebuilt from the
+# data no longer matches the checkpoint's, and the resume is refused (it
+# once trained on, the embeddings now for other words)
+"$PY" - "$tmp/corp.txt" <<'PYEOF'
+import random, sys
+random.seed(1)
+a, b = ["go", "run", "stop", "eat"], ["va", "cours", "arrete", "mange"]
+with open(sys.argv[1], "w") as f:
+    for _ in range(200):
+        f.write(" ".join(random.choice(a) for _ in range(3)) + "\t" + " ".join(random.choice(b) for _ in range(3)) + "\n")
+PYEOF
+small_corp=(train --dataset "$tmp/corp.txt" --embed 8 --hidden 8 --batch 8 --steps 6 --threads 1 --checkpoint-dir "$tmp/vc")
+"$SEQPAR" "${small_corp[@]}" --max-steps 5 >/dev/null 2>&1
+sed -i 's/go/xx/g; s/run/yy/g; s/stop/zz/g; s/eat/ww/g' "$tmp/corp.txt"
+expect_error "resume over changed data is refused" 'ckpt-00000005.h5 does not match this run: /vocab/src differs .*did the data change' \
+    "$SEQPAR" "${small_corp[@]}" --max-steps 8 --resume auto
+check "... and writes nothing" test "$(ls "$tmp/vc")" = ckpt-00000005.h5
+
 # --- only files named exactly as seqpar names checkpoints count: notes or
 # copies beside them are neither listed nor pruned, and pruning never takes
 # a real checkpoint in their place (it once unlinked ckpt-<step>.h5 for a
