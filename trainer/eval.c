@@ -57,6 +57,16 @@ static uint64_t ngram_hash(const char **tok, const int *len, int i, int n)
     return h;
 }
 
+/* The first of n lines with more than MAX_TOKENS tokens, or -1. */
+static long longest_line(char **lines, long n)
+{
+    static const char *tok[MAX_TOKENS + 1];
+    static int len[MAX_TOKENS + 1];
+    for (long i = 0; i < n; i++)
+        if (split_ws(lines[i], tok, len, MAX_TOKENS + 1) > MAX_TOKENS) return i;
+    return -1;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -241,6 +251,11 @@ int cmd_bleu(int argc, char **argv)
         rc = 2;
     } else if (nr != nh) {
         fprintf(stderr, "seqpar bleu: %s has %ld lines but %s has %ld\n", ref, nr, hyp, nh);
+        rc = 2;
+    } else if ((bad_r = longest_line(rl, nr)) >= 0 || (bad_h = longest_line(hl, nh)) >= 0) {
+        /* beyond MAX_TOKENS a line's n-grams would be cut off, silently */
+        fprintf(stderr, "seqpar bleu: %s:%ld: more than %d tokens on a line\n",
+                bad_r >= 0 ? ref : hyp, (bad_r >= 0 ? bad_r : bad_h) + 1, MAX_TOKENS);
         rc = 2;
     } else if (d2l) {
         double sum = 0;

@@ -97,6 +97,12 @@ printf 'the cat sat on the mat\n' >"$tmp/hyp.txt"
 check "bleu of identical text is 100" bash -c "'$SEQPAR' bleu --ref '$tmp/ref.txt' --hyp '$tmp/hyp.txt' | grep -q '^BLEU = 100.00'"
 printf 'a\nb\n' >"$tmp/two.txt"
 expect_error "bleu line count mismatch" 'lines' "$SEQPAR" bleu --ref "$tmp/ref.txt" --hyp "$tmp/two.txt"
+# lines past 100 000 tokens were cut there silently: two that differ only
+# beyond it scored 100
+awk 'BEGIN { for (i = 0; i < 150000; i++) printf "w "; print "" }' >"$tmp/long1.txt"
+awk 'BEGIN { for (i = 0; i < 150000; i++) printf (i < 100000 ? "w " : "x "); print "" }' >"$tmp/long2.txt"
+expect_error "bleu: a line of more than 100000 tokens" 'long1.txt:1: more than 100000 tokens on a line' \
+    "$SEQPAR" bleu --ref "$tmp/long1.txt" --hyp "$tmp/long2.txt"
 
 # --- output that cannot be written is an error, not a success (a full disk:
 # /dev/full); found by an adversarial review, every command exited 0
