@@ -25,9 +25,27 @@ struct wire_pub {
     long dropped;
 };
 
+int wire_endpoint_ok(const char *endpoint, int bind, char *err, size_t errlen)
+{
+    if (strncmp(endpoint, "tcp://", 6) != 0) return 1; /* ipc://, inproc://: ZeroMQ judges */
+    const char *colon = strrchr(endpoint + 6, ':');
+    const char *port = colon ? colon + 1 : "";
+    if (bind && strcmp(port, "*") == 0) return 1;
+    long v = 0;
+    int digits = 0;
+    for (const char *q = port; *q >= '0' && *q <= '9' && digits < 6; q++, digits++)
+        v = v * 10 + (*q - '0');
+    if (digits > 0 && digits == (int)strlen(port) && v >= 1 && v <= 65535) return 1;
+    /* ZeroMQ takes 99999 and listens on 99999 mod 65536 */
+    snprintf(err, errlen, "%s: the port must be 1..65535%s (e.g. tcp://127.0.0.1:5555)", endpoint,
+             bind ? " or *" : "");
+    return 0;
+}
+
 int wire_pub_open(wire_pub **out, const char *endpoint, char *err, size_t errlen)
 {
     *out = NULL;
+    if (!wire_endpoint_ok(endpoint, 0, err, errlen)) return -1;
     wire_pub *p = calloc(1, sizeof *p);
     if (!p || !(p->ctx = zmq_ctx_new()) || !(p->sock = zmq_socket(p->ctx, ZMQ_PUSH))) {
         snprintf(err, errlen, "cannot start ZeroMQ (%s)", zmq_strerror(zmq_errno()));

@@ -37,6 +37,9 @@ typedef struct wire_pub wire_pub;
 /* Connects to endpoint (e.g. tcp://127.0.0.1:5555); fails only on a
  * malformed endpoint or when ZeroMQ cannot start, with a message in err. */
 int wire_pub_open(wire_pub **out, const char *endpoint, char *err, size_t errlen);
+/* Whether a ZeroMQ endpoint's TCP port is one (1..65535, or * to bind);
+ * other transports pass. 0 with a message in err. */
+int wire_endpoint_ok(const char *endpoint, int bind, char *err, size_t errlen);
 /* Queues one message without ever blocking; a full queue drops it (counted). */
 void wire_pub_send(wire_pub *p, const char *msg, size_t len);
 long wire_pub_dropped(const wire_pub *p);

@@ -266,6 +266,26 @@ static void test_collector(void)
 }
 
 /* Restoring from a log uses the messages' own times (now < 0). */
+/* TCP ports 1..65535 (and * to bind); other transports are ZeroMQ's to judge */
+static void test_endpoints(void)
+{
+    char err[200];
+    CU_ASSERT(wire_endpoint_ok("tcp://127.0.0.1:5555", 0, err, sizeof err));
+    CU_ASSERT(wire_endpoint_ok("tcp://127.0.0.1:65535", 0, err, sizeof err));
+    CU_ASSERT(wire_endpoint_ok("tcp://*:1", 1, err, sizeof err));
+    CU_ASSERT(wire_endpoint_ok("tcp://127.0.0.1:*", 1, err, sizeof err));
+    CU_ASSERT(!wire_endpoint_ok("tcp://127.0.0.1:*", 0, err, sizeof err));
+    CU_ASSERT(wire_endpoint_ok("ipc:///tmp/x", 0, err, sizeof err));
+    const char *bad[] = {"tcp://127.0.0.1:65536", "tcp://127.0.0.1:99999",  "tcp://127.0.0.1:0",
+                         "tcp://127.0.0.1:",      "tcp://127.0.0.1",        "tcp://127.0.0.1:55x",
+                         "tcp://127.0.0.1:-1",    "tcp://127.0.0.1:1000000"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = '\0';
+        CU_ASSERT(!wire_endpoint_ok(bad[i], 1, err, sizeof err));
+        CU_ASSERT(strstr(err, bad[i]) != NULL);
+    }
+}
+
 static void test_restore_times(void)
 {
     wire_collector *c = wire_collector_new();
@@ -286,4 +306,5 @@ void register_suites(void)
     CU_add_test(s, "parse: random bytes and truncations", test_parse_fuzz);
     CU_add_test(s, "collector: aggregation, rank states, renderings", test_collector);
     CU_add_test(s, "collector: restored messages keep their times", test_restore_times);
+    CU_add_test(s, "endpoints: TCP ports in range", test_endpoints);
 }

@@ -240,6 +240,11 @@ int cmd_monitor(int argc, char **argv)
                 http);
         return 2;
     }
+    char why[300];
+    if (!wire_endpoint_ok(listen, 1, why, sizeof why)) {
+        fprintf(stderr, "%s: --listen %s\n", prog, why);
+        return 2;
+    }
     wire_collector *c = wire_collector_new();
     if (!c) {
         fprintf(stderr, "%s: out of memory\n", prog);

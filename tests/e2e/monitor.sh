@@ -182,4 +182,10 @@ fi
 check "... the run was still training" kill -0 $tpid
 kill $tpid 2>/dev/null
 wait $tpid 2>/dev/null
+
+# --- TCP ports past 65535: ZeroMQ took 99999 and listened on 99999 mod 65536
+expect_error "monitor --listen on port 99999" '--listen tcp://127.0.0.1:99999: the port must be 1..65535' \
+    "$SEQPAR" monitor --listen tcp://127.0.0.1:99999 --http 127.0.0.1:0
+expect_error "train --monitor on port 99999" '--monitor tcp://127.0.0.1:99999: the port must be 1..65535' \
+    "$SEQPAR" train --max-steps 1 --threads 1 --monitor tcp://127.0.0.1:99999
 finish
