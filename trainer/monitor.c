@@ -182,8 +182,9 @@ static int parse_http(const char *s, struct sockaddr_in *addr)
 /* Replays FILE.jsonl into the collector; returns the messages restored, or
  * -1 when the file exists but cannot be read. Only accepted messages are
  * logged, so a bad line means a damaged log: it is counted as malformed. */
-static long restore(wire_collector *c, const char *path)
+static long restore(wire_collector *c, const char *path, long *damaged)
 {
+    *damaged = 0;
     FILE *f = fopen(path, "r");
     if (!f) return errno == ENOENT ? 0 : -1;
     char *line = NULL;
@@ -193,11 +194,36 @@ static long restore(wire_collector *c, const char *path)
     while ((n = getline(&line, &cap, f)) >= 0) {
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
         if (n == 0) continue;
-        ok += wire_collector_add(c, line, (size_t)n, -1.0) == 0;
+        if (wire_collector_add(c, line, (size_t)n, -1.0) == 0)
+            ok++;
+        else
+            ++*damaged;
     }
     free(line);
     fclose(f);
     return ok;
+}
+
+/* A message refused: why, on stderr, at most once in 10 s (a flood must
+ * not flood the terminal); the counts are in /api/runs and /metrics. */
+static void note_refused(const char *prog, const char *buf, size_t len, double now)
+{
+    static double last = -1e9;
+    static long unsaid = 0;
+    if (now - last < 10.0) {
+        unsaid++;
+        return;
+    }
+    static wire_msg m; /* large (samples): not on the stack */
+    char why[200];
+    if (len > WIRE_MAX_MSG)
+        snprintf(why, sizeof why, "%zu bytes, over the %d-byte limit", len, WIRE_MAX_MSG);
+    else if (wire_parse(buf, len, &m, why, sizeof why) == 0)
+        snprintf(why, sizeof why, "refused by the collector");
+    fprintf(stderr, "%s: ignored a message: %s", prog, why);
+    if (unsaid > 0) fprintf(stderr, " (and %ld more since the last note)", unsaid);
+    fputc('\n', stderr);
+    last = now, unsaid = 0;
 }
 
 /* -------------------------------------------------------------- command */
@@ -252,7 +278,7 @@ int cmd_monitor(int argc, char **argv)
     }
     FILE *logf = NULL;
     if (log) {
-        long n = restore(c, log);
+        long damaged = 0, n = restore(c, log, &damaged);
         if (n < 0) {
             fprintf(stderr, "%s: --log %s: cannot read (%s)\n", prog, log, strerror(errno));
             wire_collector_free(c);
@@ -265,6 +291,9 @@ int cmd_monitor(int argc, char **argv)
             return 2;
         }
         if (n > 0) printf("restored %ld messages from %s\n", n, log);
+        if (damaged > 0)
+            fprintf(stderr, "%s: warning: --log %s: %ld damaged lines skipped\n", prog, log,
+                    damaged);
     }
     void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_PULL) : NULL;
     /* a peer sending more than twice the limit is cut off by ZeroMQ; up to
@@ -318,7 +347,10 @@ int cmd_monitor(int argc, char **argv)
         while (!g_stop && zmq_msg_recv(&msg, sock, ZMQ_DONTWAIT) >= 0) {
             const char *p = zmq_msg_data(&msg);
             size_t n = zmq_msg_size(&msg);
-            if (wire_collector_add(c, p, n, wire_time()) == 0 && logf) {
+            const double now = wire_time();
+            const int accepted = wire_collector_add(c, p, n, now) == 0;
+            if (!accepted) note_refused(prog, p, n, now);
+            if (accepted && logf) {
                 /* one message per line: a line break can only be JSON
                  * whitespace (inside strings it is escaped), so a space
                  * stands in for it */

@@ -138,6 +138,9 @@ sleep 0.3
 curl -sf "$url/api/runs" >"$tmp/runs2.json"
 check "4 malformed and 1 oversized messages counted: $(grep -o '"malformed":[0-9]*,"oversized":[0-9]*' "$tmp/runs2.json")" \
     grep -q '"malformed":4,"oversized":1' "$tmp/runs2.json"
+# ... and said on stderr, once for the burst (they were silent before)
+check "the monitor says it ignored them: $(grep -m1 'ignored a message' "$tmp/mon.out")" \
+    test "$(grep -c 'seqpar monitor: ignored a message: ' "$tmp/mon.out")" = 1
 
 # --- restart with the same log: the history is back
 before=$("$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); print(len(r['train']['step']), r['train']['loss'][-1])" "$tmp/run.json")
@@ -149,11 +152,14 @@ stop_monitor
 took=$((($(date +%s%N) - t0) / 1000000))
 kill $sse 2>/dev/null
 check "the monitor stops promptly with an event stream open (${took} ms)" test "$took" -lt 3000
+echo '{"v":1,"run":"cut off' >>"$tmp/mon.jsonl" # a line damaged as by a crash mid-write
 check "the monitor restarts" start_monitor
 curl -sf "$url/api/runs/e2e" >"$tmp/run2.json"
 after=$("$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); print(len(r['train']['step']), r['train']['loss'][-1])" "$tmp/run2.json")
 check "restarted with --log, it restores the run (points, last loss: $after)" test "$before" = "$after"
 check "... and says so: $(grep restored "$tmp/mon.out")" grep -q 'restored [0-9]* messages' "$tmp/mon.out"
+check "... and that it skipped the damaged line: $(grep -m1 damaged "$tmp/mon.out")" \
+    grep -q 'warning: --log .*mon.jsonl: 1 damaged lines skipped' "$tmp/mon.out"
 
 # --- trainers started while the monitor is down reconnect when it comes up
 stop_monitor
