@@ -347,6 +347,17 @@ int cmd_predict(int argc, char **argv)
     }
     const int words = strcmp(lm.cfg.tokens, "word") == 0;
     size_t plen = strlen(prefix);
+    {
+        /* text is UTF-8 (as translate's input): the check data_normalize makes */
+        char *norm = NULL, why[160];
+        const int bad = data_normalize(prefix, plen, &norm, why, sizeof why) != DATA_OK;
+        free(norm);
+        if (bad) {
+            fprintf(stderr, "seqpar predict: --prefix: %s\n", why);
+            loaded_model_free(&lm);
+            return 2;
+        }
+    }
     int32_t *ids = calloc(plen + 1, sizeof(int32_t));
     int32_t *out = calloc((size_t)n + 1, sizeof(int32_t));
     char *copy = strdup(prefix);

@@ -81,4 +81,6 @@ check "predict continues the prefix with 40 characters" \
 "$SEQPAR" predict --checkpoint "$(ls "$tmp"/lm/ckpt-*.h5)" --prefix "the" --len 40 --temperature 0.8 --seed 3 >"$tmp/p1.txt"
 "$SEQPAR" predict --checkpoint "$(ls "$tmp"/lm/ckpt-*.h5)" --prefix "the" --len 40 --temperature 0.8 --seed 3 >"$tmp/p2.txt"
 check "sampling is reproducible with --seed" cmp -s "$tmp/p1.txt" "$tmp/p2.txt"
+expect_error "predict: a prefix that is not UTF-8 is refused (it was echoed)" '--prefix: invalid UTF-8 at byte 1' \
+    "$SEQPAR" predict --checkpoint "$(ls "$tmp"/lm/ckpt-*.h5)" --prefix "$(printf 'a\377b')"
 finish
