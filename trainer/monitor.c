@@ -336,7 +336,17 @@ int cmd_monitor(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    printf("seqpar monitor: metrics on %s; dashboard at http://%s/\n", listen, http);
+    /* the addresses as bound: a port given as 0 (HTTP) or * (ZeroMQ) is
+     * the one the system chose */
+    char bound[300], page[128];
+    size_t blen = sizeof bound;
+    if (zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, bound, &blen) != 0 || blen == 0)
+        snprintf(bound, sizeof bound, "%s", listen);
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    const char *colon = strrchr(http, ':');
+    snprintf(page, sizeof page, "%.*s:%u", (int)(colon - http), http,
+             di && di->port ? (unsigned)di->port : (unsigned)ntohs(addr.sin_port));
+    printf("seqpar monitor: metrics on %s; dashboard at http://%s/\n", bound, page);
     fflush(stdout);
 
     zmq_msg_t msg;

@@ -189,6 +189,18 @@ check "... the run was still training" kill -0 $tpid
 kill $tpid 2>/dev/null
 wait $tpid 2>/dev/null
 
+# --- ports left to the system (HTTP 0, ZeroMQ *): the monitor prints the
+# ones it got (it printed :0), and the page answers there
+"$SEQPAR" monitor --listen 'tcp://127.0.0.1:*' --http 127.0.0.1:0 >"$tmp/any.out" 2>&1 &
+apid=$!
+for _ in $(seq 50); do grep -q 'dashboard at' "$tmp/any.out" && break; sleep 0.1; done
+aurl=$(grep -o 'http://127.0.0.1:[0-9]*/' "$tmp/any.out")
+check "ports chosen by the system are printed: $(head -1 "$tmp/any.out")" \
+    grep -Eq 'metrics on tcp://127.0.0.1:[1-9][0-9]*; dashboard at http://127.0.0.1:[1-9][0-9]*/$' "$tmp/any.out"
+check "... and the dashboard answers there" curl -sf -o /dev/null "${aurl:-http://127.0.0.1:1/}api/runs"
+kill $apid 2>/dev/null
+wait $apid 2>/dev/null
+
 # --- TCP ports past 65535: ZeroMQ took 99999 and listened on 99999 mod 65536
 expect_error "monitor --listen on port 99999" '--listen tcp://127.0.0.1:99999: the port must be 1..65535' \
     "$SEQPAR" monitor --listen tcp://127.0.0.1:99999 --http 127.0.0.1:0
