@@ -931,7 +931,7 @@ static herr_t verify_cb(hid_t obj, const char *name, const H5O_info_t *info, voi
     H5Dclose(ds);
     if (rc < 0) {
         v->bad = 1;
-        snprintf(v->what, sizeof v->what, "/%s %s", name, why);
+        snprintf(v->what, sizeof v->what, "/%s: %s", name, why);
     }
     return 0;
 }

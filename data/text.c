@@ -74,7 +74,9 @@ int data_read_file(const char *path, char **buf, size_t *len, char *err, size_t 
         b.len += got;
         if (got < room) {
             if (ferror(f)) {
-                rc = data_fail(err, errlen, DATA_EIO, "%s: read error", path);
+                /* a directory opens, and fails its first read with EISDIR */
+                rc = data_fail(err, errlen, DATA_EIO, "%s: %s", path,
+                               errno == EISDIR ? "is a directory, not a file" : "read error");
                 goto err;
             }
             break;

@@ -1,4 +1,4 @@
-/* seqpar ckpt (info | verify | list) and seqpar corpus-stats. */
+/* seqpar ckpt (info | verify | list | diff) and seqpar corpus-stats. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -254,7 +254,8 @@ int cmd_ckpt(int argc, char **argv)
     }
     if (argc >= 1 && strcmp(argv[0], "diff") == 0) return ckpt_diff(argc - 1, argv + 1);
     if (argc != 2) {
-        fprintf(stderr, "seqpar ckpt: usage: seqpar ckpt info|verify FILE, or list DIR\n");
+        fprintf(stderr,
+                "seqpar ckpt: usage: seqpar ckpt info|verify FILE, list DIR, or diff A B\n");
         return 2;
     }
     if (strcmp(argv[0], "info") == 0) return ckpt_info(argv[1]);
@@ -273,7 +274,7 @@ int cmd_ckpt(int argc, char **argv)
         printf("%s: ok\n", argv[1]);
         return 0;
     }
-    fprintf(stderr, "seqpar ckpt: unknown action '%s' (info, verify or list)\n", argv[0]);
+    fprintf(stderr, "seqpar ckpt: unknown action '%s' (info, verify, list or diff)\n", argv[0]);
     return 2;
 }
 

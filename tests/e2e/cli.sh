@@ -63,6 +63,9 @@ expect_error "more workers than rows" '--batch 4 is smaller than ranks x --worke
     "$SEQPAR" train --workers 8 --batch 4
 echo '{"hidden": 8, "bogus": 1}' >"$tmp/bad.json"
 expect_error "unknown key in --config" 'bad.json.*bogus' "$SEQPAR" train --config "$tmp/bad.json"
+expect_error "a directory as --dataset" "$tmp: is a directory, not a file" "$SEQPAR" train --dataset "$tmp"
+expect_error "ckpt: an unknown action lists the four" "unknown action 'frob' \(info, verify, list or diff\)" \
+    "$SEQPAR" ckpt frob x
 printf '{"batch": 8}garbage' >"$tmp/tail.json"
 expect_error "text after the --config object" "tail.json: .*near 'garbage'" "$SEQPAR" train --config "$tmp/tail.json"
 expect_error "a seed above 2^53 (not exact in the JSON config)" '--seed: expected a whole number in \[0, 9007199254740992\]' \
