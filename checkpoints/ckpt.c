@@ -690,7 +690,6 @@ out:
     return why;
 }
 
-/* Reads a float dataset whose shape must be exactly dims[0..ndim). */
 /* How many of n floats are NaN or infinite: a checkpoint holds none (a run
  * stops at a non-finite loss), and Fletcher-32 misses some flips (0x0000
  * and 0xFFFF sum alike) that make them. */
@@ -701,6 +700,7 @@ static size_t count_nonfinite(const float *x, size_t n)
     return k;
 }
 
+/* Reads a float dataset whose shape must be exactly dims[0..ndim). */
 static int read_floats(ckpt_file *f, const char *path, float *out, int ndim, const hsize_t *dims,
                        char *err, size_t errlen)
 {
@@ -850,13 +850,13 @@ int ckpt_read_train(ckpt_file *f, ckpt_train *tr, char *err, size_t errlen)
         return seterr(err, errlen, CKPT_EFORMAT, "%s: /train attributes missing or invalid",
                       f->path);
     /* counters a run can have reached: far below where step + 1 would
-     * overflow, no more epochs begun than steps taken (each has a batch) */
-    const char *what = step > CKPT_MAX_COUNT  ? "step"
-                       : epoch > step + 1     ? "epoch"
-                       : bie > step           ? "batch_in_epoch"
-                       : tr->world_size < 1   ? "world_size"
-                       : tr->global_batch < 1 ? "global_batch"
-                                              : NULL;
+     * overflow, and no more batches into an epoch than steps taken */
+    const char *what = step > CKPT_MAX_COUNT    ? "step"
+                       : epoch > CKPT_MAX_COUNT ? "epoch"
+                       : bie > step             ? "batch_in_epoch"
+                       : tr->world_size < 1     ? "world_size"
+                       : tr->global_batch < 1   ? "global_batch"
+                                                : NULL;
     if (what)
         return seterr(err, errlen, CKPT_EFORMAT,
                       "%s: /train: step %lld, epoch %lld, batch_in_epoch %lld, world_size %d, "

@@ -184,7 +184,8 @@ with h5py.File(copy("rank2"), "r+") as f:
 # counters no run reaches: step + 1 or t + 1 would overflow (found by an
 # adversarial review: UBSan caught the overflow, a release build trained on)
 for name, group, key, value in [("tmax", "optimizer", "t", 2**63 - 1), ("smax", "train", "step", 2**63 - 1),
-                                ("emax", "train", "epoch", 2**62), ("world0", "train", "world_size", 0)]:
+                                ("emax", "train", "epoch", 2**62), ("world0", "train", "world_size", 0),
+                                ("tbig", "optimizer", "t", 1000)]:
     with h5py.File(copy(name), "r+") as f:
         f[group].attrs[key] = np.array(value, np.int64 if key != "world_size" else np.int32)
 PYEOF
@@ -204,7 +205,7 @@ expect_error "non-finite values: translate" "nan.h5: /model/decoder/dense/weight
     bash -c "echo one | '$SEQPAR' translate --checkpoint '$tmp/nan.h5'"
 expect_error "a tensor of the wrong rank names both shapes" 'rank2.h5: .*dense/bias has shape 1x[0-9]+, the model needs [0-9]+$' \
     "$SEQPAR" train --max-steps 20 --threads 1 --resume "$tmp/rank2.h5"
-for b in tmax:'/optimizer t' smax:'/train: .*step is impossible' emax:'/train: .*epoch is impossible' \
+for b in tmax:'/optimizer t' tbig:'/optimizer t = 1000 for step 10' smax:'/train: .*step is impossible' emax:'/train: .*epoch is impossible' \
          world0:'/train: .*world_size is impossible'; do
     expect_error "impossible counter (${b%%:*}): ckpt verify" "${b%%:*}.h5: ${b#*:}" "$SEQPAR" ckpt verify "$tmp/${b%%:*}.h5"
     expect_error "impossible counter (${b%%:*}): train --resume" "${b%%:*}.h5: ${b#*:}" \
