@@ -88,6 +88,10 @@ void ckpt_strings_free(ckpt_strings *v);
 /* Fills every tensor of pt from /model; a missing tensor, a wrong shape or an
  * extra tensor in the file is CKPT_EMISMATCH naming it. */
 int ckpt_read_params(ckpt_file *f, param_table *pt, char *err, size_t errlen);
+/* The shape of a dataset (at most max dimensions) into dims, its rank into
+ * *nd: CKPT_OK, or CKPT_EMISMATCH when there is no such dataset. */
+int ckpt_dataset_shape(ckpt_file *f, const char *path, unsigned long long *dims, int max, int *nd,
+                       char *err, size_t errlen);
 /* Restores Adam moments and step count (opt must be initialised for pt). */
 int ckpt_read_optimizer(ckpt_file *f, const param_table *pt, optimizer *opt, char *err,
                         size_t errlen);

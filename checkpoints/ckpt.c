@@ -782,6 +782,27 @@ static int read_table(ckpt_file *f, const char *group, const param_table *pt, fl
     return CKPT_OK;
 }
 
+int ckpt_dataset_shape(ckpt_file *f, const char *path, unsigned long long *dims, int max, int *nd,
+                       char *err, size_t errlen)
+{
+    *nd = 0;
+    if (H5Lexists(f->fid, path, H5P_DEFAULT) <= 0)
+        return seterr(err, errlen, CKPT_EMISMATCH, "%s: missing dataset %s", f->path, path);
+    hid_t ds = H5Dopen2(f->fid, path, H5P_DEFAULT);
+    if (ds < 0) return seterr(err, errlen, CKPT_EFORMAT, "%s: cannot open %s", f->path, path);
+    hid_t sp = H5Dget_space(ds);
+    int n = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    hsize_t d[8] = {0};
+    if (n > 0 && n <= 8) H5Sget_simple_extent_dims(sp, d, NULL);
+    if (sp >= 0) H5Sclose(sp);
+    H5Dclose(ds);
+    if (n < 0 || n > 8)
+        return seterr(err, errlen, CKPT_EFORMAT, "%s: %s has no usable shape", f->path, path);
+    *nd = n;
+    for (int i = 0; i < n && i < max; i++) dims[i] = (unsigned long long)d[i];
+    return CKPT_OK;
+}
+
 int ckpt_read_params(ckpt_file *f, param_table *pt, char *err, size_t errlen)
 {
     if (H5Lexists(f->fid, "/model", H5P_DEFAULT) <= 0)

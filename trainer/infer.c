@@ -124,6 +124,30 @@ int load_model(loaded_model *lm, const char *path, int max_batch, const char *pr
     model_config mc;
     if (model_config_from(&mc, &lm->cfg, is_lm ? 0 : lm->src.size, lm->tgt.size, max_batch, prog))
         goto out;
+    /* the sizes /config gives against the tensors stored, before a model of
+     * those sizes is built (a damaged config could ask for terabytes): the
+     * output layer (V, hidden) and, with embeddings, the target side's (V, embed) */
+    const char *dense = is_lm ? "/model/dense/weight" : "/model/decoder/dense/weight";
+    const char *emb = is_lm ? "/model/embedding/weight" : "/model/decoder/embedding/weight";
+    for (int k = 0; k < (mc.embed > 0 ? 2 : 1); k++) {
+        unsigned long long d[2] = {0, 0};
+        int nd = 0;
+        const long want = k == 0 ? mc.hidden : mc.embed;
+        if (ckpt_dataset_shape(f, k == 0 ? dense : emb, d, 2, &nd, err, sizeof err) != CKPT_OK) {
+            fprintf(stderr, "%s: %s\n", prog, err);
+            goto out;
+        }
+        if (nd != 2 || d[0] != (unsigned long long)mc.tgt_vocab ||
+            d[1] != (unsigned long long)want) {
+            fprintf(
+                stderr,
+                "%s: %s: /config (%s %ld, %d target tokens) does not match %s (shape %llux%llu; "
+                "corrupt?)\n",
+                prog, path, k == 0 ? "hidden" : "embed", want, mc.tgt_vocab, k == 0 ? dense : emb,
+                d[0], d[1]);
+            goto out;
+        }
+    }
     if (model_create(&lm->m, &mc, err, sizeof err) != MODEL_OK) {
         fprintf(stderr, "%s: %s: %s\n", prog, path, err);
         goto out;

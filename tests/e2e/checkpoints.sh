@@ -181,6 +181,14 @@ with h5py.File(copy("rank2"), "r+") as f:
     n = f["model/decoder/dense/bias"].shape[0]
     del f["model/decoder/dense/bias"]
     f.create_dataset("model/decoder/dense/bias", data=np.zeros((1, n), np.float32), chunks=True, fletcher32=True)
+# a /config asking for a model far larger than the tensors stored (it was
+# built first: ASan's allocator gave up on 48 GB)
+import json
+with h5py.File(copy("hugecfg"), "r+") as f:
+    c = json.loads(f["config"][()])
+    c["hidden"] = 65536
+    del f["config"]
+    f["config"] = json.dumps(c)
 # counters no run reaches: step + 1 or t + 1 would overflow (found by an
 # adversarial review: UBSan caught the overflow, a release build trained on)
 for name, group, key, value in [("tmax", "optimizer", "t", 2**63 - 1), ("smax", "train", "step", 2**63 - 1),
@@ -205,6 +213,12 @@ expect_error "non-finite values: translate" "nan.h5: /model/decoder/dense/weight
     bash -c "echo one | '$SEQPAR' translate --checkpoint '$tmp/nan.h5'"
 expect_error "a tensor of the wrong rank names both shapes" 'rank2.h5: .*dense/bias has shape 1x[0-9]+, the model needs [0-9]+$' \
     "$SEQPAR" train --max-steps 20 --threads 1 --resume "$tmp/rank2.h5"
+for cmd in "ckpt verify" "ckpt info"; do
+    expect_error "a /config larger than its tensors: $cmd" 'hugecfg.h5: /config \(hidden 65536, [0-9]+ target tokens\) does not match /model/decoder/dense/weight' \
+        "$SEQPAR" $cmd "$tmp/hugecfg.h5"
+done
+expect_error "a /config larger than its tensors: translate" 'hugecfg.h5: /config \(hidden 65536' \
+    bash -c "echo one | '$SEQPAR' translate --checkpoint '$tmp/hugecfg.h5'"
 for b in tmax:'/optimizer t' tbig:'/optimizer t = 1000 for step 10' smax:'/train: .*step is impossible' emax:'/train: .*epoch is impossible' \
          world0:'/train: .*world_size is impossible'; do
     expect_error "impossible counter (${b%%:*}): ckpt verify" "${b%%:*}.h5: ${b#*:}" "$SEQPAR" ckpt verify "$tmp/${b%%:*}.h5"
