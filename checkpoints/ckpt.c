@@ -700,28 +700,46 @@ static size_t count_nonfinite(const float *x, size_t n)
     return k;
 }
 
-/* Reads a float dataset whose shape must be exactly dims[0..ndim). */
-static int read_floats(ckpt_file *f, const char *path, float *out, int ndim, const hsize_t *dims,
-                       char *err, size_t errlen)
+/* Opens the dataset at path: CKPT_EMISMATCH when there is none. */
+static int open_dataset(ckpt_file *f, const char *path, hid_t *ds, char *err, size_t errlen)
 {
     /* H5Lexists fails (< 0) rather than says no when an intermediate group is
      * missing: both mean the dataset is not there */
     if (H5Lexists(f->fid, path, H5P_DEFAULT) <= 0)
         return seterr(err, errlen, CKPT_EMISMATCH, "%s: missing dataset %s", f->path, path);
-    hid_t ds = H5Dopen2(f->fid, path, H5P_DEFAULT);
-    if (ds < 0) return seterr(err, errlen, CKPT_EFORMAT, "%s: cannot open %s", f->path, path);
+    *ds = H5Dopen2(f->fid, path, H5P_DEFAULT);
+    if (*ds < 0) return seterr(err, errlen, CKPT_EFORMAT, "%s: cannot open %s", f->path, path);
+    return CKPT_OK;
+}
+
+/* A dataset's rank (< 0: unreadable), and its first 8 dimensions in d. */
+static int dataset_dims(hid_t ds, hsize_t d[8])
+{
+    hid_t sp = H5Dget_space(ds);
+    const int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    hsize_t all[H5S_MAX_RANK];
+    if (nd > 0 && nd <= H5S_MAX_RANK && H5Sget_simple_extent_dims(sp, all, NULL) >= 0)
+        for (int i = 0; i < nd && i < 8; i++) d[i] = all[i];
+    if (sp >= 0) H5Sclose(sp);
+    return nd;
+}
+
+/* Reads a float dataset whose shape must be exactly dims[0..ndim). */
+static int read_floats(ckpt_file *f, const char *path, float *out, int ndim, const hsize_t *dims,
+                       char *err, size_t errlen)
+{
+    hid_t ds = -1;
+    int rc0 = open_dataset(f, path, &ds, err, errlen);
+    if (rc0 != CKPT_OK) return rc0;
     const char *bad = dataset_problem(ds, 1, 0);
     if (bad) {
         H5Dclose(ds);
         return seterr(err, errlen, CKPT_EFORMAT, "%s: %s: %s", f->path, path, bad);
     }
-    hid_t sp = H5Dget_space(ds);
-    int nd = H5Sget_simple_extent_ndims(sp);
     hsize_t fd[8] = {0};
+    const int nd = dataset_dims(ds, fd); /* also for the message */
     int shape_ok = nd == ndim && nd <= 8;
-    if (nd > 0 && nd <= 8) H5Sget_simple_extent_dims(sp, fd, NULL); /* also for the message */
     for (int i = 0; shape_ok && i < nd; i++) shape_ok &= fd[i] == dims[i];
-    H5Sclose(sp);
     if (!shape_ok) {
         H5Dclose(ds);
         char want[64] = "", got[64] = "";
@@ -786,15 +804,11 @@ int ckpt_dataset_shape(ckpt_file *f, const char *path, unsigned long long *dims,
                        char *err, size_t errlen)
 {
     *nd = 0;
-    if (H5Lexists(f->fid, path, H5P_DEFAULT) <= 0)
-        return seterr(err, errlen, CKPT_EMISMATCH, "%s: missing dataset %s", f->path, path);
-    hid_t ds = H5Dopen2(f->fid, path, H5P_DEFAULT);
-    if (ds < 0) return seterr(err, errlen, CKPT_EFORMAT, "%s: cannot open %s", f->path, path);
-    hid_t sp = H5Dget_space(ds);
-    int n = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    hid_t ds = -1;
+    int rc = open_dataset(f, path, &ds, err, errlen);
+    if (rc != CKPT_OK) return rc;
     hsize_t d[8] = {0};
-    if (n > 0 && n <= 8) H5Sget_simple_extent_dims(sp, d, NULL);
-    if (sp >= 0) H5Sclose(sp);
+    const int n = dataset_dims(ds, d);
     H5Dclose(ds);
     if (n < 0 || n > 8)
         return seterr(err, errlen, CKPT_EFORMAT, "%s: %s has no usable shape", f->path, path);
@@ -883,6 +897,18 @@ int ckpt_read_train(ckpt_file *f, ckpt_train *tr, char *err, size_t errlen)
                       "%s: /train: step %lld, epoch %lld, batch_in_epoch %lld, world_size %d, "
                       "global_batch %d: %s is impossible (corrupt?)",
                       f->path, step, epoch, bie, tr->world_size, tr->global_batch, what);
+    /* and the optimizer's update count, when there is one: at most one a step */
+    if (H5Lexists(f->fid, "/optimizer", H5P_DEFAULT) > 0) {
+        hid_t og = H5Gopen2(f->fid, "/optimizer", H5P_DEFAULT);
+        long long t = 0;
+        int tok = og >= 0 && read_attr_num(og, "t", H5T_NATIVE_LLONG, &t, 1) == 0;
+        if (og >= 0) H5Gclose(og);
+        if (!tok || t < 0 || t > step)
+            return seterr(err, errlen, CKPT_EFORMAT,
+                          "%s: /optimizer t = %lld for step %lld: at most one update a step "
+                          "(corrupt?)",
+                          f->path, t, step);
+    }
     tr->step = (long)step, tr->epoch = (long)epoch, tr->batch_in_epoch = (long)bie;
     tr->seed = seed;
     return CKPT_OK;
@@ -987,17 +1013,6 @@ int ckpt_verify(const char *path, char *err, size_t errlen)
     /* the position and the optimizer's update count, as a resume reads them */
     ckpt_train tr;
     rc = ckpt_read_train(f, &tr, err, errlen);
-    if (rc == CKPT_OK && H5Lexists(f->fid, "/optimizer", H5P_DEFAULT) > 0) {
-        hid_t g = H5Gopen2(f->fid, "/optimizer", H5P_DEFAULT);
-        long long t = 0;
-        int ok = g >= 0 && read_attr_num(g, "t", H5T_NATIVE_LLONG, &t, 1) == 0;
-        if (g >= 0) H5Gclose(g);
-        if (!ok || t < 0 || t > tr.step)
-            rc = seterr(err, errlen, CKPT_EFORMAT,
-                        "%s: /optimizer t = %lld for step %ld: at most one update a step "
-                        "(corrupt?)",
-                        path, t, tr.step);
-    }
     if (rc != CKPT_OK) {
         ckpt_close(f);
         return rc;

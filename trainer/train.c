@@ -635,13 +635,6 @@ static void resume_from(trainer *t, const char *path)
             if (rc == CKPT_OK) rc = ckpt_read_params(f, pt, err, sizeof err);
             if (rc == CKPT_OK) rc = ckpt_read_optimizer(f, pt, &t->opt, err, sizeof err);
             if (rc == CKPT_OK) rc = ckpt_read_train(f, &tr, err, sizeof err);
-            if (rc == CKPT_OK && t->opt.t > tr.step) { /* as ckpt verify checks */
-                snprintf(
-                    err, sizeof err,
-                    "%s: /optimizer t = %ld for step %ld: at most one update a step (corrupt?)",
-                    path, t->opt.t, tr.step);
-                rc = CKPT_EFORMAT;
-            }
             if (rc == CKPT_OK && t->carry_state) {
                 int dims[3] = {t->cfg.layers, t->cfg.batch, t->cfg.hidden}, fh = 0, fc = 1;
                 rc = ckpt_read_state(f, "state_h", t->gstate_h, dims, &fh, err, sizeof err);
