@@ -204,8 +204,8 @@ int wire_parse(const char *buf, size_t len, wire_msg *m, char *err, size_t errle
         get_int(j, "epoch", 0, 9e15, &epoch, err, errlen) ||
         get_num(j, "time", &m->time, err, errlen))
         goto out;
-    if (!(m->time >= 0)) {
-        bad(err, errlen, "\"time\" missing or negative");
+    if (!(m->time >= 0 && m->time <= WIRE_MAX_TIME)) {
+        bad(err, errlen, "\"time\" missing, negative or past %.0f (Unix seconds)", WIRE_MAX_TIME);
         goto out;
     }
     m->v = (int)v, m->rank = (int)rank, m->world = (int)world, m->step = step, m->epoch = epoch;
@@ -464,7 +464,13 @@ int wire_collector_add(wire_collector *c, const char *buf, size_t len, double no
         c->malformed++;
         goto out;
     }
-    if (now < 0) now = m->time; /* restoring from the log: the message's own time */
+    /* restoring from the log: the message's own time, but never ahead of the
+     * clock (a damaged or skewed time would keep its run "ok" and first in
+     * line forever) */
+    if (now < 0) {
+        now = wire_time();
+        if (m->time < now) now = m->time;
+    }
     run *r = get_run(c, m, now);
     if (!r || set_world(r, m->world) != 0) goto out;
     rank_state *rk = &r->ranks[m->rank];

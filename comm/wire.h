@@ -26,6 +26,7 @@
 #define WIRE_MAX_WORLD   4096        /* ranks per run the monitor accepts */
 #define WIRE_LATE_S      10.0        /* a rank silent this long is "late" */
 #define WIRE_LOST_S      60.0        /* ... and this long "lost" */
+#define WIRE_MAX_TIME    1e10        /* latest "time" accepted: Unix seconds in the year 2286 */
 
 /* Seconds since the Unix epoch: the wire's "time" field and the monitor's clock. */
 double wire_time(void);

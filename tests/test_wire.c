@@ -81,6 +81,10 @@ static void test_parse_invalid(void)
         "\"step\":1}", /* no time */
         "{\"v\":1,\"run\":\"r\",\"world\":2,\"epoch\":1,\"time\":-5,\"kind\":\"heartbeat\","
         "\"rank\":0,\"step\":1}",
+        "{\"v\":1,\"run\":\"r\",\"world\":2,\"epoch\":1,\"time\":1e308,\"kind\":\"heartbeat\","
+        "\"rank\":0,\"step\":1}", /* far past WIRE_MAX_TIME */
+        "{\"v\":1,\"run\":\"r\",\"world\":2,\"epoch\":1,\"time\":10000000001,"
+        "\"kind\":\"heartbeat\",\"rank\":0,\"step\":1}",
         "{" HEAD ",\"kind\":\"heartbeat\",\"rank\":0,\"step\":1e300}",
         "{" HEAD ",\"kind\":\"heartbeat\",\"rank\":0,\"step\":1} trailing", /* text after */
         "{" HEAD ",\"kind\":\"heartbeat\",\"rank\":0,\"step\":1}{}",
@@ -294,6 +298,19 @@ static void test_restore_times(void)
     char *j = wire_collector_run_json(c, "r", 1010);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"last_seen\":1007"));
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"state\":\"ok\""));
+    free(j);
+    wire_collector_free(c);
+    /* a logged time ahead of the clock (damaged, or another host's skew) is
+     * taken as now: the run ages from there instead of staying "ok" */
+    c = wire_collector_new();
+    add(c,
+        "{\"v\":1,\"run\":\"f\",\"kind\":\"heartbeat\",\"rank\":0,\"world\":1,"
+        "\"step\":1,\"epoch\":1,\"time\":9999999999}",
+        -1.0);
+    const double later = wire_time() + 2 * WIRE_LOST_S;
+    j = wire_collector_run_json(c, "f", later);
+    CU_ASSERT_PTR_NULL(strstr(j, "9999999999"));
+    CU_ASSERT_PTR_NULL(strstr(j, "\"state\":\"ok\""));
     free(j);
     wire_collector_free(c);
 }
