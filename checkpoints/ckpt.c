@@ -1017,6 +1017,17 @@ int ckpt_verify(const char *path, char *err, size_t errlen)
         ckpt_close(f);
         return rc;
     }
+    /* a run directory's checkpoint is found, resumed and pruned by the step
+     * its name gives: a renamed or copied file whose step differs would be
+     * taken for another point of the run */
+    const char *base = strrchr(path, '/');
+    long named;
+    if (checkpoint_name(base ? base + 1 : path, &named) && named != tr.step) {
+        ckpt_close(f);
+        return seterr(err, errlen, CKPT_EFORMAT,
+                      "%s: holds step %ld but is named for step %ld (renamed or copied?)", path,
+                      tr.step, named);
+    }
     verify_ctx v = {f, 0, ""};
     hid_t root = H5Gopen2(f->fid, "/", H5P_DEFAULT);
     if (root < 0 || H5Ovisit(root, H5_INDEX_NAME, H5_ITER_NATIVE, verify_cb, &v) < 0) {

@@ -238,6 +238,15 @@ check "resume auto warns about the damaged newest: $(head -1 "$tmp/auto.err")" g
 check "... and resumes from the one before it" grep -q 'resumed from .*ckpt-00000010.h5 at step 10' "$tmp/auto.out"
 check "... to the end" grep -q '^done step=25 ' "$tmp/auto.out"
 
+# --- a checkpoint copied over a later step's name is not taken for that
+# step: verify names both steps, and --resume auto passes it by
+cp "$tmp/auto/ckpt-00000010.h5" "$tmp/auto/ckpt-00000030.h5"
+expect_error "ckpt verify: a file named for another step" \
+    'ckpt-00000030.h5: holds step 10 but is named for step 30' "$SEQPAR" ckpt verify "$tmp/auto/ckpt-00000030.h5"
+"$SEQPAR" train --max-steps 28 --threads 1 --checkpoint-dir "$tmp/auto" --resume auto >"$tmp/auto2.out" 2>"$tmp/auto2.err"
+check "resume auto skips it: $(head -1 "$tmp/auto2.err")" grep -q 'warning: skipping .*ckpt-00000030.h5: holds step 10' "$tmp/auto2.err"
+check "... and resumes from the newest true one" grep -q 'resumed from .*ckpt-00000025.h5 at step 25' "$tmp/auto2.out"
+
 # --- the same options over changed data: the vocabulary rebuilt from the
 # data no longer matches the checkpoint's, and the resume is refused (it
 # once trained on, the embeddings now for other words)
