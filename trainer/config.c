@@ -334,21 +334,37 @@ static void opt_text(const opt_def *o, const train_config *c, char *buf, size_t 
     }
 }
 
-int config_first_difference(const train_config *a, const train_config *b, const char *const *names,
-                            char *out, size_t n)
+static int listed(const char *const *names, const char *name)
 {
-    for (const char *const *nm = names; *nm; nm++) {
-        const opt_def *o = find_opt(*nm);
-        if (!o) continue;
+    for (const char *const *nm = names; nm && *nm; nm++)
+        if (strcmp(*nm, name) == 0) return 1;
+    return 0;
+}
+
+int config_difference(const train_config *a, const train_config *b, const char *const *names,
+                      const char *const *skip, const char *in_a, const char *in_b, char *out,
+                      size_t n)
+{
+    /* in the order of names, else of the table */
+    for (size_t i = 0; names ? names[i] != NULL : i < NOPTS; i++) {
+        const opt_def *o = names ? find_opt(names[i]) : &OPTS[i];
+        if (!o || listed(skip, o->name)) continue;
         char va[CFG_STR + 8], vb[CFG_STR + 8];
         opt_text(o, a, va, sizeof va);
         opt_text(o, b, vb, sizeof vb);
         if (strcmp(va, vb) != 0) {
-            snprintf(out, n, "--%s is %s in the checkpoint but %s in this run", o->name, va, vb);
+            snprintf(out, n, "--%s is %s%s %s but %s%s %s", o->name, va[0] ? "" : "''", va, in_a,
+                     vb[0] ? "" : "''", vb, in_b);
             return 1;
         }
     }
     return 0;
+}
+
+int config_first_difference(const train_config *a, const train_config *b, const char *const *names,
+                            char *out, size_t n)
+{
+    return config_difference(a, b, names, NULL, "in the checkpoint", "in this run", out, n);
 }
 
 void config_print_help(FILE *f, const char *prog)

@@ -71,5 +71,10 @@ void config_print_help(FILE *f, const char *prog);
  * names); on the first that differs writes a sentence into out and returns 1. */
 int config_first_difference(const train_config *a, const train_config *b, const char *const *names,
                             char *out, size_t n);
+/* The same over every option (names NULL) or those named, leaving out those
+ * in skip (NULL-terminated, or NULL): "--NAME is A <in_a> but B <in_b>". */
+int config_difference(const train_config *a, const train_config *b, const char *const *names,
+                      const char *const *skip, const char *in_a, const char *in_b, char *out,
+                      size_t n);
 
 #endif

@@ -393,6 +393,101 @@ static void load_data(trainer *t)
              t->lm ? "tokens" : "pairs", c->batch, t->lm ? " streams" : "");
 }
 
+/* ------------------------------------------------- the ranks agree */
+
+/* Every rank must train with rank 0's options (only where the data lies and
+ * the OpenBLAS threads may differ between nodes): a rank with another
+ * --hidden would take rank 0's parameters into a buffer of another size. */
+static void check_same_options(trainer *t)
+{
+    if (t->world == 1) return;
+    train_config root = t->cfg;
+    comm_bcast(&root, sizeof root, 0);
+    static const char *const per_rank[] = {"data-dir", "threads", NULL};
+    char here[32], why[800], msg[1000];
+    snprintf(here, sizeof here, "on rank %d", t->rank);
+    const int differs =
+        config_difference(&root, &t->cfg, NULL, per_rank, "on rank 0", here, why, sizeof why);
+    if (differs) snprintf(msg, sizeof msg, "%s: every rank must be given the same options", why);
+    agree(t, !differs, 2, msg);
+}
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static uint64_t vocab_hash(uint64_t h, const data_vocab *v)
+{
+    for (int i = 0; v && i < v->size; i++) h = fnv1a(h, v->tokens[i], strlen(v->tokens[i]) + 1);
+    return h;
+}
+
+static uint64_t pairs_hash(uint64_t h, const data_pairs *p)
+{
+    const size_t nt = (size_t)p->n * (size_t)p->num_steps;
+    if (p->n <= 0) return h;
+    h = fnv1a(h, p->src, nt * sizeof *p->src);
+    h = fnv1a(h, p->tgt, nt * sizeof *p->tgt);
+    h = fnv1a(h, p->src_valid, (size_t)p->n * sizeof *p->src_valid);
+    return fnv1a(h, p->tgt_valid, (size_t)p->n * sizeof *p->tgt_valid);
+}
+
+/* What a rank read: sizes for the message, a hash of the vocabularies and
+ * every token id (training and held-out) for the comparison. */
+typedef struct data_print {
+    long items, held_out;
+    int vsrc, vtgt;
+    uint64_t hash;
+} data_print;
+
+/* Every rank reads the corpus itself; they must have read the same (the
+ * same options over another file on one node, e.g. another SEQPAR_DATA,
+ * once overran a buffer at the parameters' broadcast, or trained silently
+ * on mixed data). */
+static void check_same_data(trainer *t)
+{
+    if (t->world == 1) return;
+    data_print me = {0};
+    uint64_t h = 0xcbf29ce484222325ULL;
+    if (t->lm) {
+        me.items = t->stream.n;
+        me.held_out = t->lm_valid_n;
+        h = fnv1a(h, t->stream.ids, (size_t)(t->stream.n + t->lm_valid_n) * sizeof(int32_t));
+    } else {
+        me.items = t->pairs.n;
+        me.held_out = t->have_valid ? t->valid.n : 0;
+        me.vsrc = t->vsrc->size;
+        h = vocab_hash(pairs_hash(h, &t->pairs), t->vsrc);
+        if (t->have_valid) h = pairs_hash(h, &t->valid);
+    }
+    me.vtgt = t->vtgt->size;
+    me.hash = vocab_hash(h, t->vtgt);
+    data_print root = me;
+    comm_bcast(&root, sizeof root, 0);
+    const int same = me.items == root.items && me.held_out == root.held_out &&
+                     me.vsrc == root.vsrc && me.vtgt == root.vtgt && me.hash == root.hash;
+    char msg[1000], a[128], b[128];
+    const char *unit = t->lm ? "tokens" : "pairs";
+    if (t->lm) {
+        snprintf(a, sizeof a, "%ld %s, vocab %d", root.items, unit, root.vtgt);
+        snprintf(b, sizeof b, "%ld %s, vocab %d", me.items, unit, me.vtgt);
+    } else {
+        snprintf(a, sizeof a, "%ld %s, vocab %d -> %d", root.items, unit, root.vsrc, root.vtgt);
+        snprintf(b, sizeof b, "%ld %s, vocab %d -> %d", me.items, unit, me.vsrc, me.vtgt);
+    }
+    if (!same)
+        snprintf(msg, sizeof msg,
+                 "rank %d read other data for --dataset %s than rank 0 (%s there; %s on rank "
+                 "0%s): every rank must read the same corpus (check --data-dir or SEQPAR_DATA "
+                 "on each node)",
+                 t->rank, t->cfg.dataset, b, a,
+                 strcmp(a, b) == 0 ? ", the same sizes but other tokens" : "");
+    agree(t, same, 2, msg);
+}
+
 /* ------------------------------------------------------------ checkpoints */
 
 /* Removes all but the newest `keep` checkpoints of dir up to step `upto`.
@@ -1178,10 +1273,28 @@ int cmd_train(int argc, char **argv)
         dup2(saved_err, 2);
         close(saved_err);
     }
-    if (rc) {
+    /* every rank's options must parse (mpirun's "A : B" form gives ranks
+     * different command lines): when only others fail, the lowest of them
+     * parses again aloud */
+    double failed[2] = {rc ? 1.0 : 0.0, rc ? (double)(t->world - t->rank) : 0.0};
+    comm_allreduce_max_double(failed, 2);
+    if (failed[0] > 0) {
+        const int speaker = t->world - (int)failed[1];
+        if (speaker != 0 && t->rank == speaker) {
+            train_config scratch;
+            char prog[40];
+            config_defaults(&scratch);
+            snprintf(prog, sizeof prog, "seqpar train: rank %d", t->rank);
+            config_parse_args(&scratch, argc, argv, prog);
+        }
         comm_finalize();
+        if (t->rank != speaker) {
+            struct timespec pause = {0, 500000000L}; /* as agree(): the speaker exits first */
+            nanosleep(&pause, NULL);
+        }
         return rc == 1 ? 0 : 2;
     }
+    check_same_options(t);
     train_config *c = &t->cfg;
     t->lm = strcmp(c->task, "lm") == 0;
     if (parse_bptt(c->bptt, &t->bptt, &t->bptt_k) != 0)
@@ -1239,6 +1352,7 @@ int cmd_train(int argc, char **argv)
     if (c->monitor[0]) open_wire(t);
 
     load_data(t);
+    check_same_data(t);
     t->bmax = (c->batch + t->world - 1) / t->world;
     int rc2 = model_config_from(&t->mc, c, t->vsrc ? t->vsrc->size : 0, t->vtgt->size, t->bmax,
                                 "seqpar train");

@@ -115,4 +115,42 @@ check "... each rank with 1 OpenBLAS thread when the node has fewer cores than 4
     bash -c "[ $(nproc) -ge 8 ] || grep -q '4 ranks x 1 OpenBLAS thread ' '$tmp/np4.out'"
 check "... and says how it chose: $(head -1 "$tmp/np4.out" | grep -o '([^;]*')" grep -q '4 ranks on this node' "$tmp/np4.out"
 
+# --- ranks that would train on different terms stop at once with one line
+# from the rank that differs (mpirun's "A : B" form gives ranks their own
+# command lines and environments): another corpus under the same name once
+# overran the heap at the parameters' broadcast, or trained silently on
+# mixed data; another option's value is named
+# mpi_refused DESCRIPTION PATTERN MPIRUN-ARGS…: non-zero, one seqpar line matching PATTERN
+mpi_refused() {
+    local d=$1 pat=$2 rc=0 lines
+    shift 2
+    timeout 120 "${mpi[@]}" "$@" >"$tmp/mr.out" 2>&1 || rc=$?
+    lines=$(grep -c '^seqpar train: ' "$tmp/mr.out")
+    if [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$lines" = 1 ] && grep -Eq -- "$pat" "$tmp/mr.out" &&
+        ! grep -q 'Sanitizer\|^step ' "$tmp/mr.out"; then
+        ok "$d: $(grep '^seqpar train: ' "$tmp/mr.out")"
+    else
+        bad "$d: exit $rc, $lines seqpar lines: $(head -c 800 "$tmp/mr.out")"
+    fi
+}
+mkdir -p "$tmp/d1/fra-eng" "$tmp/d2/fra-eng"
+head -3000 "$SEQPAR_DATA/fra-eng/fra.txt" >"$tmp/d1/fra-eng/fra.txt"
+head -2000 "$SEQPAR_DATA/fra-eng/fra.txt" >"$tmp/d2/fra-eng/fra.txt"
+small=(train --dataset fra-eng --hidden 16 --embed 8 --batch 16 --max-steps 3 --threads 1)
+mpi_refused "another fra.txt on rank 1" 'rank 1 read other data for --dataset fra-eng than rank 0 \(2000 pairs.*3000 pairs' \
+    -np 1 -x SEQPAR_DATA="$tmp/d1" "$SEQPAR" "${small[@]}" : -np 1 -x SEQPAR_DATA="$tmp/d2" "$SEQPAR" "${small[@]}"
+head -c 30000 "$SEQPAR_DATA/timemachine.txt" >"$tmp/d1/timemachine.txt"
+tr 'a-z' 'b-za' <"$tmp/d1/timemachine.txt" >"$tmp/d2/timemachine.txt"
+lm=(train --task lm --dataset timemachine --hidden 16 --batch 8 --steps 8 --max-steps 3 --threads 1)
+mpi_refused "a text of the same length with other letters on rank 2 of 3" \
+    'rank 2 read other data .*the same sizes but other tokens' \
+    -np 2 -x SEQPAR_DATA="$tmp/d1" "$SEQPAR" "${lm[@]}" : -np 1 -x SEQPAR_DATA="$tmp/d2" "$SEQPAR" "${lm[@]}"
+mpi_refused "another --hidden on rank 1" '--hidden is 16 on rank 0 but 32 on rank 1: every rank must be given the same options' \
+    -np 1 "$SEQPAR" "${small[@]}" : -np 1 "$SEQPAR" "${small[@]}" --hidden 32
+mpi_refused "an option only rank 1 refuses" 'rank 1: --hidden: expected a whole number' \
+    -np 1 "$SEQPAR" "${small[@]}" : -np 1 "$SEQPAR" "${small[@]}" --hidden abc
+"${mpi[@]}" -np 1 "$SEQPAR" "${small[@]}" --data-dir "$tmp/d1" --threads 2 : \
+    -np 1 "$SEQPAR" "${small[@]}" --data-dir "$tmp/d1" >"$tmp/mr.out" 2>&1
+check "--threads may differ between ranks" grep -q '^done step=3 ' "$tmp/mr.out"
+
 finish
