@@ -784,6 +784,72 @@ static void resume_from(trainer *t, const char *path)
                  t->batch_in_epoch);
 }
 
+/* best.h5 of a run this one does not continue (a fresh start in a used
+ * directory, or a resume from a step before the one best.h5 holds) would be
+ * replaced at this run's first better evaluation: rank 0 keeps it as
+ * best-<its step>.h5 (best-<step>-2.h5 … when taken; never replacing a
+ * file), or stops the run when it cannot. */
+static void keep_best_aside(trainer *t)
+{
+    const char *dir = t->cfg.checkpoint_dir;
+    if (!dir[0] || !t->have_valid) return;
+    int ok = 1;
+    char msg[ERRLEN * 3] = "";
+    char path[1200];
+    snprintf(path, sizeof path, "%s/best.h5", dir);
+    struct stat st;
+    if (t->rank == 0 && lstat(path, &st) == 0) {
+        long step = -1;
+        ckpt_file *f;
+        char err[ERRLEN];
+        if (ckpt_open(&f, path, err, sizeof err) == CKPT_OK) {
+            ckpt_train tr;
+            if (ckpt_read_train(f, &tr, err, sizeof err) == CKPT_OK) step = tr.step;
+            ckpt_close(f);
+        }
+        if (!(step >= 0 && t->step > 0 && step <= t->step)) { /* not this run's own */
+            char why[120], aside[1300];
+            if (step < 0)
+                snprintf(why, sizeof why, "it cannot be read");
+            else if (t->step == 0)
+                snprintf(why, sizeof why, "it holds step %ld of an earlier run", step);
+            else
+                snprintf(why, sizeof why, "it holds step %ld, past the resumed step %ld", step,
+                         t->step);
+            int moved = 0;
+            for (int k = 1; k <= 1000 && !moved; k++) {
+                char n[16] = "";
+                if (k > 1) snprintf(n, sizeof n, "-%d", k);
+                if (step >= 0)
+                    snprintf(aside, sizeof aside, "%s/best-%08ld%s.h5", dir, step, n);
+                else
+                    snprintf(aside, sizeof aside, "%s/best-unreadable%s.h5", dir, n);
+                if (lstat(aside, &st) == 0) continue; /* taken: never replaced */
+                /* link then unlink never replaces a file that appeared
+                 * meanwhile; rename where the file system has no links */
+                if (link(path, aside) == 0)
+                    moved = unlink(path) == 0 ? 1 : -1;
+                else if (errno != EEXIST)
+                    moved = rename(path, aside) == 0 ? 1 : -1;
+            }
+            if (moved == 1) {
+                fprintf(stderr,
+                        "seqpar train: warning: %s is not from the run this one continues (%s); "
+                        "kept as %s\n",
+                        path, why, aside);
+            } else {
+                ok = 0;
+                snprintf(msg, sizeof msg,
+                         "%s is not from the run this one continues (%s) and cannot be kept "
+                         "aside (%s): stopping rather than replace it; move it, or choose "
+                         "another --checkpoint-dir",
+                         path, why, moved ? strerror(errno) : "1000 names taken");
+            }
+        }
+    }
+    agree(t, ok, 1, msg);
+}
+
 /* --resume auto: the newest checkpoint of the directory that verifies
  * (rank 0 looks, warning about each one it skips). Returns 0 when there is
  * none (a fresh start). */
@@ -1412,6 +1478,7 @@ int cmd_train(int argc, char **argv)
             resume_from(t, c->resume);
         }
     }
+    keep_best_aside(t);
 
     size_t nparams = 0;
     for (int i = 0; i < pt->n; i++) nparams += pt->t[i].size;

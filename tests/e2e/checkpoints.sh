@@ -247,6 +247,20 @@ expect_error "ckpt verify: a file named for another step" \
 check "resume auto skips it: $(head -1 "$tmp/auto2.err")" grep -q 'warning: skipping .*ckpt-00000030.h5: holds step 10' "$tmp/auto2.err"
 check "... and resumes from the newest true one" grep -q 'resumed from .*ckpt-00000025.h5 at step 25' "$tmp/auto2.out"
 
+# --- best.h5 of a run this one does not continue is kept aside, never
+# replaced: a fresh start in a used directory once overwrote the earlier
+# run's best model at its first evaluation (found by an adversarial review)
+bestrun=(train --threads 1 --valid 100 --checkpoint-dir "$tmp/best")
+"$SEQPAR" "${bestrun[@]}" --max-steps 20 --eval-every 10 >/dev/null 2>&1
+first=$("$SEQPAR" ckpt info "$tmp/best/best.h5" | sed -n 's/^position *step \([0-9]*\),.*/\1/p')
+"$SEQPAR" "${bestrun[@]}" --max-steps 2 --eval-every 1 >"$tmp/best2.out" 2>"$tmp/best2.err"
+check "a fresh start keeps the earlier best.h5 (step $first) aside: $(grep best "$tmp/best2.err")" \
+    grep -q "best.h5 is not from the run this one continues (it holds step $first of an earlier run); kept as .*best-0*$first.h5" "$tmp/best2.err"
+check "... which still holds that step" bash -c "'$SEQPAR' ckpt info '$tmp/best/best-$(printf %08d "$first").h5' | grep -q '^position *step $first,'"
+check "... and best.h5 is the new run's" bash -c "'$SEQPAR' ckpt info '$tmp/best/best.h5' | grep -Eq '^position *step [12],'"
+"$SEQPAR" "${bestrun[@]}" --max-steps 4 --eval-every 1 --resume "$tmp/best/ckpt-00000002.h5" >"$tmp/best3.out" 2>"$tmp/best3.err"
+check "a resume that continues the run leaves its best.h5 where it is" bash -c "! grep -q 'kept as' '$tmp/best3.err' && test \$(ls '$tmp/best' | grep -c '^best') = 2"
+
 # --- the same options over changed data: the vocabulary rebuilt from the
 # data no longer matches the checkpoint's, and the resume is refused (it
 # once trained on, the embeddings now for other words)
