@@ -41,8 +41,15 @@ int data_normalize(const char *in, size_t len, char **out, char *err, size_t err
  * line may start with a UTF-8 BOM (data_skip_bom). */
 int data_pair_fields(const char *line, size_t len, size_t *src_len, const char **tgt,
                      size_t *tgt_len);
+/* Reads a whole file; *buf is malloc'd and NUL-terminated, *len excludes the
+ * NUL. A missing file is DATA_EIO with "PATH: strerror"; a directory or a
+ * device is refused as such. */
+int data_read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen);
 /* Bytes of a UTF-8 byte-order mark at text[0..len): 3 or 0. */
 size_t data_skip_bom(const char *text, size_t len);
+/* Whether s[0..len) is valid UTF-8; if not, *bad (when given) is the
+ * offset of the first byte that does not decode. */
+int data_utf8_valid(const char *s, size_t len, size_t *bad);
 
 /* ------------------------------------------------------------ vocabulary */
 

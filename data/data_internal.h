@@ -26,10 +26,6 @@ int data_buf_reserve(data_buf *b, size_t extra); /* room for len + extra + NUL *
 int data_buf_append(data_buf *b, const char *s, size_t n);
 void data_buf_free(data_buf *b);
 
-/* Reads a whole file; *buf is malloc'd and NUL-terminated, *len excludes the
- * NUL. A missing file is DATA_EIO with "PATH: strerror". */
-int data_read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen);
-
 /* ----------------------------------------------------------------- text */
 
 /* Decodes one UTF-8 code point from s[0..len); returns the bytes consumed

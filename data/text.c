@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* --------------------------------------------------------------- errors */
 
@@ -62,6 +63,13 @@ int data_read_file(const char *path, char **buf, size_t *len, char *err, size_t 
     *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return data_fail(err, errlen, DATA_EIO, "%s: %s", path, strerror(errno));
+    /* a device (/dev/zero, a disk) would be read until memory runs out;
+     * files, pipes and process substitutions are text */
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) {
+        fclose(f);
+        return data_fail(err, errlen, DATA_EIO, "%s: a device, not a text file", path);
+    }
     data_buf b = {0};
     int rc = DATA_OK;
     for (;;) {
@@ -122,6 +130,21 @@ size_t data_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
     if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
     *cp = v;
     return n;
+}
+
+int data_utf8_valid(const char *s, size_t len, size_t *bad)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    uint32_t cp;
+    for (size_t i = 0; i < len;) {
+        const size_t n = data_utf8_decode(u + i, len - i, &cp);
+        if (n == 0) {
+            if (bad) *bad = i;
+            return 0;
+        }
+        i += n;
+    }
+    return 1;
 }
 
 static size_t utf8_encode(uint32_t cp, char *out)

@@ -151,49 +151,41 @@ double bleu_d2l(const char *pred, const char *label, int k)
     return score;
 }
 
-/* Reads a whole text file into lines (split in place); returns the line
- * count, -1 when unreadable, -2 (with *bad_line) when a line holds a NUL. */
-static long read_lines(const char *path, char **buf, char ***lines, long *bad_line)
+/* Reads a whole text file into lines (split in place) by the corpus
+ * reader's rules: a byte-order mark before the first line is not text, and a
+ * NUL byte or invalid UTF-8 is an error naming the line. Returns the line
+ * count, or -1 with the message in err. */
+static long read_lines(const char *path, char **buf, char ***lines, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    size_t cap = 1 << 16, n = 0, got;
-    char *b = malloc(cap + 1);
-    while (b && (got = fread(b + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *nb = realloc(b, cap * 2 + 1);
-            if (!nb) {
-                free(b);
-                b = NULL;
-                break;
-            }
-            b = nb, cap *= 2;
-        }
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (!b || err) {
-        free(b);
-        return -1;
-    }
-    b[n] = '\0';
+    char *b;
+    size_t n;
+    if (data_read_file(path, &b, &n, err, errlen) != DATA_OK) return -1;
+    const size_t bom = data_skip_bom(b, n);
     long count = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (b[i] == '\0') {
-            *bad_line = count + 1;
+    for (size_t i = bom, start = bom; i <= n; i++) {
+        if (i < n && b[i] == '\0') {
+            snprintf(err, errlen, "%s:%ld: NUL byte in a text file", path, count + 1);
             free(b);
-            return -2;
+            return -1;
         }
-        count += b[i] == '\n';
+        if (i < n ? b[i] != '\n' : i == start) continue; /* no line after a final newline */
+        size_t bad;
+        if (!data_utf8_valid(b + start, i - start, &bad)) {
+            snprintf(err, errlen, "%s:%ld: invalid UTF-8 (byte %zu of the line)", path, count + 1,
+                     bad + 1);
+            free(b);
+            return -1;
+        }
+        count++;
+        start = i + 1;
     }
-    if (n > 0 && b[n - 1] != '\n') count++;
     char **l = calloc((size_t)count + 1, sizeof *l);
     if (!l) {
+        snprintf(err, errlen, "%s: out of memory", path);
         free(b);
         return -1;
     }
-    char *p = b;
+    char *p = b + bom;
     for (long k = 0; k < count; k++) {
         l[k] = p;
         char *nl = memchr(p, '\n', (size_t)(b + n - p));
@@ -240,14 +232,12 @@ int cmd_bleu(int argc, char **argv)
     }
     char *rb = NULL, *hb = NULL, **rl = NULL, **hl = NULL;
     long bad_r = 0, bad_h = 0;
-    long nr = read_lines(ref, &rb, &rl, &bad_r), nh = read_lines(hyp, &hb, &hl, &bad_h);
+    char err[ERRLEN];
+    long nr = read_lines(ref, &rb, &rl, err, sizeof err);
+    long nh = nr < 0 ? 0 : read_lines(hyp, &hb, &hl, err, sizeof err);
     int rc = 0;
-    if (nr == -2 || nh == -2) {
-        fprintf(stderr, "seqpar bleu: %s:%ld: NUL byte in a text file\n", nr == -2 ? ref : hyp,
-                nr == -2 ? bad_r : bad_h);
-        rc = 2;
-    } else if (nr < 0 || nh < 0) {
-        fprintf(stderr, "seqpar bleu: cannot read %s\n", nr < 0 ? ref : hyp);
+    if (nr < 0 || nh < 0) {
+        fprintf(stderr, "seqpar bleu: %s\n", err);
         rc = 2;
     } else if (nr != nh) {
         fprintf(stderr, "seqpar bleu: %s has %ld lines but %s has %ld\n", ref, nr, hyp, nh);

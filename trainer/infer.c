@@ -289,8 +289,10 @@ int cmd_translate(int argc, char **argv)
         if (got >= 0) {
             lineno++;
             while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = '\0';
+            /* a byte-order mark before the first line is not text (as the corpus reader) */
+            const size_t bom = lineno == 1 ? data_skip_bom(line, (size_t)got) : 0;
             char *norm = NULL;
-            if (data_normalize(line, (size_t)got, &norm, err, sizeof err) != DATA_OK) {
+            if (data_normalize(line + bom, (size_t)got - bom, &norm, err, sizeof err) != DATA_OK) {
                 /* what was read before the bad line is still translated */
                 if (nb > 0) {
                     decode(&lm, src, nb, (int)max_len, (int)beam, alpha, out, len);

@@ -100,6 +100,19 @@ printf 'the cat sat on the mat\n' >"$tmp/hyp.txt"
 check "bleu of identical text is 100" bash -c "'$SEQPAR' bleu --ref '$tmp/ref.txt' --hyp '$tmp/hyp.txt' | grep -q '^BLEU = 100.00'"
 printf 'a\nb\n' >"$tmp/two.txt"
 expect_error "bleu line count mismatch" 'lines' "$SEQPAR" bleu --ref "$tmp/ref.txt" --hyp "$tmp/two.txt"
+# the corpus reader's rules: a BOM is not text (it scored 72 against
+# itself), invalid UTF-8 and devices are refused (a \xff scored silently;
+# /dev/zero was read until memory ran out)
+printf '\xef\xbb\xbfthe cat sat on the mat\n' >"$tmp/hypbom.txt"
+check "bleu: a byte-order mark changes nothing" bash -c "'$SEQPAR' bleu --ref '$tmp/ref.txt' --hyp '$tmp/hypbom.txt' | grep -q '^BLEU = 100.00'"
+printf 'the cat sat on the mat\nthe \xff cat\n' >"$tmp/hypbad.txt"
+printf 'the cat sat on the mat\nthe cat\n' >"$tmp/ref2.txt"
+expect_error "bleu: invalid UTF-8 names file and line" 'hypbad.txt:2: invalid UTF-8' \
+    "$SEQPAR" bleu --ref "$tmp/ref2.txt" --hyp "$tmp/hypbad.txt"
+expect_error "bleu: a device is not a text file" '/dev/zero: a device, not a text file' \
+    "$SEQPAR" bleu --ref /dev/zero --hyp "$tmp/ref.txt"
+expect_error "train: a device is not a corpus" '/dev/zero: a device, not a text file' \
+    "$SEQPAR" train --dataset /dev/zero --max-steps 1
 # lines past 100 000 tokens were cut there silently: two that differ only
 # beyond it scored 100
 awk 'BEGIN { for (i = 0; i < 150000; i++) printf "w "; print "" }' >"$tmp/long1.txt"

@@ -29,6 +29,9 @@ printf 'seven\ntwenty-one\nthree hundred forty-two\nnine thousand nine hundred e
 check "greedy translations: $(paste -sd'|' "$tmp/greedy.txt")" test "$(wc -l <"$tmp/greedy.txt")" = 6
 check "--beam 1 = greedy" cmp -s "$tmp/greedy.txt" "$tmp/beam1.txt"
 check "--beam 4: one line per input ($(paste -sd'|' "$tmp/beam4.txt"))" test "$(wc -l <"$tmp/beam4.txt")" = 6
+{ printf '\xef\xbb\xbf'; cat "$tmp/src.txt"; } | "$SEQPAR" translate --checkpoint "$ck" >"$tmp/bom.txt"
+check "a byte-order mark before the first line changes no translation (it once read as a word)" \
+    cmp -s "$tmp/greedy.txt" "$tmp/bom.txt"
 expect_error "--beam 0 is refused" '--beam' "$SEQPAR" translate --checkpoint "$ck" --beam 0
 expect_error "--alpha x is refused" '--alpha' "$SEQPAR" translate --checkpoint "$ck" --alpha x
 
