@@ -352,6 +352,22 @@ void data_pairs_free(data_pairs *p)
     memset(p, 0, sizeof *p);
 }
 
+/* A vocabulary of the reserved tokens alone would train on <unk> only. */
+static int not_empty(const data_vocab *v, const long *counts, size_t n, int min_freq,
+                     const char *where, const char *side, char *err, size_t errlen)
+{
+    if (v->size > DATA_NRESERVED) return DATA_OK;
+    long most = 0;
+    for (size_t i = 0; i < n; i++) most = counts[i] > most ? counts[i] : most;
+    if (most == 0)
+        return data_fail(err, errlen, DATA_EFORMAT, "%s: no %s%stoken to build a vocabulary of",
+                         where, side, side[0] ? " " : "");
+    return data_fail(err, errlen, DATA_EFORMAT,
+                     "%s: --min-freq %d leaves no %s%stoken in the vocabulary (the most frequent "
+                     "occurs %ld time%s)",
+                     where, min_freq, side, side[0] ? " " : "", most, most == 1 ? "" : "s");
+}
+
 int data_pairs_load(data_pairs *train, data_pairs *valid, const data_pairs_opts *o, char *err,
                     size_t errlen)
 {
@@ -416,9 +432,13 @@ int data_pairs_load(data_pairs *train, data_pairs *valid, const data_pairs_opts 
     int mf = o->min_freq;
     rc =
         data_vocab_from_counts(&train->src_vocab, c.tab.strs, cnt, first, c.tab.n, mf, err, errlen);
+    if (rc == DATA_OK)
+        rc = not_empty(&train->src_vocab, cnt, c.tab.n, mf, where, "source", err, errlen);
     if (rc != DATA_OK) goto out;
     rc = data_vocab_from_counts(&train->tgt_vocab, c.tab.strs, cnt + nd, first + nd, c.tab.n, mf,
                                 err, errlen);
+    if (rc == DATA_OK)
+        rc = not_empty(&train->tgt_vocab, cnt + nd, c.tab.n, mf, where, "target", err, errlen);
     if (rc != DATA_OK) goto out;
     train->owns_vocab = 1;
     for (size_t i = 0; i < c.tab.n; i++) {
@@ -618,6 +638,8 @@ int data_stream_load(data_stream *s, const data_stream_opts *o, char *err, size_
      * stream (the book's load_corpus_time_machine). */
     rc = data_vocab_from_counts(&s->vocab, c.tab.strs, c.tab.counts, NULL, c.tab.n, o->min_freq,
                                 err, errlen);
+    if (rc == DATA_OK)
+        rc = not_empty(&s->vocab, c.tab.counts, c.tab.n, o->min_freq, where, "", err, errlen);
     if (rc != DATA_OK) goto out;
     remap = malloc(c.tab.n * sizeof *remap);
     if (!remap) goto nomem;

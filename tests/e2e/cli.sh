@@ -93,6 +93,13 @@ expect_error "invalid UTF-8" 'utf8.txt:2' "$SEQPAR" train --dataset "$tmp/utf8.t
 expect_error "empty corpus" 'empty.txt' "$SEQPAR" train --dataset "$tmp/empty.txt" --max-steps 1
 { printf 'go .\t'; head -c 5000 /dev/zero | tr '\0' 'a'; printf '\n'; } >"$tmp/long.txt"
 expect_error "absurdly long token" 'long.txt:1' "$SEQPAR" train --dataset "$tmp/long.txt" --max-steps 1
+# a --min-freq above every count trained on <unk> alone, silently
+printf 'go .\tva !\nhi .\tsalut !\nrun .\tcours !\n' >"$tmp/three.txt"
+expect_error "--min-freq above every count (translate)" \
+    'three.txt: --min-freq 1000 leaves no source token in the vocabulary \(the most frequent occurs 3 times\)' \
+    "$SEQPAR" train --dataset "$tmp/three.txt" --min-freq 1000 --batch 2 --max-steps 1
+expect_error "--min-freq above every count (lm)" 'three.txt: --min-freq 1000 leaves no token in the vocabulary' \
+    "$SEQPAR" train --task lm --dataset "$tmp/three.txt" --min-freq 1000 --batch 2 --steps 2 --max-steps 1
 
 # --- bleu
 printf 'the cat sat on the mat\n' >"$tmp/ref.txt"
