@@ -374,7 +374,8 @@ int data_pairs_load(data_pairs *train, data_pairs *valid, const data_pairs_opts 
     if (!train || !o) return data_fail(err, errlen, DATA_EINVAL, "data_pairs_load: NULL argument");
     memset(train, 0, sizeof *train);
     if (valid) memset(valid, 0, sizeof *valid);
-    if (!o->dataset || !*o->dataset) return data_fail(err, errlen, DATA_EINVAL, "no dataset given");
+    if (!o->dataset || !*o->dataset)
+        return data_fail(err, errlen, DATA_EINVAL, "--dataset: no dataset given");
     if (o->num_steps < 1)
         return data_fail(err, errlen, DATA_EINVAL, "num_steps %d: must be >= 1", o->num_steps);
     if (o->num_examples < 0 || o->num_examples > INT_MAX - 1)
@@ -399,8 +400,8 @@ int data_pairs_load(data_pairs *train, data_pairs *valid, const data_pairs_opts 
     const char *where = label ? label : o->dataset;
     if (o->valid >= n) {
         rc = data_fail(err, errlen, DATA_EINVAL,
-                       "valid %d: leaves no training pairs (%ld pairs loaded from %s)", o->valid, n,
-                       where);
+                       "--valid %d: leaves no training pairs (%ld pairs loaded from %s)", o->valid,
+                       n, where);
         goto out;
     }
 
@@ -580,7 +581,8 @@ int data_stream_load(data_stream *s, const data_stream_opts *o, char *err, size_
 {
     if (!s || !o) return data_fail(err, errlen, DATA_EINVAL, "data_stream_load: NULL argument");
     memset(s, 0, sizeof *s);
-    if (!o->dataset || !*o->dataset) return data_fail(err, errlen, DATA_EINVAL, "no dataset given");
+    if (!o->dataset || !*o->dataset)
+        return data_fail(err, errlen, DATA_EINVAL, "--dataset: no dataset given");
     if (o->tokens != DATA_TOKENS_CHAR && o->tokens != DATA_TOKENS_WORD)
         return data_fail(err, errlen, DATA_EINVAL, "unknown token kind %d", (int)o->tokens);
     if (o->max_tokens < 0)

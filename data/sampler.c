@@ -58,7 +58,7 @@ int data_sampler_init(data_sampler *s, data_task task, data_sampler_kind kind, l
         long long need = ((long long)batch + 1) * num_steps + (kind == DATA_SAMPLER_SEQUENTIAL);
         if ((long long)n < need)
             return data_fail(err, errlen, DATA_EINVAL,
-                             "corpus of %ld tokens is too short for batch %d x num_steps %d "
+                             "corpus of %ld tokens is too short for --batch %d x --steps %d "
                              "(needs at least %lld)",
                              n, batch, num_steps, need);
         if (kind == DATA_SAMPLER_RANDOM) cap = (n - 1) / num_steps; /* subsequences at off 0 */

@@ -381,7 +381,9 @@ static void load_data(trainer *t)
     rc = data_sampler_init(&t->sampler, t->lm ? DATA_TASK_LM : DATA_TASK_TRANSLATE, kind, n,
                            c->batch, c->steps, (uint64_t)c->seed, t->rank, t->world, err,
                            sizeof err);
-    agree(t, rc == DATA_OK, 2, err);
+    char named[ERRLEN + CFG_STR + 4];
+    snprintf(named, sizeof named, "%s: %s", c->dataset, err); /* the sampler knows sizes only */
+    agree(t, rc == DATA_OK, 2, named);
     /* translation over several ranks: rows dealt by target length, so every
      * rank's packed decoder gets the same work and none waits for another at
      * the allreduce (DESIGN: sharding) */
@@ -780,8 +782,8 @@ static void resume_from(trainer *t, const char *path)
         state_rows(t, t->gstate_c, t->state_c, 0);
     }
     if (t->rank == 0) publish_event(t, "resume", "resumed from %s at step %ld", path, t->step);
-    comm_printf0("resumed from %s at step %ld (epoch %ld, batch %ld)\n", path, t->step, t->epoch,
-                 t->batch_in_epoch);
+    comm_printf0("resumed from %s at step %ld (epoch %ld, batch %ld)\n", path, t->step,
+                 t->epoch + 1, t->batch_in_epoch); /* 1-based, as the progress lines */
 }
 
 /* best.h5 of a run this one does not continue (a fresh start in a used
