@@ -210,6 +210,13 @@ static int pair_line(collect *c, data_buf *norm, const char *line, size_t len, c
 {
     size_t sl, tl;
     const char *t;
+    /* a line's own CR is gone (CRLF); one inside it is a file of CR line
+     * endings, whose lines would run together as one pair */
+    if (memchr(line, '\r', len))
+        return data_fail(err, errlen, DATA_EFORMAT,
+                         "%s:%ld: a carriage return inside the line (a file with CR line "
+                         "endings? tr '\\r' '\\n' converts it)",
+                         where, ln);
     if (data_pair_fields(line, len, &sl, &t, &tl) != 0)
         return data_fail(err, errlen, DATA_EFORMAT, "%s:%ld: no tab between source and target",
                          where, ln);

@@ -93,6 +93,10 @@ expect_error "invalid UTF-8" 'utf8.txt:2' "$SEQPAR" train --dataset "$tmp/utf8.t
 expect_error "empty corpus" 'empty.txt' "$SEQPAR" train --dataset "$tmp/empty.txt" --max-steps 1
 { printf 'go .\t'; head -c 5000 /dev/zero | tr '\0' 'a'; printf '\n'; } >"$tmp/long.txt"
 expect_error "absurdly long token" 'long.txt:1' "$SEQPAR" train --dataset "$tmp/long.txt" --max-steps 1
+# CR line endings ran three pairs together into one ("\rhi" a token)
+printf 'go .\tva !\rhi .\tsalut !\rrun .\tcours !\r' >"$tmp/cr.txt"
+expect_error "a file with CR line endings" 'cr.txt:1: a carriage return inside the line' \
+    "$SEQPAR" train --dataset "$tmp/cr.txt" --batch 1 --max-steps 1
 # a --min-freq above every count trained on <unk> alone, silently
 printf 'go .\tva !\nhi .\tsalut !\nrun .\tcours !\n' >"$tmp/three.txt"
 expect_error "--min-freq above every count (translate)" \
