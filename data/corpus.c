@@ -594,6 +594,10 @@ int data_stream_load(data_stream *s, const data_stream_opts *o, char *err, size_
         return data_fail(err, errlen, DATA_EINVAL, "unknown token kind %d", (int)o->tokens);
     if (o->max_tokens < 0)
         return data_fail(err, errlen, DATA_EINVAL, "max_tokens %ld: must be >= 0", o->max_tokens);
+    if (strcmp(o->dataset, "fra-eng") == 0)
+        return data_fail(err, errlen, DATA_EINVAL,
+                         "fra-eng is a corpus of sentence pairs (--task translate); a text is "
+                         "timemachine, numbers or a file's PATH");
 
     collect c;
     char *path = NULL, *text = NULL;

@@ -97,6 +97,7 @@ expect_error "absurdly long token" 'long.txt:1' "$SEQPAR" train --dataset "$tmp/
 printf 'go .\tva !\rhi .\tsalut !\rrun .\tcours !\r' >"$tmp/cr.txt"
 expect_error "a file with CR line endings" 'cr.txt:1: a carriage return inside the line' \
     "$SEQPAR" train --dataset "$tmp/cr.txt" --batch 1 --max-steps 1
+expect_error "fra-eng as a text" 'fra-eng is a corpus of sentence pairs' "$SEQPAR" corpus-stats --dataset fra-eng
 # a --min-freq above every count trained on <unk> alone, silently
 printf 'go .\tva !\nhi .\tsalut !\nrun .\tcours !\n' >"$tmp/three.txt"
 expect_error "--min-freq above every count (translate)" \
