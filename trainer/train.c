@@ -1492,13 +1492,20 @@ int cmd_train(int argc, char **argv)
         snprintf(vocab, sizeof vocab, "%d -> %d", t->vsrc->size, t->vtgt->size);
     else
         snprintf(vocab, sizeof vocab, "%d", t->vtgt->size);
-    char summary[600];
+    char batches[160];
+    if (!t->lm && t->pairs.n < c->batch) /* the one batch is the whole corpus */
+        snprintf(batches, sizeof batches, "1 batch/epoch of all %d pairs (fewer than --batch %d)",
+                 t->pairs.n, c->batch);
+    else
+        snprintf(batches, sizeof batches, "%ld batch%s/epoch of %d", per_epoch,
+                 per_epoch == 1 ? "" : "es", c->batch);
+    char summary[800];
     snprintf(summary, sizeof summary,
              "%s %s: %d layer%s, embed %d, hidden %d, %zu parameters; %s %ld %s, vocab %s; "
-             "%ld batches/epoch of %d, %ld steps",
+             "%s, %ld step%s",
              t->lm ? "lm" : "seq2seq", c->cell, L, L > 1 ? "s" : "", c->embed, H, nparams,
              c->dataset, t->lm ? t->stream.n : (long)t->pairs.n, t->lm ? "tokens" : "pairs", vocab,
-             per_epoch, c->batch, total_steps);
+             batches, total_steps, total_steps == 1 ? "" : "s");
     comm_printf0("%s\n", summary);
     if (t->rank == 0)
         publish_event(t, "start", "%s; %d rank%s; %s", summary, t->world, t->world > 1 ? "s" : "",
