@@ -2,6 +2,7 @@
  * every gradient, and a table of named tensors into them. */
 #include "model.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,17 +33,31 @@ int param_table_add(param_table *pt, const char *name, int ndim, int d0, int d1)
     return pt->n++;
 }
 
+/* n zeroed floats at a 64-byte boundary. From calloc, not aligned_alloc and
+ * memset: a large block comes as fresh pages that nothing has touched, so a
+ * model too large for the node is refused by its size before any page is
+ * written (the trainer compares what was reserved with the memory
+ * available), instead of being killed when the pages fill. The block's
+ * start is kept just below the aligned pointer, for param_buffer_free. */
+static float *zeroed_floats(size_t n)
+{
+    const size_t extra = 64 + sizeof(void *);
+    if (n > (SIZE_MAX - extra) / sizeof(float)) return NULL;
+    void *base = calloc(1, n * sizeof(float) + extra);
+    if (!base) return NULL;
+    const uintptr_t a = ((uintptr_t)base + sizeof(void *) + 63) & ~(uintptr_t)63;
+    ((void **)a)[-1] = base;
+    return (float *)a;
+}
+
 float *param_buffer_alloc(const param_table *pt)
 {
-    size_t bytes = (pt->total ? pt->total : ALIGN_FLOATS) * sizeof(float);
-    float *p = aligned_alloc(64, bytes);
-    if (p) memset(p, 0, bytes);
-    return p;
+    return zeroed_floats(pt->total ? pt->total : ALIGN_FLOATS);
 }
 
 void param_buffer_free(float *p)
 {
-    free(p);
+    if (p) free(((void **)p)[-1]);
 }
 
 int param_table_alloc(param_table *pt)
@@ -50,12 +65,10 @@ int param_table_alloc(param_table *pt)
     pt->data = param_buffer_alloc(pt);
     /* the gradient buffer has PARAM_GRAD_TAIL floats past `total` for the
      * trainer's per-step sums (loss, tokens), so one allreduce carries both */
-    size_t bytes = (pt->total + PARAM_GRAD_TAIL) * sizeof(float);
-    pt->grad = aligned_alloc(64, bytes);
-    if (pt->grad) memset(pt->grad, 0, bytes);
+    pt->grad = zeroed_floats(pt->total + PARAM_GRAD_TAIL);
     if (!pt->data || !pt->grad) {
-        free(pt->data);
-        free(pt->grad);
+        param_buffer_free(pt->data);
+        param_buffer_free(pt->grad);
         pt->data = pt->grad = NULL;
         return MODEL_ENOMEM;
     }
@@ -72,8 +85,8 @@ int param_table_find(const param_table *pt, const char *name)
 void param_table_free(param_table *pt)
 {
     free(pt->t);
-    free(pt->data);
-    free(pt->grad);
+    param_buffer_free(pt->data);
+    param_buffer_free(pt->grad);
     memset(pt, 0, sizeof *pt);
 }
 

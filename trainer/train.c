@@ -786,6 +786,94 @@ static void resume_from(trainer *t, const char *path)
                  t->epoch + 1, t->batch_in_epoch); /* 1-based, as the progress lines */
 }
 
+/* ------------------------------------------------------------------ memory */
+
+static void fmt_size(char *out, size_t n, double bytes)
+{
+    if (bytes >= 1e9)
+        snprintf(out, n, "%.2f GB", bytes / 1e9);
+    else
+        snprintf(out, n, "%.0f MB", bytes / 1e6 < 1 ? 1 : bytes / 1e6);
+}
+
+/* This process's mapped bytes (/proc/self/statm), or -1 where unknown. */
+static double vm_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    const int ok = f && fscanf(f, "%lu", &pages) == 1;
+    if (f) fclose(f);
+    const long page = sysconf(_SC_PAGESIZE);
+    return ok && page > 0 ? (double)pages * (double)page : -1.0;
+}
+
+/* Bytes this node can still give (MemAvailable, and a cgroup v2 limit's
+ * room when lower), or -1 where unknown. SEQPAR_MEM_AVAILABLE_MB replaces
+ * it (a share of a node, or a test). */
+static double mem_available(void)
+{
+    const char *env = getenv("SEQPAR_MEM_AVAILABLE_MB");
+    if (env && *env) {
+        char *end;
+        const double mb = strtod(env, &end);
+        if (*end == '\0' && mb > 0) return mb * 1048576.0;
+    }
+    double avail = -1.0;
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long kb;
+        if (sscanf(line, "MemAvailable: %lu kB", &kb) == 1) avail = (double)kb * 1024.0;
+    }
+    if (f) fclose(f);
+    unsigned long long max = 0, cur = 0;
+    FILE *fm = fopen("/sys/fs/cgroup/memory.max", "r"),
+         *fc = fopen("/sys/fs/cgroup/memory.current", "r");
+    if (fm && fc && fscanf(fm, "%llu", &max) == 1 && fscanf(fc, "%llu", &cur) == 1 && max > cur) {
+        const double room = (double)(max - cur);
+        if (avail < 0 || room < avail) avail = room;
+    }
+    if (fm) fclose(fm);
+    if (fc) fclose(fc);
+    return avail;
+}
+
+/* The model's buffers are reserved, not yet written (fresh pages from
+ * calloc): what they and the optimizer's moments will take, times the ranks
+ * of this node, must fit in the memory available, or the run stops here
+ * with one line instead of being killed when the pages fill. */
+static void check_memory(trainer *t, double vm0)
+{
+    const double vm1 = vm_bytes(), avail = mem_available();
+    int fits = 1;
+    char msg[ERRLEN * 2] = "";
+    if (vm0 >= 0 && vm1 >= vm0 && avail > 0) {
+        const param_table *pt = model_params(t->m);
+        const int adam = strcmp(t->cfg.optimizer, "adam") == 0, local = comm_local_size();
+        const double need = vm1 - vm0 + (adam ? 2.0 * (double)pt->total * sizeof(float) : 0.0);
+        fits = need * local <= avail;
+        if (!fits) {
+            char a[32], b[32], n[32];
+            fmt_size(a, sizeof a, need);
+            fmt_size(b, sizeof b, avail);
+            size_t count = 0; /* without the alignment padding */
+            for (int i = 0; i < pt->n; i++) count += pt->t[i].size;
+            if (count >= 1000000)
+                snprintf(n, sizeof n, "%.1f M", (double)count / 1e6);
+            else
+                snprintf(n, sizeof n, "%zu", count);
+            snprintf(msg, sizeof msg,
+                     "the model needs about %s per rank (%s parameters, their gradients%s and "
+                     "the workspace for %d rows of %d steps) and this node runs %d rank%s, but "
+                     "%s is available: choose a smaller --hidden, --embed, --batch or --steps, "
+                     "or fewer ranks per node",
+                     a, n, adam ? ", Adam's moments" : "", t->bmax, t->cfg.steps, local,
+                     local > 1 ? "s" : "", b);
+        }
+    }
+    agree(t, fits, 1, msg);
+}
+
 /* best.h5 of a run this one does not continue (a fresh start in a used
  * directory, or a resume from a step before the one best.h5 holds) would be
  * replaced at this run's first better evaluation: rank 0 keeps it as
@@ -1426,7 +1514,9 @@ int cmd_train(int argc, char **argv)
                                 "seqpar train");
     if (rc2) die0(t, rc2, "invalid model configuration");
     char err[ERRLEN];
+    const double vm0 = vm_bytes();
     agree(t, model_create(&t->m, &t->mc, err, sizeof err) == MODEL_OK, 1, err);
+    check_memory(t, vm0);
     model_set_bptt(t->m, t->bptt, t->bptt_k);
     setup_reducer(t);
     setup_fault(t);

@@ -106,6 +106,34 @@ expect_error "--min-freq above every count (translate)" \
 expect_error "--min-freq above every count (lm)" 'three.txt: --min-freq 1000 leaves no token in the vocabulary' \
     "$SEQPAR" train --task lm --dataset "$tmp/three.txt" --min-freq 1000 --batch 2 --steps 2 --max-steps 1
 
+# --- a model too large for the node's memory is refused by its size before
+# its pages are written (it would have been killed as they filled):
+# SEQPAR_MEM_AVAILABLE_MB stands for the node's memory, then the real
+# MemAvailable with a model sized to twice it (not under the sanitizer,
+# whose shadow would map a share of it)
+mem_refused() {
+    local d=$1 rc=0
+    shift
+    "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
+    if [ "$rc" = 1 ] && [ "$(grep -c '' "$tmp/err")" = 1 ] && grep -Eq 'the model needs about .* per rank .* is available: choose a smaller --hidden|out of memory building the model' "$tmp/err"; then
+        ok "$d: $(cat "$tmp/err")"
+    else
+        bad "$d: exit $rc: $(head -c 600 "$tmp/err")"
+    fi
+}
+mem_refused "a model larger than SEQPAR_MEM_AVAILABLE_MB" env SEQPAR_MEM_AVAILABLE_MB=10 \
+    "$SEQPAR" train --hidden 256 --embed 64 --max-steps 1
+check "... which names its size" grep -Eq 'the model needs about [0-9]+ MB per rank \(1\.[0-9] M parameters' "$tmp/err"
+check "a model that fits trains as before" bash -c "SEQPAR_MEM_AVAILABLE_MB=400 '$SEQPAR' train --hidden 256 --embed 64 --max-steps 2 | grep -q '^done step=2 '"
+avail_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo 2>/dev/null)
+if [ -n "$avail_kb" ] && [ -z "${ASAN_OPTIONS:-}" ]; then
+    # 2 layers each side, embed 8: about 21 H^2 parameters of 16 bytes with
+    # their gradients and Adam's moments; twice the memory available
+    hid=$(awk -v kb="$avail_kb" 'BEGIN {printf "%d", sqrt(2 * kb * 1024 / 16 / 21)}')
+    mem_refused "--hidden $hid: twice the $((avail_kb / 1024)) MB available" \
+        timeout 60 "$SEQPAR" train --hidden "$hid" --embed 8 --max-steps 1 --threads 1
+fi
+
 # --- bleu
 printf 'the cat sat on the mat\n' >"$tmp/ref.txt"
 printf 'the cat sat on the mat\n' >"$tmp/hyp.txt"
