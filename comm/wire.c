@@ -412,7 +412,7 @@ static void add_event(run *r, const wire_msg *m, double now)
     event_rec *e = &r->events[i];
     free(e->detail);
     e->detail = strdup(m->detail);
-    e->time = m->time > 0 ? m->time : now;
+    e->time = m->time > 0 && m->time < now ? m->time : now; /* never ahead of the clock */
     e->step = m->step, e->rank = m->rank;
     snprintf(e->event, sizeof e->event, "%s", m->event);
 }

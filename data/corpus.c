@@ -210,17 +210,17 @@ static int pair_line(collect *c, data_buf *norm, const char *line, size_t len, c
 {
     size_t sl, tl;
     const char *t;
-    /* a line's own CR is gone (CRLF); one inside it is a file of CR line
-     * endings, whose lines would run together as one pair */
-    if (memchr(line, '\r', len))
-        return data_fail(err, errlen, DATA_EFORMAT,
-                         "%s:%ld: a carriage return inside the line (a file with CR line "
-                         "endings? tr '\\r' '\\n' converts it)",
-                         where, ln);
     if (data_pair_fields(line, len, &sl, &t, &tl) != 0)
         return data_fail(err, errlen, DATA_EFORMAT, "%s:%ld: no tab between source and target",
                          where, ln);
     const size_t used = (size_t)(t - line) + tl; /* source, tab, target */
+    /* a line's own CR is gone (CRLF); one inside source or target is a file
+     * of CR line endings, whose lines would run together as one pair */
+    if (memchr(line, '\r', used))
+        return data_fail(err, errlen, DATA_EFORMAT,
+                         "%s:%ld: a carriage return inside the line (a file with CR line "
+                         "endings? tr '\\r' '\\n' converts it)",
+                         where, ln);
     int rc = normalize_line(line, used, norm, where, ln, err, errlen);
     if (rc != DATA_OK) return rc;
     const char *ntab = memchr(norm->p, '\t', norm->len);
@@ -366,7 +366,7 @@ static int not_empty(const data_vocab *v, const long *counts, size_t n, int min_
     if (v->size > DATA_NRESERVED) return DATA_OK;
     long most = 0;
     for (size_t i = 0; i < n; i++) most = counts[i] > most ? counts[i] : most;
-    if (most == 0)
+    if (most == 0 || min_freq <= 1) /* no token at all, or only reserved ones */
         return data_fail(err, errlen, DATA_EFORMAT, "%s: no %s%stoken to build a vocabulary of",
                          where, side, side[0] ? " " : "");
     return data_fail(err, errlen, DATA_EFORMAT,

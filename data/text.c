@@ -61,15 +61,14 @@ int data_read_file(const char *path, char **buf, size_t *len, char *err, size_t 
 {
     *buf = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return data_fail(err, errlen, DATA_EIO, "%s: %s", path, strerror(errno));
-    /* a device (/dev/zero, a disk) would be read until memory runs out;
+    /* a device (/dev/zero, a disk) would be read until memory runs out, and
+     * opening one can act (a tape rewinds): refused before it is opened;
      * files, pipes and process substitutions are text */
     struct stat st;
-    if (fstat(fileno(f), &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) {
-        fclose(f);
+    if (stat(path, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)))
         return data_fail(err, errlen, DATA_EIO, "%s: a device, not a text file", path);
-    }
+    FILE *f = fopen(path, "rb");
+    if (!f) return data_fail(err, errlen, DATA_EIO, "%s: %s", path, strerror(errno));
     data_buf b = {0};
     int rc = DATA_OK;
     for (;;) {

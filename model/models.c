@@ -205,10 +205,12 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
     return MODEL_OK;
 err:
     model_free(m);
-    snprintf(err, errlen,
-             "out of memory building the model (hidden %d, vocabulary %d, workspace for %d rows "
-             "of %d steps)",
-             c.hidden, c.tgt_vocab, c.max_batch, c.num_steps);
+    if (err && errlen)
+        snprintf(
+            err, errlen,
+            "out of memory building the model (hidden %d, vocabulary %d, workspace for %d rows "
+            "of %d steps)",
+            c.hidden, c.tgt_vocab, c.max_batch, c.num_steps);
     return MODEL_ENOMEM;
 }
 

@@ -164,7 +164,8 @@ static long read_lines(const char *path, char **buf, char ***lines, char *err, s
     long count = 0;
     for (size_t i = bom, start = bom; i <= n; i++) {
         if (i < n && b[i] == '\0') {
-            snprintf(err, errlen, "%s:%ld: NUL byte in a text file", path, count + 1);
+            snprintf(err, errlen, "%s:%ld: NUL byte in a text file (byte %zu of the line)", path,
+                     count + 1, i - start + 1);
             free(b);
             return -1;
         }

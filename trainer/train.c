@@ -327,6 +327,17 @@ static int parse_bptt(const char *s, bptt_mode *mode, int *k)
 
 /* ------------------------------------------------------------------ data */
 
+/* "rank R: " before a message about this rank's own data, over several ranks */
+static const char *rank_tag(const trainer *t)
+{
+    static char tag[32];
+    if (t->world > 1)
+        snprintf(tag, sizeof tag, "rank %d: ", t->rank);
+    else
+        tag[0] = '\0';
+    return tag;
+}
+
 static void load_data(trainer *t)
 {
     char err[ERRLEN];
@@ -362,11 +373,15 @@ static void load_data(trainer *t)
              * then fits its batch buffers */
             t->eval_streams = c->batch < LM_EVAL_STREAMS ? c->batch : LM_EVAL_STREAMS;
             long need = (long)t->eval_streams * c->steps + 1;
-            if (c->valid < need || c->valid > t->stream.n / 2)
-                die0(t, 2,
-                     "--valid %d: an LM holds out the corpus's last N tokens; N must be at least "
-                     "%ld (%d streams of --steps %d) and at most half the corpus (%ld tokens)",
-                     c->valid, need, t->eval_streams, c->steps, t->stream.n / 2);
+            /* agree(), not die0(): the corpus may differ between ranks
+             * (check_same_data comes after), and every rank must stop alike */
+            const int fits = c->valid >= need && c->valid <= t->stream.n / 2;
+            snprintf(err, sizeof err,
+                     "%s--valid %d: an LM holds out the corpus's last N tokens; N must be at "
+                     "least %ld (%d streams of --steps %d) and at most half the corpus (%ld "
+                     "tokens)",
+                     rank_tag(t), c->valid, need, t->eval_streams, c->steps, t->stream.n / 2);
+            agree(t, fits, 2, err);
             t->stream.n -= c->valid;
             t->lm_valid = t->stream.ids + t->stream.n;
             t->lm_valid_n = c->valid;
@@ -381,8 +396,9 @@ static void load_data(trainer *t)
     rc = data_sampler_init(&t->sampler, t->lm ? DATA_TASK_LM : DATA_TASK_TRANSLATE, kind, n,
                            c->batch, c->steps, (uint64_t)c->seed, t->rank, t->world, err,
                            sizeof err);
-    char named[ERRLEN + CFG_STR + 4];
-    snprintf(named, sizeof named, "%s: %s", c->dataset, err); /* the sampler knows sizes only */
+    char named[ERRLEN + CFG_STR + 4] = "";
+    if (rc != DATA_OK) /* the sampler knows sizes only */
+        snprintf(named, sizeof named, "%s: %s", c->dataset, err);
     agree(t, rc == DATA_OK, 2, named);
     /* translation over several ranks: rows dealt by target length, so every
      * rank's packed decoder gets the same work and none waits for another at
@@ -390,9 +406,9 @@ static void load_data(trainer *t)
     if (!t->lm)
         agree(t, data_sampler_set_lengths(&t->sampler, t->pairs.tgt_valid, c->steps) == DATA_OK, 1,
               "out of memory for the sampler");
-    if (data_sampler_batches(&t->sampler, 0) < 1)
-        die0(t, 2, "the corpus (%ld %s) is too small for one batch of %d%s", n,
-             t->lm ? "tokens" : "pairs", c->batch, t->lm ? " streams" : "");
+    snprintf(named, sizeof named, "%sthe corpus (%ld %s) is too small for one batch of %d%s",
+             rank_tag(t), n, t->lm ? "tokens" : "pairs", c->batch, t->lm ? " streams" : "");
+    agree(t, data_sampler_batches(&t->sampler, 0) >= 1, 2, named);
 }
 
 /* ------------------------------------------------- the ranks agree */
@@ -807,16 +823,49 @@ static double vm_bytes(void)
     return ok && page > 0 ? (double)pages * (double)page : -1.0;
 }
 
+/* A cgroup v2 limit's room for this process: memory.max less what the
+ * group holds beyond its reclaimable file cache (inactive_file), or -1. */
+static double cgroup_room(void)
+{
+    char rel[600] = "", line[600];
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "0::", 3) == 0) {
+            snprintf(rel, sizeof rel, "%s", line + 3);
+            rel[strcspn(rel, "\n")] = '\0';
+        }
+    if (f) fclose(f);
+    if (!rel[0]) return -1.0; /* cgroup v1, or none */
+    char path[700];
+    unsigned long long max = 0, cur = 0, inactive = 0;
+    snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.max", strcmp(rel, "/") ? rel : "");
+    FILE *fm = fopen(path, "r");
+    int ok = fm && fscanf(fm, "%llu", &max) == 1; /* "max": no limit */
+    if (fm) fclose(fm);
+    snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.current", strcmp(rel, "/") ? rel : "");
+    FILE *fc = fopen(path, "r");
+    ok = ok && fc && fscanf(fc, "%llu", &cur) == 1;
+    if (fc) fclose(fc);
+    if (!ok) return -1.0;
+    snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.stat", strcmp(rel, "/") ? rel : "");
+    FILE *fs = fopen(path, "r");
+    while (fs && fgets(line, sizeof line, fs))
+        if (sscanf(line, "inactive_file %llu", &inactive) == 1) break;
+    if (fs) fclose(fs);
+    const double held = (double)cur - (double)inactive;
+    return (double)max > held ? (double)max - held : 0.0;
+}
+
 /* Bytes this node can still give (MemAvailable, and a cgroup v2 limit's
- * room when lower), or -1 where unknown. SEQPAR_MEM_AVAILABLE_MB replaces
- * it (a share of a node, or a test). */
+ * room when lower), or -1 where unknown. SEQPAR_MEM_AVAILABLE_MB (MB of
+ * 10^6 bytes, for the node) replaces it: a share of a node, or a test. */
 static double mem_available(void)
 {
     const char *env = getenv("SEQPAR_MEM_AVAILABLE_MB");
     if (env && *env) {
         char *end;
         const double mb = strtod(env, &end);
-        if (*end == '\0' && mb > 0) return mb * 1048576.0;
+        if (*end == '\0' && mb > 0) return mb * 1e6;
     }
     double avail = -1.0;
     FILE *f = fopen("/proc/meminfo", "r");
@@ -826,15 +875,8 @@ static double mem_available(void)
         if (sscanf(line, "MemAvailable: %lu kB", &kb) == 1) avail = (double)kb * 1024.0;
     }
     if (f) fclose(f);
-    unsigned long long max = 0, cur = 0;
-    FILE *fm = fopen("/sys/fs/cgroup/memory.max", "r"),
-         *fc = fopen("/sys/fs/cgroup/memory.current", "r");
-    if (fm && fc && fscanf(fm, "%llu", &max) == 1 && fscanf(fc, "%llu", &cur) == 1 && max > cur) {
-        const double room = (double)(max - cur);
-        if (avail < 0 || room < avail) avail = room;
-    }
-    if (fm) fclose(fm);
-    if (fc) fclose(fc);
+    const double room = cgroup_room();
+    if (room >= 0 && (avail < 0 || room < avail)) avail = room;
     return avail;
 }
 
@@ -850,7 +892,12 @@ static void check_memory(trainer *t, double vm0)
     if (vm0 >= 0 && vm1 >= vm0 && avail > 0) {
         const param_table *pt = model_params(t->m);
         const int adam = strcmp(t->cfg.optimizer, "adam") == 0, local = comm_local_size();
-        const double need = vm1 - vm0 + (adam ? 2.0 * (double)pt->total * sizeof(float) : 0.0);
+        const double pbytes = (double)pt->total * sizeof(float), mbytes = vm1 - vm0;
+        /* --workers W: W replicas more, sharing the parameters (at most the
+         * trainer's model less its parameters each: fewer rows) */
+        const int W = t->cfg.workers > 1 ? t->cfg.workers : 0;
+        const double need =
+            mbytes + W * (mbytes > pbytes ? mbytes - pbytes : 0.0) + (adam ? 2.0 * pbytes : 0.0);
         fits = need * local <= avail;
         if (!fits) {
             char a[32], b[32], n[32];
@@ -864,11 +911,11 @@ static void check_memory(trainer *t, double vm0)
                 snprintf(n, sizeof n, "%zu", count);
             snprintf(msg, sizeof msg,
                      "the model needs about %s per rank (%s parameters, their gradients%s and "
-                     "the workspace for %d rows of %d steps) and this node runs %d rank%s, but "
-                     "%s is available: choose a smaller --hidden, --embed, --batch or --steps, "
-                     "or fewer ranks per node",
-                     a, n, adam ? ", Adam's moments" : "", t->bmax, t->cfg.steps, local,
-                     local > 1 ? "s" : "", b);
+                     "the workspace for %d rows of %d steps%s) and this node runs %d rank%s, "
+                     "but %s is available: choose a smaller --hidden, --embed, --batch or "
+                     "--steps, or fewer ranks per node",
+                     a, n, adam ? ", Adam's moments" : "", t->bmax, t->cfg.steps,
+                     W ? ", and the workers' replicas" : "", local, local > 1 ? "s" : "", b);
         }
     }
     agree(t, fits, 1, msg);
@@ -890,22 +937,32 @@ static void keep_best_aside(trainer *t)
     struct stat st;
     if (t->rank == 0 && lstat(path, &st) == 0) {
         long step = -1;
+        double fig = NAN;
+        uint64_t seed = 0;
         ckpt_file *f;
         char err[ERRLEN];
         if (ckpt_open(&f, path, err, sizeof err) == CKPT_OK) {
             ckpt_train tr;
-            if (ckpt_read_train(f, &tr, err, sizeof err) == CKPT_OK) step = tr.step;
+            if (ckpt_read_train(f, &tr, err, sizeof err) == CKPT_OK)
+                step = tr.step, fig = tr.best, seed = tr.seed;
             ckpt_close(f);
         }
-        if (!(step >= 0 && t->step > 0 && step <= t->step)) { /* not this run's own */
+        /* this run's own: written at or before the resumed step, by a run of
+         * its seed, holding the best figure the resumed checkpoint knows */
+        const int own = step >= 0 && t->step > 0 && step <= t->step && fig == t->best &&
+                        seed == (uint64_t)t->cfg.seed;
+        if (!own) {
             char why[120], aside[1300];
             if (step < 0)
                 snprintf(why, sizeof why, "it cannot be read");
             else if (t->step == 0)
                 snprintf(why, sizeof why, "it holds step %ld of an earlier run", step);
-            else
+            else if (step > t->step)
                 snprintf(why, sizeof why, "it holds step %ld, past the resumed step %ld", step,
                          t->step);
+            else
+                snprintf(why, sizeof why,
+                         "it holds step %ld of another run: its seed or best differ", step);
             int moved = 0;
             for (int k = 1; k <= 1000 && !moved; k++) {
                 char n[16] = "";
@@ -917,9 +974,14 @@ static void keep_best_aside(trainer *t)
                 if (lstat(aside, &st) == 0) continue; /* taken: never replaced */
                 /* link then unlink never replaces a file that appeared
                  * meanwhile; rename where the file system has no links */
-                if (link(path, aside) == 0)
+                if (link(path, aside) == 0) {
                     moved = unlink(path) == 0 ? 1 : -1;
-                else if (errno != EEXIST)
+                    if (moved < 0) {
+                        const int e = errno;
+                        unlink(aside); /* no second name left behind */
+                        errno = e;
+                    }
+                } else if (errno != EEXIST)
                     moved = rename(path, aside) == 0 ? 1 : -1;
             }
             if (moved == 1) {
@@ -1466,11 +1528,14 @@ int cmd_train(int argc, char **argv)
         die0(t, 2,
              "--batch %d is smaller than ranks x --workers (%d x %d): every worker needs rows",
              c->batch, t->world, c->workers);
-    if (c->workers > 1 && c->threads > 1)
-        die0(t, 2,
+    /* --threads may differ between ranks (check_same_options): every rank
+     * must stop alike */
+    char why_threads[200];
+    snprintf(why_threads, sizeof why_threads,
              "--workers %d runs each worker on one OpenBLAS thread: leave --threads out (or set "
              "it to 1)",
              c->workers);
+    agree(t, !(c->workers > 1 && c->threads > 1), 2, why_threads);
     if (c->workers > 1 && strcmp(c->overlap, "on") == 0)
         die0(t, 2, "--overlap on needs --workers 1 (workers sum their gradients after backward)");
     if (c->bidirectional && t->lm) die0(t, 2, "--bidirectional applies to --task translate only");

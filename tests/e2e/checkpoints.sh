@@ -260,6 +260,10 @@ check "... which still holds that step" bash -c "'$SEQPAR' ckpt info '$tmp/best/
 check "... and best.h5 is the new run's" bash -c "'$SEQPAR' ckpt info '$tmp/best/best.h5' | grep -Eq '^position *step [12],'"
 "$SEQPAR" "${bestrun[@]}" --max-steps 4 --eval-every 1 --resume "$tmp/best/ckpt-00000002.h5" >"$tmp/best3.out" 2>"$tmp/best3.err"
 check "a resume that continues the run leaves its best.h5 where it is" bash -c "! grep -q 'kept as' '$tmp/best3.err' && test \$(ls '$tmp/best' | grep -c '^best') = 2"
+"$SEQPAR" train --threads 1 --valid 100 --seed 7 --max-steps 4 --eval-every 2 --checkpoint-dir "$tmp/bestc" >/dev/null 2>&1
+"$SEQPAR" "${bestrun[@]}" --seed 7 --max-steps 6 --eval-every 2 --resume "$tmp/bestc/ckpt-00000004.h5" >"$tmp/best4.out" 2>"$tmp/best4.err"
+check "a resume of another run's checkpoint into the directory keeps its best.h5 aside: $(grep 'kept as' "$tmp/best4.err")" \
+    grep -q 'best.h5 is not from the run this one continues (it holds step [0-9]* of another run: its seed or best differ); kept as' "$tmp/best4.err"
 
 # --- the same options over changed data: the vocabulary rebuilt from the
 # data no longer matches the checkpoint's, and the resume is refused (it

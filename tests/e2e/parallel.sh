@@ -145,6 +145,12 @@ lm=(train --task lm --dataset timemachine --hidden 16 --batch 8 --steps 8 --max-
 mpi_refused "a text of the same length with other letters on rank 2 of 3" \
     'rank 2 read other data .*the same sizes but other tokens' \
     -np 2 -x SEQPAR_DATA="$tmp/d1" "$SEQPAR" "${lm[@]}" : -np 1 -x SEQPAR_DATA="$tmp/d2" "$SEQPAR" "${lm[@]}"
+# a data-dependent refusal on one rank only (it once left rank 0 waiting
+# forever): every rank stops alike
+mkdir -p "$tmp/d3" && head -c 10000 "$tmp/d1/timemachine.txt" >"$tmp/d3/timemachine.txt"
+mpi_refused "a --valid too large for rank 1's shorter text" \
+    'rank 1: --valid 6000: an LM holds out .*at most half the corpus \(4[0-9]{3} tokens\)' \
+    -np 1 -x SEQPAR_DATA="$tmp/d1" "$SEQPAR" "${lm[@]}" --valid 6000 : -np 1 -x SEQPAR_DATA="$tmp/d3" "$SEQPAR" "${lm[@]}" --valid 6000
 mpi_refused "another --hidden on rank 1" '--hidden is 16 on rank 0 but 32 on rank 1: every rank must be given the same options' \
     -np 1 "$SEQPAR" "${small[@]}" : -np 1 "$SEQPAR" "${small[@]}" --hidden 32
 mpi_refused "an option only rank 1 refuses" 'rank 1: --hidden: expected a whole number' \
