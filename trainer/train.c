@@ -422,7 +422,7 @@ static void check_same_options(trainer *t)
     train_config root = t->cfg;
     comm_bcast(&root, sizeof root, 0);
     static const char *const per_rank[] = {"data-dir", "threads", NULL};
-    char here[32], why[800], msg[1000];
+    char here[32], why[800], msg[1000] = "";
     snprintf(here, sizeof here, "on rank %d", t->rank);
     const int differs =
         config_difference(&root, &t->cfg, NULL, per_rank, "on rank 0", here, why, sizeof why);
@@ -487,7 +487,7 @@ static void check_same_data(trainer *t)
     comm_bcast(&root, sizeof root, 0);
     const int same = me.items == root.items && me.held_out == root.held_out &&
                      me.vsrc == root.vsrc && me.vtgt == root.vtgt && me.hash == root.hash;
-    char msg[1000], a[128], b[128];
+    char msg[1000] = "", a[128], b[128];
     const char *unit = t->lm ? "tokens" : "pairs";
     if (t->lm) {
         snprintf(a, sizeof a, "%ld %s, vocab %d", root.items, unit, root.vtgt);
