@@ -15,6 +15,7 @@
 #include "rng.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -234,6 +235,29 @@ nomem:
     return data_fail(err, errlen, DATA_ENOMEM, "%s: out of memory", where);
 }
 
+static void size_text(char *out, size_t n, double bytes)
+{
+    if (bytes >= 1e9)
+        snprintf(out, n, "%.1f GB", bytes / 1e9);
+    else
+        snprintf(out, n, "%.0f MB", bytes / 1e6);
+}
+
+/* n pairs padded to num_steps: their source and target ids must fit in
+ * o->mem_limit (when given), or one line names the options that ask. */
+static int ids_fit(const data_pairs_opts *o, long n, const char *where, char *err, size_t errlen)
+{
+    const double need = (double)n * (double)o->num_steps * 2.0 * sizeof(int32_t);
+    if (o->mem_limit <= 0 || need <= o->mem_limit) return DATA_OK;
+    char a[32], b[32];
+    size_text(a, sizeof a, need);
+    size_text(b, sizeof b, o->mem_limit);
+    return data_fail(err, errlen, DATA_ENOMEM,
+                     "%s: --steps %d over %ld pairs needs %s for the token ids alone, but %s is "
+                     "available: choose a smaller --steps or --num-examples",
+                     where, o->num_steps, n, a, b);
+}
+
 /* Reads up to `limit` pairs (0 = all) of dataset into c (2 offsets per pair,
  * plus the closing one). *label names the source for messages. */
 static int read_pairs(collect *c, const data_pairs_opts *o, char **label, char *err, size_t errlen)
@@ -245,6 +269,8 @@ static int read_pairs(collect *c, const data_pairs_opts *o, char **label, char *
     if (strcmp(o->dataset, "numbers") == 0) {
         *label = NULL;
         long limit = o->num_examples ? o->num_examples : NUMBERS_DEFAULT;
+        rc = ids_fit(o, limit, "numbers", err, errlen); /* before generating them */
+        if (rc != DATA_OK) goto out;
         char line[512];
         for (long i = 0; i < limit; i++) {
             int len = data_numbers_pair(i, line, sizeof line);
@@ -455,6 +481,8 @@ int data_pairs_load(data_pairs *train, data_pairs *valid, const data_pairs_opts 
     }
 
     int T = o->num_steps;
+    rc = ids_fit(o, n, where, err, errlen);
+    if (rc != DATA_OK) goto out;
     if (alloc_set(train, n - o->valid, T) != DATA_OK) goto nomem;
     if (valid) {
         if (alloc_set(valid, o->valid, T) != DATA_OK) goto nomem;

@@ -114,6 +114,9 @@ typedef struct data_pairs_opts {
     int min_freq;  /* default 2 */
     int valid;     /* held-out pairs (0 = none) */
     uint64_t seed; /* keys the held-out split */
+    /* bytes the padded token ids may take (0 = unchecked): more is refused
+     * before the corpus is generated or its ids are written */
+    double mem_limit;
 } data_pairs_opts;
 
 /* Loads, normalises and tokenises the first num_examples pairs, then holds

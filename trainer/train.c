@@ -327,6 +327,17 @@ static int parse_bptt(const char *s, bptt_mode *mode, int *k)
 
 /* ------------------------------------------------------------------ data */
 
+static double mem_available(void);
+
+/* What one rank's data may take: the node's available memory over its
+ * ranks (0: unknown, unchecked). */
+static double data_mem_limit(void)
+{
+    const double avail = mem_available();
+    const int local = comm_local_size();
+    return avail > 0 ? avail / (local > 0 ? local : 1) : 0.0;
+}
+
 /* "rank R: " before a message about this rank's own data, over several ranks */
 static const char *rank_tag(const trainer *t)
 {
@@ -351,7 +362,8 @@ static void load_data(trainer *t)
                              .num_steps = c->steps,
                              .min_freq = c->min_freq < 0 ? 2 : c->min_freq,
                              .valid = c->valid,
-                             .seed = (uint64_t)c->seed};
+                             .seed = (uint64_t)c->seed,
+                             .mem_limit = data_mem_limit()};
         rc = data_pairs_load(&t->pairs, c->valid ? &t->valid : NULL, &o, err, sizeof err);
         agree(t, rc == DATA_OK, rc == DATA_ENOMEM ? 1 : 2, err);
         t->have_valid = c->valid > 0;

@@ -125,6 +125,24 @@ mem_refused "a model larger than SEQPAR_MEM_AVAILABLE_MB" env SEQPAR_MEM_AVAILAB
     "$SEQPAR" train --hidden 256 --embed 64 --max-steps 1
 check "... which names its size" grep -Eq 'the model needs about [0-9]+ MB per rank \(1\.[0-9] M parameters' "$tmp/err"
 check "a model that fits trains as before" bash -c "SEQPAR_MEM_AVAILABLE_MB=400 '$SEQPAR' train --hidden 256 --embed 64 --max-steps 2 | grep -q '^done step=2 '"
+# the data's padded ids are sized before they are generated or written
+# (a billion numbers pairs were generated until memory ran out)
+expect_data_refused() {
+    local d=$1 pat=$2 rc=0
+    shift 2
+    "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
+    if [ "$rc" = 1 ] && [ "$(grep -c '' "$tmp/err")" = 1 ] && grep -Eq -- "$pat" "$tmp/err"; then
+        ok "$d: $(cat "$tmp/err")"
+    else
+        bad "$d: exit $rc: $(head -c 600 "$tmp/err")"
+    fi
+}
+expect_data_refused "--num-examples 1e9 of numbers, at once" \
+    'numbers: --steps 10 over 1000000000 pairs needs 80.0 GB for the token ids alone, but .* is available' \
+    env SEQPAR_MEM_AVAILABLE_MB=1000 timeout 30 "$SEQPAR" train --num-examples 1000000000 --max-steps 1
+expect_data_refused "--steps 100000 over a file's 3 pairs" \
+    'three.txt: --steps 100000 over 3 pairs needs 2 MB for the token ids alone, but 1 MB is available' \
+    env SEQPAR_MEM_AVAILABLE_MB=1 "$SEQPAR" train --dataset "$tmp/three.txt" --steps 100000 --batch 2 --max-steps 1
 avail_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo 2>/dev/null)
 if [ -n "$avail_kb" ] && [ -z "${ASAN_OPTIONS:-}" ]; then
     # 2 layers each side, embed 8: about 21 H^2 parameters of 16 bytes with
