@@ -235,12 +235,12 @@ nomem:
     return data_fail(err, errlen, DATA_ENOMEM, "%s: out of memory", where);
 }
 
-static void size_text(char *out, size_t n, double bytes)
+void data_size_text(char *out, size_t n, double bytes)
 {
     if (bytes >= 1e9)
         snprintf(out, n, "%.1f GB", bytes / 1e9);
     else
-        snprintf(out, n, "%.0f MB", bytes / 1e6);
+        snprintf(out, n, "%.0f MB", bytes / 1e6 < 1 ? 1 : bytes / 1e6);
 }
 
 /* n pairs padded to num_steps: their source and target ids must fit in
@@ -250,8 +250,8 @@ static int ids_fit(const data_pairs_opts *o, long n, const char *where, char *er
     const double need = (double)n * (double)o->num_steps * 2.0 * sizeof(int32_t);
     if (o->mem_limit <= 0 || need <= o->mem_limit) return DATA_OK;
     char a[32], b[32];
-    size_text(a, sizeof a, need);
-    size_text(b, sizeof b, o->mem_limit);
+    data_size_text(a, sizeof a, need);
+    data_size_text(b, sizeof b, o->mem_limit);
     return data_fail(err, errlen, DATA_ENOMEM,
                      "%s: --steps %d over %ld pairs needs %s for the token ids alone, but %s is "
                      "available: choose a smaller --steps or --num-examples",

@@ -119,6 +119,9 @@ typedef struct data_pairs_opts {
     double mem_limit;
 } data_pairs_opts;
 
+/* A size for messages about memory: "80.0 GB", or whole MB (at least 1). */
+void data_size_text(char *out, size_t n, double bytes);
+
 /* Loads, normalises and tokenises the first num_examples pairs, then holds
  * out `valid` of them, chosen by a seed-keyed permutation (deterministic, and
  * independent of everything but seed and the pairs loaded). The vocabularies

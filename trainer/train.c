@@ -262,27 +262,41 @@ static void die0(trainer *t, int code, const char *fmt, ...)
     exit(code);
 }
 
-static void agree(trainer *t, int ok, int code, const char *msg)
+/* The lowest rank whose ok is false, or -1 when every rank's is true
+ * (collective: every rank calls it). */
+static int first_failing(trainer *t, int ok)
 {
     double who = ok ? 0.0 : (double)(t->world - t->rank);
     comm_allreduce_max_double(&who, 1);
-    if (who == 0.0) return;
-    const int speaker = t->rank == t->world - (int)who;
-    if (speaker) {
-        fprintf(stderr, "seqpar train: %s\n", msg);
-        publish_event(t, "error", "rank %d: %s", t->rank, msg);
-    }
+    return who == 0.0 ? -1 : t->world - (int)who;
+}
+
+/* Ends every rank after the speaker has said why (collective). */
+static void stop_after(trainer *t, int speaker, int code) __attribute__((noreturn));
+static void stop_after(trainer *t, int speaker, int code)
+{
     close_wire(t);
     comm_finalize();
     /* the rank that spoke exits first: mpirun ends the job at the first
      * non-zero exit, and when that was another rank's it dropped the
      * speaker's line still in flight (2 runs in 20 here, a missing corpus
      * on rank 1) */
-    if (!speaker) {
+    if (t->rank != speaker) {
         struct timespec pause = {0, 500000000L};
         nanosleep(&pause, NULL);
     }
     exit(code);
+}
+
+static void agree(trainer *t, int ok, int code, const char *msg)
+{
+    const int speaker = first_failing(t, ok);
+    if (speaker < 0) return;
+    if (t->rank == speaker) {
+        fprintf(stderr, "seqpar train: %s\n", msg);
+        publish_event(t, "error", "rank %d: %s", t->rank, msg);
+    }
+    stop_after(t, speaker, code);
 }
 
 static void die_local(trainer *t, int code, const char *fmt, ...)
@@ -816,14 +830,6 @@ static void resume_from(trainer *t, const char *path)
 
 /* ------------------------------------------------------------------ memory */
 
-static void fmt_size(char *out, size_t n, double bytes)
-{
-    if (bytes >= 1e9)
-        snprintf(out, n, "%.2f GB", bytes / 1e9);
-    else
-        snprintf(out, n, "%.0f MB", bytes / 1e6 < 1 ? 1 : bytes / 1e6);
-}
-
 /* This process's mapped bytes (/proc/self/statm), or -1 where unknown. */
 static double vm_bytes(void)
 {
@@ -913,8 +919,8 @@ static void check_memory(trainer *t, double vm0)
         fits = need * local <= avail;
         if (!fits) {
             char a[32], b[32], n[32];
-            fmt_size(a, sizeof a, need);
-            fmt_size(b, sizeof b, avail);
+            data_size_text(a, sizeof a, need);
+            data_size_text(b, sizeof b, avail);
             size_t count = 0; /* without the alignment padding */
             for (int i = 0; i < pt->n; i++) count += pt->t[i].size;
             if (count >= 1000000)
@@ -1506,10 +1512,8 @@ int cmd_train(int argc, char **argv)
     /* every rank's options must parse (mpirun's "A : B" form gives ranks
      * different command lines): when only others fail, the lowest of them
      * parses again aloud */
-    double failed[2] = {rc ? 1.0 : 0.0, rc ? (double)(t->world - t->rank) : 0.0};
-    comm_allreduce_max_double(failed, 2);
-    if (failed[0] > 0) {
-        const int speaker = t->world - (int)failed[1];
+    const int speaker = first_failing(t, rc == 0);
+    if (speaker >= 0) {
         if (speaker != 0 && t->rank == speaker) {
             train_config scratch;
             char prog[40];
@@ -1517,12 +1521,7 @@ int cmd_train(int argc, char **argv)
             snprintf(prog, sizeof prog, "seqpar train: rank %d", t->rank);
             config_parse_args(&scratch, argc, argv, prog);
         }
-        comm_finalize();
-        if (t->rank != speaker) {
-            struct timespec pause = {0, 500000000L}; /* as agree(): the speaker exits first */
-            nanosleep(&pause, NULL);
-        }
-        return rc == 1 ? 0 : 2;
+        stop_after(t, speaker, rc == 1 ? 0 : 2);
     }
     check_same_options(t);
     train_config *c = &t->cfg;
