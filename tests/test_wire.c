@@ -307,9 +307,16 @@ static void test_restore_times(void)
         "{\"v\":1,\"run\":\"f\",\"kind\":\"heartbeat\",\"rank\":0,\"world\":1,"
         "\"step\":1,\"epoch\":1,\"time\":9999999999}",
         -1.0);
+    /* and an event's own time (it showed the year 2286) */
+    add(c,
+        "{\"v\":1,\"run\":\"f\",\"kind\":\"event\",\"rank\":0,\"world\":1,"
+        "\"step\":1,\"epoch\":1,\"time\":9999999998,\"event\":\"start\"}",
+        -1.0);
     const double later = wire_time() + 2 * WIRE_LOST_S;
     j = wire_collector_run_json(c, "f", later);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"event\":\"start\""));
     CU_ASSERT_PTR_NULL(strstr(j, "9999999999"));
+    CU_ASSERT_PTR_NULL(strstr(j, "9999999998"));
     CU_ASSERT_PTR_NULL(strstr(j, "\"state\":\"ok\""));
     free(j);
     wire_collector_free(c);

@@ -97,6 +97,9 @@ expect_error "absurdly long token" 'long.txt:1' "$SEQPAR" train --dataset "$tmp/
 printf 'go .\tva !\rhi .\tsalut !\rrun .\tcours !\r' >"$tmp/cr.txt"
 expect_error "a file with CR line endings" 'cr.txt:1: a carriage return inside the line' \
     "$SEQPAR" train --dataset "$tmp/cr.txt" --batch 1 --max-steps 1
+# ... but a CR in an ignored column (manythings' attribution) is none of its business
+printf 'go .\tva !\tCC-BY\r2.0\nhi .\tsalut !\tx\n' >"$tmp/crcol.txt"
+check "a CR in an ignored third column is accepted" bash -c "'$SEQPAR' train --dataset '$tmp/crcol.txt' --min-freq 1 --batch 1 --max-steps 1 | grep -q '^done step=1 '"
 expect_error "fra-eng as a text" 'fra-eng is a corpus of sentence pairs' "$SEQPAR" corpus-stats --dataset fra-eng
 # a --min-freq above every count trained on <unk> alone, silently
 printf 'go .\tva !\nhi .\tsalut !\nrun .\tcours !\n' >"$tmp/three.txt"
@@ -105,6 +108,10 @@ expect_error "--min-freq above every count (translate)" \
     "$SEQPAR" train --dataset "$tmp/three.txt" --min-freq 1000 --batch 2 --max-steps 1
 expect_error "--min-freq above every count (lm)" 'three.txt: --min-freq 1000 leaves no token in the vocabulary' \
     "$SEQPAR" train --task lm --dataset "$tmp/three.txt" --min-freq 1000 --batch 2 --steps 2 --max-steps 1
+# with --min-freq 1 nothing was cut: a side of reserved tokens alone holds no token
+printf '<unk> <pad>\tva !\n<unk>\tsalut !\n' >"$tmp/reserved.txt"
+expect_error "a side of reserved tokens only" 'reserved.txt: no source token to build a vocabulary of' \
+    "$SEQPAR" train --dataset "$tmp/reserved.txt" --min-freq 1 --batch 1 --max-steps 1
 
 # --- a model too large for the node's memory is refused by its size before
 # its pages are written (it would have been killed as they filled):
@@ -125,6 +132,10 @@ mem_refused "a model larger than SEQPAR_MEM_AVAILABLE_MB" env SEQPAR_MEM_AVAILAB
     "$SEQPAR" train --hidden 256 --embed 64 --max-steps 1
 check "... which names its size" grep -Eq 'the model needs about [0-9]+ MB per rank \(1\.[0-9] M parameters' "$tmp/err"
 check "a model that fits trains as before" bash -c "SEQPAR_MEM_AVAILABLE_MB=400 '$SEQPAR' train --hidden 256 --embed 64 --max-steps 2 | grep -q '^done step=2 '"
+# workers' replicas (gradients and workspace each) count too
+check "150 MB holds the model alone" bash -c "SEQPAR_MEM_AVAILABLE_MB=150 '$SEQPAR' train --hidden 256 --embed 64 --max-steps 1 | grep -q '^done step=1 '"
+mem_refused "... but not with 2 workers" env SEQPAR_MEM_AVAILABLE_MB=150 "$SEQPAR" train --hidden 256 --embed 64 --workers 2 --max-steps 1
+check "... which says so" grep -q "and the workers' replicas" "$tmp/err"
 # the data's padded ids are sized before they are generated or written
 # (a billion numbers pairs were generated until memory ran out)
 expect_data_refused() {
@@ -167,6 +178,9 @@ printf 'the cat sat on the mat\nthe \xff cat\n' >"$tmp/hypbad.txt"
 printf 'the cat sat on the mat\nthe cat\n' >"$tmp/ref2.txt"
 expect_error "bleu: invalid UTF-8 names file and line" 'hypbad.txt:2: invalid UTF-8' \
     "$SEQPAR" bleu --ref "$tmp/ref2.txt" --hyp "$tmp/hypbad.txt"
+printf 'the cat sat on the mat\nthe c\0at\n' >"$tmp/hypnul.txt"
+expect_error "bleu: a NUL byte names file, line and byte" 'hypnul.txt:2: NUL byte in a text file \(byte 6 of the line\)' \
+    "$SEQPAR" bleu --ref "$tmp/ref2.txt" --hyp "$tmp/hypnul.txt"
 expect_error "bleu: a device is not a text file" '/dev/zero: a device, not a text file' \
     "$SEQPAR" bleu --ref /dev/zero --hyp "$tmp/ref.txt"
 expect_error "train: a device is not a corpus" '/dev/zero: a device, not a text file' \

@@ -151,6 +151,8 @@ mkdir -p "$tmp/d3" && head -c 10000 "$tmp/d1/timemachine.txt" >"$tmp/d3/timemach
 mpi_refused "a --valid too large for rank 1's shorter text" \
     'rank 1: --valid 6000: an LM holds out .*at most half the corpus \(4[0-9]{3} tokens\)' \
     -np 1 -x SEQPAR_DATA="$tmp/d1" "$SEQPAR" "${lm[@]}" --valid 6000 : -np 1 -x SEQPAR_DATA="$tmp/d3" "$SEQPAR" "${lm[@]}" --valid 6000
+mpi_refused "--threads 4 beside --workers 2 on rank 1 alone" '^seqpar train: --workers 2 runs each worker on one OpenBLAS thread' \
+    -np 1 "$SEQPAR" "${small[@]}" --workers 2 : -np 1 "$SEQPAR" "${small[@]}" --workers 2 --threads 4
 mpi_refused "another --hidden on rank 1" '--hidden is 16 on rank 0 but 32 on rank 1: every rank must be given the same options' \
     -np 1 "$SEQPAR" "${small[@]}" : -np 1 "$SEQPAR" "${small[@]}" --hidden 32
 mpi_refused "an option only rank 1 refuses" 'rank 1: --hidden: expected a whole number' \
