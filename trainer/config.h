@@ -1,7 +1,8 @@
 /* The training configuration: one struct, filled from defaults, then a JSON
- * config file (--config), then the command line; saved as JSON into every
- * checkpoint. One table of options drives parsing, range checks, the JSON
- * form and --help. */
+ * config file (--config), then the command line; checked as a whole by
+ * config_validate; saved as JSON into every checkpoint. Its option table
+ * (config.c, one row per option) drives parsing, range and choice checks,
+ * the JSON form and --help (cli.h). Choices are held as enums. */
 #ifndef SEQPAR_TRAINER_CONFIG_H
 #define SEQPAR_TRAINER_CONFIG_H
 
@@ -9,22 +10,32 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cli.h"
+
 #define CFG_STR 256
 
+typedef enum { CKPT_ERROR_STOP = 0, CKPT_ERROR_CONTINUE = 1 } ckpt_error_policy;
+
+/* --bptt full | K | random[:K] */
+typedef struct bptt_spec {
+    int mode; /* bptt_mode (model.h) */
+    int k;    /* the span (fixed), or the mean span (random) */
+} bptt_spec;
+
 typedef struct train_config {
-    char task[16]; /* translate | lm */
+    int task; /* model_task: translate | lm */
     char dataset[CFG_STR];
     char data_dir[CFG_STR];
     long num_examples;
-    char tokens[8]; /* char | word (LM) */
-    int min_freq;   /* -1: task default (translate 2, lm 0) */
-    char cell[8];
+    int tokens;   /* data_token_kind: char | word (LM) */
+    int min_freq; /* -1: task default (translate 2, lm 0) */
+    int cell;     /* cell_kind */
     int layers, embed, hidden;
     double dropout;
     int bidirectional;
     int batch, steps;
-    char sampler[16];  /* random | sequential */
-    char optimizer[8]; /* adam | sgd */
+    int sampler;   /* data_sampler_kind */
+    int optimizer; /* opt_kind */
     double lr, clip;
     long epochs, max_steps;
     long seed;
@@ -41,13 +52,16 @@ typedef struct train_config {
     int eval_beam;     /* validation BLEU: 1 = greedy, K = beam search */
     double eval_alpha; /* its length normalisation */
     long early_stop;   /* stop after N evaluations without improvement (0 = never) */
-    char bptt[16];     /* full | K | random[:K] */
+    bptt_spec bptt;
     long log_every;
-    char overlap[4];        /* on | off: reduce gradient buckets during backward */
-    int bucket_kb;          /* gradient bucket size */
-    long replica_check;     /* compare parameter checksums every N steps (0 = never) */
-    char on_ckpt_error[12]; /* stop | continue */
+    int overlap;        /* 1: reduce gradient buckets during backward */
+    int bucket_kb;      /* gradient bucket size */
+    long replica_check; /* compare parameter checksums every N steps (0 = never) */
+    int on_ckpt_error;  /* ckpt_error_policy */
 } train_config;
+
+/* The table, for the command line of seqpar train. */
+extern const cli_command config_command;
 
 void config_defaults(train_config *c);
 
@@ -56,23 +70,29 @@ void config_defaults(train_config *c);
  * (bad option or value), or 1 when --help was printed. */
 int config_parse_args(train_config *c, int argc, char **argv, const char *prog);
 
+/* The rules between options (and the world size): 0, or 2 with one line in
+ * err naming the options. The same on every rank, except for --threads,
+ * which may differ between nodes. */
+int config_validate(const train_config *c, int world, char *err, size_t n);
+
+/* The model a configuration describes, for these vocabularies and a
+ * workspace of max_batch rows (sizes are model_create's to check). */
+struct model_config;
+void config_model(const train_config *c, int src_vocab, int tgt_vocab, int max_batch,
+                  struct model_config *mc);
+
 /* JSON form of the whole configuration (malloc'd string). */
 char *config_to_json(const train_config *c);
 /* Applies a JSON object's members to c; unknown keys and bad values are
- * errors naming `where` and the key. Returns 0 or prints one line and
- * returns 2. */
-int config_from_json(train_config *c, const char *json, const char *where);
-/* The same, with the error line written into err instead of printed. */
-int config_from_json_err(train_config *c, const char *json, const char *where, char *err, size_t n);
+ * errors naming `where` and the key: 0, or 2 with the line in err. */
+int config_from_json(train_config *c, const char *json, const char *where, char *err, size_t n);
 
-void config_print_help(FILE *f, const char *prog);
+/* An option's value as text ("gru", "on", "random:5"). */
+const char *config_text(const train_config *c, const char *name, char *buf, size_t n);
 
-/* Compares the options named in `names` (NULL-terminated list of long option
- * names); on the first that differs writes a sentence into out and returns 1. */
-int config_first_difference(const train_config *a, const train_config *b, const char *const *names,
-                            char *out, size_t n);
-/* The same over every option (names NULL) or those named, leaving out those
- * in skip (NULL-terminated, or NULL): "--NAME is A <in_a> but B <in_b>". */
+/* Compares the options named in `names` (NULL: every option), leaving out
+ * those in skip (NULL-terminated, or NULL); on the first that differs
+ * writes "--NAME is A <in_a> but B <in_b>" into out and returns 1. */
 int config_difference(const train_config *a, const train_config *b, const char *const *names,
                       const char *const *skip, const char *in_a, const char *in_b, char *out,
                       size_t n);

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <zmq.h>
 
+#include "cli.h"
 #include "trainer.h"
 #include "wire.h"
 
@@ -228,38 +229,39 @@ static void note_refused(const char *prog, const char *buf, size_t len, double n
 
 /* -------------------------------------------------------------- command */
 
+typedef struct monitor_opts {
+    char listen[1024], http[256], log[1024];
+} monitor_opts;
+
+#define F(f) CLI_FIELD(monitor_opts, f)
+static const cli_opt MONITOR_OPTS[] = {
+    {"listen", CLI_STR, F(listen), .arg = "ENDPOINT", .help = "where trainers send (ZeroMQ PULL)"},
+    {"http", CLI_STR, F(http), .arg = "HOST:PORT",
+     .help = "where to serve (0.0.0.0:PORT serves every interface)"},
+    {"log", CLI_STR, F(log), .arg = "FILE.jsonl",
+     .help = "appends every message; a restarted monitor reads it back first"},
+};
+#undef F
+
+static const cli_command MONITOR_CMD = {
+    .prog = "seqpar monitor",
+    .about = "Collects the metrics of seqpar train --monitor ENDPOINT (any number of ranks and "
+             "runs)\nand serves the live dashboard and its data over HTTP (GET only):\n"
+             "  /             the dashboard\n"
+             "  /api/runs     the runs, JSON; /api/runs/ID one run's series, ranks, samples, "
+             "events\n"
+             "  /events       server-sent events, one per change\n"
+             "  /metrics      Prometheus text exposition",
+    .opts = MONITOR_OPTS,
+    .nopts = sizeof MONITOR_OPTS / sizeof *MONITOR_OPTS};
+
 int cmd_monitor(int argc, char **argv)
 {
-    const char *prog = "seqpar monitor", *listen = "tcp://127.0.0.1:5555", *http = "127.0.0.1:8080",
-               *log = NULL;
-    for (int i = 0; i < argc; i++) {
-        const char *v;
-        if (strcmp(argv[i], "--help") == 0) {
-            printf(
-                "usage: seqpar monitor [--listen ENDPOINT] [--http HOST:PORT] [--log FILE.jsonl]\n"
-                "Collects the metrics of seqpar train --monitor ENDPOINT (any number of ranks "
-                "and runs)\nand serves the live dashboard and its data over HTTP (GET only):\n"
-                "  /             the dashboard\n"
-                "  /api/runs     the runs, JSON; /api/runs/ID one run's series, ranks, "
-                "samples, events\n"
-                "  /events       server-sent events, one per change\n"
-                "  /metrics      Prometheus text exposition\n"
-                "--listen  where trainers send (ZeroMQ PULL, default tcp://127.0.0.1:5555)\n"
-                "--http    where to serve (default 127.0.0.1:8080; 0.0.0.0:PORT serves "
-                "every interface)\n"
-                "--log     appends every message; a restarted monitor reads it back first\n");
-            return 0;
-        } else if ((v = arg_value(argc, argv, &i, "--listen"))) {
-            listen = v;
-        } else if ((v = arg_value(argc, argv, &i, "--http"))) {
-            http = v;
-        } else if ((v = arg_value(argc, argv, &i, "--log"))) {
-            log = v;
-        } else {
-            fprintf(stderr, "%s: unknown or incomplete option '%s' (see --help)\n", prog, argv[i]);
-            return 2;
-        }
-    }
+    const char *prog = "seqpar monitor";
+    monitor_opts o = {.listen = "tcp://127.0.0.1:5555", .http = "127.0.0.1:8080"};
+    const int parsed = cli_parse(&MONITOR_CMD, &o, argc, argv, NULL, 0, NULL);
+    if (parsed) return parsed == 1 ? 0 : 2;
+    const char *listen = o.listen, *http = o.http, *log = o.log[0] ? o.log : NULL;
     struct sockaddr_in addr;
     if (parse_http(http, &addr) != 0) {
         fprintf(stderr, "%s: --http: expected HOST:PORT with an IPv4 address, got '%s'\n", prog,

@@ -9,9 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bleu.h"
+#include "cli.h"
+#include "data.h"
 #include "trainer.h"
-
-#define MAX_TOKENS 100000
 
 /* Length of the whitespace character at p (0 if none): what Python's
  * str.split() splits on, so that figures agree with Python tools: ASCII
@@ -30,40 +31,86 @@ static int ws_len(const unsigned char *p)
     return 0;
 }
 
-/* Splits s on whitespace into (start, len) spans; returns the count. */
-static int split_ws(const char *s, const char **tok, int *len, int max)
+/* The whitespace-separated tokens of a line, as (start, length) spans. */
+typedef struct spans {
+    const char **tok;
+    int *len;
+    uint64_t *hash; /* the n-grams' hashes, for one n at a time */
+    int n;
+} spans;
+
+long bleu_count_tokens(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
-    int n = 0, w;
-    while (*p && n < max) {
+    long n = 0;
+    int w;
+    while (*p) {
         while ((w = ws_len(p)) > 0) p += w;
         if (!*p) break;
-        const unsigned char *b = p;
         while (*p && ws_len(p) == 0) p++;
-        tok[n] = (const char *)b;
-        len[n++] = (int)(p - b);
+        n++;
     }
     return n;
 }
 
+static void spans_free(spans *t)
+{
+    free(t->tok), free(t->len), free(t->hash);
+}
+
+/* Splits s on whitespace (at most BLEU_MAX_TOKENS tokens): 0, or -1 when out
+ * of memory. */
+static int spans_split(const char *s, spans *t)
+{
+    long count = bleu_count_tokens(s);
+    if (count > BLEU_MAX_TOKENS) count = BLEU_MAX_TOKENS;
+    const size_t cap = count > 0 ? (size_t)count : 1;
+    t->tok = malloc(cap * sizeof *t->tok);
+    t->len = malloc(cap * sizeof *t->len);
+    t->hash = malloc(cap * sizeof *t->hash);
+    t->n = 0;
+    if (!t->tok || !t->len || !t->hash) {
+        spans_free(t);
+        return -1;
+    }
+    const unsigned char *p = (const unsigned char *)s;
+    int w;
+    while (*p && t->n < count) {
+        while ((w = ws_len(p)) > 0) p += w;
+        if (!*p) break;
+        const unsigned char *b = p;
+        while (*p && ws_len(p) == 0) p++;
+        t->tok[t->n] = (const char *)b;
+        t->len[t->n++] = (int)(p - b);
+    }
+    return 0;
+}
+
 /* 64-bit FNV-1a of an n-gram (tokens separated by a byte no token has). */
-static uint64_t ngram_hash(const char **tok, const int *len, int i, int n)
+static uint64_t ngram_hash(const spans *t, int i, int n)
 {
     uint64_t h = 1469598103934665603ULL;
     for (int k = i; k < i + n; k++) {
-        for (int c = 0; c < len[k]; c++) h = (h ^ (unsigned char)tok[k][c]) * 1099511628211ULL;
+        for (int c = 0; c < t->len[k]; c++)
+            h = (h ^ (unsigned char)t->tok[k][c]) * 1099511628211ULL;
         h = (h ^ 0x1f) * 1099511628211ULL;
     }
     return h;
 }
 
-/* The first of n lines with more than MAX_TOKENS tokens, or -1. */
+/* The hashes of t's n-grams into t->hash; returns their count. */
+static int ngrams(spans *t, int n)
+{
+    const int c = t->n - n + 1 > 0 ? t->n - n + 1 : 0;
+    for (int i = 0; i < c; i++) t->hash[i] = ngram_hash(t, i, n);
+    return c;
+}
+
+/* The first of n lines with more than BLEU_MAX_TOKENS tokens, or -1. */
 static long longest_line(char **lines, long n)
 {
-    static const char *tok[MAX_TOKENS + 1];
-    static int len[MAX_TOKENS + 1];
     for (long i = 0; i < n; i++)
-        if (split_ws(lines[i], tok, len, MAX_TOKENS + 1) > MAX_TOKENS) return i;
+        if (bleu_count_tokens(lines[i]) > BLEU_MAX_TOKENS) return i;
     return -1;
 }
 
@@ -97,24 +144,25 @@ static double clipped_matches(uint64_t *h, int nh, uint64_t *r, int nr)
     return m;
 }
 
-void bleu_add(bleu_stats *s, const char *hyp, const char *ref, int max_n)
+int bleu_add(bleu_stats *s, const char *hyp, const char *ref, int max_n)
 {
-    static const char *ht[MAX_TOKENS], *rt[MAX_TOKENS];
-    static int hl[MAX_TOKENS], rl[MAX_TOKENS];
-    static uint64_t hh[MAX_TOKENS], rh[MAX_TOKENS];
-    int nh = split_ws(hyp, ht, hl, MAX_TOKENS), nr = split_ws(ref, rt, rl, MAX_TOKENS);
-    s->hyp_len += nh;
-    s->ref_len += nr;
+    spans h = {0}, r = {0};
+    if (spans_split(hyp, &h) != 0 || spans_split(ref, &r) != 0) {
+        spans_free(&h);
+        return -1;
+    }
+    s->hyp_len += h.n;
+    s->ref_len += r.n;
     for (int n = 1; n <= max_n && n <= 4; n++) {
-        int ch = nh - n + 1 > 0 ? nh - n + 1 : 0, cr = nr - n + 1 > 0 ? nr - n + 1 : 0;
-        for (int i = 0; i < ch; i++) hh[i] = ngram_hash(ht, hl, i, n);
-        for (int i = 0; i < cr; i++) rh[i] = ngram_hash(rt, rl, i, n);
+        const int ch = ngrams(&h, n), cr = ngrams(&r, n);
         /* NLTK's modified_precision: the denominator is max(1, hypothesis
          * n-grams) per sentence, so an empty (or too short) hypothesis
          * still counts against the corpus precision */
         s->total[n - 1] += ch > 0 ? ch : 1;
-        s->match[n - 1] += clipped_matches(hh, ch, rh, cr);
+        s->match[n - 1] += clipped_matches(h.hash, ch, r.hash, cr);
     }
+    spans_free(&h), spans_free(&r);
+    return 0;
 }
 
 double bleu_score(const bleu_stats *s, int max_n, double *bp, double prec[4])
@@ -135,19 +183,21 @@ double bleu_score(const bleu_stats *s, int max_n, double *bp, double prec[4])
 
 double bleu_d2l(const char *pred, const char *label, int k)
 {
-    static const char *pt[MAX_TOKENS], *lt[MAX_TOKENS];
-    static int pl[MAX_TOKENS], ll[MAX_TOKENS];
-    static uint64_t ph[MAX_TOKENS], lh[MAX_TOKENS];
-    int np = split_ws(pred, pt, pl, MAX_TOKENS), nl = split_ws(label, lt, ll, MAX_TOKENS);
-    if (np == 0) return 0.0; /* the book divides by len_pred */
-    double score = exp(fmin(0.0, 1.0 - (double)nl / np));
-    for (int n = 1; n <= k && n <= np; n++) {
-        int cp = np - n + 1, cl = nl - n + 1 > 0 ? nl - n + 1 : 0;
-        for (int i = 0; i < cp; i++) ph[i] = ngram_hash(pt, pl, i, n);
-        for (int i = 0; i < cl; i++) lh[i] = ngram_hash(lt, ll, i, n);
-        double m = clipped_matches(ph, cp, lh, cl);
-        score *= pow(m / cp, pow(0.5, n));
+    spans p = {0}, l = {0};
+    if (spans_split(pred, &p) != 0 || spans_split(label, &l) != 0) {
+        spans_free(&p);
+        return NAN;
     }
+    double score = 0.0; /* the book divides by len_pred */
+    if (p.n > 0) {
+        score = exp(fmin(0.0, 1.0 - (double)l.n / p.n));
+        for (int n = 1; n <= k && n <= p.n; n++) {
+            const int cp = ngrams(&p, n), cl = ngrams(&l, n);
+            const double m = clipped_matches(p.hash, cp, l.hash, cl);
+            score *= pow(m / cp, pow(0.5, n));
+        }
+    }
+    spans_free(&p), spans_free(&l);
     return score;
 }
 
@@ -199,39 +249,40 @@ static long read_lines(const char *path, char **buf, char ***lines, char *err, s
     return count;
 }
 
+/* ------------------------------------------------------------ seqpar bleu */
+
+typedef struct bleu_opts {
+    char ref[1024], hyp[1024];
+    int max_n, d2l;
+} bleu_opts;
+
+#define F(f) CLI_FIELD(bleu_opts, f)
+static const cli_opt BLEU_OPTS[] = {
+    {"ref", CLI_STR, F(ref), .arg = "FILE", .help = "reference translations, one per line",
+     .required = 1},
+    {"hyp", CLI_STR, F(hyp), .arg = "FILE", .help = "hypotheses, one per line", .required = 1},
+    {"max-n", CLI_INT, F(max_n), 1, 4, .arg = "N", .help = "longest n-gram"},
+    {"d2l", CLI_FLAG, F(d2l),
+     .help = "the book's sentence score per line (k = max-n) and their mean"},
+};
+#undef F
+
+static const cli_command BLEU_CMD = {
+    .prog = "seqpar bleu",
+    .about = "Corpus BLEU (clipped n-gram precisions over the corpus, geometric mean, brevity "
+             "penalty)\non whitespace tokens, x100.",
+    .opts = BLEU_OPTS,
+    .nopts = sizeof BLEU_OPTS / sizeof *BLEU_OPTS};
+
 int cmd_bleu(int argc, char **argv)
 {
-    const char *ref = NULL, *hyp = NULL;
-    int max_n = 4, d2l = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *v;
-        if (strcmp(argv[i], "--help") == 0) {
-            printf("usage: seqpar bleu --ref FILE --hyp FILE [--max-n N] [--d2l]\n"
-                   "Corpus BLEU (clipped n-gram precisions over the corpus, geometric mean, "
-                   "brevity penalty)\non whitespace tokens, x100. --d2l prints the book's "
-                   "sentence score per line (k = max-n) and their mean.\n");
-            return 0;
-        } else if ((v = arg_value(argc, argv, &i, "--ref"))) {
-            ref = v;
-        } else if ((v = arg_value(argc, argv, &i, "--hyp"))) {
-            hyp = v;
-        } else if ((v = arg_value(argc, argv, &i, "--max-n"))) {
-            long x;
-            if (arg_long("seqpar bleu", "--max-n", v, 1, 4, &x)) return 2;
-            max_n = (int)x;
-        } else if (strcmp(argv[i], "--d2l") == 0) {
-            d2l = 1;
-        } else {
-            fprintf(stderr, "seqpar bleu: unknown or incomplete option '%s' (see --help)\n",
-                    argv[i]);
-            return 2;
-        }
-    }
-    if (!ref || !hyp) {
-        fprintf(stderr, "seqpar bleu: --ref FILE and --hyp FILE are required\n");
-        return 2;
-    }
+    bleu_opts o = {.max_n = 4};
+    const int parsed = cli_parse(&BLEU_CMD, &o, argc, argv, NULL, 0, NULL);
+    if (parsed) return parsed == 1 ? 0 : 2;
+    const char *ref = o.ref, *hyp = o.hyp;
+    const int max_n = o.max_n;
     char *rb = NULL, *hb = NULL, **rl = NULL, **hl = NULL;
+    bleu_stats s;
     long bad_r = 0, bad_h = 0;
     char err[ERRLEN];
     long nr = read_lines(ref, &rb, &rl, err, sizeof err);
@@ -244,22 +295,27 @@ int cmd_bleu(int argc, char **argv)
         fprintf(stderr, "seqpar bleu: %s has %ld lines but %s has %ld\n", ref, nr, hyp, nh);
         rc = 2;
     } else if ((bad_r = longest_line(rl, nr)) >= 0 || (bad_h = longest_line(hl, nh)) >= 0) {
-        /* beyond MAX_TOKENS a line's n-grams would be cut off, silently */
+        /* beyond BLEU_MAX_TOKENS a line's n-grams would be cut off, silently */
         fprintf(stderr, "seqpar bleu: %s:%ld: more than %d tokens on a line\n",
-                bad_r >= 0 ? ref : hyp, (bad_r >= 0 ? bad_r : bad_h) + 1, MAX_TOKENS);
+                bad_r >= 0 ? ref : hyp, (bad_r >= 0 ? bad_r : bad_h) + 1, BLEU_MAX_TOKENS);
         rc = 2;
-    } else if (d2l) {
+    } else if (o.d2l) {
         double sum = 0;
         for (long i = 0; i < nr; i++) {
-            double s = bleu_d2l(hl[i], rl[i], max_n);
-            printf("%.3f\n", s);
-            sum += s;
+            const double score = bleu_d2l(hl[i], rl[i], max_n);
+            printf("%.3f\n", score);
+            sum += score;
         }
         printf("mean %.3f over %ld sentences\n", nr ? sum / nr : 0.0, nr);
     } else {
-        bleu_stats s;
         memset(&s, 0, sizeof s);
-        for (long i = 0; i < nr; i++) bleu_add(&s, hl[i], rl[i], max_n);
+        for (long i = 0; i < nr && rc == 0; i++)
+            if (bleu_add(&s, hl[i], rl[i], max_n) != 0) {
+                fprintf(stderr, "seqpar bleu: out of memory\n");
+                rc = 1;
+            }
+    }
+    if (rc == 0 && !o.d2l) {
         double bp, p[4];
         double b = bleu_score(&s, max_n, &bp, p);
         printf("BLEU = %.2f, ", 100.0 * b);

@@ -1,4 +1,4 @@
-/* seqpar ckpt (info | verify | list | diff) and seqpar corpus-stats. */
+/* seqpar ckpt: info | verify | list | diff. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,14 +6,16 @@
 #include <sys/stat.h>
 
 #include "checkpoints.h"
+#include "cli.h"
+#include "saved_model.h"
 #include "trainer.h"
 
 /* ------------------------------------------------------------------ ckpt */
 
 static int ckpt_info(const char *path)
 {
-    loaded_model lm;
-    if (load_model(&lm, path, 1, "seqpar ckpt info")) return 2;
+    saved_model sm;
+    if (saved_model_load(&sm, path, 1, "seqpar ckpt info")) return 2;
     char err[ERRLEN];
     ckpt_file *f;
     ckpt_train tr = {.train_loss = NAN, .valid_loss = NAN, .valid_bleu = NAN, .best = NAN};
@@ -21,26 +23,31 @@ static int ckpt_info(const char *path)
         ckpt_read_train(f, &tr, err, sizeof err);
         ckpt_close(f);
     }
-    param_table *pt = model_params(lm.m);
+    param_table *pt = model_params(sm.m);
     size_t n = 0;
     for (int i = 0; i < pt->n; i++) n += pt->t[i].size;
-    const train_config *c = &lm.cfg;
+    const train_config *c = &sm.cfg;
     struct stat st;
     printf("file        %s (%lld bytes)\n", path,
            stat(path, &st) == 0 ? (long long)st.st_size : -1LL);
     printf("position    step %ld, epoch %ld, batch %ld (global batch %d, written by %d rank%s)\n",
            tr.step, tr.epoch, tr.batch_in_epoch, tr.global_batch, tr.world_size,
            tr.world_size == 1 ? "" : "s");
-    printf("model       %s %s, %d layer%s, embed %d, hidden %d%s, dropout %g, num_steps %d\n",
-           c->task, c->cell, c->layers, c->layers > 1 ? "s" : "", c->embed, c->hidden,
+    char task[16], cell[16], tokens[16], optim[16];
+    config_text(c, "task", task, sizeof task);
+    config_text(c, "cell", cell, sizeof cell);
+    config_text(c, "tokens", tokens, sizeof tokens);
+    config_text(c, "optimizer", optim, sizeof optim);
+    printf("model       %s %s, %d layer%s, embed %d, hidden %d%s, dropout %g, num_steps %d\n", task,
+           cell, c->layers, c->layers > 1 ? "s" : "", c->embed, c->hidden,
            c->bidirectional ? ", bidirectional encoder" : "", c->dropout, c->steps);
     printf("parameters  %zu in %d tensors\n", n, pt->n);
-    if (strcmp(c->task, "lm") == 0)
-        printf("vocabulary  %d tokens (%s)\n", lm.tgt.size, c->tokens);
+    if (c->task == MODEL_LM)
+        printf("vocabulary  %d tokens (%s)\n", sm.tgt.size, tokens);
     else
-        printf("vocabulary  source %d, target %d\n", lm.src.size, lm.tgt.size);
-    printf("data        %s, optimizer %s lr %g, clip %g, seed %ld\n", c->dataset, c->optimizer,
-           c->lr, c->clip, c->seed);
+        printf("vocabulary  source %d, target %d\n", sm.src.size, sm.tgt.size);
+    printf("data        %s, optimizer %s lr %g, clip %g, seed %ld\n", c->dataset, optim, c->lr,
+           c->clip, c->seed);
     char figs[256] = "";
     size_t k = 0;
     if (isfinite(tr.train_loss))
@@ -55,7 +62,7 @@ static int ckpt_info(const char *path)
         snprintf(figs + k, sizeof figs - k, ", best %.4f, %ld evaluation%s since", tr.best,
                  tr.since_best, tr.since_best == 1 ? "" : "s");
     printf("figures     %s\n", figs[0] ? figs + 2 : "none recorded");
-    loaded_model_free(&lm);
+    saved_model_free(&sm);
     return 0;
 }
 
@@ -109,33 +116,40 @@ static void diff_tensors(const param_table *pt, const float *a, const float *b, 
 /* seqpar ckpt diff A B [--tolerance X]: how far apart two checkpoints of the
  * same model are (parameters, then Adam moments). Exit 0 within tolerance,
  * 1 beyond, 2 on a bad file or different models. */
+typedef struct diff_opts {
+    double tolerance;
+} diff_opts;
+
+static const cli_opt DIFF_OPTS[] = {
+    {"tolerance", CLI_DOUBLE, CLI_FIELD(diff_opts, tolerance), 0, 1e300, .arg = "X",
+     .help = "largest relative difference accepted (0: bitwise equal)"},
+};
+
+static const cli_command DIFF_CMD = {
+    .prog = "seqpar ckpt diff",
+    .positional = "A B",
+    .about = "Largest relative difference (per tensor max|a-b| / max|a|) of the parameters,\n"
+             "Adam moments and carried LM states of two checkpoints of one model, whose\n"
+             "optimizer and position must also agree; exit 1 beyond --tolerance.",
+    .opts = DIFF_OPTS,
+    .nopts = 1};
+
 static int ckpt_diff(int argc, char **argv)
 {
     const char *prog = "seqpar ckpt diff", *files[2] = {NULL, NULL};
-    double tol = 0.0;
+    diff_opts o = {0};
     int nf = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *v = arg_value(argc, argv, &i, "--tolerance");
-        if (v) {
-            if (arg_double(prog, "--tolerance", v, 0.0, HUGE_VAL, &tol)) return 2;
-        } else if (argv[i][0] == '-' || nf == 2) {
-            fprintf(stderr,
-                    "%s: unexpected argument '%s' (usage: seqpar ckpt diff A B "
-                    "[--tolerance X])\n",
-                    prog, argv[i]);
-            return 2;
-        } else {
-            files[nf++] = argv[i];
-        }
-    }
+    const int parsed = cli_parse(&DIFF_CMD, &o, argc, argv, files, 2, &nf);
+    if (parsed) return parsed == 1 ? 0 : 2;
+    const double tol = o.tolerance;
     if (nf != 2) {
         fprintf(stderr, "%s: usage: seqpar ckpt diff A B [--tolerance X]\n", prog);
         return 2;
     }
-    loaded_model a, b;
-    if (load_model(&a, files[0], 1, prog)) return 2;
-    if (load_model(&b, files[1], 1, prog)) {
-        loaded_model_free(&a);
+    saved_model a, b;
+    if (saved_model_load(&a, files[0], 1, prog)) return 2;
+    if (saved_model_load(&b, files[1], 1, prog)) {
+        saved_model_free(&a);
         return 2;
     }
     param_table *pa = model_params(a.m), *pb = model_params(b.m);
@@ -144,7 +158,7 @@ static int ckpt_diff(int argc, char **argv)
         same = strcmp(pa->t[i].name, pb->t[i].name) == 0 && pa->t[i].size == pb->t[i].size;
     if (!same) {
         fprintf(stderr, "%s: %s and %s hold different models\n", prog, files[0], files[1]);
-        loaded_model_free(&a), loaded_model_free(&b);
+        saved_model_free(&a), saved_model_free(&b);
         return 2;
     }
     double worst = 0.0;
@@ -155,20 +169,20 @@ static int ckpt_diff(int argc, char **argv)
     double worst_all = worst;
     /* the optimizer state and the training position must match too */
     optimizer oa = {0}, ob = {0};
-    opt_kind ka = OPT_SGD, kb = OPT_SGD;
+    const opt_kind ka = (opt_kind)a.cfg.optimizer, kb = (opt_kind)b.cfg.optimizer;
     char err[ERRLEN] = "";
     ckpt_file *fa = NULL, *fb = NULL;
     ckpt_train ta = {0}, tb = {0};
     int rc = 0;
-    opt_parse(a.cfg.optimizer, &ka);
-    opt_parse(b.cfg.optimizer, &kb);
     if (ckpt_open(&fa, files[0], err, sizeof err) != CKPT_OK ||
         ckpt_open(&fb, files[1], err, sizeof err) != CKPT_OK ||
         ckpt_read_train(fa, &ta, err, sizeof err) != CKPT_OK ||
         ckpt_read_train(fb, &tb, err, sizeof err) != CKPT_OK) {
         rc = 2;
     } else if (ka != kb) {
-        printf("optimizer   %s vs %s\n", a.cfg.optimizer, b.cfg.optimizer);
+        char na[16], nb[16];
+        printf("optimizer   %s vs %s\n", config_text(&a.cfg, "optimizer", na, sizeof na),
+               config_text(&b.cfg, "optimizer", nb, sizeof nb));
         worst_all = INFINITY;
     } else if (ka == OPT_ADAM) {
         if (optimizer_init(&oa, ka, 1.0f, pa) != MODEL_OK ||
@@ -228,7 +242,7 @@ static int ckpt_diff(int argc, char **argv)
     if (fa) ckpt_close(fa);
     if (fb) ckpt_close(fb);
     optimizer_free(&oa), optimizer_free(&ob);
-    loaded_model_free(&a), loaded_model_free(&b);
+    saved_model_free(&a), saved_model_free(&b);
     if (rc) {
         fprintf(stderr, "%s: %s\n", prog, err);
         return rc;
@@ -268,96 +282,12 @@ int cmd_ckpt(int argc, char **argv)
         }
         /* and the model it describes can be rebuilt: a known configuration,
          * vocabularies, every tensor of the right shape */
-        loaded_model lm;
-        if (load_model(&lm, argv[1], 1, "seqpar ckpt verify")) return 2;
-        loaded_model_free(&lm);
+        saved_model sm;
+        if (saved_model_load(&sm, argv[1], 1, "seqpar ckpt verify")) return 2;
+        saved_model_free(&sm);
         printf("%s: ok\n", argv[1]);
         return 0;
     }
     fprintf(stderr, "seqpar ckpt: unknown action '%s' (info, verify, list or diff)\n", argv[0]);
     return 2;
-}
-
-/* ---------------------------------------------------------- corpus-stats */
-
-int cmd_corpus_stats(int argc, char **argv)
-{
-    const char *dataset = "timemachine", *data_dir = NULL, *plot = NULL, *tokens = "word";
-    long top = 10;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0) {
-            printf("usage: seqpar corpus-stats [--dataset timemachine|numbers|PATH] "
-                   "[--tokens word|char] [--data-dir DIR] [--top N] [--plot FILE.svg]\n"
-                   "Vocabulary size, the most frequent tokens, distinct uni/bi/trigrams, and a "
-                   "log-log frequency-vs-rank plot (Zipf's law) per n-gram order.\n");
-            return 0;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "seqpar corpus-stats: unknown or incomplete option '%s'\n", a);
-            return 2;
-        }
-        const char *v = argv[++i];
-        if (strcmp(a, "--dataset") == 0)
-            dataset = v;
-        else if (strcmp(a, "--data-dir") == 0)
-            data_dir = v;
-        else if (strcmp(a, "--plot") == 0)
-            plot = v;
-        else if (strcmp(a, "--tokens") == 0) {
-            if (strcmp(v, "word") && strcmp(v, "char")) {
-                fprintf(stderr, "seqpar corpus-stats: --tokens: expected word or char, got '%s'\n",
-                        v);
-                return 2;
-            }
-            tokens = v;
-        } else if (strcmp(a, "--top") == 0) {
-            if (arg_long("seqpar corpus-stats", "--top", v, 1, 1000, &top)) return 2;
-        } else {
-            fprintf(stderr, "seqpar corpus-stats: unknown option '%s' (see --help)\n", a);
-            return 2;
-        }
-    }
-    char err[ERRLEN];
-    data_stream s;
-    data_stream_opts o = {.dataset = dataset,
-                          .data_dir = data_dir,
-                          .tokens =
-                              strcmp(tokens, "char") == 0 ? DATA_TOKENS_CHAR : DATA_TOKENS_WORD,
-                          .min_freq = 0,
-                          .max_tokens = 0};
-    if (data_stream_load(&s, &o, err, sizeof err) != DATA_OK) {
-        fprintf(stderr, "seqpar corpus-stats: %s\n", err);
-        return 2;
-    }
-    data_ngram_stats st[3];
-    memset(st, 0, sizeof st);
-    int rc = 0;
-    printf("%s (%s tokens): %ld tokens, vocabulary %d (with 4 reserved)\n", dataset, tokens, s.n,
-           s.vocab.size);
-    for (int k = 0; k < 3 && rc == 0; k++) {
-        if (data_ngram_stats_compute(&st[k], s.ids, s.n, &s.vocab, k + 1, (int)top, err,
-                                     sizeof err) != DATA_OK) {
-            fprintf(stderr, "seqpar corpus-stats: %s\n", err);
-            rc = 2;
-            break;
-        }
-        printf("%d-grams: %ld distinct, %ld in all; most frequent:\n", k + 1, st[k].distinct,
-               st[k].total);
-        for (int i = 0; i < st[k].ntop; i++)
-            printf("  %-30s %ld\n", st[k].top[i], st[k].top_counts[i]);
-    }
-    if (rc == 0 && plot) {
-        char title[300];
-        snprintf(title, sizeof title, "%s (%s): frequency vs rank", dataset, tokens);
-        if (data_zipf_svg(plot, st, 3, title, err, sizeof err) != DATA_OK) {
-            fprintf(stderr, "seqpar corpus-stats: %s\n", err);
-            rc = 2;
-        } else {
-            printf("plot written to %s\n", plot);
-        }
-    }
-    for (int k = 0; k < 3; k++) data_ngram_stats_free(&st[k]);
-    data_stream_free(&s);
-    return rc;
 }

@@ -1,0 +1,335 @@
+/* seqpar translate, predict and score: a saved model applied to text. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "node.h"
+#include "saved_model.h"
+#include "trainer.h"
+
+static void emit(const data_vocab *v, const int32_t *ids, int n)
+{
+    for (int k = 0; k < n; k++) printf(k ? " %s" : "%s", v->tokens[ids[k]]);
+    putchar('\n');
+}
+
+/* Greedy (beam 1) or beam-search translations of nb encoded sentences. */
+static int decode(saved_model *sm, const int32_t *src, int nb, int max_len, int beam, double alpha,
+                  int32_t *out, int *len)
+{
+    return model_beam(sm->m, src, nb, sm->cfg.steps, DATA_BOS, DATA_EOS, max_len, beam,
+                      (float)alpha, out, len);
+}
+
+typedef struct translate_opts {
+    char checkpoint[1024];
+    long beam, max_len, batch;
+    double alpha;
+} translate_opts;
+
+#define F(f) CLI_FIELD(translate_opts, f)
+static const cli_opt TRANSLATE_OPTS[] = {
+    {"checkpoint", CLI_STR, F(checkpoint), .arg = "FILE", .help = "a translation checkpoint",
+     .required = 1},
+    {"beam", CLI_LONG, F(beam), 1, 64, .arg = "K", .help = "beams (1: greedy decoding)"},
+    {"alpha", CLI_DOUBLE, F(alpha), 0, 10, .arg = "A",
+     .help = "length normalisation: score / length^A"},
+    {"max-len", CLI_LONG, F(max_len), 0, 10000, .arg = "N",
+     .help = "longest translation in tokens (0: the model's num_steps)"},
+    {"batch", CLI_LONG, F(batch), 1, 65536, .arg = "N", .help = "sentences decoded together"},
+};
+#undef F
+
+static const cli_command TRANSLATE_CMD = {
+    .prog = "seqpar translate",
+    .about = "Reads one sentence per line on stdin, writes its translation per line on stdout:\n"
+             "greedy (--beam 1, the default) or beam search with K beams, scoring a hypothesis\n"
+             "by its summed log probability / length^A. Sentences are normalised and tokenised\n"
+             "as in training; unknown words become <unk>.",
+    .opts = TRANSLATE_OPTS,
+    .nopts = sizeof TRANSLATE_OPTS / sizeof *TRANSLATE_OPTS};
+
+int cmd_translate(int argc, char **argv)
+{
+    const char *prog = "seqpar translate";
+    translate_opts o = {.beam = 1, .batch = 64, .alpha = 0.75};
+    const int parsed = cli_parse(&TRANSLATE_CMD, &o, argc, argv, NULL, 0, NULL);
+    if (parsed) return parsed == 1 ? 0 : 2;
+    const char *ckpt = o.checkpoint;
+    long max_len = o.max_len;
+    const long batch = o.batch, beam = o.beam;
+    const double alpha = o.alpha;
+    node_setup_threads(0, NULL, 0);
+    saved_model sm;
+    if (saved_model_load(&sm, ckpt, (int)(batch * beam), "seqpar translate")) return 2;
+    if (sm.cfg.task != MODEL_TRANSLATE) {
+        fprintf(stderr, "seqpar translate: %s is a language model (use seqpar predict)\n", ckpt);
+        saved_model_free(&sm);
+        return 2;
+    }
+    const int T = sm.cfg.steps;
+    if (max_len == 0) max_len = T;
+    int32_t *src = calloc((size_t)batch * T, sizeof(int32_t));
+    int32_t *out = calloc((size_t)batch * max_len, sizeof(int32_t));
+    int *len = calloc((size_t)batch, sizeof(int));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    int nb = 0, rc = 0;
+    long lineno = 0;
+    char err[ERRLEN];
+    if (!src || !out || !len) rc = 1;
+    while (rc == 0) {
+        got = getline(&line, &cap, stdin);
+        if (got >= 0) {
+            lineno++;
+            while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = '\0';
+            /* a byte-order mark before the first line is not text (as the corpus reader) */
+            const size_t bom = lineno == 1 ? data_skip_bom(line, (size_t)got) : 0;
+            char *norm = NULL;
+            if (data_normalize(line + bom, (size_t)got - bom, &norm, err, sizeof err) != DATA_OK) {
+                /* what was read before the bad line is still translated */
+                if (nb > 0) {
+                    decode(&sm, src, nb, (int)max_len, (int)beam, alpha, out, len);
+                    for (int b = 0; b < nb; b++) emit(&sm.tgt, out + (size_t)b * max_len, len[b]);
+                    fflush(stdout);
+                }
+                fprintf(stderr, "seqpar translate: stdin:%ld: %s\n", lineno, err);
+                rc = 2;
+                break;
+            }
+            data_encode_sentence(&sm.src, norm, src + (size_t)nb * T, T);
+            free(norm);
+            nb++;
+        }
+        if ((got < 0 && nb > 0) || nb == batch) {
+            if (decode(&sm, src, nb, (int)max_len, (int)beam, alpha, out, len) != MODEL_OK) {
+                fprintf(stderr, "%s: out of memory for beam search\n", prog);
+                rc = 1;
+                break;
+            }
+            for (int b = 0; b < nb; b++) emit(&sm.tgt, out + (size_t)b * max_len, len[b]);
+            fflush(stdout);
+            nb = 0;
+        }
+        if (got < 0) break;
+    }
+    free(line);
+    free(src);
+    free(out);
+    free(len);
+    saved_model_free(&sm);
+    return rc;
+}
+
+/* --------------------------------------------------------------- predict */
+
+typedef struct predict_opts {
+    char checkpoint[1024], prefix[4096];
+    long len, seed;
+    double temperature;
+} predict_opts;
+
+#define F(f) CLI_FIELD(predict_opts, f)
+static const cli_opt PREDICT_OPTS[] = {
+    {"checkpoint", CLI_STR, F(checkpoint), .arg = "FILE", .help = "a language-model checkpoint",
+     .required = 1},
+    {"prefix", CLI_STR, F(prefix), .arg = "TEXT", .help = "the text to continue (not empty)",
+     .required = 1},
+    {"len", CLI_LONG, F(len), 0, 1000000, .arg = "N", .help = "tokens to generate"},
+    {"temperature", CLI_DOUBLE, F(temperature), 0, 100, .arg = "T",
+     .help = "0: greedy; above: sampled at that temperature"},
+    {"seed", CLI_LONG, F(seed), 0, 0x7fffffffL, .arg = "S", .help = "seed of the sampling"},
+};
+#undef F
+
+static const cli_command PREDICT_CMD = {
+    .prog = "seqpar predict",
+    .about = "Generates N tokens after TEXT with a language-model checkpoint: greedy, or sampled "
+             "when T > 0.",
+    .opts = PREDICT_OPTS,
+    .nopts = sizeof PREDICT_OPTS / sizeof *PREDICT_OPTS};
+
+int cmd_predict(int argc, char **argv)
+{
+    predict_opts o = {.len = 50};
+    const int parsed = cli_parse(&PREDICT_CMD, &o, argc, argv, NULL, 0, NULL);
+    if (parsed) return parsed == 1 ? 0 : 2;
+    const char *ckpt = o.checkpoint, *prefix = o.prefix;
+    const long n = o.len, seed = o.seed;
+    const double temperature = o.temperature;
+    if (!*prefix) {
+        fprintf(stderr, "seqpar predict: --checkpoint FILE and a non-empty --prefix TEXT are "
+                        "required\n");
+        return 2;
+    }
+    node_setup_threads(0, NULL, 0);
+    saved_model sm;
+    if (saved_model_load(&sm, ckpt, 1, "seqpar predict")) return 2;
+    if (sm.cfg.task != MODEL_LM) {
+        fprintf(stderr, "seqpar predict: %s is a translation model (use seqpar translate)\n", ckpt);
+        saved_model_free(&sm);
+        return 2;
+    }
+    const int words = sm.cfg.tokens == DATA_TOKENS_WORD;
+    size_t plen = strlen(prefix);
+    {
+        /* text is UTF-8 (as translate's input): the check data_normalize makes */
+        char *norm = NULL, why[160];
+        const int bad = data_normalize(prefix, plen, &norm, why, sizeof why) != DATA_OK;
+        free(norm);
+        if (bad) {
+            fprintf(stderr, "seqpar predict: --prefix: %s\n", why);
+            saved_model_free(&sm);
+            return 2;
+        }
+    }
+    int32_t *ids = calloc(plen + 1, sizeof(int32_t));
+    int32_t *out = calloc((size_t)n + 1, sizeof(int32_t));
+    char *copy = strdup(prefix);
+    int np = 0, rc = 0;
+    if (!ids || !out || !copy) rc = 1;
+    if (rc == 0 && words) {
+        char *save = NULL;
+        for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save))
+            ids[np++] = data_vocab_id(&sm.tgt, w);
+    } else if (rc == 0) {
+        /* characters: one UTF-8 code point per token */
+        for (size_t k = 0; k < plen;) {
+            size_t l = 1;
+            unsigned char ch = (unsigned char)prefix[k];
+            if (ch >= 0xf0)
+                l = 4;
+            else if (ch >= 0xe0)
+                l = 3;
+            else if (ch >= 0xc0)
+                l = 2;
+            char tok[8] = {0};
+            memcpy(tok, prefix + k, l < 5 && k + l <= plen ? l : 1);
+            ids[np++] = data_vocab_id(&sm.tgt, tok);
+            k += l;
+        }
+    }
+    if (rc == 0 && np == 0) {
+        fprintf(stderr, "seqpar predict: --prefix has no tokens\n");
+        rc = 2;
+    }
+    if (rc == 0) {
+        model_lm_generate(sm.m, ids, np, (int)n, (float)temperature, (uint64_t)seed, out);
+        fputs(prefix, stdout);
+        for (long k = 0; k < n; k++) printf(words ? " %s" : "%s", sm.tgt.tokens[out[k]]);
+        putchar('\n');
+    }
+    free(ids);
+    free(out);
+    free(copy);
+    saved_model_free(&sm);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- score */
+
+/* seqpar score: the loss of a translation checkpoint on pairs read from
+ * stdin as "source<TAB>target" lines, normalised and encoded as in training
+ * (the target gets <eos> and is cut to num_steps); what the trainer's
+ * validation computes, for any file (a test set, a reference). */
+typedef struct score_opts {
+    char checkpoint[1024];
+    long batch;
+} score_opts;
+
+#define F(f) CLI_FIELD(score_opts, f)
+static const cli_opt SCORE_OPTS[] = {
+    {"checkpoint", CLI_STR, F(checkpoint), .arg = "FILE", .help = "a translation checkpoint",
+     .required = 1},
+    {"batch", CLI_LONG, F(batch), 1, 65536, .arg = "N", .help = "pairs scored together"},
+};
+#undef F
+
+static const cli_command SCORE_CMD = {
+    .prog = "seqpar score",
+    .about = "Reads source<TAB>target lines on stdin, prints the summed and mean token\n"
+             "cross-entropy and the perplexity of the translation model:\n"
+             "  loss=MEAN ppl=EXP(MEAN) loss_sum=SUM tokens=N sentences=M",
+    .opts = SCORE_OPTS,
+    .nopts = sizeof SCORE_OPTS / sizeof *SCORE_OPTS};
+
+int cmd_score(int argc, char **argv)
+{
+    const char *prog = "seqpar score";
+    score_opts o = {.batch = 64};
+    const int parsed = cli_parse(&SCORE_CMD, &o, argc, argv, NULL, 0, NULL);
+    if (parsed) return parsed == 1 ? 0 : 2;
+    const char *ckpt = o.checkpoint;
+    const long batch = o.batch;
+    node_setup_threads(0, NULL, 0);
+    saved_model sm;
+    if (saved_model_load(&sm, ckpt, (int)batch, prog)) return 2;
+    if (sm.cfg.task != MODEL_TRANSLATE) {
+        fprintf(stderr, "%s: %s is a language model (score takes translation pairs)\n", prog, ckpt);
+        saved_model_free(&sm);
+        return 2;
+    }
+    const int T = sm.cfg.steps;
+    int32_t *src = calloc((size_t)batch * T, sizeof(int32_t));
+    int32_t *tgt = calloc((size_t)batch * T, sizeof(int32_t));
+    int32_t *valid = calloc((size_t)batch, sizeof(int32_t));
+    char *line = NULL, err[ERRLEN];
+    size_t cap = 0;
+    long lineno = 0, sentences = 0, tokens = 0;
+    double loss_sum = 0.0;
+    int nb = 0, rc = (src && tgt && valid) ? 0 : 1;
+    while (rc == 0) {
+        ssize_t got = getline(&line, &cap, stdin);
+        if (got >= 0) {
+            lineno++;
+            while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = '\0';
+            /* the pairs as the corpus reader takes them (a BOM, blank lines,
+             * extra columns) */
+            const char *s = line + (lineno == 1 ? data_skip_bom(line, (size_t)got) : 0), *t;
+            size_t sl, tl;
+            int f = data_pair_fields(s, (size_t)got - (size_t)(s - line), &sl, &t, &tl);
+            if (f == 1) continue;
+            if (f < 0) {
+                fprintf(stderr, "%s: stdin:%ld: expected source<TAB>target\n", prog, lineno);
+                rc = 2;
+                break;
+            }
+            char *ns = NULL, *nt = NULL;
+            if (data_normalize(s, sl, &ns, err, sizeof err) != DATA_OK ||
+                data_normalize(t, tl, &nt, err, sizeof err) != DATA_OK) {
+                free(ns);
+                fprintf(stderr, "%s: stdin:%ld: %s\n", prog, lineno, err);
+                rc = 2;
+                break;
+            }
+            data_encode_sentence(&sm.src, ns, src + (size_t)nb * T, T);
+            valid[nb] = data_encode_sentence(&sm.tgt, nt, tgt + (size_t)nb * T, T);
+            free(ns), free(nt);
+            nb++;
+        }
+        if ((got < 0 && nb > 0) || nb == batch) {
+            model_batch b = {.B = nb, .T = T, .src = src, .tgt = tgt, .tgt_valid = valid};
+            double l;
+            long n;
+            model_step(sm.m, &b, 0, &l, &n);
+            loss_sum += l, tokens += n, sentences += nb;
+            nb = 0;
+        }
+        if (got < 0) break;
+    }
+    if (rc == 0 && sentences == 0) {
+        fprintf(stderr, "%s: no pairs on stdin\n", prog);
+        rc = 2;
+    }
+    if (rc == 0) {
+        double mean = loss_sum / (double)(tokens > 0 ? tokens : 1);
+        printf("loss=%.6f ppl=%.6f loss_sum=%.6f tokens=%ld sentences=%ld\n", mean, exp(mean),
+               loss_sum, tokens, sentences);
+    }
+    free(line), free(src), free(tgt), free(valid);
+    saved_model_free(&sm);
+    return rc;
+}
