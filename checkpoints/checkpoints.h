@@ -109,6 +109,12 @@ void ckpt_path(char *out, size_t n, const char *dir, long step);
 #define CKPT_LIST_MAX 4096
 int ckpt_list_dir(const char *dir, long *steps, int max);
 
+/* Removes all but the newest `keep` checkpoints of dir among those of
+ * step <= upto; those past upto (another branch of the run) are left,
+ * their count in *later (may be NULL). Returns how many were removed,
+ * or -1 when dir cannot be read. */
+int ckpt_retain(const char *dir, int keep, long upto, int *later);
+
 /* Removes temporary files of writers on this host that no longer run
  * (ckpt-*.h5.tmp.HOST.PID with that PID gone: a writer killed mid-write);
  * returns how many. Other hosts' temporaries are left alone. */

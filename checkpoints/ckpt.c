@@ -420,6 +420,29 @@ int ckpt_list_dir(const char *dir, long *steps, int max)
     return n;
 }
 
+int ckpt_retain(const char *dir, int keep, long upto, int *later)
+{
+    if (later) *later = 0;
+    long steps[CKPT_LIST_MAX];
+    const int n = ckpt_list_dir(dir, steps, CKPT_LIST_MAX);
+    if (n < 0) return -1;
+    int kept = 0, removed = 0, past = 0;
+    for (int i = 0; i < n; i++) {
+        /* a checkpoint past upto belongs to a run this one did not continue
+         * (it resumed from an earlier step): not this run's to prune */
+        if (steps[i] > upto) {
+            past++;
+            continue;
+        }
+        if (kept++ < keep) continue;
+        char p[1200];
+        ckpt_path(p, sizeof p, dir, steps[i]);
+        removed += unlink(p) == 0;
+    }
+    if (later) *later = past;
+    return removed;
+}
+
 /* ----------------------------------------------------------------- reading */
 
 static int read_attr_str(hid_t obj, const char *name, char *out, size_t n)
