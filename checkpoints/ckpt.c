@@ -399,13 +399,20 @@ static int checkpoint_name(const char *name, long *step)
     return 1;
 }
 
-int ckpt_list_dir(const char *dir, long *steps, int max)
+/* The steps of every checkpoint of dir, newest first, in *out (malloc'd,
+ * NULL when there is none); how many, or -1 when dir cannot be read or
+ * memory runs out. All of them: a listing that stopped at a caller's
+ * capacity would hold whichever the directory's order gave first, not the
+ * newest. */
+static int list_steps(const char *dir, long **out)
 {
+    *out = NULL;
     DIR *d = opendir(dir);
     if (!d) return -1;
-    int n = 0;
+    long *steps = NULL;
+    int n = 0, cap = 0;
     struct dirent *e;
-    while ((e = readdir(d)) && n < max) {
+    while ((e = readdir(d))) {
         long s;
         if (!checkpoint_name(e->d_name, &s)) continue;
         /* a regular file (or a link to one): a FIFO would block its reader */
@@ -413,18 +420,40 @@ int ckpt_list_dir(const char *dir, long *steps, int max)
         struct stat st;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (n == cap) {
+            const int ncap = cap ? 2 * cap : 64; /* cap below 2^28: no overflow */
+            long *grown = cap < (1 << 28) ? realloc(steps, (size_t)ncap * sizeof *steps) : NULL;
+            if (!grown) {
+                free(steps);
+                closedir(d);
+                return -1;
+            }
+            steps = grown, cap = ncap;
+        }
         steps[n++] = s;
     }
     closedir(d);
-    qsort(steps, (size_t)n, sizeof *steps, cmp_desc);
+    if (n > 0) qsort(steps, (size_t)n, sizeof *steps, cmp_desc);
+    *out = steps;
     return n;
+}
+
+int ckpt_list_dir(const char *dir, long *steps, int max)
+{
+    long *all;
+    const int n = list_steps(dir, &all);
+    if (n < 0) return -1;
+    const int k = n < max ? n : max > 0 ? max : 0;
+    if (k > 0) memcpy(steps, all, (size_t)k * sizeof *steps);
+    free(all);
+    return k;
 }
 
 int ckpt_retain(const char *dir, int keep, long upto, int *later)
 {
     if (later) *later = 0;
-    long steps[CKPT_LIST_MAX];
-    const int n = ckpt_list_dir(dir, steps, CKPT_LIST_MAX);
+    long *steps;
+    const int n = list_steps(dir, &steps);
     if (n < 0) return -1;
     int kept = 0, removed = 0, past = 0;
     for (int i = 0; i < n; i++) {
@@ -439,6 +468,7 @@ int ckpt_retain(const char *dir, int keep, long upto, int *later)
         ckpt_path(p, sizeof p, dir, steps[i]);
         removed += unlink(p) == 0;
     }
+    free(steps);
     if (later) *later = past;
     return removed;
 }

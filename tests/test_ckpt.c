@@ -1279,6 +1279,48 @@ static void test_path_and_list(void)
     CU_ASSERT_EQUAL(ckpt_list_dir(p, got, CKPT_LIST_MAX), -1);
 }
 
+/* More checkpoints than the caller has room for: the newest of them, the
+ * ones --resume auto and ckpt list want, whatever the directory's order. */
+static void test_list_newest_when_full(void)
+{
+    REQUIRE_FIXTURE();
+    char p[1024];
+    for (long s = 1; s <= 40; s++) {
+        ckpt_path(p, sizeof p, fx.dir, s * 7 % 41); /* 1..40 shuffled (12 is the fixture's) */
+        CU_ASSERT_FATAL(s * 7 % 41 == 12 || write_bytes(p, "x", 1) == 0);
+    }
+    long got[3] = {-1, -1, -1};
+    CU_ASSERT_EQUAL(ckpt_list_dir(fx.dir, got, 3), 3);
+    CU_ASSERT(got[0] == 40 && got[1] == 39 && got[2] == 38);
+    if (got[0] != 40 || got[1] != 39 || got[2] != 38)
+        fprintf(stderr, "\n    listed %ld %ld %ld\n", got[0], got[1], got[2]);
+    long one = -1;
+    CU_ASSERT_EQUAL(ckpt_list_dir(fx.dir, &one, 1), 1);
+    CU_ASSERT_EQUAL(one, 40);
+    CU_ASSERT_EQUAL(ckpt_list_dir(fx.dir, got, 0), 0);
+}
+
+/* Retention over more checkpoints than a listing holds (CKPT_LIST_MAX):
+ * still all but the newest `keep` removed, and every later one counted. */
+static void test_retain_many(void)
+{
+    REQUIRE_FIXTURE();
+    CU_ASSERT_FATAL(unlink(fx.good) == 0);
+    const long n = CKPT_LIST_MAX + 100;
+    char p[1024];
+    for (long s = 1; s <= n; s++) {
+        ckpt_path(p, sizeof p, fx.dir, s);
+        CU_ASSERT_FATAL(write_bytes(p, "", 0) == 0);
+    }
+    int later = -1;
+    /* keep the newest 4100 up to n - 10: 4096 + 100 - 10 - 4100 = 86 go */
+    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 4100, n - 10, &later), 86);
+    CU_ASSERT_EQUAL(later, 10);
+    CU_ASSERT_EQUAL(count_entries(".h5"), 4110);
+    CU_ASSERT_FALSE(exists("ckpt-00000086.h5"));
+    CU_ASSERT(exists("ckpt-00000087.h5"));
+}
+
 /* Steps 10..80, keep 3, up to step 60: 10..30 go, 40..60 stay, and 70 and 80
  * (another branch of the run) stay and are counted. */
 static void test_retain(void)
@@ -1408,6 +1450,8 @@ void register_suites(void)
     static const test_def dirs[] = {
         {"ckpt_path, ckpt_list_dir newest first", test_path_and_list},
         {"ckpt_retain", test_retain},
+        {"ckpt_list_dir: the newest when there are more than max", test_list_newest_when_full},
+        {"ckpt_retain over more than CKPT_LIST_MAX checkpoints", test_retain_many},
     };
     ADD_SUITE("ckpt/round trip", round_trip);
     ADD_SUITE("ckpt/refused: not a checkpoint", not_ours);
