@@ -998,9 +998,18 @@ static herr_t verify_cb(hid_t obj, const char *name, const H5O_info_t *info, voi
         snprintf(v->what, sizeof v->what, "/%s cannot be opened", name);
         return 0;
     }
-    /* /config is a scalar (no chunks, no checksum); every other dataset must
-     * carry its Fletcher-32 checksum */
-    const char *why = dataset_problem(ds, 0, strcmp(name, "config") != 0);
+    /* /config is a scalar string (no chunks, no checksum) and /vocab/... are
+     * strings; every other dataset is float32, as the readers take it (what
+     * verifies must load: --resume auto trusts it), and every one but
+     * /config carries its Fletcher-32 checksum */
+    const int config = strcmp(name, "config") == 0;
+    const int text = config || strncmp(name, "vocab/", 6) == 0;
+    const char *why = dataset_problem(ds, !text, !config);
+    if (!why && text) {
+        hid_t t = H5Dget_type(ds);
+        if (t < 0 || H5Tget_class(t) != H5T_STRING) why = "not strings";
+        if (t >= 0) H5Tclose(t);
+    }
     herr_t rc = why ? -1 : 0;
     if (!why) {
         hid_t t = H5Dget_type(ds);

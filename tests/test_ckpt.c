@@ -801,6 +801,36 @@ static void test_refuse_dtype_readers(void)
                "/model/decoder/dense/bias: not float32 data");
 }
 
+/* The same for verify: what passes it must load (--resume auto takes the
+ * newest checkpoint that verifies). Tensors, moments and state are float32,
+ * vocabularies strings. */
+static void test_refuse_dtype_verify(void)
+{
+    REQUIRE_FIXTURE();
+    const double bias[7] = {1, 2, 3, 4, 5, 6, 7};
+    const int ids[7] = {0, 1, 2, 3, 4, 5, 6};
+    const hsize_t dims[1] = {7};
+    char p[1024], q[1024], r[1024];
+    hid_t f = open_copy("float64.h5", p, sizeof p);
+    CU_ASSERT_FATAL(f >= 0);
+    CU_ASSERT(put_dataset(f, "/model/decoder/dense/bias", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, bias,
+                          1, dims, dims, 1) == 0);
+    H5Fclose(f);
+    EXPECT_VERIFY(p, CKPT_EFORMAT, "/model/decoder/dense/bias: not float32 data");
+    f = open_copy("int-moment.h5", q, sizeof q);
+    CU_ASSERT_FATAL(f >= 0);
+    CU_ASSERT(put_dataset(f, "/optimizer/v/decoder/dense/bias", H5T_STD_I32LE, H5T_NATIVE_INT, ids,
+                          1, dims, dims, 1) == 0);
+    H5Fclose(f);
+    EXPECT_VERIFY(q, CKPT_EFORMAT, "/optimizer/v/decoder/dense/bias: not float32 data");
+    f = open_copy("int-vocab.h5", r, sizeof r);
+    CU_ASSERT_FATAL(f >= 0);
+    CU_ASSERT(put_dataset(f, "/vocab/tgt", H5T_STD_I32LE, H5T_NATIVE_INT, ids, 1, dims, dims, 1) ==
+              0);
+    H5Fclose(f);
+    EXPECT_VERIFY(r, CKPT_EFORMAT, "/vocab/tgt: not strings");
+}
+
 static void test_refuse_string_size(void)
 {
     REQUIRE_FIXTURE();
@@ -1420,6 +1450,7 @@ void register_suites(void)
         {"/config not a JSON object, not a scalar", test_refuse_config},
         {"a dataset without Fletcher-32", test_refuse_no_checksum},
         {"a float64 tensor (readers)", test_refuse_dtype_readers},
+        {"a float64 tensor, int moments, int vocabulary (verify)", test_refuse_dtype_verify},
         {"a string of impossible size", test_refuse_string_size},
         {"an implausibly large dataset", test_refuse_implausibly_large},
     };
