@@ -822,11 +822,26 @@ static int read_floats(ckpt_file *f, const char *path, float *out, int ndim, con
     return CKPT_OK;
 }
 
-/* Counts datasets below a group (recursively). */
+/* Counts the datasets below a group (recursively), and names the first one
+ * that is no tensor of the table. */
+typedef struct {
+    const param_table *pt;
+    int count;
+    char extra[256]; /* relative to the group, "" when every one is a tensor */
+} count_ctx;
+
 static herr_t count_cb(hid_t obj, const char *name, const H5O_info_t *info, void *op)
 {
-    (void)obj, (void)name;
-    if (info->type == H5O_TYPE_DATASET) (*(int *)op)++;
+    (void)obj;
+    count_ctx *c = op;
+    if (info->type != H5O_TYPE_DATASET) return 0;
+    c->count++;
+    if (c->extra[0]) return 0;
+    char key[256]; /* "decoder/dense/bias" → "decoder.dense.bias" */
+    snprintf(key, sizeof key, "%s", name);
+    for (char *p = key; *p; p++)
+        if (*p == '/') *p = '.';
+    if (param_table_find(c->pt, key) < 0) snprintf(c->extra, sizeof c->extra, "%s", name);
     return 0;
 }
 
@@ -841,15 +856,21 @@ static int read_table(ckpt_file *f, const char *group, const param_table *pt, fl
         int rc = read_floats(f, path, buf + t->offset, t->ndim, dims, err, errlen);
         if (rc != CKPT_OK) return rc;
     }
-    int count = 0;
+    count_ctx c = {pt, 0, ""};
     hid_t g = H5Gopen2(f->fid, group, H5P_DEFAULT);
     if (g >= 0) {
-        H5Ovisit(g, H5_INDEX_NAME, H5_ITER_NATIVE, count_cb, &count);
+        H5Ovisit(g, H5_INDEX_NAME, H5_ITER_NATIVE, count_cb, &c);
         H5Gclose(g);
     }
-    if (count != pt->n)
+    if (c.count != pt->n || c.extra[0]) {
+        if (c.extra[0])
+            return seterr(err, errlen, CKPT_EMISMATCH,
+                          "%s: %s/%s is not a tensor of the model (%s holds %d tensors, the "
+                          "model has %d)",
+                          f->path, group, c.extra, group, c.count, pt->n);
         return seterr(err, errlen, CKPT_EMISMATCH, "%s: %s holds %d tensors, the model has %d",
-                      f->path, group, count, pt->n);
+                      f->path, group, c.count, pt->n);
+    }
     return CKPT_OK;
 }
 

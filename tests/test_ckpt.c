@@ -1070,6 +1070,7 @@ static void test_refuse_extra_tensor(void)
     char err[1400] = "";
     EXPECT_ERR(read_params_as(fx.good, TENSORS, NT - 1, err, sizeof err), CKPT_EMISMATCH, err,
                fx.good, "/model holds 4 tensors, the model has 3");
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "/model/decoder/dense/bias is not a tensor of the model"));
     char p[1024];
     hid_t f = open_copy("extra.h5", p, sizeof p);
     CU_ASSERT_FATAL(f >= 0);
@@ -1080,6 +1081,23 @@ static void test_refuse_extra_tensor(void)
     H5Fclose(f);
     EXPECT_ERR(read_params_as(p, TENSORS, NT, err, sizeof err), CKPT_EMISMATCH, err, p,
                "/model holds 5 tensors, the model has 4");
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "/model/decoder/extra/bias is not a tensor of the model"));
+    /* and in the optimizer's moments */
+    f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    CU_ASSERT_FATAL(f >= 0);
+    CU_ASSERT(H5Ldelete(f, "/model/decoder/extra", H5P_DEFAULT) >= 0);
+    CU_ASSERT(put_dataset(f, "/optimizer/m/extra", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, x, 1, dims,
+                          dims, 1) == 0);
+    H5Fclose(f);
+    CU_ASSERT_EQUAL(read_params_as(p, TENSORS, NT, err, sizeof err), CKPT_OK);
+    ckpt_file *cf = NULL;
+    CU_ASSERT_EQUAL_FATAL(ckpt_open(&cf, p, err, sizeof err), CKPT_OK);
+    optimizer o;
+    CU_ASSERT_FATAL(optimizer_init(&o, OPT_ADAM, 0.1f, &fx.pt) == MODEL_OK);
+    EXPECT_ERR(ckpt_read_optimizer(cf, &fx.pt, &o, err, sizeof err), CKPT_EMISMATCH, err, p,
+               "/optimizer/m/extra is not a tensor of the model");
+    optimizer_free(&o);
+    ckpt_close(cf);
     /* it is still a valid checkpoint, of another model */
     CU_ASSERT_EQUAL(ckpt_verify(p, err, sizeof err), CKPT_OK);
 }
