@@ -103,11 +103,19 @@ int ckpt_read_state(ckpt_file *f, const char *name, float *buf, const int dims[3
 
 /* Checkpoints of a run directory are named ckpt-<step, 8+ digits>.h5. */
 void ckpt_path(char *out, size_t n, const char *dir, long step);
-/* Steps of the checkpoints in dir, newest first; returns how many (at most
- * max; CKPT_LIST_MAX is the callers' usual capacity), or -1 when dir cannot
- * be read. */
+/* Steps of the checkpoints in dir, newest first: the newest max of them
+ * when there are more. Returns how many (at most max; CKPT_LIST_MAX is the
+ * callers' usual capacity), or -1 when dir cannot be read (or memory runs
+ * out). */
 #define CKPT_LIST_MAX 4096
 int ckpt_list_dir(const char *dir, long *steps, int max);
+
+/* Removes all but the newest `keep` checkpoints of dir among those of
+ * step <= upto; those past upto (another branch of the run) are left,
+ * their count in *later (may be NULL). Returns how many were removed,
+ * or -1 when dir cannot be read (or memory runs out). No limit on how many
+ * the directory holds. */
+int ckpt_retain(const char *dir, int keep, long upto, int *later);
 
 /* Removes temporary files of writers on this host that no longer run
  * (ckpt-*.h5.tmp.HOST.PID with that PID gone: a writer killed mid-write);

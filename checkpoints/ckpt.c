@@ -399,13 +399,20 @@ static int checkpoint_name(const char *name, long *step)
     return 1;
 }
 
-int ckpt_list_dir(const char *dir, long *steps, int max)
+/* The steps of every checkpoint of dir, newest first, in *out (malloc'd,
+ * NULL when there is none); how many, or -1 when dir cannot be read or
+ * memory runs out. All of them: a listing that stopped at a caller's
+ * capacity would hold whichever the directory's order gave first, not the
+ * newest. */
+static int list_steps(const char *dir, long **out)
 {
+    *out = NULL;
     DIR *d = opendir(dir);
     if (!d) return -1;
-    int n = 0;
+    long *steps = NULL;
+    int n = 0, cap = 0;
     struct dirent *e;
-    while ((e = readdir(d)) && n < max) {
+    while ((e = readdir(d))) {
         long s;
         if (!checkpoint_name(e->d_name, &s)) continue;
         /* a regular file (or a link to one): a FIFO would block its reader */
@@ -413,11 +420,57 @@ int ckpt_list_dir(const char *dir, long *steps, int max)
         struct stat st;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (n == cap) {
+            const int ncap = cap ? 2 * cap : 64; /* cap below 2^28: no overflow */
+            long *grown = cap < (1 << 28) ? realloc(steps, (size_t)ncap * sizeof *steps) : NULL;
+            if (!grown) {
+                free(steps);
+                closedir(d);
+                return -1;
+            }
+            steps = grown, cap = ncap;
+        }
         steps[n++] = s;
     }
     closedir(d);
-    qsort(steps, (size_t)n, sizeof *steps, cmp_desc);
+    if (n > 0) qsort(steps, (size_t)n, sizeof *steps, cmp_desc);
+    *out = steps;
     return n;
+}
+
+int ckpt_list_dir(const char *dir, long *steps, int max)
+{
+    long *all;
+    const int n = list_steps(dir, &all);
+    if (n < 0) return -1;
+    const int k = n < max ? n : max > 0 ? max : 0;
+    if (k > 0) memcpy(steps, all, (size_t)k * sizeof *steps);
+    free(all);
+    return k;
+}
+
+int ckpt_retain(const char *dir, int keep, long upto, int *later)
+{
+    if (later) *later = 0;
+    long *steps;
+    const int n = list_steps(dir, &steps);
+    if (n < 0) return -1;
+    int kept = 0, removed = 0, past = 0;
+    for (int i = 0; i < n; i++) {
+        /* a checkpoint past upto belongs to a run this one did not continue
+         * (it resumed from an earlier step): not this run's to prune */
+        if (steps[i] > upto) {
+            past++;
+            continue;
+        }
+        if (kept++ < keep) continue;
+        char p[1200];
+        ckpt_path(p, sizeof p, dir, steps[i]);
+        removed += unlink(p) == 0;
+    }
+    free(steps);
+    if (later) *later = past;
+    return removed;
 }
 
 /* ----------------------------------------------------------------- reading */
@@ -769,11 +822,26 @@ static int read_floats(ckpt_file *f, const char *path, float *out, int ndim, con
     return CKPT_OK;
 }
 
-/* Counts datasets below a group (recursively). */
+/* Counts the datasets below a group (recursively), and names the first one
+ * that is no tensor of the table. */
+typedef struct {
+    const param_table *pt;
+    int count;
+    char extra[256]; /* relative to the group, "" when every one is a tensor */
+} count_ctx;
+
 static herr_t count_cb(hid_t obj, const char *name, const H5O_info_t *info, void *op)
 {
-    (void)obj, (void)name;
-    if (info->type == H5O_TYPE_DATASET) (*(int *)op)++;
+    (void)obj;
+    count_ctx *c = op;
+    if (info->type != H5O_TYPE_DATASET) return 0;
+    c->count++;
+    if (c->extra[0]) return 0;
+    char key[256]; /* "decoder/dense/bias" → "decoder.dense.bias" */
+    snprintf(key, sizeof key, "%s", name);
+    for (char *p = key; *p; p++)
+        if (*p == '/') *p = '.';
+    if (param_table_find(c->pt, key) < 0) snprintf(c->extra, sizeof c->extra, "%s", name);
     return 0;
 }
 
@@ -788,15 +856,21 @@ static int read_table(ckpt_file *f, const char *group, const param_table *pt, fl
         int rc = read_floats(f, path, buf + t->offset, t->ndim, dims, err, errlen);
         if (rc != CKPT_OK) return rc;
     }
-    int count = 0;
+    count_ctx c = {pt, 0, ""};
     hid_t g = H5Gopen2(f->fid, group, H5P_DEFAULT);
     if (g >= 0) {
-        H5Ovisit(g, H5_INDEX_NAME, H5_ITER_NATIVE, count_cb, &count);
+        H5Ovisit(g, H5_INDEX_NAME, H5_ITER_NATIVE, count_cb, &c);
         H5Gclose(g);
     }
-    if (count != pt->n)
+    if (c.count != pt->n || c.extra[0]) {
+        if (c.extra[0])
+            return seterr(err, errlen, CKPT_EMISMATCH,
+                          "%s: %s/%s is not a tensor of the model (%s holds %d tensors, the "
+                          "model has %d)",
+                          f->path, group, c.extra, group, c.count, pt->n);
         return seterr(err, errlen, CKPT_EMISMATCH, "%s: %s holds %d tensors, the model has %d",
-                      f->path, group, count, pt->n);
+                      f->path, group, c.count, pt->n);
+    }
     return CKPT_OK;
 }
 
@@ -945,9 +1019,18 @@ static herr_t verify_cb(hid_t obj, const char *name, const H5O_info_t *info, voi
         snprintf(v->what, sizeof v->what, "/%s cannot be opened", name);
         return 0;
     }
-    /* /config is a scalar (no chunks, no checksum); every other dataset must
-     * carry its Fletcher-32 checksum */
-    const char *why = dataset_problem(ds, 0, strcmp(name, "config") != 0);
+    /* /config is a scalar string (no chunks, no checksum) and /vocab/... are
+     * strings; every other dataset is float32, as the readers take it (what
+     * verifies must load: --resume auto trusts it), and every one but
+     * /config carries its Fletcher-32 checksum */
+    const int config = strcmp(name, "config") == 0;
+    const int text = config || strncmp(name, "vocab/", 6) == 0;
+    const char *why = dataset_problem(ds, !text, !config);
+    if (!why && text) {
+        hid_t t = H5Dget_type(ds);
+        if (t < 0 || H5Tget_class(t) != H5T_STRING) why = "not strings";
+        if (t >= 0) H5Tclose(t);
+    }
     herr_t rc = why ? -1 : 0;
     if (!why) {
         hid_t t = H5Dget_type(ds);
