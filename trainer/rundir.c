@@ -50,29 +50,20 @@ void rundir_open(rundir *d)
                 gone, gone > 1 ? "s" : "", dir);
 }
 
-/* Removes all but the newest `keep` checkpoints of dir up to step `upto`.
- * Checkpoints past `upto` belong to another branch of the run (this one
- * resumed from an earlier step): they are left alone, with a warning. */
+/* Retention (ckpt_retain): checkpoints past `upto` belong to another
+ * branch of the run (this one resumed from an earlier step): they are left
+ * alone, with a warning the first time. */
 static void retain(const char *dir, int keep, long upto)
 {
-    long steps[CKPT_LIST_MAX];
-    int n = ckpt_list_dir(dir, steps, CKPT_LIST_MAX), kept = 0;
-    for (int i = 0; i < n; i++) {
-        if (steps[i] > upto) {
-            static int warned = 0;
-            if (!warned++)
-                fprintf(stderr,
-                        "seqpar train: warning: %s holds checkpoints past step %ld (from a "
-                        "run this one did not continue); they are kept, and --resume auto "
-                        "would take them\n",
-                        dir, upto);
-            continue;
-        }
-        if (kept++ < keep) continue;
-        char p[1200];
-        ckpt_path(p, sizeof p, dir, steps[i]);
-        unlink(p);
-    }
+    static int warned = 0;
+    int later = 0;
+    ckpt_retain(dir, keep, upto, &later);
+    if (later > 0 && !warned++)
+        fprintf(stderr,
+                "seqpar train: warning: %s holds checkpoints past step %ld (from a "
+                "run this one did not continue); they are kept, and --resume auto "
+                "would take them\n",
+                dir, upto);
 }
 
 /* ---------------------------------------------------------------- saving */
