@@ -401,6 +401,63 @@ static int not_empty(const data_vocab *v, const long *counts, size_t n, int min_
                      where, min_freq, side, side[0] ? " " : "", most, most == 1 ? "" : "s");
 }
 
+/* The tokens t0..t1 of c joined by spaces (malloc'd; NULL when out of memory). */
+static char *joined_text(const collect *c, long t0, long t1)
+{
+    size_t len = 1;
+    for (long t = t0; t < t1; t++) len += strlen(c->tab.strs[c->tok[t]]) + 1;
+    char *text = malloc(len), *w = text;
+    if (!text) return NULL;
+    for (long t = t0; t < t1; t++) {
+        const size_t k = strlen(c->tab.strs[c->tok[t]]);
+        if (t > t0) *w++ = ' ';
+        memcpy(w, c->tab.strs[c->tok[t]], k);
+        w += k;
+    }
+    *w = '\0';
+    return text;
+}
+
+/* Every pair of c into its set, encoded with the vocabularies' ids (remap:
+ * collected id → vocabulary id per side); the held-out targets also as
+ * text (the references of BLEU). DATA_OK or DATA_ENOMEM. */
+static int fill_sets(const collect *c, long n, const unsigned char *is_valid, int T,
+                     const int32_t *remap_src, const int32_t *remap_tgt, data_pairs *train,
+                     data_pairs *valid)
+{
+    long rt = 0, rv = 0;
+    for (long p = 0; p < n; p++) {
+        data_pairs *set = is_valid[p] ? valid : train;
+        const long r = is_valid[p] ? rv++ : rt++;
+        const long s0 = c->off[2 * p], s1 = c->off[2 * p + 1], t1 = c->off[2 * p + 2];
+        set->src_valid[r] = encode_row(c->tok + s0, s1 - s0, remap_src, set->src + r * T, T);
+        set->tgt_valid[r] = encode_row(c->tok + s1, t1 - s1, remap_tgt, set->tgt + r * T, T);
+        if (set == valid && !(valid->tgt_text[r] = joined_text(c, s1, t1))) return DATA_ENOMEM;
+    }
+    return DATA_OK;
+}
+
+/* Token counts over the training pairs only, and each token's first
+ * position; side 0 = source, 1 = target, nd ids a side. */
+static void count_training(const collect *c, long n, const unsigned char *is_valid, size_t nd,
+                           long *cnt, long *first)
+{
+    for (size_t i = 0; i < 2 * nd; i++) cnt[i] = 0, first[i] = -1;
+    long pos = 0;
+    for (long p = 0; p < n; p++) {
+        if (is_valid[p]) continue;
+        for (int side = 0; side < 2; side++) {
+            long *cs = cnt + side * nd, *fs = first + side * nd;
+            for (long t = c->off[2 * p + side]; t < c->off[2 * p + side + 1]; t++) {
+                const int32_t id = c->tok[t];
+                if (fs[id] < 0) fs[id] = pos;
+                cs[id]++;
+                pos++;
+            }
+        }
+    }
+}
+
 int data_pairs_load(data_pairs *train, data_pairs *valid, const data_pairs_opts *o, char *err,
                     size_t errlen)
 {
@@ -448,21 +505,7 @@ int data_pairs_load(data_pairs *train, data_pairs *valid, const data_pairs_opts 
         choose_valid(n, o->valid, o->seed, is_valid) != DATA_OK)
         goto nomem;
 
-    /* Counts over the training pairs only; side 0 = source, 1 = target. */
-    for (size_t i = 0; i < 2 * nd; i++) cnt[i] = 0, first[i] = -1;
-    long pos = 0;
-    for (long p = 0; p < n; p++) {
-        if (is_valid[p]) continue;
-        for (int side = 0; side < 2; side++) {
-            long *cs = cnt + side * nd, *fs = first + side * nd;
-            for (long t = c.off[2 * p + side]; t < c.off[2 * p + side + 1]; t++) {
-                int32_t id = c.tok[t];
-                if (fs[id] < 0) fs[id] = pos;
-                cs[id]++;
-                pos++;
-            }
-        }
-    }
+    count_training(&c, n, is_valid, nd, cnt, first);
     int mf = o->min_freq;
     rc =
         data_vocab_from_counts(&train->src_vocab, c.tab.strs, cnt, first, c.tab.n, mf, err, errlen);
@@ -492,28 +535,7 @@ int data_pairs_load(data_pairs *train, data_pairs *valid, const data_pairs_opts 
         valid->tgt_text = calloc((size_t)(o->valid ? o->valid : 1), sizeof(char *));
         if (!valid->tgt_text) goto nomem;
     }
-    long rt = 0, rv = 0;
-    for (long p = 0; p < n; p++) {
-        data_pairs *set = is_valid[p] ? valid : train;
-        long r = is_valid[p] ? rv++ : rt++;
-        long s0 = c.off[2 * p], s1 = c.off[2 * p + 1], t1 = c.off[2 * p + 2];
-        set->src_valid[r] = encode_row(c.tok + s0, s1 - s0, remap_src, set->src + r * T, T);
-        set->tgt_valid[r] = encode_row(c.tok + s1, t1 - s1, remap_tgt, set->tgt + r * T, T);
-        if (set == valid) {
-            size_t len = 1;
-            for (long t = s1; t < t1; t++) len += strlen(c.tab.strs[c.tok[t]]) + 1;
-            char *text = malloc(len), *w = text;
-            if (!text) goto nomem;
-            for (long t = s1; t < t1; t++) {
-                size_t k = strlen(c.tab.strs[c.tok[t]]);
-                if (t > s1) *w++ = ' ';
-                memcpy(w, c.tab.strs[c.tok[t]], k);
-                w += k;
-            }
-            *w = '\0';
-            valid->tgt_text[r] = text;
-        }
-    }
+    if (fill_sets(&c, n, is_valid, T, remap_src, remap_tgt, train, valid) != DATA_OK) goto nomem;
     rc = DATA_OK;
     goto out;
 nomem:

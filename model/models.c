@@ -627,6 +627,110 @@ static void beam_offer(beam_cand *top, int *n, int k, double score, int parent, 
     top[i] = (beam_cand){score, parent, token};
 }
 
+/* A beam search in progress (model_beam): per call, histories (two
+ * generations), scores, candidates, the best finished hypothesis of each
+ * sentence. Beam j of sentence b is decoder row b*k + j. */
+typedef struct beam_search {
+    int B, k, R, max_len, eos;
+    float alpha;
+    int32_t *hist, *h_old, *h_new, *best_tok;
+    double *score, *best;
+    int *live, *best_len, *parent;
+    int *nlive; /* a sentence's beam width: k less its finished hypotheses (0: done) */
+    beam_cand *top;
+} beam_search;
+
+static void beam_free(beam_search *bs)
+{
+    free(bs->hist), free(bs->best_tok), free(bs->score), free(bs->best), free(bs->live);
+    free(bs->best_len), free(bs->nlive), free(bs->parent), free(bs->top);
+}
+
+static int beam_alloc(beam_search *bs)
+{
+    const size_t R = (size_t)bs->R, B = (size_t)bs->B;
+    bs->hist = malloc(2 * R * bs->max_len * sizeof(int32_t));
+    bs->best_tok = malloc(B * bs->max_len * sizeof(int32_t));
+    bs->score = malloc(R * sizeof(double)), bs->best = malloc(B * sizeof(double));
+    bs->live = malloc(R * sizeof(int)), bs->best_len = malloc(B * sizeof(int));
+    bs->nlive = malloc(B * sizeof(int)), bs->parent = malloc(R * sizeof(int));
+    bs->top = malloc((size_t)bs->k * sizeof(beam_cand));
+    if (bs->hist && bs->best_tok && bs->score && bs->best && bs->live && bs->best_len &&
+        bs->nlive && bs->parent && bs->top) {
+        bs->h_old = bs->hist, bs->h_new = bs->hist + R * bs->max_len;
+        return MODEL_OK;
+    }
+    beam_free(bs);
+    return MODEL_ENOMEM;
+}
+
+/* Sentence b's hypothesis of length len (its tokens at from) competes for
+ * its best with its score normalised by norm_len^alpha. */
+static void beam_consider(beam_search *bs, int b, double score, int norm_len, const int32_t *from,
+                          int len)
+{
+    const double norm = score / pow((double)norm_len, (double)bs->alpha);
+    if (!(norm > bs->best[b])) return; /* (a NaN score never wins) */
+    bs->best[b] = norm;
+    bs->best_len[b] = len;
+    memcpy(bs->best_tok + (size_t)b * bs->max_len, from, (size_t)len * sizeof(int32_t));
+}
+
+/* Step s of sentence b: its live beams' extensions by log probability
+ * (logits of the step just decoded), the best nlive[b] of which become its
+ * beams; one that ends in <eos> is set aside as finished. */
+static void beam_advance(model *m, beam_search *bs, int b, int s, int32_t *tok)
+{
+    const int k = bs->k, V = m->cfg.tgt_vocab, max_len = bs->max_len;
+    int nt = 0;
+    const int want = bs->nlive[b]; /* finished hypotheses shrink the beam */
+    for (int j = 0; j < k; j++) {
+        const int r = b * k + j;
+        if (!bs->live[r]) continue;
+        const float *z = m->logits + (size_t)r * V;
+        const double lse = row_logsumexp(z, V);
+        for (int v = 0; v < V; v++)
+            beam_offer(bs->top, &nt, want, bs->score[r] + ((double)z[v] - lse), r, v);
+    }
+    /* the chosen extensions become this sentence's beams */
+    int j = 0;
+    for (int q = 0; q < nt; q++) {
+        const beam_cand *cd = &bs->top[q];
+        const int pl = s; /* parent's length */
+        const int32_t *from = bs->h_old + (size_t)cd->parent * max_len;
+        if (cd->token == bs->eos) {
+            beam_consider(bs, b, cd->score, pl + 1, from, pl);
+            bs->nlive[b]--;
+            continue;
+        }
+        const int r = b * k + j++;
+        memcpy(bs->h_new + (size_t)r * max_len, from, (size_t)pl * sizeof(int32_t));
+        bs->h_new[(size_t)r * max_len + pl] = cd->token;
+        bs->parent[r] = cd->parent; /* state to copy */
+        bs->score[r] = cd->score;
+        tok[r] = cd->token;
+    }
+    for (int q = j; q < k; q++) bs->live[b * k + q] = 0, bs->parent[b * k + q] = -1;
+    for (int q = 0; q < j; q++) bs->live[b * k + q] = 1;
+    if (j == 0) bs->nlive[b] = 0; /* every extension chosen ended */
+}
+
+/* Copies rows of (L, rows, H) states: dst row r from src row map[r] (rows
+ * whose map is negative are left). */
+static void copy_state_rows(const model *m, float *dh, float *dc, const float *sh, const float *sc,
+                            int dst_rows, int src_rows, const int *map, int div)
+{
+    const int H = m->cfg.hidden, L = m->cfg.layers, lstm = m->cfg.cell == CELL_LSTM;
+    for (int l = 0; l < L; l++)
+        for (int r = 0; r < dst_rows; r++) {
+            const int p = map ? map[r] : r / div;
+            if (p < 0) continue;
+            const size_t from = ((size_t)l * src_rows + p) * H, to = ((size_t)l * dst_rows + r) * H;
+            memcpy(dh + to, sh + from, (size_t)H * sizeof(float));
+            if (lstm) memcpy(dc + to, sc + from, (size_t)H * sizeof(float));
+        }
+}
+
 int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int max_len, int k,
                float alpha, int32_t *out, int *len)
 {
@@ -637,119 +741,50 @@ int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int
     for (size_t i = 0; i < (size_t)B * T; i++)
         if (src[i] < 0 || src[i] >= m->cfg.src_vocab) return MODEL_EINVAL;
     if (k == 1) return model_greedy(m, src, B, T, bos, eos, max_len, out, len);
-    const int R = B * k; /* decoder rows: beam j of sentence b is row b*k + j */
-    /* per call: histories (two generations), scores, candidates, the best
-     * finished hypothesis of each sentence */
-    int32_t *hist = malloc(2 * (size_t)R * max_len * sizeof(int32_t));
-    int32_t *best_tok = malloc((size_t)B * max_len * sizeof(int32_t));
-    double *score = malloc((size_t)R * sizeof(double)), *best = malloc((size_t)B * sizeof(double));
-    int *live = malloc((size_t)R * sizeof(int)), *best_len = malloc((size_t)B * sizeof(int));
-    int *nlive = malloc((size_t)B * sizeof(int)), *parent = malloc((size_t)R * sizeof(int));
-    beam_cand *top = malloc((size_t)k * sizeof(beam_cand));
-    if (!hist || !best_tok || !score || !best || !live || !best_len || !nlive || !parent || !top) {
-        free(hist), free(best_tok), free(score), free(best), free(live), free(best_len);
-        free(nlive), free(parent), free(top);
-        return MODEL_ENOMEM;
-    }
-    int32_t *h_old = hist, *h_new = hist + (size_t)R * max_len;
+    const int R = B * k;
+    beam_search bs = {.B = B, .k = k, .R = R, .max_len = max_len, .eos = eos, .alpha = alpha};
+    if (beam_alloc(&bs) != MODEL_OK) return MODEL_ENOMEM;
     int32_t *ids = m->ids_a, *tok = m->ids_b;
     to_time_major(ids, src, B, T);
     const float *xe = embed(m, m->i_enc_emb, m->xa, ids, (size_t)T * B);
     float *h = m->st_h, *c = m->st_c, *h2 = m->st2_h, *c2 = m->st2_c;
     rnn_stack_forward(&m->enc, T, B, xe, ids, NULL, NULL, NULL, h2, c2, NULL);
     /* every beam of a sentence starts from its encoder state and context */
-    const int lstm = m->cfg.cell == CELL_LSTM;
-    for (int l = 0; l < L; l++)
-        for (int r = 0; r < R; r++) {
-            size_t from = ((size_t)l * B + r / k) * H, to = ((size_t)l * R + r) * H;
-            memcpy(h + to, h2 + from, (size_t)H * sizeof(float));
-            if (lstm) memcpy(c + to, c2 + from, (size_t)H * sizeof(float));
-        }
+    copy_state_rows(m, h, c, h2, c2, R, B, NULL, k);
     for (int r = 0; r < R; r++)
         memcpy(m->ctx + (size_t)r * H, h2 + ((size_t)(L - 1) * B + r / k) * H,
                (size_t)H * sizeof(float));
     for (int r = 0; r < R; r++) {
         tok[r] = bos;
-        score[r] = 0.0;
-        live[r] = r % k == 0; /* identical beams: only the first starts */
+        bs.score[r] = 0.0;
+        bs.live[r] = r % k == 0; /* identical beams: only the first starts */
     }
-    /* nlive[b]: the sentence's beam width, k less its finished hypotheses
-     * (0: the sentence is done) */
-    for (int b = 0; b < B; b++) best[b] = -INFINITY, best_len[b] = 0, nlive[b] = k;
+    for (int b = 0; b < B; b++) bs.best[b] = -INFINITY, bs.best_len[b] = 0, bs.nlive[b] = k;
     int alive = B;
     for (int s = 0; s < max_len && alive > 0; s++) {
         decode_step(m, tok, R, h, c, h2, c2);
         for (int b = 0; b < B; b++) {
-            if (nlive[b] == 0) continue;
-            int nt = 0;
-            const int want = nlive[b]; /* finished hypotheses shrink the beam */
-            for (int j = 0; j < k; j++) {
-                const int r = b * k + j;
-                if (!live[r]) continue;
-                const float *z = m->logits + (size_t)r * V;
-                const double lse = row_logsumexp(z, V);
-                for (int v = 0; v < V; v++)
-                    beam_offer(top, &nt, want, score[r] + ((double)z[v] - lse), r, v);
-            }
-            /* the chosen extensions become this sentence's beams */
-            int j = 0;
-            for (int q = 0; q < nt; q++) {
-                const beam_cand *cd = &top[q];
-                const int pl = s; /* parent's length */
-                if (cd->token == eos) {
-                    double norm = cd->score / pow((double)(pl + 1), (double)alpha);
-                    if (norm > best[b]) {
-                        best[b] = norm;
-                        best_len[b] = pl;
-                        memcpy(best_tok + (size_t)b * max_len, h_old + (size_t)cd->parent * max_len,
-                               (size_t)pl * sizeof(int32_t));
-                    }
-                    nlive[b]--;
-                    continue;
-                }
-                const int r = b * k + j++;
-                memcpy(h_new + (size_t)r * max_len, h_old + (size_t)cd->parent * max_len,
-                       (size_t)pl * sizeof(int32_t));
-                h_new[(size_t)r * max_len + pl] = cd->token;
-                parent[r] = cd->parent; /* state to copy */
-                score[r] = cd->score;
-                tok[r] = cd->token;
-            }
-            for (int q = j; q < k; q++) live[b * k + q] = 0, parent[b * k + q] = -1;
-            for (int q = 0; q < j; q++) live[b * k + q] = 1;
-            if (j == 0) nlive[b] = 0; /* every extension chosen ended */
-            if (nlive[b] == 0) alive--;
+            if (bs.nlive[b] == 0) continue;
+            beam_advance(m, &bs, b, s, tok);
+            if (bs.nlive[b] == 0) alive--;
         }
         /* reorder the new states by parent row (h2, c2 → h, c) */
-        for (int l = 0; l < L; l++)
-            for (int r = 0; r < R; r++) {
-                if (parent[r] < 0) continue;
-                size_t from = ((size_t)l * R + (size_t)parent[r]) * H, to = ((size_t)l * R + r) * H;
-                memcpy(h + to, h2 + from, (size_t)H * sizeof(float));
-                if (lstm) memcpy(c + to, c2 + from, (size_t)H * sizeof(float));
-            }
-        int32_t *sw = h_old;
-        h_old = h_new, h_new = sw;
+        copy_state_rows(m, h, c, h2, c2, R, R, bs.parent, 1);
+        int32_t *sw = bs.h_old;
+        bs.h_old = bs.h_new, bs.h_new = sw;
     }
     /* hypotheses still live at max_len compete too, with their length */
     for (int b = 0; b < B; b++) {
         for (int j = 0; j < k; j++) {
             const int r = b * k + j;
-            if (!live[r] || nlive[b] == 0) continue;
-            double norm = score[r] / pow((double)max_len, (double)alpha);
-            if (norm > best[b]) {
-                best[b] = norm;
-                best_len[b] = max_len;
-                memcpy(best_tok + (size_t)b * max_len, h_old + (size_t)r * max_len,
-                       (size_t)max_len * sizeof(int32_t));
-            }
+            if (!bs.live[r] || bs.nlive[b] == 0) continue;
+            beam_consider(&bs, b, bs.score[r], max_len, bs.h_old + (size_t)r * max_len, max_len);
         }
-        len[b] = best_len[b];
-        memcpy(out + (size_t)b * max_len, best_tok + (size_t)b * max_len,
-               (size_t)best_len[b] * sizeof(int32_t));
+        len[b] = bs.best_len[b];
+        memcpy(out + (size_t)b * max_len, bs.best_tok + (size_t)b * max_len,
+               (size_t)bs.best_len[b] * sizeof(int32_t));
     }
-    free(hist), free(best_tok), free(score), free(best), free(live), free(best_len);
-    free(nlive), free(parent), free(top);
+    beam_free(&bs);
     return MODEL_OK;
 }
 

@@ -491,35 +491,20 @@ VM_CLONES static void add_row_sums(float *restrict out, const float *restrict a,
     }
 }
 
-void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const int32_t *ids,
-                      const float *ctx, const float *dy, int ldy, const float *dhT,
-                      const float *dcT, const float *carry, float *dx, int lddx, float *dctx,
-                      float *dh0, float *dc0)
+/* Backward through the time steps, last to first: dh (B, H) holds the
+ * gradient of the last state on entry; d->dxw (and dhw for a GRU) get every
+ * step's gate gradients. Returns the buffer holding d h_0 (dh and dtmp swap
+ * at every step); rows that never ran are zeroed. */
+static float *backward_steps(rnn_dir *d, int T, int B, const float *dy, int ldy, const float *carry,
+                             int want_dh0, int threads)
 {
-    const int H = d->H, I = d->I, C = d->C, IC = I + C;
-    const int GH = cell_gates(d->cell) * H;
-    const size_t BH = (size_t)B * H;
+    const int H = d->H, GH = cell_gates(d->cell) * H;
     const int lstm = d->cell == CELL_LSTM;
-    if (B == 0 || T == 0) return;
-    const size_t N = d->off[T]; /* the layout of the last forward */
     float *dh = d->dh, *dtmp = d->dtmp, *dc = d->dc;
     float *dhw_all = d->cell == CELL_GRU ? d->dhw : d->dxw;
-
-    if (dhT)
-        memcpy(dh, dhT, BH * sizeof(float));
-    else
-        memset(dh, 0, BH * sizeof(float));
-    if (lstm) {
-        if (dcT)
-            memcpy(dc, dcT, BH * sizeof(float));
-        else
-            memset(dc, 0, BH * sizeof(float));
-    }
-
-    const int threads = openblas_get_num_threads(); /* W_hh packed for the steps (rgemm) */
     const int packed = T > 1 && rgemm_suits(threads, fewest_rows(d, T), H, GH);
-    if (packed) rgemm_pack(d->wp, d->W_hh, GH, H, H, 0);
-    int live = B; /* rows whose dh is meaningful so far */
+    if (packed) rgemm_pack(d->wp, d->W_hh, GH, H, H, 0); /* W_hh packed for the steps (rgemm) */
+    int live = B;                                        /* rows whose dh is meaningful so far */
     for (int s = T - 1; s >= 0; s--) {
         const int t = d->reverse ? T - 1 - s : s;
         const int n = d->n[t];
@@ -536,7 +521,7 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
                       d->cell == CELL_GRU ? d->dhw + off : NULL, dtmp);
         /* d prev (n, H) = direct part + dhw_t (n, GH) · W_hh (GH, H); the
          * last step's is the initial state's, wanted only with dh0 */
-        if (s == 0 && !dh0)
+        if (s == 0 && !want_dh0)
             d->skipped += n;
         else if (packed && rgemm_suits(threads, n, H, GH))
             rgemm(n, H, GH, dhw_all + off, GH, d->wp, NULL, dtmp, H);
@@ -555,10 +540,17 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
             }
     }
     if (live < B) memset(dh + (size_t)live * H, 0, (size_t)(B - live) * H * sizeof(float));
-    if (dh0) vadd(dh0, dh, BH);
-    if (dc0 && lstm) vadd(dc0, dc, BH);
+    return dh;
+}
 
-    /* parameter gradients over all N rows at once */
+/* The input side's gradients over all N rows at once, from the steps' gate
+ * gradients: dW_ih and db_ih (shared inputs summed per distinct id first,
+ * one-hot inputs by column), the context's, and dx. */
+static void input_grads(rnn_dir *d, int T, int B, const float *x, int ldx, const int32_t *ids,
+                        const float *ctx, float *dx, int lddx, float *dctx, int threads)
+{
+    const int H = d->H, I = d->I, C = d->C, IC = I + C, GH = cell_gates(d->cell) * H;
+    const size_t N = d->off[T]; /* the layout of the last forward */
     const int shared = d->shared;
     float *dsh = d->xw; /* shared inputs: (U, GH) Σ of dxw per distinct id (xw is free now) */
     if (shared) {
@@ -594,9 +586,45 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
             gemm_nn_acc(small_rg(d, threads, B, C, GH), B, C, GH, dsum, GH, d->W_ih + I, IC, dctx,
                         C);
     }
-    /* dW_hh (GH, H) += dhw^T (GH, N) · prev (N, H). Unpacked, prev(t) are
-     * consecutive blocks; packed, step t uses the first n[t] rows of a block
-     * of n[t−1], so they are gathered first (into hw, no longer needed). */
+    /* dx (N, I) += dxw (N, GH) · W_ih[:, :I] (GH, I); shared inputs: (U, I) from dsh */
+    const int rows = shared ? d->U : (int)N;
+    const float *dxs = shared ? dsh : d->dxw;
+    if (dx && !d->onehot)
+        gemm_nn_acc(small_rg(d, threads, rows, I, GH), rows, I, GH, dxs, GH, d->W_ih, IC, dx, lddx);
+}
+
+void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const int32_t *ids,
+                      const float *ctx, const float *dy, int ldy, const float *dhT,
+                      const float *dcT, const float *carry, float *dx, int lddx, float *dctx,
+                      float *dh0, float *dc0)
+{
+    const int H = d->H, GH = cell_gates(d->cell) * H;
+    const size_t BH = (size_t)B * H;
+    const int lstm = d->cell == CELL_LSTM;
+    if (B == 0 || T == 0) return;
+    const size_t N = d->off[T]; /* the layout of the last forward */
+    float *dhw_all = d->cell == CELL_GRU ? d->dhw : d->dxw;
+    if (dhT)
+        memcpy(d->dh, dhT, BH * sizeof(float));
+    else
+        memset(d->dh, 0, BH * sizeof(float));
+    if (lstm) {
+        if (dcT)
+            memcpy(d->dc, dcT, BH * sizeof(float));
+        else
+            memset(d->dc, 0, BH * sizeof(float));
+    }
+    const int threads = openblas_get_num_threads();
+    const float *dh = backward_steps(d, T, B, dy, ldy, carry, dh0 != NULL, threads);
+    if (dh0) vadd(dh0, dh, BH);
+    if (dc0 && lstm) vadd(dc0, d->dc, BH);
+    /* parameter gradients over all N rows at once. dW_hh (GH, H) += dhw^T
+     * (GH, N) · prev (N, H): unpacked, prev(t) are consecutive blocks;
+     * packed, step t uses the first n[t] rows of a block of n[t−1], so they
+     * are gathered first (into hw, no longer needed). The input side's
+     * gradients come first: shared inputs reuse xw, which hw does not
+     * alias. */
+    input_grads(d, T, B, x, ldx, ids, ctx, dx, lddx, dctx, threads);
     const float *prev = d->reverse ? d->hs + BH : d->hs;
     if (d->bs) {
         float *g = d->hw;
@@ -608,11 +636,6 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
     gemm_tn_acc(small_rg(d, threads, GH, H, (int)N), GH, H, (int)N, dhw_all, GH, prev, H, d->dW_hh,
                 H);
     add_row_sums(d->db_hh, dhw_all, N, GH);
-    /* dx (N, I) += dxw (N, GH) · W_ih[:, :I] (GH, I); shared inputs: (U, I) from dsh */
-    const int rows = shared ? d->U : (int)N;
-    const float *dxs = shared ? dsh : d->dxw;
-    if (dx && !d->onehot)
-        gemm_nn_acc(small_rg(d, threads, rows, I, GH), rows, I, GH, dxs, GH, d->W_ih, IC, dx, lddx);
 }
 
 /* ================================================================ stacks */
