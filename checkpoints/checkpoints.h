@@ -32,6 +32,7 @@ enum {
     CKPT_EFORMAT = -2,   /* not a seqpar checkpoint, corrupt, missing object */
     CKPT_EMISMATCH = -3, /* valid file, but not for this model */
     CKPT_ENOMEM = -4,
+    CKPT_ENONFINITE = -5, /* ckpt_save: values that are NaN or infinite, not written */
 };
 
 #define CKPT_FORMAT         "seqpar-checkpoint"
@@ -73,7 +74,10 @@ typedef struct ckpt_content {
     int vocab_tgt_n;
 } ckpt_content;
 
-/* Writes atomically (temporary name, fsync, rename, fsync of the directory). */
+/* Writes atomically (temporary name, fsync, rename, fsync of the directory).
+ * Parameters, moments and carried state that are not all finite are never
+ * written (CKPT_ENONFINITE naming the first such tensor): a checkpoint is
+ * always one a run can continue from. */
 int ckpt_save(const char *path, const ckpt_content *c, char *err, size_t errlen);
 
 /* An open checkpoint for reading. */
@@ -112,7 +116,9 @@ int ckpt_list_dir(const char *dir, long *steps, int max);
 
 /* Removes all but the newest `keep` checkpoints of dir among those of
  * step <= upto; those past upto (another branch of the run) are left,
- * their count in *later (may be NULL). Returns how many were removed,
+ * their count in *later (may be NULL). Never the newest that verifies: when
+ * something would be removed, the kept ones are verified newest first until
+ * one does, and none older than it is removed. Returns how many were removed,
  * or -1 when dir cannot be read (or memory runs out). No limit on how many
  * the directory holds. */
 int ckpt_retain(const char *dir, int keep, long upto, int *later);

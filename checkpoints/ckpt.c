@@ -279,11 +279,46 @@ static int write_file(const char *path, const void *buf, size_t n)
     return close(fd);
 }
 
+static size_t count_nonfinite(const float *x, size_t n);
+
+/* The first buffer of c's, in file order, holding a value that is not
+ * finite: 0 when there is none, else 1 with its name and count in err. */
+static int nonfinite_content(const char *path, const ckpt_content *c, char *err, size_t errlen)
+{
+    const param_table *pt = c->params;
+    static const char *const group[3] = {"/model", "/optimizer/m", "/optimizer/v"};
+    const float *buf[3] = {pt->data, c->opt ? c->opt->m : NULL, c->opt ? c->opt->v : NULL};
+    for (int g = 0; g < 3; g++)
+        for (int i = 0; buf[g] && i < pt->n; i++) {
+            const size_t k = count_nonfinite(buf[g] + pt->t[i].offset, pt->t[i].size);
+            if (k == 0) continue;
+            char ds[PARAM_NAME_MAX + 16];
+            dataset_path(ds, sizeof ds, group[g], pt->t[i].name);
+            seterr(err, errlen, CKPT_ENONFINITE,
+                   "%s: not written: %s holds %zu value%s that %s not finite (NaN or "
+                   "infinite); earlier checkpoints are untouched",
+                   path, ds, k, k > 1 ? "s" : "", k > 1 ? "are" : "is");
+            return 1;
+        }
+    const size_t ns = (size_t)c->state_dims[0] * c->state_dims[1] * c->state_dims[2];
+    const float *st[2] = {c->state_h, c->state_c};
+    for (int k = 0; k < 2; k++)
+        if (st[k] && count_nonfinite(st[k], ns) > 0) {
+            seterr(err, errlen, CKPT_ENONFINITE,
+                   "%s: not written: /train/%s holds values that are not finite; earlier "
+                   "checkpoints are untouched",
+                   path, k ? "state_c" : "state_h");
+            return 1;
+        }
+    return 0;
+}
+
 int ckpt_save(const char *path, const ckpt_content *c, char *err, size_t errlen)
 {
     quiet_hdf5();
     if (!c->config_json || !c->params || !c->params->data)
         return seterr(err, errlen, CKPT_EFORMAT, "%s: nothing to save", path);
+    if (nonfinite_content(path, c, err, errlen)) return CKPT_ENONFINITE;
     /* HDF5 builds the file in memory (the core driver, no backing store); the
      * bytes are then written here. So every I/O error (disk full, no
      * permission, quota) is seqpar's to see and handle, and HDF5 never holds
@@ -456,6 +491,7 @@ int ckpt_retain(const char *dir, int keep, long upto, int *later)
     const int n = list_steps(dir, &steps);
     if (n < 0) return -1;
     int kept = 0, removed = 0, past = 0;
+    int good = -1, checked = 0; /* the newest that verifies; steps[0..checked) tried */
     for (int i = 0; i < n; i++) {
         /* a checkpoint past upto belongs to a run this one did not continue
          * (it resumed from an earlier step): not this run's to prune */
@@ -464,6 +500,15 @@ int ckpt_retain(const char *dir, int keep, long upto, int *later)
             continue;
         }
         if (kept++ < keep) continue;
+        /* about to remove one: only once the newest that verifies is known,
+         * and never that one */
+        for (; good < 0 && checked <= i; checked++) {
+            char q[1200], why[512];
+            ckpt_path(q, sizeof q, dir, steps[checked]);
+            if (steps[checked] <= upto && ckpt_verify(q, why, sizeof why) == CKPT_OK)
+                good = checked;
+        }
+        if (good < 0 || good == i) continue;
         char p[1200];
         ckpt_path(p, sizeof p, dir, steps[i]);
         removed += unlink(p) == 0;

@@ -1327,6 +1327,16 @@ static void test_path_and_list(void)
     CU_ASSERT_EQUAL(ckpt_list_dir(p, got, CKPT_LIST_MAX), -1);
 }
 
+/* A checkpoint of the fixture's content at step s (one that verifies). */
+static int save_at(long s)
+{
+    char p[1024], err[1024];
+    ckpt_path(p, sizeof p, fx.dir, s);
+    ckpt_content c = fx.c;
+    c.train.step = s;
+    return ckpt_save(p, &c, err, sizeof err) == CKPT_OK ? 0 : -1;
+}
+
 /* More checkpoints than the caller has room for: the newest of them, the
  * ones --resume auto and ckpt list want, whatever the directory's order. */
 static void test_list_newest_when_full(void)
@@ -1358,7 +1368,8 @@ static void test_retain_many(void)
     char p[1024];
     for (long s = 1; s <= n; s++) {
         ckpt_path(p, sizeof p, fx.dir, s);
-        CU_ASSERT_FATAL(write_bytes(p, "", 0) == 0);
+        /* the newest up to n - 10 verifies: the older may go */
+        CU_ASSERT_FATAL(s == n - 10 ? save_at(s) == 0 : write_bytes(p, "", 0) == 0);
     }
     int later = -1;
     /* keep the newest 4100 up to n - 10: 4096 + 100 - 10 - 4100 = 86 go */
@@ -1376,10 +1387,7 @@ static void test_retain(void)
     REQUIRE_FIXTURE();
     CU_ASSERT_FATAL(unlink(fx.good) == 0);
     char p[1024];
-    for (long s = 10; s <= 80; s += 10) {
-        ckpt_path(p, sizeof p, fx.dir, s);
-        CU_ASSERT_FATAL(write_bytes(p, "x", 1) == 0);
-    }
+    for (long s = 10; s <= 80; s += 10) CU_ASSERT_FATAL(save_at(s) == 0);
     /* never touched: not ckpt-%08ld.h5, or not a regular file */
     const char *others[] = {"best.h5",
                             "best-00000010.h5",
@@ -1428,6 +1436,59 @@ static void test_retain(void)
     in_dir(p, sizeof p, "no-such-dir");
     CU_ASSERT_EQUAL(ckpt_retain(p, 3, 60, &later), -1);
     CU_ASSERT_EQUAL(later, 0);
+}
+
+/* Retention never removes the newest checkpoint that verifies: with the
+ * newest damaged (or not one at all), the one before it is kept too; with
+ * none that verifies, nothing is removed. */
+static void test_retain_keeps_a_good_one(void)
+{
+    REQUIRE_FIXTURE();
+    CU_ASSERT_FATAL(unlink(fx.good) == 0);
+    char p[1024];
+    for (long s = 10; s <= 30; s += 10) CU_ASSERT_FATAL(save_at(s) == 0);
+    ckpt_path(p, sizeof p, fx.dir, 40);
+    CU_ASSERT_FATAL(write_bytes(p, "damaged", 7) == 0);
+    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 1, 40, NULL), 2); /* 40 kept, 30 verifies, 20 and 10 go */
+    CU_ASSERT(exists("ckpt-00000040.h5"));
+    CU_ASSERT(exists("ckpt-00000030.h5"));
+    CU_ASSERT_FALSE(exists("ckpt-00000020.h5"));
+    CU_ASSERT_FALSE(exists("ckpt-00000010.h5"));
+    /* every one damaged: nothing is removed */
+    for (long s = 50; s <= 70; s += 10) {
+        ckpt_path(p, sizeof p, fx.dir, s);
+        CU_ASSERT_FATAL(write_bytes(p, "x", 1) == 0);
+    }
+    ckpt_path(p, sizeof p, fx.dir, 30);
+    CU_ASSERT_FATAL(write_bytes(p, "x", 1) == 0);
+    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 1, 70, NULL), 0);
+    CU_ASSERT_EQUAL(count_entries("ckpt-"), 5);
+}
+
+/* Values that are not finite are never written: the save is refused naming
+ * the tensor, and the file already there stays as it was. */
+static void test_refuse_nonfinite_save(void)
+{
+    REQUIRE_FIXTURE();
+    size_t len = 0;
+    char *before = read_all(fx.good, &len), err[1024] = "";
+    CU_ASSERT_PTR_NOT_NULL_FATAL(before);
+    float *bufs[4] = {fx.pt.data + fx.pt.t[1].offset, fx.opt.m + fx.pt.t[0].offset,
+                      fx.opt.v + fx.pt.t[2].offset + 1, fx.state_h + 3};
+    const char *names[4] = {"/model/", "/optimizer/m/", "/optimizer/v/", "/train/state_h"};
+    const float bad[4] = {NAN, INFINITY, -INFINITY, NAN};
+    for (int k = 0; k < 4; k++) {
+        const float keep = *bufs[k];
+        *bufs[k] = bad[k];
+        CU_ASSERT_EQUAL(ckpt_save(fx.good, &fx.c, err, sizeof err), CKPT_ENONFINITE);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, names[k]));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "not finite"));
+        *bufs[k] = keep;
+        CU_ASSERT(same_bytes(fx.good, before, len));
+    }
+    CU_ASSERT_EQUAL(count_entries(".tmp."), 0);
+    free(before);
+    CU_ASSERT_EQUAL(ckpt_save(fx.good, &fx.c, err, sizeof err), CKPT_OK);
 }
 
 /* ---------------------------------------------------------------- suites */
@@ -1495,12 +1556,14 @@ void register_suites(void)
         {"unwritable places: EIO, earlier file intact", test_save_unwritable},
         {"a write failing midway leaves no temporary", test_save_fails_midway},
         {"temporaries of dead writers on this host", test_clean_temps},
+        {"values that are not finite are never written", test_refuse_nonfinite_save},
     };
     static const test_def dirs[] = {
         {"ckpt_path, ckpt_list_dir newest first", test_path_and_list},
         {"ckpt_retain", test_retain},
         {"ckpt_list_dir: the newest when there are more than max", test_list_newest_when_full},
         {"ckpt_retain over more than CKPT_LIST_MAX checkpoints", test_retain_many},
+        {"ckpt_retain keeps the newest that verifies", test_retain_keeps_a_good_one},
     };
     ADD_SUITE("ckpt/round trip", round_trip);
     ADD_SUITE("ckpt/refused: not a checkpoint", not_ours);

@@ -7,6 +7,7 @@
 
 #include "data.h"
 #include "model.h"
+#include "stop_signal.h"
 #include "wire.h"
 
 /* ------------------------------------------------------------ --bptt */
@@ -55,6 +56,18 @@ static void bptt_format(const void *field, char *buf, size_t n)
 }
 
 static const cli_custom BPTT = {bptt_parse, bptt_format};
+
+static int signals_parse(const char *s, void *field, char *err, size_t n)
+{
+    return stop_signal_parse(s, field, err, n);
+}
+
+static void signals_format(const void *field, char *buf, size_t n)
+{
+    stop_signal_format(*(const int *)field, buf, n);
+}
+
+static const cli_custom SIGNALS = {signals_parse, signals_format};
 
 /* ------------------------------------------------------------- the table */
 
@@ -151,6 +164,14 @@ static const cli_opt OPTS[] = {
         "gradient allreduce bucket size in KiB (0 = one bucket)"),
     LONG("replica-check", replica_check, 0, 1e12,
          "every N steps, check that all ranks hold identical parameters (0 = never)"),
+    {"stop-signals", CLI_CUSTOM, F(stop_signals), .custom = &SIGNALS,
+     .help = "signals that stop the run at the next step with a checkpoint and exit status 75 "
+             "(a second one stops at once): TERM,INT,USR1,USR2,HUP or none"},
+    CHOICE("on-nan", on_nan, "stop|skip", NULL,
+           "a non-finite loss or gradient norm, found before the update: stop the run (exit 1; "
+           "no checkpoint of it) or skip the update"),
+    INT("nan-patience", nan_patience, 1, 1000000,
+        "--on-nan skip: stop after this many skipped steps in a row"),
 };
 
 const cli_command config_command = {
@@ -186,6 +207,9 @@ void config_defaults(train_config *c)
     c->bucket_kb = 1024;
     c->replica_check = 100;
     c->on_ckpt_error = CKPT_ERROR_STOP;
+    c->stop_signals = STOP_SIGNALS_DEFAULT;
+    c->on_nan = NAN_STOP;
+    c->nan_patience = 5;
 }
 
 int config_parse_args(train_config *c, int argc, char **argv, const char *prog)

@@ -15,6 +15,7 @@
 #define CFG_STR 256
 
 typedef enum { CKPT_ERROR_STOP = 0, CKPT_ERROR_CONTINUE = 1 } ckpt_error_policy;
+typedef enum { NAN_STOP = 0, NAN_SKIP = 1 } nan_policy;
 
 /* --bptt full | K | random[:K] */
 typedef struct bptt_spec {
@@ -58,6 +59,9 @@ typedef struct train_config {
     int bucket_kb;      /* gradient bucket size */
     long replica_check; /* compare parameter checksums every N steps (0 = never) */
     int on_ckpt_error;  /* ckpt_error_policy */
+    int stop_signals;   /* signals that stop the run gracefully (stop_signal.h's mask) */
+    int on_nan;         /* nan_policy: a non-finite loss or gradient norm */
+    int nan_patience;   /* consecutive skipped steps before the run stops */
 } train_config;
 
 /* The table, for the command line of seqpar train. */

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "comm.h"
@@ -105,4 +106,29 @@ const char *ranks_tag(const ranks *r, char *buf, size_t n)
     else if (n > 0)
         buf[0] = '\0';
     return buf;
+}
+
+void ranks_check_launch(ranks *r)
+{
+    if (r->world > 1) return;
+    /* srun sets SLURM_STEP_NUM_TASKS for its step (SLURM_NTASKS is the
+     * allocation's, also in a batch script that runs one process: counted
+     * only where srun started this one, SLURM_PROCID) */
+    static const char *const vars[] = {"SLURM_STEP_NUM_TASKS", "SLURM_NTASKS",
+                                       "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+        const char *v = getenv(vars[i]);
+        if (!v || (i == 1 && (getenv("SLURM_STEP_NUM_TASKS") || !getenv("SLURM_PROCID")))) continue;
+        char *end;
+        const long n = strtol(v, &end, 10);
+        if (*end || n <= 1) continue;
+        ranks_die0(r, 2,
+                   "%s=%ld, but MPI started a world of 1: the launcher started %ld processes "
+                   "that do not know each other, each of which would train alone into the same "
+                   "checkpoint directory; %s (cluster/README.md)",
+                   vars[i], n, n,
+                   i < 2 ? "with Slurm, launch with srun --mpi=pmix (or --mpi=pmi2; srun "
+                           "--mpi=list shows what the site has), or mpirun inside the allocation"
+                         : "launch with the mpirun of the MPI seqpar was built with");
+    }
 }

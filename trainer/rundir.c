@@ -11,6 +11,7 @@
 
 #include "checkpoints.h"
 #include "comm.h"
+#include "stop_signal.h"
 
 #define ERRLEN 512
 
@@ -103,6 +104,7 @@ static int write_checkpoint(rundir *d, const char *path, const char *then)
     c.vocab_tgt = (const char *const *)data->vtgt->tokens;
     c.vocab_tgt_n = data->vtgt->size;
     const double t0 = comm_time();
+    stop_signal_fault("checkpoint", d->r->rank, d->pos->step);
     int rc = json ? ckpt_save(path, &c, err, sizeof err) : CKPT_ENOMEM;
     free(json);
     if (rc == CKPT_OK) {

@@ -19,7 +19,7 @@
 
 /* The gradient buffer's tail: the step's sums, reduced with the gradient
  * (PARAM_GRAD_TAIL floats are reduced; these are the ones in use). */
-enum { TAIL_LOSS = 0, TAIL_TOKENS = 1, TAIL_USED };
+enum { TAIL_LOSS = 0, TAIL_TOKENS = 1, TAIL_STOP = 2, TAIL_USED };
 _Static_assert(TAIL_USED <= PARAM_GRAD_TAIL, "the step's sums must fit the gradient's tail");
 
 /* One in-process worker's share of a step. */
@@ -61,9 +61,11 @@ struct step_engine {
     int row_lo, row_hi;         /* this rank's rows of a full global batch */
     float *state_h, *state_c;   /* (L, rows, H) this rank's rows */
     float *gstate_h, *gstate_c; /* (L, batch, H): every rank's rows, for checkpoints */
-    /* the test-only fault */
+    /* the test-only faults */
     int fault_rank, fault_tensor;
     long fault_step;
+    int nan_rank; /* SEQPAR_FAULT_NAN=RANK:STEP */
+    long nan_step;
 };
 
 /* Copies n rows of a carried state between a (L, n, H) buffer and rows
@@ -160,14 +162,18 @@ static void work_update(void *ctx, int w)
 
 /* ------------------------------------------------------------------ step */
 
-int step_run(step_engine *e, const train_pos *pos, step_result *res)
+int step_run(step_engine *e, const train_pos *pos, int stop, step_result *res)
 {
     param_table *pt = model_params(e->m);
     const train_config *c = e->cfg;
     e->pos = pos;
-    /* the optimizer leaves the gradient zeroed; only a step without tokens
-     * (no update) leaves it to clear here */
+    /* the optimizer leaves the gradient zeroed; only a step without an
+     * update leaves it to clear here */
     if (e->grad_dirty) param_zero_grad(pt), e->grad_dirty = 0;
+    if (e->rank == e->nan_rank && pos->step == e->nan_step) {
+        /* backward adds into the gradient: the NaN stays, whatever the batch */
+        model_params(e->wk[0].m)->grad[pt->t[0].offset] = NAN;
+    }
     comm_reducer_begin(e->red);
     comm_pool_run(e->pool, work_step, e);
     double loss_sum = 0.0;
@@ -181,32 +187,39 @@ int step_run(step_engine *e, const train_pos *pos, step_result *res)
         e->flops[0] += k->fp, e->flops[1] += k->fe;
     }
     if (e->nworkers > 1) comm_pool_run(e->pool, work_sum, e);
-    /* the step's sums ride in the gradient buffer's tail: one allreduce */
+    /* the step's sums and this rank's stop request ride in the gradient
+     * buffer's tail: one allreduce */
     float *tail = pt->grad + pt->total;
     tail[TAIL_LOSS] = tail_loss;
     tail[TAIL_TOKENS] = tail_tok;
+    tail[TAIL_STOP] = stop ? 1.0f : 0.0f;
     if (comm_reducer_finish(e->red) != COMM_OK || e->comm_failed) return STEP_ECOMM;
     const double gl = tail[TAIL_LOSS], gt = tail[TAIL_TOKENS];
+    *res = (step_result){.loss_sum = gl,
+                         .tokens = gt,
+                         .local_loss = loss_sum,
+                         .local_tokens = ntok,
+                         .stop = tail[TAIL_STOP] > 0};
+    e->grad_dirty = 1; /* unless the update below zeroes it */
     if (gt > 0) {
         /* the norm of the averaged gradient from the chunks' sums (summed
-         * while the workers added their gradients, in one rank), then the
-         * token average, the clipping and the update in one pass, shared
-         * out over the workers, zeroing the gradient */
+         * while the workers added their gradients, in one rank) */
         if (e->world > 1 || e->nworkers == 1) comm_pool_run(e->pool, work_norm, e);
         const double norm = grad_norm_of_chunks(e->chunk_sums, pt->total) / gt;
+        /* every rank has the same sums: every rank decides alike */
+        res->nonfinite = !isfinite(gl) || !isfinite(norm);
+        res->grad_norm = norm;
+        if (res->nonfinite) return STEP_OK;
+        /* the token average, the clipping and the update in one pass,
+         * shared out over the workers, zeroing the gradient */
         e->step_scale = optimizer_update_scale(norm, gt, c->clip);
         optimizer_begin(&e->opt);
         comm_pool_run(e->pool, work_update, e);
         e->grad_norm = norm;
-    } else {
-        e->grad_dirty = 1;
+        e->grad_dirty = 0;
+        res->updated = 1;
     }
-    *res = (step_result){.loss_sum = gl,
-                         .tokens = gt,
-                         .grad_norm = e->grad_norm,
-                         .local_loss = loss_sum,
-                         .local_tokens = ntok,
-                         .updated = gt > 0};
+    res->grad_norm = e->grad_norm;
     return STEP_OK;
 }
 
@@ -308,7 +321,7 @@ int step_create(step_engine **out, const train_config *c, const train_data *d, m
         return -1;
     }
     e->cfg = c, e->data = d, e->m = m, e->rank = rank, e->world = world;
-    e->fault_rank = -1;
+    e->fault_rank = e->nan_rank = -1;
     const int bm = (c->batch + world - 1) / world, L = c->layers, H = c->hidden;
     e->carry_state = d->lm && d->sampler.kind == DATA_SAMPLER_SEQUENTIAL;
     e->row_lo = (int)((long)c->batch * rank / world);
@@ -368,6 +381,11 @@ optimizer *step_optimizer(step_engine *e)
 
 int step_fault_from_env(step_engine *e, char *err, size_t n)
 {
+    const char *nan = getenv("SEQPAR_FAULT_NAN");
+    if (nan && *nan && sscanf(nan, "%d:%ld", &e->nan_rank, &e->nan_step) != 2) {
+        snprintf(err, n, "SEQPAR_FAULT_NAN: expected RANK:STEP; got '%s'", nan);
+        return -1;
+    }
     const char *f = getenv("SEQPAR_FAULT_PERTURB");
     if (!f || !*f) return 0;
     char name[PARAM_NAME_MAX] = "";

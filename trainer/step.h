@@ -32,10 +32,13 @@ enum { STEP_OK = 0, STEP_EBATCH = -1, STEP_ECOMM = -2 };
 
 typedef struct step_result {
     double loss_sum, tokens; /* global sums, as reduced (float) */
-    double grad_norm;        /* of the averaged gradient before clipping, at the last update */
+    double grad_norm;        /* of the averaged gradient before clipping: this step's when it
+                                was measured (NaN for a non-finite one), else the last update's */
     double local_loss;       /* this rank's loss sum and tokens (double) */
     long local_tokens;
-    int updated; /* 0: the batch held no target tokens; nothing changed */
+    int updated;   /* 0: no update (no target tokens, or nonfinite); nothing changed */
+    int nonfinite; /* the global loss or gradient norm was not finite: not applied */
+    int stop;      /* some rank asked to stop (step_run's stop): every rank learns it here */
 } step_result;
 
 /* m: this rank's model (its parameters are the replica every worker
@@ -45,16 +48,22 @@ int step_create(step_engine **out, const train_config *c, const train_data *d, m
                 int world, char *err, size_t n);
 void step_free(step_engine *e);
 
-/* The training step at pos (pos->step updates so far). STEP_OK;
- * STEP_EBATCH when a batch holds a token id outside the vocabulary;
- * STEP_ECOMM when the allreduce failed. */
-int step_run(step_engine *e, const train_pos *pos, step_result *res);
+/* The training step at pos (pos->step steps so far). `stop`: this rank was
+ * asked to stop (a signal); the request rides in the allreduce, so every
+ * rank learns from res->stop whether any was. A global loss or gradient norm
+ * that is not finite is found before the update, which is then not applied
+ * (res->nonfinite; every rank decides alike). STEP_OK; STEP_EBATCH when a
+ * batch holds a token id outside the vocabulary; STEP_ECOMM when the
+ * allreduce failed. */
+int step_run(step_engine *e, const train_pos *pos, int stop, step_result *res);
 
 optimizer *step_optimizer(step_engine *e);
 
-/* SEQPAR_FAULT_PERTURB=RANK:STEP:TENSOR (tests): that rank nudges that
- * tensor after that step, so the replica check has something to find.
- * 0, or -1 with the line in err when the variable is malformed. */
+/* Test-only faults: SEQPAR_FAULT_PERTURB=RANK:STEP:TENSOR, that rank nudges
+ * that tensor after that step, so the replica check has something to find;
+ * SEQPAR_FAULT_NAN=RANK:STEP, that rank's gradient holds a NaN at that step
+ * (its loss stays finite). 0, or -1 with the line in err when a variable is
+ * malformed. */
 int step_fault_from_env(step_engine *e, char *err, size_t n);
 /* After the update of step `step`: the fault, if due, then (every
  * --replica-check steps, over several ranks) the check that every rank holds

@@ -23,6 +23,7 @@
 #include "node.h"
 #include "rundir.h"
 #include "step.h"
+#include "stop_signal.h"
 #include "train_data.h"
 #include "trainer.h"
 #include "validate.h"
@@ -48,9 +49,12 @@ typedef struct loop_stats {
     double wl_loss, wl_tok;             /* this rank's sums over the window (the wire) */
     double last_win_loss, last_ep_loss; /* per token */
     double run_tok, grad_norm;
-    int ep_whole;    /* this process ran the current epoch from its first batch */
-    int stopped;     /* --max-steps reached, or early stopping mid-epoch */
-    long start_step; /* the step this process started from */
+    int ep_whole;            /* this process ran the current epoch from its first batch */
+    int stopped;             /* --max-steps reached, early stopping, a signal, a failure */
+    int signalled;           /* ... a rank was asked to stop by a signal */
+    int failed;              /* ... the loss or gradient was not finite (exit 1) */
+    long nan_skips, nan_run; /* steps skipped (--on-nan skip): in all, in a row */
+    long start_step;         /* the step this process started from */
 } loop_stats;
 
 /* ------------------------------------------------------------- set-up */
@@ -194,12 +198,49 @@ static void log_window(trainer *t, loop_stats *s)
     fmt_duration(eta, sizeof eta, (double)(t->total_steps - t->pos.step) / rate);
     s->last_win_loss = s->win_loss / (s->win_tok > 0 ? s->win_tok : 1);
     t->figs.last_loss = s->last_win_loss;
-    comm_printf0("step %ld/%ld epoch %ld loss %.4f ppl %.3f tok/s %.0f ETA %s\n", t->pos.step,
+    char skips[48] = "";
+    if (s->nan_skips > 0) snprintf(skips, sizeof skips, " nan-skips %ld", s->nan_skips);
+    comm_printf0("step %ld/%ld epoch %ld loss %.4f ppl %.3f tok/s %.0f ETA %s%s\n", t->pos.step,
                  t->total_steps, t->pos.epoch + 1, s->last_win_loss, exp(s->last_win_loss), tps,
-                 eta);
+                 eta, skips);
     telemetry_train(t->r.tel, s->wl_loss, s->wl_tok, s->grad_norm, t->cfg.lr, now - s->t_win);
     s->wl_loss = s->wl_tok = 0;
     s->t_win = now, s->win_loss = s->win_tok = 0;
+}
+
+/* A step whose global loss or gradient norm was not finite (its update was
+ * not applied): skipped (--on-nan skip, up to --nan-patience in a row) or
+ * the end of the run. Returns 1 when the run stops. */
+static int nonfinite_step(trainer *t, loop_stats *s, const step_result *res)
+{
+    const train_config *c = &t->cfg;
+    const char *what = isfinite(res->loss_sum) ? "the gradient norm" : "the loss";
+    s->nan_skips++;
+    if (c->on_nan == NAN_SKIP && ++s->nan_run < c->nan_patience) {
+        if (t->r.rank == 0)
+            fprintf(stderr,
+                    "seqpar train: warning: step %ld: %s is not finite; its update is skipped "
+                    "(%ld in a row, --nan-patience %d)\n",
+                    t->pos.step, what, s->nan_run, c->nan_patience);
+        return 0;
+    }
+    char why[200];
+    if (c->on_nan == NAN_SKIP)
+        snprintf(why, sizeof why, "%ld steps in a row (--nan-patience %d)", s->nan_run,
+                 c->nan_patience);
+    else
+        snprintf(why, sizeof why, "--on-nan stop");
+    if (t->r.rank == 0) {
+        fprintf(stderr,
+                "seqpar train: step %ld: %s is not finite; stopping (%s): the step's update "
+                "is not applied and nothing of it is saved (lower --lr or set --clip; --on-nan "
+                "skip skips such steps)\n",
+                t->pos.step, what, why);
+        telemetry_event(t->r.tel, "error", "step %ld: %s is not finite; stopping (%s)", t->pos.step,
+                        what, why);
+    }
+    s->failed = 1;
+    return 1;
 }
 
 /* One step at the current position, and what follows it: the replica
@@ -209,17 +250,17 @@ static int train_step(trainer *t, loop_stats *s, long nb)
 {
     const train_config *c = &t->cfg;
     step_result res;
-    const int rc = step_run(t->eng, &t->pos, &res);
+    stop_signal_fault("step", t->r.rank, t->pos.step);
+    const int rc = step_run(t->eng, &t->pos, stop_signal_pending() != 0, &res);
     if (rc == STEP_EBATCH)
         ranks_die_local(&t->r, 1, "invalid batch at step %ld (token id outside the vocabulary)",
                         t->pos.step);
     if (rc != STEP_OK)
         ranks_die_local(&t->r, 1, "gradient allreduce failed at step %ld", t->pos.step);
+    if (res.nonfinite && nonfinite_step(t, s, &res)) return 1;
+    if (!res.nonfinite) s->nan_run = 0;
     s->wl_loss += res.local_loss, s->wl_tok += (double)res.local_tokens;
     s->grad_norm = res.grad_norm;
-    if (!isfinite(res.loss_sum))
-        ranks_die0(&t->r, 1, "loss is not finite at step %ld (lower --lr or set --clip)",
-                   t->pos.step);
     t->pos.step++;
     int tensor, rank;
     const int same = step_check_replicas(t->eng, t->pos.step, &tensor, &rank);
@@ -231,18 +272,23 @@ static int train_step(trainer *t, loop_stats *s, long nb)
                    "differing tensor: %s); the replicas diverged, stopping",
                    t->pos.step, rank, model_params(t->m)->t[tensor].name);
     telemetry_heartbeat(t->r.tel);
-    s->win_loss += res.loss_sum, s->win_tok += res.tokens;
-    s->ep_loss += res.loss_sum, s->ep_tok += res.tokens, s->run_tok += res.tokens;
+    if (!res.nonfinite) { /* a skipped step's sums are not figures */
+        s->win_loss += res.loss_sum, s->win_tok += res.tokens;
+        s->ep_loss += res.loss_sum, s->ep_tok += res.tokens, s->run_tok += res.tokens;
+    }
     if (t->pos.step % c->log_every == 0 || t->pos.step == t->total_steps) log_window(t, s);
     /* the position is always that of the next batch to take */
     t->pos.batch_in_epoch++;
-    if (c->eval_every > 0 && t->pos.step % c->eval_every == 0 &&
-        validator_round(t->val, &t->dir, "step", t->pos.step))
-        return 1;
+    s->signalled = res.stop;
+    if (c->eval_every > 0 && t->pos.step % c->eval_every == 0) {
+        const int v = validator_round(t->val, &t->dir, "step", t->pos.step);
+        if (v == VALID_STOP_SIGNAL) s->signalled = 1;
+        if (v != VALID_GO_ON) return 1;
+    }
     if (c->checkpoint_every > 0 && t->pos.step % c->checkpoint_every == 0 &&
         t->pos.batch_in_epoch < nb)
         rundir_checkpoint_or_stop(&t->dir);
-    return 0;
+    return s->signalled;
 }
 
 static void train_loop(trainer *t, loop_stats *s)
@@ -269,9 +315,11 @@ static void train_loop(trainer *t, loop_stats *s)
         /* validated at the epoch's end unless --eval-every just did, on the
          * same parameters (which would count against the patience twice);
          * the position is already the next epoch's, so best.h5 resumes there */
-        if (t->data.have_valid && validator_last_step(t->val) != t->pos.step &&
-            validator_round(t->val, &t->dir, "epoch", t->pos.epoch))
-            break;
+        if (t->data.have_valid && validator_last_step(t->val) != t->pos.step) {
+            const int v = validator_round(t->val, &t->dir, "epoch", t->pos.epoch);
+            s->signalled = v == VALID_STOP_SIGNAL;
+            if (v != VALID_GO_ON) break; /* at an epoch's end: nothing left mid-epoch */
+        }
         if (c->checkpoint_every > 0 && t->pos.step % c->checkpoint_every == 0)
             rundir_checkpoint_or_stop(&t->dir);
     }
@@ -308,11 +356,35 @@ static void report_work(trainer *t, const loop_stats *s, double elapsed)
                  100.0 * share[0] / share[1], share[0], share[1]);
 }
 
+/* How a resume would continue: the steps since the last checkpoint this
+ * run wrote (or resumed from) are the work a crash now would lose. */
+static void report_resume_point(const trainer *t, const char *how)
+{
+    if (!t->cfg.checkpoint_dir[0]) {
+        comm_printf0("%s: no --checkpoint-dir; a resume would start from step 0\n", how);
+        return;
+    }
+    const long at = t->dir.saved_step;
+    if (at < 0)
+        comm_printf0("%s: no checkpoint written; --resume auto would start afresh (%ld steps to "
+                     "redo)\n",
+                     how, t->pos.step);
+    else
+        comm_printf0("%s: --resume auto continues from step %ld (%ld step%s to redo)\n", how, at,
+                     t->pos.step - at, t->pos.step - at == 1 ? "" : "s");
+}
+
 /* The summary, the last checkpoint and the end event; the exit code. */
 static int finish(trainer *t, loop_stats *s)
 {
     const train_config *c = &t->cfg;
     const double elapsed = comm_time() - s->t_start;
+    if (s->failed) { /* nothing of the failed step is saved */
+        char how[80];
+        snprintf(how, sizeof how, "stopped at step %ld (not finite)", t->pos.step);
+        report_resume_point(t, how);
+        return 1;
+    }
     if (s->win_tok > 0) /* the steps since the last progress line */
         t->figs.last_loss = s->last_win_loss = s->win_loss / s->win_tok;
     report_work(t, s, elapsed);
@@ -332,16 +404,26 @@ static int finish(trainer *t, loop_stats *s)
     /* epoch: the (1-based) epoch the last step belonged to */
     const long last_epoch =
         s->stopped && t->pos.batch_in_epoch > 0 ? t->pos.epoch + 1 : t->pos.epoch;
-    comm_printf0("done step=%ld epoch=%ld loss=%.4f ppl=%.4f tokens_per_s=%.0f\n", t->pos.step,
-                 last_epoch, final_loss, exp(final_loss), tps);
-    telemetry_event(t->r.tel, "end",
-                    "done step=%ld epoch=%ld loss=%.4f ppl=%.4f tokens_per_s=%.0f%s", t->pos.step,
-                    last_epoch, final_loss, exp(final_loss), tps,
+    char skips[48] = "";
+    if (s->nan_skips > 0) snprintf(skips, sizeof skips, " nan_skips=%ld", s->nan_skips);
+    char how[80] = "the last checkpoint failed";
+    if (s->signalled)
+        snprintf(how, sizeof how, "stopped at step %ld by %s", t->pos.step,
+                 stop_signal_pending() ? stop_signal_name(stop_signal_pending())
+                                       : "a signal to another rank");
+    if (s->signalled || !ckpt_ok) report_resume_point(t, how);
+    comm_printf0("done step=%ld epoch=%ld loss=%.4f ppl=%.4f tokens_per_s=%.0f%s\n", t->pos.step,
+                 last_epoch, final_loss, exp(final_loss), tps, skips);
+    telemetry_event(t->r.tel, s->signalled ? "stopped" : "end",
+                    "done step=%ld epoch=%ld loss=%.4f ppl=%.4f tokens_per_s=%.0f%s%s%s",
+                    t->pos.step, last_epoch, final_loss, exp(final_loss), tps, skips,
+                    s->signalled ? "; stopped by a signal, resumable" : "",
                     ckpt_ok ? "" : "; the last checkpoint failed");
     if (telemetry_dropped(t->r.tel) > 0)
         fprintf(stderr, "seqpar train: rank %d: %ld metrics messages dropped (monitor away)\n",
                 t->r.rank, telemetry_dropped(t->r.tel));
-    return ckpt_ok ? 0 : 1;
+    if (!ckpt_ok) return 1;
+    return s->signalled ? TRAIN_EXIT_STOPPED : 0;
 }
 
 static void free_trainer(trainer *t)
@@ -364,7 +446,9 @@ int cmd_train(int argc, char **argv)
     }
     t->r = (ranks){.rank = comm_rank(), .world = comm_world()};
     parse_options(t, argc, argv);
+    ranks_check_launch(&t->r);
     const train_config *c = &t->cfg;
+    stop_signal_install(c->stop_signals);
     t->figs = (train_figs){NAN, NAN, NAN, NAN, 0};
     t->dir = (rundir){.cfg = c, .r = &t->r, .data = &t->data, .pos = &t->pos, .figs = &t->figs};
     rundir_open(&t->dir);

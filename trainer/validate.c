@@ -8,6 +8,7 @@
 
 #include "bleu.h"
 #include "comm.h"
+#include "stop_signal.h"
 
 struct validator {
     const train_config *cfg;
@@ -95,6 +96,7 @@ static void eval_loss(validator *v, const model_batch *b, double *sums)
     if (model_step(v->m, b, 0, &l, &n) != MODEL_OK)
         ranks_die_local(v->r, 1, "invalid validation batch (token id outside the vocabulary)");
     telemetry_heartbeat(v->tel);
+    stop_signal_fault("validate", v->rank, v->last_step);
     sums[0] += l, sums[1] += (double)n;
 }
 
@@ -173,18 +175,20 @@ static void eval_pairs(validator *v, double *sums)
     sums[10] = st.hyp_len, sums[11] = st.ref_len;
 }
 
-void validator_evaluate(validator *v, telemetry *tel, ranks *r, double *loss, double *ppl,
-                        double *bleu)
+int validator_evaluate(validator *v, telemetry *tel, ranks *r, double *loss, double *ppl,
+                       double *bleu)
 {
     *loss = *ppl = *bleu = NAN;
-    if (!v->data->have_valid) return;
+    if (!v->data->have_valid) return 0;
     v->tel = tel, v->r = r;
-    double sums[12] = {0}; /* loss, tokens, match[4], total[4], hyp_len, ref_len */
+    /* loss, tokens, match[4], total[4], hyp_len, ref_len; a stop request */
+    double sums[13] = {0};
     if (v->data->lm)
         eval_lm(v, sums);
     else
         eval_pairs(v, sums);
-    comm_allreduce_double(sums, 12);
+    sums[12] = stop_signal_pending() ? 1.0 : 0.0; /* asked while it ran, or before */
+    comm_allreduce_double(sums, 13);
     if (sums[1] > 0) {
         *loss = sums[0] / sums[1];
         *ppl = exp(*loss);
@@ -196,6 +200,7 @@ void validator_evaluate(validator *v, telemetry *tel, ranks *r, double *loss, do
         double bp, prec[4];
         *bleu = 100.0 * bleu_score(&st, 4, &bp, prec);
     }
+    return sums[12] > 0;
 }
 
 int validator_round(validator *v, rundir *rd, const char *when, long at)
@@ -205,7 +210,7 @@ int validator_round(validator *v, rundir *rd, const char *when, long at)
     const int lm = v->data->lm;
     double vl, vp, vb;
     v->last_step = rd->pos->step;
-    validator_evaluate(v, tel, rd->r, &vl, &vp, &vb);
+    const int stop = validator_evaluate(v, tel, rd->r, &vl, &vp, &vb);
     f->last_valid_loss = vl, f->last_valid_bleu = vb;
     if (lm)
         comm_printf0("%s %ld valid loss %.4f ppl %.3f\n", when, at, vl, vp);
@@ -221,12 +226,13 @@ int validator_round(validator *v, rundir *rd, const char *when, long at)
     } else {
         f->since_best++;
     }
-    if (v->cfg->early_stop <= 0 || f->since_best < v->cfg->early_stop) return 0;
+    if (stop) return VALID_STOP_SIGNAL;
+    if (v->cfg->early_stop <= 0 || f->since_best < v->cfg->early_stop) return VALID_GO_ON;
     comm_printf0("early stop at step %ld: no better validation %s in %ld evaluations (best "
                  "%.4g)\n",
                  rd->pos->step, lm ? "perplexity" : "BLEU", f->since_best, f->best);
     if (v->rank == 0)
         telemetry_event(tel, "early_stop", "no better validation %s in %ld evaluations (best %.4g)",
                         lm ? "perplexity" : "BLEU", f->since_best, f->best);
-    return 1;
+    return VALID_EARLY_STOP;
 }

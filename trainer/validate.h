@@ -29,15 +29,18 @@ int validator_create(validator **out, const train_config *c, const train_data *d
 void validator_free(validator *v);
 
 /* One evaluation (collective): figures NaN when there is nothing held out.
- * Heartbeats go to tel while it runs; a failure ends the job (r). */
-void validator_evaluate(validator *v, telemetry *tel, ranks *r, double *loss, double *ppl,
-                        double *bleu);
+ * Heartbeats go to tel while it runs; a failure ends the job (r). Returns 1
+ * when some rank was asked to stop (stop_signal.h) before its end: the
+ * request rides in the evaluation's allreduce. */
+int validator_evaluate(validator *v, telemetry *tel, ranks *r, double *loss, double *ppl,
+                       double *bleu);
 
+enum { VALID_GO_ON = 0, VALID_EARLY_STOP = 1, VALID_STOP_SIGNAL = 2 };
 /* One evaluation and its consequences: printed (rank 0), sent, kept in figs
  * for checkpoints, best.h5 written when the figure improved (BLEU for
  * translation, perplexity for the LM), evaluations since the best counted
- * for --early-stop. `when` and `at` name it ("epoch", 3). Returns 1 when
- * training should stop early. */
+ * for --early-stop. `when` and `at` name it ("epoch", 3). Returns whether
+ * training goes on, stops early, or stops because a rank was signalled. */
 int validator_round(validator *v, rundir *rd, const char *when, long at);
 /* The step of the last evaluation (-1: none yet). */
 long validator_last_step(const validator *v);

@@ -1,0 +1,105 @@
+/* Graceful stop on a signal (stop_signal.h). */
+#define _DEFAULT_SOURCE /* SIGUSR1 and friends' names, sigaction with SA_RESTART */
+#include "stop_signal.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static volatile sig_atomic_t pending;
+
+static void on_stop(int sig)
+{
+    if (pending) { /* the second: at once, as the default action would */
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    pending = sig;
+}
+
+static const struct {
+    const char *name;
+    int sig;
+} SIGNALS[] = {
+    {"TERM", SIGTERM}, {"INT", SIGINT}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"HUP", SIGHUP}};
+
+#define NSIG_KNOWN (sizeof SIGNALS / sizeof *SIGNALS)
+
+int stop_signal_parse(const char *list, int *mask, char *err, size_t n)
+{
+    *mask = 0;
+    if (strcasecmp(list, "none") == 0) return 0;
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", list);
+    char *save = NULL;
+    for (char *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        if (strncasecmp(w, "SIG", 3) == 0) w += 3;
+        size_t k = 0;
+        while (k < NSIG_KNOWN && strcasecmp(w, SIGNALS[k].name) != 0) k++;
+        if (k == NSIG_KNOWN) {
+            snprintf(err, n,
+                     "expected none, or a comma-separated list of TERM, INT, USR1, USR2, HUP");
+            return -1;
+        }
+        *mask |= 1 << k;
+    }
+    if (*mask == 0) {
+        snprintf(err, n, "expected none, or a comma-separated list of TERM, INT, USR1, USR2, HUP");
+        return -1;
+    }
+    return 0;
+}
+
+void stop_signal_format(int mask, char *buf, size_t n)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t k = 0; k < NSIG_KNOWN; k++)
+        if (mask & (1 << k) && used < n)
+            used +=
+                (size_t)snprintf(buf + used, n - used, "%s%s", used ? "," : "", SIGNALS[k].name);
+    if (!mask) snprintf(buf, n, "none");
+}
+
+void stop_signal_install(int mask)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART; /* reads and writes in progress carry on */
+    for (size_t k = 0; k < NSIG_KNOWN; k++)
+        if (mask & (1 << k)) sigaction(SIGNALS[k].sig, &sa, NULL);
+}
+
+int stop_signal_pending(void)
+{
+    return pending;
+}
+
+const char *stop_signal_name(int sig)
+{
+    for (size_t k = 0; k < sizeof SIGNALS / sizeof *SIGNALS; k++)
+        if (SIGNALS[k].sig == sig) {
+            static const char *const full[] = {"SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2", "SIGHUP"};
+            return full[k];
+        }
+    return "a signal";
+}
+
+void stop_signal_fault(const char *phase, int rank, long step)
+{
+    static int fired; /* once: a second signal would end the process at once */
+    const char *f = fired ? NULL : getenv("SEQPAR_FAULT_SIGNAL");
+    int r;
+    long at;
+    char what[16];
+    if (f && sscanf(f, "%d:%ld:%15s", &r, &at, what) == 3 && r == rank && at == step &&
+        strcmp(what, phase) == 0) {
+        fired = 1;
+        raise(SIGTERM);
+    }
+}
