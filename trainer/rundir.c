@@ -104,7 +104,6 @@ static int write_checkpoint(rundir *d, const char *path, const char *then)
     c.vocab_tgt = (const char *const *)data->vtgt->tokens;
     c.vocab_tgt_n = data->vtgt->size;
     const double t0 = comm_time();
-    stop_signal_fault("checkpoint", d->r->rank, d->pos->step);
     int rc = json ? ckpt_save(path, &c, err, sizeof err) : CKPT_ENOMEM;
     free(json);
     if (rc == CKPT_OK) {
@@ -125,6 +124,7 @@ static int write_checkpoint(rundir *d, const char *path, const char *then)
 
 int rundir_save(rundir *d, const char *path, const char *then)
 {
+    stop_signal_fault("checkpoint", d->r->rank, d->pos->step);
     if (step_carries_state(d->eng) && step_gather_state(d->eng) != 0)
         ranks_die_local(d->r, 1, "gathering the carried state failed at step %ld", d->pos->step);
     int ok = write_checkpoint(d, path, then) == 0;

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# End to end: what clusters do to a run (issue: preemption and supervision).
+#  - a signal (SIGTERM to the process, to mpirun, to one rank; during a
+#    step, a validation, a checkpoint write) stops every rank at the next
+#    step boundary with a checkpoint of that step and exit 75; --resume auto
+#    then ends with the parameters of an uninterrupted run, bit for bit (0
+#    steps lost); a second signal ends the run at once;
+#  - a NaN in one rank's gradient (test-only SEQPAR_FAULT_NAN) is found
+#    before the update: --on-nan stop ends the run (exit 1) with the last good
+#    checkpoint kept and nothing of the bad step saved; --on-nan skip leaves
+#    the parameters as they were and counts the skip; --nan-patience;
+#  - a launcher whose processes MPI does not join is refused;
+#  - the supervisor relaunches a job whose ranks were killed, on fewer hosts
+#    when the hostfile shrinks, and does not relaunch a stopped one.
+SEQPAR=$1
+. "$(dirname "$0")/lib.sh"
+mpi=(mpirun --oversubscribe -x SEQPAR_DATA)
+[ -z "${OPENBLAS_CORETYPE:-}" ] || mpi+=(-x OPENBLAS_CORETYPE)
+base=(train --dataset fra-eng --num-examples 2000 --threads 1 --log-every 10 --valid 100
+      --eval-every 23 --seed 3)
+
+# same_as NAME A B: checkpoints A and B hold the same parameters, moments,
+# position and state, bit for bit
+same_as() {
+    if "$SEQPAR" ckpt diff "$2" "$3" >"$tmp/diff" 2>&1; then
+        ok "$1: bitwise equal to the uninterrupted run"
+    else
+        bad "$1: differs from the uninterrupted run: $(cat "$tmp/diff")"
+    fi
+}
+
+# --- the uninterrupted references (1 and 2 ranks, 120 steps)
+"$SEQPAR" "${base[@]}" --max-steps 120 --checkpoint-dir "$tmp/ref1" >"$tmp/ref1.out" 2>&1 ||
+    bad "reference run (1 process) failed: $(tail -3 "$tmp/ref1.out")"
+"${mpi[@]}" -np 2 "$SEQPAR" "${base[@]}" --max-steps 120 --checkpoint-dir "$tmp/ref2" \
+    >"$tmp/ref2.out" 2>&1 || bad "reference run (2 ranks) failed: $(tail -3 "$tmp/ref2.out")"
+ref1=$tmp/ref1/ckpt-00000120.h5 ref2=$tmp/ref2/ckpt-00000120.h5
+
+# stopped NAME DIR OUT STEP: the run stopped with 75 at STEP, its checkpoint
+# holds that step and the end says so (0 steps to redo)
+stopped() {
+    local name=$1 dir=$2 out=$3 rc=$4 step
+    step=$(sed -n 's/^done step=\([0-9]*\) .*/\1/p' "$out")
+    if [ "$rc" = 75 ] && [ -n "$step" ] && [ -f "$dir/$(printf 'ckpt-%08d.h5' "$step")" ] &&
+        grep -q "^stopped at step $step by .*: --resume auto continues from step $step (0 steps to redo)$" "$out"; then
+        ok "$name: exit 75 at step $step, its checkpoint written, 0 steps lost"
+    else
+        bad "$name: exit $rc, step '$step': $(tail -4 "$out")"
+    fi
+}
+
+# resumed NAME REF NP DIR: --resume auto to step 120 ends as the reference
+resumed() {
+    local name=$1 ref=$2 np=$3 dir=$4
+    if [ "$np" = 1 ]; then
+        "$SEQPAR" "${base[@]}" --max-steps 120 --checkpoint-dir "$dir" --resume auto >"$dir.out2" 2>&1
+    else
+        "${mpi[@]}" -np "$np" "$SEQPAR" "${base[@]}" --max-steps 120 --checkpoint-dir "$dir" \
+            --resume auto >"$dir.out2" 2>&1
+    fi || bad "$name: the resumed run failed: $(tail -3 "$dir.out2")"
+    same_as "$name, resumed" "$ref" "$dir/ckpt-00000120.h5"
+}
+
+# --- a signal at a random step, in each phase, 1 process and 2 ranks
+for phase in step validate checkpoint; do
+    case $phase in
+        step) at=$((RANDOM % 100 + 5)) ;;
+        validate) at=$((23 * (RANDOM % 4 + 1))) ;;
+        checkpoint) at=$((20 * (RANDOM % 5 + 1))) ;;
+    esac
+    d=$tmp/sig1-$phase rc=0
+    SEQPAR_FAULT_SIGNAL=0:$at:$phase "$SEQPAR" "${base[@]}" --max-steps 120 --checkpoint-every 20 \
+        --checkpoint-dir "$d" >"$d.out" 2>&1 || rc=$?
+    stopped "1 process, SIGTERM during $phase $at" "$d" "$d.out" $rc
+    resumed "1 process, SIGTERM during $phase $at" "$ref1" 1 "$d"
+    d=$tmp/sig2-$phase rc=0
+    SEQPAR_FAULT_SIGNAL=1:$at:$phase "${mpi[@]}" -np 2 -x SEQPAR_FAULT_SIGNAL "$SEQPAR" "${base[@]}" \
+        --max-steps 120 --checkpoint-every 20 --checkpoint-dir "$d" >"$d.out" 2>&1 || rc=$?
+    stopped "2 ranks, SIGTERM to rank 1 during $phase $at" "$d" "$d.out" $rc
+    resumed "2 ranks, SIGTERM to rank 1 during $phase $at" "$ref2" 2 "$d"
+done
+
+# --- a real SIGTERM from outside: to mpirun (which forwards it to every
+# rank and ends with its own status), mid-run
+d=$tmp/mpirun rc=0
+"${mpi[@]}" -np 2 "$SEQPAR" "${base[@]}" --epochs 100000 --checkpoint-dir "$d" >"$d.out" 2>&1 &
+pid=$!
+for _ in $(seq 200); do grep -q '^step 50/' "$d.out" 2>/dev/null && break; sleep 0.05; done
+kill -TERM $pid
+wait $pid || rc=$?
+step=$(sed -n 's/^done step=\([0-9]*\) .*/\1/p' "$d.out")
+check "SIGTERM to mpirun at step >= 50: every rank stopped at step $step with its checkpoint (mpirun $rc)" \
+    test -n "$step" -a -f "$d/$(printf 'ckpt-%08d.h5' "${step:-0}")"
+check "... and 0 steps lost" grep -q "continues from step $step (0 steps to redo)" "$d.out"
+
+# --- a second signal ends the run at once (a large model: the first step
+# takes long enough to be interrupted)
+d=$tmp/twice rc=0
+"$SEQPAR" train --dataset fra-eng --num-examples 2000 --threads 1 --hidden 1024 --embed 256 \
+    --max-steps 100 --checkpoint-dir "$d" >"$d.out" 2>&1 &
+pid=$!
+for _ in $(seq 400); do grep -q '^seq2seq' "$d.out" 2>/dev/null && break; sleep 0.05; done
+kill -TERM $pid; sleep 0.05; kill -TERM $pid
+wait $pid || rc=$?
+check "a second SIGTERM ends the run at once (exit $rc: 143, no summary)" \
+    bash -c "[ $rc = 143 ] && ! grep -q '^done' '$d.out'"
+
+# --- NaN in one rank's gradient at step 25 (its loss finite)
+nan=(train --dataset fra-eng --num-examples 2000 --threads 1 --log-every 10 --max-steps 40
+     --checkpoint-every 1 --keep 1)
+for np in 1 2; do
+    d=$tmp/nanstop$np rc=0
+    SEQPAR_FAULT_NAN=$((np - 1)):25 "${mpi[@]}" -np $np -x SEQPAR_FAULT_NAN "$SEQPAR" "${nan[@]}" \
+        --checkpoint-dir "$d" >"$d.out" 2>&1 || rc=$?
+    check "$np rank(s), --on-nan stop: exit 1 at step 25, naming the gradient norm (exit $rc)" \
+        bash -c "[ $rc = 1 ] && grep -q 'step 25: the gradient norm is not finite; stopping (--on-nan stop)' '$d.out'"
+    check "... the last good checkpoint (step 25) kept, nothing of the bad step saved" \
+        bash -c "[ \"\$(ls '$d')\" = ckpt-00000025.h5 ] && '$SEQPAR' ckpt verify '$d/ckpt-00000025.h5' >/dev/null"
+    check "... and the end says what a resume redoes" \
+        grep -q 'stopped at step 25 (not finite): --resume auto continues from step 25 (0 steps to redo)' "$d.out"
+    d=$tmp/nanskip$np rc=0
+    SEQPAR_FAULT_NAN=$((np - 1)):25 "${mpi[@]}" -np $np -x SEQPAR_FAULT_NAN "$SEQPAR" "${nan[@]}" \
+        --keep 100 --on-nan skip --checkpoint-dir "$d" >"$d.out" 2>&1 || rc=$?
+    check "$np rank(s), --on-nan skip: the run ends (exit $rc) with nan_skips=1 in the summary" \
+        bash -c "[ $rc = 0 ] && grep -q '^done step=40 .* nan_skips=1$' '$d.out' && grep -q '^step 30/40 .* nan-skips 1$' '$d.out'"
+    "$SEQPAR" ckpt diff "$d/ckpt-00000025.h5" "$d/ckpt-00000026.h5" >"$d.diff" 2>&1
+    check "... the parameters and moments after the skipped step equal those before it" \
+        bash -c "grep -q '^parameters .* 0 in .*; 20 of 20 tensors identical' '$d.diff' && grep -q '^adam m .* 20 of 20' '$d.diff' && grep -q '^adam v .* 20 of 20' '$d.diff'"
+done
+d=$tmp/patience rc=0
+SEQPAR_FAULT_NAN=0:25 "$SEQPAR" "${nan[@]}" --on-nan skip --nan-patience 1 --checkpoint-dir "$d" \
+    >"$d.out" 2>&1 || rc=$?
+check "--nan-patience 1: the first skip stops the run (exit $rc)" \
+    bash -c "[ $rc = 1 ] && grep -q 'stopping (1 steps in a row (--nan-patience 1))' '$d.out'"
+
+# --- a mis-launch: N processes that MPI does not join
+expect_error "srun without PMI (SLURM_STEP_NUM_TASKS=4, a world of 1)" \
+    'SLURM_STEP_NUM_TASKS=4, but MPI started a world of 1: .*srun --mpi=pmix' \
+    env SLURM_STEP_NUM_TASKS=4 "$SEQPAR" train --max-steps 1
+expect_error "a foreign mpirun (PMI_SIZE=2, a world of 1)" 'PMI_SIZE=2, but MPI started a world of 1' \
+    env PMI_SIZE=2 "$SEQPAR" train --max-steps 1
+check "SLURM_NTASKS of a batch script running one process is no mis-launch" \
+    bash -c "env SLURM_NTASKS=4 '$SEQPAR' train --max-steps 1 --threads 1 | grep -q '^done step=1 '"
+
+finish
