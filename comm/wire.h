@@ -7,11 +7,9 @@
  * while the monitor was away are delivered when it comes back (up to the
  * queue bound; beyond it they are dropped and counted).
  *
- * The collector (seqpar monitor) validates every message (wire_parse),
- * aggregates per run and step (loss = Σ loss_sum / Σ tokens over the ranks,
- * perplexity = exp(loss), tokens/s summed over ranks), tracks every rank's
- * last message, and renders the monitor's JSON API and Prometheus text.
- * It is thread-safe: one thread adds messages, HTTP threads render. */
+ * The monitor validates every message with wire_parse; what it does with
+ * them (aggregation, rank states, its JSON API and Prometheus text) lives
+ * with it, in trainer/monitor/collector.h. */
 #ifndef SEQPAR_WIRE_H
 #define SEQPAR_WIRE_H
 
@@ -24,8 +22,6 @@
 #define WIRE_MAX_SAMPLES 8           /* sample translations per eval message */
 #define WIRE_TEXT_MAX    2000        /* bytes of a sample sentence or an event detail */
 #define WIRE_MAX_WORLD   4096        /* ranks per run the monitor accepts */
-#define WIRE_LATE_S      10.0        /* a rank silent this long is "late" */
-#define WIRE_LOST_S      60.0        /* ... and this long "lost" */
 #define WIRE_MAX_TIME    1e10        /* latest "time" accepted: Unix seconds in the year 2286 */
 
 /* Seconds since the Unix epoch: the wire's "time" field and the monitor's clock. */
@@ -84,30 +80,5 @@ void wire_add_samples(struct cJSON *o, const wire_sample *s, int n);
 
 /* Parses and validates buf[0..len): 0, or -1 with the reason in err. */
 int wire_parse(const char *buf, size_t len, wire_msg *m, char *err, size_t errlen);
-
-/* ------------------------------------------------------------ collector */
-
-typedef struct wire_collector wire_collector;
-
-wire_collector *wire_collector_new(void);
-void wire_collector_free(wire_collector *c);
-/* Adds one raw message received at `now` (seconds since the epoch): parsed,
- * validated and aggregated, or counted as malformed / oversized. Returns 0
- * when it was accepted. */
-int wire_collector_add(wire_collector *c, const char *buf, size_t len, double now);
-/* Counters: messages accepted, malformed, oversized. */
-void wire_collector_counts(wire_collector *c, long *ok, long *malformed, long *oversized);
-/* Changes so far (for server-sent events); blocks up to timeout_ms for one
- * past `seen` and returns the current version, with the run that changed
- * last in run[WIRE_RUN_MAX + 1]. */
-long wire_collector_wait(wire_collector *c, long seen, int timeout_ms, char *run);
-/* Wakes every waiter, now and later: the collector is shutting down. */
-void wire_collector_wake(wire_collector *c);
-
-/* Renderings, malloc'd NUL-terminated strings (NULL when out of memory, or
- * for run_json when there is no such run). `now` decides rank states. */
-char *wire_collector_runs_json(wire_collector *c, double now);
-char *wire_collector_run_json(wire_collector *c, const char *run, double now);
-char *wire_collector_metrics(wire_collector *c, double now);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model.h" /* rng_u64 for the fuzzer */
+#include "collector.h"
 #include "wire.h"
 
 static int parse(const char *s, wire_msg *m)
@@ -165,14 +166,14 @@ static char *msg(char *buf, size_t n, const char *run, const char *kind, int ran
     return buf;
 }
 
-static int add(wire_collector *c, const char *s, double now)
+static int add(collector *c, const char *s, double now)
 {
-    return wire_collector_add(c, s, strlen(s), now);
+    return collector_add(c, s, strlen(s), now);
 }
 
 static void test_collector(void)
 {
-    wire_collector *c = wire_collector_new();
+    collector *c = collector_new();
     CU_ASSERT_FATAL(c != NULL);
     char b[1000];
     /* step 10: rank 0 then rank 1; the point exists only once both reported */
@@ -186,7 +187,7 @@ static void test_collector(void)
         msg(b, sizeof b, "r1", "train", 0, 2, 10,
             "\"loss_sum\":30,\"tokens\":10,\"tok_per_s\":100,\"grad_norm\":0.5"),
         101);
-    char *j = wire_collector_run_json(c, "r1", 101);
+    char *j = collector_run_json(c, "r1", 101);
     CU_ASSERT_PTR_NOT_NULL_FATAL(j);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"train\":{\"step\":[]"));
     free(j);
@@ -199,7 +200,7 @@ static void test_collector(void)
         msg(b, sizeof b, "r1", "train", 1, 2, 10,
             "\"loss_sum\":999,\"tokens\":1,\"tok_per_s\":1,\"grad_norm\":9"),
         101);
-    j = wire_collector_run_json(c, "r1", 101.5);
+    j = collector_run_json(c, "r1", 101.5);
     CU_ASSERT_PTR_NOT_NULL_FATAL(j);
     /* loss = (30 + 10) / (10 + 30) = 1, tokens/s = 400 */
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"train\":{\"step\":[10],\"loss\":[1],\"ppl\":[2.7182818"));
@@ -214,46 +215,46 @@ static void test_collector(void)
         102);
     /* rank 1 goes quiet: late after 10 s, lost after 60 s */
     add(c, msg(b, sizeof b, "r1", "heartbeat", 0, 2, 11, ""), 150);
-    j = wire_collector_run_json(c, "r1", 150);
+    j = collector_run_json(c, "r1", 150);
     CU_ASSERT_PTR_NOT_NULL_FATAL(j);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "{\"rank\":1,\"step\":10,\"tok_per_s\":300,\"last_seen\":101,"
                                      "\"state\":\"late\"}"));
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"bleu\":[12.5]"));
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"samples\":[{\"src\":\"go .\",\"hyp\":\"va !\""));
     free(j);
-    j = wire_collector_run_json(c, "r1", 170);
+    j = collector_run_json(c, "r1", 170);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"rank\":1,\"step\":10,\"tok_per_s\":300,\"last_seen\":101,"
                                      "\"state\":\"lost\""));
     free(j);
     /* both end: done */
     add(c, msg(b, sizeof b, "r1", "event", 0, 2, 20, "\"event\":\"end\""), 171);
     add(c, msg(b, sizeof b, "r1", "event", 1, 2, 20, "\"event\":\"end\""), 171);
-    j = wire_collector_runs_json(c, 172);
+    j = collector_runs_json(c, 172);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"state\":\"done\""));
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"bleu\":12.5"));
     free(j);
     /* a second run; an error stops it */
     add(c, msg(b, sizeof b, "r2", "event", 0, 1, 5, "\"event\":\"error\",\"detail\":\"x\""), 180);
-    j = wire_collector_runs_json(c, 180);
+    j = collector_runs_json(c, 180);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"id\":\"r2\""));
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"state\":\"stopped\""));
     free(j);
-    CU_ASSERT_PTR_NULL(wire_collector_run_json(c, "nope", 180));
+    CU_ASSERT_PTR_NULL(collector_run_json(c, "nope", 180));
     /* malformed and oversized messages are counted, not kept */
     CU_ASSERT_NOT_EQUAL(add(c, "{not json", 181), 0);
     char *big = malloc(WIRE_MAX_MSG + 10);
     CU_ASSERT_FATAL(big != NULL);
     memset(big, ' ', WIRE_MAX_MSG + 9);
     big[WIRE_MAX_MSG + 9] = '\0';
-    CU_ASSERT_NOT_EQUAL(wire_collector_add(c, big, WIRE_MAX_MSG + 9, 181), 0);
+    CU_ASSERT_NOT_EQUAL(collector_add(c, big, WIRE_MAX_MSG + 9, 181), 0);
     free(big);
     long ok, mal, over;
-    wire_collector_counts(c, &ok, &mal, &over);
+    collector_counts(c, &ok, &mal, &over);
     CU_ASSERT_EQUAL(ok, 9); /* the duplicate counts as received */
     CU_ASSERT_EQUAL(mal, 1);
     CU_ASSERT_EQUAL(over, 1);
     /* Prometheus text */
-    char *t = wire_collector_metrics(c, 181);
+    char *t = collector_metrics(c, 181);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     CU_ASSERT_PTR_NOT_NULL(strstr(t, "# TYPE seqpar_loss gauge\nseqpar_loss{run=\"r1\"} 1\n"));
     CU_ASSERT_PTR_NOT_NULL(strstr(t, "seqpar_bleu{run=\"r1\"} 12.5\n"));
@@ -264,9 +265,9 @@ static void test_collector(void)
     free(t);
     /* waiting for a change: the version moved past 0 */
     char run[WIRE_RUN_MAX + 1];
-    CU_ASSERT(wire_collector_wait(c, 0, 0, run) > 0);
+    CU_ASSERT(collector_wait(c, 0, 0, run) > 0);
     CU_ASSERT_STRING_EQUAL(run, "r2");
-    wire_collector_free(c);
+    collector_free(c);
 }
 
 /* Restoring from a log uses the messages' own times (now < 0). */
@@ -292,17 +293,17 @@ static void test_endpoints(void)
 
 static void test_restore_times(void)
 {
-    wire_collector *c = wire_collector_new();
+    collector *c = collector_new();
     char b[500];
     add(c, msg(b, sizeof b, "r", "heartbeat", 0, 1, 7, ""), -1.0); /* time 1007 */
-    char *j = wire_collector_run_json(c, "r", 1010);
+    char *j = collector_run_json(c, "r", 1010);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"last_seen\":1007"));
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"state\":\"ok\""));
     free(j);
-    wire_collector_free(c);
+    collector_free(c);
     /* a logged time ahead of the clock (damaged, or another host's skew) is
      * taken as now: the run ages from there instead of staying "ok" */
-    c = wire_collector_new();
+    c = collector_new();
     add(c,
         "{\"v\":1,\"run\":\"f\",\"kind\":\"heartbeat\",\"rank\":0,\"world\":1,"
         "\"step\":1,\"epoch\":1,\"time\":9999999999}",
@@ -312,14 +313,14 @@ static void test_restore_times(void)
         "{\"v\":1,\"run\":\"f\",\"kind\":\"event\",\"rank\":0,\"world\":1,"
         "\"step\":1,\"epoch\":1,\"time\":9999999998,\"event\":\"start\"}",
         -1.0);
-    const double later = wire_time() + 2 * WIRE_LOST_S;
-    j = wire_collector_run_json(c, "f", later);
+    const double later = wire_time() + 2 * COLLECTOR_LOST_S;
+    j = collector_run_json(c, "f", later);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"event\":\"start\""));
     CU_ASSERT_PTR_NULL(strstr(j, "9999999999"));
     CU_ASSERT_PTR_NULL(strstr(j, "9999999998"));
     CU_ASSERT_PTR_NULL(strstr(j, "\"state\":\"ok\""));
     free(j);
-    wire_collector_free(c);
+    collector_free(c);
 }
 
 void register_suites(void)

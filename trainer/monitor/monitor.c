@@ -14,6 +14,7 @@
 #include <zmq.h>
 
 #include "trainer.h"
+#include "collector.h"
 #include "wire.h"
 
 extern const unsigned char seqpar_dashboard_html[];
@@ -38,7 +39,7 @@ static void on_signal(int sig)
 /* ---------------------------------------------------------------- HTTP */
 
 typedef struct sse_state {
-    wire_collector *c;
+    collector *c;
     long seen;
     int hello;
 } sse_state;
@@ -55,10 +56,10 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
     int n;
     if (!s->hello) {
         s->hello = 1;
-        s->seen = wire_collector_wait(s->c, -1, 0, run);
+        s->seen = collector_wait(s->c, -1, 0, run);
         n = snprintf(buf, max, "retry: 2000\nevent: hello\ndata: {\"version\":%ld}\n\n", s->seen);
     } else {
-        long v = wire_collector_wait(s->c, s->seen, 15000, run);
+        long v = collector_wait(s->c, s->seen, 15000, run);
         if (g_stop) return MHD_CONTENT_READER_END_OF_STREAM;
         if (v == s->seen) {
             n = snprintf(buf, max, ": keepalive\n\n");
@@ -105,7 +106,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                               size_t *upload_size, void **con_cls)
 {
     (void)version, (void)upload, (void)con_cls;
-    wire_collector *c = cls;
+    collector *c = cls;
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return plain(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
     if (*upload_size) return plain(conn, MHD_HTTP_BAD_REQUEST, "no request body expected\n");
@@ -114,18 +115,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return reply(conn, MHD_HTTP_OK, "text/html; charset=utf-8", (char *)seqpar_dashboard_html,
                      seqpar_dashboard_html_len, MHD_RESPMEM_PERSISTENT);
     if (strcmp(url, "/api/runs") == 0 || strcmp(url, "/api/runs/") == 0) {
-        char *s = wire_collector_runs_json(c, now);
+        char *s = collector_runs_json(c, now);
         if (!s) return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
         return reply(conn, MHD_HTTP_OK, "application/json", s, strlen(s), MHD_RESPMEM_MUST_FREE);
     }
     if (strncmp(url, "/api/runs/", 10) == 0) {
         /* libmicrohttpd has already percent-decoded the path */
-        char *s = wire_collector_run_json(c, url + 10, now);
+        char *s = collector_run_json(c, url + 10, now);
         if (!s) return plain(conn, MHD_HTTP_NOT_FOUND, "no such run\n");
         return reply(conn, MHD_HTTP_OK, "application/json", s, strlen(s), MHD_RESPMEM_MUST_FREE);
     }
     if (strcmp(url, "/metrics") == 0) {
-        char *s = wire_collector_metrics(c, now);
+        char *s = collector_metrics(c, now);
         if (!s) return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
         return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", s, strlen(s),
                      MHD_RESPMEM_MUST_FREE);
@@ -182,7 +183,7 @@ static int parse_http(const char *s, struct sockaddr_in *addr)
 /* Replays FILE.jsonl into the collector; returns the messages restored, or
  * -1 when the file exists but cannot be read. Only accepted messages are
  * logged, so a bad line means a damaged log: it is counted as malformed. */
-static long restore(wire_collector *c, const char *path, long *damaged)
+static long restore(collector *c, const char *path, long *damaged)
 {
     *damaged = 0;
     FILE *f = fopen(path, "r");
@@ -194,7 +195,7 @@ static long restore(wire_collector *c, const char *path, long *damaged)
     while ((n = getline(&line, &cap, f)) >= 0) {
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
         if (n == 0) continue;
-        if (wire_collector_add(c, line, (size_t)n, -1.0) == 0)
+        if (collector_add(c, line, (size_t)n, -1.0) == 0)
             ok++;
         else
             ++*damaged;
@@ -271,7 +272,7 @@ int cmd_monitor(int argc, char **argv)
         fprintf(stderr, "%s: --listen %s\n", prog, why);
         return 2;
     }
-    wire_collector *c = wire_collector_new();
+    collector *c = collector_new();
     if (!c) {
         fprintf(stderr, "%s: out of memory\n", prog);
         return 1;
@@ -281,13 +282,13 @@ int cmd_monitor(int argc, char **argv)
         long damaged = 0, n = restore(c, log, &damaged);
         if (n < 0) {
             fprintf(stderr, "%s: --log %s: cannot read (%s)\n", prog, log, strerror(errno));
-            wire_collector_free(c);
+            collector_free(c);
             return 2;
         }
         logf = fopen(log, "a");
         if (!logf) {
             fprintf(stderr, "%s: --log %s: cannot append (%s)\n", prog, log, strerror(errno));
-            wire_collector_free(c);
+            collector_free(c);
             return 2;
         }
         if (n > 0) printf("restored %ld messages from %s\n", n, log);
@@ -311,7 +312,7 @@ int cmd_monitor(int argc, char **argv)
         if (sock) zmq_close(sock);
         if (ctx) zmq_ctx_term(ctx);
         if (logf) fclose(logf);
-        wire_collector_free(c);
+        collector_free(c);
         return 2;
     }
     struct MHD_Daemon *d = MHD_start_daemon(
@@ -327,7 +328,7 @@ int cmd_monitor(int argc, char **argv)
         zmq_close(sock);
         zmq_ctx_term(ctx);
         if (logf) fclose(logf);
-        wire_collector_free(c);
+        collector_free(c);
         return 2;
     }
     struct sigaction sa;
@@ -358,7 +359,7 @@ int cmd_monitor(int argc, char **argv)
             const char *p = zmq_msg_data(&msg);
             size_t n = zmq_msg_size(&msg);
             const double now = wire_time();
-            const int accepted = wire_collector_add(c, p, n, now) == 0;
+            const int accepted = collector_add(c, p, n, now) == 0;
             if (!accepted) note_refused(prog, p, n, now);
             if (accepted && logf) {
                 /* one message per line: a line break can only be JSON
@@ -372,14 +373,14 @@ int cmd_monitor(int argc, char **argv)
         }
     }
     zmq_msg_close(&msg);
-    wire_collector_wake(c); /* event streams see g_stop and end */
+    collector_wake(c); /* event streams see g_stop and end */
     MHD_stop_daemon(d);
     zmq_close(sock);
     zmq_ctx_term(ctx);
     if (logf) fclose(logf);
     long ok, bad, big;
-    wire_collector_counts(c, &ok, &bad, &big);
+    collector_counts(c, &ok, &bad, &big);
     printf("seqpar monitor: stopped (%ld messages, %ld malformed, %ld oversized)\n", ok, bad, big);
-    wire_collector_free(c);
+    collector_free(c);
     return 0;
 }
