@@ -1,5 +1,6 @@
 /* The metrics wire: message parser (valid, invalid, fuzzed and truncated
- * messages) and the collector's aggregation, rank states, renderings. */
+ * messages), encoder (every kind parses back to the message it was), and
+ * the collector's aggregation, rank states, renderings. */
 #include <CUnit/CUnit.h>
 #include <math.h>
 #include <stdio.h>
@@ -154,6 +155,149 @@ static void test_parse_fuzz(void)
     /* some byte changes keep a message valid (a digit for a digit): fine;
      * what matters is that nothing crashed and most were refused */
     CU_ASSERT(accepted < 2000);
+}
+
+/* Another kind's fields, as seqpar 0.1 read them: numbers and detail are
+ * checked for their type on every kind and kept; samples and event are
+ * only an eval's and an event's, ignored elsewhere. */
+static void test_parse_other_kinds(void)
+{
+    static wire_msg m;
+    CU_ASSERT_EQUAL(parse("{" HEAD ",\"kind\":\"heartbeat\",\"rank\":0,\"step\":1,\"bleu\":3,"
+                          "\"loss_sum\":-1,\"detail\":\"d\",\"samples\":{},\"event\":5}",
+                          &m),
+                    0);
+    CU_ASSERT_DOUBLE_EQUAL(m.bleu, 3, 0);
+    CU_ASSERT_DOUBLE_EQUAL(m.loss_sum, -1, 0);
+    CU_ASSERT_STRING_EQUAL(m.detail, "d");
+    CU_ASSERT_EQUAL(m.nsamples, 0);
+    CU_ASSERT_STRING_EQUAL(m.event, "");
+    CU_ASSERT_NOT_EQUAL(
+        parse("{" HEAD ",\"kind\":\"heartbeat\",\"rank\":0,\"step\":1,\"bleu\":\"x\"}", &m), 0);
+    CU_ASSERT_NOT_EQUAL(
+        parse("{" HEAD ",\"kind\":\"eval\",\"rank\":0,\"step\":1,\"detail\":null}", &m), 0);
+}
+
+/* The header every kind carries, as the trainer fills it in. */
+static void head(wire_msg *m, wire_kind kind)
+{
+    wire_msg_init(m, kind);
+    snprintf(m->run, sizeof m->run, "r1");
+    m->rank = 1, m->world = 2, m->step = 10, m->epoch = 1, m->time = 1000.5;
+}
+
+/* wire_encode(m), parsed back: the same message, byte for byte (both start
+ * from wire_msg_init, so padding and unused bytes agree too). */
+static char *round_trip(const wire_msg *m, wire_msg *back)
+{
+    char *s = wire_encode(m);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    char err[200] = "";
+    const int rc = wire_parse(s, strlen(s), back, err, sizeof err);
+    if (rc != 0) fprintf(stderr, "refused (%s): %.200s\n", err, s);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(memcmp(m, back, sizeof *m) == 0);
+    return s;
+}
+
+static void test_encode_train(void)
+{
+    static wire_msg m, back;
+    head(&m, WIRE_TRAIN);
+    m.loss_sum = 12.5, m.tokens = 5, m.lr = 0.005, m.tok_per_s = 1000; /* grad_norm NaN */
+    char *s = round_trip(&m, &back);
+    /* the fields and their order as the trainer has always sent them */
+    CU_ASSERT_STRING_EQUAL(s, "{\"v\":1,\"run\":\"r1\",\"kind\":\"train\",\"rank\":1,\"world\":2,"
+                              "\"step\":10,\"epoch\":1,\"time\":1000.5,\"loss_sum\":12.5,"
+                              "\"tokens\":5,\"grad_norm\":null,\"lr\":0.005,\"tok_per_s\":1000}");
+    CU_ASSERT(isnan(back.grad_norm));
+    CU_ASSERT_DOUBLE_EQUAL(back.lr, 0.005, 0);
+    free(s);
+    /* numbers that need all 17 digits, and the largest step */
+    m.loss_sum = 0.1 + 0.2, m.tokens = 1.0 / 3.0, m.grad_norm = 1e-300, m.lr = NAN;
+    m.step = 9000000000000000L, m.time = 1733000000.123456;
+    free(round_trip(&m, &back));
+    CU_ASSERT(back.loss_sum == 0.1 + 0.2);
+    CU_ASSERT_EQUAL(back.step, 9000000000000000L);
+}
+
+static void test_encode_eval(void)
+{
+    static wire_msg m, back;
+    head(&m, WIRE_EVAL);
+    m.rank = 0, m.val_loss = 1.5, m.val_ppl = 4.48; /* bleu NaN: an LM has none */
+    const char *src[] = {"go .", "\"quoted\" \\ back\\slash", "tab\there"};
+    const char *ref[] = {"va !", "c'est \xc3\xa9t\xc3\xa9 \xe2\x82\xac", "\xf0\x9f\x98\x80 end"};
+    m.nsamples = 3;
+    for (int i = 0; i < 3; i++) {
+        snprintf(m.samples[i].src, sizeof m.samples[i].src, "%s", src[i]);
+        snprintf(m.samples[i].hyp, sizeof m.samples[i].hyp, "hyp %d", i);
+        snprintf(m.samples[i].ref, sizeof m.samples[i].ref, "%s", ref[i]);
+    }
+    char *s = round_trip(&m, &back);
+    CU_ASSERT_PTR_NOT_NULL(strstr(s, "\"bleu\":null,\"samples\":[{\"src\":\"go .\""));
+    CU_ASSERT_EQUAL(back.nsamples, 3);
+    CU_ASSERT(isnan(back.bleu));
+    CU_ASSERT_STRING_EQUAL(back.samples[1].src, src[1]);
+    CU_ASSERT_STRING_EQUAL(back.samples[1].ref, ref[1]);
+    free(s);
+    /* no samples: an empty array; every sample of the longest texts */
+    m.nsamples = 0;
+    memset(m.samples, 0, sizeof m.samples);
+    s = round_trip(&m, &back);
+    CU_ASSERT_PTR_NOT_NULL(strstr(s, "\"samples\":[]"));
+    free(s);
+    m.nsamples = WIRE_MAX_SAMPLES;
+    for (int i = 0; i < WIRE_MAX_SAMPLES; i++) {
+        memset(m.samples[i].src, 'a' + i, WIRE_TEXT_MAX);
+        memset(m.samples[i].hyp, 'b', WIRE_TEXT_MAX);
+        memset(m.samples[i].ref, 'c', WIRE_TEXT_MAX);
+    }
+    free(round_trip(&m, &back));
+    CU_ASSERT_EQUAL(back.nsamples, WIRE_MAX_SAMPLES);
+}
+
+static void test_encode_event(void)
+{
+    static wire_msg m, back;
+    head(&m, WIRE_EVENT);
+    snprintf(m.event, sizeof m.event, "checkpoint");
+    snprintf(m.detail, sizeof m.detail,
+             "{\"path\": \"ck/ckpt-1.h5\"}\n\xc3\xa9l\xc3\xa8ve \xe2\x80\x94 \x01 \\ /");
+    char *s = round_trip(&m, &back);
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(s, "\"time\":1000.5,\"event\":\"checkpoint\",\"detail\":\"{\\\""));
+    CU_ASSERT_STRING_EQUAL(back.detail, m.detail);
+    free(s);
+    /* an empty detail is sent as such; the longest one fits */
+    memset(m.detail, 0, sizeof m.detail);
+    s = round_trip(&m, &back);
+    CU_ASSERT_PTR_NOT_NULL(strstr(s, "\"detail\":\"\"}"));
+    free(s);
+    memset(m.detail, 'x', WIRE_TEXT_MAX);
+    memset(m.event, 'e', WIRE_EVENT_MAX);
+    free(round_trip(&m, &back));
+}
+
+static void test_encode_heartbeat(void)
+{
+    static wire_msg m, back;
+    head(&m, WIRE_HEARTBEAT);
+    m.loss_sum = 1, m.nsamples = 1; /* not a heartbeat's: not sent */
+    char *s = wire_encode(&m);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_STRING_EQUAL(s,
+                           "{\"v\":1,\"run\":\"r1\",\"kind\":\"heartbeat\",\"rank\":1,\"world\":2,"
+                           "\"step\":10,\"epoch\":1,\"time\":1000.5}");
+    free(s);
+    m.loss_sum = NAN, m.nsamples = 0;
+    free(round_trip(&m, &back));
+    /* not a message: an unknown kind, a text that does not end in its member */
+    m.kind = (wire_kind)7;
+    CU_ASSERT_PTR_NULL(wire_encode(&m));
+    head(&m, WIRE_EVENT);
+    memset(m.event, 'e', sizeof m.event);
+    CU_ASSERT_PTR_NULL(wire_encode(&m));
 }
 
 static char *msg(char *buf, size_t n, const char *run, const char *kind, int rank, int world,
@@ -329,6 +473,11 @@ void register_suites(void)
     CU_add_test(s, "parse: every kind", test_parse_valid);
     CU_add_test(s, "parse: invalid messages refused", test_parse_invalid);
     CU_add_test(s, "parse: random bytes and truncations", test_parse_fuzz);
+    CU_add_test(s, "parse: other kinds' fields", test_parse_other_kinds);
+    CU_add_test(s, "encode: train parses back (NaN as null)", test_encode_train);
+    CU_add_test(s, "encode: eval parses back (samples, quotes, UTF-8)", test_encode_eval);
+    CU_add_test(s, "encode: event parses back (detail escaped)", test_encode_event);
+    CU_add_test(s, "encode: heartbeat, and what is not a message", test_encode_heartbeat);
     CU_add_test(s, "collector: aggregation, rank states, renderings", test_collector);
     CU_add_test(s, "collector: restored messages keep their times", test_restore_times);
     CU_add_test(s, "endpoints: TCP ports in range", test_endpoints);

@@ -40,7 +40,7 @@ typedef struct event_rec {
     double time;
     long step;
     int rank;
-    char event[33];
+    char event[WIRE_EVENT_MAX + 1];
     char *detail;
 } event_rec;
 
