@@ -312,7 +312,7 @@ static char *msg(char *buf, size_t n, const char *run, const char *kind, int ran
 
 static int add(collector *c, const char *s, double now)
 {
-    return collector_add(c, s, strlen(s), now);
+    return collector_add(c, s, strlen(s), now, NULL, 0);
 }
 
 static void test_collector(void)
@@ -390,7 +390,9 @@ static void test_collector(void)
     CU_ASSERT_FATAL(big != NULL);
     memset(big, ' ', WIRE_MAX_MSG + 9);
     big[WIRE_MAX_MSG + 9] = '\0';
-    CU_ASSERT_NOT_EQUAL(collector_add(c, big, WIRE_MAX_MSG + 9, 181), 0);
+    char why[200] = "";
+    CU_ASSERT_NOT_EQUAL(collector_add(c, big, WIRE_MAX_MSG + 9, 181, why, sizeof why), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "65545 bytes, over the 65536-byte limit"));
     free(big);
     long ok, mal, over;
     collector_counts(c, &ok, &mal, &over);

@@ -134,17 +134,19 @@ static void add_train(run *r, rank_state *rk, const wire_msg *m)
         if (r->pend[i].count && r->pend[i].step <= done_step) r->pend[i].count = 0;
 }
 
-int collector_add(collector *c, const char *buf, size_t len, double now)
+int collector_add(collector *c, const char *buf, size_t len, double now, char *why, size_t whylen)
 {
     char err[200];
+    if (!why) why = err, whylen = sizeof err;
     pthread_mutex_lock(&c->mu);
     wire_msg *const m = &c->msg;
     int rc = -1;
     if (len > WIRE_MAX_MSG) {
+        snprintf(why, whylen, "%zu bytes, over the %d-byte limit", len, WIRE_MAX_MSG);
         c->oversized++;
         goto out;
     }
-    if (wire_parse(buf, len, m, err, sizeof err) != 0) {
+    if (wire_parse(buf, len, m, why, whylen) != 0) {
         c->malformed++;
         goto out;
     }
@@ -156,7 +158,10 @@ int collector_add(collector *c, const char *buf, size_t len, double now)
         if (m->time < now) now = m->time;
     }
     run *r = get_run(c, m, now);
-    if (!r || set_world(r, m->world) != 0) goto out;
+    if (!r || set_world(r, m->world) != 0) {
+        snprintf(why, whylen, "out of memory for its run");
+        goto out;
+    }
     rank_state *rk = &r->ranks[m->rank];
     rk->last_seen = now > rk->last_seen ? now : rk->last_seen;
     rk->seen = 1;

@@ -25,8 +25,9 @@ void collector_free(collector *c);
 /* Adds one raw message received at `now` (seconds since the epoch; < 0:
  * restored from the log, at the message's own time but never ahead of the
  * clock): parsed, validated and aggregated, or counted as malformed /
- * oversized. Returns 0 when it was accepted. */
-int collector_add(collector *c, const char *buf, size_t len, double now);
+ * oversized. Returns 0 when it was accepted; else -1 with the reason in
+ * why[whylen] (why may be NULL). */
+int collector_add(collector *c, const char *buf, size_t len, double now, char *why, size_t whylen);
 /* Counters: messages accepted, malformed, oversized. */
 void collector_counts(collector *c, long *ok, long *malformed, long *oversized);
 /* Changes so far (for server-sent events); blocks up to timeout_ms for one
