@@ -1,6 +1,6 @@
-/* comm/: everything MPI (and, later, the ZeroMQ metrics wire). Nothing else in
- * seqpar calls MPI. A process started without mpirun is a world of one
- * (MPI singleton), through the same interface. */
+/* comm/: MPI, and the metrics wire's transport and message codec (wire.h).
+ * Nothing else in seqpar calls MPI. A process started without mpirun is a
+ * world of one (MPI singleton), through the same interface. */
 #ifndef SEQPAR_COMM_H
 #define SEQPAR_COMM_H
 

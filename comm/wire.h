@@ -1,17 +1,19 @@
-/* comm/wire.h: the ZeroMQ metrics wire (DESIGN.md, "Metrics wire").
+/* comm/wire.h: the ZeroMQ metrics wire's transport and message codec
+ * (DESIGN.md, "Metrics wire").
  *
- * Trainers publish JSON messages with a PUSH socket that connects to the
- * monitor's PULL socket: sends never block (ZMQ_DONTWAIT, a bounded queue of
- * WIRE_QUEUE messages, LINGER 0), so a missing, slow or restarted monitor
- * costs training nothing; ZeroMQ reconnects by itself, and messages queued
- * while the monitor was away are delivered when it comes back (up to the
- * queue bound; beyond it they are dropped and counted).
+ * Transport (wire_pub.c): trainers publish JSON messages with a PUSH socket
+ * that connects to the monitor's PULL socket: sends never block
+ * (ZMQ_DONTWAIT, a bounded queue of WIRE_QUEUE messages, LINGER 0), so a
+ * missing, slow or restarted monitor costs training nothing; ZeroMQ
+ * reconnects by itself, and messages queued while the monitor was away are
+ * delivered when it comes back (up to the queue bound; beyond it they are
+ * dropped and counted).
  *
- * The collector (seqpar monitor) validates every message (wire_parse),
- * aggregates per run and step (loss = Σ loss_sum / Σ tokens over the ranks,
- * perplexity = exp(loss), tokens/s summed over ranks), tracks every rank's
- * last message, and renders the monitor's JSON API and Prometheus text.
- * It is thread-safe: one thread adds messages, HTTP threads render. */
+ * Codec (wire_codec.c): one table declares every field of a message, and
+ * both the trainers' encoder (wire_encode) and the monitor's parser
+ * (wire_parse) walk it. What the monitor does with the messages
+ * (aggregation, rank states, its JSON API and Prometheus text) lives with
+ * it, in trainer/monitor/collector.h. */
 #ifndef SEQPAR_WIRE_H
 #define SEQPAR_WIRE_H
 
@@ -23,9 +25,8 @@
 #define WIRE_RUN_MAX     64          /* run id: 1..64 of [A-Za-z0-9._:-] */
 #define WIRE_MAX_SAMPLES 8           /* sample translations per eval message */
 #define WIRE_TEXT_MAX    2000        /* bytes of a sample sentence or an event detail */
+#define WIRE_EVENT_MAX   32          /* bytes of an event's name */
 #define WIRE_MAX_WORLD   4096        /* ranks per run the monitor accepts */
-#define WIRE_LATE_S      10.0        /* a rank silent this long is "late" */
-#define WIRE_LOST_S      60.0        /* ... and this long "lost" */
 #define WIRE_MAX_TIME    1e10        /* latest "time" accepted: Unix seconds in the year 2286 */
 
 /* Seconds since the Unix epoch: the wire's "time" field and the monitor's clock. */
@@ -47,7 +48,14 @@ long wire_pub_dropped(const wire_pub *p);
 /* Closes, waiting at most linger_ms for queued messages to leave (0: not at all). */
 void wire_pub_close(wire_pub *p, int linger_ms);
 
-/* ------------------------------------------------------------- messages */
+/* ------------------------------------------------------------- messages
+ *
+ * Every kind carries v, run, kind, rank, world, step, epoch and time; then
+ *   train      loss_sum, tokens (both required, >= 0), grad_norm, lr, tok_per_s
+ *   eval       val_loss, val_ppl, bleu, samples [{src, hyp, ref} …]
+ *   event      event (required, not empty), detail
+ *   heartbeat  nothing more
+ * Bounds and types: the table in wire_codec.c. */
 
 typedef enum { WIRE_TRAIN, WIRE_EVAL, WIRE_EVENT, WIRE_HEARTBEAT } wire_kind;
 
@@ -70,7 +78,7 @@ typedef struct wire_msg {
     int nsamples;
     wire_sample samples[WIRE_MAX_SAMPLES];
     /* event */
-    char event[33];
+    char event[WIRE_EVENT_MAX + 1];
     char detail[WIRE_TEXT_MAX + 1];
 } wire_msg;
 
@@ -78,36 +86,28 @@ typedef struct wire_msg {
 int wire_run_id_ok(const char *s);
 
 /* Adds "samples": [{src, hyp, ref} …] of n samples to a JSON object (an eval
- * message as the trainer sends it, a run as the monitor serves it). */
+ * message as wire_encode writes it, a run as the monitor serves it): 0, or
+ * -1 when out of memory. */
 struct cJSON;
-void wire_add_samples(struct cJSON *o, const wire_sample *s, int n);
+int wire_add_samples(struct cJSON *o, const wire_sample *s, int n);
 
-/* Parses and validates buf[0..len): 0, or -1 with the reason in err. */
+/* A message of `kind` to fill in: v = WIRE_VERSION, every number NaN (not
+ * sent), every string empty, no samples. */
+void wire_msg_init(wire_msg *m, wire_kind kind);
+
+/* One message as JSON (malloc'd, NUL-terminated; NULL when out of memory):
+ * v, run, kind, rank, world, step, epoch, time, then the fields of
+ * m->kind (numeric ones that are NaN are sent as null, as today), samples
+ * for eval (m->nsamples of them), event and detail for events.
+ * Start m with wire_msg_init (v is m->v). NULL also for a kind that is not a
+ * wire_kind, or a text that does not end within its member. Nothing else is
+ * checked: the parser refuses what breaks its bounds, and a message over
+ * WIRE_MAX_MSG (eight samples of long texts full of escapes) is oversized. */
+char *wire_encode(const wire_msg *m);
+
+/* Parses and validates buf[0..len) into m: 0, or -1 with the reason in err.
+ * A message wire_encode wrote within the bounds parses back to the same
+ * wire_msg (from wire_msg_init: numbers not sent are NaN). */
 int wire_parse(const char *buf, size_t len, wire_msg *m, char *err, size_t errlen);
-
-/* ------------------------------------------------------------ collector */
-
-typedef struct wire_collector wire_collector;
-
-wire_collector *wire_collector_new(void);
-void wire_collector_free(wire_collector *c);
-/* Adds one raw message received at `now` (seconds since the epoch): parsed,
- * validated and aggregated, or counted as malformed / oversized. Returns 0
- * when it was accepted. */
-int wire_collector_add(wire_collector *c, const char *buf, size_t len, double now);
-/* Counters: messages accepted, malformed, oversized. */
-void wire_collector_counts(wire_collector *c, long *ok, long *malformed, long *oversized);
-/* Changes so far (for server-sent events); blocks up to timeout_ms for one
- * past `seen` and returns the current version, with the run that changed
- * last in run[WIRE_RUN_MAX + 1]. */
-long wire_collector_wait(wire_collector *c, long seen, int timeout_ms, char *run);
-/* Wakes every waiter, now and later: the collector is shutting down. */
-void wire_collector_wake(wire_collector *c);
-
-/* Renderings, malloc'd NUL-terminated strings (NULL when out of memory, or
- * for run_json when there is no such run). `now` decides rank states. */
-char *wire_collector_runs_json(wire_collector *c, double now);
-char *wire_collector_run_json(wire_collector *c, const char *run, double now);
-char *wire_collector_metrics(wire_collector *c, double now);
 
 #endif

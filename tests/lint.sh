@@ -9,7 +9,7 @@ if ! "$fmt" --dry-run --Werror $files; then
     rc=1
 fi
 if ! "$cpp" --enable=warning,performance,portability --std=c11 --inline-suppr --quiet \
-    --error-exitcode=1 -I model -I data -I comm -I checkpoints -I trainer \
+    --error-exitcode=1 -I model -I data -I comm -I checkpoints -I trainer -I trainer/monitor \
     model data comm checkpoints trainer tests; then
     echo "lint: cppcheck found problems"
     rc=1

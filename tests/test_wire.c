@@ -1,5 +1,6 @@
 /* The metrics wire: message parser (valid, invalid, fuzzed and truncated
- * messages) and the collector's aggregation, rank states, renderings. */
+ * messages), encoder (every kind parses back to the message it was), and
+ * the collector's aggregation, rank states, renderings. */
 #include <CUnit/CUnit.h>
 #include <math.h>
 #include <stdio.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 
 #include "model.h" /* rng_u64 for the fuzzer */
+#include "collector.h"
 #include "wire.h"
 
 static int parse(const char *s, wire_msg *m)
@@ -155,6 +157,149 @@ static void test_parse_fuzz(void)
     CU_ASSERT(accepted < 2000);
 }
 
+/* Another kind's fields, as seqpar 0.1 read them: numbers and detail are
+ * checked for their type on every kind and kept; samples and event are
+ * only an eval's and an event's, ignored elsewhere. */
+static void test_parse_other_kinds(void)
+{
+    static wire_msg m;
+    CU_ASSERT_EQUAL(parse("{" HEAD ",\"kind\":\"heartbeat\",\"rank\":0,\"step\":1,\"bleu\":3,"
+                          "\"loss_sum\":-1,\"detail\":\"d\",\"samples\":{},\"event\":5}",
+                          &m),
+                    0);
+    CU_ASSERT_DOUBLE_EQUAL(m.bleu, 3, 0);
+    CU_ASSERT_DOUBLE_EQUAL(m.loss_sum, -1, 0);
+    CU_ASSERT_STRING_EQUAL(m.detail, "d");
+    CU_ASSERT_EQUAL(m.nsamples, 0);
+    CU_ASSERT_STRING_EQUAL(m.event, "");
+    CU_ASSERT_NOT_EQUAL(
+        parse("{" HEAD ",\"kind\":\"heartbeat\",\"rank\":0,\"step\":1,\"bleu\":\"x\"}", &m), 0);
+    CU_ASSERT_NOT_EQUAL(
+        parse("{" HEAD ",\"kind\":\"eval\",\"rank\":0,\"step\":1,\"detail\":null}", &m), 0);
+}
+
+/* The header every kind carries, as the trainer fills it in. */
+static void head(wire_msg *m, wire_kind kind)
+{
+    wire_msg_init(m, kind);
+    snprintf(m->run, sizeof m->run, "r1");
+    m->rank = 1, m->world = 2, m->step = 10, m->epoch = 1, m->time = 1000.5;
+}
+
+/* wire_encode(m), parsed back: the same message, byte for byte (both start
+ * from wire_msg_init, so padding and unused bytes agree too). */
+static char *round_trip(const wire_msg *m, wire_msg *back)
+{
+    char *s = wire_encode(m);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    char err[200] = "";
+    const int rc = wire_parse(s, strlen(s), back, err, sizeof err);
+    if (rc != 0) fprintf(stderr, "refused (%s): %.200s\n", err, s);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(memcmp(m, back, sizeof *m) == 0);
+    return s;
+}
+
+static void test_encode_train(void)
+{
+    static wire_msg m, back;
+    head(&m, WIRE_TRAIN);
+    m.loss_sum = 12.5, m.tokens = 5, m.lr = 0.005, m.tok_per_s = 1000; /* grad_norm NaN */
+    char *s = round_trip(&m, &back);
+    /* the fields and their order as the trainer has always sent them */
+    CU_ASSERT_STRING_EQUAL(s, "{\"v\":1,\"run\":\"r1\",\"kind\":\"train\",\"rank\":1,\"world\":2,"
+                              "\"step\":10,\"epoch\":1,\"time\":1000.5,\"loss_sum\":12.5,"
+                              "\"tokens\":5,\"grad_norm\":null,\"lr\":0.005,\"tok_per_s\":1000}");
+    CU_ASSERT(isnan(back.grad_norm));
+    CU_ASSERT_DOUBLE_EQUAL(back.lr, 0.005, 0);
+    free(s);
+    /* numbers that need all 17 digits, and the largest step */
+    m.loss_sum = 0.1 + 0.2, m.tokens = 1.0 / 3.0, m.grad_norm = 1e-300, m.lr = NAN;
+    m.step = 9000000000000000L, m.time = 1733000000.123456;
+    free(round_trip(&m, &back));
+    CU_ASSERT(back.loss_sum == 0.1 + 0.2);
+    CU_ASSERT_EQUAL(back.step, 9000000000000000L);
+}
+
+static void test_encode_eval(void)
+{
+    static wire_msg m, back;
+    head(&m, WIRE_EVAL);
+    m.rank = 0, m.val_loss = 1.5, m.val_ppl = 4.48; /* bleu NaN: an LM has none */
+    const char *src[] = {"go .", "\"quoted\" \\ back\\slash", "tab\there"};
+    const char *ref[] = {"va !", "c'est \xc3\xa9t\xc3\xa9 \xe2\x82\xac", "\xf0\x9f\x98\x80 end"};
+    m.nsamples = 3;
+    for (int i = 0; i < 3; i++) {
+        snprintf(m.samples[i].src, sizeof m.samples[i].src, "%s", src[i]);
+        snprintf(m.samples[i].hyp, sizeof m.samples[i].hyp, "hyp %d", i);
+        snprintf(m.samples[i].ref, sizeof m.samples[i].ref, "%s", ref[i]);
+    }
+    char *s = round_trip(&m, &back);
+    CU_ASSERT_PTR_NOT_NULL(strstr(s, "\"bleu\":null,\"samples\":[{\"src\":\"go .\""));
+    CU_ASSERT_EQUAL(back.nsamples, 3);
+    CU_ASSERT(isnan(back.bleu));
+    CU_ASSERT_STRING_EQUAL(back.samples[1].src, src[1]);
+    CU_ASSERT_STRING_EQUAL(back.samples[1].ref, ref[1]);
+    free(s);
+    /* no samples: an empty array; every sample of the longest texts */
+    m.nsamples = 0;
+    memset(m.samples, 0, sizeof m.samples);
+    s = round_trip(&m, &back);
+    CU_ASSERT_PTR_NOT_NULL(strstr(s, "\"samples\":[]"));
+    free(s);
+    m.nsamples = WIRE_MAX_SAMPLES;
+    for (int i = 0; i < WIRE_MAX_SAMPLES; i++) {
+        memset(m.samples[i].src, 'a' + i, WIRE_TEXT_MAX);
+        memset(m.samples[i].hyp, 'b', WIRE_TEXT_MAX);
+        memset(m.samples[i].ref, 'c', WIRE_TEXT_MAX);
+    }
+    free(round_trip(&m, &back));
+    CU_ASSERT_EQUAL(back.nsamples, WIRE_MAX_SAMPLES);
+}
+
+static void test_encode_event(void)
+{
+    static wire_msg m, back;
+    head(&m, WIRE_EVENT);
+    snprintf(m.event, sizeof m.event, "checkpoint");
+    snprintf(m.detail, sizeof m.detail,
+             "{\"path\": \"ck/ckpt-1.h5\"}\n\xc3\xa9l\xc3\xa8ve \xe2\x80\x94 \x01 \\ /");
+    char *s = round_trip(&m, &back);
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(s, "\"time\":1000.5,\"event\":\"checkpoint\",\"detail\":\"{\\\""));
+    CU_ASSERT_STRING_EQUAL(back.detail, m.detail);
+    free(s);
+    /* an empty detail is sent as such; the longest one fits */
+    memset(m.detail, 0, sizeof m.detail);
+    s = round_trip(&m, &back);
+    CU_ASSERT_PTR_NOT_NULL(strstr(s, "\"detail\":\"\"}"));
+    free(s);
+    memset(m.detail, 'x', WIRE_TEXT_MAX);
+    memset(m.event, 'e', WIRE_EVENT_MAX);
+    free(round_trip(&m, &back));
+}
+
+static void test_encode_heartbeat(void)
+{
+    static wire_msg m, back;
+    head(&m, WIRE_HEARTBEAT);
+    m.loss_sum = 1, m.nsamples = 1; /* not a heartbeat's: not sent */
+    char *s = wire_encode(&m);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_STRING_EQUAL(s,
+                           "{\"v\":1,\"run\":\"r1\",\"kind\":\"heartbeat\",\"rank\":1,\"world\":2,"
+                           "\"step\":10,\"epoch\":1,\"time\":1000.5}");
+    free(s);
+    m.loss_sum = NAN, m.nsamples = 0;
+    free(round_trip(&m, &back));
+    /* not a message: an unknown kind, a text that does not end in its member */
+    m.kind = (wire_kind)7;
+    CU_ASSERT_PTR_NULL(wire_encode(&m));
+    head(&m, WIRE_EVENT);
+    memset(m.event, 'e', sizeof m.event);
+    CU_ASSERT_PTR_NULL(wire_encode(&m));
+}
+
 static char *msg(char *buf, size_t n, const char *run, const char *kind, int rank, int world,
                  long step, const char *extra)
 {
@@ -165,14 +310,14 @@ static char *msg(char *buf, size_t n, const char *run, const char *kind, int ran
     return buf;
 }
 
-static int add(wire_collector *c, const char *s, double now)
+static int add(collector *c, const char *s, double now)
 {
-    return wire_collector_add(c, s, strlen(s), now);
+    return collector_add(c, s, strlen(s), now, NULL, 0);
 }
 
 static void test_collector(void)
 {
-    wire_collector *c = wire_collector_new();
+    collector *c = collector_new();
     CU_ASSERT_FATAL(c != NULL);
     char b[1000];
     /* step 10: rank 0 then rank 1; the point exists only once both reported */
@@ -186,7 +331,7 @@ static void test_collector(void)
         msg(b, sizeof b, "r1", "train", 0, 2, 10,
             "\"loss_sum\":30,\"tokens\":10,\"tok_per_s\":100,\"grad_norm\":0.5"),
         101);
-    char *j = wire_collector_run_json(c, "r1", 101);
+    char *j = collector_run_json(c, "r1", 101);
     CU_ASSERT_PTR_NOT_NULL_FATAL(j);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"train\":{\"step\":[]"));
     free(j);
@@ -199,7 +344,7 @@ static void test_collector(void)
         msg(b, sizeof b, "r1", "train", 1, 2, 10,
             "\"loss_sum\":999,\"tokens\":1,\"tok_per_s\":1,\"grad_norm\":9"),
         101);
-    j = wire_collector_run_json(c, "r1", 101.5);
+    j = collector_run_json(c, "r1", 101.5);
     CU_ASSERT_PTR_NOT_NULL_FATAL(j);
     /* loss = (30 + 10) / (10 + 30) = 1, tokens/s = 400 */
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"train\":{\"step\":[10],\"loss\":[1],\"ppl\":[2.7182818"));
@@ -214,46 +359,48 @@ static void test_collector(void)
         102);
     /* rank 1 goes quiet: late after 10 s, lost after 60 s */
     add(c, msg(b, sizeof b, "r1", "heartbeat", 0, 2, 11, ""), 150);
-    j = wire_collector_run_json(c, "r1", 150);
+    j = collector_run_json(c, "r1", 150);
     CU_ASSERT_PTR_NOT_NULL_FATAL(j);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "{\"rank\":1,\"step\":10,\"tok_per_s\":300,\"last_seen\":101,"
                                      "\"state\":\"late\"}"));
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"bleu\":[12.5]"));
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"samples\":[{\"src\":\"go .\",\"hyp\":\"va !\""));
     free(j);
-    j = wire_collector_run_json(c, "r1", 170);
+    j = collector_run_json(c, "r1", 170);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"rank\":1,\"step\":10,\"tok_per_s\":300,\"last_seen\":101,"
                                      "\"state\":\"lost\""));
     free(j);
     /* both end: done */
     add(c, msg(b, sizeof b, "r1", "event", 0, 2, 20, "\"event\":\"end\""), 171);
     add(c, msg(b, sizeof b, "r1", "event", 1, 2, 20, "\"event\":\"end\""), 171);
-    j = wire_collector_runs_json(c, 172);
+    j = collector_runs_json(c, 172);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"state\":\"done\""));
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"bleu\":12.5"));
     free(j);
     /* a second run; an error stops it */
     add(c, msg(b, sizeof b, "r2", "event", 0, 1, 5, "\"event\":\"error\",\"detail\":\"x\""), 180);
-    j = wire_collector_runs_json(c, 180);
+    j = collector_runs_json(c, 180);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"id\":\"r2\""));
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"state\":\"stopped\""));
     free(j);
-    CU_ASSERT_PTR_NULL(wire_collector_run_json(c, "nope", 180));
+    CU_ASSERT_PTR_NULL(collector_run_json(c, "nope", 180));
     /* malformed and oversized messages are counted, not kept */
     CU_ASSERT_NOT_EQUAL(add(c, "{not json", 181), 0);
     char *big = malloc(WIRE_MAX_MSG + 10);
     CU_ASSERT_FATAL(big != NULL);
     memset(big, ' ', WIRE_MAX_MSG + 9);
     big[WIRE_MAX_MSG + 9] = '\0';
-    CU_ASSERT_NOT_EQUAL(wire_collector_add(c, big, WIRE_MAX_MSG + 9, 181), 0);
+    char why[200] = "";
+    CU_ASSERT_NOT_EQUAL(collector_add(c, big, WIRE_MAX_MSG + 9, 181, why, sizeof why), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "65545 bytes, over the 65536-byte limit"));
     free(big);
     long ok, mal, over;
-    wire_collector_counts(c, &ok, &mal, &over);
+    collector_counts(c, &ok, &mal, &over);
     CU_ASSERT_EQUAL(ok, 9); /* the duplicate counts as received */
     CU_ASSERT_EQUAL(mal, 1);
     CU_ASSERT_EQUAL(over, 1);
     /* Prometheus text */
-    char *t = wire_collector_metrics(c, 181);
+    char *t = collector_metrics(c, 181);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     CU_ASSERT_PTR_NOT_NULL(strstr(t, "# TYPE seqpar_loss gauge\nseqpar_loss{run=\"r1\"} 1\n"));
     CU_ASSERT_PTR_NOT_NULL(strstr(t, "seqpar_bleu{run=\"r1\"} 12.5\n"));
@@ -264,9 +411,9 @@ static void test_collector(void)
     free(t);
     /* waiting for a change: the version moved past 0 */
     char run[WIRE_RUN_MAX + 1];
-    CU_ASSERT(wire_collector_wait(c, 0, 0, run) > 0);
+    CU_ASSERT(collector_wait(c, 0, 0, run) > 0);
     CU_ASSERT_STRING_EQUAL(run, "r2");
-    wire_collector_free(c);
+    collector_free(c);
 }
 
 /* Restoring from a log uses the messages' own times (now < 0). */
@@ -292,17 +439,17 @@ static void test_endpoints(void)
 
 static void test_restore_times(void)
 {
-    wire_collector *c = wire_collector_new();
+    collector *c = collector_new();
     char b[500];
     add(c, msg(b, sizeof b, "r", "heartbeat", 0, 1, 7, ""), -1.0); /* time 1007 */
-    char *j = wire_collector_run_json(c, "r", 1010);
+    char *j = collector_run_json(c, "r", 1010);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"last_seen\":1007"));
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"state\":\"ok\""));
     free(j);
-    wire_collector_free(c);
+    collector_free(c);
     /* a logged time ahead of the clock (damaged, or another host's skew) is
      * taken as now: the run ages from there instead of staying "ok" */
-    c = wire_collector_new();
+    c = collector_new();
     add(c,
         "{\"v\":1,\"run\":\"f\",\"kind\":\"heartbeat\",\"rank\":0,\"world\":1,"
         "\"step\":1,\"epoch\":1,\"time\":9999999999}",
@@ -312,14 +459,14 @@ static void test_restore_times(void)
         "{\"v\":1,\"run\":\"f\",\"kind\":\"event\",\"rank\":0,\"world\":1,"
         "\"step\":1,\"epoch\":1,\"time\":9999999998,\"event\":\"start\"}",
         -1.0);
-    const double later = wire_time() + 2 * WIRE_LOST_S;
-    j = wire_collector_run_json(c, "f", later);
+    const double later = wire_time() + 2 * COLLECTOR_LOST_S;
+    j = collector_run_json(c, "f", later);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"event\":\"start\""));
     CU_ASSERT_PTR_NULL(strstr(j, "9999999999"));
     CU_ASSERT_PTR_NULL(strstr(j, "9999999998"));
     CU_ASSERT_PTR_NULL(strstr(j, "\"state\":\"ok\""));
     free(j);
-    wire_collector_free(c);
+    collector_free(c);
 }
 
 void register_suites(void)
@@ -328,6 +475,11 @@ void register_suites(void)
     CU_add_test(s, "parse: every kind", test_parse_valid);
     CU_add_test(s, "parse: invalid messages refused", test_parse_invalid);
     CU_add_test(s, "parse: random bytes and truncations", test_parse_fuzz);
+    CU_add_test(s, "parse: other kinds' fields", test_parse_other_kinds);
+    CU_add_test(s, "encode: train parses back (NaN as null)", test_encode_train);
+    CU_add_test(s, "encode: eval parses back (samples, quotes, UTF-8)", test_encode_eval);
+    CU_add_test(s, "encode: event parses back (detail escaped)", test_encode_event);
+    CU_add_test(s, "encode: heartbeat, and what is not a message", test_encode_heartbeat);
     CU_add_test(s, "collector: aggregation, rank states, renderings", test_collector);
     CU_add_test(s, "collector: restored messages keep their times", test_restore_times);
     CU_add_test(s, "endpoints: TCP ports in range", test_endpoints);

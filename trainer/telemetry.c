@@ -1,7 +1,6 @@
 /* The trainer's messages on the metrics wire (telemetry.h). */
 #include "telemetry.h"
 
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@ struct telemetry {
     int rank, world;
     const train_pos *pos;
     double last_beat; /* when this rank last sent anything */
+    wire_msg msg;     /* the message being written */
 };
 
 int telemetry_open(telemetry **out, const char *endpoint, const char *run, const train_pos *pos,
@@ -57,70 +57,60 @@ const char *telemetry_run_id(const telemetry *t)
     return t ? t->run_id : "";
 }
 
-/* A message with the fields every kind has (DESIGN.md, "Metrics wire"). */
-static cJSON *msg_new(const telemetry *t, const char *kind)
+/* The message being written (large: one per trainer, not on the stack),
+ * with the fields every kind has (DESIGN.md, "Metrics wire"). */
+static wire_msg *msg_new(telemetry *t, wire_kind kind)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "v", WIRE_VERSION);
-    cJSON_AddStringToObject(o, "run", t->run_id);
-    cJSON_AddStringToObject(o, "kind", kind);
-    cJSON_AddNumberToObject(o, "rank", t->rank);
-    cJSON_AddNumberToObject(o, "world", t->world);
-    cJSON_AddNumberToObject(o, "step", (double)t->pos->step);
-    cJSON_AddNumberToObject(o, "epoch", (double)train_pos_epoch1(t->pos));
-    cJSON_AddNumberToObject(o, "time", wire_time());
-    return o;
+    wire_msg *m = &t->msg;
+    wire_msg_init(m, kind);
+    snprintf(m->run, sizeof m->run, "%s", t->run_id);
+    m->rank = t->rank, m->world = t->world;
+    m->step = t->pos->step;
+    m->epoch = train_pos_epoch1(t->pos);
+    m->time = wire_time();
+    return m;
 }
 
-static void msg_send(telemetry *t, cJSON *o)
+/* Encodes and queues it; `beat`: it counts as the rank's sign of life. */
+static void msg_send(telemetry *t, int beat)
 {
-    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    char *s = wire_encode(&t->msg);
     if (s) wire_pub_send(t->pub, s, strlen(s));
     free(s);
-    cJSON_Delete(o);
-    t->last_beat = wire_time();
+    if (beat) t->last_beat = wire_time();
 }
 
 void telemetry_event(telemetry *t, const char *event, const char *fmt, ...)
 {
     if (!t) return;
-    char detail[WIRE_TEXT_MAX + 1];
+    wire_msg *m = msg_new(t, WIRE_EVENT);
+    snprintf(m->event, sizeof m->event, "%s", event);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
+    vsnprintf(m->detail, sizeof m->detail, fmt, ap);
     va_end(ap);
-    cJSON *o = msg_new(t, "event");
-    cJSON_AddStringToObject(o, "event", event);
-    cJSON_AddStringToObject(o, "detail", detail);
-    msg_send(t, o);
+    msg_send(t, 1);
 }
 
 void telemetry_train(telemetry *t, double loss_sum, double tokens, double grad_norm, double lr,
                      double window_s)
 {
     if (!t) return;
-    cJSON *o = msg_new(t, "train");
-    cJSON_AddNumberToObject(o, "loss_sum", loss_sum);
-    cJSON_AddNumberToObject(o, "tokens", tokens);
-    cJSON_AddNumberToObject(o, "grad_norm", grad_norm);
-    cJSON_AddNumberToObject(o, "lr", lr);
-    cJSON_AddNumberToObject(o, "tok_per_s", window_s > 0 ? tokens / window_s : NAN);
-    msg_send(t, o);
+    wire_msg *m = msg_new(t, WIRE_TRAIN);
+    m->loss_sum = loss_sum, m->tokens = tokens, m->grad_norm = grad_norm, m->lr = lr;
+    m->tok_per_s = window_s > 0 ? tokens / window_s : NAN;
+    msg_send(t, 1);
 }
 
 void telemetry_eval(telemetry *t, double val_loss, double val_ppl, double bleu,
                     const wire_sample *samples, int nsamples)
 {
     if (!t || t->rank != 0) return;
-    cJSON *o = msg_new(t, "eval");
-    cJSON_AddNumberToObject(o, "val_loss", val_loss);
-    cJSON_AddNumberToObject(o, "val_ppl", val_ppl);
-    cJSON_AddNumberToObject(o, "bleu", bleu);
-    wire_add_samples(o, samples, nsamples);
-    char *s = cJSON_PrintUnformatted(o);
-    if (s) wire_pub_send(t->pub, s, strlen(s));
-    free(s);
-    cJSON_Delete(o);
+    wire_msg *m = msg_new(t, WIRE_EVAL);
+    m->val_loss = val_loss, m->val_ppl = val_ppl, m->bleu = bleu;
+    m->nsamples = nsamples < WIRE_MAX_SAMPLES ? nsamples : WIRE_MAX_SAMPLES;
+    memcpy(m->samples, samples, (size_t)m->nsamples * sizeof *samples);
+    msg_send(t, 0);
 }
 
 void telemetry_heartbeat(telemetry *t)
@@ -128,7 +118,8 @@ void telemetry_heartbeat(telemetry *t)
     if (!t) return;
     const double now = wire_time();
     if (now - t->last_beat < 2.0) return;
-    msg_send(t, msg_new(t, "heartbeat"));
+    msg_new(t, WIRE_HEARTBEAT);
+    msg_send(t, 1);
 }
 
 long telemetry_dropped(const telemetry *t)

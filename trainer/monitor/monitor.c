@@ -15,12 +15,20 @@
 
 #include "cli.h"
 #include "trainer.h"
+#include "collector.h"
 #include "wire.h"
 
 extern const unsigned char seqpar_dashboard_html[];
 extern const size_t seqpar_dashboard_html_len;
 
+/* the only process-wide state: set by SIGINT / SIGTERM */
 static volatile sig_atomic_t g_stop;
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
 /* /events streams hold a thread each, so they are bounded: below the
  * connections one address may hold, so that a client (or every local
  * browser tab: they share 127.0.0.1) with all the streams open still gets
@@ -29,17 +37,20 @@ static volatile sig_atomic_t g_stop;
 #define MAX_STREAMS        24
 #define PER_IP_CONNECTIONS 32
 _Static_assert(MAX_STREAMS < PER_IP_CONNECTIONS, "streams must leave an address connections");
-static int g_streams; /* open /events streams */
-static void on_signal(int sig)
-{
-    (void)sig;
-    g_stop = 1;
-}
+
+/* One running monitor: what the HTTP threads and the receiving loop share. */
+typedef struct monitor {
+    const char *prog;
+    collector *c;
+    int streams;      /* open /events streams (atomic) */
+    double last_note; /* the receiving loop said a refused message then */
+    long unsaid;      /* ... and this many refused since */
+} monitor;
 
 /* ---------------------------------------------------------------- HTTP */
 
 typedef struct sse_state {
-    wire_collector *c;
+    monitor *mon;
     long seen;
     int hello;
 } sse_state;
@@ -56,10 +67,10 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
     int n;
     if (!s->hello) {
         s->hello = 1;
-        s->seen = wire_collector_wait(s->c, -1, 0, run);
+        s->seen = collector_wait(s->mon->c, -1, 0, run);
         n = snprintf(buf, max, "retry: 2000\nevent: hello\ndata: {\"version\":%ld}\n\n", s->seen);
     } else {
-        long v = wire_collector_wait(s->c, s->seen, 15000, run);
+        long v = collector_wait(s->mon->c, s->seen, 15000, run);
         if (g_stop) return MHD_CONTENT_READER_END_OF_STREAM;
         if (v == s->seen) {
             n = snprintf(buf, max, ": keepalive\n\n");
@@ -74,8 +85,9 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 
 static void sse_free(void *cls)
 {
-    free(cls);
-    __atomic_sub_fetch(&g_streams, 1, __ATOMIC_SEQ_CST);
+    sse_state *s = cls;
+    __atomic_sub_fetch(&s->mon->streams, 1, __ATOMIC_SEQ_CST);
+    free(s);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, const char *type,
@@ -106,7 +118,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                               size_t *upload_size, void **con_cls)
 {
     (void)version, (void)upload, (void)con_cls;
-    wire_collector *c = cls;
+    monitor *mon = cls;
+    collector *c = mon->c;
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return plain(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
     if (*upload_size) return plain(conn, MHD_HTTP_BAD_REQUEST, "no request body expected\n");
@@ -115,18 +128,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return reply(conn, MHD_HTTP_OK, "text/html; charset=utf-8", (char *)seqpar_dashboard_html,
                      seqpar_dashboard_html_len, MHD_RESPMEM_PERSISTENT);
     if (strcmp(url, "/api/runs") == 0 || strcmp(url, "/api/runs/") == 0) {
-        char *s = wire_collector_runs_json(c, now);
+        char *s = collector_runs_json(c, now);
         if (!s) return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
         return reply(conn, MHD_HTTP_OK, "application/json", s, strlen(s), MHD_RESPMEM_MUST_FREE);
     }
     if (strncmp(url, "/api/runs/", 10) == 0) {
         /* libmicrohttpd has already percent-decoded the path */
-        char *s = wire_collector_run_json(c, url + 10, now);
+        char *s = collector_run_json(c, url + 10, now);
         if (!s) return plain(conn, MHD_HTTP_NOT_FOUND, "no such run\n");
         return reply(conn, MHD_HTTP_OK, "application/json", s, strlen(s), MHD_RESPMEM_MUST_FREE);
     }
     if (strcmp(url, "/metrics") == 0) {
-        char *s = wire_collector_metrics(c, now);
+        char *s = collector_metrics(c, now);
         if (!s) return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
         return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", s, strlen(s),
                      MHD_RESPMEM_MUST_FREE);
@@ -134,16 +147,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (strcmp(url, "/events") == 0) {
         /* event streams hold a thread each: a bounded number (MAX_STREAMS),
          * so requests for pages and figures always find one */
-        if (__atomic_add_fetch(&g_streams, 1, __ATOMIC_SEQ_CST) > MAX_STREAMS) {
-            __atomic_sub_fetch(&g_streams, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_add_fetch(&mon->streams, 1, __ATOMIC_SEQ_CST) > MAX_STREAMS) {
+            __atomic_sub_fetch(&mon->streams, 1, __ATOMIC_SEQ_CST);
             return plain(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "too many event streams\n");
         }
         sse_state *st = calloc(1, sizeof *st);
         if (!st) {
-            __atomic_sub_fetch(&g_streams, 1, __ATOMIC_SEQ_CST);
+            __atomic_sub_fetch(&mon->streams, 1, __ATOMIC_SEQ_CST);
             return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
         }
-        st->c = c;
+        st->mon = mon;
         struct MHD_Response *r =
             MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, sse_read, st, sse_free);
         if (!r) {
@@ -183,7 +196,7 @@ static int parse_http(const char *s, struct sockaddr_in *addr)
 /* Replays FILE.jsonl into the collector; returns the messages restored, or
  * -1 when the file exists but cannot be read. Only accepted messages are
  * logged, so a bad line means a damaged log: it is counted as malformed. */
-static long restore(wire_collector *c, const char *path, long *damaged)
+static long restore(collector *c, const char *path, long *damaged)
 {
     *damaged = 0;
     FILE *f = fopen(path, "r");
@@ -195,7 +208,7 @@ static long restore(wire_collector *c, const char *path, long *damaged)
     while ((n = getline(&line, &cap, f)) >= 0) {
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
         if (n == 0) continue;
-        if (wire_collector_add(c, line, (size_t)n, -1.0) == 0)
+        if (collector_add(c, line, (size_t)n, -1.0, NULL, 0) == 0)
             ok++;
         else
             ++*damaged;
@@ -205,26 +218,96 @@ static long restore(wire_collector *c, const char *path, long *damaged)
     return ok;
 }
 
+/* Restores --log (when given) and opens it for appending: 0, or the exit
+ * code after a message. */
+static int open_log(monitor *mon, const char *log, FILE **logf)
+{
+    *logf = NULL;
+    if (!log) return 0;
+    long damaged = 0, n = restore(mon->c, log, &damaged);
+    if (n < 0) {
+        fprintf(stderr, "%s: --log %s: cannot read (%s)\n", mon->prog, log, strerror(errno));
+        return 2;
+    }
+    *logf = fopen(log, "a");
+    if (!*logf) {
+        fprintf(stderr, "%s: --log %s: cannot append (%s)\n", mon->prog, log, strerror(errno));
+        return 2;
+    }
+    if (n > 0) printf("restored %ld messages from %s\n", n, log);
+    if (damaged > 0)
+        fprintf(stderr, "%s: warning: --log %s: %ld damaged lines skipped\n", mon->prog, log,
+                damaged);
+    return 0;
+}
+
+/* ------------------------------------------------------------ receiving */
+
 /* A message refused: why, on stderr, at most once in 10 s (a flood must
  * not flood the terminal); the counts are in /api/runs and /metrics. */
-static void note_refused(const char *prog, const char *buf, size_t len, double now)
+static void note_refused(monitor *mon, const char *why, double now)
 {
-    static double last = -1e9;
-    static long unsaid = 0;
-    if (now - last < 10.0) {
-        unsaid++;
+    if (now - mon->last_note < 10.0) {
+        mon->unsaid++;
         return;
     }
-    static wire_msg m; /* large (samples): not on the stack */
-    char why[200];
-    if (len > WIRE_MAX_MSG)
-        snprintf(why, sizeof why, "%zu bytes, over the %d-byte limit", len, WIRE_MAX_MSG);
-    else if (wire_parse(buf, len, &m, why, sizeof why) == 0)
-        snprintf(why, sizeof why, "refused by the collector");
-    fprintf(stderr, "%s: ignored a message: %s", prog, why);
-    if (unsaid > 0) fprintf(stderr, " (and %ld more since the last note)", unsaid);
+    fprintf(stderr, "%s: ignored a message: %s", mon->prog, why);
+    if (mon->unsaid > 0) fprintf(stderr, " (and %ld more since the last note)", mon->unsaid);
     fputc('\n', stderr);
-    last = now, unsaid = 0;
+    mon->last_note = now, mon->unsaid = 0;
+}
+
+/* The ZeroMQ PULL socket trainers send to, bound to `listen`; NULL after a
+ * message. */
+static void *open_listener(void *ctx, const char *listen, const char *prog)
+{
+    void *sock = ctx ? zmq_socket(ctx, ZMQ_PULL) : NULL;
+    /* a peer sending more than twice the limit is cut off by ZeroMQ; up to
+     * that, oversized messages are received and counted. The queue bound
+     * keeps a flood to a few hundred MB at worst. */
+    int64_t maxsize = 2 * WIRE_MAX_MSG;
+    int rcvhwm = 2000, linger = 0;
+    if (sock) {
+        zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize);
+        zmq_setsockopt(sock, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
+        zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    }
+    if (!sock || zmq_bind(sock, listen) != 0) {
+        fprintf(stderr, "%s: --listen %s: %s\n", prog, listen, zmq_strerror(zmq_errno()));
+        if (sock) zmq_close(sock);
+        return NULL;
+    }
+    return sock;
+}
+
+/* Until SIGINT or SIGTERM: every message into the collector, and the
+ * accepted ones into the log. */
+static void receive(monitor *mon, void *sock, FILE *logf)
+{
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    char why[200];
+    while (!g_stop) {
+        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 500) <= 0) continue; /* timeout, or EINTR from a signal */
+        while (!g_stop && zmq_msg_recv(&msg, sock, ZMQ_DONTWAIT) >= 0) {
+            const char *p = zmq_msg_data(&msg);
+            size_t n = zmq_msg_size(&msg);
+            const double now = wire_time();
+            if (collector_add(mon->c, p, n, now, why, sizeof why) != 0) {
+                note_refused(mon, why, now);
+            } else if (logf) {
+                /* one message per line: a line break can only be JSON
+                 * whitespace (inside strings it is escaped), so a space
+                 * stands in for it */
+                for (size_t k = 0; k < n; k++)
+                    fputc(p[k] == '\n' || p[k] == '\r' ? ' ' : p[k], logf);
+                fputc('\n', logf);
+                fflush(logf);
+            }
+        }
+    }
+    zmq_msg_close(&msg);
 }
 
 /* -------------------------------------------------------------- command */
@@ -255,6 +338,33 @@ static const cli_command MONITOR_CMD = {
     .opts = MONITOR_OPTS,
     .nopts = sizeof MONITOR_OPTS / sizeof *MONITOR_OPTS};
 
+/* The HTTP server, one thread per connection. */
+static struct MHD_Daemon *start_http(monitor *mon, struct sockaddr_in *addr)
+{
+    return MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
+        NULL, NULL, handle, mon, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)addr,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)128, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)PER_IP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+}
+
+/* The addresses as bound: a port given as 0 (HTTP) or * (ZeroMQ) is the
+ * one the system chose. */
+static void say_where(void *sock, struct MHD_Daemon *d, const char *listen, const char *http,
+                      const struct sockaddr_in *addr)
+{
+    char bound[300], page[128];
+    size_t blen = sizeof bound;
+    if (zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, bound, &blen) != 0 || blen == 0)
+        snprintf(bound, sizeof bound, "%s", listen);
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    const char *colon = strrchr(http, ':');
+    snprintf(page, sizeof page, "%.*s:%u", (int)(colon - http), http,
+             di && di->port ? (unsigned)di->port : (unsigned)ntohs(addr->sin_port));
+    printf("seqpar monitor: metrics on %s; dashboard at http://%s/\n", bound, page);
+    fflush(stdout);
+}
+
 int cmd_monitor(int argc, char **argv)
 {
     const char *prog = "seqpar monitor";
@@ -273,64 +383,27 @@ int cmd_monitor(int argc, char **argv)
         fprintf(stderr, "%s: --listen %s\n", prog, why);
         return 2;
     }
-    wire_collector *c = wire_collector_new();
-    if (!c) {
+    monitor mon = {.prog = prog, .c = collector_new(), .last_note = -1e9};
+    if (!mon.c) {
         fprintf(stderr, "%s: out of memory\n", prog);
         return 1;
     }
     FILE *logf = NULL;
-    if (log) {
-        long damaged = 0, n = restore(c, log, &damaged);
-        if (n < 0) {
-            fprintf(stderr, "%s: --log %s: cannot read (%s)\n", prog, log, strerror(errno));
-            wire_collector_free(c);
-            return 2;
-        }
-        logf = fopen(log, "a");
-        if (!logf) {
-            fprintf(stderr, "%s: --log %s: cannot append (%s)\n", prog, log, strerror(errno));
-            wire_collector_free(c);
-            return 2;
-        }
-        if (n > 0) printf("restored %ld messages from %s\n", n, log);
-        if (damaged > 0)
-            fprintf(stderr, "%s: warning: --log %s: %ld damaged lines skipped\n", prog, log,
-                    damaged);
-    }
-    void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_PULL) : NULL;
-    /* a peer sending more than twice the limit is cut off by ZeroMQ; up to
-     * that, oversized messages are received and counted. The queue bound
-     * keeps a flood to a few hundred MB at worst. */
-    int64_t maxsize = 2 * WIRE_MAX_MSG;
-    int rcvhwm = 2000, linger = 0;
-    if (sock) {
-        zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxsize, sizeof maxsize);
-        zmq_setsockopt(sock, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
-        zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
-    }
-    if (!sock || zmq_bind(sock, listen) != 0) {
-        fprintf(stderr, "%s: --listen %s: %s\n", prog, listen, zmq_strerror(zmq_errno()));
-        if (sock) zmq_close(sock);
-        if (ctx) zmq_ctx_term(ctx);
-        if (logf) fclose(logf);
-        wire_collector_free(c);
-        return 2;
-    }
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
-        NULL, NULL, handle, c, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)128, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)PER_IP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+    void *ctx = NULL, *sock = NULL;
+    struct MHD_Daemon *d = NULL;
+    int rc = open_log(&mon, log, &logf);
+    if (rc != 0) goto out;
+    rc = 2;
+    ctx = zmq_ctx_new();
+    sock = open_listener(ctx, listen, prog);
+    if (!sock) goto out;
+    d = start_http(&mon, &addr);
     if (!d) {
         fprintf(stderr,
                 "%s: --http %s: cannot serve there (in use, or not an address of this "
                 "machine)\n",
                 prog, http);
-        zmq_close(sock);
-        zmq_ctx_term(ctx);
-        if (logf) fclose(logf);
-        wire_collector_free(c);
-        return 2;
+        goto out;
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -338,50 +411,21 @@ int cmd_monitor(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    /* the addresses as bound: a port given as 0 (HTTP) or * (ZeroMQ) is
-     * the one the system chose */
-    char bound[300], page[128];
-    size_t blen = sizeof bound;
-    if (zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, bound, &blen) != 0 || blen == 0)
-        snprintf(bound, sizeof bound, "%s", listen);
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    const char *colon = strrchr(http, ':');
-    snprintf(page, sizeof page, "%.*s:%u", (int)(colon - http), http,
-             di && di->port ? (unsigned)di->port : (unsigned)ntohs(addr.sin_port));
-    printf("seqpar monitor: metrics on %s; dashboard at http://%s/\n", bound, page);
-    fflush(stdout);
-
-    zmq_msg_t msg;
-    zmq_msg_init(&msg);
-    while (!g_stop) {
-        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, 500) <= 0) continue; /* timeout, or EINTR from a signal */
-        while (!g_stop && zmq_msg_recv(&msg, sock, ZMQ_DONTWAIT) >= 0) {
-            const char *p = zmq_msg_data(&msg);
-            size_t n = zmq_msg_size(&msg);
-            const double now = wire_time();
-            const int accepted = wire_collector_add(c, p, n, now) == 0;
-            if (!accepted) note_refused(prog, p, n, now);
-            if (accepted && logf) {
-                /* one message per line: a line break can only be JSON
-                 * whitespace (inside strings it is escaped), so a space
-                 * stands in for it */
-                for (size_t k = 0; k < n; k++)
-                    fputc(p[k] == '\n' || p[k] == '\r' ? ' ' : p[k], logf);
-                fputc('\n', logf);
-                fflush(logf);
-            }
-        }
-    }
-    zmq_msg_close(&msg);
-    wire_collector_wake(c); /* event streams see g_stop and end */
-    MHD_stop_daemon(d);
-    zmq_close(sock);
-    zmq_ctx_term(ctx);
+    say_where(sock, d, listen, http, &addr);
+    receive(&mon, sock, logf);
+    collector_wake(mon.c); /* event streams see g_stop and end */
+    rc = 0;
+out:
+    if (d) MHD_stop_daemon(d);
+    if (sock) zmq_close(sock);
+    if (ctx) zmq_ctx_term(ctx);
     if (logf) fclose(logf);
-    long ok, bad, big;
-    wire_collector_counts(c, &ok, &bad, &big);
-    printf("seqpar monitor: stopped (%ld messages, %ld malformed, %ld oversized)\n", ok, bad, big);
-    wire_collector_free(c);
-    return 0;
+    if (rc == 0) {
+        long ok, bad, big;
+        collector_counts(mon.c, &ok, &bad, &big);
+        printf("seqpar monitor: stopped (%ld messages, %ld malformed, %ld oversized)\n", ok, bad,
+               big);
+    }
+    collector_free(mon.c);
+    return rc;
 }

@@ -1,0 +1,46 @@
+/* trainer/monitor/collector.h: what `seqpar monitor` knows of the runs
+ * (DESIGN.md, "Metrics wire").
+ *
+ * The collector takes raw metrics-wire messages, validates each with the
+ * wire's codec (wire_parse, comm/wire.h), aggregates per run and step
+ * (loss = Σ loss_sum / Σ tokens over the ranks, perplexity = exp(loss),
+ * tokens/s summed over ranks), tracks every rank's last message, and renders
+ * the monitor's JSON API (render_json.c) and Prometheus text
+ * (render_prom.c). It is thread-safe: one thread adds messages, HTTP
+ * threads render and wait. */
+#ifndef SEQPAR_MONITOR_COLLECTOR_H
+#define SEQPAR_MONITOR_COLLECTOR_H
+
+#include <stddef.h>
+
+#include "wire.h"
+
+#define COLLECTOR_LATE_S 10.0 /* a rank silent this long is "late" */
+#define COLLECTOR_LOST_S 60.0 /* ... and this long "lost" */
+
+typedef struct collector collector;
+
+collector *collector_new(void);
+void collector_free(collector *c);
+/* Adds one raw message received at `now` (seconds since the epoch; < 0:
+ * restored from the log, at the message's own time but never ahead of the
+ * clock): parsed, validated and aggregated, or counted as malformed /
+ * oversized. Returns 0 when it was accepted; else -1 with the reason in
+ * why[whylen] (why may be NULL). */
+int collector_add(collector *c, const char *buf, size_t len, double now, char *why, size_t whylen);
+/* Counters: messages accepted, malformed, oversized. */
+void collector_counts(collector *c, long *ok, long *malformed, long *oversized);
+/* Changes so far (for server-sent events); blocks up to timeout_ms for one
+ * past `seen` and returns the current version, with the run that changed
+ * last in run[WIRE_RUN_MAX + 1]. */
+long collector_wait(collector *c, long seen, int timeout_ms, char *run);
+/* Wakes every waiter, now and later: the collector is shutting down. */
+void collector_wake(collector *c);
+
+/* Renderings, malloc'd NUL-terminated strings (NULL when out of memory, or
+ * for run_json when there is no such run). `now` decides rank states. */
+char *collector_runs_json(collector *c, double now);                 /* /api/runs */
+char *collector_run_json(collector *c, const char *run, double now); /* /api/runs/ID */
+char *collector_metrics(collector *c, double now);                   /* /metrics */
+
+#endif

@@ -1,0 +1,99 @@
+/* trainer/monitor/collector_state.h: the collector's state, shared by the
+ * collector (collector.c, which writes it) and its renderings
+ * (render_json.c, render_prom.c, which read it under the lock). Private to
+ * trainer/monitor/. */
+#ifndef SEQPAR_MONITOR_COLLECTOR_STATE_H
+#define SEQPAR_MONITOR_COLLECTOR_STATE_H
+
+#include <pthread.h>
+
+#include "collector.h"
+
+#define MAX_RUNS   64
+#define MAX_POINTS 20000 /* per series; beyond, every other point is dropped */
+#define PENDING    64    /* steps awaiting some ranks' train messages */
+#define MAX_EVENTS 500
+
+typedef struct train_pt {
+    long step;
+    double loss, ppl, tps, gnorm;
+} train_pt;
+
+typedef struct eval_pt {
+    long step;
+    double val_loss, val_ppl, bleu;
+} eval_pt;
+
+typedef struct pending_step {
+    long step;
+    int count; /* 0: free */
+    double loss, tokens, tps, gnorm;
+} pending_step;
+
+typedef struct rank_state {
+    long step, last_train_step;
+    double tps, last_seen;
+    int done, seen;
+} rank_state;
+
+typedef struct event_rec {
+    double time;
+    long step;
+    int rank;
+    char event[WIRE_EVENT_MAX + 1];
+    char *detail;
+} event_rec;
+
+typedef struct run {
+    char id[WIRE_RUN_MAX + 1];
+    int world;
+    char *config;
+    double started, last_seen;
+    int errored;
+    long step, epoch;
+    train_pt *tr;
+    int ntr, captr;
+    eval_pt *ev;
+    int nev, capev;
+    pending_step pend[PENDING];
+    rank_state *ranks;
+    wire_sample *samples;
+    int nsamples;
+    event_rec events[MAX_EVENTS];
+    int nevents, event_head; /* ring: the oldest at event_head when full */
+} run;
+
+struct collector {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    wire_msg msg; /* the message being added (large: not on the stack) */
+    int stopping; /* collector_wake was called: waiters return */
+    run *runs[MAX_RUNS];
+    int nruns;
+    long ok, malformed, oversized, version;
+    char last_run[WIRE_RUN_MAX + 1];
+};
+
+/* A run's latest figures, by name; NaN until reported. */
+typedef enum {
+    FIG_STEP,
+    FIG_EPOCH,
+    FIG_WORLD,
+    FIG_RUNNING,
+    FIG_LOSS,
+    FIG_PPL,
+    FIG_TPS,
+    FIG_GNORM,
+    FIG_VLOSS,
+    FIG_VPPL,
+    FIG_BLEU
+} figure;
+
+/* States at `now`: a rank's ok / late / lost / done, a run's running /
+ * done / lost / stopped. */
+const char *collector_rank_state(const rank_state *rk, double now);
+const char *collector_run_state(const run *r, double now);
+/* The run's latest figure f (the /api/runs summary, the /metrics gauges). */
+double collector_figure(const run *r, figure f, double now);
+
+#endif

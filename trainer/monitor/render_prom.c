@@ -1,0 +1,103 @@
+/* The monitor's /metrics: Prometheus text exposition (format 0.0.4) of the
+ * message counts, every run's latest figures and every rank's last message. */
+#include "collector_state.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* A growing text buffer for the Prometheus exposition. */
+typedef struct text {
+    char *p;
+    size_t n, cap;
+    int failed;
+} text;
+
+static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(text *t, const char *fmt, ...)
+{
+    if (t->failed) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(t->p ? t->p + t->n : NULL, t->p ? t->cap - t->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) {
+            t->failed = 1;
+            return;
+        }
+        if (t->p && t->n + (size_t)k < t->cap) {
+            t->n += (size_t)k;
+            return;
+        }
+        size_t nc = (t->cap ? 2 * t->cap : 4096) + (size_t)k;
+        char *q = realloc(t->p, nc);
+        if (!q) {
+            t->failed = 1;
+            return;
+        }
+        t->p = q, t->cap = nc;
+    }
+}
+
+/* The per-run gauges of /metrics, in order. A run id is a label value as it
+ * is: ids are [A-Za-z0-9._:-], nothing to escape. */
+static const struct {
+    const char *name, *help;
+    figure fig;
+} gauges[] = {
+    {"seqpar_step", "Latest step reported by any rank.", FIG_STEP},
+    {"seqpar_epoch", "Latest epoch reported (1-based).", FIG_EPOCH},
+    {"seqpar_world_size", "Ranks in the run.", FIG_WORLD},
+    {"seqpar_running", "1 while the run is running, else 0.", FIG_RUNNING},
+    {"seqpar_loss",
+     "Training loss (mean token cross-entropy over all ranks) of the latest complete step.",
+     FIG_LOSS},
+    {"seqpar_perplexity", "exp(seqpar_loss).", FIG_PPL},
+    {"seqpar_tokens_per_second", "Target tokens per second, summed over ranks.", FIG_TPS},
+    {"seqpar_grad_norm", "Global gradient norm before clipping.", FIG_GNORM},
+    {"seqpar_valid_loss", "Validation loss of the latest evaluation.", FIG_VLOSS},
+    {"seqpar_valid_perplexity", "Validation perplexity of the latest evaluation.", FIG_VPPL},
+    {"seqpar_bleu", "Validation corpus BLEU (x100) of the latest evaluation.", FIG_BLEU},
+};
+
+char *collector_metrics(collector *c, double now)
+{
+    text t = {0};
+    pthread_mutex_lock(&c->mu);
+    put(&t,
+        "# HELP seqpar_monitor_messages_total Metrics-wire messages received, by outcome.\n"
+        "# TYPE seqpar_monitor_messages_total counter\n"
+        "seqpar_monitor_messages_total{outcome=\"accepted\"} %ld\n"
+        "seqpar_monitor_messages_total{outcome=\"malformed\"} %ld\n"
+        "seqpar_monitor_messages_total{outcome=\"oversized\"} %ld\n",
+        c->ok, c->malformed, c->oversized);
+    for (size_t g = 0; g < sizeof gauges / sizeof *gauges; g++) {
+        put(&t, "# HELP %s %s\n# TYPE %s gauge\n", gauges[g].name, gauges[g].help, gauges[g].name);
+        for (int i = 0; i < c->nruns; i++) {
+            const double v = collector_figure(c->runs[i], gauges[g].fig, now);
+            if (isfinite(v)) put(&t, "%s{run=\"%s\"} %.10g\n", gauges[g].name, c->runs[i]->id, v);
+        }
+    }
+    put(&t, "# HELP seqpar_rank_last_seen_seconds Seconds since a rank's last message.\n"
+            "# TYPE seqpar_rank_last_seen_seconds gauge\n");
+    for (int i = 0; i < c->nruns; i++)
+        for (int k = 0; k < c->runs[i]->world; k++)
+            if (c->runs[i]->ranks[k].seen)
+                put(&t, "seqpar_rank_last_seen_seconds{run=\"%s\",rank=\"%d\"} %.3f\n",
+                    c->runs[i]->id, k, now - c->runs[i]->ranks[k].last_seen);
+    put(&t, "# HELP seqpar_rank_step Latest step reported by a rank.\n"
+            "# TYPE seqpar_rank_step gauge\n");
+    for (int i = 0; i < c->nruns; i++)
+        for (int k = 0; k < c->runs[i]->world; k++)
+            if (c->runs[i]->ranks[k].seen)
+                put(&t, "seqpar_rank_step{run=\"%s\",rank=\"%d\"} %ld\n", c->runs[i]->id, k,
+                    c->runs[i]->ranks[k].step);
+    pthread_mutex_unlock(&c->mu);
+    if (t.failed) {
+        free(t.p);
+        return NULL;
+    }
+    return t.p;
+}
