@@ -51,7 +51,8 @@ void wire_pub_close(wire_pub *p, int linger_ms);
 /* ------------------------------------------------------------- messages
  *
  * Every kind carries v, run, kind, rank, world, step, epoch and time; then
- *   train      loss_sum, tokens (both required, >= 0), grad_norm, lr, tok_per_s
+ *   train      loss_sum, tokens (both required, >= 0), grad_norm, lr, tok_per_s,
+ *              nan_skips (>= 0)
  *   eval       val_loss, val_ppl, bleu, samples [{src, hyp, ref} …]
  *   event      event (required, not empty), detail
  *   heartbeat  nothing more
@@ -73,6 +74,7 @@ typedef struct wire_msg {
     double time;
     /* train */
     double loss_sum, tokens, grad_norm, lr, tok_per_s;
+    double nan_skips; /* steps whose update was skipped (--on-nan skip) so far */
     /* eval */
     double val_loss, val_ppl, bleu;
     int nsamples;

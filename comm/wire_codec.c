@@ -78,6 +78,7 @@ static const field fields[] = {
     FIELD(grad_norm, NUMBER,  TRAIN, ANY_KIND,       -INFINITY,  INFINITY,           NULL),
     FIELD(lr,        NUMBER,  TRAIN, ANY_KIND,       -INFINITY,  INFINITY,           NULL),
     FIELD(tok_per_s, NUMBER,  TRAIN, ANY_KIND,       -INFINITY,  INFINITY,           NULL),
+    FIELD(nan_skips, NUMBER,  TRAIN, ANY_KIND,       0,          INFINITY,           NULL),
     FIELD(val_loss,  NUMBER,  EVAL,  ANY_KIND,       -INFINITY,  INFINITY,           NULL),
     FIELD(val_ppl,   NUMBER,  EVAL,  ANY_KIND,       -INFINITY,  INFINITY,           NULL),
     FIELD(bleu,      NUMBER,  EVAL,  ANY_KIND,       -INFINITY,  INFINITY,           NULL),

@@ -205,11 +205,15 @@ static void test_encode_train(void)
     static wire_msg m, back;
     head(&m, WIRE_TRAIN);
     m.loss_sum = 12.5, m.tokens = 5, m.lr = 0.005, m.tok_per_s = 1000; /* grad_norm NaN */
+    m.nan_skips = 2;
     char *s = round_trip(&m, &back);
-    /* the fields and their order as the trainer has always sent them */
+    /* the fields and their order as the trainer has always sent them, then
+     * the skipped updates' count */
     CU_ASSERT_STRING_EQUAL(s, "{\"v\":1,\"run\":\"r1\",\"kind\":\"train\",\"rank\":1,\"world\":2,"
                               "\"step\":10,\"epoch\":1,\"time\":1000.5,\"loss_sum\":12.5,"
-                              "\"tokens\":5,\"grad_norm\":null,\"lr\":0.005,\"tok_per_s\":1000}");
+                              "\"tokens\":5,\"grad_norm\":null,\"lr\":0.005,\"tok_per_s\":1000,"
+                              "\"nan_skips\":2}");
+    CU_ASSERT_DOUBLE_EQUAL(back.nan_skips, 2, 0);
     CU_ASSERT(isnan(back.grad_norm));
     CU_ASSERT_DOUBLE_EQUAL(back.lr, 0.005, 0);
     free(s);
@@ -313,6 +317,45 @@ static char *msg(char *buf, size_t n, const char *run, const char *kind, int ran
 static int add(collector *c, const char *s, double now)
 {
     return collector_add(c, s, strlen(s), now, NULL, 0);
+}
+
+/* A "stopped" event (a signal, resumable) shows the run as stopped at once,
+ * before the other ranks have said anything; skipped updates are counted. */
+static void test_collector_stopped(void)
+{
+    collector *c = collector_new();
+    CU_ASSERT_FATAL(c != NULL);
+    char b[1000];
+    add(c, msg(b, sizeof b, "s1", "event", 0, 2, 0, "\"event\":\"start\",\"detail\":\"x\""), 100);
+    add(c, msg(b, sizeof b, "s1", "train", 0, 2, 10, "\"loss_sum\":5,\"tokens\":2,\"nan_skips\":3"),
+        101);
+    add(c, msg(b, sizeof b, "s1", "train", 1, 2, 10, "\"loss_sum\":5,\"tokens\":2,\"nan_skips\":3"),
+        101);
+    char *j = collector_runs_json(c, 102);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"state\":\"running\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"nan_skips\":3"));
+    free(j);
+    char *m = collector_metrics(c, 102);
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(m, "# TYPE seqpar_nan_skips_total counter\nseqpar_nan_skips_total{run=\"s1\"} 3\n"));
+    free(m);
+    CU_ASSERT_EQUAL(add(c, msg(b, sizeof b, "s1", "event", 0, 2, 11, "\"event\":\"stopped\""), 103),
+                    0);
+    j = collector_runs_json(c, 103);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"state\":\"stopped\""));
+    free(j);
+    /* a negative count is no count */
+    CU_ASSERT_NOT_EQUAL(add(c,
+                            msg(b, sizeof b, "s1", "train", 1, 2, 12,
+                                "\"loss_sum\":5,\"tokens\":2,\"nan_skips\":-1"),
+                            104),
+                        0);
+    /* the next start of the run (a resume) runs again */
+    add(c, msg(b, sizeof b, "s1", "event", 0, 2, 11, "\"event\":\"start\",\"detail\":\"x\""), 105);
+    j = collector_runs_json(c, 105);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"state\":\"running\""));
+    free(j);
+    collector_free(c);
 }
 
 static void test_collector(void)
@@ -482,5 +525,6 @@ void register_suites(void)
     CU_add_test(s, "encode: heartbeat, and what is not a message", test_encode_heartbeat);
     CU_add_test(s, "collector: aggregation, rank states, renderings", test_collector);
     CU_add_test(s, "collector: restored messages keep their times", test_restore_times);
+    CU_add_test(s, "collector: a stopped run, skipped updates", test_collector_stopped);
     CU_add_test(s, "endpoints: TCP ports in range", test_endpoints);
 }

@@ -93,12 +93,13 @@ void telemetry_event(telemetry *t, const char *event, const char *fmt, ...)
 }
 
 void telemetry_train(telemetry *t, double loss_sum, double tokens, double grad_norm, double lr,
-                     double window_s)
+                     double window_s, long nan_skips)
 {
     if (!t) return;
     wire_msg *m = msg_new(t, WIRE_TRAIN);
     m->loss_sum = loss_sum, m->tokens = tokens, m->grad_norm = grad_norm, m->lr = lr;
     m->tok_per_s = window_s > 0 ? tokens / window_s : NAN;
+    m->nan_skips = (double)nan_skips;
     msg_send(t, 1);
 }
 

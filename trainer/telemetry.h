@@ -22,7 +22,7 @@ void telemetry_event(telemetry *t, const char *event, const char *fmt, ...)
 /* This rank's sums over a logging window of window_s seconds: the monitor
  * sums loss and tokens over ranks, so its loss is the global one printed. */
 void telemetry_train(telemetry *t, double loss_sum, double tokens, double grad_norm, double lr,
-                     double window_s);
+                     double window_s, long nan_skips);
 /* Rank 0's validation figures and sample translations. */
 void telemetry_eval(telemetry *t, double val_loss, double val_ppl, double bleu,
                     const wire_sample *samples, int nsamples);

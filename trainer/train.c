@@ -203,7 +203,8 @@ static void log_window(trainer *t, loop_stats *s)
     comm_printf0("step %ld/%ld epoch %ld loss %.4f ppl %.3f tok/s %.0f ETA %s%s\n", t->pos.step,
                  t->total_steps, t->pos.epoch + 1, s->last_win_loss, exp(s->last_win_loss), tps,
                  eta, skips);
-    telemetry_train(t->r.tel, s->wl_loss, s->wl_tok, s->grad_norm, t->cfg.lr, now - s->t_win);
+    telemetry_train(t->r.tel, s->wl_loss, s->wl_tok, s->grad_norm, t->cfg.lr, now - s->t_win,
+                    s->nan_skips);
     s->wl_loss = s->wl_tok = 0;
     s->t_win = now, s->win_loss = s->win_tok = 0;
 }

@@ -93,6 +93,26 @@ check "SIGTERM to mpirun at step >= 50: every rank stopped at step $step with it
     test -n "$step" -a -f "$d/$(printf 'ckpt-%08d.h5' "${step:-0}")"
 check "... and 0 steps lost" grep -q "continues from step $step (0 steps to redo)" "$d.out"
 
+# --- the monitor shows a signalled run as stopped at once (its "stopped"
+# event), not as running until its ranks go quiet
+port=$((20000 + ($$ % 20000)))
+"$SEQPAR" monitor --listen tcp://127.0.0.1:$port --http 127.0.0.1:0 >"$tmp/mon.out" 2>&1 &
+mon=$!
+url=
+for _ in $(seq 50); do
+    url=$(sed -n 's/.*dashboard at \(http:[^ ]*\)\/$/\1/p' "$tmp/mon.out")
+    [ -n "$url" ] && break
+    sleep 0.1
+done
+d=$tmp/mon rc=0
+SEQPAR_FAULT_SIGNAL=1:40:step "${mpi[@]}" -np 2 -x SEQPAR_FAULT_SIGNAL "$SEQPAR" "${base[@]}" \
+    --max-steps 120 --checkpoint-dir "$d" --monitor tcp://127.0.0.1:$port --run sig >"$d.out" 2>&1 || rc=$?
+sleep 0.5
+state=$(curl -sf "$url/api/runs" | /usr/bin/python3 -c 'import json,sys; print([r["state"] for r in json.load(sys.stdin)["runs"] if r["id"]=="sig"][0])' 2>&1)
+check "the monitor shows the signalled run as stopped at once (state '$state', exit $rc)" test "$state" = stopped
+check "... with its 'stopped' event" bash -c "curl -sf '$url/api/runs/sig' | grep -q '\"event\":\"stopped\"'"
+kill $mon 2>/dev/null; wait $mon 2>/dev/null
+
 # --- a second signal ends the run at once (a large model: the first step
 # takes long enough to be interrupted)
 d=$tmp/twice rc=0

@@ -123,6 +123,7 @@ static void add_train(run *r, rank_state *rk, const wire_msg *m)
     p->loss += m->loss_sum, p->tokens += m->tokens;
     if (isfinite(m->tok_per_s)) p->tps += m->tok_per_s;
     if (isfinite(m->grad_norm)) p->gnorm = m->grad_norm;
+    if (isfinite(m->nan_skips)) r->nan_skips = m->nan_skips; /* every rank's count is the same */
     if (p->count < r->world) return;
     /* every rank reported this step: one point; older incomplete steps never will */
     if (grow((void **)&r->tr, &r->ntr, &r->captr, sizeof *r->tr) == 0) {
@@ -186,7 +187,7 @@ int collector_add(collector *c, const char *buf, size_t len, double now, char *w
         if (strcmp(m->event, "start") == 0 && m->rank == 0) {
             free(r->config);
             r->config = strdup(m->detail);
-            r->errored = 0;
+            r->errored = r->stopped = 0;
             for (int i = 0; i < r->world; i++) r->ranks[i].done = 0;
         } else if (strcmp(m->event, "resume") == 0) {
             /* steps start again from the checkpoint's */
@@ -194,6 +195,11 @@ int collector_add(collector *c, const char *buf, size_t len, double now, char *w
             memset(r->pend, 0, sizeof r->pend);
         } else if (strcmp(m->event, "end") == 0) {
             rk->done = 1;
+        } else if (strcmp(m->event, "stopped") == 0) {
+            /* a signal stopped the run: stopped at once, whatever the other
+             * ranks' messages still in flight */
+            rk->done = 1;
+            r->stopped = 1;
         } else if (strcmp(m->event, "error") == 0) {
             r->errored = 1;
         }
@@ -254,7 +260,7 @@ const char *collector_rank_state(const rank_state *rk, double now)
 
 const char *collector_run_state(const run *r, double now)
 {
-    if (r->errored) return "stopped";
+    if (r->errored || r->stopped) return "stopped";
     int done = 0, lost = 0;
     for (int i = 0; i < r->world; i++) {
         const char *s = collector_rank_state(&r->ranks[i], now);

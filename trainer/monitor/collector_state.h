@@ -50,6 +50,8 @@ typedef struct run {
     char *config;
     double started, last_seen;
     int errored;
+    int stopped;      /* a rank sent "stopped": ended by a signal, resumable */
+    double nan_skips; /* updates skipped (--on-nan skip), the latest count */
     long step, epoch;
     train_pt *tr;
     int ntr, captr;

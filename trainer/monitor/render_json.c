@@ -22,6 +22,7 @@ static cJSON *run_summary(const run *r, double now)
     cJSON_AddNumberToObject(o, "bleu", collector_figure(r, FIG_BLEU, now));
     cJSON_AddNumberToObject(o, "tok_per_s", collector_figure(r, FIG_TPS, now));
     cJSON_AddStringToObject(o, "state", collector_run_state(r, now));
+    cJSON_AddNumberToObject(o, "nan_skips", r->nan_skips);
     cJSON_AddNumberToObject(o, "started", r->started);
     cJSON_AddNumberToObject(o, "last_seen", r->last_seen);
     return o;

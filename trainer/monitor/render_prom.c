@@ -80,6 +80,11 @@ char *collector_metrics(collector *c, double now)
             if (isfinite(v)) put(&t, "%s{run=\"%s\"} %.10g\n", gauges[g].name, c->runs[i]->id, v);
         }
     }
+    put(&t, "# HELP seqpar_nan_skips_total Updates skipped for a non-finite loss or gradient "
+            "(--on-nan skip), as the run's ranks count them.\n"
+            "# TYPE seqpar_nan_skips_total counter\n");
+    for (int i = 0; i < c->nruns; i++)
+        put(&t, "seqpar_nan_skips_total{run=\"%s\"} %.0f\n", c->runs[i]->id, c->runs[i]->nan_skips);
     put(&t, "# HELP seqpar_rank_last_seen_seconds Seconds since a rank's last message.\n"
             "# TYPE seqpar_rank_last_seen_seconds gauge\n");
     for (int i = 0; i < c->nruns; i++)
