@@ -367,7 +367,7 @@ void cli_help(const cli_command *cmd, const void *defaults, FILE *f)
     for (size_t i = 0; i < cmd->nopts; i++)
         if (cmd->opts[i].required)
             fprintf(f, " --%s %s", cmd->opts[i].name, cmd->opts[i].arg ? cmd->opts[i].arg : "N");
-    fprintf(f, "%s%s%s [options]\n", cmd->config_file ? " [--config FILE]" : "",
+    fprintf(f, "%s [options]%s%s\n", cmd->config_file ? " [--config FILE]" : "",
             cmd->positional ? " " : "", cmd->positional ? cmd->positional : "");
     if (cmd->about) fprintf(f, "%s\n", cmd->about);
     fprintf(f, "\nOptions%s:\n",

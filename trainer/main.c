@@ -22,7 +22,9 @@ static void usage(FILE *f)
             "  bleu           corpus BLEU of a hypothesis file against a reference file\n"
             "  ckpt           info | verify | list | diff checkpoints\n"
             "  monitor        collect training metrics and serve the live dashboard\n"
-            "  corpus-stats   vocabulary, n-gram counts and a Zipf plot of a corpus\n\n"
+            "  corpus-stats   vocabulary, n-gram counts and a Zipf plot of a corpus\n"
+            "  supervise      run a training job, relaunching it from its checkpoints when it "
+            "fails\n\n"
             "'seqpar COMMAND --help' describes each command's options.\n",
             SEQPAR_VERSION);
 }
@@ -64,10 +66,10 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         int (*fn)(int, char **);
-    } cmds[] = {{"train", cmd_train},     {"translate", cmd_translate},
-                {"predict", cmd_predict}, {"bleu", cmd_bleu},
-                {"ckpt", cmd_ckpt},       {"corpus-stats", cmd_corpus_stats},
-                {"score", cmd_score},     {"monitor", cmd_monitor}};
+    } cmds[] = {
+        {"train", cmd_train}, {"translate", cmd_translate}, {"predict", cmd_predict},
+        {"bleu", cmd_bleu},   {"ckpt", cmd_ckpt},           {"corpus-stats", cmd_corpus_stats},
+        {"score", cmd_score}, {"monitor", cmd_monitor},     {"supervise", cmd_supervise}};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 2, argv + 2);
     fprintf(stderr, "seqpar: unknown command '%s' (see seqpar --help)\n", cmd);

@@ -90,16 +90,29 @@ const char *stop_signal_name(int sig)
     return "a signal";
 }
 
+static long fault_start;
+
+void stop_signal_fault_start(long step)
+{
+    fault_start = step;
+}
+
 void stop_signal_fault(const char *phase, int rank, long step)
 {
+    const long start = fault_start;
     static int fired; /* once: a second signal would end the process at once */
     const char *f = fired ? NULL : getenv("SEQPAR_FAULT_SIGNAL");
-    int r;
-    long at;
-    char what[16];
-    if (f && sscanf(f, "%d:%ld:%15s", &r, &at, what) == 3 && r == rank && at == step &&
-        strcmp(what, phase) == 0) {
-        fired = 1;
-        raise(SIGTERM);
+    while (f && *f) {
+        int r, n = 0;
+        long at;
+        char what[16] = "", sig[8] = "";
+        const int got = sscanf(f, "%d:%ld:%15[a-z]%n:%7[A-Z]%n", &r, &at, what, &n, sig, &n);
+        if (got >= 3 && r == rank && at == step && start < at && strcmp(what, phase) == 0) {
+            fired = 1;
+            raise(strcmp(sig, "KILL") == 0 ? SIGKILL : SIGTERM);
+            return;
+        }
+        f = strchr(f, ',');
+        if (f) f++;
     }
 }

@@ -28,10 +28,14 @@ int stop_signal_pending(void);
 /* Its name ("SIGTERM"). */
 const char *stop_signal_name(int sig);
 
-/* Test only: SEQPAR_FAULT_SIGNAL=RANK:STEP:PHASE raises SIGTERM on that rank
- * at that step while it is in PHASE ("step": before the step runs,
- * "validate": during validation, "checkpoint": during a checkpoint write),
- * so the tests can signal a run at a chosen moment. */
+/* Test only: SEQPAR_FAULT_SIGNAL=RANK:STEP:PHASE[:KILL][,…] raises SIGTERM
+ * (or SIGKILL: a crash) on that rank at that step while it is in PHASE
+ * ("step": before the step runs, "validate": during validation,
+ * "checkpoint": during a checkpoint write), once, and only in a process that
+ * started before that step (a resumed run does not crash there again), so
+ * the tests can signal or kill a run at a chosen moment. */
 void stop_signal_fault(const char *phase, int rank, long step);
+/* The step this process started from (for stop_signal_fault). */
+void stop_signal_fault_start(long step);
 
 #endif

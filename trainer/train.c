@@ -298,6 +298,7 @@ static void train_loop(trainer *t, loop_stats *s)
     s->t_start = s->t_win = comm_time();
     s->last_win_loss = s->last_ep_loss = NAN;
     s->start_step = t->pos.step;
+    stop_signal_fault_start(s->start_step);
     while (t->pos.epoch < c->epochs && !s->stopped) {
         const long nb = data_sampler_batches(&t->data.sampler, t->pos.epoch);
         s->ep_whole = t->pos.batch_in_epoch == 0;

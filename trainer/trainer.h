@@ -14,5 +14,6 @@ int cmd_monitor(int argc, char **argv);
 int cmd_bleu(int argc, char **argv);
 int cmd_ckpt(int argc, char **argv);
 int cmd_corpus_stats(int argc, char **argv);
+int cmd_supervise(int argc, char **argv);
 
 #endif

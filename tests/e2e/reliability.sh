@@ -153,6 +153,49 @@ SEQPAR_FAULT_NAN=0:25 "$SEQPAR" "${nan[@]}" --on-nan skip --nan-patience 1 --che
 check "--nan-patience 1: the first skip stops the run (exit $rc)" \
     bash -c "[ $rc = 1 ] && grep -q 'stopping (1 steps in a row (--nan-patience 1))' '$d.out'"
 
+# --- the supervisor: a rank SIGKILLed twice (test-only SEQPAR_FAULT_SIGNAL
+# …:KILL, a crash at a chosen step, once) is relaunched each time with
+# --resume auto and ends with the undisturbed run's parameters, bit for bit
+sup=(--dataset fra-eng --num-examples 2000 --threads 1 --log-every 10 --seed 3 --max-steps 60
+     --checkpoint-every 10)
+"${mpi[@]}" -np 2 "$SEQPAR" train "${sup[@]}" --checkpoint-dir "$tmp/supref" >/dev/null 2>&1
+d=$tmp/sup rc=0
+"$SEQPAR" supervise --backoff 0.1 -- "${mpi[@]}" -np 2 -x SEQPAR_FAULT_SIGNAL="1:20:step:KILL,0:40:step:KILL" \
+    "$SEQPAR" train "${sup[@]}" --checkpoint-dir "$d" >"$d.out" 2>"$d.err" || rc=$?
+check "supervise: two SIGKILLed ranks, two relaunches, the job ends (exit $rc)" \
+    bash -c "[ $rc = 0 ] && [ \$(grep -c 'relaunch [12] of 3' '$d.err') = 2 ] && grep -q '^done step=60 ' '$d.out'"
+same_as "supervise: a job killed twice" "$tmp/supref/ckpt-00000060.h5" "$d/ckpt-00000060.h5"
+
+# ... a host taken out of the hostfile after a kill: the relaunch runs on the
+# slots that remain and the job ends near the undisturbed run
+d=$tmp/shrink rc=0
+echo "localhost slots=2" >"$tmp/hosts"
+(for _ in $(seq 300); do grep -q 'relaunch 1 of' "$d.err" 2>/dev/null && break; sleep 0.02; done
+ echo "localhost slots=1" >"$tmp/hosts") &
+"$SEQPAR" supervise --backoff 1 --hostfile "$tmp/hosts" -- mpirun --oversubscribe -x SEQPAR_DATA \
+    -x SEQPAR_FAULT_SIGNAL=1:20:step:KILL "$SEQPAR" train "${sup[@]}" --checkpoint-dir "$d" \
+    >"$d.out" 2>"$d.err" || rc=$?
+wait
+check "supervise --hostfile: relaunched on the 1 slot left after a kill, the job ends (exit $rc)" \
+    bash -c "[ $rc = 0 ] && grep -q 'launch 1 on 2 ranks' '$d.err' && grep -q 'launch 2 on 1 rank ' '$d.err' && grep -q '^done step=60 ' '$d.out'"
+check "... its parameters within 1e-4 of the undisturbed 2-rank run's" \
+    bash -c "'$SEQPAR' ckpt diff '$tmp/supref/ckpt-00000060.h5' '$d/ckpt-00000060.h5' --tolerance 1e-4 >'$d.diff'"
+echo "localhost slots=1" >"$tmp/hosts"
+expect_error "supervise: fewer slots than --min-ranks" 'lists 1 slot, fewer than --min-ranks 2: giving up' \
+    "$SEQPAR" supervise --hostfile "$tmp/hosts" --min-ranks 2 -- mpirun "$SEQPAR" train --checkpoint-dir "$tmp/x"
+# ... a job stopped by a signal is not relaunched; a refused one neither
+d=$tmp/supstop rc=0
+"$SEQPAR" supervise --backoff 0.1 -- "${mpi[@]}" -np 2 -x SEQPAR_FAULT_SIGNAL=1:20:step \
+    "$SEQPAR" train "${sup[@]}" --checkpoint-dir "$d" >"$d.out" 2>"$d.err" || rc=$?
+check "supervise: a job stopped by SIGTERM is not relaunched (exit $rc)" \
+    bash -c "[ $rc = 75 ] && grep -q 'stopped by a signal (status 75); not relaunched' '$d.err' && ! grep -q relaunch' [0-9]' '$d.err'"
+rc=0
+"$SEQPAR" supervise -- "$SEQPAR" train --hidden abc --checkpoint-dir "$tmp/x" >/dev/null 2>"$tmp/bad.err" || rc=$?
+check "supervise: a job refused for its options (2) is not relaunched" \
+    bash -c "[ $rc = 2 ] && ! grep -q relaunch '$tmp/bad.err'"
+expect_error "supervise: a command without --checkpoint-dir" 'no --checkpoint-dir: a relaunch would start from step 0' \
+    "$SEQPAR" supervise -- mpirun "$SEQPAR" train
+
 # --- a mis-launch: N processes that MPI does not join
 expect_error "srun without PMI (SLURM_STEP_NUM_TASKS=4, a world of 1)" \
     'SLURM_STEP_NUM_TASKS=4, but MPI started a world of 1: .*srun --mpi=pmix' \
