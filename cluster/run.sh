@@ -6,9 +6,15 @@
 #    OPENBLAS_CORETYPE=SkylakeX is 3-5x faster (AVX2: Haswell). It is chosen
 #    here from this node's /proc/cpuinfo unless already set, and exported to
 #    every rank (-x);
-#  - threads: seqpar gives each rank (node cores / ranks on that node)
-#    OpenBLAS threads; ranks are bound to cores (--bind-to core, --map-by
-#    ppr:N:node) so they do not migrate;
+#  - cores: when every line of the hostfile says slots=S (the cores to use on
+#    that node), each rank gets S / RANKS_PER_NODE of them, bound
+#    (--map-by ppr:N:node:PE=k --bind-to core), and seqpar runs that many
+#    OpenBLAS threads; otherwise ranks are not bound (--bind-to none) and
+#    seqpar gives each (node cores / ranks on that node) threads. (Binding to
+#    one core each, as --bind-to core alone does, left one rank per 2-core
+#    node with one thread.)
+#  - SUPERVISE="--max-restarts 5" runs the job under `seqpar supervise`,
+#    which relaunches it with --resume auto when a rank or node dies;
 #  - checkpoints: only rank 0 writes, so DIR needs to be on rank 0's node only;
 #    --resume auto continues a stopped run from its newest good checkpoint.
 #
@@ -18,7 +24,7 @@
 #   on HOST first); SEQPAR=path/to/seqpar (default: the build beside this script).
 set -euo pipefail
 if [ $# -lt 3 ]; then
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 hostfile=$1 per_node=$2 dir=$3
@@ -29,6 +35,17 @@ seqpar=${SEQPAR:-$root/build/trainer/seqpar}
 [ -r "$hostfile" ] || { echo "cluster/run.sh: cannot read hostfile $hostfile" >&2; exit 2; }
 nodes=$(grep -cv '^\s*\(#\|$\)' "$hostfile")
 np=$((nodes * per_node))
+# the slots every node lists, when they all list the same
+slots=$(sed -n 's/^[^#]*slots=\([0-9][0-9]*\).*/\1/p' "$hostfile" | sort -u)
+if [ "$(echo "$slots" | grep -c .)" = 1 ] && [ "$(grep -c 'slots=' "$hostfile")" = "$nodes" ] &&
+    [ "$slots" -ge "$per_node" ]; then
+    pe=$((slots / per_node))
+    placement=(--map-by "ppr:$per_node:node:PE=$pe" --bind-to core)
+    how="$pe core(s) bound per rank"
+else
+    placement=(--map-by "ppr:$per_node:node" --bind-to none)
+    how="unbound; seqpar divides each node's cores among its ranks"
+fi
 
 if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
     if grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
@@ -41,6 +58,11 @@ extra=()
 [ -z "${MONITOR:-}" ] || extra+=(--monitor "$MONITOR")
 if [ "$(id -u)" = 0 ]; then envs+=(--allow-run-as-root); fi
 
-echo "cluster/run.sh: $np ranks on $nodes node(s) ($per_node per node), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-default}"
-exec mpirun --hostfile "$hostfile" -np "$np" --map-by "ppr:$per_node:node" --bind-to core \
-    "${envs[@]}" "$seqpar" train --checkpoint-dir "$dir" --resume auto "${extra[@]}" "$@"
+echo "cluster/run.sh: $np ranks on $nodes node(s) ($per_node per node, $how), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-default}"
+launch=(mpirun --hostfile "$hostfile" -np "$np" "${placement[@]}" "${envs[@]}"
+        "$seqpar" train --checkpoint-dir "$dir" --resume auto "${extra[@]}" "$@")
+if [ -n "${SUPERVISE:-}" ]; then
+    # shellcheck disable=SC2086 # SUPERVISE holds options
+    exec "$seqpar" supervise $SUPERVISE -- "${launch[@]}"
+fi
+exec "${launch[@]}"

@@ -74,15 +74,30 @@ static int ckpt_list(const char *dir)
         fprintf(stderr, "seqpar ckpt list: cannot open directory %s\n", dir);
         return 2;
     }
+    int good = -1; /* the newest that verifies: where --resume auto continues */
     for (int i = 0; i < n; i++) {
         char path[1200], err[ERRLEN];
         ckpt_path(path, sizeof path, dir, steps[i]);
         struct stat st;
         int ok = ckpt_verify(path, err, sizeof err) == CKPT_OK;
+        if (ok && good < 0) good = i;
         printf("%s  step %ld  %lld bytes  %s\n", path, steps[i],
                stat(path, &st) == 0 ? (long long)st.st_size : -1LL, ok ? "ok" : err);
     }
-    if (n == 0) printf("no checkpoints in %s\n", dir);
+    if (n == 0)
+        printf("no checkpoints in %s\n", dir);
+    else if (good < 0)
+        printf("none verifies: --resume auto would start afresh (%ld steps to redo)\n", steps[0]);
+    else {
+        char path[1200];
+        ckpt_path(path, sizeof path, dir, steps[good]);
+        if (good == 0)
+            printf("--resume auto resumes from %s, the newest (0 steps to redo)\n", path);
+        else
+            printf("--resume auto resumes from %s, skipping %d newer that do not verify (%ld "
+                   "steps to redo)\n",
+                   path, good, steps[0] - steps[good]);
+    }
     return 0;
 }
 

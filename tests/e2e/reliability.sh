@@ -166,6 +166,15 @@ check "supervise: two SIGKILLed ranks, two relaunches, the job ends (exit $rc)" 
     bash -c "[ $rc = 0 ] && [ \$(grep -c 'relaunch [12] of 3' '$d.err') = 2 ] && grep -q '^done step=60 ' '$d.out'"
 same_as "supervise: a job killed twice" "$tmp/supref/ckpt-00000060.h5" "$d/ckpt-00000060.h5"
 
+# ckpt list says where --resume auto continues, and how many steps it redoes
+"$SEQPAR" ckpt list "$d" >"$d.list"
+check "ckpt list: --resume auto resumes from the newest (0 steps to redo)" \
+    grep -q "resumes from .*ckpt-00000060.h5, the newest (0 steps to redo)" "$d.list"
+cp "$d/ckpt-00000060.h5" "$d/ckpt-00000080.h5" # holds another step: does not verify
+"$SEQPAR" ckpt list "$d" >"$d.list"
+check "ckpt list: past a newer one that does not verify (20 steps to redo)" \
+    grep -q "resumes from .*ckpt-00000060.h5, skipping 1 newer that do not verify (20 steps to redo)" "$d.list"
+
 # ... a host taken out of the hostfile after a kill: the relaunch runs on the
 # slots that remain and the job ends near the undisturbed run
 d=$tmp/shrink rc=0
@@ -195,6 +204,45 @@ check "supervise: a job refused for its options (2) is not relaunched" \
     bash -c "[ $rc = 2 ] && ! grep -q relaunch '$tmp/bad.err'"
 expect_error "supervise: a command without --checkpoint-dir" 'no --checkpoint-dir: a relaunch would start from step 0' \
     "$SEQPAR" supervise -- mpirun "$SEQPAR" train
+
+# --- cluster/slurm.sbatch under stand-ins for srun (mpirun with 2 ranks) and
+# scontrol: the time limit's USR1 to the batch script reaches the ranks, the
+# job stops with a checkpoint (75) and is requeued
+mkdir -p "$tmp/fake"
+cat >"$tmp/fake/srun" <<'EOF2'
+#!/usr/bin/env bash
+# srun stand-in: drops srun's options, runs the task on 2 ranks
+while [ "${1#-}" != "$1" ]; do shift; done
+exec mpirun --oversubscribe -np 2 -x SEQPAR_DATA "$@"
+EOF2
+cat >"$tmp/fake/scontrol" <<EOF2
+#!/usr/bin/env bash
+echo "\$*" >>"$tmp/scontrol.log"
+EOF2
+chmod +x "$tmp/fake/srun" "$tmp/fake/scontrol"
+here=$(cd "$(dirname "$0")/../.." && pwd)
+d=$tmp/slurm rc=0
+mkdir -p "$d"
+(cd "$d" && PATH="$tmp/fake:$PATH" SLURM_SUBMIT_DIR="$d" SLURM_JOB_ID=42 SLURM_JOB_NAME=t \
+    SLURM_CPUS_PER_TASK=1 SEQPAR="$SEQPAR" \
+    SEQPAR_ARGS="--dataset fra-eng --num-examples 2000 --epochs 1000 --log-every 10" \
+    exec bash "$here/cluster/slurm.sbatch" >"$d.out" 2>&1) &
+pid=$!
+for _ in $(seq 300); do grep -q '^step 30/' "$d.out" 2>/dev/null && break; sleep 0.05; done
+kill -USR1 $pid
+wait $pid || rc=$?
+step=$(sed -n 's/^done step=\([0-9]*\) .*/\1/p' "$d.out")
+check "slurm.sbatch: USR1 (the time limit's warning) stops the ranks at step $step with its checkpoint, exit 75 ($rc)" \
+    bash -c "[ $rc = 75 ] && [ -n '$step' ] && [ -f '$d/ckpt-t/$(printf 'ckpt-%08d.h5' "${step:-0}")' ]"
+check "... and the job is requeued (scontrol $(cat "$tmp/scontrol.log" 2>/dev/null))" \
+    grep -qx 'requeue 42' "$tmp/scontrol.log"
+
+# --- cluster/run.sh gives a lone rank every core of its node (a localhost
+# hostfile): it bound each rank to one core
+echo "localhost slots=$(nproc)" >"$tmp/lh"
+SEQPAR="$SEQPAR" bash "$here/cluster/run.sh" "$tmp/lh" 1 "$tmp/runsh" --max-steps 2 >"$tmp/runsh.out" 2>&1
+check "cluster/run.sh, 1 rank on a $(nproc)-core node: $(grep -o '1 rank x [0-9]* OpenBLAS threads\?' "$tmp/runsh.out")" \
+    grep -q "1 rank x $(nproc) OpenBLAS thread" "$tmp/runsh.out"
 
 # --- a mis-launch: N processes that MPI does not join
 expect_error "srun without PMI (SLURM_STEP_NUM_TASKS=4, a world of 1)" \
