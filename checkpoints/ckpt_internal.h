@@ -1,0 +1,30 @@
+/* checkpoints/: private to the folder: what its files share. */
+#ifndef SEQPAR_CKPT_INTERNAL_H
+#define SEQPAR_CKPT_INTERNAL_H
+
+#include <hdf5.h>
+#include <stddef.h>
+
+struct ckpt_file {
+    hid_t fid;
+    char path[1024];
+};
+
+/* Writes the message into err (when there is room) and returns code. */
+int ckpti_seterr(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* HDF5 prints its error stack by default; we report one line ourselves. */
+void ckpti_quiet_hdf5(void);
+/* "encoder.rnn.weight_ih_l0" in group "/model" → "/model/encoder/rnn/weight_ih_l0" */
+void ckpti_dataset_path(char *out, size_t n, const char *group, const char *key);
+/* How many of n floats are NaN or infinite. */
+size_t ckpti_count_nonfinite(const float *x, size_t n);
+/* What is wrong with a dataset as a checkpoint holds them (NULL: nothing). */
+const char *ckpti_dataset_problem(hid_t ds, int want_float, int want_checksum);
+/* This host's name into buf, for temporary file names ("localhost" if
+ * unknown); returns buf. */
+const char *ckpti_host_name(char *buf, size_t n);
+/* Whether name is ckpt-<step>.h5 (its step in *step). */
+int ckpti_checkpoint_name(const char *name, long *step);
+
+#endif
