@@ -60,29 +60,6 @@ static int cmp_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* Whether name is a checkpoint's name exactly as ckpt_path makes it
- * (ckpt-%08ld.h5), and its step: what a directory's list and the pruning
- * of old checkpoints may act on. Anything else (ckpt-5.txt, a copy named
- * ckpt-00000005-copy.h5, ckpt-5.h5, temporary .h5.tmp.HOST.PID files) is
- * not one: the pruning rebuilds the name from the step and unlinks it. */
-int ckpti_checkpoint_name(const char *name, long *step)
-{
-    if (strncmp(name, "ckpt-", 5) != 0) return 0;
-    const char *p = name + 5;
-    long s = 0;
-    int digits = 0;
-    for (; *p >= '0' && *p <= '9'; p++, digits++) {
-        if (digits == 18) return 0; /* beyond any step a run reaches (and a long) */
-        s = s * 10 + (*p - '0');
-    }
-    if (digits == 0 || strcmp(p, ".h5") != 0) return 0;
-    char canon[40];
-    snprintf(canon, sizeof canon, "ckpt-%08ld.h5", s);
-    if (strcmp(canon, name) != 0) return 0;
-    *step = s;
-    return 1;
-}
-
 /* The steps of every checkpoint of dir, newest first, in *out (malloc'd,
  * NULL when there is none); how many, or -1 when dir cannot be read or
  * memory runs out. All of them: a listing that stopped at a caller's
