@@ -6,6 +6,7 @@
  * Every test runs in a fresh directory under $SEQPAR_TEST_TMP (else /tmp),
  * removed after it; the suite's setup first writes a good checkpoint there
  * (fx.good, step 12). */
+#include "test_util.h"
 #include "checkpoints.h"
 
 #include <CUnit/CUnit.h>
@@ -131,26 +132,6 @@ static void setup(void)
         return;
     }
     fx.ok = 1;
-}
-
-static void rm_rf(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char sub[1400];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            rm_rf(sub);
-        }
-        if (d) closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
 }
 
 static void teardown(void)

@@ -5,6 +5,7 @@
  *
  * The corpora come from $SEQPAR_DATA (ctest sets it); when it is unset the
  * corpus tests fail with a message rather than skip. */
+#include "test_util.h"
 #include "data.h"
 
 #include <CUnit/CUnit.h>
@@ -83,26 +84,6 @@ static int exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
-}
-
-static void rm_rf(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char sub[1024];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            rm_rf(sub);
-        }
-        if (d) closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
 }
 
 /* Number of entries of dir whose name contains part. */
