@@ -98,9 +98,18 @@ static int is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* mkdir -p of the directory part of path (everything before the last '/'). */
-static int make_parent_dirs(const char *path)
+static int is_dir(const char *path)
 {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* mkdir -p of the directory part of path (everything before the last '/');
+ * *created gets the shallowest directory it made (malloc'd; NULL: none), for
+ * remove_made_dirs. */
+static int make_parent_dirs(const char *path, char **created)
+{
+    *created = NULL;
     char *p = join(path, "", NULL);
     if (!p) return -1;
     char *last = strrchr(p, '/');
@@ -108,15 +117,33 @@ static int make_parent_dirs(const char *path)
     for (char *c = p + 1; last && *c; c++) {
         if (*c != '/') continue;
         *c = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) goto fail;
+        if (mkdir(p, 0755) == 0 && !*created) *created = join(p, "", NULL);
+        if (errno != EEXIST && !is_dir(p)) goto fail;
         *c = '/';
     }
-    if (last && *p && mkdir(p, 0755) != 0 && errno != EEXIST) goto fail;
+    if (last && *p) {
+        if (mkdir(p, 0755) == 0 && !*created) *created = join(p, "", NULL);
+        if (!is_dir(p)) goto fail;
+    }
     free(p);
     return 0;
 fail:
     free(p);
     return -1;
+}
+
+/* Removes the directories make_parent_dirs made for path, deepest first, up
+ * to `created` (only empty ones: rmdir). */
+static void remove_made_dirs(const char *path, const char *created)
+{
+    if (!created) return;
+    char *p = join(path, "", NULL);
+    const size_t top = strlen(created);
+    for (char *last = p ? strrchr(p, '/') : NULL; last; last = strrchr(p, '/')) {
+        *last = '\0';
+        if (strlen(p) < top || rmdir(p) != 0) break;
+    }
+    free(p);
 }
 
 static int env_true(const char *name)
@@ -205,7 +232,10 @@ static int extract(const char *zippath, const char *member, const char *out, cha
         rc = data_fail(err, errlen, DATA_ENOMEM, "out of memory");
         goto out;
     }
-    if (make_parent_dirs(out) != 0 || !(f = fopen(tmp, "wb"))) {
+    char *made = NULL; /* the extracted file's own directory (fra-eng/) is kept */
+    const int made_ok = make_parent_dirs(out, &made) == 0;
+    free(made);
+    if (!made_ok || !(f = fopen(tmp, "wb"))) {
         rc = data_fail(err, errlen, DATA_EIO, "%s: %s", tmp, strerror(errno));
         goto out;
     }
@@ -254,7 +284,7 @@ int data_locate(const char *name, const char *data_dir, char **path, char *err, 
     if (!path) return data_fail(err, errlen, DATA_EINVAL, "data_locate: path is NULL");
     *path = NULL;
     if (!name || !*name) return data_fail(err, errlen, DATA_EINVAL, "data_locate: no file name");
-    char *dir = NULL, *full = NULL, *local = NULL, *tmp = NULL, *url = NULL;
+    char *dir = NULL, *full = NULL, *local = NULL, *tmp = NULL, *url = NULL, *made = NULL;
     int rc = DATA_OK;
     if (data_dir && *data_dir) {
         dir = join(data_dir, "", NULL);
@@ -321,7 +351,7 @@ int data_locate(const char *name, const char *data_dir, char **path, char *err, 
         snprintf(pid, sizeof pid, ".part-%ld", (long)getpid());
         tmp = join(local, pid, NULL);
         if (!tmp) goto nomem;
-        if (make_parent_dirs(local) != 0) {
+        if (make_parent_dirs(local, &made) != 0) {
             snprintf(why, sizeof why, "cannot create %s: %s", dir, strerror(errno));
         } else if (download(url, tmp, why, sizeof why) == 0) {
             char sherr[256];
@@ -329,6 +359,7 @@ int data_locate(const char *name, const char *data_dir, char **path, char *err, 
                 snprintf(why, sizeof why, "%s", sherr);
             } else if (strcmp(got, want) != 0) {
                 remove(tmp);
+                remove_made_dirs(local, made);
                 rc = data_fail(err, errlen, DATA_EFETCH,
                                "%s downloaded from %s has SHA-1 %s, expected %s (checksum "
                                "mismatch; removed the download); put the file into %s or pass "
@@ -343,6 +374,7 @@ int data_locate(const char *name, const char *data_dir, char **path, char *err, 
         }
         if (why[0]) {
             remove(tmp);
+            remove_made_dirs(local, made); /* a failed download leaves no new directory */
             rc = data_fail(err, errlen, DATA_EFETCH,
                            "%s not found in %s (and download from %s failed: %s); put the file "
                            "there or pass --data-dir",
@@ -365,5 +397,6 @@ out:
     free(local);
     free(tmp);
     free(url);
+    free(made);
     return rc;
 }

@@ -1379,6 +1379,18 @@ static void test_fetch_file_url(void)
     CU_ASSERT_EQUAL(data_locate("timemachine.txt", cache2, &path, err, sizeof err), DATA_EFETCH);
     CU_ASSERT(now_s() - t0 < 15.0);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "http://127.0.0.1:1/timemachine.txt"));
+    /* ... and a --data-dir it had to create is gone again (a zip's, deeper) */
+    char fresh[256], deep[300];
+    tmp_path(fresh, sizeof fresh, "fresh");
+    snprintf(deep, sizeof deep, "%s/a/b", fresh);
+    CU_ASSERT_EQUAL(data_locate("timemachine.txt", deep, &path, err, sizeof err), DATA_EFETCH);
+    CU_ASSERT_EQUAL(access(fresh, F_OK), -1);
+    CU_ASSERT_EQUAL(data_locate("fra-eng/fra.txt", deep, &path, err, sizeof err), DATA_EFETCH);
+    CU_ASSERT_EQUAL(access(fresh, F_OK), -1);
+    /* one that was there stays */
+    mkdir(fresh, 0755);
+    CU_ASSERT_EQUAL(data_locate("timemachine.txt", fresh, &path, err, sizeof err), DATA_EFETCH);
+    CU_ASSERT_EQUAL(access(fresh, F_OK), 0);
 
     /* $HOME/.cache/seqpar when neither data_dir nor $SEQPAR_DATA is set */
     char home[256], want[400];
