@@ -2,9 +2,13 @@
  * the trainer, endpoint checks, and the wire's clock. */
 #include "wire.h"
 
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <zmq.h>
 
@@ -22,11 +26,46 @@ struct wire_pub {
     long dropped;
 };
 
+/* Whether the host of a tcp:// endpoint is one: an IPv4 or [IPv6] address,
+ * a name that resolves, * (bind: every interface) or an interface's name
+ * (bind). ZeroMQ takes tcp://256.1.1.1:5 or an unknown name and connects
+ * nowhere, silently. */
+static int host_ok(const char *host, int bind)
+{
+    if (bind && (strcmp(host, "*") == 0 || if_nametoindex(host) > 0)) return 1;
+    unsigned char addr[sizeof(struct in6_addr)];
+    const size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        char v6[INET6_ADDRSTRLEN + 1];
+        if (n - 2 >= sizeof v6) return 0;
+        memcpy(v6, host + 1, n - 2);
+        v6[n - 2] = '\0';
+        return inet_pton(AF_INET6, v6, addr) == 1;
+    }
+    if (n > 0 && strspn(host, "0123456789.") == n) return inet_pton(AF_INET, host, addr) == 1;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    const int rc = n > 0 ? getaddrinfo(host, NULL, &hints, &res) : -1;
+    if (res) freeaddrinfo(res);
+    return rc == 0;
+}
+
 int wire_endpoint_ok(const char *endpoint, int bind, char *err, size_t errlen)
 {
     if (strncmp(endpoint, "tcp://", 6) != 0) return 1; /* ipc://, inproc://: ZeroMQ judges */
     const char *colon = strrchr(endpoint + 6, ':');
     const char *port = colon ? colon + 1 : "";
+    /* the host, after a source address ("tcp://SRC;HOST:PORT") if there is one */
+    const char *start = strchr(endpoint + 6, ';') ? strchr(endpoint + 6, ';') + 1 : endpoint + 6;
+    char host[300] = "";
+    if (colon && colon > start && (size_t)(colon - start) < sizeof host) {
+        memcpy(host, start, (size_t)(colon - start));
+        host[colon - start] = '\0';
+    }
+    if (colon && !host_ok(host, bind)) {
+        snprintf(err, errlen, "%s: '%s' is not an address or a name that resolves%s", endpoint,
+                 host, bind ? " (nor * or an interface)" : "");
+        return 0;
+    }
     if (bind && strcmp(port, "*") == 0) return 1;
     long v = 0;
     int digits = 0;

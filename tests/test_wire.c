@@ -478,6 +478,25 @@ static void test_endpoints(void)
         CU_ASSERT(!wire_endpoint_ok(bad[i], 1, err, sizeof err));
         CU_ASSERT(strstr(err, bad[i]) != NULL);
     }
+    /* hosts: addresses, names that resolve, * and interfaces to bind */
+    const char *good_hosts[] = {"tcp://localhost:5", "tcp://[::1]:5", "tcp://10.1.2.3:5",
+                                "tcp://127.0.0.1;127.0.0.2:5"};
+    for (size_t i = 0; i < sizeof good_hosts / sizeof *good_hosts; i++)
+        CU_ASSERT(wire_endpoint_ok(good_hosts[i], 0, err, sizeof err));
+    CU_ASSERT(wire_endpoint_ok("tcp://lo:5", 1, err, sizeof err));
+    const char *bad_hosts[] = {"tcp://256.1.1.1:5",
+                               "tcp://1.2.3:5",
+                               "tcp://[::zz]:5",
+                               "tcp://:5",
+                               "tcp://*:5",
+                               "tcp://lo:5",
+                               "tcp://no-such-host.invalid:5"};
+    for (size_t i = 0; i < sizeof bad_hosts / sizeof *bad_hosts; i++) {
+        err[0] = '\0';
+        CU_ASSERT(!wire_endpoint_ok(bad_hosts[i], 0, err, sizeof err));
+        CU_ASSERT(strstr(err, "is not an address or a name that resolves") != NULL);
+        if (!strstr(err, "not an address")) fprintf(stderr, "\n  %s: '%s'\n", bad_hosts[i], err);
+    }
 }
 
 static void test_restore_times(void)
