@@ -123,10 +123,13 @@ static int push_words(collect *c, const char *s, size_t len, int tabs, const cha
         }
         size_t j = i;
         while (j < len && s[j] != ' ' && !(tabs && s[j] == '\t')) j++;
-        if (j - i > DATA_MAX_TOKEN_BYTES)
+        if (j - i > DATA_MAX_TOKEN_BYTES) {
+            char shown[120];
             return data_fail(err, errlen, DATA_EFORMAT,
-                             "%s:%ld: token of %zu bytes (more than %d): \"%.24s...\"", where, line,
-                             j - i, DATA_MAX_TOKEN_BYTES, s + i);
+                             "%s:%ld: token of %zu bytes (more than %d): \"%s\"", where, line,
+                             j - i, DATA_MAX_TOKEN_BYTES,
+                             data_escape(s + i, 24, shown, sizeof shown));
+        }
         if (push_tok(c, s + i, j - i) != DATA_OK)
             return data_fail(err, errlen, DATA_ENOMEM, "%s: out of memory", where);
         i = j;

@@ -50,6 +50,10 @@ size_t data_skip_bom(const char *text, size_t len);
 /* Whether s[0..len) is valid UTF-8; if not, *bad (when given) is the
  * offset of the first byte that does not decode. */
 int data_utf8_valid(const char *s, size_t len, size_t *bad);
+/* Text from input fit for an error line: at most max bytes of s (whole
+ * characters), control characters and bytes that are not UTF-8 written as
+ * \xHH, and "..." when cut; into out[n]. Returns out. */
+const char *data_escape(const char *s, size_t max, char *out, size_t n);
 
 /* ------------------------------------------------------------ vocabulary */
 

@@ -146,6 +146,31 @@ int data_utf8_valid(const char *s, size_t len, size_t *bad)
     return 1;
 }
 
+const char *data_escape(const char *s, size_t max, char *out, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t w = 0, used = 0;
+    out[0] = '\0';
+    while (p[used] && n > 0) {
+        uint32_t cp;
+        size_t len = strnlen(s + used, 4);
+        const size_t k = data_utf8_decode(p + used, len, &cp);
+        const int plain = k > 0 && cp >= 0x20 && cp != 0x7f && !(cp >= 0x80 && cp < 0xa0);
+        const size_t take = plain ? k : 1, wrote = plain ? k : 4;
+        if (used + take > max || w + wrote + 4 >= n) { /* room for "..." and the NUL */
+            snprintf(out + w, n - w, "...");
+            return out;
+        }
+        if (plain)
+            memcpy(out + w, s + used, k);
+        else
+            snprintf(out + w, n - w, "\\x%02X", p[used]);
+        w += wrote, used += take;
+        out[w] = '\0';
+    }
+    return out;
+}
+
 static size_t utf8_encode(uint32_t cp, char *out)
 {
     if (cp < 0x80) {

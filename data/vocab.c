@@ -154,9 +154,9 @@ static int vocab_adopt(data_vocab *v, char **tokens, int size, char *err, size_t
     int rc;
     for (int i = 0; i < DATA_NRESERVED; i++) {
         if (strcmp(tokens[i], reserved[i]) != 0) {
-            rc = data_fail(err, errlen, DATA_EINVAL,
-                           "vocabulary id %d is \"%.40s\", expected \"%s\"", i, tokens[i],
-                           reserved[i]);
+            char shown[200];
+            rc = data_fail(err, errlen, DATA_EINVAL, "vocabulary id %d is \"%s\", expected \"%s\"",
+                           i, data_escape(tokens[i], 40, shown, sizeof shown), reserved[i]);
             goto err;
         }
     }
@@ -171,9 +171,10 @@ static int vocab_adopt(data_vocab *v, char **tokens, int size, char *err, size_t
         size_t len = strlen(tokens[i]);
         size_t s = probe(ix->slots, ix->mask, tokens, tokens[i], len);
         if (ix->slots[s] >= 0) {
+            char shown[200];
             rc = data_fail(err, errlen, DATA_EINVAL,
-                           "vocabulary token \"%.40s\" appears twice (ids %d and %d)", tokens[i],
-                           ix->slots[s], i);
+                           "vocabulary token \"%s\" appears twice (ids %d and %d)",
+                           data_escape(tokens[i], 40, shown, sizeof shown), ix->slots[s], i);
             goto err;
         }
         ix->slots[s] = i;

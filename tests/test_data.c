@@ -1519,6 +1519,25 @@ static void add_suite(const char *name, const test_def *tests, size_t n)
 
 #define ADD_SUITE(name, arr) add_suite(name, arr, sizeof arr / sizeof *arr)
 
+/* Raw bytes, control characters and invalid UTF-8 from input come out as
+ * \xHH; whole characters only; cut with "...". */
+static void test_escape(void)
+{
+    char out[64];
+    CU_ASSERT_STRING_EQUAL(data_escape("caf\xc3\xa9 \xe2\x82\xac", 100, out, sizeof out),
+                           "caf\xc3\xa9 \xe2\x82\xac");
+    CU_ASSERT_STRING_EQUAL(data_escape("a\xff\x01\x1b[2Jb\x7f", 100, out, sizeof out),
+                           "a\\xFF\\x01\\x1B[2Jb\\x7F");
+    CU_ASSERT_STRING_EQUAL(data_escape("\xc3(", 100, out, sizeof out), "\\xC3(");
+    CU_ASSERT_STRING_EQUAL(data_escape("\xc2\x85x", 100, out, sizeof out), "\\xC2\\x85x");
+    CU_ASSERT_STRING_EQUAL(data_escape("abcdef", 3, out, sizeof out), "abc...");
+    CU_ASSERT_STRING_EQUAL(data_escape("ab\xc3\xa9", 3, out, sizeof out), "ab...");
+    CU_ASSERT_STRING_EQUAL(data_escape("", 3, out, sizeof out), "");
+    char small[8];
+    CU_ASSERT_STRING_EQUAL(data_escape("abcdefghij", 100, small, sizeof small), "abc...");
+    CU_ASSERT_STRING_EQUAL(data_escape("\x01\x02", 100, small, sizeof small), "...");
+}
+
 void register_suites(void)
 {
     const char *d = getenv("SEQPAR_DATA");
@@ -1537,6 +1556,7 @@ void register_suites(void)
     static const test_def text[] = {
         {"normalize: the book's examples", test_normalize_examples},
         {"normalize: invalid UTF-8 rejected", test_normalize_invalid},
+        {"escape: input text fit for an error line", test_escape},
     };
     static const test_def vocab[] = {
         {"vocab: order, min_freq, unk", test_vocab_order},

@@ -303,6 +303,8 @@ int cmd_ckpt(int argc, char **argv)
         printf("%s: ok\n", argv[1]);
         return 0;
     }
-    fprintf(stderr, "seqpar ckpt: unknown action '%s' (info, verify, list or diff)\n", argv[0]);
+    char shown[200];
+    fprintf(stderr, "seqpar ckpt: unknown action '%s' (info, verify, list or diff)\n",
+            data_escape(argv[0], 64, shown, sizeof shown));
     return 2;
 }

@@ -1,6 +1,7 @@
 /* The option-table engine (cli.h): parsing, --help and the JSON form of any
  * command's options. */
 #include "cli.h"
+#include "data.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -45,9 +46,11 @@ static void choice_name(const cli_opt *o, int v, char *buf, size_t n)
     snprintf(buf, n, "?");
 }
 
-int cli_set(const cli_opt *o, void *opts, const char *val, const char *where, char *err, size_t n)
+int cli_set(const cli_opt *o, void *opts, const char *raw, const char *where, char *err, size_t n)
 {
     void *field = (char *)opts + o->off;
+    char val[300]; /* the value as error lines show it (escaped, cut) */
+    data_escape(raw, 200, val, sizeof val);
     char *end = NULL;
     errno = 0;
     switch (o->type) {
@@ -56,9 +59,9 @@ int cli_set(const cli_opt *o, void *opts, const char *val, const char *where, ch
         return 0;
     case CLI_INT:
     case CLI_LONG: {
-        const long long v = strtoll(val, &end, 10);
+        const long long v = strtoll(raw, &end, 10);
         /* compared as integers: as doubles, 2^53 + 1 would pass a bound of 2^53 */
-        if (errno || end == val || *end || v < (long long)o->lo || v > (long long)o->hi) {
+        if (errno || end == raw || *end || v < (long long)o->lo || v > (long long)o->hi) {
             snprintf(err, n, "%s: --%s: expected a whole number in [%.0f, %.0f], got '%s'", where,
                      o->name, o->lo, o->hi, val);
             return 2;
@@ -70,8 +73,8 @@ int cli_set(const cli_opt *o, void *opts, const char *val, const char *where, ch
         return 0;
     }
     case CLI_DOUBLE: {
-        const double v = strtod(val, &end);
-        if (errno || end == val || *end || !isfinite(v) || v < o->lo || v > o->hi) {
+        const double v = strtod(raw, &end);
+        if (errno || end == raw || *end || !isfinite(v) || v < o->lo || v > o->hi) {
             snprintf(err, n, "%s: --%s: expected a number in [%g, %g], got '%s'", where, o->name,
                      o->lo, o->hi, val);
             return 2;
@@ -80,7 +83,7 @@ int cli_set(const cli_opt *o, void *opts, const char *val, const char *where, ch
         return 0;
     }
     case CLI_CHOICE: {
-        const int i = choice_index(o->choices, val);
+        const int i = choice_index(o->choices, raw);
         if (i < 0) {
             snprintf(err, n, "%s: --%s: expected one of %s, got '%s'", where, o->name, o->choices,
                      val);
@@ -91,18 +94,18 @@ int cli_set(const cli_opt *o, void *opts, const char *val, const char *where, ch
     }
     case CLI_CUSTOM: {
         char why[200];
-        if (o->custom->parse(val, field, why, sizeof why) != 0) {
+        if (o->custom->parse(raw, field, why, sizeof why) != 0) {
             snprintf(err, n, "%s: --%s: %s; got '%s'", where, o->name, why, val);
             return 2;
         }
         return 0;
     }
     case CLI_STR:
-        if (strlen(val) >= o->size) {
+        if (strlen(raw) >= o->size) {
             snprintf(err, n, "%s: --%s: value longer than %zu bytes", where, o->name, o->size - 1);
             return 2;
         }
-        strcpy(field, val);
+        strcpy(field, raw);
         return 0;
     }
     return 2;
@@ -304,9 +307,10 @@ int cli_parse(const cli_command *cmd, void *opts, int argc, char **argv, const c
         const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
             if (!pos || !npos || *npos >= max_pos) {
+                char shown[300];
                 fprintf(stderr,
                         "%s: unexpected argument '%s' (options start with --; see --help)\n",
-                        cmd->prog, a);
+                        cmd->prog, data_escape(a, 200, shown, sizeof shown));
                 return 2;
             }
             pos[(*npos)++] = a;
@@ -324,7 +328,9 @@ int cli_parse(const cli_command *cmd, void *opts, int argc, char **argv, const c
         }
         const cli_opt *o = cli_find(cmd, name);
         if (!o) {
-            fprintf(stderr, "%s: unknown option '--%s' (see --help)\n", cmd->prog, name);
+            char shown[200];
+            fprintf(stderr, "%s: unknown option '--%s' (see --help)\n", cmd->prog,
+                    data_escape(name, 64, shown, sizeof shown));
             return 2;
         }
         const char *val = "";

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "comm.h"
+#include "data.h"
 #include "trainer.h"
 
 static void usage(FILE *f)
@@ -72,6 +73,8 @@ int main(int argc, char **argv)
         {"score", cmd_score}, {"monitor", cmd_monitor},     {"supervise", cmd_supervise}};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 2, argv + 2);
-    fprintf(stderr, "seqpar: unknown command '%s' (see seqpar --help)\n", cmd);
+    char shown[200];
+    fprintf(stderr, "seqpar: unknown command '%s' (see seqpar --help)\n",
+            data_escape(cmd, 64, shown, sizeof shown));
     return 2;
 }

@@ -206,10 +206,12 @@ static int check_same_run(const rundir *d, ckpt_file *f, const char *path, char 
         int i = 0;
         while (i < v.n && i < mine[k]->size && strcmp(v.s[i], mine[k]->tokens[i]) == 0) i++;
         if (i < v.n || i < mine[k]->size) {
-            if (i < v.n && i < mine[k]->size)
-                snprintf(why, sizeof why, "id %d is \"%.40s\" there and \"%.40s\" here", i, v.s[i],
-                         mine[k]->tokens[i]);
-            else
+            if (i < v.n && i < mine[k]->size) {
+                char a[200], b[200];
+                snprintf(why, sizeof why, "id %d is \"%s\" there and \"%s\" here", i,
+                         data_escape(v.s[i], 40, a, sizeof a),
+                         data_escape(mine[k]->tokens[i], 40, b, sizeof b));
+            } else
                 snprintf(why, sizeof why, "%d tokens there, %d here", v.n, mine[k]->size);
             snprintf(err, n,
                      "%.200s does not match this run: /vocab/%s differs from the vocabulary "

@@ -54,6 +54,8 @@ expect_error "unknown option" "--frobnicate" "$SEQPAR" train --frobnicate 3
 expect_error "missing value" '--lr' "$SEQPAR" train --lr
 expect_error "bad --bptt" '--bptt' "$SEQPAR" train --task lm --bptt zero
 expect_error "unknown command" "unknown command" "$SEQPAR" frobnicate
+expect_error "raw bytes in a value are escaped in the error line" \
+    "--hidden: expected a whole number in \\[1, 65536\\], got '\\\\xFF\\\\x1B\\[2Jz'" "$SEQPAR" train --hidden $'\xff\x1b[2Jz'
 expect_error "an impossible monitor address" "tcp://256.1.1.1:5: '256.1.1.1' is not an address" \
     "$SEQPAR" train --monitor tcp://256.1.1.1:5 --max-steps 1
 expect_error "--workers 0" '--workers: expected a whole number in \[1, 256\]' "$SEQPAR" train --workers 0
