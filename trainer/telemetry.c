@@ -71,10 +71,24 @@ static wire_msg *msg_new(telemetry *t, wire_kind kind)
     return m;
 }
 
-/* Encodes and queues it; `beat`: it counts as the rank's sign of life. */
+/* Encodes and queues it; `beat`: it counts as the rank's sign of life.
+ * Never over WIRE_MAX_MSG, which the monitor refuses (and ZeroMQ cuts a
+ * sender off past twice that, dropping what it had queued): samples go
+ * first, then the detail is shortened. */
 static void msg_send(telemetry *t, int beat)
 {
     char *s = wire_encode(&t->msg);
+    while (s && strlen(s) > WIRE_MAX_MSG && (t->msg.nsamples > 0 || t->msg.detail[0])) {
+        free(s);
+        if (t->msg.nsamples > 0)
+            t->msg.nsamples--;
+        else { /* half of it, at a character's start */
+            size_t k = strlen(t->msg.detail) / 2;
+            while (k > 0 && ((unsigned char)t->msg.detail[k] & 0xC0) == 0x80) k--;
+            t->msg.detail[k] = '\0';
+        }
+        s = wire_encode(&t->msg);
+    }
     if (s) wire_pub_send(t->pub, s, strlen(s));
     free(s);
     if (beat) t->last_beat = wire_time();
