@@ -45,6 +45,13 @@ int data_pair_fields(const char *line, size_t len, size_t *src_len, const char *
  * NUL. A missing file is DATA_EIO with "PATH: strerror"; a directory or a
  * device is refused as such. */
 int data_read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen);
+/* Pipes and FIFOs (process substitution, a producer) are read like files,
+ * as cat would: data_read_file waits for their writer. When nothing has come
+ * after DATA_FIFO_NOTICE_S seconds it calls the notice (NULL: none) once
+ * with the path, so that a program can say what it waits for instead of
+ * hanging in silence. */
+#define DATA_FIFO_NOTICE_S 5
+void data_set_fifo_notice(void (*notice)(const char *path));
 /* Bytes of a UTF-8 byte-order mark at text[0..len): 3 or 0. */
 size_t data_skip_bom(const char *text, size_t len);
 /* Whether s[0..len) is valid UTF-8; if not, *bad (when given) is the

@@ -3,6 +3,9 @@
 #include "data_internal.h"
 
 #include <errno.h>
+#include <unistd.h>
+#include <poll.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +60,34 @@ void data_buf_free(data_buf *b)
     b->len = b->cap = 0;
 }
 
+static void (*fifo_notice)(const char *path);
+
+void data_set_fifo_notice(void (*notice)(const char *path))
+{
+    fifo_notice = notice;
+}
+
+/* A FIFO opened without waiting for its writer (open would block until one
+ * comes), then read blocking once something arrived; the notice after
+ * DATA_FIFO_NOTICE_S seconds of nothing. */
+static FILE *open_fifo(const char *path)
+{
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int r;
+    while ((r = poll(&p, 1, DATA_FIFO_NOTICE_S * 1000)) == 0 || (r < 0 && errno == EINTR))
+        if (r == 0 && fifo_notice) {
+            fifo_notice(path);
+            fifo_notice = NULL; /* once */
+        }
+    const int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) close(fd);
+    return f;
+}
+
 int data_read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen)
 {
     *buf = NULL;
@@ -67,7 +98,8 @@ int data_read_file(const char *path, char **buf, size_t *len, char *err, size_t 
     struct stat st;
     if (stat(path, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)))
         return data_fail(err, errlen, DATA_EIO, "%s: a device, not a text file", path);
-    FILE *f = fopen(path, "rb");
+    const int fifo = stat(path, &st) == 0 && S_ISFIFO(st.st_mode);
+    FILE *f = fifo ? open_fifo(path) : fopen(path, "rb");
     if (!f) return data_fail(err, errlen, DATA_EIO, "%s: %s", path, strerror(errno));
     data_buf b = {0};
     int rc = DATA_OK;

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 const cli_opt *cli_find(const cli_command *cmd, const char *name)
 {
@@ -233,24 +234,24 @@ int cli_from_json(const cli_command *cmd, void *opts, const char *json, const ch
     return rc;
 }
 
-/* A whole file of at most max bytes (NULL with errno set when it cannot be
- * read, is not a regular file's text, or is larger). */
-static char *read_text(const char *path, long max)
+/* A whole file of at most max bytes, read as every text input is
+ * (data_read_file: devices refused, FIFOs waited for); NULL with the reason
+ * in why. */
+static char *read_text(const char *path, long max, char *why, size_t n)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    errno = 0;
-    char *buf = malloc((size_t)max + 1);
-    const size_t got = buf ? fread(buf, 1, (size_t)max + 1, f) : 0;
-    const int failed = !buf || ferror(f) || got > (size_t)max; /* a directory: EISDIR */
-    const int e = errno;
-    fclose(f);
-    if (failed) {
-        free(buf);
-        errno = e;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > max) {
+        snprintf(why, n, "%s: larger than %ld bytes", path, max);
         return NULL;
     }
-    buf[got] = '\0';
+    char *buf = NULL;
+    size_t len = 0;
+    if (data_read_file(path, &buf, &len, why, n) != DATA_OK) return NULL;
+    if (len > (size_t)max) {
+        snprintf(why, n, "%s: larger than %ld bytes", path, max);
+        free(buf);
+        return NULL;
+    }
     return buf;
 }
 
@@ -269,11 +270,10 @@ static int apply_config_files(const cli_command *cmd, void *opts, int argc, char
             path = argv[i] + 9;
         }
         if (!path) continue;
-        errno = 0;
-        char *text = read_text(path, 1 << 20);
+        char why[600];
+        char *text = read_text(path, 1 << 20, why, sizeof why);
         if (!text) {
-            fprintf(stderr, "%s: --config: cannot read %s (%s)\n", cmd->prog, path,
-                    errno ? strerror(errno) : "not a file, or larger than 1 MiB");
+            fprintf(stderr, "%s: --config: %s\n", cmd->prog, why);
             return 2;
         }
         char err[1200];

@@ -48,9 +48,21 @@ static void close_stdout(void)
     _exit(1);
 }
 
+/* A text input that is a FIFO with nothing written yet (data.h): said once,
+ * instead of a silent wait. */
+static void fifo_notice(const char *path)
+{
+    char shown[300];
+    fprintf(stderr,
+            "seqpar: waiting for %s to be written (a FIFO or pipe with no data for %d s; "
+            "Ctrl-C ends the wait)\n",
+            data_escape(path, 200, shown, sizeof shown), DATA_FIFO_NOTICE_S);
+}
+
 int main(int argc, char **argv)
 {
     atexit(close_stdout);
+    data_set_fifo_notice(fifo_notice);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -85,4 +85,20 @@ done
 check "60 corrupted copies: no crash or hang in verify or translate" test "$crashes" = 0
 head -c $((size / 2)) "$src" >"$tmp/half.h5"
 expect_error "truncated checkpoint" 'half.h5' "$SEQPAR" ckpt verify "$tmp/half.h5"
+
+# --- FIFOs and pipes are text inputs, read as cat would (process
+# substitution; a slow producer); one with nothing written for 5 s is said,
+# once, instead of a silent wait; checkpoints, which need seeking, refuse them
+mkfifo "$tmp/slow.fifo"
+(sleep 6; head -c 30000 "$SEQPAR_DATA/timemachine.txt" >"$tmp/slow.fifo") &
+"$SEQPAR" corpus-stats --dataset "$tmp/slow.fifo" >"$tmp/fifo.out" 2>"$tmp/fifo.err"
+rc=$?
+wait
+check "a FIFO written after 6 s: read (exit $rc), the wait said once: $(cat "$tmp/fifo.err")" \
+    bash -c "[ $rc = 0 ] && grep -q 'tokens, vocabulary' '$tmp/fifo.out' && [ \$(grep -c 'seqpar: waiting for .*slow.fifo to be written' '$tmp/fifo.err') = 1 ]"
+printf '{"hidden": 16}' >"$tmp/cfg.json"
+check "process substitution as --config and as a bleu file" \
+    bash -c "'$SEQPAR' train --config <(cat '$tmp/cfg.json') --max-steps 1 --threads 1 | grep -q '^done step=1 ' && '$SEQPAR' bleu --ref <(echo a b c d) --hyp <(echo a b c d) | grep -q '^BLEU = 100.00'"
+mkfifo "$tmp/ck.fifo"
+expect_error "a FIFO as a checkpoint is refused" 'ck.fifo' timeout 10 "$SEQPAR" ckpt verify "$tmp/ck.fifo"
 finish
