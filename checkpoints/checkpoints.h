@@ -113,6 +113,10 @@ void ckpt_path(char *out, size_t n, const char *dir, long step);
  * out). */
 #define CKPT_LIST_MAX 4096
 int ckpt_list_dir(const char *dir, long *steps, int max);
+/* The steps of every checkpoint of dir, newest first, in *steps (malloc'd,
+ * NULL when there is none; the caller frees it): how many, or -1 when dir
+ * cannot be read or memory runs out. No limit on how many. */
+int ckpt_list_all(const char *dir, long **steps);
 
 /* Removes all but the newest `keep` checkpoints of dir among those of
  * step <= upto; those past upto (another branch of the run) are left,

@@ -60,12 +60,9 @@ static int cmp_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* The steps of every checkpoint of dir, newest first, in *out (malloc'd,
- * NULL when there is none); how many, or -1 when dir cannot be read or
- * memory runs out. All of them: a listing that stopped at a caller's
- * capacity would hold whichever the directory's order gave first, not the
- * newest. */
-static int list_steps(const char *dir, long **out)
+/* All of them: a listing that stopped at a caller's capacity would hold
+ * whichever the directory's order gave first, not the newest. */
+int ckpt_list_all(const char *dir, long **out)
 {
     *out = NULL;
     DIR *d = opendir(dir);
@@ -102,7 +99,7 @@ static int list_steps(const char *dir, long **out)
 int ckpt_list_dir(const char *dir, long *steps, int max)
 {
     long *all;
-    const int n = list_steps(dir, &all);
+    const int n = ckpt_list_all(dir, &all);
     if (n < 0) return -1;
     const int k = n < max ? n : max > 0 ? max : 0;
     if (k > 0) memcpy(steps, all, (size_t)k * sizeof *steps);
@@ -114,7 +111,7 @@ int ckpt_retain(const char *dir, int keep, long upto, int *later)
 {
     if (later) *later = 0;
     long *steps;
-    const int n = list_steps(dir, &steps);
+    const int n = ckpt_list_all(dir, &steps);
     if (n < 0) return -1;
     int kept = 0, removed = 0, past = 0;
     int good = -1, checked = 0; /* the newest that verifies; steps[0..checked) tried */

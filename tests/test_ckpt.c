@@ -1357,6 +1357,10 @@ static void test_retain_many(void)
     CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 4100, n - 10, &later), 86);
     CU_ASSERT_EQUAL(later, 10);
     CU_ASSERT_EQUAL(count_entries(".h5"), 4110);
+    long *all = NULL; /* every one, newest first: no cap */
+    CU_ASSERT_EQUAL(ckpt_list_all(fx.dir, &all), 4110);
+    CU_ASSERT(all && all[0] == n && all[4109] == 87);
+    free(all);
     CU_ASSERT_FALSE(exists("ckpt-00000086.h5"));
     CU_ASSERT(exists("ckpt-00000087.h5"));
 }

@@ -68,8 +68,8 @@ static int ckpt_info(const char *path)
 
 static int ckpt_list(const char *dir)
 {
-    long steps[CKPT_LIST_MAX];
-    int n = ckpt_list_dir(dir, steps, CKPT_LIST_MAX);
+    long *steps = NULL; /* every one: no cap */
+    const int n = ckpt_list_all(dir, &steps);
     if (n < 0) {
         fprintf(stderr, "seqpar ckpt list: cannot open directory %s\n", dir);
         return 2;
@@ -98,6 +98,7 @@ static int ckpt_list(const char *dir)
                    "steps to redo)\n",
                    path, good, steps[0] - steps[good]);
     }
+    free(steps);
     return 0;
 }
 

@@ -389,8 +389,8 @@ static int find_resume(rundir *d, char *out, size_t n)
     if (!dir[0]) ranks_die0(d->r, 2, "--resume auto needs --checkpoint-dir");
     int found = 0;
     if (d->r->rank == 0) {
-        long steps[CKPT_LIST_MAX];
-        int k = ckpt_list_dir(dir, steps, CKPT_LIST_MAX);
+        long *steps = NULL; /* every one, newest first */
+        const int k = ckpt_list_all(dir, &steps);
         for (int i = 0; i < k && !found; i++) {
             char path[1200], err[ERRLEN];
             ckpt_path(path, sizeof path, dir, steps[i]);
@@ -401,6 +401,7 @@ static int find_resume(rundir *d, char *out, size_t n)
                 fprintf(stderr, "seqpar train: warning: skipping %s\n", err);
             }
         }
+        free(steps);
     }
     comm_bcast(&found, sizeof found, 0);
     if (found) comm_bcast(out, n, 0);
