@@ -9,7 +9,7 @@ PKGS=(build-essential cmake pkg-config
       libcurl4-openssl-dev libzip-dev libssl-dev
       clang-format cppcheck
       python3 python3-torch python3-h5py python3-numpy python3-zmq python3-nltk
-      curl chromium)
+      curl chromium valgrind)
 
 missing() {
     local p

@@ -35,7 +35,8 @@ if [ "${SEQPAR_NO_ASAN:-0}" != 1 ]; then
     echo "== build and test under ASan + UBSan"
     # Open MPI and the Python reference leak at exit by design: leaks are not
     # what this pass looks for; memory errors and undefined behaviour are.
-    # codegen reads the optimised loops, which the instrumentation keeps scalar.
+    # codegen reads the optimised loops, which the instrumentation keeps scalar;
+    # valgrind cannot run sanitized binaries.
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        run_pass asan '^(e2e_book|lint|codegen)$' -DSEQPAR_SANITIZE=ON
+        run_pass asan '^(e2e_book|lint|codegen|e2e_valgrind)$' -DSEQPAR_SANITIZE=ON
 fi
