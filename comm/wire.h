@@ -37,8 +37,12 @@ double wire_time(void);
 typedef struct wire_pub wire_pub;
 
 /* Connects to endpoint (e.g. tcp://127.0.0.1:5555); fails only on a
- * malformed endpoint or when ZeroMQ cannot start, with a message in err. */
-int wire_pub_open(wire_pub **out, const char *endpoint, char *err, size_t errlen);
+ * malformed endpoint, an unreadable key file or when ZeroMQ cannot start,
+ * with a message in err. keyfile (NULL: none) is the trainers' key file of
+ * `seqpar monitor --gen-keys`: the connection is then CURVE-encrypted and
+ * authenticated (a monitor with CURVE refuses a trainer without the key). */
+int wire_pub_open(wire_pub **out, const char *endpoint, const char *keyfile, char *err,
+                  size_t errlen);
 /* Whether a ZeroMQ endpoint's TCP port is one (1..65535, or * to bind);
  * other transports pass. 0 with a message in err. */
 int wire_endpoint_ok(const char *endpoint, int bind, char *err, size_t errlen);
@@ -47,6 +51,19 @@ void wire_pub_send(wire_pub *p, const char *msg, size_t len);
 long wire_pub_dropped(const wire_pub *p);
 /* Closes, waiting at most linger_ms for queued messages to leave (0: not at all). */
 void wire_pub_close(wire_pub *p, int linger_ms);
+
+/* ----------------------------------------------------------------- keys
+ *
+ * ZeroMQ CURVE: `seqpar monitor --gen-keys DIR` writes DIR/monitor.key (the
+ * monitor's secret key, the trainers' public key) for `seqpar monitor
+ * --curve-secret`, and DIR/trainer.key (the monitor's public key, the
+ * trainers' secret key) for `seqpar train --monitor-key`; Z85 text, two
+ * lines, mode 0600, never overwritten. */
+#define WIRE_KEY_LEN 40
+int wire_keys_generate(const char *dir, char *err, size_t errlen);
+/* The two keys of a key file: 0, or -1 with the reason in err. */
+int wire_keys_read(const char *path, char a[WIRE_KEY_LEN + 1], char b[WIRE_KEY_LEN + 1], char *err,
+                   size_t errlen);
 
 /* ------------------------------------------------------------- messages
  *

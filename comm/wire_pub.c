@@ -78,10 +78,19 @@ int wire_endpoint_ok(const char *endpoint, int bind, char *err, size_t errlen)
     return 0;
 }
 
-int wire_pub_open(wire_pub **out, const char *endpoint, char *err, size_t errlen)
+int wire_pub_open(wire_pub **out, const char *endpoint, const char *keyfile, char *err,
+                  size_t errlen)
 {
     *out = NULL;
     if (!wire_endpoint_ok(endpoint, 0, err, errlen)) return -1;
+    char server_pub[WIRE_KEY_LEN + 1], secret[WIRE_KEY_LEN + 1], pub[WIRE_KEY_LEN + 1];
+    if (keyfile) {
+        if (wire_keys_read(keyfile, server_pub, secret, err, errlen) != 0) return -1;
+        if (!zmq_has("curve") || zmq_curve_public(pub, secret) != 0) {
+            snprintf(err, errlen, "%s: this ZeroMQ has no CURVE security", keyfile);
+            return -1;
+        }
+    }
     wire_pub *p = calloc(1, sizeof *p);
     if (!p || !(p->ctx = zmq_ctx_new()) || !(p->sock = zmq_socket(p->ctx, ZMQ_PUSH))) {
         snprintf(err, errlen, "cannot start ZeroMQ (%s)", zmq_strerror(zmq_errno()));
@@ -93,6 +102,11 @@ int wire_pub_open(wire_pub **out, const char *endpoint, char *err, size_t errlen
     zmq_setsockopt(p->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(p->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
     zmq_setsockopt(p->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+    if (keyfile) {
+        zmq_setsockopt(p->sock, ZMQ_CURVE_SERVERKEY, server_pub, WIRE_KEY_LEN);
+        zmq_setsockopt(p->sock, ZMQ_CURVE_PUBLICKEY, pub, WIRE_KEY_LEN);
+        zmq_setsockopt(p->sock, ZMQ_CURVE_SECRETKEY, secret, WIRE_KEY_LEN);
+    }
     if (zmq_connect(p->sock, endpoint) != 0) {
         snprintf(err, errlen, "%s: %s (expected e.g. tcp://127.0.0.1:5555)", endpoint,
                  zmq_strerror(zmq_errno()));

@@ -59,7 +59,7 @@ static void test_messages(void)
     telemetry *t = NULL;
     train_pos pos = {.step = 12, .epoch = 1, .batch_in_epoch = 3};
     char err[200];
-    CU_ASSERT_EQUAL_FATAL(telemetry_open(&t, endpoint, "tel", &pos, err, sizeof err), 0);
+    CU_ASSERT_EQUAL_FATAL(telemetry_open(&t, endpoint, NULL, "tel", &pos, err, sizeof err), 0);
     telemetry_train(t, 10.5, 7, 0.25, 0.005, 2.0, 1);
     CU_ASSERT(receive(&m) > 0);
     CU_ASSERT(m.kind == WIRE_TRAIN && m.step == 12 && m.epoch == 2 && m.tokens == 7);

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "model.h" /* rng_u64 for the fuzzer */
 #include "collector.h"
@@ -499,6 +501,35 @@ static void test_endpoints(void)
     }
 }
 
+/* CURVE keys: generated once (never overwritten), read back, refused when
+ * damaged; a publisher with a bad key file does not open. */
+static void test_keys(void)
+{
+    char dir[] = "/tmp/seqpar-keys-XXXXXX", err[300], a[WIRE_KEY_LEN + 1], b[WIRE_KEY_LEN + 1];
+    CU_ASSERT_FATAL(mkdtemp(dir) != NULL);
+    char sub[64], mon[128], tr[128];
+    snprintf(sub, sizeof sub, "%s/k", dir);
+    snprintf(mon, sizeof mon, "%s/monitor.key", sub);
+    snprintf(tr, sizeof tr, "%s/trainer.key", sub);
+    CU_ASSERT_EQUAL(wire_keys_generate(sub, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(wire_keys_read(mon, a, b, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(strlen(a), WIRE_KEY_LEN);
+    CU_ASSERT_EQUAL(wire_keys_read(tr, a, b, err, sizeof err), 0);
+    struct stat st;
+    CU_ASSERT(stat(tr, &st) == 0 && (st.st_mode & 0777) == 0600);
+    CU_ASSERT_EQUAL(wire_keys_generate(sub, err, sizeof err), -1); /* never overwritten */
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "never overwritten"));
+    FILE *f = fopen(tr, "w");
+    fputs("not a key\n", f);
+    fclose(f);
+    CU_ASSERT_EQUAL(wire_keys_read(tr, a, b, err, sizeof err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a key file"));
+    wire_pub *p = NULL;
+    CU_ASSERT_EQUAL(wire_pub_open(&p, "tcp://127.0.0.1:5", tr, err, sizeof err), -1);
+    CU_ASSERT_PTR_NULL(p);
+    unlink(tr), unlink(mon), rmdir(sub), rmdir(dir);
+}
+
 static void test_restore_times(void)
 {
     collector *c = collector_new();
@@ -546,4 +577,5 @@ void register_suites(void)
     CU_add_test(s, "collector: restored messages keep their times", test_restore_times);
     CU_add_test(s, "collector: a stopped run, skipped updates", test_collector_stopped);
     CU_add_test(s, "endpoints: TCP ports in range", test_endpoints);
+    CU_add_test(s, "CURVE keys", test_keys);
 }

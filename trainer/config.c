@@ -142,6 +142,9 @@ static const cli_opt OPTS[] = {
     STR("monitor", monitor,
         "ZeroMQ endpoint of a seqpar monitor to send metrics to (e.g. tcp://127.0.0.1:5555); "
         "sends never block"),
+    STR("monitor-key", monitor_key,
+        "the trainers' key file of seqpar monitor --gen-keys: metrics go encrypted and "
+        "authenticated (CURVE)"),
     STR("run", run,
         "run name on the monitor ([A-Za-z0-9._:-], up to 64; default: date, time and a number)"),
     LONG("eval-every", eval_every, 0, 1e12,

@@ -47,7 +47,8 @@ typedef struct train_config {
     int keep;
     char resume[CFG_STR];
     char monitor[CFG_STR];
-    char run[65]; /* run id on the metrics wire ("" = generated) */
+    char monitor_key[CFG_STR]; /* the trainers' CURVE key file ("" = none) */
+    char run[65];              /* run id on the metrics wire ("" = generated) */
     long eval_every;
     int valid;
     int eval_beam;     /* validation BLEU: 1 = greedy, K = beam search */

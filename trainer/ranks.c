@@ -90,7 +90,7 @@ void ranks_same_options(ranks *r, const train_config *c)
     if (r->world == 1) return;
     train_config root = *c;
     comm_bcast(&root, sizeof root, 0);
-    static const char *const per_rank[] = {"data-dir", "threads", NULL};
+    static const char *const per_rank[] = {"data-dir", "threads", "monitor-key", NULL};
     char here[32], why[800], msg[1000] = "";
     snprintf(here, sizeof here, "on rank %d", r->rank);
     const int differs =

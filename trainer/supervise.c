@@ -232,7 +232,8 @@ int cmd_supervise(int argc, char **argv)
     const char *run = o.run[0] ? o.run : command_value(cmd, n, "--run");
     wire_pub *pub = NULL;
     char err[300];
-    if (mon && run && wire_run_id_ok(run) && wire_pub_open(&pub, mon, err, sizeof err) != 0) {
+    const char *key = command_value(cmd, n, "--monitor-key");
+    if (mon && run && wire_run_id_ok(run) && wire_pub_open(&pub, mon, key, err, sizeof err) != 0) {
         fprintf(stderr, "seqpar supervise: --monitor %s\n", err);
         return 2;
     }

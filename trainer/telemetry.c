@@ -20,8 +20,8 @@ struct telemetry {
     wire_msg msg;     /* the message being written */
 };
 
-int telemetry_open(telemetry **out, const char *endpoint, const char *run, const train_pos *pos,
-                   char *err, size_t n)
+int telemetry_open(telemetry **out, const char *endpoint, const char *keyfile, const char *run,
+                   const train_pos *pos, char *err, size_t n)
 {
     *out = NULL;
     telemetry *t = calloc(1, sizeof *t);
@@ -44,7 +44,7 @@ int telemetry_open(telemetry **out, const char *endpoint, const char *run, const
     }
     snprintf(t->run_id, sizeof t->run_id, "%s", id);
     t->rank = rank, t->world = comm_world(), t->pos = pos;
-    if (wire_pub_open(&t->pub, endpoint, err, n) != 0) {
+    if (wire_pub_open(&t->pub, endpoint, keyfile, err, n) != 0) {
         free(t);
         return -1;
     }

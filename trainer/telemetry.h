@@ -12,10 +12,11 @@
 typedef struct telemetry telemetry;
 
 /* Every rank calls it (collective): one run id for all (run, else rank 0's
- * date, time and pid), then a connection to endpoint. Messages carry *pos
+ * date, time and pid), then a connection to endpoint (CURVE with the
+ * trainers' key file of seqpar monitor --gen-keys, when keyfile is not NULL). Messages carry *pos
  * as it is when they are sent. 0, or -1 with a message in err. */
-int telemetry_open(telemetry **out, const char *endpoint, const char *run, const train_pos *pos,
-                   char *err, size_t n);
+int telemetry_open(telemetry **out, const char *endpoint, const char *keyfile, const char *run,
+                   const train_pos *pos, char *err, size_t n);
 const char *telemetry_run_id(const telemetry *t);
 void telemetry_event(telemetry *t, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -457,8 +457,9 @@ int cmd_train(int argc, char **argv)
     plan_threads(c);
     if (c->monitor[0]) {
         char err[ERRLEN];
-        if (telemetry_open(&t->r.tel, c->monitor, c->run, &t->pos, err, sizeof err) != 0)
-            ranks_die0(&t->r, 2, "--monitor %s", err);
+        const char *key = c->monitor_key[0] ? c->monitor_key : NULL;
+        if (telemetry_open(&t->r.tel, c->monitor, key, c->run, &t->pos, err, sizeof err) != 0)
+            ranks_die0(&t->r, 2, "--monitor%s %s", key ? "-key" : "", err);
         comm_printf0("metrics to %s as run %s\n", c->monitor, telemetry_run_id(t->r.tel));
     }
     train_data_load(&t->data, c, &t->r);
