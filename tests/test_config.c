@@ -212,6 +212,16 @@ static void test_json_round_trip(void)
     CU_ASSERT_EQUAL(config_from_json(&b, "{\"hidden\": 1.5}", "j", err, sizeof err), 2);
     CU_ASSERT_EQUAL(config_from_json(&b, "{\"bogus\": 1}", "j", err, sizeof err), 2);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "unknown key \"bogus\""));
+    /* where JSON goes wrong, as people read it */
+    CU_ASSERT_EQUAL(
+        config_from_json(&b, "{\n \"hidden\": 8,\n \"run\": \"a,}\",\n}", "j", err, sizeof err), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "j: line 3, column 14: trailing comma"));
+    CU_ASSERT_EQUAL(config_from_json(&b, "{\"hidden\": 8} x", "j", err, sizeof err), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "line 1, column 15: text after the JSON object (near 'x')"));
+    CU_ASSERT_EQUAL(config_from_json(&b, "{\"hidden\": ", "j", err, sizeof err), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "the text ends inside the object"));
+    CU_ASSERT_EQUAL(config_from_json(&b, "[1]", "j", err, sizeof err), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "j: not a JSON object"));
 }
 
 void register_suites(void)

@@ -215,15 +215,75 @@ static int json_member(const cli_command *cmd, void *opts, const cJSON *it, cons
     return cli_set(o, opts, val, where, err, n);
 }
 
+/* The first comma of json (outside strings) that only white space separates
+ * from a closing } or ], or NULL. */
+static const char *trailing_comma(const char *json)
+{
+    int in_string = 0;
+    for (const char *p = json; *p; p++) {
+        if (in_string) {
+            if (*p == '\\' && p[1])
+                p++;
+            else if (*p == '"')
+                in_string = 0;
+            continue;
+        }
+        if (*p == '"') in_string = 1;
+        if (*p != ',') continue;
+        const char *q = p + 1;
+        while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') q++;
+        if (*q == '}' || *q == ']') return p;
+    }
+    return NULL;
+}
+
+/* Where JSON text went wrong, as people read it: "line L, column C: what
+ * (near 'text')". */
+static void json_problem(const char *json, const char *at, int parsed, char *out, size_t n)
+{
+    const char *comma = parsed ? NULL : trailing_comma(json);
+    if (comma && (!at || comma < at)) at = comma;
+    if (!at || at < json) {
+        snprintf(out, n, "%s", parsed ? "not a JSON object" : "not valid JSON");
+        return;
+    }
+    int line = 1, col = 1;
+    for (const char *p = json; p < at && *p; p++) {
+        if (*p == '\n')
+            line++, col = 1;
+        else if (((unsigned char)*p & 0xC0) != 0x80) /* a column per character */
+            col++;
+    }
+    const char *what = parsed        ? "text after the JSON object"
+                       : at == comma ? "trailing comma"
+                       : !*at        ? "the text ends inside the object"
+                                     : "not valid JSON";
+    char near[64];
+    data_escape(at, 20, near, sizeof near);
+    snprintf(out, n, "line %d, column %d: %s%s%s%s", line, col, what, *at ? " (near '" : "", near,
+             *at ? "')" : "");
+}
+
 int cli_from_json(const cli_command *cmd, void *opts, const char *json, const char *where,
                   char *err, size_t n)
 {
     /* one JSON object and nothing after it but white space */
-    cJSON *root = cJSON_ParseWithOpts(json, NULL, 1);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
     if (!root || !cJSON_IsObject(root)) {
-        const char *at = cJSON_GetErrorPtr();
-        snprintf(err, n, "%s: not a JSON object%s%.20s%s", where, at ? " (near '" : "",
-                 at ? at : "", at ? "')" : "");
+        char why[200];
+        if (root) {
+            snprintf(why, sizeof why, "not a JSON object");
+        } else { /* a value followed by more text, or no value */
+            const char *after = NULL;
+            cJSON *head = cJSON_ParseWithOpts(json, &after, 0);
+            while (head && after &&
+                   (*after == ' ' || *after == '\t' || *after == '\n' || *after == '\r'))
+                after++;
+            json_problem(json, head ? after : cJSON_GetErrorPtr(), head != NULL, why, sizeof why);
+            cJSON_Delete(head);
+        }
+        snprintf(err, n, "%s: %s", where, why);
         cJSON_Delete(root);
         return 2;
     }
@@ -270,6 +330,9 @@ static int apply_config_files(const cli_command *cmd, void *opts, int argc, char
             path = argv[i] + 9;
         }
         if (!path) continue;
+        /* --config -: the JSON on standard input */
+        const int stdin_path = strcmp(path, "-") == 0;
+        if (stdin_path) path = "/dev/stdin";
         char why[600];
         char *text = read_text(path, 1 << 20, why, sizeof why);
         if (!text) {
@@ -277,10 +340,10 @@ static int apply_config_files(const cli_command *cmd, void *opts, int argc, char
             return 2;
         }
         char err[1200];
-        const int rc = cli_from_json(cmd, opts, text, path, err, sizeof err);
+        const int rc = cli_from_json(cmd, opts, text, stdin_path ? "stdin" : path, err, sizeof err);
         free(text);
         if (rc) {
-            fprintf(stderr, "%s\n", err);
+            fprintf(stderr, "%s: --config: %s\n", cmd->prog, err);
             return rc;
         }
     }
@@ -303,6 +366,7 @@ int cli_parse(const cli_command *cmd, void *opts, int argc, char **argv, const c
         if (rc) return rc;
     }
     unsigned char seen[128] = {0}; /* required options given */
+    int print_config = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
@@ -324,6 +388,10 @@ int cli_parse(const cli_command *cmd, void *opts, int argc, char **argv, const c
         name[len] = '\0';
         if (cmd->config_file && strcmp(name, "config") == 0) {
             if (!eq) i++;
+            continue;
+        }
+        if (cmd->config_file && strcmp(a, "--print-config") == 0) {
+            print_config = 1;
             continue;
         }
         const cli_opt *o = cli_find(cmd, name);
@@ -362,6 +430,15 @@ int cli_parse(const cli_command *cmd, void *opts, int argc, char **argv, const c
                     cmd->opts[k].arg ? cmd->opts[k].arg : "N");
             return 2;
         }
+    if (print_config) { /* the effective configuration, as --config reads it */
+        char *json = cli_to_json(cmd, opts);
+        cJSON *o = json ? cJSON_Parse(json) : NULL;
+        char *pretty = o ? cJSON_Print(o) : NULL;
+        if (pretty) printf("%s\n", pretty);
+        free(pretty), free(json);
+        cJSON_Delete(o);
+        return pretty ? 1 : 2;
+    }
     return 0;
 }
 
@@ -398,7 +475,10 @@ void cli_help(const cli_command *cmd, const void *defaults, FILE *f)
         fprintf(f, "  --%-18s %s%s%s%s%s%s\n", lhs, o->help, o->choices ? ": " : "",
                 o->choices ? o->choices : "", *def ? " [" : "", def, *def ? "]" : "");
     }
-    if (cmd->config_file)
+    if (cmd->config_file) {
         fprintf(f, "  --%-18s %s\n", "config FILE",
-                "JSON file of options, applied before the command line");
+                "JSON file of options (- : standard input), applied before the command line");
+        fprintf(f, "  --%-18s %s\n", "print-config",
+                "print the effective configuration as JSON (a --config file) and exit");
+    }
 }

@@ -57,11 +57,12 @@ typedef struct cli_command {
     int config_file; /* --config FILE (JSON) is read before the command line */
 } cli_command;
 
-/* Parses argv into opts (already holding the defaults): --config FILE first
- * when the command takes one, then every option in order. Arguments that
- * are not options go to pos[0..*npos) (at most max_pos; pos NULL: none
- * taken). Returns 0; 1 when --help was printed (stdout); 2 after one line on
- * stderr naming the option. */
+/* Parses argv into opts (already holding the defaults): --config FILE (or
+ * - for stdin) first when the command takes one, then every option in
+ * order. Arguments that are not options go to pos[0..*npos) (at most
+ * max_pos; pos NULL: none taken). Returns 0; 1 when --help, or the
+ * effective configuration for --print-config, was printed (stdout); 2 after
+ * one line on stderr naming the option. */
 int cli_parse(const cli_command *cmd, void *opts, int argc, char **argv, const char **pos,
               int max_pos, int *npos);
 void cli_help(const cli_command *cmd, const void *defaults, FILE *f);

@@ -70,6 +70,14 @@ expect_error "unknown key in --config" 'bad.json.*bogus' "$SEQPAR" train --confi
 expect_error "a directory as --dataset" "$tmp: is a directory, not a file" "$SEQPAR" train --dataset "$tmp"
 expect_error "ckpt: an unknown action lists the four" "unknown action 'frob' \(info, verify, list or diff\)" \
     "$SEQPAR" ckpt frob x
+printf '{\n  "hidden": 16,\n  "layers": 2,\n}\n' >"$tmp/comma.json"
+expect_error "a trailing comma in --config: prefixed, line and column" \
+    "^seqpar train: --config: .*comma.json: line 3, column 14: trailing comma" "$SEQPAR" train --config "$tmp/comma.json"
+"$SEQPAR" train --hidden 16 --cell lstm --bptt 5 --task lm --print-config >"$tmp/print.json"
+check "--print-config prints the effective configuration, which --config reads back" \
+    bash -c "grep -q '\"cell\":.*\"lstm\"' '$tmp/print.json' && '$SEQPAR' train --config '$tmp/print.json' --print-config | cmp -s - '$tmp/print.json'"
+check "--config - reads the JSON from standard input" \
+    bash -c "echo '{\"hidden\": 8, \"max-steps\": 1, \"threads\": 1}' | '$SEQPAR' train --config - | grep -q '^done step=1 '"
 printf '{"batch": 8}garbage' >"$tmp/tail.json"
 expect_error "text after the --config object" "tail.json: .*near 'garbage'" "$SEQPAR" train --config "$tmp/tail.json"
 expect_error "a seed above 2^53 (not exact in the JSON config)" '--seed: expected a whole number in \[0, 9007199254740992\]' \
