@@ -267,8 +267,11 @@ static const cli_opt BLEU_OPTS[] = {
 };
 #undef F
 
-static const cli_command BLEU_CMD = {
+static const bleu_opts BLEU_DEFAULTS = {.max_n = 4};
+
+const cli_command bleu_command = {
     .prog = "seqpar bleu",
+    .defaults = &BLEU_DEFAULTS,
     .about = "Corpus BLEU (clipped n-gram precisions over the corpus, geometric mean, brevity "
              "penalty)\non whitespace tokens, x100.",
     .opts = BLEU_OPTS,
@@ -276,8 +279,8 @@ static const cli_command BLEU_CMD = {
 
 int cmd_bleu(int argc, char **argv)
 {
-    bleu_opts o = {.max_n = 4};
-    const int parsed = cli_parse(&BLEU_CMD, &o, argc, argv, NULL, 0, NULL);
+    bleu_opts o = BLEU_DEFAULTS;
+    const int parsed = cli_parse(&bleu_command, &o, argc, argv, NULL, 0, NULL);
     if (parsed) return parsed == 1 ? 0 : 2;
     const char *ref = o.ref, *hyp = o.hyp;
     const int max_n = o.max_n;

@@ -141,8 +141,11 @@ static const cli_opt DIFF_OPTS[] = {
      .help = "largest relative difference accepted (0: bitwise equal)"},
 };
 
-static const cli_command DIFF_CMD = {
+static const diff_opts DIFF_DEFAULTS = {0};
+
+const cli_command ckpt_diff_command = {
     .prog = "seqpar ckpt diff",
+    .defaults = &DIFF_DEFAULTS,
     .positional = "A B",
     .about = "Largest relative difference (per tensor max|a-b| / max|a|) of the parameters,\n"
              "Adam moments and carried LM states of two checkpoints of one model, whose\n"
@@ -153,9 +156,9 @@ static const cli_command DIFF_CMD = {
 static int ckpt_diff(int argc, char **argv)
 {
     const char *prog = "seqpar ckpt diff", *files[2] = {NULL, NULL};
-    diff_opts o = {0};
+    diff_opts o = DIFF_DEFAULTS;
     int nf = 0;
-    const int parsed = cli_parse(&DIFF_CMD, &o, argc, argv, files, 2, &nf);
+    const int parsed = cli_parse(&ckpt_diff_command, &o, argc, argv, files, 2, &nf);
     if (parsed) return parsed == 1 ? 0 : 2;
     const double tol = o.tolerance;
     if (nf != 2) {

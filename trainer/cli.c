@@ -446,6 +446,7 @@ int cli_parse(const cli_command *cmd, void *opts, int argc, char **argv, const c
 
 void cli_help(const cli_command *cmd, const void *defaults, FILE *f)
 {
+    if (cmd->defaults) defaults = cmd->defaults;
     fprintf(f, "usage: %s", cmd->prog);
     for (size_t i = 0; i < cmd->nopts; i++)
         if (cmd->opts[i].required)
@@ -481,4 +482,96 @@ void cli_help(const cli_command *cmd, const void *defaults, FILE *f)
         fprintf(f, "  --%-18s %s\n", "print-config",
                 "print the effective configuration as JSON (a --config file) and exit");
     }
+}
+
+/* ------------------------------------------------- man page, completion */
+
+/* Text for roff: a backslash doubled, a leading dot or quote escaped. */
+static void roff(FILE *f, const char *s)
+{
+    if (*s == '.' || *s == '\'') fputs("\\&", f);
+    for (; *s; s++) {
+        if (*s == '\\')
+            fputs("\\e", f);
+        else if (*s == '-')
+            fputs("\\-", f);
+        else if (*s == '\n') {
+            fputc('\n', f);
+            if (s[1] == '.' || s[1] == '\'') fputs("\\&", f);
+        } else
+            fputc(*s, f);
+    }
+}
+
+void cli_man(const cli_command *cmd, FILE *f)
+{
+    fputs(".SS ", f);
+    roff(f, cmd->prog);
+    fputs("\n.B ", f);
+    roff(f, cmd->prog);
+    for (size_t i = 0; i < cmd->nopts; i++)
+        if (cmd->opts[i].required) {
+            fprintf(f, " \\-\\-%s ", cmd->opts[i].name);
+            roff(f, cmd->opts[i].arg ? cmd->opts[i].arg : "N");
+        }
+    fputs(cmd->config_file ? " [\\-\\-config FILE]" : "", f);
+    fputs(" [options]", f);
+    if (cmd->positional) {
+        fputc(' ', f);
+        roff(f, cmd->positional);
+    }
+    fputs("\n.PP\n", f);
+    if (cmd->about) {
+        roff(f, cmd->about);
+        fputs("\n", f);
+    }
+    for (size_t i = 0; i < cmd->nopts; i++) {
+        const cli_opt *o = &cmd->opts[i];
+        fprintf(f, ".TP\n.B \\-\\-%s", o->name);
+        if (o->type != CLI_FLAG) {
+            fputc(' ', f);
+            roff(f, o->type == CLI_CHOICE ? o->choices
+                    : o->arg              ? o->arg
+                    : o->type == CLI_STR  ? "TEXT"
+                                          : "N");
+        }
+        fputc('\n', f);
+        roff(f, o->help);
+        char def[300] = "";
+        if (cmd->defaults && o->type != CLI_FLAG && !o->required)
+            cli_text(o, cmd->defaults, def, sizeof def);
+        if (o->type == CLI_DOUBLE && def[0]) {
+            double v;
+            memcpy(&v, (const char *)cmd->defaults + o->off, sizeof v);
+            snprintf(def, sizeof def, "%g", v);
+        }
+        if (def[0]) {
+            fputs(" (default ", f);
+            roff(f, def);
+            fputc(')', f);
+        }
+        fputc('\n', f);
+    }
+    if (cmd->config_file)
+        fputs(".TP\n.B \\-\\-config FILE\nJSON file of options (keys named as the long options; "
+              "\\- : standard input), applied before the command line\n"
+              ".TP\n.B \\-\\-print\\-config\nprint the effective configuration as JSON (a "
+              "\\-\\-config file) and exit\n",
+              f);
+}
+
+const char *cli_value_kind(const cli_opt *o)
+{
+    if (o->type == CLI_FLAG) return "";
+    if (o->arg && (strstr(o->arg, "FILE") || strstr(o->arg, ".svg") || strstr(o->arg, ".jsonl")))
+        return "FILE";
+    if (o->arg && strstr(o->arg, "DIR")) return "DIR";
+    return "";
+}
+
+void cli_words(const cli_command *cmd, FILE *f)
+{
+    for (size_t i = 0; i < cmd->nopts; i++) fprintf(f, "%s--%s", i ? " " : "", cmd->opts[i].name);
+    if (cmd->config_file) fprintf(f, "%s--config --print-config", cmd->nopts ? " " : "");
+    fprintf(f, "%s--help", cmd->nopts || cmd->config_file ? " " : "");
 }

@@ -50,6 +50,7 @@ typedef struct cli_opt {
 
 typedef struct cli_command {
     const char *prog;       /* "seqpar translate" */
+    const void *defaults;   /* the options struct as the command starts from */
     const char *positional; /* "FILE", "A B" in the usage line; NULL: none taken */
     const char *about;      /* what the command does, for --help (may be NULL) */
     const cli_opt *opts;
@@ -80,8 +81,13 @@ char *cli_to_json(const cli_command *cmd, const void *opts);
 int cli_from_json(const cli_command *cmd, void *opts, const char *json, const char *where,
                   char *err, size_t n);
 
-/* A whole number in [lo, hi] (a positional argument, an environment
- * variable): 0, or 2 after one line "PROG: NAME: expected …". */
-int cli_long(const char *prog, const char *name, const char *v, long lo, long hi, long *out);
+/* The command as a section of a man page (roff): its synopsis, what it does,
+ * every option with its default. */
+void cli_man(const cli_command *cmd, FILE *f);
+/* The words a shell completes after the command: --NAME for every option
+ * (space separated); and for an option its choices ("gru lstm rnn"), "FILE"
+ * or "DIR" when it takes a path, "" otherwise. */
+void cli_words(const cli_command *cmd, FILE *f);
+const char *cli_value_kind(const cli_opt *o);
 
 #endif

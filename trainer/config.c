@@ -90,9 +90,9 @@ static const int TASKS[] = {MODEL_TRANSLATE, MODEL_LM};
     {                                                                                              \
         name, CLI_DOUBLE, F(field), lo, hi, .help = h                                              \
     }
-#define STR(name, field, h)                                                                        \
+#define STR(name, field, a, h)                                                                     \
     {                                                                                              \
-        name, CLI_STR, F(field), .help = h                                                         \
+        name, CLI_STR, F(field), .arg = a, .help = h                                               \
     }
 #define CHOICE(name, field, ch, vals, h)                                                           \
     {                                                                                              \
@@ -101,9 +101,9 @@ static const int TASKS[] = {MODEL_TRANSLATE, MODEL_LM};
 
 static const cli_opt OPTS[] = {
     CHOICE("task", task, "translate|lm", TASKS, "translate (seq2seq) or lm"),
-    STR("dataset", dataset,
+    STR("dataset", dataset, "NAME|PATH",
         "numbers | fra-eng | timemachine | PATH (default numbers: embedded, no download)"),
-    STR("data-dir", data_dir, "where corpora are (else $SEQPAR_DATA, else ~/.cache/seqpar)"),
+    STR("data-dir", data_dir, "DIR", "where corpora are (else $SEQPAR_DATA, else ~/.cache/seqpar)"),
     LONG("num-examples", num_examples, 0, 1e9,
          "first N pairs (translate) or tokens (lm) of the corpus (0 = all; numbers: 20000 "
          "pairs)"),
@@ -131,21 +131,21 @@ static const cli_opt OPTS[] = {
     INT("workers", workers, 1, 256,
         "threads per rank that each train a replica on a share of the rank's rows, with "
         "single-threaded OpenBLAS (1 = none)"),
-    STR("checkpoint-dir", checkpoint_dir, "where checkpoints go"),
+    STR("checkpoint-dir", checkpoint_dir, "DIR", "where checkpoints go"),
     LONG("checkpoint-every", checkpoint_every, 0, 1e12,
          "checkpoint every N steps (0 = only at the end)"),
     INT("keep", keep, 1, 1e6, "newest checkpoints kept"),
     CHOICE("on-checkpoint-error", on_ckpt_error, "stop|continue", NULL,
            "when a checkpoint cannot be written (disk full, no permission): stop the run (exit 1; "
            "earlier checkpoints stay) or warn and train on"),
-    STR("resume", resume, "auto | FILE: continue from a checkpoint"),
-    STR("monitor", monitor,
+    STR("resume", resume, "auto|FILE", "auto | FILE: continue from a checkpoint"),
+    STR("monitor", monitor, "ENDPOINT",
         "ZeroMQ endpoint of a seqpar monitor to send metrics to (e.g. tcp://127.0.0.1:5555); "
         "sends never block"),
-    STR("monitor-key", monitor_key,
+    STR("monitor-key", monitor_key, "FILE",
         "the trainers' key file of seqpar monitor --gen-keys: metrics go encrypted and "
         "authenticated (CURVE)"),
-    STR("run", run,
+    STR("run", run, "NAME",
         "run name on the monitor ([A-Za-z0-9._:-], up to 64; default: date, time and a number)"),
     LONG("eval-every", eval_every, 0, 1e12,
          "validate every N steps as well as at epoch ends (needs --valid); best.h5 keeps the best"),
@@ -157,7 +157,7 @@ static const cli_opt OPTS[] = {
            "length normalisation of --eval-beam: score / length^alpha"),
     LONG("early-stop", early_stop, 0, 1e9,
          "stop after N evaluations without a better validation BLEU (lm: perplexity); 0 = never"),
-    {"bptt", CLI_CUSTOM, F(bptt), .custom = &BPTT,
+    {"bptt", CLI_CUSTOM, F(bptt), .custom = &BPTT, .arg = "full|K|random[:K]",
      .help = "full | K (truncate every K steps) | random[:K] (unbiased random truncation, mean "
              "span K, default 10)"},
     LONG("log-every", log_every, 1, 1e12, "progress line every N steps"),
@@ -167,7 +167,7 @@ static const cli_opt OPTS[] = {
         "gradient allreduce bucket size in KiB (0 = one bucket)"),
     LONG("replica-check", replica_check, 0, 1e12,
          "every N steps, check that all ranks hold identical parameters (0 = never)"),
-    {"stop-signals", CLI_CUSTOM, F(stop_signals), .custom = &SIGNALS,
+    {"stop-signals", CLI_CUSTOM, F(stop_signals), .custom = &SIGNALS, .arg = "LIST",
      .help = "signals that stop the run at the next step with a checkpoint and exit status 75 "
              "(a second one stops at once): TERM,INT,USR1,USR2,HUP or none"},
     CHOICE("on-nan", on_nan, "stop|skip", NULL,
@@ -177,42 +177,48 @@ static const cli_opt OPTS[] = {
         "--on-nan skip: stop after this many skipped steps in a row"),
 };
 
-const cli_command config_command = {
-    .prog = "seqpar train", .opts = OPTS, .nopts = sizeof OPTS / sizeof *OPTS, .config_file = 1};
+static const train_config DEFAULTS = {
+    .task = MODEL_TRANSLATE,
+    .dataset = "numbers",
+    .tokens = DATA_TOKENS_CHAR,
+    .min_freq = -1,
+    .cell = CELL_GRU,
+    .layers = 2,
+    .embed = 32,
+    .hidden = 32,
+    .dropout = 0.1,
+    .batch = 64,
+    .steps = 10,
+    .sampler = DATA_SAMPLER_RANDOM,
+    .optimizer = OPT_ADAM,
+    .lr = 0.005,
+    .clip = 1.0,
+    .epochs = 10,
+    .seed = 1,
+    .workers = 1,
+    .keep = 3,
+    .eval_beam = 1,
+    .eval_alpha = 0.75,
+    .bptt = {.mode = BPTT_FULL},
+    .log_every = 10,
+    .overlap = 0,
+    .bucket_kb = 1024,
+    .replica_check = 100,
+    .on_ckpt_error = CKPT_ERROR_STOP,
+    .stop_signals = STOP_SIGNALS_DEFAULT,
+    .on_nan = NAN_STOP,
+    .nan_patience = 5,
+};
+
+const cli_command config_command = {.prog = "seqpar train",
+                                    .defaults = &DEFAULTS,
+                                    .opts = OPTS,
+                                    .nopts = sizeof OPTS / sizeof *OPTS,
+                                    .config_file = 1};
 
 void config_defaults(train_config *c)
 {
-    memset(c, 0, sizeof *c);
-    c->task = MODEL_TRANSLATE;
-    strcpy(c->dataset, "numbers");
-    c->tokens = DATA_TOKENS_CHAR;
-    c->min_freq = -1;
-    c->cell = CELL_GRU;
-    c->layers = 2;
-    c->embed = 32;
-    c->hidden = 32;
-    c->dropout = 0.1;
-    c->batch = 64;
-    c->steps = 10;
-    c->sampler = DATA_SAMPLER_RANDOM;
-    c->optimizer = OPT_ADAM;
-    c->lr = 0.005;
-    c->clip = 1.0;
-    c->epochs = 10;
-    c->seed = 1;
-    c->workers = 1;
-    c->keep = 3;
-    c->eval_beam = 1;
-    c->eval_alpha = 0.75;
-    c->bptt.mode = BPTT_FULL;
-    c->log_every = 10;
-    c->overlap = 0;
-    c->bucket_kb = 1024;
-    c->replica_check = 100;
-    c->on_ckpt_error = CKPT_ERROR_STOP;
-    c->stop_signals = STOP_SIGNALS_DEFAULT;
-    c->on_nan = NAN_STOP;
-    c->nan_patience = 5;
+    *c = DEFAULTS;
 }
 
 int config_parse_args(train_config *c, int argc, char **argv, const char *prog)

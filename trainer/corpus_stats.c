@@ -25,8 +25,12 @@ static const cli_opt STATS_OPTS[] = {
 };
 #undef F
 
-static const cli_command STATS_CMD = {
+static const stats_opts STATS_DEFAULTS = {
+    .dataset = "timemachine", .tokens = DATA_TOKENS_WORD, .top = 10};
+
+const cli_command corpus_stats_command = {
     .prog = "seqpar corpus-stats",
+    .defaults = &STATS_DEFAULTS,
     .about = "Vocabulary size, the most frequent tokens, distinct uni/bi/trigrams, and a log-log\n"
              "frequency-vs-rank plot (Zipf's law) per n-gram order.",
     .opts = STATS_OPTS,
@@ -34,8 +38,8 @@ static const cli_command STATS_CMD = {
 
 int cmd_corpus_stats(int argc, char **argv)
 {
-    stats_opts so = {.dataset = "timemachine", .tokens = DATA_TOKENS_WORD, .top = 10};
-    const int parsed = cli_parse(&STATS_CMD, &so, argc, argv, NULL, 0, NULL);
+    stats_opts so = STATS_DEFAULTS;
+    const int parsed = cli_parse(&corpus_stats_command, &so, argc, argv, NULL, 0, NULL);
     if (parsed) return parsed == 1 ? 0 : 2;
     const char *dataset = so.dataset, *plot = so.plot[0] ? so.plot : NULL;
     const char *tokens = so.tokens == DATA_TOKENS_CHAR ? "char" : "word";

@@ -15,19 +15,12 @@ static void usage(FILE *f)
     fprintf(f,
             "seqpar %s: data-parallel training of recurrent sequence models\n\n"
             "usage: seqpar COMMAND [options]   (mpirun -np N seqpar train … for N ranks)\n\n"
-            "commands:\n"
-            "  train          train a seq2seq translation model or an RNN language model\n"
-            "  translate      translate stdin to stdout with a checkpoint\n"
-            "  predict        generate text from a language-model checkpoint\n"
-            "  score          loss and perplexity of a checkpoint on source<TAB>target pairs\n"
-            "  bleu           corpus BLEU of a hypothesis file against a reference file\n"
-            "  ckpt           info | verify | list | diff checkpoints\n"
-            "  monitor        collect training metrics and serve the live dashboard\n"
-            "  corpus-stats   vocabulary, n-gram counts and a Zipf plot of a corpus\n"
-            "  supervise      run a training job, relaunching it from its checkpoints when it "
-            "fails\n\n"
-            "'seqpar COMMAND --help' describes each command's options.\n",
+            "commands:\n",
             SEQPAR_VERSION);
+    for (int i = 0; i < seqpar_ncommands; i++)
+        fprintf(f, "  %-14s %s\n", seqpar_commands[i].name, seqpar_commands[i].summary);
+    fprintf(f, "\n'seqpar COMMAND --help' describes each command's options; `man seqpar` all "
+               "of them.\n");
 }
 
 /* Output lost to a full disk or a failed device must not look like
@@ -76,15 +69,18 @@ int main(int argc, char **argv)
         printf("seqpar %s\n", SEQPAR_VERSION);
         return 0;
     }
-    static const struct {
-        const char *name;
-        int (*fn)(int, char **);
-    } cmds[] = {
-        {"train", cmd_train}, {"translate", cmd_translate}, {"predict", cmd_predict},
-        {"bleu", cmd_bleu},   {"ckpt", cmd_ckpt},           {"corpus-stats", cmd_corpus_stats},
-        {"score", cmd_score}, {"monitor", cmd_monitor},     {"supervise", cmd_supervise}};
-    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
-        if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 2, argv + 2);
+    /* the manual, written from the option tables at build time */
+    if (strcmp(cmd, "--man") == 0) {
+        manual_man(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--bash-completion") == 0) {
+        manual_bash_completion(stdout);
+        return 0;
+    }
+    for (int i = 0; i < seqpar_ncommands; i++)
+        if (strcmp(cmd, seqpar_commands[i].name) == 0)
+            return seqpar_commands[i].fn(argc - 2, argv + 2);
     char shown[200];
     fprintf(stderr, "seqpar: unknown command '%s' (see seqpar --help)\n",
             data_escape(cmd, 64, shown, sizeof shown));

@@ -48,8 +48,12 @@ static const cli_opt SUPERVISE_OPTS[] = {
 };
 #undef F
 
-static const cli_command SUPERVISE_CMD = {
+static const supervise_opts SUPERVISE_DEFAULTS = {
+    .max_restarts = 3, .backoff = 2.0, .min_ranks = 1};
+
+const cli_command supervise_command = {
     .prog = "seqpar supervise",
+    .defaults = &SUPERVISE_DEFAULTS,
     .positional = "-- COMMAND…",
     .about = "Runs a training job (mpirun … seqpar train … --checkpoint-dir DIR) and relaunches\n"
              "it with --resume auto when it fails; see cluster/README.md.",
@@ -164,7 +168,7 @@ static int wait_backoff(double s)
 /* Checks the command and the options; 0, or 2 after one line. */
 static int check_command(char **cmd, int n, const supervise_opts *o)
 {
-    const char *prog = SUPERVISE_CMD.prog;
+    const char *prog = supervise_command.prog;
     if (n == 0) {
         fprintf(stderr, "%s: no command after -- (see --help)\n", prog);
         return 2;
@@ -222,8 +226,8 @@ int cmd_supervise(int argc, char **argv)
 {
     int dash = 0;
     while (dash < argc && strcmp(argv[dash], "--") != 0) dash++;
-    supervise_opts o = {.max_restarts = 3, .backoff = 2.0, .min_ranks = 1};
-    const int parsed = cli_parse(&SUPERVISE_CMD, &o, dash, argv, NULL, 0, NULL);
+    supervise_opts o = SUPERVISE_DEFAULTS;
+    const int parsed = cli_parse(&supervise_command, &o, dash, argv, NULL, 0, NULL);
     if (parsed) return parsed == 1 ? 0 : 2;
     char **cmd = argv + dash + (dash < argc);
     const int n = argc - dash - (dash < argc);

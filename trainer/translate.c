@@ -42,8 +42,11 @@ static const cli_opt TRANSLATE_OPTS[] = {
 };
 #undef F
 
-static const cli_command TRANSLATE_CMD = {
+static const translate_opts TRANSLATE_DEFAULTS = {.beam = 1, .batch = 64, .alpha = 0.75};
+
+const cli_command translate_command = {
     .prog = "seqpar translate",
+    .defaults = &TRANSLATE_DEFAULTS,
     .about = "Reads one sentence per line on stdin, writes its translation per line on stdout:\n"
              "greedy (--beam 1, the default) or beam search with K beams, scoring a hypothesis\n"
              "by its summed log probability / length^A. Sentences are normalised and tokenised\n"
@@ -54,8 +57,8 @@ static const cli_command TRANSLATE_CMD = {
 int cmd_translate(int argc, char **argv)
 {
     const char *prog = "seqpar translate";
-    translate_opts o = {.beam = 1, .batch = 64, .alpha = 0.75};
-    const int parsed = cli_parse(&TRANSLATE_CMD, &o, argc, argv, NULL, 0, NULL);
+    translate_opts o = TRANSLATE_DEFAULTS;
+    const int parsed = cli_parse(&translate_command, &o, argc, argv, NULL, 0, NULL);
     if (parsed) return parsed == 1 ? 0 : 2;
     const char *ckpt = o.checkpoint;
     long max_len = o.max_len;
@@ -145,8 +148,11 @@ static const cli_opt PREDICT_OPTS[] = {
 };
 #undef F
 
-static const cli_command PREDICT_CMD = {
+static const predict_opts PREDICT_DEFAULTS = {.len = 50};
+
+const cli_command predict_command = {
     .prog = "seqpar predict",
+    .defaults = &PREDICT_DEFAULTS,
     .about = "Generates N tokens after TEXT with a language-model checkpoint: greedy, or sampled "
              "when T > 0.",
     .opts = PREDICT_OPTS,
@@ -154,8 +160,8 @@ static const cli_command PREDICT_CMD = {
 
 int cmd_predict(int argc, char **argv)
 {
-    predict_opts o = {.len = 50};
-    const int parsed = cli_parse(&PREDICT_CMD, &o, argc, argv, NULL, 0, NULL);
+    predict_opts o = PREDICT_DEFAULTS;
+    const int parsed = cli_parse(&predict_command, &o, argc, argv, NULL, 0, NULL);
     if (parsed) return parsed == 1 ? 0 : 2;
     const char *ckpt = o.checkpoint, *prefix = o.prefix;
     const long n = o.len, seed = o.seed;
@@ -248,8 +254,11 @@ static const cli_opt SCORE_OPTS[] = {
 };
 #undef F
 
-static const cli_command SCORE_CMD = {
+static const score_opts SCORE_DEFAULTS = {.batch = 64};
+
+const cli_command score_command = {
     .prog = "seqpar score",
+    .defaults = &SCORE_DEFAULTS,
     .about = "Reads source<TAB>target lines on stdin, prints the summed and mean token\n"
              "cross-entropy and the perplexity of the translation model:\n"
              "  loss=MEAN ppl=EXP(MEAN) loss_sum=SUM tokens=N sentences=M",
@@ -259,8 +268,8 @@ static const cli_command SCORE_CMD = {
 int cmd_score(int argc, char **argv)
 {
     const char *prog = "seqpar score";
-    score_opts o = {.batch = 64};
-    const int parsed = cli_parse(&SCORE_CMD, &o, argc, argv, NULL, 0, NULL);
+    score_opts o = SCORE_DEFAULTS;
+    const int parsed = cli_parse(&score_command, &o, argc, argv, NULL, 0, NULL);
     if (parsed) return parsed == 1 ? 0 : 2;
     const char *ckpt = o.checkpoint;
     const long batch = o.batch;

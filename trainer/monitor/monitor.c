@@ -326,8 +326,12 @@ static const cli_opt MONITOR_OPTS[] = {
 };
 #undef F
 
-static const cli_command MONITOR_CMD = {
+static const monitor_opts MONITOR_DEFAULTS = {.listen = "tcp://127.0.0.1:5555",
+                                              .http = "127.0.0.1:8080"};
+
+const cli_command monitor_command = {
     .prog = "seqpar monitor",
+    .defaults = &MONITOR_DEFAULTS,
     .about = "Collects the metrics of seqpar train --monitor ENDPOINT (any number of ranks and "
              "runs)\nand serves the live dashboard and its data over HTTP (GET only):\n"
              "  /             the dashboard\n"
@@ -368,8 +372,8 @@ static void say_where(void *sock, struct MHD_Daemon *d, const char *listen, cons
 int cmd_monitor(int argc, char **argv)
 {
     const char *prog = "seqpar monitor";
-    monitor_opts o = {.listen = "tcp://127.0.0.1:5555", .http = "127.0.0.1:8080"};
-    const int parsed = cli_parse(&MONITOR_CMD, &o, argc, argv, NULL, 0, NULL);
+    monitor_opts o = MONITOR_DEFAULTS;
+    const int parsed = cli_parse(&monitor_command, &o, argc, argv, NULL, 0, NULL);
     if (parsed) return parsed == 1 ? 0 : 2;
     const char *listen = o.listen, *http = o.http, *log = o.log[0] ? o.log : NULL;
     struct sockaddr_in addr;
