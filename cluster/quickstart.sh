@@ -9,10 +9,11 @@
 #   QUICKSTART_HTTP (default 127.0.0.1:8080), QUICKSTART_LISTEN (default tcp://127.0.0.1:5555)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/tests/deps.sh" --install
+"$root/tests/deps.sh" --install run   # what building and running need: not the tests' PyTorch, Chromium, linters
 
 build="$root/build"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSEQPAR_WERROR=OFF -DSEQPAR_SANITIZE=OFF >/dev/null
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DSEQPAR_WERROR=OFF \
+    -DSEQPAR_SANITIZE=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)" --target seqpar
 seqpar="$build/trainer/seqpar"
 

@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# The Debian packages seqpar needs. `deps.sh --list` prints them (build, test
-# and runtime); `deps.sh --install` installs the missing ones (as root) or
-# says what to install.
+# The Debian packages seqpar needs, in two sets: what building and running it
+# needs (the quickstart), and on top what its tests and lints need
+# (tests/run.sh, CI).
+#   deps.sh --list [run|all]      prints the packages (default all)
+#   deps.sh --install [run|all]   installs the missing ones (as root) or says what to install
 set -euo pipefail
-PKGS=(build-essential cmake pkg-config
-      libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev hdf5-tools
-      libzmq3-dev libcunit1-dev libcjson-dev libmicrohttpd-dev
-      libcurl4-openssl-dev libzip-dev libssl-dev
-      clang-format cppcheck
-      python3 python3-torch python3-h5py python3-numpy python3-zmq python3-nltk
-      curl chromium valgrind)
+RUN_PKGS=(build-essential cmake pkg-config
+          libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev
+          libzmq3-dev libcjson-dev libmicrohttpd-dev
+          libcurl4-openssl-dev libzip-dev libssl-dev curl)
+TEST_PKGS=(libcunit1-dev hdf5-tools clang-format cppcheck
+           python3 python3-torch python3-h5py python3-numpy python3-zmq python3-nltk
+           chromium valgrind man-db)
+
+action=${1:---install} set=${2:-all}
+case $set in
+run) PKGS=("${RUN_PKGS[@]}") ;;
+all) PKGS=("${RUN_PKGS[@]}" "${TEST_PKGS[@]}") ;;
+*) echo "usage: $0 [--list|--install] [run|all]" >&2; exit 2 ;;
+esac
 
 missing() {
     local p
@@ -18,7 +27,7 @@ missing() {
     done
 }
 
-case "${1:---install}" in
+case "$action" in
 --list) printf '%s\n' "${PKGS[@]}" ;;
 --install)
     need=$(missing | tr '\n' ' ')
@@ -34,5 +43,5 @@ case "${1:---install}" in
         exit 1
     fi
     ;;
-*) echo "usage: $0 [--list|--install]" >&2; exit 2 ;;
+*) echo "usage: $0 [--list|--install] [run|all]" >&2; exit 2 ;;
 esac
