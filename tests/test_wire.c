@@ -448,7 +448,16 @@ static void test_collector(void)
     char *t = collector_metrics(c, 181);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     CU_ASSERT_PTR_NOT_NULL(strstr(t, "# TYPE seqpar_loss gauge\nseqpar_loss{run=\"r1\"} 1\n"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(t, "seqpar_bleu{run=\"r1\"} 12.5\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(t, "seqpar_bleu_ratio{run=\"r1\"} 0.125\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(t, "# TYPE seqpar_tokens_total counter\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(t, "seqpar_steps_total{run=\"r1\"} "));
+    /* both ranks of r1 have ended */
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(t, "seqpar_rank_state{run=\"r1\",rank=\"1\",state=\"done\"} 1\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(t, "seqpar_rank_state{run=\"r1\",rank=\"1\",state=\"ok\"} 0\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(t, "seqpar_rank_last_message_timestamp_seconds{run=\"r1\",rank=\"1\"} "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(t, "seqpar_build_info{version=\"" SEQPAR_VERSION "\"} 1\n"));
     CU_ASSERT_PTR_NOT_NULL(strstr(t, "seqpar_tokens_per_second{run=\"r1\"} 400\n"));
     CU_ASSERT_PTR_NOT_NULL(
         strstr(t, "seqpar_rank_last_seen_seconds{run=\"r1\",rank=\"1\"} 10.000"));

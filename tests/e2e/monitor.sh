@@ -72,8 +72,11 @@ def metric(name, labels):
     m = re.search(r"^%s\{%s\} (\S+)$" % (re.escape(name), re.escape(labels)), metrics, re.M)
     return float(m.group(1)) if m else None
 check(abs(metric("seqpar_loss", 'run="e2e"') - run["train"]["loss"][-1]) < 1e-6, "/metrics seqpar_loss = the API's")
-mb = metric("seqpar_bleu", 'run="e2e"')
-check(mb is not None and abs(mb - bleu) < 6e-3, f"/metrics seqpar_bleu {mb}")
+mb = metric("seqpar_bleu_ratio", 'run="e2e"')
+check(mb is not None and abs(100 * mb - bleu) < 6e-3, f"/metrics seqpar_bleu_ratio {mb} (BLEU/100)")
+tt = metric("seqpar_tokens_total", 'run="e2e"')
+check(tt is not None and tt > 0 and metric("seqpar_steps_total", 'run="e2e"') > 0, f"/metrics seqpar_tokens_total {tt}, seqpar_steps_total")
+check(metric("seqpar_rank_state", 'run="e2e",rank="1",state="done"') == 1, "/metrics seqpar_rank_state: rank 1 done")
 check(metric("seqpar_perplexity", 'run="e2e"') is not None and metric("seqpar_tokens_per_second", 'run="e2e"') > 0, "/metrics perplexity and tokens/s")
 check(metric("seqpar_rank_last_seen_seconds", 'run="e2e",rank="1"') is not None, "/metrics per-rank last seen (rank 1)")
 check(metric("seqpar_world_size", 'run="e2e"') == 2, "/metrics world size 2")

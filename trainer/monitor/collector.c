@@ -106,6 +106,7 @@ static void add_train(run *r, rank_state *rk, const wire_msg *m)
     if (m->step <= rk->last_train_step) return; /* a duplicate, or older than what we have */
     rk->last_train_step = m->step;
     rk->tps = m->tok_per_s;
+    r->tokens_total += m->tokens;
     pending_step *p = NULL, *free_slot = NULL, *oldest = NULL;
     for (int i = 0; i < PENDING; i++) {
         pending_step *q = &r->pend[i];

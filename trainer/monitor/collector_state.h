@@ -51,7 +51,8 @@ typedef struct run {
     double started, last_seen;
     int errored;
     int stopped;      /* a rank sent "stopped": ended by a signal, resumable */
-    double nan_skips; /* updates skipped (--on-nan skip), the latest count */
+    double nan_skips;    /* updates skipped (--on-nan skip), the latest count */
+    double tokens_total; /* target tokens of every train message received */
     long step, epoch;
     train_pt *tr;
     int ntr, captr;

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 /* A growing text buffer for the Prometheus exposition. */
@@ -59,7 +60,6 @@ static const struct {
     {"seqpar_grad_norm", "Global gradient norm before clipping.", FIG_GNORM},
     {"seqpar_valid_loss", "Validation loss of the latest evaluation.", FIG_VLOSS},
     {"seqpar_valid_perplexity", "Validation perplexity of the latest evaluation.", FIG_VPPL},
-    {"seqpar_bleu", "Validation corpus BLEU (x100) of the latest evaluation.", FIG_BLEU},
 };
 
 char *collector_metrics(collector *c, double now)
@@ -71,8 +71,11 @@ char *collector_metrics(collector *c, double now)
         "# TYPE seqpar_monitor_messages_total counter\n"
         "seqpar_monitor_messages_total{outcome=\"accepted\"} %ld\n"
         "seqpar_monitor_messages_total{outcome=\"malformed\"} %ld\n"
-        "seqpar_monitor_messages_total{outcome=\"oversized\"} %ld\n",
-        c->ok, c->malformed, c->oversized);
+        "seqpar_monitor_messages_total{outcome=\"oversized\"} %ld\n"
+        "# HELP seqpar_build_info The monitor's seqpar version.\n"
+        "# TYPE seqpar_build_info gauge\n"
+        "seqpar_build_info{version=\"%s\"} 1\n",
+        c->ok, c->malformed, c->oversized, SEQPAR_VERSION);
     for (size_t g = 0; g < sizeof gauges / sizeof *gauges; g++) {
         put(&t, "# HELP %s %s\n# TYPE %s gauge\n", gauges[g].name, gauges[g].help, gauges[g].name);
         for (int i = 0; i < c->nruns; i++) {
@@ -80,6 +83,21 @@ char *collector_metrics(collector *c, double now)
             if (isfinite(v)) put(&t, "%s{run=\"%s\"} %.10g\n", gauges[g].name, c->runs[i]->id, v);
         }
     }
+    put(&t, "# HELP seqpar_bleu_ratio Validation corpus BLEU (0-1) of the latest evaluation.\n"
+            "# TYPE seqpar_bleu_ratio gauge\n");
+    for (int i = 0; i < c->nruns; i++) {
+        const double b = collector_figure(c->runs[i], FIG_BLEU, now);
+        if (isfinite(b))
+            put(&t, "seqpar_bleu_ratio{run=\"%s\"} %.10g\n", c->runs[i]->id, b / 100.0);
+    }
+    put(&t, "# HELP seqpar_tokens_total Target tokens trained on, as the ranks' train messages "
+            "count them.\n# TYPE seqpar_tokens_total counter\n");
+    for (int i = 0; i < c->nruns; i++)
+        put(&t, "seqpar_tokens_total{run=\"%s\"} %.0f\n", c->runs[i]->id, c->runs[i]->tokens_total);
+    put(&t, "# HELP seqpar_steps_total Optimizer steps taken (the latest step reported).\n"
+            "# TYPE seqpar_steps_total counter\n");
+    for (int i = 0; i < c->nruns; i++)
+        put(&t, "seqpar_steps_total{run=\"%s\"} %ld\n", c->runs[i]->id, c->runs[i]->step);
     put(&t, "# HELP seqpar_nan_skips_total Updates skipped for a non-finite loss or gradient "
             "(--on-nan skip), as the run's ranks count them.\n"
             "# TYPE seqpar_nan_skips_total counter\n");
@@ -92,6 +110,23 @@ char *collector_metrics(collector *c, double now)
             if (c->runs[i]->ranks[k].seen)
                 put(&t, "seqpar_rank_last_seen_seconds{run=\"%s\",rank=\"%d\"} %.3f\n",
                     c->runs[i]->id, k, now - c->runs[i]->ranks[k].last_seen);
+    put(&t, "# HELP seqpar_rank_last_message_timestamp_seconds When a rank's last message "
+            "came (Unix seconds).\n# TYPE seqpar_rank_last_message_timestamp_seconds gauge\n");
+    for (int i = 0; i < c->nruns; i++)
+        for (int k = 0; k < c->runs[i]->world; k++)
+            if (c->runs[i]->ranks[k].seen)
+                put(&t, "seqpar_rank_last_message_timestamp_seconds{run=\"%s\",rank=\"%d\"} %.3f\n",
+                    c->runs[i]->id, k, c->runs[i]->ranks[k].last_seen);
+    static const char *const states[] = {"ok", "late", "lost", "done"};
+    put(&t, "# HELP seqpar_rank_state A rank's state: 1 for the one it is in (ok, late, lost, "
+            "done).\n# TYPE seqpar_rank_state gauge\n");
+    for (int i = 0; i < c->nruns; i++)
+        for (int k = 0; k < c->runs[i]->world; k++) {
+            const char *now_state = collector_rank_state(&c->runs[i]->ranks[k], now);
+            for (size_t s = 0; s < sizeof states / sizeof *states; s++)
+                put(&t, "seqpar_rank_state{run=\"%s\",rank=\"%d\",state=\"%s\"} %d\n",
+                    c->runs[i]->id, k, states[s], strcmp(now_state, states[s]) == 0);
+        }
     put(&t, "# HELP seqpar_rank_step Latest step reported by a rank.\n"
             "# TYPE seqpar_rank_step gauge\n");
     for (int i = 0; i < c->nruns; i++)
