@@ -50,7 +50,7 @@ typedef struct run {
     char *config;
     double started, last_seen;
     int errored;
-    int stopped;      /* a rank sent "stopped": ended by a signal, resumable */
+    int stopped;         /* a rank sent "stopped": ended by a signal, resumable */
     double nan_skips;    /* updates skipped (--on-nan skip), the latest count */
     double tokens_total; /* target tokens of every train message received */
     long step, epoch;
