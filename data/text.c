@@ -3,6 +3,7 @@
 #include "data_internal.h"
 
 #include <errno.h>
+#include <utf8proc.h>
 #include <unistd.h>
 #include <poll.h>
 #include <fcntl.h>
@@ -229,38 +230,25 @@ static size_t utf8_encode(uint32_t cp, char *out)
 
 /* ------------------------------------------------------- normalisation */
 
-/* Python's str.lower() on the scripts the corpora contain: ASCII, Latin-1
- * supplement, Latin Extended-A, basic Greek and Cyrillic (fra.txt has a
- * Cyrillic capital); capital sigma is handled by the caller. Every mapping keeps the UTF-8 length,
- * except U+0130 which Python lowers to "i" + U+0307 (one extra byte). */
+/* Python's str.lower(), which the book's preprocessing uses: Unicode's
+ * lowercase mapping (utf8proc's tables), and its full mapping of U+0130
+ * (I with a dot above: "i" + U+0307, done by the caller) and the final
+ * sigma (the caller, from is_cased). */
 static uint32_t lower_cp(uint32_t c)
 {
-    if (c < 0x80) return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-    if (c >= 0xC0 && c <= 0xDE && c != 0xD7) return c + 32;
-    if (c >= 0x100 && c <= 0x17F) {
-        if (c <= 0x137) return (c & 1) ? c : c + 1; /* U+0130 handled by the caller */
-        if (c >= 0x139 && c <= 0x148) return (c & 1) ? c + 1 : c;
-        if (c >= 0x14A && c <= 0x177) return (c & 1) ? c : c + 1; /* includes Œ -> œ */
-        if (c == 0x178) return 0xFF;
-        if (c >= 0x179 && c <= 0x17E) return (c & 1) ? c + 1 : c;
-        return c; /* ĸ ŉ ſ are lowercase already */
-    }
-    if (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) return c + 32;
-    if (c == 0x386) return 0x3AC;
-    if (c >= 0x388 && c <= 0x38A) return c + 37;
-    if (c == 0x38C) return 0x3CC;
-    if (c == 0x38E || c == 0x38F) return c + 63;
-    if (c >= 0x410 && c <= 0x42F) return c + 32;
-    if (c >= 0x400 && c <= 0x40F) return c + 80;
-    return c;
+    return (uint32_t)utf8proc_tolower((utf8proc_int32_t)c);
 }
 
-/* Letters with case in the scripts above (for Greek final sigma). */
+/* A cased letter (Unicode's Cased: Lu, Ll, Lt, and Other_Lowercase /
+ * Other_Uppercase, which have a case mapping or are letters of a case), for
+ * the final sigma. */
 static int is_cased(uint32_t c)
 {
-    if (c < 0x80) return (c | 32) >= 'a' && (c | 32) <= 'z';
-    if (c >= 0xC0 && c <= 0x24F) return c != 0xD7 && c != 0xF7;
-    return (c >= 0x386 && c <= 0x3FF && c != 0x387) || (c >= 0x400 && c <= 0x4FF);
+    const utf8proc_category_t cat = utf8proc_category((utf8proc_int32_t)c);
+    return cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL ||
+           cat == UTF8PROC_CATEGORY_LT ||
+           utf8proc_tolower((utf8proc_int32_t)c) != (utf8proc_int32_t)c ||
+           utf8proc_toupper((utf8proc_int32_t)c) != (utf8proc_int32_t)c;
 }
 
 int data_normalize_append(const char *in, size_t len, data_buf *b, size_t *bad)

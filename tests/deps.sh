@@ -8,7 +8,7 @@ set -euo pipefail
 RUN_PKGS=(build-essential cmake pkg-config
           libopenmpi-dev openmpi-bin libopenblas-dev libhdf5-dev
           libzmq3-dev libcjson-dev libmicrohttpd-dev
-          libcurl4-openssl-dev libzip-dev libssl-dev curl)
+          libcurl4-openssl-dev libzip-dev libssl-dev libutf8proc-dev curl)
 TEST_PKGS=(libcunit1-dev hdf5-tools clang-format cppcheck
            python3 python3-torch python3-h5py python3-numpy python3-zmq python3-nltk
            chromium valgrind man-db)

@@ -1519,6 +1519,70 @@ static void add_suite(const char *name, const test_def *tests, size_t n)
 
 #define ADD_SUITE(name, arr) add_suite(name, arr, sizeof arr / sizeof *arr)
 
+/* Lowercasing as Python's str.lower() (the book's preprocessing), checked
+ * one code point at a time against the table Python wrote
+ * (tests/data/lower.txt): the code points it changes change as it says, and
+ * every other code point Python's Unicode assigns stays as it is. (A code
+ * point's own normalisation: one alone is never a final sigma, and spaces
+ * (U+00A0, U+202F) become ' ' by design.) */
+static int utf8_put(uint32_t c, char *out)
+{
+    if (c < 0x80) return out[0] = (char)c, 1;
+    if (c < 0x800) return out[0] = (char)(0xC0 | c >> 6), out[1] = (char)(0x80 | (c & 0x3F)), 2;
+    if (c < 0x10000) {
+        out[0] = (char)(0xE0 | c >> 12), out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (c & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | c >> 18), out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((c >> 6) & 0x3F)), out[3] = (char)(0x80 | (c & 0x3F));
+    return 4;
+}
+
+static void test_lower_table(void)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/data/lower.txt", SEQPAR_TESTS_DIR);
+    FILE *f = fopen(path, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    static uint32_t want[0x110000][2]; /* lower form (up to 2 code points); 0: itself */
+    char line[200];
+    int rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned c, l1, l2 = 0;
+        if (line[0] == '#') continue;
+        const int k = sscanf(line, "%x %x %x", &c, &l1, &l2);
+        if (k >= 2 && c < 0x110000) want[c][0] = l1, want[c][1] = k == 3 ? l2 : 0, rows++;
+    }
+    fclose(f);
+    CU_ASSERT(rows > 1400);
+    long wrong = 0, checked = 0;
+    for (uint32_t c = 1; c < 0x110000; c++) {
+        if ((c >= 0xD800 && c <= 0xDFFF) || c == 0xA0 || c == 0x202F) continue;
+        if (c == ',' || c == '.' || c == '!' || c == '?') continue; /* the book's spacing */
+        char in[8], expect[16];
+        int n = (int)utf8_put(c, in), m = 0;
+        in[n] = '\0';
+        if (want[c][0]) {
+            m = utf8_put(want[c][0], expect);
+            if (want[c][1]) m += utf8_put(want[c][1], expect + m);
+        } else {
+            memcpy(expect, in, (size_t)n), m = n;
+        }
+        expect[m] = '\0';
+        char *out = NULL, err[100];
+        if (data_normalize(in, (size_t)n, &out, err, sizeof err) != DATA_OK) continue;
+        checked++;
+        if (strcmp(out, expect) != 0) {
+            if (wrong++ < 5)
+                fprintf(stderr, "\n  U+%04X lowers to %s, Python says %s", c, out, expect);
+        }
+        free(out);
+    }
+    CU_ASSERT(checked > 1000000);
+    CU_ASSERT_EQUAL(wrong, 0);
+}
+
 /* Raw bytes, control characters and invalid UTF-8 from input come out as
  * \xHH; whole characters only; cut with "...". */
 static void test_escape(void)
@@ -1556,6 +1620,7 @@ void register_suites(void)
     static const test_def text[] = {
         {"normalize: the book's examples", test_normalize_examples},
         {"normalize: invalid UTF-8 rejected", test_normalize_invalid},
+        {"normalize: lowercase as Python's str.lower, every code point", test_lower_table},
         {"escape: input text fit for an error line", test_escape},
     };
     static const test_def vocab[] = {
