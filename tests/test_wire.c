@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model.h" /* rng_u64 for the fuzzer */
 #include "collector.h"
+#include "msglog.h"
 #include "wire.h"
 
 static int parse(const char *s, wire_msg *m)
@@ -512,6 +514,56 @@ static void test_restore_times(void)
     collector_free(c);
 }
 
+/* The log: a message after a partial line (a full disk, a crash) starts a
+ * fresh line, so a restore loses only the partial one; a write the file
+ * system refuses is counted; a device is not read back (reading /dev/full
+ * never ends). */
+static void test_msglog(void)
+{
+    char path[] = "/tmp/seqpar-test-log.XXXXXX", b[500], err[300];
+    const int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    msg(b, sizeof b, "before", "heartbeat", 0, 1, 1, "");
+    CU_ASSERT(write(fd, b, strlen(b)) == (ssize_t)strlen(b));
+    CU_ASSERT(write(fd, "\n{\"v\":1,\"ru", 11) == 11);
+    close(fd);
+    long restored, damaged;
+    collector *c = collector_new();
+    msglog *l = msglog_open(path, c, &restored, &damaged, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+    CU_ASSERT_EQUAL(restored, 1);
+    CU_ASSERT_EQUAL(damaged, 1);
+    msg(b, sizeof b, "after", "heartbeat", 0, 1, 2, "");
+    CU_ASSERT_EQUAL(msglog_append(l, b, strlen(b)), 0);
+    CU_ASSERT_EQUAL(msglog_unlogged(l), 0);
+    msglog_close(l);
+    collector_free(c);
+    c = collector_new();
+    l = msglog_open(path, c, &restored, &damaged, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+    CU_ASSERT_EQUAL(restored, 2);
+    CU_ASSERT_EQUAL(damaged, 1);
+    char *j = collector_run_json(c, "after", 1010);
+    CU_ASSERT_PTR_NOT_NULL(j);
+    free(j);
+    msglog_close(l);
+    collector_free(c);
+    unlink(path);
+
+    c = collector_new();
+    l = msglog_open("/dev/full", c, &restored, &damaged, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+    CU_ASSERT_EQUAL(restored, 0);
+    CU_ASSERT_EQUAL(msglog_append(l, b, strlen(b)), -1);
+    CU_ASSERT_EQUAL(msglog_append(l, b, strlen(b)), -1);
+    CU_ASSERT_EQUAL(msglog_unlogged(l), 2);
+    msglog_close(l);
+    CU_ASSERT_PTR_NULL(
+        msglog_open("/nonexistent-dir/log.jsonl", c, &restored, &damaged, err, sizeof err));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot append"));
+    collector_free(c);
+}
+
 void register_suites(void)
 {
     CU_pSuite s = CU_add_suite("wire", NULL, NULL);
@@ -527,4 +579,5 @@ void register_suites(void)
     CU_add_test(s, "collector: restored messages keep their times", test_restore_times);
     CU_add_test(s, "collector: a stopped run, skipped updates", test_collector_stopped);
     CU_add_test(s, "endpoints: TCP ports in range", test_endpoints);
+    CU_add_test(s, "log: a fresh line after a partial one, write errors counted", test_msglog);
 }
