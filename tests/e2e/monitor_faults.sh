@@ -137,4 +137,105 @@ print(n)' "$mnt/mon.jsonl")
     stop_monitor
 fi
 
+# --- slow clients: 40 connections from 127.0.0.1 (every local user's
+# address) that send a request line and then one header a second, or
+# nothing. Every other client was locked out until they gave up (32 per
+# address, a 30 s idle timeout). Now a request must arrive within a few
+# seconds, and a new connection at the limit closes the oldest idle one:
+# curl --max-time 3 is answered throughout, and an event stream opened
+# before them still streams after.
+check "a monitor for the slow clients" start_monitor "$tmp/slow.jsonl" "$tmp/slow.out"
+rc=0
+"$PY" - "$url" "$zurl" >"$tmp/slow.py.out" 2>&1 <<'PYEOF' || rc=$?
+import json, select, socket, subprocess, sys, time, zmq
+url, zurl = sys.argv[1], sys.argv[2]
+host, port = url.split("//")[1].split(":")
+port = int(port)
+t0 = time.monotonic()
+now = lambda: time.monotonic() - t0
+fails = 0
+def check(ok, what):
+    global fails
+    print(("ok   " if ok else "FAIL ") + what)
+    fails += not ok
+
+stream = socket.create_connection((host, port), timeout=5)
+stream.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+hello, until = "", time.monotonic() + 3
+while "event: hello" not in hello and time.monotonic() < until:
+    hello += stream.recv(4096).decode("latin-1")
+
+# 30 that trickle headers, 10 that send nothing; at most 10 s in all
+slow = []  # [socket, opened at, closed by the server at]
+for i in range(40):
+    s = socket.create_connection((host, port), timeout=5)
+    if i % 4 != 3:
+        s.sendall(b"GET /api/runs HTTP/1.1\r\n")
+    slow.append([s, now(), None, i % 4 != 3])
+
+def poll_closed():
+    for c in slow:
+        if c[2] is None and select.select([c[0]], [], [], 0)[0]:
+            try:
+                data = c[0].recv(4096)
+            except OSError:
+                data = b""
+            if not data or data.startswith(b"HTTP/1.1 408"):
+                c[2] = now()
+
+curls, next_curl, next_header = [], 0.5, 1.0
+while now() < 9.0:
+    poll_closed()
+    if now() >= next_header:
+        next_header += 1.0
+        for c in slow:
+            if c[2] is None and c[3]:
+                try:
+                    c[0].sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    c[2] = now()
+    if now() >= next_curl and len(curls) < 4:
+        next_curl += 2.0
+        at, alive = now(), sum(c[2] is None for c in slow)
+        r = subprocess.run(["curl", "-s", "--max-time", "3", "-o", "/dev/null", "-w",
+                            "%{http_code}", url + "/api/runs"], capture_output=True, text=True)
+        curls.append((at, alive, r.stdout, now() - at))
+    time.sleep(0.05)
+poll_closed()
+
+for at, alive, code, took in curls:
+    check(code == "200" and took < 3, f"curl /api/runs at {at:.1f} s with {alive} slow "
+          f"connections open: {code or 'no answer'} in {took:.2f} s")
+lives = [c[2] - c[1] for c in slow if c[2] is not None]
+left = sum(c[2] is None for c in slow)
+check(left == 0 and max(lives) < 7.5, f"every slow connection closed by the monitor "
+      f"(longest {max(lives, default=0):.1f} s, {left} still open at 9 s)")
+for c in slow:
+    c[0].close()
+
+# the stream lived through it: an update arrives on it
+z = zmq.Context().socket(zmq.PUSH)
+z.connect(zurl)
+z.send(json.dumps({"v": 1, "run": "slow", "kind": "heartbeat", "rank": 0, "world": 1, "step": 1,
+                   "epoch": 1, "time": time.time()}).encode())
+got, until = "", time.monotonic() + 3
+while "event: update" not in got and time.monotonic() < until:
+    if select.select([stream], [], [], 0.2)[0]:
+        d = stream.recv(4096)
+        if not d:
+            break
+        got += d.decode("latin-1")
+z.close(linger=1000)
+check("event: hello" in hello and "event: update" in got,
+      f"the event stream opened before them still streams (an update {'arrived' if 'event: update' in got else 'did not arrive'})")
+stream.close()
+print(f"took {now():.1f} s")
+sys.exit(1 if fails else 0)
+PYEOF
+sed 's/^/     /' "$tmp/slow.py.out"
+check "slow clients do not lock others out ($(grep -c '^ok' "$tmp/slow.py.out") checks)" test "$rc" = 0
+check "... and the monitor still serves after them" curl -sf --max-time 3 -o /dev/null "$url/api/runs"
+stop_monitor
+check "... and said at exit what it closed: $(grep 'closed [0-9]* HTTP' "$tmp/slow.out")" \
+    grep -q 'closed [1-9][0-9]* HTTP connections that sent no request within 5 s' "$tmp/slow.out"
 finish

@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "trainer.h"
 #include "collector.h"
+#include "http_guard.h"
 #include "msglog.h"
 #include "wire.h"
 
@@ -35,9 +36,14 @@ static void on_signal(int sig)
  * connections one address may hold, so that a client (or every local
  * browser tab: they share 127.0.0.1) with all the streams open still gets
  * its pages and figures (48 streams against 32 per address once locked a
- * single address out) */
+ * single address out). The other connections are guarded (http_guard.h):
+ * a request must arrive within REQUEST_S, and at a limit a new connection
+ * closes the oldest one waiting for a request (40 connections sending a
+ * header every 5 s once kept every other local client out for 45 s). */
 #define MAX_STREAMS        24
 #define PER_IP_CONNECTIONS 32
+#define CONNECTIONS        128
+#define REQUEST_S          5.0
 _Static_assert(MAX_STREAMS < PER_IP_CONNECTIONS, "streams must leave an address connections");
 
 /* A complaint the receiving loop repeats: said at once, then at most once in
@@ -53,6 +59,7 @@ typedef struct monitor {
     const char *prog;
     collector *c;
     int streams;   /* open /events streams (atomic) */
+    guard *guard;  /* the HTTP connections */
     msglog *log;   /* --log, or NULL */
     long restored; /* messages the log gave back at start */
     const char *log_path;
@@ -126,6 +133,48 @@ static enum MHD_Result plain(struct MHD_Connection *conn, unsigned code, const c
                  MHD_RESPMEM_PERSISTENT);
 }
 
+/* The guard's record of a connection (NULL: not followed). */
+static guard_conn *guarded(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *i =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return i ? i->socket_context : NULL;
+}
+
+static enum MHD_Result admit(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    (void)len;
+    monitor *mon = cls;
+    return guard_admit(mon->guard, addr) ? MHD_YES : MHD_NO;
+}
+
+static void connection_event(void *cls, struct MHD_Connection *conn, void **socket_context,
+                             enum MHD_ConnectionNotificationCode what)
+{
+    monitor *mon = cls;
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *addr =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        *socket_context = fd ? guard_opened(mon->guard, fd->connect_fd,
+                                            addr ? addr->client_addr : NULL, guard_now())
+                             : NULL;
+    } else if (what == MHD_CONNECTION_NOTIFY_CLOSED) {
+        guard_closed(mon->guard, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
+/* A response sent: the connection, kept alive, waits for the next request. */
+static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode why)
+{
+    (void)con_cls, (void)why;
+    monitor *mon = cls;
+    guard_set(mon->guard, guarded(conn), GUARD_WAITING, guard_now());
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **con_cls)
@@ -133,6 +182,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     (void)version, (void)upload, (void)con_cls;
     monitor *mon = cls;
     collector *c = mon->c;
+    guard_set(mon->guard, guarded(conn), GUARD_BUSY, guard_now());
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return plain(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
     if (*upload_size) return plain(conn, MHD_HTTP_BAD_REQUEST, "no request body expected\n");
@@ -180,6 +230,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
         enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
         MHD_destroy_response(r);
+        if (ret == MHD_YES) guard_set(mon->guard, guarded(conn), GUARD_STREAM, guard_now());
         return ret;
     }
     return plain(conn, MHD_HTTP_NOT_FOUND,
@@ -323,14 +374,19 @@ static const cli_command MONITOR_CMD = {
     .opts = MONITOR_OPTS,
     .nopts = sizeof MONITOR_OPTS / sizeof *MONITOR_OPTS};
 
-/* The HTTP server, one thread per connection. */
+/* The HTTP server, one thread per connection; the guard admits them and
+ * holds the limits (the server's own limit leaves room for connections the
+ * guard closed and the server has not let go yet). The 30 s timeout is for
+ * an answer the client does not read: above the 15 s of an event stream's
+ * keepalive. */
 static struct MHD_Daemon *start_http(monitor *mon, struct sockaddr_in *addr)
 {
     return MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
-        NULL, NULL, handle, mon, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)addr,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)128, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)PER_IP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+        admit, mon, handle, mon, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)addr,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)guard_capacity(mon->guard),
+        MHD_OPTION_NOTIFY_CONNECTION, connection_event, mon, MHD_OPTION_NOTIFY_COMPLETED,
+        request_done, mon, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
 }
 
 /* The addresses as bound: a port given as 0 (HTTP) or * (ZeroMQ) is the
@@ -382,6 +438,12 @@ int cmd_monitor(int argc, char **argv)
     ctx = zmq_ctx_new();
     sock = open_listener(ctx, listen, prog);
     if (!sock) goto out;
+    mon.guard = guard_new(PER_IP_CONNECTIONS, CONNECTIONS, REQUEST_S);
+    if (!mon.guard || guard_start(mon.guard) != 0) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        rc = 1;
+        goto out;
+    }
     d = start_http(&mon, &addr);
     if (!d) {
         fprintf(stderr,
@@ -402,6 +464,9 @@ int cmd_monitor(int argc, char **argv)
     rc = 0;
 out:
     if (d) MHD_stop_daemon(d);
+    long late = 0, made_room = 0;
+    if (mon.guard) guard_counts(mon.guard, &late, &made_room);
+    guard_free(mon.guard); /* after the server: it reports closes to the guard */
     if (sock) zmq_close(sock);
     if (ctx) zmq_ctx_term(ctx);
     if (rc == 0) {
@@ -409,6 +474,10 @@ out:
         collector_counts(mon.c, &ok, &bad, &big);
         printf("seqpar monitor: stopped (%ld messages, %ld malformed, %ld oversized)\n", ok, bad,
                big);
+        if (late + made_room > 0)
+            printf("seqpar monitor: closed %ld HTTP connections that sent no request within %g s, "
+                   "%ld to make room for others\n",
+                   late, REQUEST_S, made_room);
         const long lost = mon.log ? msglog_unlogged(mon.log) : 0;
         if (lost > 0)
             fprintf(stderr, "%s: warning: --log %s: %ld messages not logged (of %ld accepted)\n",
