@@ -3,14 +3,18 @@
  * the collector's aggregation, rank states, renderings. */
 #include <CUnit/CUnit.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "model.h" /* rng_u64 for the fuzzer */
 #include "collector.h"
+#include "http_guard.h"
+#include "msglog.h"
 #include "wire.h"
 
 static int parse(const char *s, wire_msg *m)
@@ -571,6 +575,122 @@ static void test_restore_times(void)
     collector_free(c);
 }
 
+/* The log: a message after a partial line (a full disk, a crash) starts a
+ * fresh line, so a restore loses only the partial one; a write the file
+ * system refuses is counted; a device is not read back (reading /dev/full
+ * never ends). */
+static void test_msglog(void)
+{
+    char path[] = "/tmp/seqpar-test-log.XXXXXX", b[500], err[300];
+    const int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    msg(b, sizeof b, "before", "heartbeat", 0, 1, 1, "");
+    CU_ASSERT(write(fd, b, strlen(b)) == (ssize_t)strlen(b));
+    CU_ASSERT(write(fd, "\n{\"v\":1,\"ru", 11) == 11);
+    close(fd);
+    long restored, damaged;
+    collector *c = collector_new();
+    msglog *l = msglog_open(path, c, &restored, &damaged, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+    CU_ASSERT_EQUAL(restored, 1);
+    CU_ASSERT_EQUAL(damaged, 1);
+    msg(b, sizeof b, "after", "heartbeat", 0, 1, 2, "");
+    CU_ASSERT_EQUAL(msglog_append(l, b, strlen(b)), 0);
+    CU_ASSERT_EQUAL(msglog_unlogged(l), 0);
+    msglog_close(l);
+    collector_free(c);
+    c = collector_new();
+    l = msglog_open(path, c, &restored, &damaged, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+    CU_ASSERT_EQUAL(restored, 2);
+    CU_ASSERT_EQUAL(damaged, 1);
+    char *j = collector_run_json(c, "after", 1010);
+    CU_ASSERT_PTR_NOT_NULL(j);
+    free(j);
+    msglog_close(l);
+    collector_free(c);
+    unlink(path);
+
+    c = collector_new();
+    l = msglog_open("/dev/full", c, &restored, &damaged, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l);
+    CU_ASSERT_EQUAL(restored, 0);
+    CU_ASSERT_EQUAL(msglog_append(l, b, strlen(b)), -1);
+    CU_ASSERT_EQUAL(msglog_append(l, b, strlen(b)), -1);
+    CU_ASSERT_EQUAL(msglog_unlogged(l), 2);
+    msglog_close(l);
+    CU_ASSERT_PTR_NULL(
+        msglog_open("/nonexistent-dir/log.jsonl", c, &restored, &damaged, err, sizeof err));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot append"));
+    collector_free(c);
+}
+
+/* A socket pair as the guard's connection and its client; 1 when the
+ * client sees its connection closed (end of file), 0 while it is open. */
+static void pair(int sv[2])
+{
+    CU_ASSERT_FATAL(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+}
+
+static int closed(const int sv[2])
+{
+    char ch;
+    return recv(sv[1], &ch, 1, MSG_DONTWAIT) == 0;
+}
+
+/* The HTTP guard: at a limit the oldest connection waiting for a request
+ * makes room (never one serving a request or a stream; none waiting: the
+ * new one is refused), and a request that has not arrived within the
+ * deadline closes its connection. */
+static void test_http_guard(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET}, b = a;
+    a.sin_addr.s_addr = htonl(0x7f000001), b.sin_addr.s_addr = htonl(0x0a000001);
+    const struct sockaddr *A = (const struct sockaddr *)&a, *B = (const struct sockaddr *)&b;
+    guard *g = guard_new(2, 3, 5.0); /* 2 an address, 3 in all, 5 s for a request */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    int s1[2], s2[2], s3[2], s4[2], s5[2];
+    pair(s1), pair(s2), pair(s3), pair(s4), pair(s5);
+    CU_ASSERT(guard_admit(g, A));
+    guard_conn *c1 = guard_opened(g, s1[0], A, 0);
+    CU_ASSERT(guard_admit(g, A));
+    guard_conn *c2 = guard_opened(g, s2[0], A, 1);
+    guard_set(g, c1, GUARD_BUSY, 1.5);
+    /* A at its limit: c2, waiting, makes room; c1 is answering */
+    CU_ASSERT(guard_admit(g, A));
+    CU_ASSERT(closed(s2));
+    CU_ASSERT(!closed(s1));
+    guard_closed(g, c2);
+    guard_conn *c3 = guard_opened(g, s3[0], A, 2);
+    guard_set(g, c3, GUARD_STREAM, 2);
+    CU_ASSERT(!guard_admit(g, A)); /* nothing of A's waits */
+    /* B: room for one in all, then its own waiting one makes room */
+    CU_ASSERT(guard_admit(g, B));
+    guard_conn *c4 = guard_opened(g, s4[0], B, 3);
+    CU_ASSERT(guard_admit(g, B));
+    CU_ASSERT(closed(s4));
+    guard_closed(g, c4);
+    guard_conn *c5 = guard_opened(g, s5[0], B, 3);
+    /* the deadline: waiting since 3, closed after 8; never the stream */
+    CU_ASSERT_EQUAL(guard_sweep(g, 7.9), 0);
+    CU_ASSERT_EQUAL(guard_sweep(g, 8.1), 1);
+    CU_ASSERT(closed(s5));
+    CU_ASSERT(!closed(s1) && !closed(s3));
+    CU_ASSERT_EQUAL(guard_sweep(g, 100), 0); /* c5 is closing; c1, c3 are not waiting */
+    /* a response sent: c1 waits for its next request, from then */
+    guard_set(g, c1, GUARD_WAITING, 100);
+    CU_ASSERT_EQUAL(guard_sweep(g, 104), 0);
+    CU_ASSERT_EQUAL(guard_sweep(g, 106), 1);
+    long late, room;
+    guard_counts(g, &late, &room);
+    CU_ASSERT_EQUAL(late, 2);
+    CU_ASSERT_EQUAL(room, 2);
+    guard_closed(g, c1), guard_closed(g, c3), guard_closed(g, c5);
+    guard_free(g);
+    const int *all[] = {s1, s2, s3, s4, s5};
+    for (int i = 0; i < 5; i++) close(all[i][0]), close(all[i][1]);
+}
+
 void register_suites(void)
 {
     CU_pSuite s = CU_add_suite("wire", NULL, NULL);
@@ -587,4 +707,6 @@ void register_suites(void)
     CU_add_test(s, "collector: a stopped run, skipped updates", test_collector_stopped);
     CU_add_test(s, "endpoints: TCP ports in range", test_endpoints);
     CU_add_test(s, "CURVE keys", test_keys);
+    CU_add_test(s, "log: a fresh line after a partial one, write errors counted", test_msglog);
+    CU_add_test(s, "HTTP guard: room made at the limits, a deadline for requests", test_http_guard);
 }

@@ -7,6 +7,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@
 #include "cli.h"
 #include "trainer.h"
 #include "collector.h"
+#include "http_guard.h"
+#include "msglog.h"
 #include "wire.h"
 
 extern const unsigned char seqpar_dashboard_html[];
@@ -33,18 +36,35 @@ static void on_signal(int sig)
  * connections one address may hold, so that a client (or every local
  * browser tab: they share 127.0.0.1) with all the streams open still gets
  * its pages and figures (48 streams against 32 per address once locked a
- * single address out) */
+ * single address out). The other connections are guarded (http_guard.h):
+ * a request must arrive within REQUEST_S, and at a limit a new connection
+ * closes the oldest one waiting for a request (40 connections sending a
+ * header every 5 s once kept every other local client out for 45 s). */
 #define MAX_STREAMS        24
 #define PER_IP_CONNECTIONS 32
+#define CONNECTIONS        128
+#define REQUEST_S          5.0
 _Static_assert(MAX_STREAMS < PER_IP_CONNECTIONS, "streams must leave an address connections");
+
+/* A complaint the receiving loop repeats: said at once, then at most once in
+ * 10 s with the count of those unsaid since (a flood must not flood the
+ * terminal). */
+typedef struct note {
+    double last; /* said then */
+    long unsaid; /* ... and this many since */
+} note;
 
 /* One running monitor: what the HTTP threads and the receiving loop share. */
 typedef struct monitor {
     const char *prog;
     collector *c;
-    int streams;      /* open /events streams (atomic) */
-    double last_note; /* the receiving loop said a refused message then */
-    long unsaid;      /* ... and this many refused since */
+    int streams;   /* open /events streams (atomic) */
+    guard *guard;  /* the HTTP connections */
+    msglog *log;   /* --log, or NULL */
+    long restored; /* messages the log gave back at start */
+    const char *log_path;
+    note refused;  /* messages refused (the counts are in /api/runs, /metrics) */
+    note unlogged; /* messages the log could not take (a full disk) */
 } monitor;
 
 /* ---------------------------------------------------------------- HTTP */
@@ -113,6 +133,48 @@ static enum MHD_Result plain(struct MHD_Connection *conn, unsigned code, const c
                  MHD_RESPMEM_PERSISTENT);
 }
 
+/* The guard's record of a connection (NULL: not followed). */
+static guard_conn *guarded(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *i =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return i ? i->socket_context : NULL;
+}
+
+static enum MHD_Result admit(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    (void)len;
+    monitor *mon = cls;
+    return guard_admit(mon->guard, addr) ? MHD_YES : MHD_NO;
+}
+
+static void connection_event(void *cls, struct MHD_Connection *conn, void **socket_context,
+                             enum MHD_ConnectionNotificationCode what)
+{
+    monitor *mon = cls;
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *addr =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        *socket_context = fd ? guard_opened(mon->guard, fd->connect_fd,
+                                            addr ? addr->client_addr : NULL, guard_now())
+                             : NULL;
+    } else if (what == MHD_CONNECTION_NOTIFY_CLOSED) {
+        guard_closed(mon->guard, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
+/* A response sent: the connection, kept alive, waits for the next request. */
+static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode why)
+{
+    (void)con_cls, (void)why;
+    monitor *mon = cls;
+    guard_set(mon->guard, guarded(conn), GUARD_WAITING, guard_now());
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **con_cls)
@@ -120,6 +182,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     (void)version, (void)upload, (void)con_cls;
     monitor *mon = cls;
     collector *c = mon->c;
+    guard_set(mon->guard, guarded(conn), GUARD_BUSY, guard_now());
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return plain(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
     if (*upload_size) return plain(conn, MHD_HTTP_BAD_REQUEST, "no request body expected\n");
@@ -167,6 +230,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
         enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
         MHD_destroy_response(r);
+        if (ret == MHD_YES) guard_set(mon->guard, guarded(conn), GUARD_STREAM, guard_now());
         return ret;
     }
     return plain(conn, MHD_HTTP_NOT_FOUND,
@@ -193,68 +257,45 @@ static int parse_http(const char *s, struct sockaddr_in *addr)
 
 /* ------------------------------------------------------------- the log */
 
-/* Replays FILE.jsonl into the collector; returns the messages restored, or
- * -1 when the file exists but cannot be read. Only accepted messages are
- * logged, so a bad line means a damaged log: it is counted as malformed. */
-static long restore(collector *c, const char *path, long *damaged)
-{
-    *damaged = 0;
-    FILE *f = fopen(path, "r");
-    if (!f) return errno == ENOENT ? 0 : -1;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    long ok = 0;
-    while ((n = getline(&line, &cap, f)) >= 0) {
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
-        if (n == 0) continue;
-        if (collector_add(c, line, (size_t)n, -1.0, NULL, 0) == 0)
-            ok++;
-        else
-            ++*damaged;
-    }
-    free(line);
-    fclose(f);
-    return ok;
-}
-
 /* Restores --log (when given) and opens it for appending: 0, or the exit
  * code after a message. */
-static int open_log(monitor *mon, const char *log, FILE **logf)
+static int open_log(monitor *mon, const char *path)
 {
-    *logf = NULL;
-    if (!log) return 0;
-    long damaged = 0, n = restore(mon->c, log, &damaged);
-    if (n < 0) {
-        fprintf(stderr, "%s: --log %s: cannot read (%s)\n", mon->prog, log, strerror(errno));
+    if (!path) return 0;
+    long n, damaged;
+    char err[300];
+    mon->log = msglog_open(path, mon->c, &n, &damaged, err, sizeof err);
+    if (!mon->log) {
+        fprintf(stderr, "%s: --log %s: %s\n", mon->prog, path, err);
         return 2;
     }
-    *logf = fopen(log, "a");
-    if (!*logf) {
-        fprintf(stderr, "%s: --log %s: cannot append (%s)\n", mon->prog, log, strerror(errno));
-        return 2;
-    }
-    if (n > 0) printf("restored %ld messages from %s\n", n, log);
+    mon->log_path = path, mon->restored = n;
+    if (n > 0) printf("restored %ld messages from %s\n", n, path);
     if (damaged > 0)
-        fprintf(stderr, "%s: warning: --log %s: %ld damaged lines skipped\n", mon->prog, log,
+        fprintf(stderr, "%s: warning: --log %s: %ld damaged lines skipped\n", mon->prog, path,
                 damaged);
     return 0;
 }
 
 /* ------------------------------------------------------------ receiving */
 
-/* A message refused: why, on stderr, at most once in 10 s (a flood must
- * not flood the terminal); the counts are in /api/runs and /metrics. */
-static void note_refused(monitor *mon, const char *why, double now)
+/* Says what went wrong on stderr, or counts it when n said something less
+ * than 10 s ago. */
+__attribute__((format(printf, 4, 5))) static void say(note *n, double now, const char *prog,
+                                                      const char *fmt, ...)
 {
-    if (now - mon->last_note < 10.0) {
-        mon->unsaid++;
+    if (now - n->last < 10.0) {
+        n->unsaid++;
         return;
     }
-    fprintf(stderr, "%s: ignored a message: %s", mon->prog, why);
-    if (mon->unsaid > 0) fprintf(stderr, " (and %ld more since the last note)", mon->unsaid);
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (n->unsaid > 0) fprintf(stderr, " (and %ld more since the last note)", n->unsaid);
     fputc('\n', stderr);
-    mon->last_note = now, mon->unsaid = 0;
+    n->last = now, n->unsaid = 0;
 }
 
 /* The ZeroMQ PULL socket trainers send to, bound to `listen`; NULL after a
@@ -282,7 +323,7 @@ static void *open_listener(void *ctx, const char *listen, const char *prog)
 
 /* Until SIGINT or SIGTERM: every message into the collector, and the
  * accepted ones into the log. */
-static void receive(monitor *mon, void *sock, FILE *logf)
+static void receive(monitor *mon, void *sock)
 {
     zmq_msg_t msg;
     zmq_msg_init(&msg);
@@ -294,17 +335,12 @@ static void receive(monitor *mon, void *sock, FILE *logf)
             const char *p = zmq_msg_data(&msg);
             size_t n = zmq_msg_size(&msg);
             const double now = wire_time();
-            if (collector_add(mon->c, p, n, now, why, sizeof why) != 0) {
-                note_refused(mon, why, now);
-            } else if (logf) {
-                /* one message per line: a line break can only be JSON
-                 * whitespace (inside strings it is escaped), so a space
-                 * stands in for it */
-                for (size_t k = 0; k < n; k++)
-                    fputc(p[k] == '\n' || p[k] == '\r' ? ' ' : p[k], logf);
-                fputc('\n', logf);
-                fflush(logf);
-            }
+            if (collector_add(mon->c, p, n, now, why, sizeof why) != 0)
+                say(&mon->refused, now, mon->prog, "ignored a message: %s", why);
+            else if (mon->log && msglog_append(mon->log, p, n) != 0)
+                say(&mon->unlogged, now, mon->prog,
+                    "--log %s: cannot write (%s): a message not logged", mon->log_path,
+                    strerror(errno));
         }
     }
     zmq_msg_close(&msg);
@@ -342,14 +378,19 @@ const cli_command monitor_command = {
     .opts = MONITOR_OPTS,
     .nopts = sizeof MONITOR_OPTS / sizeof *MONITOR_OPTS};
 
-/* The HTTP server, one thread per connection. */
+/* The HTTP server, one thread per connection; the guard admits them and
+ * holds the limits (the server's own limit leaves room for connections the
+ * guard closed and the server has not let go yet). The 30 s timeout is for
+ * an answer the client does not read: above the 15 s of an event stream's
+ * keepalive. */
 static struct MHD_Daemon *start_http(monitor *mon, struct sockaddr_in *addr)
 {
     return MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
-        NULL, NULL, handle, mon, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)addr,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)128, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)PER_IP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+        admit, mon, handle, mon, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)addr,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)guard_capacity(mon->guard),
+        MHD_OPTION_NOTIFY_CONNECTION, connection_event, mon, MHD_OPTION_NOTIFY_COMPLETED,
+        request_done, mon, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
 }
 
 /* The addresses as bound: a port given as 0 (HTTP) or * (ZeroMQ) is the
@@ -387,20 +428,26 @@ int cmd_monitor(int argc, char **argv)
         fprintf(stderr, "%s: --listen %s\n", prog, why);
         return 2;
     }
-    monitor mon = {.prog = prog, .c = collector_new(), .last_note = -1e9};
+    monitor mon = {
+        .prog = prog, .c = collector_new(), .refused = {.last = -1e9}, .unlogged = {.last = -1e9}};
     if (!mon.c) {
         fprintf(stderr, "%s: out of memory\n", prog);
         return 1;
     }
-    FILE *logf = NULL;
     void *ctx = NULL, *sock = NULL;
     struct MHD_Daemon *d = NULL;
-    int rc = open_log(&mon, log, &logf);
+    int rc = open_log(&mon, log);
     if (rc != 0) goto out;
     rc = 2;
     ctx = zmq_ctx_new();
     sock = open_listener(ctx, listen, prog);
     if (!sock) goto out;
+    mon.guard = guard_new(PER_IP_CONNECTIONS, CONNECTIONS, REQUEST_S);
+    if (!mon.guard || guard_start(mon.guard) != 0) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        rc = 1;
+        goto out;
+    }
     d = start_http(&mon, &addr);
     if (!d) {
         fprintf(stderr,
@@ -416,20 +463,31 @@ int cmd_monitor(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     say_where(sock, d, listen, http, &addr);
-    receive(&mon, sock, logf);
+    receive(&mon, sock);
     collector_wake(mon.c); /* event streams see g_stop and end */
     rc = 0;
 out:
     if (d) MHD_stop_daemon(d);
+    long late = 0, made_room = 0;
+    if (mon.guard) guard_counts(mon.guard, &late, &made_room);
+    guard_free(mon.guard); /* after the server: it reports closes to the guard */
     if (sock) zmq_close(sock);
     if (ctx) zmq_ctx_term(ctx);
-    if (logf) fclose(logf);
     if (rc == 0) {
         long ok, bad, big;
         collector_counts(mon.c, &ok, &bad, &big);
         printf("seqpar monitor: stopped (%ld messages, %ld malformed, %ld oversized)\n", ok, bad,
                big);
+        if (late + made_room > 0)
+            printf("seqpar monitor: closed %ld HTTP connections that sent no request within %g s, "
+                   "%ld to make room for others\n",
+                   late, REQUEST_S, made_room);
+        const long lost = mon.log ? msglog_unlogged(mon.log) : 0;
+        if (lost > 0)
+            fprintf(stderr, "%s: warning: --log %s: %ld messages not logged (of %ld accepted)\n",
+                    prog, log, lost, ok - mon.restored);
     }
+    msglog_close(mon.log);
     collector_free(mon.c);
     return rc;
 }
