@@ -83,6 +83,9 @@ int ckpt_save(const char *path, const ckpt_content *c, char *err, size_t errlen)
 /* An open checkpoint for reading. */
 typedef struct ckpt_file ckpt_file;
 
+/* The readers below check what they read as ckpt_verify does: float32
+ * tensors carrying Fletcher-32, all finite, Adam's second moments not
+ * negative; vocabularies of fixed-length strings carrying Fletcher-32. */
 int ckpt_open(ckpt_file **f, const char *path, char *err, size_t errlen);
 void ckpt_close(ckpt_file *f);
 int ckpt_read_config(ckpt_file *f, char **json, char *err, size_t errlen); /* *json malloc'd */

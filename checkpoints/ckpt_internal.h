@@ -19,7 +19,11 @@ void ckpti_quiet_hdf5(void);
 void ckpti_dataset_path(char *out, size_t n, const char *group, const char *key);
 /* How many of n floats are NaN or infinite. */
 size_t ckpti_count_nonfinite(const float *x, size_t n);
-/* What is wrong with a dataset as a checkpoint holds them (NULL: nothing). */
+/* How many of n floats are below zero (an Adam second moment never is). */
+size_t ckpti_count_negative(const float *x, size_t n);
+/* What is wrong with a dataset as a checkpoint holds them (NULL: nothing);
+ * with want_checksum, also variable-length strings (their bytes lie outside
+ * the chunks the checksum covers). */
 const char *ckpti_dataset_problem(hid_t ds, int want_float, int want_checksum);
 /* This host's name into buf, for temporary file names ("localhost" if
  * unknown); returns buf. */

@@ -21,6 +21,7 @@ typedef struct {
     ckpt_file *f;
     int bad;
     char what[256];
+    char neg[96]; /* how many negative second moments, for what */
 } verify_ctx;
 
 static herr_t verify_cb(hid_t obj, const char *name, const H5O_info_t *info, void *op)
@@ -66,6 +67,17 @@ static herr_t verify_cb(hid_t obj, const char *name, const H5O_info_t *info, voi
         if (rc >= 0 && isf && buf && ckpti_count_nonfinite(buf, (size_t)n) > 0) {
             rc = -1;
             why = "holds NaN or infinite values (corrupt?)";
+        }
+        /* Adam's second moments, as ckpt_read_optimizer takes them */
+        const size_t neg = rc >= 0 && isf && buf && strncmp(name, "optimizer/v/", 12) == 0
+                               ? ckpti_count_negative(buf, (size_t)n)
+                               : 0;
+        if (neg) {
+            rc = -1;
+            snprintf(v->neg, sizeof v->neg,
+                     "holds %zu negative value%s: a second moment never is (corrupt?)", neg,
+                     neg > 1 ? "s" : "");
+            why = v->neg;
         }
         if (rc >= 0 && H5Tis_variable_str(t) > 0 && buf) H5Dvlen_reclaim(t, sp, H5P_DEFAULT, buf);
         free(buf);
@@ -125,7 +137,7 @@ int ckpt_verify(const char *path, char *err, size_t errlen)
                             "%s: holds step %ld but is named for step %ld (renamed or copied?)",
                             path, tr.step, named);
     }
-    verify_ctx v = {f, 0, ""};
+    verify_ctx v = {f, 0, "", ""};
     hid_t root = H5Gopen2(f->fid, "/", H5P_DEFAULT);
     if (root < 0 || H5Ovisit(root, H5_INDEX_NAME, H5_ITER_NATIVE, verify_cb, &v) < 0) {
         v.bad = 1;

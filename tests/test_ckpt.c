@@ -764,6 +764,49 @@ static void test_refuse_no_checksum(void)
                           (const hsize_t[]){SL, SB, SH}, NULL, 0) == 0);
     H5Fclose(f);
     EXPECT_VERIFY(q, CKPT_EFORMAT, "/train/state_h: not chunked (no checksum)");
+    /* the readers refuse them as verify does (translate and --resume FILE
+     * read through them without verifying first) */
+    char err[1400] = "";
+    EXPECT_ERR(read_params_as(p, TENSORS, NT, err, sizeof err), CKPT_EFORMAT, err, p,
+               "/model/decoder/dense/bias: no Fletcher-32 checksum");
+    ckpt_file *cf = NULL;
+    CU_ASSERT_EQUAL_FATAL(ckpt_open(&cf, q, err, sizeof err), CKPT_OK);
+    float h[SN];
+    int found = 0;
+    EXPECT_ERR(
+        ckpt_read_state(cf, "state_h", h, (const int[3]){SL, SB, SH}, &found, err, sizeof err),
+        CKPT_EFORMAT, err, q, "/train/state_h: not chunked (no checksum)");
+    CU_ASSERT_EQUAL(found, 0);
+    ckpt_close(cf);
+}
+
+/* A vocabulary of variable-length strings: their bytes lie in HDF5's heap,
+ * outside the chunks Fletcher-32 covers (HDF5 1.10 refuses the filter on
+ * them). verify and the reader refuse it. */
+static void test_refuse_vlen_vocab(void)
+{
+    REQUIRE_FIXTURE();
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    const hsize_t dims[1] = {NTGT};
+    for (int chunked = 0; chunked < 2; chunked++) { /* as h5py writes a list of str; chunked */
+        char p[1024], name[32], err[1400] = "";
+        snprintf(name, sizeof name, "vlen-vocab-%d.h5", chunked);
+        hid_t f = open_copy(name, p, sizeof p);
+        CU_ASSERT_FATAL(f >= 0);
+        CU_ASSERT(put_dataset(f, "/vocab/tgt", t, t, TGT, 1, dims, chunked ? dims : NULL, 0) == 0);
+        H5Fclose(f);
+        EXPECT_VERIFY(p, CKPT_EFORMAT, "/vocab/tgt: variable-length strings");
+        ckpt_file *cf = NULL;
+        CU_ASSERT_EQUAL_FATAL(ckpt_open(&cf, p, err, sizeof err), CKPT_OK);
+        ckpt_strings v = {0, NULL};
+        EXPECT_ERR(ckpt_read_vocab(cf, "tgt", &v, err, sizeof err), CKPT_EFORMAT, err, p,
+                   "cannot read /vocab/tgt: variable-length strings");
+        CU_ASSERT(v.n == 0 && v.s == NULL);
+        ckpt_close(cf);
+    }
+    H5Tclose(t);
 }
 
 /* A tensor stored as float64: the readers want float32. */
@@ -889,6 +932,37 @@ static void test_refuse_nonfinite(void)
                        "/model/encoder/rnn/weight_ih_l0 holds 1 NaN or infinite values");
         }
     }
+}
+
+/* A negative Adam second moment (written through HDF5: its checksum is
+ * right): sqrt(v) would be NaN at the first update. First moments may be
+ * negative (the fixture's are). */
+static void test_refuse_negative_moment(void)
+{
+    REQUIRE_FIXTURE();
+    const char *ds = "/optimizer/v/decoder/dense/weight";
+    char p[1024], err[1400] = "";
+    hid_t f = open_copy("negative-v.h5", p, sizeof p);
+    CU_ASSERT_FATAL(f >= 0);
+    CU_ASSERT(poke_float(f, ds, 4, -0.0625f) == 0);
+    CU_ASSERT(poke_float(f, ds, 9, -3.0f) == 0);
+    H5Fclose(f);
+    EXPECT_VERIFY(p, CKPT_EFORMAT, "/optimizer/v/decoder/dense/weight: holds 2 negative values");
+    ckpt_file *cf = NULL;
+    CU_ASSERT_EQUAL_FATAL(ckpt_open(&cf, p, err, sizeof err), CKPT_OK);
+    optimizer o;
+    CU_ASSERT_FATAL(optimizer_init(&o, OPT_ADAM, 0.1f, &fx.pt) == MODEL_OK);
+    EXPECT_ERR(ckpt_read_optimizer(cf, &fx.pt, &o, err, sizeof err), CKPT_EFORMAT, err, p,
+               "/optimizer/v/decoder/dense/weight holds 2 negative values");
+    CU_ASSERT_EQUAL(o.t, 0); /* left as it was */
+    optimizer_free(&o);
+    ckpt_close(cf);
+    /* -0.0 is no negative value (and what a zero gradient leaves is +0) */
+    f = open_copy("negative-zero-v.h5", p, sizeof p);
+    CU_ASSERT_FATAL(f >= 0);
+    CU_ASSERT(poke_float(f, ds, 4, -0.0f) == 0);
+    H5Fclose(f);
+    CU_ASSERT_EQUAL(ckpt_verify(p, err, sizeof err), CKPT_OK);
 }
 
 /* One bit of a tensor's stored chunk flipped: Fletcher-32 sees it. */
@@ -1508,7 +1582,8 @@ void register_suites(void)
         {"a missing group", test_refuse_missing_group},
         {"a missing dataset (readers)", test_refuse_missing_dataset},
         {"/config not a JSON object, not a scalar", test_refuse_config},
-        {"a dataset without Fletcher-32", test_refuse_no_checksum},
+        {"a dataset without Fletcher-32 (verify and readers)", test_refuse_no_checksum},
+        {"a vocabulary of variable-length strings", test_refuse_vlen_vocab},
         {"a float64 tensor (readers)", test_refuse_dtype_readers},
         {"a float64 tensor, int moments, int vocabulary (verify)", test_refuse_dtype_verify},
         {"a string of impossible size", test_refuse_string_size},
@@ -1516,6 +1591,7 @@ void register_suites(void)
     };
     static const test_def values[] = {
         {"NaN and infinities", test_refuse_nonfinite},
+        {"a negative Adam second moment", test_refuse_negative_moment},
         {"a flipped bit in a chunk (checksum)", test_refuse_checksum},
         {"step out of bounds", test_refuse_step},
         {"epoch out of bounds", test_refuse_epoch},
