@@ -56,6 +56,42 @@ static int read_attr_num(hid_t obj, const char *name, hid_t memtype, void *out, 
     return rc;
 }
 
+/* meta_sha256 against what it covers: required from format 2 on (and
+ * checked in a format-1 file that has one). *checked: whether it was. */
+static int check_meta(hid_t f, const char *path, int ver, int *checked, char *err, size_t errlen)
+{
+    *checked = 0;
+    const htri_t has = H5Aexists(f, CKPT_META_ATTR);
+    if (has <= 0 && ver < 2) return CKPT_OK; /* format 1: none to check */
+    char stored[CKPT_META_HEX + 8] = "", hex[CKPT_META_HEX + 1], why[200];
+    hid_t root = H5Gopen2(f, "/", H5P_DEFAULT);
+    const int readable =
+        root >= 0 && read_attr_str(root, CKPT_META_ATTR, stored, sizeof stored) == 0;
+    if (root >= 0) H5Gclose(root);
+    if (has <= 0 || !readable)
+        return ckpti_seterr(err, errlen, CKPT_EFORMAT,
+                            "%s: format_version %d but %s %s: its training state cannot be "
+                            "checked (damaged?)",
+                            path, ver, CKPT_META_ATTR, has > 0 ? "is unreadable" : "is missing");
+    /* what it covers and every checkpoint has: named when missing (as
+     * ckpt_verify does) rather than taken for a mismatch */
+    static const char *const covered[] = {"/config", "/train"};
+    for (int i = 0; i < 2; i++)
+        if (H5Lexists(f, covered[i], H5P_DEFAULT) <= 0)
+            return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: incomplete: missing %s", path,
+                                covered[i]);
+    if (ckpti_meta_digest(f, hex, why, sizeof why) != 0)
+        return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: %s cannot be checked: %s (corrupt?)",
+                            path, CKPT_META_ATTR, why);
+    if (strcmp(stored, hex) != 0)
+        return ckpti_seterr(err, errlen, CKPT_EFORMAT,
+                            "%s: %s does not match /config and the attributes of /, /train and "
+                            "/optimizer: damaged metadata (a flipped bit or an edited value)",
+                            path, CKPT_META_ATTR);
+    *checked = 1;
+    return CKPT_OK;
+}
+
 int ckpt_open(ckpt_file **out, const char *path, char *err, size_t errlen)
 {
     ckpti_quiet_hdf5();
@@ -97,12 +133,19 @@ int ckpt_open(ckpt_file **out, const char *path, char *err, size_t errlen)
                             "(this seqpar reads 1..%d)",
                             path, ver, CKPT_FORMAT_VERSION);
     }
+    int checked = 0;
+    const int rc = check_meta(f, path, ver, &checked, err, errlen);
+    if (rc != CKPT_OK) {
+        H5Fclose(f);
+        return rc;
+    }
     ckpt_file *cf = calloc(1, sizeof *cf);
     if (!cf) {
         H5Fclose(f);
         return ckpti_seterr(err, errlen, CKPT_ENOMEM, "%s: out of memory", path);
     }
     cf->fid = f;
+    cf->meta_checked = checked;
     snprintf(cf->path, sizeof cf->path, "%s", path);
     *out = cf;
     return CKPT_OK;
@@ -161,21 +204,34 @@ done:
     return rc;
 }
 
-int ckpt_read_config(ckpt_file *f, char **json, char *err, size_t errlen)
+int ckpti_read_config(hid_t fid, char **json)
 {
     *json = NULL;
-    if (H5Lexists(f->fid, "/config", H5P_DEFAULT) <= 0)
-        return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: missing /config", f->path);
-    hid_t ds = H5Dopen2(f->fid, "/config", H5P_DEFAULT);
-    int rc = CKPT_EFORMAT;
+    if (H5Lexists(fid, "/config", H5P_DEFAULT) <= 0) return -1;
+    hid_t ds = H5Dopen2(fid, "/config", H5P_DEFAULT);
+    int rc = -1;
     if (ds >= 0) {
         hid_t sp = H5Dget_space(ds);
         int scalar = H5Sget_simple_extent_type(sp) == H5S_SCALAR;
         H5Sclose(sp);
-        if (scalar && read_string_dataset(ds, 1, json) == 0) rc = CKPT_OK;
+        if (scalar && read_string_dataset(ds, 1, json) == 0) rc = 0;
         H5Dclose(ds);
     }
-    if (rc != CKPT_OK) return ckpti_seterr(err, errlen, rc, "%s: cannot read /config", f->path);
+    if (rc != 0) {
+        free(*json);
+        *json = NULL;
+    }
+    return rc;
+}
+
+int ckpt_read_config(ckpt_file *f, char **json, char *err, size_t errlen)
+{
+    if (H5Lexists(f->fid, "/config", H5P_DEFAULT) <= 0) {
+        *json = NULL;
+        return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: missing /config", f->path);
+    }
+    if (ckpti_read_config(f->fid, json) != 0)
+        return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: cannot read /config", f->path);
     return CKPT_OK;
 }
 
