@@ -1,7 +1,7 @@
 /* checkpoints/: HDF5 checkpoint files (DESIGN.md, "Checkpoint file").
  *
- *   /                attrs format="seqpar-checkpoint", format_version=1,
- *                    seqpar_version, created
+ *   /                attrs format="seqpar-checkpoint", format_version=2,
+ *                    seqpar_version, created, meta_sha256
  *   /config          the training configuration, a JSON string
  *   /model/...       one dataset per parameter, path = state_dict key, '.' → '/'
  *   /optimizer       attrs name, lr, betas, eps, t; /optimizer/m/…, /optimizer/v/…
@@ -11,7 +11,12 @@
  *                    (carried LM state, (L, global batch, H))
  *   /vocab/src, /vocab/tgt (LM: /vocab/tokens)  UTF-8 strings, index = id
  *
- * Every dataset is chunked with the Fletcher-32 checksum filter. Writes go to
+ * Every dataset is chunked with the Fletcher-32 checksum filter; the rest
+ * (/config and the attributes of /, /train and /optimizer) is covered by
+ * meta_sha256, the SHA-256 of a fixed serialization of them (ckpt_meta.c),
+ * which ckpt_open checks: a file of format 2 whose meta_sha256 is missing
+ * or does not match is refused. Format 1 (seqpar before it) has none: such
+ * files still load, their attributes guarded by range checks alone. Writes go to
  * a temporary name in the same directory, are flushed and fsync'd, then
  * renamed over the final name, and the directory is fsync'd: a crash never
  * leaves a half-written file under a checkpoint's name.
@@ -35,8 +40,12 @@ enum {
     CKPT_ENONFINITE = -5, /* ckpt_save: values that are NaN or infinite, not written */
 };
 
+/* format_version 2 adds meta_sha256 (files of format 1 still load, their
+ * attributes unchecked) */
 #define CKPT_FORMAT         "seqpar-checkpoint"
-#define CKPT_FORMAT_VERSION 1
+#define CKPT_FORMAT_VERSION 2
+#define CKPT_META_ATTR      "meta_sha256"
+#define CKPT_META_HEX       64 /* its length: SHA-256 in lowercase hex */
 /* The largest step, epoch or update count a checkpoint may hold (2^50):
  * anything above is corrupt, and far below where a counter overflows. */
 #define CKPT_MAX_COUNT (1LL << 50)
@@ -83,6 +92,11 @@ int ckpt_save(const char *path, const ckpt_content *c, char *err, size_t errlen)
 /* An open checkpoint for reading. */
 typedef struct ckpt_file ckpt_file;
 
+/* Checks the header: the format, its version and, from format 2 on,
+ * meta_sha256 against /config and the attributes (CKPT_EFORMAT naming it).
+ * The readers below check what they read as ckpt_verify does: float32
+ * tensors carrying Fletcher-32, all finite, Adam's second moments not
+ * negative; vocabularies of fixed-length strings carrying Fletcher-32. */
 int ckpt_open(ckpt_file **f, const char *path, char *err, size_t errlen);
 void ckpt_close(ckpt_file *f);
 int ckpt_read_config(ckpt_file *f, char **json, char *err, size_t errlen); /* *json malloc'd */
@@ -132,8 +146,10 @@ int ckpt_retain(const char *dir, int keep, long upto, int *later);
  * returns how many. Other hosts' temporaries are left alone. */
 int ckpt_clean_temps(const char *dir);
 
-/* Opens and reads every dataset (the Fletcher-32 filter checks each chunk)
- * and checks the layout is complete. */
+/* Opens (checking meta_sha256) and reads every dataset (the Fletcher-32
+ * filter checks each chunk) and checks the layout is complete. On CKPT_OK
+ * err holds "" or a note on what could not be checked ("format 1:
+ * attributes unchecked"). */
 int ckpt_verify(const char *path, char *err, size_t errlen);
 
 #endif

@@ -54,6 +54,16 @@ size_t ckpti_count_nonfinite(const float *x, size_t n)
     return k;
 }
 
+/* How many of n floats are below zero: Adam's second moments are running
+ * means of squares, never negative, and a negative one makes the update's
+ * sqrt(v) NaN. */
+size_t ckpti_count_negative(const float *x, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += x[i] < 0.0f;
+    return k;
+}
+
 const char *ckpti_host_name(char *buf, size_t n)
 {
     buf[0] = '\0';

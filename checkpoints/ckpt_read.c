@@ -56,6 +56,42 @@ static int read_attr_num(hid_t obj, const char *name, hid_t memtype, void *out, 
     return rc;
 }
 
+/* meta_sha256 against what it covers: required from format 2 on (and
+ * checked in a format-1 file that has one). *checked: whether it was. */
+static int check_meta(hid_t f, const char *path, int ver, int *checked, char *err, size_t errlen)
+{
+    *checked = 0;
+    const htri_t has = H5Aexists(f, CKPT_META_ATTR);
+    if (has <= 0 && ver < 2) return CKPT_OK; /* format 1: none to check */
+    char stored[CKPT_META_HEX + 8] = "", hex[CKPT_META_HEX + 1], why[200];
+    hid_t root = H5Gopen2(f, "/", H5P_DEFAULT);
+    const int readable =
+        root >= 0 && read_attr_str(root, CKPT_META_ATTR, stored, sizeof stored) == 0;
+    if (root >= 0) H5Gclose(root);
+    if (has <= 0 || !readable)
+        return ckpti_seterr(err, errlen, CKPT_EFORMAT,
+                            "%s: format_version %d but %s %s: its training state cannot be "
+                            "checked (damaged?)",
+                            path, ver, CKPT_META_ATTR, has > 0 ? "is unreadable" : "is missing");
+    /* what it covers and every checkpoint has: named when missing (as
+     * ckpt_verify does) rather than taken for a mismatch */
+    static const char *const covered[] = {"/config", "/train"};
+    for (int i = 0; i < 2; i++)
+        if (H5Lexists(f, covered[i], H5P_DEFAULT) <= 0)
+            return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: incomplete: missing %s", path,
+                                covered[i]);
+    if (ckpti_meta_digest(f, hex, why, sizeof why) != 0)
+        return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: %s cannot be checked: %s (corrupt?)",
+                            path, CKPT_META_ATTR, why);
+    if (strcmp(stored, hex) != 0)
+        return ckpti_seterr(err, errlen, CKPT_EFORMAT,
+                            "%s: %s does not match /config and the attributes of /, /train and "
+                            "/optimizer: damaged metadata (a flipped bit or an edited value)",
+                            path, CKPT_META_ATTR);
+    *checked = 1;
+    return CKPT_OK;
+}
+
 int ckpt_open(ckpt_file **out, const char *path, char *err, size_t errlen)
 {
     ckpti_quiet_hdf5();
@@ -97,12 +133,19 @@ int ckpt_open(ckpt_file **out, const char *path, char *err, size_t errlen)
                             "(this seqpar reads 1..%d)",
                             path, ver, CKPT_FORMAT_VERSION);
     }
+    int checked = 0;
+    const int rc = check_meta(f, path, ver, &checked, err, errlen);
+    if (rc != CKPT_OK) {
+        H5Fclose(f);
+        return rc;
+    }
     ckpt_file *cf = calloc(1, sizeof *cf);
     if (!cf) {
         H5Fclose(f);
         return ckpti_seterr(err, errlen, CKPT_ENOMEM, "%s: out of memory", path);
     }
     cf->fid = f;
+    cf->meta_checked = checked;
     snprintf(cf->path, sizeof cf->path, "%s", path);
     *out = cf;
     return CKPT_OK;
@@ -161,21 +204,34 @@ done:
     return rc;
 }
 
-int ckpt_read_config(ckpt_file *f, char **json, char *err, size_t errlen)
+int ckpti_read_config(hid_t fid, char **json)
 {
     *json = NULL;
-    if (H5Lexists(f->fid, "/config", H5P_DEFAULT) <= 0)
-        return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: missing /config", f->path);
-    hid_t ds = H5Dopen2(f->fid, "/config", H5P_DEFAULT);
-    int rc = CKPT_EFORMAT;
+    if (H5Lexists(fid, "/config", H5P_DEFAULT) <= 0) return -1;
+    hid_t ds = H5Dopen2(fid, "/config", H5P_DEFAULT);
+    int rc = -1;
     if (ds >= 0) {
         hid_t sp = H5Dget_space(ds);
         int scalar = H5Sget_simple_extent_type(sp) == H5S_SCALAR;
         H5Sclose(sp);
-        if (scalar && read_string_dataset(ds, 1, json) == 0) rc = CKPT_OK;
+        if (scalar && read_string_dataset(ds, 1, json) == 0) rc = 0;
         H5Dclose(ds);
     }
-    if (rc != CKPT_OK) return ckpti_seterr(err, errlen, rc, "%s: cannot read /config", f->path);
+    if (rc != 0) {
+        free(*json);
+        *json = NULL;
+    }
+    return rc;
+}
+
+int ckpt_read_config(ckpt_file *f, char **json, char *err, size_t errlen)
+{
+    if (H5Lexists(f->fid, "/config", H5P_DEFAULT) <= 0) {
+        *json = NULL;
+        return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: missing /config", f->path);
+    }
+    if (ckpti_read_config(f->fid, json) != 0)
+        return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: cannot read /config", f->path);
     return CKPT_OK;
 }
 
@@ -197,6 +253,18 @@ int ckpt_read_vocab(ckpt_file *f, const char *which, ckpt_strings *v, char *err,
         return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: missing %s", f->path, path);
     hid_t ds = H5Dopen2(f->fid, path, H5P_DEFAULT);
     if (ds < 0) return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: cannot open %s", f->path, path);
+    /* as ckpt_verify takes it: fixed-length strings carrying Fletcher-32 */
+    const char *bad = ckpti_dataset_problem(ds, 0, 1);
+    if (!bad) {
+        hid_t t = H5Dget_type(ds);
+        if (t < 0 || H5Tget_class(t) != H5T_STRING) bad = "not strings";
+        if (t >= 0) H5Tclose(t);
+    }
+    if (bad) {
+        H5Dclose(ds);
+        return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: cannot read %s: %s", f->path, path,
+                            bad);
+    }
     hid_t sp = H5Dget_space(ds);
     hssize_t n = H5Sget_simple_extent_npoints(sp);
     int nd = H5Sget_simple_extent_ndims(sp);
@@ -243,6 +311,10 @@ const char *ckpti_dataset_problem(hid_t ds, int want_float, int want_checksum)
     }
     if (cls == H5T_STRING && H5Tis_variable_str(t) <= 0 && (sz == 0 || sz > (1u << 20))) {
         why = "a string of impossible size";
+        goto out;
+    }
+    if (want_checksum && cls == H5T_STRING && H5Tis_variable_str(t) != 0) {
+        why = "variable-length strings (their bytes carry no checksum)";
         goto out;
     }
     int nd = H5Sget_simple_extent_ndims(sp);
@@ -314,14 +386,15 @@ static int dataset_dims(hid_t ds, hsize_t d[8])
     return nd;
 }
 
-/* Reads a float dataset whose shape must be exactly dims[0..ndim). */
+/* Reads a float dataset whose shape must be exactly dims[0..ndim), carrying
+ * Fletcher-32, every value finite (and with nonneg, none negative). */
 static int read_floats(ckpt_file *f, const char *path, float *out, int ndim, const hsize_t *dims,
-                       char *err, size_t errlen)
+                       int nonneg, char *err, size_t errlen)
 {
     hid_t ds = -1;
     int rc0 = open_dataset(f, path, &ds, err, errlen);
     if (rc0 != CKPT_OK) return rc0;
-    const char *bad = ckpti_dataset_problem(ds, 1, 0);
+    const char *bad = ckpti_dataset_problem(ds, 1, 1);
     if (bad) {
         H5Dclose(ds);
         return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: %s: %s", f->path, path, bad);
@@ -356,6 +429,12 @@ static int read_floats(ckpt_file *f, const char *path, float *out, int ndim, con
         return ckpti_seterr(err, errlen, CKPT_EFORMAT,
                             "%s: %s holds %zu NaN or infinite values (corrupt?)", f->path, path,
                             bad_values);
+    const size_t negative = nonneg ? ckpti_count_negative(out, n) : 0;
+    if (negative)
+        return ckpti_seterr(err, errlen, CKPT_EFORMAT,
+                            "%s: %s holds %zu negative value%s: a second moment never is "
+                            "(corrupt?)",
+                            f->path, path, negative, negative > 1 ? "s" : "");
     return CKPT_OK;
 }
 
@@ -382,15 +461,15 @@ static herr_t count_cb(hid_t obj, const char *name, const H5O_info_t *info, void
     return 0;
 }
 
-static int read_table(ckpt_file *f, const char *group, const param_table *pt, float *buf, char *err,
-                      size_t errlen)
+static int read_table(ckpt_file *f, const char *group, const param_table *pt, float *buf,
+                      int nonneg, char *err, size_t errlen)
 {
     char path[256];
     for (int i = 0; i < pt->n; i++) {
         const param_tensor *t = &pt->t[i];
         hsize_t dims[3] = {(hsize_t)t->shape[0], (hsize_t)t->shape[1], 1};
         ckpti_dataset_path(path, sizeof path, group, t->name);
-        int rc = read_floats(f, path, buf + t->offset, t->ndim, dims, err, errlen);
+        int rc = read_floats(f, path, buf + t->offset, t->ndim, dims, nonneg, err, errlen);
         if (rc != CKPT_OK) return rc;
     }
     count_ctx c = {pt, 0, ""};
@@ -433,7 +512,7 @@ int ckpt_read_params(ckpt_file *f, param_table *pt, char *err, size_t errlen)
 {
     if (H5Lexists(f->fid, "/model", H5P_DEFAULT) <= 0)
         return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: missing group /model", f->path);
-    return read_table(f, "/model", pt, pt->data, err, errlen);
+    return read_table(f, "/model", pt, pt->data, 0, err, errlen);
 }
 
 int ckpt_read_optimizer(ckpt_file *f, const param_table *pt, optimizer *opt, char *err,
@@ -458,8 +537,8 @@ int ckpt_read_optimizer(ckpt_file *f, const param_table *pt, optimizer *opt, cha
         return ckpti_seterr(err, errlen, CKPT_EMISMATCH, "%s: optimizer is %s, the run uses %s",
                             f->path, name, want);
     if (opt->kind == OPT_ADAM) {
-        int rc = read_table(f, "/optimizer/m", pt, opt->m, err, errlen);
-        if (rc == CKPT_OK) rc = read_table(f, "/optimizer/v", pt, opt->v, err, errlen);
+        int rc = read_table(f, "/optimizer/m", pt, opt->m, 0, err, errlen);
+        if (rc == CKPT_OK) rc = read_table(f, "/optimizer/v", pt, opt->v, 1, err, errlen);
         if (rc != CKPT_OK) return rc;
     }
     opt->t = (long)t;
@@ -537,7 +616,7 @@ int ckpt_read_state(ckpt_file *f, const char *name, float *buf, const int dims[3
     if (H5Lexists(f->fid, "/train", H5P_DEFAULT) <= 0 || H5Lexists(f->fid, path, H5P_DEFAULT) <= 0)
         return CKPT_OK;
     hsize_t d[3] = {(hsize_t)dims[0], (hsize_t)dims[1], (hsize_t)dims[2]};
-    int rc = read_floats(f, path, buf, 3, d, err, errlen);
+    int rc = read_floats(f, path, buf, 3, d, 0, err, errlen);
     if (rc == CKPT_OK) *found = 1;
     return rc;
 }

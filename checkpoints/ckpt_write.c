@@ -114,7 +114,8 @@ static herr_t write_strings(hid_t file, const char *path, const char *const *s, 
 }
 
 /* /config: a scalar UTF-8 string (a scalar cannot be chunked, so it has no
- * checksum filter; readers check that it parses as JSON). */
+ * checksum filter: meta_sha256 covers it; readers check that it parses as
+ * JSON). */
 static herr_t write_config(hid_t file, const char *json)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
@@ -198,7 +199,14 @@ static herr_t write_all(hid_t f, const ckpt_content *c)
     } else if (c->vocab_tgt) {
         if (write_strings(f, "/vocab/tokens", c->vocab_tgt, c->vocab_tgt_n) < 0) return -1;
     }
-    return 0;
+    /* last: the checksum of the training state, computed from the file as
+     * built (the readers' own code over the same bytes) */
+    char hex[CKPT_META_HEX + 1], why[200];
+    if (ckpti_meta_digest(f, hex, why, sizeof why) != 0) return -1;
+    root = H5Gopen2(f, "/", H5P_DEFAULT);
+    rc = root < 0 ? -1 : attr_str(root, CKPT_META_ATTR, hex);
+    if (root >= 0) H5Gclose(root);
+    return rc < 0 ? -1 : 0;
 }
 
 static int fsync_dir(const char *path)

@@ -44,6 +44,7 @@ A user loads OUT.pt with this module on ``sys.path``::
 """
 
 import argparse
+import hashlib
 import json
 import sys
 
@@ -64,7 +65,7 @@ PAD, BOS, EOS, UNK = 0, 1, 2, 3
 RESERVED = ("<pad>", "<bos>", "<eos>", "<unk>")
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 FORMAT = "seqpar-checkpoint"
-FORMAT_VERSION = 1  # the newest checkpoint format this module reads
+FORMAT_VERSION = 2  # the newest checkpoint format this module reads (2: meta_sha256)
 
 
 # --------------------------------------------------------------------- model
@@ -307,6 +308,57 @@ def _text(v):
     return v.rstrip(b"\0").decode("utf-8") if isinstance(v, bytes) else str(v)
 
 
+def meta_sha256(f):
+    """The SHA-256 (hex) of an open checkpoint's training state, as seqpar
+    computes it (checkpoints/ckpt_meta.c; DESIGN.md "Checkpoint file"): the
+    root's attributes but meta_sha256, /config, then the attributes of
+    /train and /optimizer, each attribute as "NAME|KIND|COUNT\\n" and its
+    little-endian bytes (a string as "NAME|s|LEN\\n" and its bytes)."""
+    h = hashlib.sha256()
+
+    def attrs(obj, skip=""):
+        for name in sorted(obj.attrs.keys(), key=str.encode):
+            if name == skip:
+                continue
+            a = np.asarray(obj.attrs[name])
+            if a.dtype.kind == "S":
+                v = a.item().split(b"\0")[0]
+                h.update(b"%s|s|%d\n%s" % (name.encode(), len(v), v))
+            elif a.dtype.kind in "iuf":
+                h.update(b"%s|%s%d|%d\n" % (name.encode(), a.dtype.kind.encode(),
+                                              8 * a.dtype.itemsize, a.size))
+                h.update(a.astype(a.dtype.newbyteorder("<")).tobytes())
+            else:
+                raise ValueError("attribute %s of a type no checkpoint holds" % name)
+
+    h.update(b"/\n")
+    attrs(f, "meta_sha256")
+    c = f["config"][()]
+    c = (c if isinstance(c, bytes) else c.encode("utf-8")).split(b"\0")[0]
+    h.update(b"/config|s|%d\n%s" % (len(c), c))
+    for g in ("/train", "/optimizer"):
+        h.update(g.encode() + (b"\n" if g in f else b" absent\n"))
+        if g in f:
+            attrs(f[g])
+    return h.hexdigest()
+
+
+def _check_meta(f, path, version):
+    """Format 2 on: meta_sha256 must match (format 1 has none)."""
+    stored = f.attrs.get("meta_sha256")
+    if stored is None and version < 2:
+        return
+    if stored is None:
+        raise CheckpointError("%s: format_version %d but meta_sha256 is missing" % (path, version))
+    try:
+        ok = _text(stored) == meta_sha256(f)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError("%s: meta_sha256 cannot be checked (%s)" % (path, exc)) from None
+    if not ok:
+        raise CheckpointError("%s: meta_sha256 does not match /config and the attributes of /, "
+                              "/train and /optimizer: damaged metadata" % path)
+
+
 def _read_config(f, path):
     if not isinstance(f.get("config"), h5py.Dataset):
         raise CheckpointError("%s: missing /config" % path)
@@ -393,6 +445,7 @@ def load(path):
             if not 1 <= int(version) <= FORMAT_VERSION:
                 raise CheckpointError("%s: format_version %d is not supported (this reads 1..%d)"
                                       % (path, int(version), FORMAT_VERSION))
+            _check_meta(f, path, int(version))
             cfg = _read_config(f, path)
             src = _read_vocab(f, path, "src", cfg)
             tgt = _read_vocab(f, path, "tgt", cfg)

@@ -8,6 +8,7 @@
  * (fx.good, step 12). */
 #include "test_util.h"
 #include "checkpoints.h"
+#include "ckpt_internal.h" /* ckpti_meta_digest: re-sealing edited files */
 
 #include <CUnit/CUnit.h>
 #include <dirent.h>
@@ -321,6 +322,23 @@ static int put_attr_str(hid_t f, const char *obj, const char *name, const char *
 static int put_attr_ll(hid_t f, const char *obj, const char *name, long long v)
 {
     return put_attr(f, obj, name, H5T_NATIVE_LLONG, &v);
+}
+
+/* Recomputes meta_sha256 after an edit: the file is consistent again, so
+ * what refuses it is the check under test, not the checksum. */
+static int reseal(hid_t f)
+{
+    char hex[CKPT_META_HEX + 1], why[200];
+    if (ckpti_meta_digest(f, hex, why, sizeof why) != 0) return -1;
+    return put_attr_str(f, "/", CKPT_META_ATTR, hex);
+}
+
+/* Makes an open copy a file of format 1 (seqpar before meta_sha256). */
+static int make_v1(hid_t f)
+{
+    const int one = 1;
+    if (H5Adelete_by_name(f, "/", CKPT_META_ATTR, H5P_DEFAULT) < 0) return -1;
+    return put_attr(f, "/", "format_version", H5T_NATIVE_INT, &one);
 }
 
 /* Where the first chunk of a dataset lies in the file, and its stored size. */
@@ -645,16 +663,15 @@ static void test_refuse_format_version(void)
 {
     REQUIRE_FIXTURE();
     const int versions[] = {CKPT_FORMAT_VERSION + 1, 0, -1};
-    const char *want[] = {"format_version 2 is not supported", "format_version 0 is not supported",
-                          "format_version -1 is not supported"};
     for (int i = 0; i < 3; i++) {
-        char p[1024], name[32];
+        char p[1024], name[32], want[64];
         snprintf(name, sizeof name, "version-%d.h5", i);
+        snprintf(want, sizeof want, "format_version %d is not supported", versions[i]);
         hid_t f = open_copy(name, p, sizeof p);
         CU_ASSERT_FATAL(f >= 0);
         CU_ASSERT(put_attr(f, "/", "format_version", H5T_NATIVE_INT, &versions[i]) == 0);
         H5Fclose(f);
-        EXPECT_VERIFY(p, CKPT_EFORMAT, want[i]);
+        EXPECT_VERIFY(p, CKPT_EFORMAT, want);
     }
     /* none: not a checkpoint of ours */
     char p[1024];
@@ -725,14 +742,22 @@ static void test_refuse_config(void)
         hid_t f = open_copy(name, p, sizeof p);
         CU_ASSERT_FATAL(f >= 0);
         CU_ASSERT(put_config(f, bad[i], 1) == 0);
+        CU_ASSERT(reseal(f) == 0);
         H5Fclose(f);
         EXPECT_VERIFY(p, CKPT_EFORMAT, "/config is not a JSON object");
     }
-    /* not a scalar string: the reader refuses it */
+    /* not a scalar string: meta_sha256 cannot be checked without it */
     char p[1024], err[1400] = "";
-    hid_t f = open_copy("config-1d.h5", p, sizeof p);
+    hid_t f = open_copy("config-1d-v2.h5", p, sizeof p);
     CU_ASSERT_FATAL(f >= 0);
     CU_ASSERT(put_config(f, CONFIG, 0) == 0);
+    H5Fclose(f);
+    EXPECT_VERIFY(p, CKPT_EFORMAT, "meta_sha256 cannot be checked: cannot read /config");
+    /* and in a file of format 1, the reader refuses it */
+    f = open_copy("config-1d.h5", p, sizeof p);
+    CU_ASSERT_FATAL(f >= 0);
+    CU_ASSERT(put_config(f, CONFIG, 0) == 0);
+    CU_ASSERT(make_v1(f) == 0);
     H5Fclose(f);
     EXPECT_VERIFY(p, CKPT_EFORMAT, "/config is not a JSON object");
     ckpt_file *cf = NULL;
@@ -764,6 +789,49 @@ static void test_refuse_no_checksum(void)
                           (const hsize_t[]){SL, SB, SH}, NULL, 0) == 0);
     H5Fclose(f);
     EXPECT_VERIFY(q, CKPT_EFORMAT, "/train/state_h: not chunked (no checksum)");
+    /* the readers refuse them as verify does (translate and --resume FILE
+     * read through them without verifying first) */
+    char err[1400] = "";
+    EXPECT_ERR(read_params_as(p, TENSORS, NT, err, sizeof err), CKPT_EFORMAT, err, p,
+               "/model/decoder/dense/bias: no Fletcher-32 checksum");
+    ckpt_file *cf = NULL;
+    CU_ASSERT_EQUAL_FATAL(ckpt_open(&cf, q, err, sizeof err), CKPT_OK);
+    float h[SN];
+    int found = 0;
+    EXPECT_ERR(
+        ckpt_read_state(cf, "state_h", h, (const int[3]){SL, SB, SH}, &found, err, sizeof err),
+        CKPT_EFORMAT, err, q, "/train/state_h: not chunked (no checksum)");
+    CU_ASSERT_EQUAL(found, 0);
+    ckpt_close(cf);
+}
+
+/* A vocabulary of variable-length strings: their bytes lie in HDF5's heap,
+ * outside the chunks Fletcher-32 covers (HDF5 1.10 refuses the filter on
+ * them). verify and the reader refuse it. */
+static void test_refuse_vlen_vocab(void)
+{
+    REQUIRE_FIXTURE();
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    const hsize_t dims[1] = {NTGT};
+    for (int chunked = 0; chunked < 2; chunked++) { /* as h5py writes a list of str; chunked */
+        char p[1024], name[32], err[1400] = "";
+        snprintf(name, sizeof name, "vlen-vocab-%d.h5", chunked);
+        hid_t f = open_copy(name, p, sizeof p);
+        CU_ASSERT_FATAL(f >= 0);
+        CU_ASSERT(put_dataset(f, "/vocab/tgt", t, t, TGT, 1, dims, chunked ? dims : NULL, 0) == 0);
+        H5Fclose(f);
+        EXPECT_VERIFY(p, CKPT_EFORMAT, "/vocab/tgt: variable-length strings");
+        ckpt_file *cf = NULL;
+        CU_ASSERT_EQUAL_FATAL(ckpt_open(&cf, p, err, sizeof err), CKPT_OK);
+        ckpt_strings v = {0, NULL};
+        EXPECT_ERR(ckpt_read_vocab(cf, "tgt", &v, err, sizeof err), CKPT_EFORMAT, err, p,
+                   "cannot read /vocab/tgt: variable-length strings");
+        CU_ASSERT(v.n == 0 && v.s == NULL);
+        ckpt_close(cf);
+    }
+    H5Tclose(t);
 }
 
 /* A tensor stored as float64: the readers want float32. */
@@ -891,6 +959,37 @@ static void test_refuse_nonfinite(void)
     }
 }
 
+/* A negative Adam second moment (written through HDF5: its checksum is
+ * right): sqrt(v) would be NaN at the first update. First moments may be
+ * negative (the fixture's are). */
+static void test_refuse_negative_moment(void)
+{
+    REQUIRE_FIXTURE();
+    const char *ds = "/optimizer/v/decoder/dense/weight";
+    char p[1024], err[1400] = "";
+    hid_t f = open_copy("negative-v.h5", p, sizeof p);
+    CU_ASSERT_FATAL(f >= 0);
+    CU_ASSERT(poke_float(f, ds, 4, -0.0625f) == 0);
+    CU_ASSERT(poke_float(f, ds, 9, -3.0f) == 0);
+    H5Fclose(f);
+    EXPECT_VERIFY(p, CKPT_EFORMAT, "/optimizer/v/decoder/dense/weight: holds 2 negative values");
+    ckpt_file *cf = NULL;
+    CU_ASSERT_EQUAL_FATAL(ckpt_open(&cf, p, err, sizeof err), CKPT_OK);
+    optimizer o;
+    CU_ASSERT_FATAL(optimizer_init(&o, OPT_ADAM, 0.1f, &fx.pt) == MODEL_OK);
+    EXPECT_ERR(ckpt_read_optimizer(cf, &fx.pt, &o, err, sizeof err), CKPT_EFORMAT, err, p,
+               "/optimizer/v/decoder/dense/weight holds 2 negative values");
+    CU_ASSERT_EQUAL(o.t, 0); /* left as it was */
+    optimizer_free(&o);
+    ckpt_close(cf);
+    /* -0.0 is no negative value (and what a zero gradient leaves is +0) */
+    f = open_copy("negative-zero-v.h5", p, sizeof p);
+    CU_ASSERT_FATAL(f >= 0);
+    CU_ASSERT(poke_float(f, ds, 4, -0.0f) == 0);
+    H5Fclose(f);
+    CU_ASSERT_EQUAL(ckpt_verify(p, err, sizeof err), CKPT_OK);
+}
+
 /* One bit of a tensor's stored chunk flipped: Fletcher-32 sees it. */
 static void test_refuse_checksum(void)
 {
@@ -913,8 +1012,8 @@ static void test_refuse_checksum(void)
 
 /* ---------------------------------------------------- refusals: counters */
 
-/* A copy whose /train (or /optimizer) attribute name is v; verify's message
- * must contain want. */
+/* A copy whose /train (or /optimizer) attribute name is v, re-sealed (as a
+ * file of a buggy writer would be); verify's message must contain want. */
 static void expect_counter(const char *file, const char *obj, const char *attr, long long v,
                            const char *want)
 {
@@ -922,6 +1021,7 @@ static void expect_counter(const char *file, const char *obj, const char *attr, 
     hid_t f = open_copy(file, p, sizeof p);
     CU_ASSERT_FATAL(f >= 0);
     CU_ASSERT(put_attr_ll(f, obj, attr, v) == 0);
+    CU_ASSERT(reseal(f) == 0); /* the range check, not the checksum, refuses it */
     H5Fclose(f);
     EXPECT_VERIFY(p, CKPT_EFORMAT, want);
 }
@@ -961,6 +1061,7 @@ static void test_refuse_missing_train_attribute(void)
     hid_t f = open_copy("no-seed.h5", p, sizeof p);
     CU_ASSERT_FATAL(f >= 0);
     CU_ASSERT(H5Adelete_by_name(f, "/train", "seed", H5P_DEFAULT) >= 0);
+    CU_ASSERT(reseal(f) == 0);
     H5Fclose(f);
     EXPECT_VERIFY(p, CKPT_EFORMAT, "/train attributes missing or invalid");
 }
@@ -977,6 +1078,7 @@ static void test_refuse_update_count(void)
     hid_t f = open_copy("t-huge.h5", p, sizeof p);
     CU_ASSERT_FATAL(f >= 0);
     CU_ASSERT(put_attr_ll(f, "/optimizer", "t", CKPT_MAX_COUNT + 1) == 0);
+    CU_ASSERT(reseal(f) == 0);
     H5Fclose(f);
     ckpt_file *cf = NULL;
     CU_ASSERT_EQUAL_FATAL(ckpt_open(&cf, p, err, sizeof err), CKPT_OK);
@@ -1002,6 +1104,149 @@ static void test_refuse_step_name(void)
     in_dir(q, sizeof q, "copy-of-12.h5");
     CU_ASSERT_FATAL(copy_file(fx.good, q) == 0);
     CU_ASSERT_EQUAL(ckpt_verify(q, err, sizeof err), CKPT_OK);
+}
+
+/* ---------------------------------------- refusals: the training state */
+
+typedef struct attr_names {
+    int n;
+    char name[40][64];
+} attr_names;
+
+static herr_t collect_name(hid_t loc, const char *name, const H5A_info_t *info, void *op)
+{
+    (void)loc, (void)info;
+    attr_names *a = op;
+    if (a->n < 40) snprintf(a->name[a->n++], sizeof a->name[0], "%s", name);
+    return 0;
+}
+
+/* Flips the lowest bit of the first byte of an attribute's value, read and
+ * written in its own file type: the stored bytes, not a converted value. */
+static int flip_attr_bit(hid_t f, const char *obj, const char *name)
+{
+    /* opened through its object: HDF5 1.10 cannot write an attribute
+     * opened by path from the file */
+    hid_t g = H5Oopen(f, obj, H5P_DEFAULT);
+    hid_t a = g < 0 ? -1 : H5Aopen(g, name, H5P_DEFAULT);
+    if (g >= 0) H5Oclose(g);
+    if (a < 0) return -1;
+    hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
+    const size_t n = (size_t)H5Sget_simple_extent_npoints(sp) * H5Tget_size(t);
+    unsigned char *b = calloc(n ? n : 1, 1);
+    herr_t rc = b && n ? H5Aread(a, t, b) : -1;
+    if (rc >= 0) {
+        b[0] ^= 1;
+        rc = H5Awrite(a, t, b);
+    }
+    free(b);
+    H5Sclose(sp);
+    H5Tclose(t);
+    H5Aclose(a);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Flips the lowest bit of byte `at` of the one place in the file holding
+ * the n bytes of pat; -1 when they occur other than once. */
+static int flip_unique(const char *path, const void *pat, size_t n, size_t at)
+{
+    size_t len = 0;
+    char *b = read_all(path, &len);
+    long pos = -1;
+    int hits = 0;
+    for (size_t i = 0; b && i + n <= len; i++)
+        if (memcmp(b + i, pat, n) == 0) hits++, pos = (long)i;
+    free(b);
+    return hits == 1 ? flip_bit(path, pos + (long)at) : -1;
+}
+
+/* One bit flipped in any attribute of /, /train or /optimizer: each reads
+ * back as a plausible value (step 13, batch_in_epoch 2, another seed, lr,
+ * t or loss), which the range checks pass; meta_sha256 refuses them all,
+ * and itself flipped. format and format_version are read first. */
+static void test_refuse_flipped_attribute(void)
+{
+    REQUIRE_FIXTURE();
+    static const char *const objs[] = {"/", "/train", "/optimizer"};
+    int total = 0;
+    for (int o = 0; o < 3; o++) {
+        hid_t h5 = H5Fopen(fx.good, H5F_ACC_RDONLY, H5P_DEFAULT);
+        CU_ASSERT_FATAL(h5 >= 0);
+        attr_names names = {0};
+        hsize_t idx = 0;
+        hid_t g = H5Oopen(h5, objs[o], H5P_DEFAULT);
+        CU_ASSERT(g >= 0 &&
+                  H5Aiterate2(g, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_name, &names) >= 0);
+        H5Oclose(g);
+        H5Fclose(h5);
+        for (int i = 0; i < names.n; i++, total++) {
+            char p[1024], file[96], want[64] = "meta_sha256 does not match";
+            snprintf(file, sizeof file, "flip-%d-%s.h5", o, names.name[i]);
+            hid_t f = open_copy(file, p, sizeof p);
+            CU_ASSERT_FATAL(f >= 0);
+            CU_ASSERT(flip_attr_bit(f, objs[o], names.name[i]) == 0);
+            H5Fclose(f);
+            if (o == 0 && !strcmp(names.name[i], "format"))
+                snprintf(want, sizeof want, "not a seqpar checkpoint");
+            if (o == 0 && !strcmp(names.name[i], "format_version"))
+                snprintf(want, sizeof want, "format_version %d is not supported",
+                         CKPT_FORMAT_VERSION ^ 1);
+            EXPECT_VERIFY(p, CKPT_EFORMAT, want);
+            char err[1400] = "";
+            ckpt_file *cf = NULL;
+            EXPECT_ERR(ckpt_open(&cf, p, err, sizeof err), CKPT_EFORMAT, err, p, want);
+            CU_ASSERT_PTR_NULL(cf);
+        }
+    }
+    /* 5 at the root (meta_sha256 included), 11 in /train, 5 in /optimizer */
+    CU_ASSERT_EQUAL(total, 21);
+
+    /* the same as a flipped bit in the file's bytes: the seed's (its 8 bytes
+     * occur once) and a character of /config (still a JSON object) */
+    char p[1024], q[1024];
+    in_dir(p, sizeof p, "flip-seed-bytes.h5");
+    in_dir(q, sizeof q, "flip-config-bytes.h5");
+    CU_ASSERT_FATAL(copy_file(fx.good, p) == 0 && copy_file(fx.good, q) == 0);
+    const unsigned char seed[8] = {0xEF, 0xBE, 0xFE, 0xCA, 0xCE, 0xFA, 0xED, 0xFE};
+    CU_ASSERT_FATAL(flip_unique(p, seed, 8, 3) == 0);
+    CU_ASSERT_FATAL(flip_unique(q, " vu\"", 4, 1) == 0); /* "déjà vu" → "déjà wu" */
+    EXPECT_VERIFY(p, CKPT_EFORMAT, "meta_sha256 does not match");
+    EXPECT_VERIFY(q, CKPT_EFORMAT, "meta_sha256 does not match");
+}
+
+/* Files of format 1 (seqpar before meta_sha256) load, and verify says their
+ * attributes went unchecked; a file of format 2 without meta_sha256 is
+ * refused naming it. */
+static void test_format_1(void)
+{
+    REQUIRE_FIXTURE();
+    char p[1024], q[1024], err[1400] = "x";
+    CU_ASSERT_EQUAL(ckpt_verify(fx.good, err, sizeof err), CKPT_OK);
+    CU_ASSERT_STRING_EQUAL(err, ""); /* format 2: nothing left unchecked */
+    hid_t f = open_copy("v1.h5", p, sizeof p);
+    CU_ASSERT_FATAL(f >= 0);
+    CU_ASSERT(make_v1(f) == 0);
+    H5Fclose(f);
+    CU_ASSERT_EQUAL(ckpt_verify(p, err, sizeof err), CKPT_OK);
+    CU_ASSERT_STRING_EQUAL(err, "format 1: attributes unchecked");
+    CU_ASSERT_EQUAL(read_params_as(p, TENSORS, NT, err, sizeof err), CKPT_OK);
+    ckpt_file *cf = NULL;
+    CU_ASSERT_EQUAL_FATAL(ckpt_open(&cf, p, err, sizeof err), CKPT_OK);
+    ckpt_train tr;
+    CU_ASSERT_EQUAL(ckpt_read_train(cf, &tr, err, sizeof err), CKPT_OK);
+    CU_ASSERT(tr.step == 12 && tr.epoch == 2 && tr.batch_in_epoch == 3);
+    optimizer o;
+    CU_ASSERT_FATAL(optimizer_init(&o, OPT_ADAM, 0.1f, &fx.pt) == MODEL_OK);
+    CU_ASSERT_EQUAL(ckpt_read_optimizer(cf, &fx.pt, &o, err, sizeof err), CKPT_OK);
+    CU_ASSERT_EQUAL(o.t, 7);
+    optimizer_free(&o);
+    ckpt_close(cf);
+    /* format 2 without its checksum */
+    f = open_copy("v2-without-meta.h5", q, sizeof q);
+    CU_ASSERT_FATAL(f >= 0);
+    CU_ASSERT(H5Adelete_by_name(f, "/", CKPT_META_ATTR, H5P_DEFAULT) >= 0);
+    H5Fclose(f);
+    EXPECT_VERIFY(q, CKPT_EFORMAT, "format_version 2 but meta_sha256 is missing");
 }
 
 /* ------------------------------------------- refusals: another model's file */
@@ -1512,7 +1757,8 @@ void register_suites(void)
         {"a missing group", test_refuse_missing_group},
         {"a missing dataset (readers)", test_refuse_missing_dataset},
         {"/config not a JSON object, not a scalar", test_refuse_config},
-        {"a dataset without Fletcher-32", test_refuse_no_checksum},
+        {"a dataset without Fletcher-32 (verify and readers)", test_refuse_no_checksum},
+        {"a vocabulary of variable-length strings", test_refuse_vlen_vocab},
         {"a float64 tensor (readers)", test_refuse_dtype_readers},
         {"a float64 tensor, int moments, int vocabulary (verify)", test_refuse_dtype_verify},
         {"a string of impossible size", test_refuse_string_size},
@@ -1520,6 +1766,7 @@ void register_suites(void)
     };
     static const test_def values[] = {
         {"NaN and infinities", test_refuse_nonfinite},
+        {"a negative Adam second moment", test_refuse_negative_moment},
         {"a flipped bit in a chunk (checksum)", test_refuse_checksum},
         {"step out of bounds", test_refuse_step},
         {"epoch out of bounds", test_refuse_epoch},
@@ -1528,6 +1775,10 @@ void register_suites(void)
         {"a /train attribute missing", test_refuse_missing_train_attribute},
         {"optimizer t past the step, negative, huge", test_refuse_update_count},
         {"ckpt-<step>.h5 holding another step", test_refuse_step_name},
+    };
+    static const test_def meta[] = {
+        {"a bit flipped in any attribute or /config", test_refuse_flipped_attribute},
+        {"format 1: loads, attributes unchecked; format 2 needs meta_sha256", test_format_1},
     };
     static const test_def mismatch[] = {
         {"wrong shapes name the tensor", test_refuse_shape},
@@ -1554,6 +1805,7 @@ void register_suites(void)
     ADD_SUITE("ckpt/refused: not a checkpoint", not_ours);
     ADD_SUITE("ckpt/refused: layout", layout);
     ADD_SUITE("ckpt/refused: values", values);
+    ADD_SUITE("ckpt/refused: training state (meta_sha256)", meta);
     ADD_SUITE("ckpt/refused: another model", mismatch);
     ADD_SUITE("ckpt/atomic writes", writes);
     ADD_SUITE("ckpt/run directory", dirs);

@@ -81,8 +81,10 @@ static int ckpt_list(const char *dir)
         struct stat st;
         int ok = ckpt_verify(path, err, sizeof err) == CKPT_OK;
         if (ok && good < 0) good = i;
+        char status[ERRLEN + 8] = "ok";
+        if (!ok || err[0]) snprintf(status, sizeof status, ok ? "ok (%s)" : "%s", err);
         printf("%s  step %ld  %lld bytes  %s\n", path, steps[i],
-               stat(path, &st) == 0 ? (long long)st.st_size : -1LL, ok ? "ok" : err);
+               stat(path, &st) == 0 ? (long long)st.st_size : -1LL, status);
     }
     if (n == 0)
         printf("no checkpoints in %s\n", dir);
@@ -277,7 +279,8 @@ int cmd_ckpt(int argc, char **argv)
         printf("usage: seqpar ckpt info FILE | verify FILE | list DIR | diff A B [--tolerance "
                "X]\n"
                "  info    what a checkpoint holds (position, model, sizes)\n"
-               "  verify  reads every dataset (Fletcher-32 checksums) and checks the layout\n"
+               "  verify  reads every dataset (Fletcher-32 checksums), checks meta_sha256\n"
+               "          (/config and the attributes) and the layout\n"
                "  list    the checkpoints of a directory, newest first, with their status\n"
                "  diff    largest relative difference (per tensor max|a-b| / max|a|) of the\n"
                "          parameters, Adam moments and carried LM states of two checkpoints of\n"
@@ -304,7 +307,10 @@ int cmd_ckpt(int argc, char **argv)
         saved_model sm;
         if (saved_model_load(&sm, argv[1], 1, "seqpar ckpt verify")) return 2;
         saved_model_free(&sm);
-        printf("%s: ok\n", argv[1]);
+        if (err[0]) /* what could not be checked: a format-1 file's attributes */
+            printf("%s: ok (%s)\n", argv[1], err);
+        else
+            printf("%s: ok\n", argv[1]);
         return 0;
     }
     char shown[200];

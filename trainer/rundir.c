@@ -225,6 +225,45 @@ static int check_same_run(const rundir *d, ckpt_file *f, const char *path, char 
     return CKPT_OK;
 }
 
+/* The position against the data, which the checkpoint's own checks cannot
+ * see: no more epochs done than --epochs asks for, batch_in_epoch within
+ * its epoch's batches, and step the batches of the epochs before it plus
+ * batch_in_epoch (every batch taken is one step). A damaged counter (a
+ * format-1 file's attributes carry no checksum) would otherwise resume at
+ * another sample or end at once. */
+static int check_position(const rundir *d, const ckpt_train *tr, const char *path, char *err,
+                          size_t n)
+{
+    const data_sampler *s = &d->data->sampler;
+    if (tr->epoch > d->cfg->epochs) {
+        snprintf(err, n,
+                 "%.300s: /train epoch %ld (epochs done) is past --epochs %ld (corrupt, or "
+                 "--epochs lowered?)",
+                 path, tr->epoch, d->cfg->epochs);
+        return CKPT_EFORMAT;
+    }
+    const long nb = data_sampler_batches(s, tr->epoch);
+    if (tr->batch_in_epoch > nb) {
+        snprintf(err, n,
+                 "%.300s: /train epoch %ld, batch_in_epoch %ld: that epoch has %ld batches "
+                 "(corrupt, or the data changed?)",
+                 path, tr->epoch, tr->batch_in_epoch, nb);
+        return CKPT_EFORMAT;
+    }
+    long at = tr->batch_in_epoch; /* that position's step; summed no further than past tr->step */
+    for (long e = 0; e < tr->epoch && at <= tr->step; e++) at += data_sampler_batches(s, e);
+    if (at != tr->step) {
+        char where[48] = "after that step";
+        if (at < tr->step) snprintf(where, sizeof where, "step %ld", at);
+        snprintf(err, n,
+                 "%.300s: /train step %ld, epoch %ld, batch_in_epoch %ld: with this data that "
+                 "position is %s (corrupt, or the data changed?)",
+                 path, tr->step, tr->epoch, tr->batch_in_epoch, where);
+        return CKPT_EFORMAT;
+    }
+    return CKPT_OK;
+}
+
 /* Restores parameters, optimizer and position from a checkpoint (read by
  * rank 0, broadcast to the others). */
 static void resume_from(rundir *d, const char *path)
@@ -269,6 +308,7 @@ static void resume_from(rundir *d, const char *path)
                          tr.global_batch, d->cfg->batch);
                 rc = CKPT_EMISMATCH;
             }
+            if (rc == CKPT_OK) rc = check_position(d, &tr, path, err, sizeof err);
             ckpt_close(f);
             pos[0] = tr.step, pos[1] = tr.epoch, pos[2] = tr.batch_in_epoch;
         }

@@ -46,7 +46,11 @@ int saved_model_load(saved_model *sm, const char *path, int max_batch, const cha
     }
     int rc = 2;
     char *json = NULL;
-    if (ckpt_read_config(f, &json, err, sizeof err) != CKPT_OK) {
+    /* the counters, as ckpt_verify checks them: a model needs none, but
+     * what verify refuses is not loaded either */
+    ckpt_train tr;
+    if (ckpt_read_train(f, &tr, err, sizeof err) != CKPT_OK ||
+        ckpt_read_config(f, &json, err, sizeof err) != CKPT_OK) {
         fprintf(stderr, "%s: %s\n", prog, err);
         goto out;
     }

@@ -181,10 +181,19 @@ with h5py.File(copy("rank2"), "r+") as f:
     n = f["model/decoder/dense/bias"].shape[0]
     del f["model/decoder/dense/bias"]
     f.create_dataset("model/decoder/dense/bias", data=np.zeros((1, n), np.float32), chunks=True, fletcher32=True)
+# edits of /config and of attributes, below, are made to files of format 1
+# (no meta_sha256, as seqpar wrote before it): their subject is the checks
+# behind the checksum, which a format-2 file would not reach
+def v1(p):
+    with h5py.File(p, "r+") as f:
+        if "meta_sha256" in f.attrs:
+            del f.attrs["meta_sha256"]
+        f.attrs["format_version"] = np.int32(1)
+    return p
 # a /config asking for a model far larger than the tensors stored (it was
 # built first: ASan's allocator gave up on 48 GB)
 import json
-with h5py.File(copy("hugecfg"), "r+") as f:
+with h5py.File(v1(copy("hugecfg")), "r+") as f:
     c = json.loads(f["config"][()])
     c["hidden"] = 65536
     del f["config"]
@@ -194,7 +203,7 @@ with h5py.File(copy("hugecfg"), "r+") as f:
 for name, group, key, value in [("tmax", "optimizer", "t", 2**63 - 1), ("smax", "train", "step", 2**63 - 1),
                                 ("emax", "train", "epoch", 2**62), ("world0", "train", "world_size", 0),
                                 ("tbig", "optimizer", "t", 1000)]:
-    with h5py.File(copy(name), "r+") as f:
+    with h5py.File(v1(copy(name)), "r+") as f:
         f[group].attrs[key] = np.array(value, np.int64 if key != "world_size" else np.int32)
 PYEOF
 for b in zero trunc random flipped nogroup shape; do
@@ -229,6 +238,107 @@ expect_error "a checkpoint without /optimizer cannot resume" 'noopt.h5.*optimize
     "$SEQPAR" train --max-steps 20 --threads 1 --resume "$tmp/noopt.h5"
 expect_error "a checkpoint of another model is refused naming the first mismatch" \
     '--hidden is 32 in the checkpoint but 48' "$SEQPAR" train --max-steps 20 --hidden 48 --resume "$good"
+
+# --- the training state's checksum (meta_sha256, format 2). HDF5 checks no
+# attribute: a flipped bit read back as another valid number (batch_in_epoch
+# 28 -> 24, the optimizer's t) and resumed at the wrong sample. Files of
+# format 1 (seqpar before it) still load, and a resume checks their position
+# against the data: 32 batches an epoch here, step 60 = epoch 1, batch 28.
+st=(train --num-examples 1024 --batch 32 --threads 1 --log-every 1000)
+"$SEQPAR" "${st[@]}" --max-steps 60 --checkpoint-dir "$tmp/st" >/dev/null 2>&1
+"$PY" - "$tmp/st/ckpt-00000060.h5" "$tmp" <<'PYEOF' || bad "h5py could not build the training-state files"
+import hashlib, shutil, sys, h5py, numpy as np
+good, tmp = sys.argv[1], sys.argv[2]
+def copy(name, fmt1=False, **edits):
+    p = f"{tmp}/{name}.h5"
+    shutil.copy(good, p)
+    with h5py.File(p, "r+") as f:
+        if fmt1:
+            if "meta_sha256" in f.attrs:
+                del f.attrs["meta_sha256"]
+            f.attrs["format_version"] = np.int32(1)
+        for key, value in edits.items():  # the same type and shape: another value's bytes
+            group = "optimizer" if key == "t" else "train"
+            f[group].attrs.modify(key, np.array(value, f[group].attrs[key].dtype))
+    return p
+# meta_sha256 recomputed from DESIGN.md's serialization, by h5py alone
+def meta_sha256(f):
+    h = hashlib.sha256()
+    def attrs(obj, skip=""):
+        for name in sorted(obj.attrs.keys(), key=str.encode):
+            if name == skip:
+                continue
+            a = np.asarray(obj.attrs[name])
+            if a.dtype.kind == "S":
+                v = a.item().split(b"\0")[0]
+                h.update(b"%s|s|%d\n%s" % (name.encode(), len(v), v))
+            else:
+                h.update(b"%s|%s%d|%d\n" % (name.encode(), a.dtype.kind.encode(), 8 * a.dtype.itemsize, a.size))
+                h.update(a.astype(a.dtype.newbyteorder("<")).tobytes())
+    h.update(b"/\n")
+    attrs(f, "meta_sha256")
+    c = f["config"][()]
+    c = (c if isinstance(c, bytes) else c.encode()).split(b"\0")[0]
+    h.update(b"/config|s|%d\n%s" % (len(c), c))
+    for g in ("/train", "/optimizer"):
+        h.update(g.encode() + (b"\n" if g in f else b" absent\n"))
+        if g in f:
+            attrs(f[g])
+    return h.hexdigest()
+with h5py.File(good, "r") as f, open(f"{tmp}/st-meta.txt", "w") as out:
+    out.write("%s %s\n" % (f.attrs.get("meta_sha256", b"none").decode(), meta_sha256(f)))
+copy("st-bie24", batch_in_epoch=24)
+copy("st-t56", t=56)
+copy("st1", fmt1=True)
+copy("st1-bie24", fmt1=True, batch_in_epoch=24)
+copy("st1-bie59", fmt1=True, batch_in_epoch=59)
+copy("st1-epoch", fmt1=True, epoch=10**9)
+# what verify refuses and the readers loaded: a tensor without Fletcher-32,
+# a vocabulary of variable-length strings, a negative second moment
+with h5py.File(copy("st-nofletcher"), "r+") as f:
+    b = f["model/decoder/dense/bias"][()]
+    del f["model/decoder/dense/bias"]
+    f.create_dataset("model/decoder/dense/bias", data=b, chunks=True)
+with h5py.File(copy("st-vlen"), "r+") as f:
+    toks = [t.decode() for t in f["vocab/tgt"][()]]
+    del f["vocab/tgt"]
+    f.create_dataset("vocab/tgt", data=toks, dtype=h5py.string_dtype())
+with h5py.File(copy("st-negv"), "r+") as f:
+    f["optimizer/v/decoder/dense/bias"][0] = -1e-3
+PYEOF
+read -r stored recomputed <"$tmp/st-meta.txt"
+check "h5py recomputes meta_sha256 from DESIGN.md's serialization ($recomputed)" test "$stored" = "$recomputed"
+for b in bie24:'/train batch_in_epoch 28 -> 24' t56:'/optimizer t 60 -> 56'; do
+    n=st-${b%%:*}
+    expect_error "${b#*:} (format 2): ckpt verify" "$n.h5: meta_sha256 does not match" "$SEQPAR" ckpt verify "$tmp/$n.h5"
+    expect_error "${b#*:} (format 2): train --resume" "$n.h5: meta_sha256 does not match" \
+        "$SEQPAR" "${st[@]}" --max-steps 70 --resume "$tmp/$n.h5"
+    expect_error "${b#*:} (format 2): translate" "$n.h5: meta_sha256 does not match" \
+        bash -c "echo one | '$SEQPAR' translate --checkpoint '$tmp/$n.h5'"
+done
+"$SEQPAR" ckpt verify "$tmp/st1.h5" >"$tmp/st1.out" 2>&1
+check "format 1: verify says ok, attributes unchecked: $(cat "$tmp/st1.out")" grep -q 'st1.h5: ok (format 1: attributes unchecked)$' "$tmp/st1.out"
+"$SEQPAR" "${st[@]}" --max-steps 70 --resume "$tmp/st1.h5" >"$tmp/st1r.out" 2>&1
+check "format 1: train --resume continues from it" grep -q '^done step=70 ' "$tmp/st1r.out"
+expect_error "format 1, batch_in_epoch 28 -> 24: --resume checks the step against the data" \
+    'st1-bie24.h5: /train step 60, epoch 1, batch_in_epoch 24: with this data that position is step 56' \
+    "$SEQPAR" "${st[@]}" --max-steps 70 --resume "$tmp/st1-bie24.h5"
+expect_error "format 1, batch_in_epoch 59 of 32 batches: --resume" \
+    'st1-bie59.h5: /train epoch 1, batch_in_epoch 59: that epoch has 32 batches' \
+    "$SEQPAR" "${st[@]}" --max-steps 70 --resume "$tmp/st1-bie59.h5"
+expect_error "format 1, epoch 1e9 at step 60: --resume" \
+    'st1-epoch.h5: /train epoch 1000000000 \(epochs done\) is past --epochs 10' \
+    "$SEQPAR" "${st[@]}" --max-steps 70 --resume "$tmp/st1-epoch.h5"
+for b in nofletcher:'/model/decoder/dense/bias: no Fletcher-32' vlen:'/vocab/tgt: variable-length strings' \
+         negv:'/optimizer/v/decoder/dense/bias:? holds 1 negative value'; do
+    n=st-${b%%:*}
+    expect_error "what verify refuses ($n): ckpt verify" "$n.h5: .*${b#*:}" "$SEQPAR" ckpt verify "$tmp/$n.h5"
+    expect_error "... train --resume refuses it too" "$n.h5: .*${b#*:}" \
+        "$SEQPAR" "${st[@]}" --max-steps 70 --resume "$tmp/$n.h5"
+    [ "$n" = st-negv ] && continue # translate reads no moments
+    expect_error "... and translate" "$n.h5: .*${b#*:}" \
+        bash -c "echo one | '$SEQPAR' translate --checkpoint '$tmp/$n.h5'"
+done
 
 # --- --resume auto skips a newest checkpoint that does not verify, and says so
 "$SEQPAR" train --max-steps 20 --threads 1 --checkpoint-every 10 --keep 2 --checkpoint-dir "$tmp/auto" >/dev/null 2>&1

@@ -10,6 +10,7 @@ the export of a checkpoint trained with dropout is covered), then checks:
 * export: checkpoints/seqpar_torch.py CKPT OUT.pt succeeds, and OUT.pt loads
   into a fresh Seq2Seq with load_state_dict(strict=True), the user's path;
   weights, config and vocabularies equal what seqpar_torch.load reads;
+  seqpar_torch.load refuses a copy with a bit of /train flipped (meta_sha256);
 * loss: `seqpar score` on the first 100 pairs of fra.txt, and on the first
   30 pairs with at least num_steps - 1 words a side (<eos> in the last
   position, <eos> lost, truncation), against masked_loss in float64 (from
@@ -30,6 +31,7 @@ import glob
 import itertools
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,8 +40,10 @@ EXPORT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)
                                        os.pardir, "checkpoints", "seqpar_torch.py"))
 sys.path.insert(0, os.path.dirname(EXPORT))
 try:
+    import h5py
     import torch
-    from seqpar_torch import BOS, Seq2Seq, encode, final_h, greedy, load, masked_loss, normalize
+    from seqpar_torch import (BOS, CheckpointError, Seq2Seq, encode, final_h, greedy, load,
+                              masked_loss, normalize)
 except ImportError as exc:
     sys.exit("check_torch.py: cannot import %s (%s): run it with Debian's /usr/bin/python3 "
              "(python3-torch, python3-h5py, python3-numpy)" % (exc.name, exc))
@@ -109,6 +113,23 @@ def train(checks, seqpar, tmp):
     return newest
 
 
+def check_meta(checks, ckpt, tmp):
+    """seqpar_torch.load refuses a file whose training state was edited (one
+    bit of /train batch_in_epoch), as seqpar does: meta_sha256."""
+    bad = os.path.join(tmp, "flipped-meta.h5")
+    shutil.copy(ckpt, bad)
+    with h5py.File(bad, "r+") as f:
+        a = f["train"].attrs
+        a.modify("batch_in_epoch", a["batch_in_epoch"] ^ 4)
+    try:
+        load(bad)
+        refused = "loaded"
+    except CheckpointError as exc:
+        refused = str(exc)
+    checks.report("meta_sha256 does not match" in refused, "meta_sha256",
+                  "a flipped /train batch_in_epoch: %s" % refused)
+
+
 def export(checks, ckpt, tmp):
     """Exports with the command line and loads OUT.pt as a user would; returns
     (model, cfg, src_vocab, tgt_vocab), or None."""
@@ -126,6 +147,7 @@ def export(checks, ckpt, tmp):
         checks.report(False, "load out.pt", " ".join(str(exc).split()))
         return None
     ref, ref_cfg, ref_src, ref_tgt = load(ckpt)
+    check_meta(checks, ckpt, tmp)
     ref_state = ref.state_dict()
     same = (cfg == ref_cfg and src_vocab == ref_src and tgt_vocab == ref_tgt
             and all(torch.equal(t, ref_state[k]) for k, t in model.state_dict().items()))
