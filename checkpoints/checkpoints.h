@@ -136,10 +136,11 @@ int ckpt_list_all(const char *dir, long **steps);
  * step <= upto; those past upto (another branch of the run) are left,
  * their count in *later (may be NULL). Never the newest that verifies: when
  * something would be removed, the kept ones are verified newest first until
- * one does, and none older than it is removed. Returns how many were removed,
- * or -1 when dir cannot be read (or memory runs out). No limit on how many
- * the directory holds. */
-int ckpt_retain(const char *dir, int keep, long upto, int *later);
+ * one does, and none older than it is removed. `good` (-1: none) is a step
+ * whose checkpoint the caller knows verifies (it just wrote it): not read. Returns how many were
+ * removed, or -1 when dir cannot be read (or memory runs out). No limit on how many the directory
+ * holds. */
+int ckpt_retain(const char *dir, int keep, long upto, long good, int *later);
 
 /* Removes temporary files of writers on this host that no longer run
  * (ckpt-*.h5.tmp.HOST.PID with that PID gone: a writer killed mid-write);

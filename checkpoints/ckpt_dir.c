@@ -107,7 +107,7 @@ int ckpt_list_dir(const char *dir, long *steps, int max)
     return k;
 }
 
-int ckpt_retain(const char *dir, int keep, long upto, int *later)
+int ckpt_retain(const char *dir, int keep, long upto, long good_step, int *later)
 {
     if (later) *later = 0;
     long *steps;
@@ -128,7 +128,8 @@ int ckpt_retain(const char *dir, int keep, long upto, int *later)
         for (; good < 0 && checked <= i; checked++) {
             char q[1200], why[512];
             ckpt_path(q, sizeof q, dir, steps[checked]);
-            if (steps[checked] <= upto && ckpt_verify(q, why, sizeof why) == CKPT_OK)
+            if (steps[checked] <= upto &&
+                (steps[checked] == good_step || ckpt_verify(q, why, sizeof why) == CKPT_OK))
                 good = checked;
         }
         if (good < 0 || good == i) continue;

@@ -33,11 +33,18 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 seqpar=${SEQPAR:-$root/build/trainer/seqpar}
 [ -x "$seqpar" ] || { echo "cluster/run.sh: $seqpar not found (build first: cluster/quickstart.sh or cmake)" >&2; exit 2; }
 [ -r "$hostfile" ] || { echo "cluster/run.sh: cannot read hostfile $hostfile" >&2; exit 2; }
-nodes=$(grep -cv '^\s*\(#\|$\)' "$hostfile")
+case $per_node in
+'' | *[!0-9]* | 0) echo "cluster/run.sh: RANKS_PER_NODE must be a whole number >= 1, got '$per_node'" >&2; exit 2 ;;
+esac
+# the hostfile's lines without comments
+hosts=$(sed 's/#.*//' "$hostfile" | grep -v '^[[:space:]]*$' || true)
+nodes=$(printf '%s\n' "$hosts" | grep -c . || true)
+[ "$nodes" -gt 0 ] || { echo "cluster/run.sh: $hostfile names no host" >&2; exit 2; }
 np=$((nodes * per_node))
-# the slots every node lists, when they all list the same
-slots=$(sed -n 's/^[^#]*slots=\([0-9][0-9]*\).*/\1/p' "$hostfile" | sort -u)
-if [ "$(echo "$slots" | grep -c .)" = 1 ] && [ "$(grep -c 'slots=' "$hostfile")" = "$nodes" ] &&
+# the slots every node lists (slots=N, not max_slots=N), when they all list the same
+slots=$(printf '%s\n' "$hosts" | sed -n 's/.*[[:space:]]slots[[:space:]]*=[[:space:]]*\([0-9][0-9]*\).*/\1/p' | sort -u)
+with_slots=$(printf '%s\n' "$hosts" | grep -c '[[:space:]]slots[[:space:]]*=' || true)
+if [ "$(echo "$slots" | grep -c .)" = 1 ] && [ "$with_slots" = "$nodes" ] &&
     [ "$slots" -ge "$per_node" ]; then
     pe=$((slots / per_node))
     placement=(--map-by "ppr:$per_node:node:PE=$pe" --bind-to core)

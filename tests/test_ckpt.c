@@ -1599,7 +1599,7 @@ static void test_retain_many(void)
     }
     int later = -1;
     /* keep the newest 4100 up to n - 10: 4096 + 100 - 10 - 4100 = 86 go */
-    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 4100, n - 10, &later), 86);
+    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 4100, n - 10, -1, &later), 86);
     CU_ASSERT_EQUAL(later, 10);
     CU_ASSERT_EQUAL(count_entries(".h5"), 4110);
     long *all = NULL; /* every one, newest first: no cap */
@@ -1634,7 +1634,7 @@ static void test_retain(void)
     CU_ASSERT_FATAL(mkdir(p, 0755) == 0);
 
     int later = -1;
-    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 3, 60, &later), 3);
+    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 3, 60, -1, &later), 3);
     CU_ASSERT_EQUAL(later, 2);
     for (long s = 10; s <= 80; s += 10) {
         char name[32];
@@ -1650,21 +1650,21 @@ static void test_retain(void)
     CU_ASSERT(lstat(p, &st) == 0 && S_ISDIR(st.st_mode));
 
     /* again: nothing more to remove; later may be NULL */
-    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 3, 60, NULL), 0);
+    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 3, 60, -1, NULL), 0);
     /* up to a step past them all: the newest 2 of 40..80 stay */
-    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 2, 1000, &later), 3);
+    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 2, 1000, -1, &later), 3);
     CU_ASSERT_EQUAL(later, 0);
     long got[CKPT_LIST_MAX];
     CU_ASSERT_EQUAL(ckpt_list_dir(fx.dir, got, CKPT_LIST_MAX), 2);
     CU_ASSERT(got[0] == 80 && got[1] == 70);
     /* everything past upto: nothing removed, all counted */
-    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 1, 5, &later), 0);
+    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 1, 5, -1, &later), 0);
     CU_ASSERT_EQUAL(later, 2);
     for (int i = 0; i < nothers; i++) CU_ASSERT(exists(others[i]));
 
     later = 7;
     in_dir(p, sizeof p, "no-such-dir");
-    CU_ASSERT_EQUAL(ckpt_retain(p, 3, 60, &later), -1);
+    CU_ASSERT_EQUAL(ckpt_retain(p, 3, 60, -1, &later), -1);
     CU_ASSERT_EQUAL(later, 0);
 }
 
@@ -1679,7 +1679,8 @@ static void test_retain_keeps_a_good_one(void)
     for (long s = 10; s <= 30; s += 10) CU_ASSERT_FATAL(save_at(s) == 0);
     ckpt_path(p, sizeof p, fx.dir, 40);
     CU_ASSERT_FATAL(write_bytes(p, "damaged", 7) == 0);
-    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 1, 40, NULL), 2); /* 40 kept, 30 verifies, 20 and 10 go */
+    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 1, 40, -1, NULL),
+                    2); /* 40 kept, 30 verifies, 20 and 10 go */
     CU_ASSERT(exists("ckpt-00000040.h5"));
     CU_ASSERT(exists("ckpt-00000030.h5"));
     CU_ASSERT_FALSE(exists("ckpt-00000020.h5"));
@@ -1691,8 +1692,12 @@ static void test_retain_keeps_a_good_one(void)
     }
     ckpt_path(p, sizeof p, fx.dir, 30);
     CU_ASSERT_FATAL(write_bytes(p, "x", 1) == 0);
-    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 1, 70, NULL), 0);
+    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 1, 70, -1, NULL), 0);
     CU_ASSERT_EQUAL(count_entries("ckpt-"), 5);
+    /* the caller's word that the newest verifies (it just wrote it): not read */
+    CU_ASSERT_EQUAL(ckpt_retain(fx.dir, 1, 70, 70, NULL), 4);
+    CU_ASSERT_EQUAL(count_entries("ckpt-"), 1);
+    CU_ASSERT(exists("ckpt-00000070.h5"));
 }
 
 /* Values that are not finite are never written: the save is refused naming

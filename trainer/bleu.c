@@ -252,7 +252,7 @@ static long read_lines(const char *path, char **buf, char ***lines, char *err, s
 /* ------------------------------------------------------------ seqpar bleu */
 
 typedef struct bleu_opts {
-    char ref[1024], hyp[1024];
+    char ref[4096], hyp[4096];
     int max_n, d2l;
 } bleu_opts;
 

@@ -356,7 +356,7 @@ int cli_parse(const cli_command *cmd, void *opts, int argc, char **argv, const c
               int max_pos, int *npos)
 {
     if (npos) *npos = 0;
-    for (int i = 0; i < argc; i++)
+    for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             cli_help(cmd, opts, stdout);
             return 1;
@@ -366,10 +366,14 @@ int cli_parse(const cli_command *cmd, void *opts, int argc, char **argv, const c
         if (rc) return rc;
     }
     unsigned char seen[128] = {0}; /* required options given */
-    int print_config = 0;
+    int print_config = 0, only_args = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+        if (!only_args && strcmp(a, "--") == 0) { /* what follows are arguments, not options */
+            only_args = 1;
+            continue;
+        }
+        if (only_args || strncmp(a, "--", 2) != 0) {
             if (!pos || !npos || *npos >= max_pos) {
                 char shown[300];
                 fprintf(stderr,

@@ -174,7 +174,8 @@ static const cli_opt OPTS[] = {
            "a non-finite loss or gradient norm, found before the update: stop the run (exit 1; "
            "no checkpoint of it) or skip the update"),
     INT("nan-patience", nan_patience, 1, 1000000,
-        "--on-nan skip: stop after this many skipped steps in a row"),
+        "--on-nan skip: the run stops at the K-th non-finite step in a row (1: at the first; "
+        "K - 1 are skipped)"),
 };
 
 static const train_config DEFAULTS = {

@@ -7,7 +7,7 @@
 #include "trainer.h"
 
 typedef struct stats_opts {
-    char dataset[1024], data_dir[1024], plot[1024];
+    char dataset[4096], data_dir[4096], plot[4096];
     int tokens; /* data_token_kind */
     long top;
 } stats_opts;

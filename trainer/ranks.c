@@ -111,14 +111,14 @@ const char *ranks_tag(const ranks *r, char *buf, size_t n)
 void ranks_check_launch(ranks *r)
 {
     if (r->world > 1) return;
-    /* srun sets SLURM_STEP_NUM_TASKS for its step (SLURM_NTASKS is the
-     * allocation's, also in a batch script that runs one process: counted
-     * only where srun started this one, SLURM_PROCID) */
-    static const char *const vars[] = {"SLURM_STEP_NUM_TASKS", "SLURM_NTASKS",
-                                       "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
+    /* srun sets SLURM_STEP_NUM_TASKS for the step it starts, with or without
+     * PMI; SLURM_NTASKS is the allocation's, set in a batch script that runs
+     * one process too (with SLURM_PROCID=0): not a sign of a mis-launch */
+    static const char *const vars[] = {"SLURM_STEP_NUM_TASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE",
+                                       "PMIX_SIZE"};
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
         const char *v = getenv(vars[i]);
-        if (!v || (i == 1 && (getenv("SLURM_STEP_NUM_TASKS") || !getenv("SLURM_PROCID")))) continue;
+        if (!v) continue;
         char *end;
         const long n = strtol(v, &end, 10);
         if (*end || n <= 1) continue;
@@ -127,8 +127,8 @@ void ranks_check_launch(ranks *r)
                    "that do not know each other, each of which would train alone into the same "
                    "checkpoint directory; %s (cluster/README.md)",
                    vars[i], n, n,
-                   i < 2 ? "with Slurm, launch with srun --mpi=pmix (or --mpi=pmi2; srun "
-                           "--mpi=list shows what the site has), or mpirun inside the allocation"
-                         : "launch with the mpirun of the MPI seqpar was built with");
+                   i == 0 ? "with Slurm, launch with srun --mpi=pmix (or --mpi=pmi2; srun "
+                            "--mpi=list shows what the site has), or mpirun inside the allocation"
+                          : "launch with the mpirun of the MPI seqpar was built with");
     }
 }

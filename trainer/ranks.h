@@ -39,7 +39,7 @@ _Noreturn void ranks_exit(ranks *r, int code);
 /* A launcher that started N > 1 processes which MPI does not join (srun
  * without PMI, a wrong mpirun for this MPI) gives N worlds of one: N
  * trainings writing into one checkpoint directory. When SLURM_STEP_NUM_TASKS
- * (or SLURM_NTASKS under srun), OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_SIZE
+ * (srun's, for the step), OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_SIZE
  * says N > 1 but the world is 1, the run stops here (exit 2) with one line
  * naming the variable and the likely fix. */
 void ranks_check_launch(ranks *r);

@@ -58,7 +58,7 @@ static void retain(const char *dir, int keep, long upto)
 {
     static int warned = 0;
     int later = 0;
-    ckpt_retain(dir, keep, upto, &later);
+    ckpt_retain(dir, keep, upto, upto, &later); /* upto: just written, and verifies */
     if (later > 0 && !warned++)
         fprintf(stderr,
                 "seqpar train: warning: %s holds checkpoints past step %ld (from a "
@@ -455,9 +455,10 @@ void rundir_resume(rundir *d)
         resume_from(d, c->resume);
     } else if (c->resume[0]) {
         char path[1200];
-        if (find_resume(d, path, sizeof path))
+        if (find_resume(d, path, sizeof path)) {
             resume_from(d, path);
-        else
+            d->saved_step = d->pos->step; /* the directory holds this step's checkpoint */
+        } else
             comm_printf0("--resume auto: no checkpoint in %s, starting fresh\n", c->checkpoint_dir);
     }
     keep_best_aside(d);

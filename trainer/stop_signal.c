@@ -7,17 +7,27 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 static volatile sig_atomic_t pending;
+static struct timespec first; /* when the first came */
 
+/* Launchers pass a signal on while the job gets it too (Slurm signals every
+ * task and srun or mpirun, which forward it): copies that come within
+ * STOP_SIGNAL_SAME_S of the first are the same request. A later one ends
+ * the process at once, as the signal's default action would. */
 static void on_stop(int sig)
 {
-    if (pending) { /* the second: at once, as the default action would */
-        signal(sig, SIG_DFL);
-        raise(sig);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now); /* async-signal-safe */
+    if (!pending) {
+        pending = sig, first = now;
         return;
     }
-    pending = sig;
+    const double since = (double)(now.tv_sec - first.tv_sec) + 1e-9 * (now.tv_nsec - first.tv_nsec);
+    if (since < STOP_SIGNAL_SAME_S) return;
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 static const struct {
@@ -32,8 +42,11 @@ int stop_signal_parse(const char *list, int *mask, char *err, size_t n)
 {
     *mask = 0;
     if (strcasecmp(list, "none") == 0) return 0;
-    char buf[128];
-    snprintf(buf, sizeof buf, "%s", list);
+    char *buf = strdup(list); /* whole, however long */
+    if (!buf) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
     char *save = NULL;
     for (char *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
         if (strncasecmp(w, "SIG", 3) == 0) w += 3;
@@ -42,10 +55,12 @@ int stop_signal_parse(const char *list, int *mask, char *err, size_t n)
         if (k == NSIG_KNOWN) {
             snprintf(err, n,
                      "expected none, or a comma-separated list of TERM, INT, USR1, USR2, HUP");
+            free(buf);
             return -1;
         }
         *mask |= 1 << k;
     }
+    free(buf);
     if (*mask == 0) {
         snprintf(err, n, "expected none, or a comma-separated list of TERM, INT, USR1, USR2, HUP");
         return -1;
@@ -64,6 +79,13 @@ void stop_signal_format(int mask, char *buf, size_t n)
     if (!mask) snprintf(buf, n, "none");
 }
 
+int stop_signal_in(int mask, int sig)
+{
+    for (size_t k = 0; k < NSIG_KNOWN; k++)
+        if (SIGNALS[k].sig == sig) return (mask >> k) & 1;
+    return 0;
+}
+
 void stop_signal_install(int mask)
 {
     struct sigaction sa;
@@ -71,8 +93,11 @@ void stop_signal_install(int mask)
     sa.sa_handler = on_stop;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART; /* reads and writes in progress carry on */
-    for (size_t k = 0; k < NSIG_KNOWN; k++)
-        if (mask & (1 << k)) sigaction(SIGNALS[k].sig, &sa, NULL);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (size_t k = 0; k < NSIG_KNOWN; k++) /* the others as the system has them */
+        sigaction(SIGNALS[k].sig, mask & (1 << k) ? &sa : &dfl, NULL);
 }
 
 int stop_signal_pending(void)

@@ -3,7 +3,8 @@
  * the ranks agree at the next step boundary (the note rides in the step's
  * allreduce), rank 0 writes a checkpoint of that step, and every rank exits
  * with TRAIN_EXIT_STOPPED. A second signal ends the process at once, as the
- * signal's default action would. */
+ * signal's default action would, unless it comes within STOP_SIGNAL_SAME_S
+ * of the first: launchers pass signals on while the job gets them too. */
 #ifndef SEQPAR_TRAINER_STOP_SIGNAL_H
 #define SEQPAR_TRAINER_STOP_SIGNAL_H
 
@@ -12,6 +13,7 @@
 /* The exit status of a run stopped by a signal, resumable with --resume auto
  * (sysexits.h's EX_TEMPFAIL: "try again later"). */
 #define TRAIN_EXIT_STOPPED 75
+#define STOP_SIGNAL_SAME_S 1.0
 
 /* A set of signals as a bit mask, from a list such as "TERM,INT,USR1" (any
  * of TERM INT USR1 USR2 HUP, with or without SIG; "none": the empty set):
@@ -21,7 +23,10 @@ void stop_signal_format(int mask, char *buf, size_t n);
 /* TERM, INT and USR1 (the bits follow stop_signal.c's table) */
 #define STOP_SIGNALS_DEFAULT 7
 
-/* Installs the handler for the signals of mask. */
+/* Whether signal sig is in mask. */
+int stop_signal_in(int mask, int sig);
+/* Installs the handler for the signals of mask (the others of the table get
+ * their default action back). */
 void stop_signal_install(int mask);
 /* The signal that asked this process to stop, or 0. */
 int stop_signal_pending(void);

@@ -27,7 +27,7 @@
 typedef struct supervise_opts {
     long max_restarts;
     double backoff;
-    char hostfile[1024];
+    char hostfile[4096];
     long min_ranks;
     char monitor[256], run[WIRE_RUN_MAX + 1];
 } supervise_opts;
@@ -36,7 +36,7 @@ typedef struct supervise_opts {
 static const cli_opt SUPERVISE_OPTS[] = {
     {"max-restarts", CLI_LONG, F(max_restarts), 0, 1000000, .arg = "N",
      .help = "relaunches after failures before giving up"},
-    {"backoff", CLI_DOUBLE, F(backoff), 0, 3600, .arg = "S",
+    {"backoff", CLI_DOUBLE, F(backoff), 0, 300, .arg = "S",
      .help = "seconds before the first relaunch, doubled after each (at most 300)"},
     {"hostfile", CLI_STR, F(hostfile), .arg = "FILE",
      .help = "Open MPI hostfile read again before every launch: -np is its slots' sum"},
@@ -63,10 +63,21 @@ const cli_command supervise_command = {
 static volatile sig_atomic_t got_signal; /* a stop signal the supervisor got */
 static volatile pid_t child;
 
+static int job_stop_signals = STOP_SIGNALS_DEFAULT; /* the command's --stop-signals */
+
+/* The signal passed on to the job: sig when the job stops on it with a
+ * checkpoint; otherwise SIGTERM (SIGHUP, when the terminal closes, would
+ * end a job that does not take it, without a checkpoint). */
+static int forward_as(int sig)
+{
+    return stop_signal_in(job_stop_signals, sig) ? sig : SIGTERM;
+}
+
 static void on_signal(int sig)
 {
+    if (got_signal) return; /* passed on once: a second would end the job at once */
     got_signal = sig;
-    if (child > 0) kill(child, sig); /* the job stops itself, with a checkpoint */
+    if (child > 0) kill(child, forward_as(sig)); /* the job stops itself, with a checkpoint */
 }
 
 /* The value after `name` in the command (NULL: none). */
@@ -93,8 +104,15 @@ static int read_hostfile(const char *path, long *slots, int *hosts)
         if (hash) *hash = '\0';
         char host[512];
         if (sscanf(line, "%511s", host) != 1) continue;
-        const char *s = strstr(line, "slots=");
-        const long n = s ? strtol(s + 6, NULL, 10) : 1;
+        long n = 1; /* a host without slots= is one slot, as Open MPI counts it */
+        for (const char *s = strstr(line, "slots"); s; s = strstr(s + 5, "slots")) {
+            if (s > line && s[-1] != ' ' && s[-1] != '\t') continue; /* max_slots= */
+            const char *v = s + 5;
+            while (*v == ' ' || *v == '\t') v++;
+            if (*v != '=') continue;
+            n = strtol(v + 1, NULL, 10);
+            break;
+        }
         *slots += n > 0 ? n : 0;
         (*hosts)++;
     }
@@ -103,19 +121,33 @@ static int read_hostfile(const char *path, long *slots, int *hosts)
 }
 
 /* The launch's argv: the command, with --hostfile FILE -np N after mpirun
- * when there is a hostfile, and --resume auto unless it says --resume. */
-static char **launch_argv(char **cmd, int n, const supervise_opts *o, long np, char *npbuf)
+ * when there is a hostfile; the first launch resumes as the command says
+ * (--resume auto when it says nothing), a relaunch always from the newest
+ * checkpoint (--resume auto, whatever the command said). */
+static char **launch_argv(char **cmd, int n, const supervise_opts *o, long np, char *npbuf,
+                          int relaunch)
 {
     char **a = calloc((size_t)n + 8, sizeof *a);
     if (!a) return NULL;
-    int k = 0;
+    int k = 0, said = 0;
     a[k++] = cmd[0];
     if (o->hostfile[0]) {
         snprintf(npbuf, 24, "%ld", np);
         a[k++] = "--hostfile", a[k++] = (char *)o->hostfile, a[k++] = "-np", a[k++] = npbuf;
     }
-    for (int i = 1; i < n; i++) a[k++] = cmd[i];
-    if (!command_value(cmd, n, "--resume")) a[k++] = "--resume", a[k++] = "auto";
+    for (int i = 1; i < n; i++) {
+        if (!strcmp(cmd[i], "--resume") && i + 1 < n) {
+            said = 1;
+            a[k++] = cmd[i], a[k++] = relaunch ? "auto" : cmd[i + 1];
+            i++;
+        } else if (!strncmp(cmd[i], "--resume=", 9)) {
+            said = 1;
+            a[k++] = relaunch ? "--resume=auto" : cmd[i];
+        } else {
+            a[k++] = cmd[i];
+        }
+    }
+    if (!said) a[k++] = "--resume", a[k++] = "auto";
     a[k] = NULL;
     return a;
 }
@@ -127,12 +159,17 @@ static int run_once(char **argv)
     const pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
+        /* a process group of its own: a terminal's Ctrl-C reaches the
+         * supervisor alone, which passes it on once (a second one would end
+         * the job at once, without its checkpoint) */
+        setpgid(0, 0);
         execvp(argv[0], argv);
         fprintf(stderr, "seqpar supervise: %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    setpgid(pid, pid); /* as the child does: whichever runs first */
     child = pid;
-    if (got_signal) kill(pid, got_signal); /* one that came during the fork */
+    if (got_signal) kill(pid, forward_as(got_signal)); /* one that came during the fork */
     int status;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR) return -1;
@@ -173,7 +210,7 @@ static int check_command(char **cmd, int n, const supervise_opts *o)
         fprintf(stderr, "%s: no command after -- (see --help)\n", prog);
         return 2;
     }
-    if (!command_value(cmd, n, "--checkpoint-dir")) {
+    if (!command_value(cmd, n, "--checkpoint-dir") && !command_value(cmd, n, "--config")) {
         fprintf(stderr,
                 "%s: the command has no --checkpoint-dir: a relaunch would start from step 0\n",
                 prog);
@@ -188,15 +225,33 @@ static int check_command(char **cmd, int n, const supervise_opts *o)
                 prog);
         return 2;
     }
-    for (int i = 1; i < n && o->hostfile[0]; i++)
-        if (!strcmp(cmd[i], "-np") || !strcmp(cmd[i], "-n") || !strcmp(cmd[i], "--np") ||
-            !strncmp(cmd[i], "--hostfile", 10) || !strcmp(cmd[i], "-hostfile")) {
+    /* mpirun's own options: up to the program it runs (seqpar's options after
+     * it may look alike: --run -n) */
+    static const char *const placement[] = {
+        "-np",          "-n", "--np",   "--hostfile", "-hostfile", "--machinefile",
+        "-machinefile", "-H", "--host", "-host",      NULL};
+    for (int i = 1; i < n && o->hostfile[0]; i++) {
+        char prog_name[1024];
+        snprintf(prog_name, sizeof prog_name, "%s", cmd[i]);
+        if (!strcmp(basename(prog_name), "seqpar")) break;
+        int hit = 0;
+        for (int k = 0; placement[k]; k++) {
+            const size_t len = strlen(placement[k]);
+            hit |=
+                !strncmp(cmd[i], placement[k], len) && (cmd[i][len] == '\0' || cmd[i][len] == '=');
+        }
+        if (hit) {
             fprintf(stderr,
                     "%s: with --hostfile, leave %s out of the command: it is set from "
                     "the hostfile at every launch\n",
                     prog, cmd[i]);
             return 2;
         }
+    }
+    const char *ss = command_value(cmd, n, "--stop-signals");
+    char why[200];
+    if (ss && stop_signal_parse(ss, &job_stop_signals, why, sizeof why) != 0)
+        job_stop_signals = STOP_SIGNALS_DEFAULT; /* the job will refuse it itself */
     return 0;
 }
 
@@ -254,14 +309,16 @@ int cmd_supervise(int argc, char **argv)
             rc = restarts == 0 ? 2 : 1;
             break;
         }
-        char npbuf[24], **a = launch_argv(cmd, n, &o, np, npbuf);
+        char npbuf[24], **a = launch_argv(cmd, n, &o, np, npbuf, restarts > 0);
         if (!a) break;
         if (o.hostfile[0])
             fprintf(stderr, "seqpar supervise: launch %ld on %ld rank%s (%s: %d host%s)\n",
                     restarts + 1, np, np == 1 ? "" : "s", o.hostfile, hosts, hosts == 1 ? "" : "s");
         rc = run_once(a);
         free(a);
-        if (rc == 0 || rc == 2 || rc == TRAIN_EXIT_STOPPED || got_signal) {
+        /* not relaunched: done, refused (2), cannot run (126, 127), stopped */
+        if (rc == 0 || rc == 2 || rc == 126 || rc == 127 || rc == TRAIN_EXIT_STOPPED ||
+            got_signal) {
             if (got_signal || rc == TRAIN_EXIT_STOPPED) {
                 fprintf(stderr,
                         "seqpar supervise: the job was stopped by a signal (status %d); "

@@ -259,8 +259,10 @@ static int train_step(trainer *t, loop_stats *s, long nb)
     if (rc != STEP_OK)
         ranks_die_local(&t->r, 1, "gradient allreduce failed at step %ld", t->pos.step);
     if (res.nonfinite && nonfinite_step(t, s, &res)) return 1;
-    if (!res.nonfinite) s->nan_run = 0;
-    s->wl_loss += res.local_loss, s->wl_tok += (double)res.local_tokens;
+    if (!res.nonfinite) { /* a skipped step's sums are not figures, here or on the wire */
+        s->nan_run = 0;
+        s->wl_loss += res.local_loss, s->wl_tok += (double)res.local_tokens;
+    }
     s->grad_norm = res.grad_norm;
     t->pos.step++;
     int tensor, rank;
@@ -408,6 +410,8 @@ static int finish(trainer *t, loop_stats *s)
         s->stopped && t->pos.batch_in_epoch > 0 ? t->pos.epoch + 1 : t->pos.epoch;
     char skips[48] = "";
     if (s->nan_skips > 0) snprintf(skips, sizeof skips, " nan_skips=%ld", s->nan_skips);
+    /* a signal during the last step stopped nothing: the run is complete */
+    if (s->signalled && t->pos.step >= t->total_steps) s->signalled = 0;
     char how[80] = "the last checkpoint failed";
     if (s->signalled)
         snprintf(how, sizeof how, "stopped at step %ld by %s", t->pos.step,
@@ -442,6 +446,9 @@ int cmd_train(int argc, char **argv)
 {
     static trainer T0;
     trainer *t = &T0;
+    /* the default stop signals from the start (MPI start-up takes a while):
+     * a signal then stops the run after its first step */
+    stop_signal_install(STOP_SIGNALS_DEFAULT);
     if (comm_init(&argc, &argv) != COMM_OK) {
         fprintf(stderr, "seqpar train: MPI initialisation failed\n");
         return 1;

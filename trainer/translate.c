@@ -24,7 +24,7 @@ static int decode(saved_model *sm, const int32_t *src, int nb, int max_len, int 
 }
 
 typedef struct translate_opts {
-    char checkpoint[1024];
+    char checkpoint[4096];
     long beam, max_len, batch;
     double alpha;
 } translate_opts;
@@ -130,7 +130,7 @@ int cmd_translate(int argc, char **argv)
 /* --------------------------------------------------------------- predict */
 
 typedef struct predict_opts {
-    char checkpoint[1024], prefix[4096];
+    char checkpoint[4096], prefix[1 << 16];
     long len, seed;
     double temperature;
 } predict_opts;
@@ -242,7 +242,7 @@ int cmd_predict(int argc, char **argv)
  * (the target gets <eos> and is cut to num_steps); what the trainer's
  * validation computes, for any file (a test set, a reference). */
 typedef struct score_opts {
-    char checkpoint[1024];
+    char checkpoint[4096];
     long batch;
 } score_opts;
 

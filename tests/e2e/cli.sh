@@ -14,6 +14,7 @@ check "summary says step=30" grep -q '^done step=30 ' "$tmp/t1.out"
 check "progress lines show loss, tok/s and ETA" grep -Eq '^step 20/30 epoch 1 loss [0-9.]+ ppl [0-9.]+ tok/s [0-9]+ ETA' "$tmp/t1.out"
 check "checkpoint written" test -f "$tmp/ck1/ckpt-00000030.h5"
 check "checkpoint verifies" "$SEQPAR" ckpt verify "$tmp/ck1/ckpt-00000030.h5"
+check "-- ends the options: ckpt diff -- A B" "$SEQPAR" ckpt diff -- "$tmp/ck1/ckpt-00000030.h5" "$tmp/ck1/ckpt-00000030.h5"
 check "h5dump reads the checkpoint" bash -c "h5dump -H '$tmp/ck1/ckpt-00000030.h5' | grep -q 'decoder'"
 
 # --- a JSON config file, overridden by the command line, saved in the checkpoint

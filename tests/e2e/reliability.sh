@@ -113,17 +113,32 @@ check "the monitor shows the signalled run as stopped at once (state '$state', e
 check "... with its 'stopped' event" bash -c "curl -sf '$url/api/runs/sig' | grep -q '\"event\":\"stopped\"'"
 kill $mon 2>/dev/null; wait $mon 2>/dev/null
 
-# --- a second signal ends the run at once (a large model: the first step
-# takes long enough to be interrupted)
+# --- a second signal ends the run at once, when it comes more than a second
+# after the first (a large model: its first step takes seconds); copies
+# within the second (a launcher passing on what the job also got) are one
 d=$tmp/twice rc=0
-"$SEQPAR" train --dataset fra-eng --num-examples 2000 --threads 1 --hidden 1024 --embed 256 \
-    --max-steps 100 --checkpoint-dir "$d" >"$d.out" 2>&1 &
+"$SEQPAR" train --dataset fra-eng --num-examples 2000 --threads 1 --hidden 2048 --embed 512 \
+    --batch 128 --steps 20 --max-steps 100 --checkpoint-dir "$d" >"$d.out" 2>&1 &
 pid=$!
 for _ in $(seq 400); do grep -q '^seq2seq' "$d.out" 2>/dev/null && break; sleep 0.05; done
-kill -TERM $pid; sleep 0.05; kill -TERM $pid
+kill -TERM $pid; sleep 1.5; kill -TERM $pid
 wait $pid || rc=$?
-check "a second SIGTERM ends the run at once (exit $rc: 143, no summary)" \
+check "a second SIGTERM 1.5 s after the first ends the run at once (exit $rc: 143, no summary)" \
     bash -c "[ $rc = 143 ] && ! grep -q '^done' '$d.out'"
+d=$tmp/copies rc=0
+"$SEQPAR" "${base[@]}" --epochs 100000 --checkpoint-dir "$d" >"$d.out" 2>&1 &
+pid=$!
+for _ in $(seq 200); do grep -q '^step 20/' "$d.out" 2>/dev/null && break; sleep 0.05; done
+kill -TERM $pid; kill -TERM $pid; kill -INT $pid
+wait $pid || rc=$?
+check "three signals within a second are one request: stopped with its checkpoint (exit $rc)" \
+    bash -c "[ $rc = 75 ] && grep -q '(0 steps to redo)' '$d.out'"
+# ... one during the last step stops nothing: the run is complete (exit 0)
+d=$tmp/last rc=0
+SEQPAR_FAULT_SIGNAL=0:119:step "$SEQPAR" "${base[@]}" --max-steps 120 --checkpoint-dir "$d" \
+    >"$d.out" 2>&1 || rc=$?
+check "a signal during the last step: the run ends complete (exit $rc)" \
+    bash -c "[ $rc = 0 ] && grep -q '^done step=120 ' '$d.out' && ! grep -q '^stopped' '$d.out'"
 
 # --- NaN in one rank's gradient at step 25 (its loss finite)
 nan=(train --dataset fra-eng --num-examples 2000 --threads 1 --log-every 10 --max-steps 40
@@ -147,6 +162,14 @@ for np in 1 2; do
     check "... the parameters and moments after the skipped step equal those before it" \
         bash -c "grep -q '^parameters .* 0 in .*; 20 of 20 tensors identical' '$d.diff' && grep -q '^adam m .* 20 of 20' '$d.diff' && grep -q '^adam v .* 20 of 20' '$d.diff'"
 done
+# the resume point of a resumed run that has written no checkpoint yet is
+# the one it resumed from
+d=$tmp/nanresume rc=0
+"$SEQPAR" "${nan[@]}" --max-steps 20 --checkpoint-every 10 --checkpoint-dir "$d" >/dev/null 2>&1
+SEQPAR_FAULT_NAN=0:25 "$SEQPAR" "${nan[@]}" --checkpoint-every 10 --checkpoint-dir "$d" \
+    --resume auto >"$d.out" 2>&1 || rc=$?
+check "a resumed run stopping before its first checkpoint: continues from step 20 (5 steps to redo)" \
+    grep -q 'stopped at step 25 (not finite): --resume auto continues from step 20 (5 steps to redo)' "$d.out"
 d=$tmp/patience rc=0
 SEQPAR_FAULT_NAN=0:25 "$SEQPAR" "${nan[@]}" --on-nan skip --nan-patience 1 --checkpoint-dir "$d" \
     >"$d.out" 2>&1 || rc=$?
@@ -166,7 +189,45 @@ check "supervise: two SIGKILLed ranks, two relaunches, the job ends (exit $rc)" 
     bash -c "[ $rc = 0 ] && [ \$(grep -c 'relaunch [12] of 3' '$d.err') = 2 ] && grep -q '^done step=60 ' '$d.out'"
 same_as "supervise: a job killed twice" "$tmp/supref/ckpt-00000060.h5" "$d/ckpt-00000060.h5"
 
+# Ctrl-C at a terminal reaches the supervisor's process group: passed on
+# once, the job stops with its checkpoint (it once got two and died); a
+# SIGHUP (the terminal closing), which the job does not take, goes on as
+# SIGTERM
+for sig in INT HUP; do
+    d=$tmp/sup-$sig rc=0
+    setsid "$SEQPAR" supervise -- "$SEQPAR" "${base[@]}" --epochs 100000 --checkpoint-dir "$d" \
+        >"$d.out" 2>"$d.err" &
+    pid=$!
+    for _ in $(seq 200); do grep -q '^step 20/' "$d.out" 2>/dev/null && break; sleep 0.05; done
+    if [ $sig = INT ]; then kill -INT -- -$pid; else kill -HUP $pid; fi
+    wait $pid || rc=$?
+    check "supervise, SIG$sig: the job stopped with its checkpoint, not relaunched (exit $rc)" \
+        bash -c "[ $rc = 75 ] && grep -q '(0 steps to redo)' '$d.out' && grep -q 'not relaunched' '$d.err'"
+done
+# a relaunch continues from the newest checkpoint, whatever --resume the
+# command names
+d=$tmp/supfile rc=0
+"$SEQPAR" train "${sup[@]}" --max-steps 10 --checkpoint-dir "$d" >/dev/null 2>&1
+"$SEQPAR" supervise --backoff 0 -- "$SEQPAR" train "${sup[@]}" --checkpoint-dir "$d" \
+    --resume "$d/ckpt-00000010.h5" >"$d.out" 2>"$d.err" &
+pid=$!
+wait $pid || rc=$?
+check "supervise: the first launch resumes the named file, a relaunch the newest (no relaunch needed: exit $rc)" \
+    bash -c "[ $rc = 0 ] && grep -q 'resumed from .*ckpt-00000010.h5' '$d.out'"
+d=$tmp/supfile2 rc=0
+"$SEQPAR" train "${sup[@]}" --max-steps 10 --checkpoint-dir "$d" >/dev/null 2>&1
+SEQPAR_FAULT_SIGNAL=0:40:step:KILL "$SEQPAR" supervise --backoff 0 -- "$SEQPAR" train "${sup[@]}" \
+    --checkpoint-dir "$d" --resume "$d/ckpt-00000010.h5" >"$d.out" 2>"$d.err" || rc=$?
+check "... after a crash at step 40, the relaunch resumes from step 40, not 10 (exit $rc)" \
+    bash -c "[ $rc = 0 ] && grep -q 'resumed from .*ckpt-00000040.h5' '$d.out' && grep -q '^done step=60 ' '$d.out'"
+rc=0
+"$SEQPAR" supervise --backoff 0 -- /nonexistent/seqpar train --checkpoint-dir "$tmp/x" \
+    >/dev/null 2>"$tmp/noexec.err" || rc=$?
+check "supervise: a command that cannot run (127) is not relaunched" \
+    bash -c "[ $rc = 127 ] && ! grep -q relaunch '$tmp/noexec.err'"
+
 # ckpt list says where --resume auto continues, and how many steps it redoes
+d=$tmp/sup
 "$SEQPAR" ckpt list "$d" >"$d.list"
 check "ckpt list: --resume auto resumes from the newest (0 steps to redo)" \
     grep -q "resumes from .*ckpt-00000060.h5, the newest (0 steps to redo)" "$d.list"
@@ -250,7 +311,7 @@ expect_error "srun without PMI (SLURM_STEP_NUM_TASKS=4, a world of 1)" \
     env SLURM_STEP_NUM_TASKS=4 "$SEQPAR" train --max-steps 1
 expect_error "a foreign mpirun (PMI_SIZE=2, a world of 1)" 'PMI_SIZE=2, but MPI started a world of 1' \
     env PMI_SIZE=2 "$SEQPAR" train --max-steps 1
-check "SLURM_NTASKS of a batch script running one process is no mis-launch" \
-    bash -c "env SLURM_NTASKS=4 '$SEQPAR' train --max-steps 1 --threads 1 | grep -q '^done step=1 '"
+check "SLURM_NTASKS of a batch script running one process (SLURM_PROCID=0) is no mis-launch" \
+    bash -c "env SLURM_NTASKS=4 SLURM_PROCID=0 '$SEQPAR' train --max-steps 1 --threads 1 | grep -q '^done step=1 '"
 
 finish

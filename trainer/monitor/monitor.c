@@ -349,7 +349,7 @@ static void receive(monitor *mon, void *sock)
 /* -------------------------------------------------------------- command */
 
 typedef struct monitor_opts {
-    char listen[1024], http[256], log[1024];
+    char listen[1024], http[256], log[4096];
 } monitor_opts;
 
 #define F(f) CLI_FIELD(monitor_opts, f)
