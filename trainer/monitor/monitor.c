@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "trainer.h"
 #include "collector.h"
+#include "curve.h"
 #include "http_guard.h"
 #include "msglog.h"
 #include "wire.h"
@@ -300,9 +301,26 @@ __attribute__((format(printf, 4, 5))) static void say(note *n, double now, const
 
 /* The ZeroMQ PULL socket trainers send to, bound to `listen`; NULL after a
  * message. */
-static void *open_listener(void *ctx, const char *listen, const char *prog)
+static void *open_listener(void *ctx, const char *listen, const char *prog, const char *keyfile,
+                           curve_guard **curve)
 {
     void *sock = ctx ? zmq_socket(ctx, ZMQ_PULL) : NULL;
+    char why[300];
+    if (sock && keyfile && curve_guard_start(curve, ctx, sock, keyfile, why, sizeof why) != 0) {
+        fprintf(stderr, "%s: --curve-secret %s\n", prog, why);
+        zmq_close(sock);
+        return NULL;
+    }
+    /* anyone who reaches the port can send metrics (and read nothing back:
+     * PULL) unless CURVE guards it: said when it is not loopback */
+    if (sock && !keyfile && strncmp(listen, "tcp://127.", 10) != 0 &&
+        strncmp(listen, "tcp://localhost:", 16) != 0 && strncmp(listen, "tcp://[::1]", 11) != 0 &&
+        strncmp(listen, "tcp://", 6) == 0)
+        fprintf(stderr,
+                "%s: warning: --listen %s takes metrics from anyone who reaches it; "
+                "seqpar monitor --gen-keys DIR and --curve-secret DIR/monitor.key admit only "
+                "trainers holding DIR/trainer.key\n",
+                prog, listen);
     /* a peer sending more than twice the limit is cut off by ZeroMQ; up to
      * that, oversized messages are received and counted. The queue bound
      * keeps a flood to a few hundred MB at worst. */
@@ -349,7 +367,7 @@ static void receive(monitor *mon, void *sock)
 /* -------------------------------------------------------------- command */
 
 typedef struct monitor_opts {
-    char listen[1024], http[256], log[4096];
+    char listen[1024], http[256], log[4096], gen_keys[4096], curve_secret[4096];
 } monitor_opts;
 
 #define F(f) CLI_FIELD(monitor_opts, f)
@@ -359,6 +377,12 @@ static const cli_opt MONITOR_OPTS[] = {
      .help = "where to serve (0.0.0.0:PORT serves every interface)"},
     {"log", CLI_STR, F(log), .arg = "FILE.jsonl",
      .help = "appends every message; a restarted monitor reads it back first"},
+    {"gen-keys", CLI_STR, F(gen_keys), .arg = "DIR",
+     .help = "writes DIR/monitor.key (for --curve-secret) and DIR/trainer.key (for seqpar "
+             "train --monitor-key) and exits"},
+    {"curve-secret", CLI_STR, F(curve_secret), .arg = "FILE",
+     .help = "DIR/monitor.key of --gen-keys: metrics only from trainers holding trainer.key, "
+             "encrypted (ZeroMQ CURVE)"},
 };
 #undef F
 
@@ -417,13 +441,24 @@ int cmd_monitor(int argc, char **argv)
     const int parsed = cli_parse(&monitor_command, &o, argc, argv, NULL, 0, NULL);
     if (parsed) return parsed == 1 ? 0 : 2;
     const char *listen = o.listen, *http = o.http, *log = o.log[0] ? o.log : NULL;
+    char why[300];
+    if (o.gen_keys[0]) {
+        if (wire_keys_generate(o.gen_keys, why, sizeof why) != 0) {
+            fprintf(stderr, "%s: --gen-keys %s\n", prog, why);
+            return 1;
+        }
+        printf("%s/monitor.key: for seqpar monitor --curve-secret (keep it here)\n"
+               "%s/trainer.key: for seqpar train --monitor-key (copy it to the trainers' "
+               "nodes)\n",
+               o.gen_keys, o.gen_keys);
+        return 0;
+    }
     struct sockaddr_in addr;
     if (parse_http(http, &addr) != 0) {
         fprintf(stderr, "%s: --http: expected HOST:PORT with an IPv4 address, got '%s'\n", prog,
                 http);
         return 2;
     }
-    char why[300];
     if (!wire_endpoint_ok(listen, 1, why, sizeof why)) {
         fprintf(stderr, "%s: --listen %s\n", prog, why);
         return 2;
@@ -435,12 +470,13 @@ int cmd_monitor(int argc, char **argv)
         return 1;
     }
     void *ctx = NULL, *sock = NULL;
+    curve_guard *curve = NULL;
     struct MHD_Daemon *d = NULL;
     int rc = open_log(&mon, log);
     if (rc != 0) goto out;
     rc = 2;
     ctx = zmq_ctx_new();
-    sock = open_listener(ctx, listen, prog);
+    sock = open_listener(ctx, listen, prog, o.curve_secret[0] ? o.curve_secret : NULL, &curve);
     if (!sock) goto out;
     mon.guard = guard_new(PER_IP_CONNECTIONS, CONNECTIONS, REQUEST_S);
     if (!mon.guard || guard_start(mon.guard) != 0) {
@@ -472,12 +508,17 @@ out:
     if (mon.guard) guard_counts(mon.guard, &late, &made_room);
     guard_free(mon.guard); /* after the server: it reports closes to the guard */
     if (sock) zmq_close(sock);
+    const long refused_keys = curve_guard_refused(curve);
+    curve_guard_stop(curve);
     if (ctx) zmq_ctx_term(ctx);
     if (rc == 0) {
         long ok, bad, big;
         collector_counts(mon.c, &ok, &bad, &big);
         printf("seqpar monitor: stopped (%ld messages, %ld malformed, %ld oversized)\n", ok, bad,
                big);
+        if (curve)
+            printf("seqpar monitor: %ld connection%s refused for want of the trainers' key\n",
+                   refused_keys, refused_keys == 1 ? "" : "s");
         if (late + made_room > 0)
             printf("seqpar monitor: closed %ld HTTP connections that sent no request within %g s, "
                    "%ld to make room for others\n",
