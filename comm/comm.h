@@ -20,6 +20,10 @@ int comm_world(void);
 int comm_local_size(void);
 int comm_local_rank(void);
 double comm_time(void); /* seconds, MPI_Wtime */
+/* Whether this process is inside a blocking collective (an allreduce, a
+ * broadcast, a barrier, the reducer's finish): waiting for the other ranks.
+ * Safe to call from any thread. */
+int comm_waiting(void);
 
 /* In-place sums over all ranks. */
 int comm_allreduce_float(float *x, size_t n);

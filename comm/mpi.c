@@ -1,8 +1,10 @@
 /* MPI behind comm.h. */
 #include "comm.h"
+#include "comm_internal.h"
 
 #include <mpi.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -59,27 +61,50 @@ double comm_time(void)
 /* MPI counts are int: large buffers go in chunks. */
 #define CHUNK ((size_t)1 << 28)
 
+static atomic_int g_waiting; /* blocking collectives this process is inside */
+
+void comm_wait_enter(void)
+{
+    atomic_fetch_add(&g_waiting, 1);
+}
+
+void comm_wait_leave(void)
+{
+    atomic_fetch_sub(&g_waiting, 1);
+}
+
+int comm_waiting(void)
+{
+    return atomic_load(&g_waiting) > 0;
+}
+
 int comm_allreduce_float(float *x, size_t n)
 {
     if (g_world == 1) return COMM_OK;
-    for (size_t off = 0; off < n; off += CHUNK) {
+    int rc = COMM_OK;
+    comm_wait_enter();
+    for (size_t off = 0; off < n && rc == COMM_OK; off += CHUNK) {
         int c = (int)(n - off < CHUNK ? n - off : CHUNK);
         if (MPI_Allreduce(MPI_IN_PLACE, x + off, c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) !=
             MPI_SUCCESS)
-            return COMM_ERR;
+            rc = COMM_ERR;
     }
-    return COMM_OK;
+    comm_wait_leave();
+    return rc;
 }
 
 static int allreduce_d(double *x, size_t n, MPI_Op op)
 {
     if (g_world == 1) return COMM_OK;
-    for (size_t off = 0; off < n; off += CHUNK) {
+    int rc = COMM_OK;
+    comm_wait_enter();
+    for (size_t off = 0; off < n && rc == COMM_OK; off += CHUNK) {
         int c = (int)(n - off < CHUNK ? n - off : CHUNK);
         if (MPI_Allreduce(MPI_IN_PLACE, x + off, c, MPI_DOUBLE, op, MPI_COMM_WORLD) != MPI_SUCCESS)
-            return COMM_ERR;
+            rc = COMM_ERR;
     }
-    return COMM_OK;
+    comm_wait_leave();
+    return rc;
 }
 
 int comm_allreduce_double(double *x, size_t n)
@@ -96,16 +121,22 @@ int comm_bcast(void *buf, size_t bytes, int root)
 {
     if (g_world == 1) return COMM_OK;
     char *p = buf;
-    for (size_t off = 0; off < bytes; off += CHUNK) {
+    int rc = COMM_OK;
+    comm_wait_enter();
+    for (size_t off = 0; off < bytes && rc == COMM_OK; off += CHUNK) {
         int c = (int)(bytes - off < CHUNK ? bytes - off : CHUNK);
-        if (MPI_Bcast(p + off, c, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS) return COMM_ERR;
+        if (MPI_Bcast(p + off, c, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS) rc = COMM_ERR;
     }
-    return COMM_OK;
+    comm_wait_leave();
+    return rc;
 }
 
 int comm_barrier(void)
 {
-    return MPI_Barrier(MPI_COMM_WORLD) == MPI_SUCCESS ? COMM_OK : COMM_ERR;
+    comm_wait_enter();
+    const int rc = MPI_Barrier(MPI_COMM_WORLD) == MPI_SUCCESS ? COMM_OK : COMM_ERR;
+    comm_wait_leave();
+    return rc;
 }
 
 _Noreturn void comm_abort(int code)

@@ -2,6 +2,7 @@
  * replica check and thread placement. MPI stays inside comm/. */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "comm.h"
+#include "comm_internal.h"
 
 #include <limits.h>
 #include <mpi.h>
@@ -178,6 +179,7 @@ int comm_reducer_finish(comm_reducer *r)
     if (r->world == 1) return COMM_OK;
     double t0 = MPI_Wtime();
     int rc = COMM_OK;
+    comm_wait_enter();
     /* without overlap nothing has started yet: the loss/token tail (written
      * after backward) rides with the first bucket, which ends where the tail
      * begins, so a step makes one collective fewer */
@@ -198,6 +200,7 @@ int comm_reducer_finish(comm_reducer *r)
     if (r->nreq > 0 && MPI_Waitall(r->nreq, r->req, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
         rc = COMM_ERR;
     r->nreq = 0;
+    comm_wait_leave();
     r->seconds += MPI_Wtime() - t0;
     return rc;
 }

@@ -72,7 +72,7 @@ int wire_keys_read(const char *path, char a[WIRE_KEY_LEN + 1], char b[WIRE_KEY_L
  *              nan_skips (>= 0)
  *   eval       val_loss, val_ppl, bleu, samples [{src, hyp, ref} …]
  *   event      event (required, not empty), detail
- *   heartbeat  nothing more
+ *   heartbeat  state ("waiting" | "working", optional)
  * Bounds and types: the table in wire_codec.c. */
 
 typedef enum { WIRE_TRAIN, WIRE_EVAL, WIRE_EVENT, WIRE_HEARTBEAT } wire_kind;
@@ -99,6 +99,9 @@ typedef struct wire_msg {
     /* event */
     char event[WIRE_EVENT_MAX + 1];
     char detail[WIRE_TEXT_MAX + 1];
+    /* heartbeat: "waiting" (blocked in a collective, for other ranks) or
+     * "working" (in a long step, validation or checkpoint); "" when not said */
+    char state[16];
 } wire_msg;
 
 /* Whether s is a valid run id: 1..WIRE_RUN_MAX of [A-Za-z0-9._:-]. */

@@ -29,7 +29,8 @@ typedef enum {
 #define TRAIN       KIND_BIT(WIRE_TRAIN)
 #define EVAL        KIND_BIT(WIRE_EVAL)
 #define EVENT       KIND_BIT(WIRE_EVENT)
-#define ALL         (TRAIN | EVAL | EVENT | KIND_BIT(WIRE_HEARTBEAT))
+#define BEAT        KIND_BIT(WIRE_HEARTBEAT)
+#define ALL         (TRAIN | EVAL | EVENT | BEAT)
 
 enum {
     REQ = 1, /* the kinds that carry it must send it (a number: not null either) */
@@ -39,6 +40,7 @@ enum {
      * string's length; a whole number's bounds). Bounds, rule and REQ are
      * for the kinds that carry it. */
     ANY_KIND = 2,
+    OMIT_EMPTY = 4, /* a string left empty is not sent (added after seqpar 0.1's fields) */
 };
 
 typedef struct field {
@@ -85,6 +87,7 @@ static const field fields[] = {
     FIELD(samples,   SAMPLES, EVAL,  0,              0,          WIRE_MAX_SAMPLES,   NULL),
     FIELD(event,     STRING,  EVENT, REQ,            1,          WIRE_EVENT_MAX,     NULL),
     FIELD(detail,    STRING,  EVENT, ANY_KIND,       0,          WIRE_TEXT_MAX,      NULL),
+    FIELD(state,     STRING,  BEAT,  OMIT_EMPTY,     0,          15,                 NULL),
 };
 // clang-format on
 #define NFIELDS (sizeof fields / sizeof *fields)
@@ -373,6 +376,7 @@ static int write_field(cJSON *o, const field *f, const wire_msg *m)
                    : -1;
     }
     case STRING:
+        if ((f->flags & OMIT_EMPTY) && !*(const char *)src) return 0;
         return terminated(m, f) && cJSON_AddStringToObject(o, f->name, src) ? 0 : -1;
     case KIND:
         return cJSON_AddStringToObject(o, f->name, kind_names[m->kind]) ? 0 : -1;

@@ -2,6 +2,8 @@
 #include "telemetry.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +18,43 @@ struct telemetry {
     char run_id[WIRE_RUN_MAX + 1];
     int rank, world;
     const train_pos *pos;
-    double last_beat; /* when this rank last sent anything */
-    wire_msg msg;     /* the message being written */
+    _Atomic double last_beat; /* when this rank last sent anything */
+    wire_msg msg;             /* the message being written */
+    /* the beating thread: while the loop is busy (blocked in a collective, a
+     * long step) it says so every 2 s, on a connection of its own */
+    wire_pub *beat_pub;
+    wire_msg beat;
+    atomic_long step, epoch; /* the position as last sent */
+    atomic_int stop;
+    pthread_t thread;
+    int beating;
 };
+
+/* While the loop has sent nothing for 2 s: a heartbeat saying whether this
+ * rank waits in a collective for the others, or works. A rank stopped
+ * (SIGSTOP, a debugger, swapped out) stays silent: the monitor can tell it
+ * from the ranks that wait for it. */
+static void *beat_loop(void *arg)
+{
+    telemetry *t = arg;
+    while (!atomic_load(&t->stop)) {
+        struct timespec nap = {0, 250000000L};
+        nanosleep(&nap, NULL);
+        const double now = wire_time();
+        if (now - atomic_load(&t->last_beat) < 2.0) continue;
+        wire_msg *m = &t->beat;
+        wire_msg_init(m, WIRE_HEARTBEAT);
+        snprintf(m->run, sizeof m->run, "%s", t->run_id);
+        m->rank = t->rank, m->world = t->world, m->time = now;
+        m->step = atomic_load(&t->step), m->epoch = atomic_load(&t->epoch);
+        snprintf(m->state, sizeof m->state, "%s", comm_waiting() ? "waiting" : "working");
+        char *s = wire_encode(m);
+        if (s) wire_pub_send(t->beat_pub, s, strlen(s));
+        free(s);
+        atomic_store(&t->last_beat, now);
+    }
+    return NULL;
+}
 
 int telemetry_open(telemetry **out, const char *endpoint, const char *keyfile, const char *run,
                    const train_pos *pos, char *err, size_t n)
@@ -48,6 +84,13 @@ int telemetry_open(telemetry **out, const char *endpoint, const char *keyfile, c
         free(t);
         return -1;
     }
+    atomic_store(&t->last_beat, wire_time());
+    /* without its own connection (ZeroMQ sockets belong to one thread) the
+     * loop still beats by itself between steps */
+    char ignored[300];
+    if (wire_pub_open(&t->beat_pub, endpoint, keyfile, ignored, sizeof ignored) == 0 &&
+        pthread_create(&t->thread, NULL, beat_loop, t) == 0)
+        t->beating = 1;
     *out = t;
     return 0;
 }
@@ -67,6 +110,7 @@ static wire_msg *msg_new(telemetry *t, wire_kind kind)
     m->rank = t->rank, m->world = t->world;
     m->step = t->pos->step;
     m->epoch = train_pos_epoch1(t->pos);
+    atomic_store(&t->step, m->step), atomic_store(&t->epoch, m->epoch);
     m->time = wire_time();
     return m;
 }
@@ -145,6 +189,9 @@ long telemetry_dropped(const telemetry *t)
 void telemetry_close(telemetry *t)
 {
     if (!t) return;
+    atomic_store(&t->stop, 1);
+    if (t->beating) pthread_join(t->thread, NULL);
+    wire_pub_close(t->beat_pub, 0);
     wire_pub_close(t->pub, 500);
     free(t);
 }

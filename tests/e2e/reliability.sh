@@ -111,6 +111,22 @@ sleep 0.5
 state=$(curl -sf "$url/api/runs" | /usr/bin/python3 -c 'import json,sys; print([r["state"] for r in json.load(sys.stdin)["runs"] if r["id"]=="sig"][0])' 2>&1)
 check "the monitor shows the signalled run as stopped at once (state '$state', exit $rc)" test "$state" = stopped
 check "... with its 'stopped' event" bash -c "curl -sf '$url/api/runs/sig' | grep -q '\"event\":\"stopped\"'"
+# ... and when one rank is stopped (SIGSTOP), it is the late one: the other,
+# blocked in the allreduce, beats on saying it waits
+d=$tmp/stopped rc=0
+"${mpi[@]}" -np 2 "$SEQPAR" "${base[@]}" --epochs 100000 --checkpoint-dir "$d" \
+    --monitor tcp://127.0.0.1:$port --run sigstop >"$d.out" 2>&1 &
+job=$!
+for _ in $(seq 200); do grep -q '^step 20/' "$d.out" 2>/dev/null && break; sleep 0.05; done
+r1=$(pgrep -f "seqpar train.*--run sigstop" | sort -n | tail -1)
+kill -STOP "$r1"
+sleep 12
+states=$(curl -sf "$url/api/runs/sigstop" | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print(" ".join(k["state"] for k in sorted(r["ranks"], key=lambda k: k["rank"])))' 2>&1)
+kill -CONT "$r1"
+kill -TERM $job
+wait $job 2>/dev/null
+check "a SIGSTOPped rank is late, the one waiting for it says so (ranks: $states)" \
+    bash -c "[ '$states' = 'waiting late' ] || [ '$states' = 'late waiting' ]"
 kill $mon 2>/dev/null; wait $mon 2>/dev/null
 
 # --- a second signal ends the run at once, when it comes more than a second

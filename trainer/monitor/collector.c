@@ -167,6 +167,7 @@ int collector_add(collector *c, const char *buf, size_t len, double now, char *w
     rank_state *rk = &r->ranks[m->rank];
     rk->last_seen = now > rk->last_seen ? now : rk->last_seen;
     rk->seen = 1;
+    rk->waiting = m->kind == WIRE_HEARTBEAT && strcmp(m->state, "waiting") == 0;
     if (m->step > rk->step) rk->step = m->step;
     if (now > r->last_seen) r->last_seen = now;
     if (m->step > r->step) r->step = m->step;
@@ -256,7 +257,12 @@ const char *collector_rank_state(const rank_state *rk, double now)
     if (rk->done) return "done";
     if (!rk->seen) return "lost";
     double age = now - rk->last_seen;
-    return age > COLLECTOR_LOST_S ? "lost" : age > COLLECTOR_LATE_S ? "late" : "ok";
+    /* a rank blocked in a collective still beats, saying it waits: the
+     * silent one is the one the others wait for */
+    return age > COLLECTOR_LOST_S   ? "lost"
+           : age > COLLECTOR_LATE_S ? "late"
+           : rk->waiting            ? "waiting"
+                                    : "ok";
 }
 
 const char *collector_run_state(const run *r, double now)

@@ -34,6 +34,7 @@ typedef struct rank_state {
     long step, last_train_step;
     double tps, last_seen;
     int done, seen;
+    int waiting; /* its last message was a heartbeat saying it waits for other ranks */
 } rank_state;
 
 typedef struct event_rec {

@@ -117,9 +117,9 @@ char *collector_metrics(collector *c, double now)
             if (c->runs[i]->ranks[k].seen)
                 put(&t, "seqpar_rank_last_message_timestamp_seconds{run=\"%s\",rank=\"%d\"} %.3f\n",
                     c->runs[i]->id, k, c->runs[i]->ranks[k].last_seen);
-    static const char *const states[] = {"ok", "late", "lost", "done"};
-    put(&t, "# HELP seqpar_rank_state A rank's state: 1 for the one it is in (ok, late, lost, "
-            "done).\n# TYPE seqpar_rank_state gauge\n");
+    static const char *const states[] = {"ok", "waiting", "late", "lost", "done"};
+    put(&t, "# HELP seqpar_rank_state A rank's state: 1 for the one it is in (ok, waiting for "
+            "other ranks, late, lost, done).\n# TYPE seqpar_rank_state gauge\n");
     for (int i = 0; i < c->nruns; i++)
         for (int k = 0; k < c->runs[i]->world; k++) {
             const char *now_state = collector_rank_state(&c->runs[i]->ranks[k], now);
