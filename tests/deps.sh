@@ -8,6 +8,9 @@ PKGS=(build-essential cmake pkg-config
       libzmq3-dev libcunit1-dev libcjson-dev libmicrohttpd-dev
       libcurl4-openssl-dev libzip-dev libssl-dev
       clang-format cppcheck
+      # tests only: the fuzzers (tests/fuzz/), clang with its runtimes
+      # (libFuzzer, ASan), which clang only recommends
+      clang libclang-rt-dev
       python3 python3-torch python3-h5py python3-numpy python3-zmq python3-nltk
       curl chromium)
 

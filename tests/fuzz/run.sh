@@ -5,7 +5,8 @@
 # leak or timeout leaves its input there and fails the run.
 #   tests/fuzz/run.sh [SECONDS per harness, default 10] [NAME…]
 #   FUZZ_BUILD=DIR   build directory (default build-fuzz)
-#   FUZZ_WORK=DIR    scratch directory (default a new one in $TMPDIR)
+#   FUZZ_WORK=DIR    scratch directory, kept (default: a new one in $TMPDIR,
+#                    removed after a clean run)
 # Exit: 0 clean, 1 a harness failed, 77 clang's libFuzzer is not installed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,7 +20,7 @@ probe=$(mktemp -d)
 trap 'rm -rf "$probe"' EXIT
 printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' >"$probe/p.c"
 if [ -z "$cc" ] || ! "$cc" -fsanitize=fuzzer "$probe/p.c" -o "$probe/p" 2>/dev/null; then
-    echo "tests/fuzz/run.sh: clang with libFuzzer not found (Debian: apt-get install clang)" >&2
+    echo "tests/fuzz/run.sh: clang with libFuzzer not found (Debian: apt-get install clang libclang-rt-dev)" >&2
     exit 77
 fi
 
@@ -29,7 +30,7 @@ cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=RelWith
 cmake --build "$build" -j "$(nproc)" --target fuzzers >/dev/null
 
 work=${FUZZ_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/seqpar-fuzz.XXXXXX")}
-echo "fuzzing ${secs} s each; new inputs and any crash in $work"
+echo "fuzzing ${secs} s each in $work"
 # Leaks fail a run, but for HDF5's own on corrupt files (lsan.supp), whose
 # matching needs whole stacks: slow ones (a quarter of the speed), so only
 # for the harness that reads HDF5. An allocation too big for any machine
@@ -48,16 +49,18 @@ for n in "${names[@]}"; do
     # reader that trusts a size it read
     opts=$asan
     [ "$n" = ckpt ] && opts=$opts:fast_unwind_on_malloc=0
-    if ASAN_OPTIONS=${ASAN_OPTIONS:-$opts} "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        -artifact_prefix="$work/$n-" "$work/$n" "$root/tests/fuzz/corpus/$n" >"$log" 2>&1; then
+    if ASAN_OPTIONS=${ASAN_OPTIONS:-$opts} "$bin" -max_total_time="$secs" -timeout=10 \
+        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/$n-" \
+        "$work/$n" "$root/tests/fuzz/corpus/$n" >"$log" 2>&1; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
         cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
-        echo "  $n: $runs executions in $secs s, $cov, corpus $(ls "$work/$n" | wc -l) new"
+        echo "  $n: $runs executions in $secs s, $cov, corpus $(find "$work/$n" -type f | wc -l) new"
     else
         echo "  $n: FAILED (log: $log)"
         grep -m3 -E '^==[0-9]+==ERROR|SUMMARY|runtime error|deadly signal' "$log" | sed 's/^/    /'
-        ls "$work/$n"-* 2>/dev/null | sed 's/^/    input: /'
+        find "$work" -maxdepth 1 -name "$n-*" | sed "s|^|    reproduce: ASAN_OPTIONS=$opts $bin |"
         failed+=("$n")
     fi
 done
-[ ${#failed[@]} -eq 0 ] || { echo "fuzzing failed: ${failed[*]}"; exit 1; }
+[ ${#failed[@]} -eq 0 ] || { echo "fuzzing failed: ${failed[*]}; inputs and logs in $work"; exit 1; }
+[ -n "${FUZZ_WORK:-}" ] || rm -rf "$work"
