@@ -59,6 +59,9 @@ for n in "${names[@]}"; do
         echo "  $n: FAILED (log: $log)"
         grep -m3 -E '^==[0-9]+==ERROR|SUMMARY|runtime error|deadly signal' "$log" | sed 's/^/    /'
         find "$work" -maxdepth 1 -name "$n-*" | sed "s|^|    reproduce: ASAN_OPTIONS=$opts $bin |"
+        # still a failure: said so that nobody hunts it in seqpar's code
+        grep -q 'in H5D__chunk_set_info' "$log" &&
+            echo "    a known HDF5 1.10.8 crash (tests/fuzz/README.md, \"HDF5\": Open)"
         failed+=("$n")
     fi
 done
