@@ -162,6 +162,7 @@ void ckpt_close(ckpt_file *f)
  * n malloc'd strings. */
 static int read_string_dataset(hid_t ds, hssize_t n, char **out)
 {
+    if (ckpti_dataset_problem(ds, 0, 0)) return -1; /* headers HDF5 would trust */
     hid_t ft = H5Dget_type(ds);
     int rc = -1;
     if (H5Tget_class(ft) != H5T_STRING) goto done;
@@ -332,7 +333,21 @@ const char *ckpti_dataset_problem(hid_t ds, int want_float, int want_checksum)
         }
         bytes *= dims[i];
     }
-    if (H5Pget_layout(dcpl) == H5D_CHUNKED) {
+    /* HDF5 1.10 copies a compact or contiguous dataset's bytes without
+     * checking that its storage holds them (a compact one of 0 bytes: a
+     * memcpy from NULL; one flipped bit of /config's layout message does
+     * it). Variable-length strings are stored elsewhere (the global heap). */
+    const H5D_layout_t layout = H5Pget_layout(dcpl);
+    if ((layout == H5D_COMPACT || layout == H5D_CONTIGUOUS) && H5Tis_variable_str(t) <= 0 &&
+        cls != H5T_VLEN) {
+        const hsize_t have = H5Dget_storage_size(ds);
+        /* contiguous and never written is read as fill values */
+        if (have != bytes && !(layout == H5D_CONTIGUOUS && have == 0)) {
+            why = "storage does not hold its shape (corrupt header)";
+            goto out;
+        }
+    }
+    if (layout == H5D_CHUNKED) {
         hsize_t chunk[H5S_MAX_RANK];
         if (H5Pget_chunk(dcpl, nd, chunk) != nd) {
             why = "unreadable chunk shape";

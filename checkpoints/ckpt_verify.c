@@ -116,8 +116,8 @@ int ckpt_verify(const char *path, char *err, size_t errlen)
     free(json);
     if (rc != CKPT_OK || !cfg_ok) {
         ckpt_close(f);
-        return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: /config is not a JSON object (corrupt)",
-                            path);
+        return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: /config %s (corrupt)", path,
+                            rc != CKPT_OK ? "cannot be read" : "is not a JSON object");
     }
     /* the position and the optimizer's update count, as a resume reads them */
     ckpt_train tr;

@@ -11,7 +11,8 @@ RUN_PKGS=(build-essential cmake pkg-config
           libcurl4-openssl-dev libzip-dev libssl-dev libutf8proc-dev curl)
 TEST_PKGS=(libcunit1-dev hdf5-tools clang-format cppcheck
            python3 python3-torch python3-h5py python3-numpy python3-zmq python3-nltk
-           chromium valgrind man-db)
+           chromium valgrind man-db
+           clang libclang-rt-dev) # the fuzzers (tests/fuzz/): clang with its runtimes (libFuzzer, ASan), which clang only recommends
 
 action=${1:---install} set=${2:-all}
 case $set in

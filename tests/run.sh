@@ -2,9 +2,11 @@
 # Installs what is missing (Debian, as root), builds seqpar from scratch and
 # runs every test with ctest: once in the normal build, once under
 # AddressSanitizer + UndefinedBehaviorSanitizer (all but the long book-results
-# run and the lint, which do not change with the build).
+# run and the lint, which do not change with the build); then, when clang
+# has libFuzzer, every fuzzer for 10 s on its seeds (tests/fuzz/README.md).
 #   SEQPAR_DATA   corpora (default ../shared/data beside the checkout)
 #   SEQPAR_NO_ASAN=1  skip the sanitizer pass
+#   SEQPAR_NO_FUZZ=1  skip the fuzzers; SEQPAR_FUZZ_SECONDS=N  N s each
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/tests/deps.sh" --install
@@ -39,4 +41,15 @@ if [ "${SEQPAR_NO_ASAN:-0}" != 1 ]; then
     # valgrind cannot run sanitized binaries.
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         run_pass asan '^(e2e_book|lint|codegen|e2e_valgrind)$' -DSEQPAR_SANITIZE=ON
+fi
+if [ "${SEQPAR_NO_FUZZ:-0}" != 1 ]; then
+    echo "== fuzzers (clang, libFuzzer + ASan + UBSan), ${SEQPAR_FUZZ_SECONDS:-10} s each"
+    rm -rf "$root/build-tests-fuzz"
+    rc=0
+    FUZZ_BUILD=$root/build-tests-fuzz "$root/tests/fuzz/run.sh" "${SEQPAR_FUZZ_SECONDS:-10}" || rc=$?
+    if [ $rc = 77 ]; then
+        echo "tests/run.sh: fuzzers SKIPPED: no clang with libFuzzer (tests/deps.sh installs it)"
+    elif [ $rc != 0 ]; then
+        exit $rc
+    fi
 fi

@@ -20,10 +20,8 @@
 #include "curve.h"
 #include "http_guard.h"
 #include "msglog.h"
+#include "route.h"
 #include "wire.h"
-
-extern const unsigned char seqpar_dashboard_html[];
-extern const size_t seqpar_dashboard_html_len;
 
 /* the only process-wide state: set by SIGINT / SIGTERM */
 static volatile sig_atomic_t g_stop;
@@ -112,17 +110,18 @@ static void sse_free(void *cls)
 }
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, const char *type,
-                             char *body, size_t len, enum MHD_ResponseMemoryMode mode)
+                             const char *body, size_t len, char *owned, int get_only)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
+    struct MHD_Response *r =
+        owned ? MHD_create_response_from_buffer(len, owned, MHD_RESPMEM_MUST_FREE)
+              : MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_PERSISTENT);
     if (!r) {
-        if (mode == MHD_RESPMEM_MUST_FREE) free(body);
+        free(owned);
         return MHD_NO;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET");
+    if (get_only) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET");
     enum MHD_Result ret = MHD_queue_response(conn, code, r);
     MHD_destroy_response(r);
     return ret;
@@ -130,8 +129,7 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, const c
 
 static enum MHD_Result plain(struct MHD_Connection *conn, unsigned code, const char *msg)
 {
-    return reply(conn, code, "text/plain; charset=utf-8", (char *)msg, strlen(msg),
-                 MHD_RESPMEM_PERSISTENT);
+    return reply(conn, code, "text/plain; charset=utf-8", msg, strlen(msg), NULL, 0);
 }
 
 /* The guard's record of a connection (NULL: not followed). */
@@ -176,66 +174,50 @@ static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
     guard_set(mon->guard, guarded(conn), GUARD_WAITING, guard_now());
 }
 
+/* An event stream; they hold a thread each, so a bounded number
+ * (MAX_STREAMS): requests for pages and figures always find one. */
+static enum MHD_Result open_stream(monitor *mon, struct MHD_Connection *conn)
+{
+    if (__atomic_add_fetch(&mon->streams, 1, __ATOMIC_SEQ_CST) > MAX_STREAMS) {
+        __atomic_sub_fetch(&mon->streams, 1, __ATOMIC_SEQ_CST);
+        return plain(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "too many event streams\n");
+    }
+    sse_state *st = calloc(1, sizeof *st);
+    if (!st) {
+        __atomic_sub_fetch(&mon->streams, 1, __ATOMIC_SEQ_CST);
+        return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    }
+    st->mon = mon;
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, sse_read, st, sse_free);
+    if (!r) {
+        sse_free(st);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Every request: the answer is route.c's (libmicrohttpd has already
+ * percent-decoded the path). */
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **con_cls)
 {
     (void)version, (void)upload, (void)con_cls;
     monitor *mon = cls;
-    collector *c = mon->c;
     guard_set(mon->guard, guarded(conn), GUARD_BUSY, guard_now());
-    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-        return plain(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET\n");
-    if (*upload_size) return plain(conn, MHD_HTTP_BAD_REQUEST, "no request body expected\n");
-    const double now = wire_time();
-    if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)
-        return reply(conn, MHD_HTTP_OK, "text/html; charset=utf-8", (char *)seqpar_dashboard_html,
-                     seqpar_dashboard_html_len, MHD_RESPMEM_PERSISTENT);
-    if (strcmp(url, "/api/runs") == 0 || strcmp(url, "/api/runs/") == 0) {
-        char *s = collector_runs_json(c, now);
-        if (!s) return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
-        return reply(conn, MHD_HTTP_OK, "application/json", s, strlen(s), MHD_RESPMEM_MUST_FREE);
-    }
-    if (strncmp(url, "/api/runs/", 10) == 0) {
-        /* libmicrohttpd has already percent-decoded the path */
-        char *s = collector_run_json(c, url + 10, now);
-        if (!s) return plain(conn, MHD_HTTP_NOT_FOUND, "no such run\n");
-        return reply(conn, MHD_HTTP_OK, "application/json", s, strlen(s), MHD_RESPMEM_MUST_FREE);
-    }
-    if (strcmp(url, "/metrics") == 0) {
-        char *s = collector_metrics(c, now);
-        if (!s) return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
-        return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", s, strlen(s),
-                     MHD_RESPMEM_MUST_FREE);
-    }
-    if (strcmp(url, "/events") == 0) {
-        /* event streams hold a thread each: a bounded number (MAX_STREAMS),
-         * so requests for pages and figures always find one */
-        if (__atomic_add_fetch(&mon->streams, 1, __ATOMIC_SEQ_CST) > MAX_STREAMS) {
-            __atomic_sub_fetch(&mon->streams, 1, __ATOMIC_SEQ_CST);
-            return plain(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "too many event streams\n");
-        }
-        sse_state *st = calloc(1, sizeof *st);
-        if (!st) {
-            __atomic_sub_fetch(&mon->streams, 1, __ATOMIC_SEQ_CST);
-            return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
-        }
-        st->mon = mon;
-        struct MHD_Response *r =
-            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, sse_read, st, sse_free);
-        if (!r) {
-            sse_free(st);
-            return MHD_NO;
-        }
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-        enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
-        MHD_destroy_response(r);
+    route_reply r;
+    route_request(mon->c, method, url, *upload_size, wire_time(), &r);
+    if (r.events) {
+        const enum MHD_Result ret = open_stream(mon, conn);
         if (ret == MHD_YES) guard_set(mon->guard, guarded(conn), GUARD_STREAM, guard_now());
         return ret;
     }
-    return plain(conn, MHD_HTTP_NOT_FOUND,
-                 "not found (/, /api/runs, /api/runs/ID, /events, /metrics)\n");
+    return reply(conn, r.status, r.type, r.body, r.len, r.owned, r.get_only);
 }
 
 /* HOST:PORT (IPv4 address or "localhost") into addr. */
