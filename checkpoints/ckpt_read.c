@@ -92,6 +92,12 @@ static int check_meta(hid_t f, const char *path, int ver, int *checked, char *er
     return CKPT_OK;
 }
 
+static herr_t walk_cb(hid_t obj, const char *name, const H5O_info_t *info, void *op)
+{
+    (void)obj, (void)name, (void)info, (void)op;
+    return 0;
+}
+
 int ckpt_open(ckpt_file **out, const char *path, char *err, size_t errlen)
 {
     ckpti_quiet_hdf5();
@@ -132,6 +138,17 @@ int ckpt_open(ckpt_file **out, const char *path, char *err, size_t errlen)
                             "%s: format_version %d is not supported "
                             "(this seqpar reads 1..%d)",
                             path, ver, CKPT_FORMAT_VERSION);
+    }
+    /* every object header read once, before any dataset is opened: a header
+     * HDF5 would misread (a chunk index of zero width: a division by zero
+     * in H5Dopen2, 1.10.8) fails this walk cleanly, as it fails verify's */
+    hid_t top = H5Gopen2(f, "/", H5P_DEFAULT);
+    const herr_t walk = top >= 0 ? H5Ovisit(top, H5_INDEX_NAME, H5_ITER_NATIVE, walk_cb, NULL) : -1;
+    if (top >= 0) H5Gclose(top);
+    if (walk < 0) {
+        H5Fclose(f);
+        return ckpti_seterr(err, errlen, CKPT_EFORMAT,
+                            "%s: object tree cannot be walked (corrupt?)", path);
     }
     int checked = 0;
     const int rc = check_meta(f, path, ver, &checked, err, errlen);
