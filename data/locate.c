@@ -279,29 +279,40 @@ static const char *expected_sha1(const remote *r)
 
 /* ---------------------------------------------------------------- locate */
 
+/* Where corpora are: data_dir, else $SEQPAR_DATA, else ~/.cache/seqpar,
+ * without trailing slashes (malloc'd; NULL when out of memory or without
+ * HOME, which the caller checks first). */
+static char *data_dir_of(const char *data_dir)
+{
+    char *dir;
+    if (data_dir && *data_dir)
+        dir = join(data_dir, "", NULL);
+    else if (getenv("SEQPAR_DATA") && *getenv("SEQPAR_DATA"))
+        dir = join(getenv("SEQPAR_DATA"), "", NULL);
+    else if (getenv("HOME") && *getenv("HOME"))
+        dir = join(getenv("HOME"), "/.cache/seqpar", NULL);
+    else
+        return NULL;
+    size_t dl = dir ? strlen(dir) : 0;
+    while (dl > 1 && dir[dl - 1] == '/') dir[--dl] = '\0';
+    return dir;
+}
+
 int data_locate(const char *name, const char *data_dir, char **path, char *err, size_t errlen)
 {
     if (!path) return data_fail(err, errlen, DATA_EINVAL, "data_locate: path is NULL");
     *path = NULL;
     if (!name || !*name) return data_fail(err, errlen, DATA_EINVAL, "data_locate: no file name");
-    char *dir = NULL, *full = NULL, *local = NULL, *tmp = NULL, *url = NULL, *made = NULL;
+    char *full = NULL, *local = NULL, *tmp = NULL, *url = NULL, *made = NULL;
     int rc = DATA_OK;
-    if (data_dir && *data_dir) {
-        dir = join(data_dir, "", NULL);
-    } else if (getenv("SEQPAR_DATA") && *getenv("SEQPAR_DATA")) {
-        dir = join(getenv("SEQPAR_DATA"), "", NULL);
-    } else {
-        const char *home = getenv("HOME");
-        if (!home || !*home)
-            return data_fail(err, errlen, DATA_EIO,
-                             "%s: no data directory (HOME is unset); set SEQPAR_DATA or pass "
-                             "--data-dir",
-                             name);
-        dir = join(home, "/.cache/seqpar", NULL);
-    }
+    const char *home = getenv("HOME"), *env = getenv("SEQPAR_DATA");
+    if (!(home && *home) && !(data_dir && *data_dir) && !(env && *env))
+        return data_fail(err, errlen, DATA_EIO,
+                         "%s: no data directory (HOME is unset); set SEQPAR_DATA or pass "
+                         "--data-dir",
+                         name);
+    char *dir = data_dir_of(data_dir);
     if (!dir) goto nomem;
-    size_t dl = strlen(dir);
-    while (dl > 1 && dir[dl - 1] == '/') dir[--dl] = '\0';
     full = join(dir, "/", name);
     if (!full) goto nomem;
     if (is_file(full)) {
