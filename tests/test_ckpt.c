@@ -152,30 +152,6 @@ static void in_dir(char *out, size_t n, const char *name)
     snprintf(out, n, "%s/%s", fx.dir, name);
 }
 
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *b = malloc(cap);
-    while (b && (got = fread(b + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *nb = realloc(b, 2 * cap);
-            if (!nb) {
-                free(b);
-                b = NULL;
-                break;
-            }
-            b = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    *len = n;
-    return b;
-}
-
 static int write_bytes(const char *path, const void *buf, size_t n)
 {
     FILE *f = fopen(path, "wb");

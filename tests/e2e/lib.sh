@@ -26,6 +26,17 @@ expect_error() {
         bad "$d: exit $rc, $lines stderr lines: $(head -c 600 "$tmp/err")"
     fi
 }
+# monitor_url OUT [TRIES]: the dashboard's URL a monitor printed to OUT,
+# waited for up to TRIES x 0.1 s (empty when it never came)
+monitor_url() {
+    local out=$1 tries=${2:-50} u=
+    for _ in $(seq "$tries"); do
+        u=$(sed -n 's/.*dashboard at \(http:[^ ]*\)\/$/\1/p' "$out" 2>/dev/null)
+        [ -n "$u" ] && break
+        sleep 0.1
+    done
+    echo "$u"
+}
 finish() {
     echo "$((checks - fails)) passed, $fails failed"
     [ "$fails" = 0 ]

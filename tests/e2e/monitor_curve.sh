@@ -17,12 +17,7 @@ port=$((20000 + ($$ % 20000)))
 "$SEQPAR" monitor --listen tcp://127.0.0.1:$port --http 127.0.0.1:0 \
     --curve-secret "$tmp/keys/monitor.key" >"$tmp/mon.out" 2>&1 &
 mon=$!
-url=
-for _ in $(seq 50); do
-    url=$(sed -n 's/.*dashboard at \(http:[^ ]*\)\/$/\1/p' "$tmp/mon.out")
-    [ -n "$url" ] && break
-    sleep 0.1
-done
+url=$(monitor_url "$tmp/mon.out")
 check "a monitor with --curve-secret starts ($url)" test -n "$url"
 train() { "$SEQPAR" train --max-steps 20 --log-every 5 --threads 1 --num-examples 300 \
     --monitor tcp://127.0.0.1:$port "$@" >/dev/null 2>&1; }

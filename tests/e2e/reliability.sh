@@ -98,12 +98,7 @@ check "... and 0 steps lost" grep -q "continues from step $step (0 steps to redo
 port=$((20000 + ($$ % 20000)))
 "$SEQPAR" monitor --listen tcp://127.0.0.1:$port --http 127.0.0.1:0 >"$tmp/mon.out" 2>&1 &
 mon=$!
-url=
-for _ in $(seq 50); do
-    url=$(sed -n 's/.*dashboard at \(http:[^ ]*\)\/$/\1/p' "$tmp/mon.out")
-    [ -n "$url" ] && break
-    sleep 0.1
-done
+url=$(monitor_url "$tmp/mon.out")
 d=$tmp/mon rc=0
 SEQPAR_FAULT_SIGNAL=1:40:step "${mpi[@]}" -np 2 -x SEQPAR_FAULT_SIGNAL "$SEQPAR" "${base[@]}" \
     --max-steps 120 --checkpoint-dir "$d" --monitor tcp://127.0.0.1:$port --run sig >"$d.out" 2>&1 || rc=$?

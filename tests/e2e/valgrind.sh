@@ -26,12 +26,7 @@ port=$((20000 + ($$ % 20000)))
 "${vg[@]}" --log-file="$tmp/vg-mon.log" "$SEQPAR" monitor --listen tcp://127.0.0.1:$port \
     --http 127.0.0.1:0 --log "$tmp/mon.jsonl" >"$tmp/mon.out" 2>&1 &
 mon=$!
-url=
-for _ in $(seq 300); do
-    url=$(sed -n 's/.*dashboard at \(http:[^ ]*\)\/$/\1/p' "$tmp/mon.out")
-    [ -n "$url" ] && break
-    sleep 0.1
-done
+url=$(monitor_url "$tmp/mon.out" 300)
 check "the monitor starts under valgrind ($url)" test -n "$url"
 
 args=(train --max-steps 6 --threads 1 --num-examples 300 --valid 50 --eval-every 3 --log-every 2
