@@ -42,6 +42,26 @@ static herr_t attr_num(hid_t obj, const char *name, hid_t type, const void *v, h
     return rc;
 }
 
+/* One chunked, Fletcher-32-checked dataset at `path` (intermediate groups
+ * created), written from `data` in the memory type `mem`. */
+static herr_t write_chunked(hid_t file, const char *path, hid_t ftype, hid_t mem, int ndim,
+                            const hsize_t *dims, const hsize_t *chunk, const void *data)
+{
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, ndim, chunk);
+    H5Pset_fletcher32(dcpl);
+    hid_t sp = H5Screate_simple(ndim, dims, NULL);
+    hid_t ds = H5Dcreate2(file, path, ftype, sp, lcpl, dcpl, H5P_DEFAULT);
+    herr_t rc = ds < 0 ? -1 : H5Dwrite(ds, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    if (ds >= 0) H5Dclose(ds);
+    H5Sclose(sp);
+    H5Pclose(dcpl);
+    H5Pclose(lcpl);
+    return rc;
+}
+
 /* A chunked, Fletcher-32-checked float dataset; chunks of at most ~1 MiB. */
 static herr_t write_floats(hid_t file, const char *path, const float *data, int ndim,
                            const hsize_t *dims)
@@ -51,19 +71,7 @@ static herr_t write_floats(hid_t file, const char *path, const float *data, int 
     for (int i = 1; i < ndim; i++) chunk[i] = dims[i], row *= dims[i];
     hsize_t rows = (hsize_t)((1u << 18) / (row ? row : 1));
     chunk[0] = rows < 1 ? 1 : rows > dims[0] ? dims[0] : rows;
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    H5Pset_create_intermediate_group(lcpl, 1);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    H5Pset_chunk(dcpl, ndim, chunk);
-    H5Pset_fletcher32(dcpl);
-    hid_t sp = H5Screate_simple(ndim, dims, NULL);
-    hid_t ds = H5Dcreate2(file, path, H5T_IEEE_F32LE, sp, lcpl, dcpl, H5P_DEFAULT);
-    herr_t rc = ds < 0 ? -1 : H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-    if (ds >= 0) H5Dclose(ds);
-    H5Sclose(sp);
-    H5Pclose(dcpl);
-    H5Pclose(lcpl);
-    return rc;
+    return write_chunked(file, path, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, ndim, dims, chunk, data);
 }
 
 static herr_t write_table(hid_t file, const char *group, const param_table *pt, const float *buf)
@@ -96,18 +104,7 @@ static herr_t write_strings(hid_t file, const char *path, const char *const *s, 
     H5Tset_cset(t, H5T_CSET_UTF8);
     hsize_t dims = (hsize_t)n;
     hsize_t chunk = n < 4096 ? (hsize_t)(n > 0 ? n : 1) : 4096;
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    H5Pset_create_intermediate_group(lcpl, 1);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    H5Pset_chunk(dcpl, 1, &chunk);
-    H5Pset_fletcher32(dcpl);
-    hid_t sp = H5Screate_simple(1, &dims, NULL);
-    hid_t ds = H5Dcreate2(file, path, t, sp, lcpl, dcpl, H5P_DEFAULT);
-    herr_t rc = ds < 0 ? -1 : H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
-    if (ds >= 0) H5Dclose(ds);
-    H5Sclose(sp);
-    H5Pclose(dcpl);
-    H5Pclose(lcpl);
+    herr_t rc = write_chunked(file, path, t, t, 1, &dims, &chunk, buf);
     H5Tclose(t);
     free(buf);
     return rc;
