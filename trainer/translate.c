@@ -66,7 +66,7 @@ int cmd_translate(int argc, char **argv)
     const double alpha = o.alpha;
     node_setup_threads(0, NULL, 0);
     saved_model sm;
-    if (saved_model_load(&sm, ckpt, (int)(batch * beam), "seqpar translate")) return 2;
+    if (saved_model_load(&sm, ckpt, (int)(batch * beam), prog)) return 2;
     if (sm.cfg.task != MODEL_TRANSLATE) {
         fprintf(stderr, "seqpar translate: %s is a language model (use seqpar predict)\n", ckpt);
         saved_model_free(&sm);
