@@ -112,6 +112,16 @@ int cli_set(const cli_opt *o, void *opts, const char *raw, const char *where, ch
     return 2;
 }
 
+/* The fewest significant digits (15 to 17) that strtod reads back as v. */
+static void shortest_double(double v, char *buf, size_t n)
+{
+    for (int digits = 15; digits < 17; digits++) {
+        snprintf(buf, n, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+    snprintf(buf, n, "%.17g", v);
+}
+
 void cli_text(const cli_opt *o, const void *opts, char *buf, size_t n)
 {
     const void *field = (const char *)opts + o->off;
@@ -163,7 +173,14 @@ char *cli_to_json(const cli_command *cmd, const void *opts)
             cJSON_AddRawToObject(root, o->name, text);
             break;
         case CLI_DOUBLE:
-            cJSON_AddNumberToObject(root, o->name, *(const double *)field);
+            /* likewise: the shortest digits that read back exactly, where
+             * cJSON's 15 digits may land one ulp off (0.58888888888888891) */
+            if (isfinite(*(const double *)field)) {
+                shortest_double(*(const double *)field, text, sizeof text);
+                cJSON_AddRawToObject(root, o->name, text);
+            } else {
+                cJSON_AddNumberToObject(root, o->name, *(const double *)field);
+            }
             break;
         case CLI_CHOICE:
         case CLI_CUSTOM:
