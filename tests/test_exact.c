@@ -155,7 +155,15 @@ static void test_exponent(void)
     CU_ASSERT_EQUAL(e, EXACT_E_ZERO);
     int s = -1;
     CU_ASSERT_EQUAL(exact_scale(e, 8, &s), EXACT_OK);
-    CU_ASSERT_EQUAL(s, 0);
+    CU_ASSERT_EQUAL(s, 62 + 148 - 3); /* the smallest float's bound */
+    /* zeros add as zeros; anything else at the zeros' scale is out of range */
+    int64_t lanes[3] = {0};
+    CU_ASSERT_EQUAL(exact_add(lanes, zeros, 3, s, 8, NULL), EXACT_OK);
+    CU_ASSERT(lanes[0] == 0 && lanes[1] == 0 && lanes[2] == 0);
+    float small = 1e-30f, tiniest = FLT_TRUE_MIN; /* below the bound: kept exactly */
+    CU_ASSERT_EQUAL(exact_add(lanes, &small, 1, s, 8, NULL), EXACT_RANGE);
+    CU_ASSERT_EQUAL(exact_add(lanes, &tiniest, 1, s, 8, NULL), EXACT_OK);
+    CU_ASSERT_EQUAL(lanes[0], (int64_t)1 << (s - 149));
     v[2] = NAN;
     CU_ASSERT_EQUAL(exact_exponent(v, 4, &e, &at), EXACT_NONFINITE);
     CU_ASSERT_EQUAL(at, 2);
@@ -213,6 +221,30 @@ static void test_out_of_range(void)
     CU_ASSERT_EQUAL(exact_add(acc, x, 5, s, 0, NULL), EXACT_COUNT);
 }
 
+/* the lanes are llrint(x · 2^s) in double (round to nearest, ties to
+ * even), the integer shifts notwithstanding: random floats at random
+ * scales, ties, subnormals, both signs */
+static void test_rounding(void)
+{
+    int mismatches = 0, ties = 0;
+    for (int t = 0; t < 200000; t++) {
+        const int s = (int)(next() % 220) - 60;
+        uint32_t b = (uint32_t)next();
+        float x;
+        memcpy(&x, &b, sizeof x);
+        if (!isfinite(x)) continue;
+        if (t % 4 == 0) /* an exact tie at this scale: (2k + 1) / 2 · 2^-s */
+            x = (float)ldexp((double)(2 * (int)(next() % 1000) + 1) / 2, -s) * (t % 8 ? 1 : -1);
+        const double v = ldexp((double)x, s);
+        if (!(fabs(v) <= 0x1p40)) continue; /* beyond a lane's bound for 4 addends */
+        ties += v - floor(v) == 0.5;
+        int64_t lane = 0;
+        if (exact_add(&lane, &x, 1, s, 4, NULL) != EXACT_OK || lane != llrint(v)) mismatches++;
+    }
+    CU_ASSERT_EQUAL(mismatches, 0);
+    CU_ASSERT(ties > 1000);
+}
+
 static void test_doubles(void)
 {
     /* a loss sum: doubles in any order give the same bits */
@@ -239,5 +271,6 @@ void register_suites(void)
     CU_add_test(s, "within the documented bound; cancellation exact", test_bound);
     CU_add_test(s, "exponent bound, zeros, non-finite, float extremes", test_exponent);
     CU_add_test(s, "out of range is reported, never wrapped", test_out_of_range);
+    CU_add_test(s, "lanes round to nearest, ties to even", test_rounding);
     CU_add_test(s, "doubles (loss sums)", test_doubles);
 }
