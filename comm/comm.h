@@ -29,6 +29,10 @@ int comm_waiting(void);
 int comm_allreduce_float(float *x, size_t n);
 int comm_allreduce_double(double *x, size_t n);
 int comm_allreduce_max_double(double *x, size_t n);
+/* Exact integer sums (the deterministic mode's fixed-point lanes), and an
+ * elementwise maximum of ints. */
+int comm_allreduce_int64(int64_t *x, size_t n);
+int comm_allreduce_max_int(int *x, int n);
 int comm_bcast(void *buf, size_t bytes, int root);
 int comm_barrier(void);
 

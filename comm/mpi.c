@@ -107,6 +107,33 @@ static int allreduce_d(double *x, size_t n, MPI_Op op)
     return rc;
 }
 
+/* Integer sums are exact and associative: the deterministic mode's lanes. */
+int comm_allreduce_int64(int64_t *x, size_t n)
+{
+    if (g_world == 1) return COMM_OK;
+    int rc = COMM_OK;
+    comm_wait_enter();
+    for (size_t off = 0; off < n && rc == COMM_OK; off += CHUNK) {
+        int c = (int)(n - off < CHUNK ? n - off : CHUNK);
+        if (MPI_Allreduce(MPI_IN_PLACE, x + off, c, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD) !=
+            MPI_SUCCESS)
+            rc = COMM_ERR;
+    }
+    comm_wait_leave();
+    return rc;
+}
+
+int comm_allreduce_max_int(int *x, int n)
+{
+    if (g_world == 1) return COMM_OK;
+    comm_wait_enter();
+    int rc = MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_INT, MPI_MAX, MPI_COMM_WORLD) == MPI_SUCCESS
+                 ? COMM_OK
+                 : COMM_ERR;
+    comm_wait_leave();
+    return rc;
+}
+
 int comm_allreduce_double(double *x, size_t n)
 {
     return allreduce_d(x, n, MPI_SUM);

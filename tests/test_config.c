@@ -89,6 +89,17 @@ static void test_workers_no_overlap(void)
     ACCEPTED(c, 1);
 }
 
+static void test_deterministic_threads(void)
+{
+    train_config c = base();
+    c.deterministic = 1, c.threads = 2;
+    REFUSED(c, 3, "--deterministic runs one OpenBLAS thread per rank");
+    c.threads = 1;
+    ACCEPTED(c, 3);
+    c.threads = 0, c.workers = 2;
+    ACCEPTED(c, 3);
+}
+
 static void test_bidirectional(void)
 {
     train_config c = base();
@@ -233,6 +244,7 @@ void register_suites(void)
     CU_add_test(s, "--batch: rows for every worker", test_batch_rows_per_worker);
     CU_add_test(s, "--workers: one OpenBLAS thread", test_workers_no_threads);
     CU_add_test(s, "--workers: no overlap", test_workers_no_overlap);
+    CU_add_test(s, "--deterministic: one OpenBLAS thread", test_deterministic_threads);
     CU_add_test(s, "--bidirectional", test_bidirectional);
     CU_add_test(s, "--run id", test_run_id);
     CU_add_test(s, "--eval-every/--early-stop need --valid", test_validation_needed);

@@ -163,6 +163,10 @@ static const cli_opt OPTS[] = {
     LONG("log-every", log_every, 1, 1e12, "progress line every N steps"),
     CHOICE("overlap", overlap, "off|on", NULL,
            "allreduce gradient buckets while backward runs (on) or after it (off)"),
+    {"deterministic", CLI_FLAG, F(deterministic),
+     .help = "the same parameters, moments and figures, bit for bit, at any number of ranks and "
+             "--workers: gradients of fixed 8-row shards summed exactly (one OpenBLAS thread "
+             "per rank)"},
     INT("bucket-kb", bucket_kb, 0, 1 << 22,
         "gradient allreduce bucket size in KiB (0 = one bucket)"),
     LONG("replica-check", replica_check, 0, 1e12,
@@ -320,6 +324,9 @@ int config_validate(const train_config *c, int world, char *err, size_t n)
          c->workers);
     RULE(c->workers > 1 && c->overlap,
          "--overlap on needs --workers 1 (workers sum their gradients after backward)");
+    RULE(c->deterministic && c->threads > 1,
+         "--deterministic runs one OpenBLAS thread per rank: leave --threads out (or set it to "
+         "1)");
     RULE(c->bidirectional && lm, "--bidirectional applies to --task translate only");
     RULE(c->bidirectional && c->hidden % 2,
          "--bidirectional needs an even --hidden (H/2 units per direction)");

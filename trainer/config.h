@@ -57,6 +57,7 @@ typedef struct train_config {
     bptt_spec bptt;
     long log_every;
     int overlap;        /* 1: reduce gradient buckets during backward */
+    int deterministic;  /* 1: the same bits at any world size and --workers (step_exact.c) */
     int bucket_kb;      /* gradient bucket size */
     long replica_check; /* compare parameter checksums every N steps (0 = never) */
     int on_ckpt_error;  /* ckpt_error_policy */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "comm.h"
+#include "step_exact.h"
 
 /* The gradient buffer's tail: the step's sums, reduced with the gradient
  * (PARAM_GRAD_TAIL floats are reduced; these are the ones in use). */
@@ -60,7 +61,9 @@ struct step_engine {
     int carry_state;
     int row_lo, row_hi;         /* this rank's rows of a full global batch */
     float *state_h, *state_c;   /* (L, rows, H) this rank's rows */
+    int state_cap;              /* rows the state buffers hold */
     float *gstate_h, *gstate_c; /* (L, batch, H): every rank's rows, for checkpoints */
+    step_exact *ex;             /* --deterministic: the shards and exact sums */
     /* the test-only faults */
     int fault_rank, fault_tensor;
     long fault_step;
@@ -162,10 +165,34 @@ static void work_update(void *ctx, int w)
 
 /* ------------------------------------------------------------------ step */
 
+static int update(step_engine *e, double gl, double gt, int chunks, step_result *res);
+
+/* --deterministic: the rank's shards and the exact sums (step_exact.c) give
+ * the gradient in the rank's buffer; then the update as always. */
+static int exact_step(step_engine *e, const train_pos *pos, int stop, step_result *res)
+{
+    exact_result x;
+    float *sh = e->carry_state ? e->state_h : NULL, *sc = e->carry_state ? e->state_c : NULL;
+    const int rc = step_exact_run(e->ex, pos, stop, sh, sc, e->row_lo, e->row_hi - e->row_lo, &x);
+    if (rc != STEP_OK) return rc;
+    e->flops[0] += x.fp, e->flops[1] += x.fe;
+    *res = (step_result){.loss_sum = x.loss_sum,
+                         .tokens = x.tokens,
+                         .local_loss = x.local_loss,
+                         .local_tokens = x.local_tokens,
+                         .stop = x.stop};
+    if (x.nonfinite) {
+        res->nonfinite = 1;
+        res->grad_norm = NAN;
+        return STEP_OK;
+    }
+    e->grad_dirty = 1;
+    return update(e, x.loss_sum, x.tokens, 1, res);
+}
+
 int step_run(step_engine *e, const train_pos *pos, int stop, step_result *res)
 {
     param_table *pt = model_params(e->m);
-    const train_config *c = e->cfg;
     e->pos = pos;
     /* the optimizer leaves the gradient zeroed; only a step without an
      * update leaves it to clear here */
@@ -174,6 +201,7 @@ int step_run(step_engine *e, const train_pos *pos, int stop, step_result *res)
         /* backward adds into the gradient: the NaN stays, whatever the batch */
         model_params(e->wk[0].m)->grad[pt->t[0].offset] = NAN;
     }
+    if (e->ex) return exact_step(e, pos, stop, res);
     comm_reducer_begin(e->red);
     comm_pool_run(e->pool, work_step, e);
     double loss_sum = 0.0;
@@ -201,10 +229,19 @@ int step_run(step_engine *e, const train_pos *pos, int stop, step_result *res)
                          .local_tokens = ntok,
                          .stop = tail[TAIL_STOP] > 0};
     e->grad_dirty = 1; /* unless the update below zeroes it */
+    /* the norm of the averaged gradient from the chunks' sums (summed while
+     * the workers added their gradients, in one rank) */
+    return update(e, gl, gt, e->world > 1 || e->nworkers == 1, res);
+}
+
+/* The norm (its chunks' sums first when `chunks`), then the clipped,
+ * token-averaged update, unless the step had no tokens or is not finite. */
+static int update(step_engine *e, double gl, double gt, int chunks, step_result *res)
+{
+    param_table *pt = model_params(e->m);
+    const train_config *c = e->cfg;
     if (gt > 0) {
-        /* the norm of the averaged gradient from the chunks' sums (summed
-         * while the workers added their gradients, in one rank) */
-        if (e->world > 1 || e->nworkers == 1) comm_pool_run(e->pool, work_norm, e);
+        if (chunks) comm_pool_run(e->pool, work_norm, e);
         const double norm = grad_norm_of_chunks(e->chunk_sums, pt->total) / gt;
         /* every rank has the same sums: every rank decides alike */
         res->nonfinite = !isfinite(gl) || !isfinite(norm);
@@ -280,7 +317,7 @@ static int setup_replica(step_engine *e, worker *k, int w, int rows, char *err, 
 static int setup_workers(step_engine *e, int bmax, char *err, size_t n)
 {
     const train_config *c = e->cfg;
-    const int W = c->workers;
+    const int W = c->deterministic ? 1 : c->workers; /* the shards have workers of their own */
     const size_t total = model_params(e->m)->total;
     const size_t chunks = (total + GRAD_CHUNK - 1) / GRAD_CHUNK;
     e->nworkers = W;
@@ -322,10 +359,19 @@ int step_create(step_engine **out, const train_config *c, const train_data *d, m
     }
     e->cfg = c, e->data = d, e->m = m, e->rank = rank, e->world = world;
     e->fault_rank = e->nan_rank = -1;
-    const int bm = (c->batch + world - 1) / world, L = c->layers, H = c->hidden;
+    int bm = (c->batch + world - 1) / world;
+    const int L = c->layers, H = c->hidden;
     e->carry_state = d->lm && d->sampler.kind == DATA_SAMPLER_SEQUENTIAL;
     e->row_lo = (int)((long)c->batch * rank / world);
     e->row_hi = (int)((long)c->batch * (rank + 1) / world);
+    if (c->deterministic) { /* whole shards, and the largest share sizes the buffers */
+        step_exact_rows(c->batch, rank, world, &e->row_lo, &e->row_hi);
+        for (int r = 0; r < world; r++) {
+            int lo, hi;
+            step_exact_rows(c->batch, r, world, &lo, &hi);
+            if (hi - lo > bm) bm = hi - lo;
+        }
+    }
     if (setup_reducer(e) != 0) {
         snprintf(err, n,
                  "cannot set up the gradient reducer (out of memory, or a tensor of more than "
@@ -337,6 +383,7 @@ int step_create(step_engine **out, const train_config *c, const train_data *d, m
         snprintf(err, n, "out of memory for the optimizer state");
         return -1;
     }
+    e->state_cap = bm;
     e->state_h = calloc((size_t)L * bm * H, sizeof(float));
     e->state_c = calloc((size_t)L * bm * H, sizeof(float));
     if (e->carry_state) {
@@ -347,6 +394,7 @@ int step_create(step_engine **out, const train_config *c, const train_data *d, m
         snprintf(err, n, "out of memory for the batch buffers");
         return -1;
     }
+    if (c->deterministic && step_exact_create(&e->ex, c, d, m, rank, world, err, n) != 0) return -1;
     snprintf(err, n, "cannot set up the workers (out of memory, or no threads)");
     return setup_workers(e, bm, err, n);
 }
@@ -354,6 +402,7 @@ int step_create(step_engine **out, const train_config *c, const train_data *d, m
 void step_free(step_engine *e)
 {
     if (!e) return;
+    step_exact_free(e->ex);
     comm_pool_free(e->pool);
     for (int w = 0; e->wk && w < e->nworkers; w++) {
         worker *k = &e->wk[w];
@@ -424,7 +473,7 @@ int step_carries_state(const step_engine *e)
 void step_reset_state(step_engine *e)
 {
     const train_config *c = e->cfg;
-    const size_t n = (size_t)c->layers * ((c->batch + e->world - 1) / e->world) * c->hidden;
+    const size_t n = (size_t)c->layers * e->state_cap * c->hidden;
     memset(e->state_h, 0, n * sizeof(float));
     memset(e->state_c, 0, n * sizeof(float));
 }
@@ -464,7 +513,7 @@ void step_work(const step_engine *e, double flops[2])
 
 double step_comm_seconds(const step_engine *e)
 {
-    return comm_reducer_seconds(e->red);
+    return comm_reducer_seconds(e->red) + (e->ex ? step_exact_comm_seconds(e->ex) : 0.0);
 }
 
 int step_buckets(const step_engine *e)

@@ -100,11 +100,14 @@ static void parse_options(trainer *t, int argc, char **argv)
 static void plan_threads(const train_config *c)
 {
     char why[256];
-    const int threads = c->workers > 1 ? node_setup_threads(1, NULL, 0)
-                                       : node_setup_threads(c->threads, why, sizeof why);
+    const int one = c->workers > 1 || c->deterministic;
+    const int threads =
+        one ? node_setup_threads(1, NULL, 0) : node_setup_threads(c->threads, why, sizeof why);
     if (c->workers > 1)
         snprintf(why, sizeof why, "--workers %d: one replica and one OpenBLAS thread each",
                  c->workers);
+    else if (c->deterministic)
+        snprintf(why, sizeof why, "--deterministic: one OpenBLAS thread");
     node_print_plan(threads, c->workers, why);
 }
 

@@ -8,6 +8,8 @@
 
 #include "bleu.h"
 #include "comm.h"
+#include "exact_sum.h"
+#include "step_exact.h"
 #include "stop_signal.h"
 
 struct validator {
@@ -24,6 +26,12 @@ struct validator {
     wire_sample samples[3]; /* rank 0: sample translations of the last validation */
     int nsamples;
     long last_step; /* the step of the last validation (-1: none) */
+    /* --deterministic: fixed 8-row shards on a replica sized for one (its
+     * beams included), the loss sum in an exact lane (step_exact.h) */
+    model *shard_m;
+    int64_t lane;
+    long lane_count;
+    int lane_scale, lane_bad;
     /* the evaluation in progress */
     telemetry *tel;
     ranks *r;
@@ -38,8 +46,18 @@ int validator_create(validator **out, const train_config *c, const train_data *d
         snprintf(err, n, "out of memory for the validation buffers");
         return -1;
     }
-    const int bm = (c->batch + world - 1) / world, T = c->steps, L = c->layers, H = c->hidden;
-    v->cfg = c, v->data = d, v->m = m, v->rank = rank, v->world = world, v->rows = bm;
+    const int T = c->steps, L = c->layers, H = c->hidden;
+    int bm = (c->batch + world - 1) / world;
+    v->cfg = c, v->data = d, v->m = m, v->rank = rank, v->world = world;
+    if (c->deterministic) {
+        model_config mc = *model_get_config(m);
+        bm = mc.max_batch = EXACT_SHARD_ROWS * (d->lm ? 1 : c->eval_beam);
+        if (model_create(&v->shard_m, &mc, err, n) != MODEL_OK ||
+            model_share_params(v->shard_m, m) != MODEL_OK)
+            return -1;
+        v->m = v->shard_m;
+    }
+    v->rows = bm;
     v->last_step = -1;
     v->src = calloc((size_t)bm * T, sizeof(int32_t));
     v->tgt = calloc((size_t)bm * T, sizeof(int32_t));
@@ -55,6 +73,7 @@ int validator_create(validator **out, const train_config *c, const train_data *d
 void validator_free(validator *v)
 {
     if (!v) return;
+    model_free(v->shard_m);
     free(v->src), free(v->tgt), free(v->hyp), free(v->hyp_len), free(v->text);
     free(v->eval_h), free(v->eval_c);
     free(v);
@@ -97,17 +116,39 @@ static void eval_loss(validator *v, const model_batch *b, double *sums)
         ranks_die_local(v->r, 1, "invalid validation batch (token id outside the vocabulary)");
     telemetry_heartbeat(v->tel);
     stop_signal_fault("validate", v->rank, v->last_step);
-    sums[0] += l, sums[1] += (double)n;
+    if (v->shard_m) {
+        if (exact_add_double(&v->lane, l, v->lane_scale, v->lane_count) != EXACT_OK)
+            v->lane_bad = 1;
+    } else {
+        sums[0] += l;
+    }
+    sums[1] += (double)n;
 }
+
+static void eval_streams(validator *v, int lo, int hi, double *sums);
 
 /* An LM: this rank's share of the held-out streams, in chunks of num_steps
  * with carried state. */
 static void eval_lm(validator *v, double *sums)
 {
+    const int S = v->data->eval_streams;
+    int lo = S * v->rank / v->world, hi = S * (v->rank + 1) / v->world;
+    if (v->shard_m) { /* whole shards of streams, one shard at a time */
+        step_exact_rows(S, v->rank, v->world, &lo, &hi);
+        for (int g = lo; g < hi; g += EXACT_SHARD_ROWS)
+            eval_streams(v, g, g + EXACT_SHARD_ROWS < hi ? g + EXACT_SHARD_ROWS : hi, sums);
+        return;
+    }
+    eval_streams(v, lo, hi, sums);
+}
+
+/* Streams [lo, hi) as one batch, from zero state, chunk after chunk. */
+static void eval_streams(validator *v, int lo, int hi, double *sums)
+{
     const train_data *d = v->data;
     const int T = v->cfg->steps, S = d->eval_streams, L = v->cfg->layers, H = v->cfg->hidden;
     const long Ls = (d->lm_valid_n - 1) / S, chunks = Ls / T;
-    const int lo = S * v->rank / v->world, hi = S * (v->rank + 1) / v->world, B = hi - lo;
+    const int B = hi - lo;
     memset(v->eval_h, 0, (size_t)L * (B > 0 ? B : 1) * H * sizeof(float));
     memset(v->eval_c, 0, (size_t)L * (B > 0 ? B : 1) * H * sizeof(float));
     for (long ch = 0; ch < chunks; ch++) {
@@ -150,7 +191,12 @@ static void eval_pairs(validator *v, double *sums)
 {
     const data_pairs *p = &v->data->valid;
     const int T = v->cfg->steps, k = v->cfg->eval_beam, rows = v->rows / k, max_len = T;
-    const long lo = (long)p->n * v->rank / v->world, hi = (long)p->n * (v->rank + 1) / v->world;
+    long lo = (long)p->n * v->rank / v->world, hi = (long)p->n * (v->rank + 1) / v->world;
+    if (v->shard_m) { /* whole shards, one at a time (rows is one shard) */
+        int a, b;
+        step_exact_rows(p->n, v->rank, v->world, &a, &b);
+        lo = a, hi = b;
+    }
     bleu_stats st;
     memset(&st, 0, sizeof st);
     for (long i = lo; i < hi; i += rows) {
@@ -183,12 +229,27 @@ int validator_evaluate(validator *v, telemetry *tel, ranks *r, double *loss, dou
     v->tel = tel, v->r = r;
     /* loss, tokens, match[4], total[4], hyp_len, ref_len; a stop request */
     double sums[13] = {0};
+    v->lane = 0, v->lane_bad = 0;
+    if (v->shard_m) { /* the addends: shards of pairs, or shards of streams × chunks */
+        const train_data *d = v->data;
+        const long shards =
+            ((d->lm ? d->eval_streams : d->valid.n) + EXACT_SHARD_ROWS - 1) / EXACT_SHARD_ROWS;
+        const long chunks = d->lm ? (d->lm_valid_n - 1) / d->eval_streams / v->cfg->steps : 1;
+        v->lane_count = shards * (chunks > 0 ? chunks : 1);
+        if (exact_scale(EXACT_LOSS_EXPONENT, v->lane_count, &v->lane_scale) != EXACT_OK)
+            v->lane_bad = 1;
+    }
     if (v->data->lm)
         eval_lm(v, sums);
     else
         eval_pairs(v, sums);
     sums[12] = stop_signal_pending() ? 1.0 : 0.0; /* asked while it ran, or before */
     comm_allreduce_double(sums, 13);
+    if (v->shard_m) { /* the loss sum: exact lanes (a non-finite one is NaN) */
+        int64_t lanes[2] = {v->lane, v->lane_bad};
+        comm_allreduce_int64(lanes, 2);
+        sums[0] = lanes[1] ? NAN : exact_to_double(lanes[0], v->lane_scale);
+    }
     if (sums[1] > 0) {
         *loss = sums[0] / sums[1];
         *ppl = exp(*loss);

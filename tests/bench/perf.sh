@@ -11,6 +11,8 @@
 # machine's own ceiling (two independent 1 x 1 runs at the same time), and
 # the peak memory per rank.
 #   usage: tests/bench/perf.sh [path/to/build]     (REPS=3, MODELS="book large lm")
+#   The last table: --deterministic against the default path (DET=0 skips it,
+#   DET_ONLY=1 prints only it; DET_REPS pairs, default REPS).
 #   Both sides use the same OpenBLAS kernel: set OPENBLAS_CORETYPE (e.g.
 #   SkylakeX) before running; PyTorch runs with OMP_WAIT_POLICY=PASSIVE.
 set -euo pipefail
@@ -110,6 +112,41 @@ gemm_best() {
     echo "$best" >>"$out/g-$model-$cfg"
 }
 
+# --deterministic (issue 27): its cost against the default path, each pair of
+# runs back to back (1 rank x 1 thread, and 2 ranks x 1 thread), DET_REPS
+# pairs per model and config (DET=0 skips it)
+det_run() { # model config flag... -> appends tok/s to $out/d-model-cfg-{det,def}
+    local model=$1 cfg=$2 tag=$3 log=$out/dlog
+    shift 3
+    eval "local a=(\"\${args_$model[@]}\")"
+    case $cfg in
+    1x1) "$S" train "${a[@]}" --threads 1 --log-every 100000 "$@" >"$log" 2>&1 ;;
+    2x1) "${mpi[@]}" "$S" train "${a[@]}" --threads 1 --log-every 100000 "$@" >"$log" 2>&1 ;;
+    esac
+    { grep -o 'tokens_per_s=[0-9]*' "$log" || echo =nan; } | cut -d= -f2 >>"$out/d-$model-$cfg-$tag"
+}
+det_table() {
+    echo "--deterministic against the default path (pairs of runs back to back, medians of ${DET_REPS:-$REPS})"
+    printf '%-6s %-4s %12s %12s %8s %17s\n' model cfg default deterministic ratio "paired (range)"
+    for model in $MODELS; do
+        for cfg in 1x1 2x1; do
+            for _ in $(seq "${DET_REPS:-$REPS}"); do
+                det_run "$model" $cfg def
+                det_run "$model" $cfg det --deterministic
+            done
+            d0=$(median <"$out/d-$model-$cfg-def") d1=$(median <"$out/d-$model-$cfg-det")
+            pr=$(paste "$out/d-$model-$cfg-det" "$out/d-$model-$cfg-def" | awk '$2 > 0 {print $1 / $2}' |
+                sort -g | awk '{a[NR] = $1} END {if (NR) printf "%.2f (%.2f-%.2f)", a[int((NR + 1) / 2)], a[1], a[NR]; else print "nan"}')
+            printf '%-6s %-4s %12s %12s %8s %17s\n' "$model" $cfg "$d0" "$d1" \
+                "$(awk "BEGIN {printf \"%.2f\", $d1 / $d0}")" "$pr"
+        done
+    done
+}
+if [ "${DET_ONLY:-0}" = 1 ]; then # only the --deterministic table
+    det_table
+    exit 0
+fi
+
 for model in $MODELS; do
     for _ in $(seq "$REPS"); do
         for cfg in 1x1 1x2 1x2w 2x1; do
@@ -156,6 +193,7 @@ for ep in 10 80; do
         sed -n "s/.*peak memory \([0-9]*\) MB.*/\1/p" >"$out/mem$ep"
 done
 echo "       peak memory of the book model: $(cat "$out/mem10") MB after 10 epochs, $(cat "$out/mem80") MB after 80 (no growth if equal)"
+if [ "${DET:-1}" = 1 ]; then det_table; fi
 echo "(1x2 = 1 rank with 2 OpenBLAS threads, 1x2w = 1 rank with 2 workers (--workers 2), both against"
 echo " PyTorch's 1 process x 2 threads;"
 echo " ratio = seqpar ÷ PyTorch tokens/s of the medians; paired = the median (and range) of each repetition's"
