@@ -340,8 +340,9 @@ static int curves(const plot_opts *o, const char **files, int nfiles)
             mem = read_json_log(files[fi], lines, n, runs, &nrun, &used, &bad);
         } else {
             const char *base = strrchr(files[fi], '/') ? strrchr(files[fi], '/') + 1 : files[fi];
+            const char *ext = strrchr(base, '.'); /* the name without its extension */
             snprintf(runs[nrun].name, sizeof runs[nrun].name, "%.*s",
-                     (int)(strcspn(base, ".") ? strcspn(base, ".") : strlen(base)), base);
+                     (int)(ext && ext > base ? (size_t)(ext - base) : strlen(base)), base);
             mem = read_train_log(lines, n, &runs[nrun++], &used);
         }
         free(lines);
