@@ -184,7 +184,7 @@ int progress_start(int mode, int rank, int world, long step, long total_steps)
         return 0;
     }
     setvbuf(P.my_out, NULL, _IOLBF, 0);
-    setvbuf(P.my_err, NULL, _IOLBF, 0);
+    setvbuf(P.my_err, NULL, _IONBF, 0); /* as stderr: nothing held back */
     pthread_mutex_lock(&P.lock);
     P.out = stdout, P.err = stderr;
     stdout = P.my_out, stderr = P.my_err;

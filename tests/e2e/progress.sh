@@ -95,6 +95,11 @@ if command -v mpirun >/dev/null; then
     pty "$tmp/mpi.tty" 80 mpirun -np 2 "$SEQPAR" "${run[@]}"
     check "mpirun -np 2 from a terminal, auto: the lines (rank 0's pty says nothing of the reader)" \
         bash -c "[ \$(grep -c '^step [0-9]*/92 epoch' '$tmp/mpi.tty') = 23 ] && ! grep -q \$'\repoch' '$tmp/mpi.tty'"
+    # the reason: every rank's stdout is a pseudo-terminal, even piped
+    echo "note: under mpirun -np 2 | cat, [ -t 1 ] on the ranks says: $(mpirun -np 2 sh -c '[ -t 1 ] && echo tty || echo not-a-tty' | sort | uniq -c | xargs)"
+    mpirun -np 1 "$SEQPAR" "${run[@]}" >"$tmp/mpi1.out" 2>&1
+    check "mpirun -np 1 into a file, auto: the lines, no carriage return or escape" \
+        bash -c "[ \$(grep -c '^step [0-9]*/92 epoch' '$tmp/mpi1.out') = 23 ] && ! grep -q \$'[\r\x1b]' '$tmp/mpi1.out'"
     pty "$tmp/mpibar.tty" 80 mpirun -np 2 "$SEQPAR" "${run[@]}" --progress bar
     python3 "$tmp/frames.py" "$tmp/mpibar.tty" 80 >"$tmp/mpibar.txt"
     check "mpirun -np 2, --progress bar: the bar, validation above it ($(head -1 "$tmp/mpibar.txt"))" \
