@@ -68,7 +68,7 @@ const cli_command plot_command = {
 
 static int add_point(plot_series *s, double step, double epoch, double y)
 {
-    if (!isfinite(y) || !isfinite(step)) return 0;
+    if (!isfinite(y) || !isfinite(step) || !isfinite(epoch)) return 0;
     if (s->n == s->cap) {
         const int cap = s->cap ? 2 * s->cap : 64;
         plot_point *p = realloc(s->p, (size_t)cap * sizeof *p);
@@ -143,7 +143,7 @@ static int json_message(const cJSON *m, json_run *jr)
 {
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(m, "kind");
     const double step = num(m, "step"), epoch = num(m, "epoch");
-    if (!cJSON_IsString(kind) || !isfinite(step)) return 1;
+    if (!cJSON_IsString(kind) || !(step >= 0 && step < 1e15)) return 1; /* a long, exactly */
     if (strcmp(kind->valuestring, "event") == 0) {
         const cJSON *ev = cJSON_GetObjectItemCaseSensitive(m, "event");
         const cJSON *detail = cJSON_GetObjectItemCaseSensitive(m, "detail");
@@ -159,7 +159,7 @@ static int json_message(const cJSON *m, json_run *jr)
         if (s->msgs > 0 && s->msgs >= s->world) /* logged again: a resumed run */
             s->loss_sum = s->tokens = 0, s->msgs = 0;
         s->loss_sum += ls, s->tokens += tok, s->msgs++, s->epoch = epoch;
-        s->world = isfinite(world) && world >= 1 ? (int)world : 1;
+        s->world = world >= 1 && world < 1e6 ? (int)world : 1;
         return 0;
     }
     if (strcmp(kind->valuestring, "eval") == 0) {
@@ -174,12 +174,12 @@ static int json_message(const cJSON *m, json_run *jr)
 
 /* The runs of a monitor log (lines[0..n)) appended to runs[*nrun]. */
 static int read_json_log(const char *path, char **lines, long n, plot_run *runs, int *nrun,
-                         long *used, long *bad)
+                         long *used, long *bad, long *dropped)
 {
     json_run jr[MAX_RUNS];
     int nj = 0, rc = 0;
     memset(jr, 0, sizeof jr);
-    *used = *bad = 0;
+    *used = *bad = *dropped = 0;
     for (long i = 0; i < n && rc == 0; i++) {
         if (!lines[i][0]) continue;
         cJSON *m = cJSON_Parse(lines[i]);
@@ -197,6 +197,7 @@ static int read_json_log(const char *path, char **lines, long n, plot_run *runs,
             snprintf(jr[nj].out->name, sizeof jr[nj].out->name, "%s", run->valuestring);
             nj++;
         }
+        *dropped += j == nj; /* a run past MAX_RUNS */
         const int r = j < nj ? json_message(m, &jr[j]) : 1;
         if (r < 0) rc = -1;
         *used += r == 0, *bad += r > 0 && !cJSON_IsString(cJSON_GetObjectItem(m, "kind"));
@@ -223,7 +224,7 @@ static int read_json_log(const char *path, char **lines, long n, plot_run *runs,
 /* A training log (seqpar train's stdout) as one run. */
 static int read_train_log(char **lines, long n, plot_run *run, long *used)
 {
-    long per_epoch = 0, last_step = 0;
+    long per_epoch = 0, last_step = 0, last_epoch = 1;
     *used = 0;
     for (long i = 0; i < n; i++) {
         const char *l = lines[i];
@@ -235,15 +236,15 @@ static int read_train_log(char **lines, long n, plot_run *run, long *used)
             const double x = per_epoch > 0 ? (double)s / per_epoch : (double)e;
             rc = add_point(&run->s[PLOT_TRAIN_LOSS], (double)s, x, loss) ||
                  add_point(&run->s[PLOT_TRAIN_PPL], (double)s, x, exp(loss));
-            last_step = s, got = 1;
+            last_step = s, last_epoch = e, got = 1;
         } else if ((got = sscanf(l, "epoch %ld valid loss %lf ppl %lf bleu %lf", &e, &loss, &ppl,
                                  &bleu)) >= 3) {
-            const double st = per_epoch > 0 ? (double)(e * per_epoch) : (double)last_step;
+            const double st = per_epoch > 0 ? (double)e * (double)per_epoch : (double)last_step;
             rc = add_point(&run->s[PLOT_VALID_PPL], st, (double)e, ppl) ||
                  (got == 4 && add_point(&run->s[PLOT_BLEU], st, (double)e, bleu));
         } else if ((got = sscanf(l, "step %ld valid loss %lf ppl %lf bleu %lf", &s, &loss, &ppl,
                                  &bleu)) >= 3) {
-            const double x = per_epoch > 0 ? (double)s / per_epoch : NAN;
+            const double x = per_epoch > 0 ? (double)s / per_epoch : (double)last_epoch;
             rc = add_point(&run->s[PLOT_VALID_PPL], (double)s, x, ppl) ||
                  (got == 4 && add_point(&run->s[PLOT_BLEU], (double)s, x, bleu));
         } else {
@@ -323,7 +324,7 @@ static int curves(const plot_opts *o, const char **files, int nfiles)
     memset(runs, 0, sizeof runs);
     for (int fi = 0; fi < nfiles && rc == 0; fi++) {
         char *buf = NULL;
-        long n = 0, used = 0, bad = 0;
+        long n = 0, used = 0, bad = 0, dropped = 0;
         char **lines = read_lines(files[fi], &buf, &n, err, sizeof err);
         data_escape(files[fi], 200, shown, sizeof shown);
         if (!lines) {
@@ -337,7 +338,7 @@ static int curves(const plot_opts *o, const char **files, int nfiles)
             fprintf(stderr, "seqpar plot: %s: more than %d runs in all\n", shown, MAX_RUNS);
             rc = 2;
         } else if (json) {
-            mem = read_json_log(files[fi], lines, n, runs, &nrun, &used, &bad);
+            mem = read_json_log(files[fi], lines, n, runs, &nrun, &used, &bad, &dropped);
         } else {
             const char *base = strrchr(files[fi], '/') ? strrchr(files[fi], '/') + 1 : files[fi];
             const char *ext = strrchr(base, '.'); /* the name without its extension */
@@ -357,7 +358,11 @@ static int curves(const plot_opts *o, const char **files, int nfiles)
                     "loss X ...\" lines)\n",
                     shown);
             rc = 2;
-        } else if (bad > 0) {
+        }
+        if (rc == 0 && dropped > 0)
+            fprintf(stderr, "seqpar plot: %s: runs past the %dth left out (%ld messages)\n", shown,
+                    MAX_RUNS, dropped);
+        if (rc == 0 && bad > 0) {
             fprintf(stderr, "seqpar plot: %s: %ld line%s skipped (not a monitor message)\n", shown,
                     bad, bad > 1 ? "s" : "");
         }
@@ -470,8 +475,8 @@ static int heatmap(const plot_opts *o, int npos)
         if (!lines[i][strspn(lines[i], " \t")]) continue;
         cJSON *c = cJSON_Parse(lines[i]);
         const double idx = c ? num(c, "index") : NAN;
-        if (!isfinite(idx)) {
-            snprintf(why, sizeof why, "not a JSON object with a numeric \"index\"");
+        if (!(idx >= 0 && idx <= 2e9 && idx == floor(idx))) {
+            snprintf(why, sizeof why, "not a JSON object with a whole-number \"index\" >= 0");
             line = i + 1;
             cJSON_Delete(c);
             break;

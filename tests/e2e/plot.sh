@@ -147,8 +147,19 @@ expect_error "a weight out of [0, 1]" "line 1: \"weights\"\[0\]\[0\] must be a n
 printf '{"index": 0, "source": [], "output": ["b"], "weights": [[]]}\n' >"$tmp/nosrc.jsonl"
 expect_error "no source tokens" "\"source\" must be a non-empty array of strings" \
     "$SEQPAR" plot --heatmap "$tmp/nosrc.jsonl" --out "$tmp/o.svg"
-expect_error "a weights file that is not JSON" "garbage.bin, line [0-9]+: not a JSON object" \
+expect_error "a weights file that is not JSON" "garbage.bin, line [0-9]+: not a JSON object with a whole-number" \
     "$SEQPAR" plot --heatmap "$tmp/garbage.bin" --out "$tmp/o.svg"
+printf '{"index": 1e300, "source": ["a"], "output": ["b"], "weights": [[1]]}\n' >"$tmp/idx.jsonl"
+expect_error "an index out of range" "idx.jsonl, line 1: not a JSON object with a whole-number \"index\"" \
+    "$SEQPAR" plot --heatmap "$tmp/idx.jsonl" --out "$tmp/o.svg"
+# numbers out of any range in a monitor log: those messages are left out
+sed -n 2,3p "$m" >"$tmp/huge.jsonl"
+printf '%s\n' '{"v":1,"run":"a","kind":"train","rank":0,"world":1e300,"step":1e300,"epoch":1,"time":2,"loss_sum":1e308,"tokens":1e-300}' \
+    '{"v":1,"run":"a","kind":"eval","rank":0,"world":2,"step":-5,"epoch":1e300,"time":3,"val_ppl":5.0,"bleu":1}' >>"$tmp/huge.jsonl"
+"$SEQPAR" plot "$tmp/huge.jsonl" --x epoch --out "$tmp/huge.svg" >/dev/null 2>&1
+printf '{"runs": ["a"], "panels": {"train-loss": {"a": [[1, 2.0]]}, "train-ppl": {"a": [[1, 7.38905609893065]]}}}\n' >"$tmp/huge.json"
+check "numbers out of range in a monitor log: those messages left out" \
+    "$PY" "$chk" curves "$tmp/huge.svg" "$tmp/huge.json"
 rc=0
 "$SEQPAR" plot "$t" --out /nonexistent-dir/o.svg >/dev/null 2>"$tmp/err" || rc=$?
 check "an --out that cannot be written: exit 1, one line ($(cat "$tmp/err"))" \
