@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,6 +72,7 @@ static struct {
     FILE *out, *err; /* the process's own streams, given back at the end */
     FILE *my_out, *my_err;
     int out_fd, err_fd; /* the cookies: which descriptor each stream writes */
+    int err_kind;       /* where stderr's text shows (err_kind) */
     pthread_mutex_t lock;
     long step, step0, total, epoch, batch_done, nb;
     double loss, tps, t0, last_draw;
@@ -141,6 +143,37 @@ static void draw_bar(int force)
     P.drawn = 1, P.last_draw = t;
 }
 
+/* Where stderr's text shows, seen from here: on a terminal (ours, as a
+ * rule), through a pipe or socket to a process that prints it, maybe on the
+ * bar's terminal (mpirun), or elsewhere (a file: the bar is not in its way). */
+enum { ERR_TERMINAL, ERR_FORWARDED, ERR_ELSEWHERE };
+
+static int err_kind(int fd)
+{
+    struct stat st;
+    if (isatty(fd)) return ERR_TERMINAL;
+    if (fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) return ERR_FORWARDED;
+    return ERR_ELSEWHERE;
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {0, ms * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) continue;
+}
+
+/* Until the process reading fd (a pipe) has taken what was written, at
+ * most `ms`: mpirun forwards stdout and stderr on separate channels, and
+ * the order in which it reads them is the order a person sees. */
+static void drained(int fd, long ms)
+{
+    int left = 0;
+    for (long waited = 0; waited < ms; waited++) {
+        if (ioctl(fd, FIONREAD, &left) != 0 || left == 0) return;
+        pause_ms(1);
+    }
+}
+
 /* stdout's and stderr's writes while the bar shows: the bar off, the text
  * through, the bar back once the text ends its line. */
 static ssize_t cookie_write(void *cookie, const char *buf, size_t size)
@@ -148,9 +181,27 @@ static ssize_t cookie_write(void *cookie, const char *buf, size_t size)
     const int fd = *(const int *)cookie;
     if (size == 0) return 0;
     pthread_mutex_lock(&P.lock);
-    clear_bar();
-    const int rc = write_all(fd, buf, size);
+    const int kind = fd == P.err_fd ? P.err_kind : ERR_TERMINAL;
+    if (kind == ERR_ELSEWHERE) { /* not on the bar's terminal */
+        const int rc = write_all(fd, buf, size);
+        pthread_mutex_unlock(&P.lock);
+        return rc == 0 ? (ssize_t)size : -1;
+    }
+    int rc;
+    if (kind == ERR_FORWARDED && P.drawn && size < 4000) {
+        /* the clearing rides with the text, in one write (atomic in a pipe):
+         * mpirun forwards stdout and stderr on separate channels, so a
+         * clearing sent on stdout could be shown after the text */
+        char joined[4096] = "\r\033[K";
+        memcpy(joined + 4, buf, size);
+        rc = write_all(fd, joined, size + 4);
+        P.drawn = 0;
+    } else {
+        clear_bar();
+        rc = write_all(fd, buf, size);
+    }
     P.open_line = buf[size - 1] != '\n';
+    if (kind == ERR_FORWARDED) drained(fd, 200), pause_ms(5); /* the text before the bar */
     draw_bar(1);
     pthread_mutex_unlock(&P.lock);
     return rc == 0 ? (ssize_t)size : -1;
@@ -175,6 +226,7 @@ int progress_start(int mode, int rank, int world, long step, long total_steps)
     fflush(stdout);
     fflush(stderr);
     P.fd = P.out_fd = fileno(stdout), P.err_fd = fileno(stderr);
+    P.err_kind = err_kind(P.err_fd);
     P.my_out = fopencookie(&P.out_fd, "w", io);
     P.my_err = fopencookie(&P.err_fd, "w", io);
     if (!P.my_out || !P.my_err) { /* no bar then: the lines */
