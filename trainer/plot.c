@@ -399,8 +399,13 @@ static int strings(const cJSON *a, char ***out)
     int i = 0;
     for (const cJSON *e = a->child; s && e; e = e->next, i++)
         if (!cJSON_IsString(e) || !(s[i] = strdup(e->valuestring))) break;
-    *out = s;
-    return s && i == n ? n : -1;
+    if (s && i == n) {
+        *out = s;
+        return n;
+    }
+    for (int k = 0; s && k < i; k++) free(s[k]);
+    free(s);
+    return -1;
 }
 
 static void free_heat(plot_heat *h)
@@ -495,9 +500,9 @@ static int heatmap(const plot_opts *o, int npos)
                  count == 0 ? "no sentence in it (one JSON object a line expected)" : "");
     if (!m && !why[0]) {
         fprintf(stderr,
-                "seqpar plot: --heatmap %s: no sentence with index %ld (%ld sentences, "
+                "seqpar plot: --heatmap %s: no sentence with index %ld (%ld sentence%s, "
                 "index %ld to %ld)\n",
-                shown, o->sentence, count, first, last);
+                shown, o->sentence, count, count == 1 ? "" : "s", first, last);
         rc = 2;
     } else if (!m || heat_from_json(m, &h, why, sizeof why) != 0) {
         if (line > 0)

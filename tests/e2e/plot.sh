@@ -149,6 +149,9 @@ expect_error "no source tokens" "\"source\" must be a non-empty array of strings
     "$SEQPAR" plot --heatmap "$tmp/nosrc.jsonl" --out "$tmp/o.svg"
 expect_error "a weights file that is not JSON" "garbage.bin, line [0-9]+: not a JSON object with a whole-number" \
     "$SEQPAR" plot --heatmap "$tmp/garbage.bin" --out "$tmp/o.svg"
+printf '{"index": 0, "source": ["a", 3, "<eos>"], "output": ["b"], "weights": [[1, 0, 0]]}\n' >"$tmp/mixed.jsonl"
+expect_error "a source token that is not a string" "mixed.jsonl, line 1: \"source\" must be a non-empty array of strings" \
+    "$SEQPAR" plot --heatmap "$tmp/mixed.jsonl" --out "$tmp/o.svg"
 printf '{"index": 1e300, "source": ["a"], "output": ["b"], "weights": [[1]]}\n' >"$tmp/idx.jsonl"
 expect_error "an index out of range" "idx.jsonl, line 1: not a JSON object with a whole-number \"index\"" \
     "$SEQPAR" plot --heatmap "$tmp/idx.jsonl" --out "$tmp/o.svg"
