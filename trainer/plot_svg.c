@@ -227,8 +227,10 @@ void plot_svg_heatmap(FILE *f, const plot_heat *h, const char *title)
     double vmax = 0;
     for (int i = 0; i < h->rows * h->cols; i++) vmax = fmax(vmax, h->w[i]);
     if (!(vmax > 0)) vmax = 1;
-    const int ml = 16 + 7 * widest(h->row_label, h->rows),
-              mt = 60 + 6 * widest(h->col_label, h->cols);
+    /* room for the row labels (and the axis' name above them), and for
+     * the slanted column labels */
+    const int wide = widest(h->row_label, h->rows);
+    const int ml = 24 + 7 * (wide > 22 ? wide : 22), mt = 60 + 6 * widest(h->col_label, h->cols);
     const int gw = cell * h->cols, gh = cell * h->rows;
     const int w = ml + gw + 110, ht = mt + gh + 50;
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -268,6 +270,8 @@ void plot_svg_heatmap(FILE *f, const plot_heat *h, const char *title)
     }
     fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">source tokens (keys)</text>\n",
             ml + gw / 2.0, mt + gh + 20);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">output tokens (queries)</text>\n",
+            ml - 6, mt - 8);
     /* the colour scale: 0 at the bottom, the largest weight at the top */
     const int bx = ml + gw + 24, steps = 50;
     for (int i = 0; i < steps; i++) {
