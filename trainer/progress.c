@@ -76,6 +76,7 @@ static struct {
     pthread_mutex_t lock;
     long step, step0, total, epoch, batch_done, nb;
     double loss, tps, t0, last_draw;
+    const char *status; /* between steps: what the run does (NULL: training) */
     int atexit_done;
 } P = {.lock = PTHREAD_MUTEX_INITIALIZER, .loss = NAN, .tps = NAN, .epoch = 1};
 
@@ -104,14 +105,21 @@ void progress_format(char *buf, size_t n, int cols)
     /* fields of a steady width, so that the bar does not jump */
     char total[24];
     const int digits = snprintf(total, sizeof total, "%ld", P.total);
-    snprintf(tail, sizeof tail, " step %*ld/%s loss %-7s tok/s %-7s ETA %-5s", digits, P.step,
-             total, loss, tps, eta);
+    char last[16]; /* the ETA, or what the run does between steps: 10 columns */
+    if (P.status)
+        snprintf(last, sizeof last, "%-10.10s", P.status);
+    else
+        snprintf(last, sizeof last, "ETA %-6s", eta);
+    snprintf(tail, sizeof tail, " step %*ld/%s loss %-6s tok/s %-7s %s", digits, P.step, total,
+             loss, tps, last);
     const double frac = P.nb > 0 ? (double)P.batch_done / (double)P.nb : 0.0;
     snprintf(pct, sizeof pct, " %3.0f%%", 100.0 * (frac > 1 ? 1 : frac));
     /* the bar takes what the text leaves of the line, less one column (a
-     * full line would wrap on some terminals and break the redraw) */
-    const int width = cols - 1 - (int)(strlen(head) + strlen(tail) + strlen(pct)) - 2;
-    if (width >= 8) {
+     * full line would wrap on some terminals and break the redraw); on a
+     * narrow terminal the percentage goes first, then the bar */
+    int width = cols - 1 - (int)(strlen(head) + strlen(tail) + strlen(pct)) - 2;
+    if (width < 10 && width + (int)strlen(pct) >= 10) width += (int)strlen(pct), pct[0] = '\0';
+    if (width >= 10) {
         char bar[1024];
         const int w = width < (int)sizeof bar - 1 ? width : (int)sizeof bar - 1;
         const int full = (int)(frac * w + 0.5) > w ? w : (int)(frac * w + 0.5);
@@ -119,7 +127,7 @@ void progress_format(char *buf, size_t n, int cols)
         bar[w] = '\0';
         snprintf(buf, n, "%s[%s]%s%s", head, bar, pct, tail);
     } else {
-        snprintf(buf, n, "%s%s%s", head, pct + 1, tail);
+        snprintf(buf, n, "%s%s%s", head, pct[0] ? pct + 1 : "", tail);
     }
     const size_t most = cols > 1 ? (size_t)cols - 1 : 1;
     if (strlen(buf) > most && most < n) buf[most] = '\0';
@@ -252,8 +260,17 @@ void progress_tick(long step, long epoch, long batch_done, long nb)
 {
     if (!P.active) return;
     pthread_mutex_lock(&P.lock);
-    P.step = step, P.epoch = epoch, P.batch_done = batch_done, P.nb = nb;
+    P.step = step, P.epoch = epoch, P.batch_done = batch_done, P.nb = nb, P.status = NULL;
     draw_bar(step == P.total);
+    pthread_mutex_unlock(&P.lock);
+}
+
+void progress_status(const char *what)
+{
+    if (!P.active) return;
+    pthread_mutex_lock(&P.lock);
+    P.status = what;
+    if (what) draw_bar(1); /* done: the line that follows draws it again */
     pthread_mutex_unlock(&P.lock);
 }
 

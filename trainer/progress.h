@@ -37,6 +37,9 @@ int progress_start(int mode, int rank, int world, long step, long total_steps);
 /* The position after a step: the bar's step, and its epoch (1-based) with
  * the batches of the epoch done of nb. Cheap: draws only when due. */
 void progress_tick(long step, long epoch, long batch_done, long nb);
+/* What the run does between steps ("validating"; NULL: done), shown on
+ * the bar in place of the ETA until it is done or the next step. */
+void progress_status(const char *what);
 /* A logging window's figures: loss per token, tokens per second. */
 void progress_figures(double loss, double tok_per_s);
 /* The logging window's line ("step S/T epoch E loss …"): printed on rank 0

@@ -55,17 +55,26 @@ for a in above:
 last = t.rstrip("\r\n").split("\n")[-1]
 print("last:", last.strip())
 EOF
-pty "$tmp/bar.tty" 72 "$SEQPAR" "${run[@]}"
-python3 "$tmp/frames.py" "$tmp/bar.tty" 72 >"$tmp/bar.txt"
-check "terminal, auto: the bar, no step lines, every frame within 72 columns ($(head -1 "$tmp/bar.txt"))" \
+pty "$tmp/bar.tty" 80 "$SEQPAR" "${run[@]}"
+python3 "$tmp/frames.py" "$tmp/bar.tty" 80 >"$tmp/bar.txt"
+check "terminal, auto: the bar, no step lines, every frame within 80 columns ($(head -1 "$tmp/bar.txt"))" \
     grep -qE '^frames=([2-9]|[1-9][0-9]+) above=[0-9]+ step_lines=0 too_wide=0$' "$tmp/bar.txt"
 check "... a frame shows epoch, bar, step of total, loss, tok/s, ETA" \
     grep -qP '\repoch 2 \[#+-*\] +\d+% step +\d+/92 loss \d+\.\d{4} +tok/s \d+ +ETA ' "$tmp/bar.tty"
+check "... while validating, the bar says so in the ETA's place" \
+    grep -qP '\repoch 1 \[#+\] 100% step +46/92 loss \d+\.\d{4} +tok/s \d+ +validating\x1b\[K' "$tmp/bar.tty"
 check "... both validation lines printed whole above the bar" \
     bash -c "[ \$(grep -cE '^above: epoch [12] valid loss [0-9.]+ ppl [0-9.]+ bleu [0-9.]+$' '$tmp/bar.txt') = 2 ]"
 check "... the summary line last, the bar cleared before the end lines" \
     bash -c "grep -qE '^last: done step=92 epoch=2 loss=' '$tmp/bar.txt' && grep -q '^above: matmul work' '$tmp/bar.txt'"
 
+for cols in 72 40; do
+    pty "$tmp/narrow$cols.tty" $cols "$SEQPAR" "${run[@]}"
+    python3 "$tmp/frames.py" "$tmp/narrow$cols.tty" $cols >"$tmp/narrow.txt"
+    check "a terminal $cols columns wide: every frame within them ($(head -1 "$tmp/narrow.txt"))" \
+        grep -qE '^frames=([2-9]|[1-9][0-9]+) above=[0-9]+ step_lines=0 too_wide=0$' "$tmp/narrow.txt"
+done
+check "... at 72, the bar without its percentage" grep -qP '\repoch 2 \[#+-*\] step' "$tmp/narrow72.tty"
 SEQPAR_FAULT_NAN=0:25 pty "$tmp/warn.tty" 80 "$SEQPAR" "${run[@]}" --on-nan skip
 python3 "$tmp/frames.py" "$tmp/warn.tty" 80 >"$tmp/warn.txt"
 check "stderr warnings of rank 0 go above the bar, whole, and the bar comes back" \
