@@ -52,6 +52,12 @@ int data_read_file(const char *path, char **buf, size_t *len, char *err, size_t 
  * hanging in silence. */
 #define DATA_FIFO_NOTICE_S 5
 void data_set_fifo_notice(void (*notice)(const char *path));
+/* Corpus downloads (data_locate) report their progress to `fn` (NULL, the
+ * default: nothing): the file, the bytes so far and the total (0 while the
+ * server has not said), and done = 1 once at the end of each transfer. The
+ * library prints nothing itself. */
+typedef void (*data_fetch_progress_fn)(const char *file, long long got, long long total, int done);
+void data_set_fetch_progress(data_fetch_progress_fn fn);
 /* Bytes of a UTF-8 byte-order mark at text[0..len): 3 or 0. */
 size_t data_skip_bom(const char *text, size_t len);
 /* Whether s[0..len) is valid UTF-8; if not, *bad (when given) is the

@@ -152,8 +152,25 @@ static int env_true(const char *name)
     return v && *v && strcmp(v, "0") != 0;
 }
 
-/* Downloads url into path. 0 or -1 with why[] filled. */
-static int download(const char *url, const char *path, char *why, size_t whylen)
+static data_fetch_progress_fn fetch_progress;
+
+void data_set_fetch_progress(data_fetch_progress_fn fn)
+{
+    fetch_progress = fn;
+}
+
+/* libcurl's progress callback: the bytes so far to fetch_progress. */
+static int on_progress(void *file, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)ultotal, (void)ulnow;
+    fetch_progress(file, (long long)dlnow, (long long)dltotal, 0);
+    return 0;
+}
+
+/* Downloads url into path (`file` names it in the progress). 0 or -1 with
+ * why[] filled. */
+static int download(const char *url, const char *file, const char *path, char *why, size_t whylen)
 {
     FILE *f = fopen(path, "wb");
     if (!f) {
@@ -183,7 +200,18 @@ static int download(const char *url, const char *path, char *why, size_t whylen)
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 #endif
+    if (fetch_progress) {
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)file);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    }
     CURLcode res = curl_easy_perform(c);
+    if (fetch_progress) {
+        curl_off_t got = 0, total = -1;
+        curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &got);
+        curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &total);
+        fetch_progress(file, (long long)got, total > 0 ? (long long)total : 0, 1);
+    }
     curl_easy_cleanup(c);
     int closed = fclose(f);
     if (res != CURLE_OK) {
@@ -364,7 +392,7 @@ int data_locate(const char *name, const char *data_dir, char **path, char *err, 
         if (!tmp) goto nomem;
         if (make_parent_dirs(local, &made) != 0) {
             snprintf(why, sizeof why, "cannot create %s: %s", dir, strerror(errno));
-        } else if (download(url, tmp, why, sizeof why) == 0) {
+        } else if (download(url, r->file, tmp, why, sizeof why) == 0) {
             char sherr[256];
             if (data_sha1_file(tmp, got, sherr, sizeof sherr) != DATA_OK) {
                 snprintf(why, sizeof why, "%s", sherr);

@@ -1388,6 +1388,59 @@ static void test_fetch_file_url(void)
     setenv("SEQPAR_NO_DOWNLOAD", "1", 1);
 }
 
+/* What a download reports through data_set_fetch_progress: bytes that grow
+ * to the file's size, the total, and one end of the transfer. */
+static struct {
+    long calls, ends, backwards;
+    long long last, total;
+    char file[64];
+} fp;
+
+static void record_progress(const char *file, long long got, long long total, int done)
+{
+    fp.calls++;
+    fp.backwards += got < fp.last;
+    fp.last = got, fp.ends += done;
+    if (total > 0) fp.total = total;
+    snprintf(fp.file, sizeof fp.file, "%s", file);
+}
+
+static void test_fetch_progress(void)
+{
+    REQUIRE_DATA();
+    char srv[256], cache[256], url[300], src[512], dst[512], err[1024] = "", *path = NULL;
+    struct stat st;
+    tmp_path(srv, sizeof srv, "srv-progress");
+    tmp_path(cache, sizeof cache, "cache-progress");
+    mkdir(srv, 0755);
+    snprintf(src, sizeof src, "%s/timemachine.txt", data_root);
+    snprintf(dst, sizeof dst, "%s/timemachine.txt", srv);
+    CU_ASSERT_EQUAL_FATAL(copy_file(src, dst), 0);
+    CU_ASSERT_EQUAL_FATAL(stat(src, &st), 0);
+    unsetenv("SEQPAR_NO_DOWNLOAD");
+    snprintf(url, sizeof url, "file://%s/", srv);
+    setenv("SEQPAR_DATA_URL", url, 1);
+    memset(&fp, 0, sizeof fp);
+    data_set_fetch_progress(record_progress);
+    CU_ASSERT_EQUAL(data_locate("timemachine.txt", cache, &path, err, sizeof err), DATA_OK);
+    CU_ASSERT(fp.calls >= 2);
+    CU_ASSERT_EQUAL(fp.ends, 1);
+    CU_ASSERT_EQUAL(fp.backwards, 0);
+    CU_ASSERT_EQUAL(fp.last, (long long)st.st_size);
+    CU_ASSERT_EQUAL(fp.total, (long long)st.st_size);
+    CU_ASSERT_STRING_EQUAL(fp.file, "timemachine.txt");
+    free(path);
+    path = NULL;
+    /* a file already there is not fetched: nothing reported */
+    memset(&fp, 0, sizeof fp);
+    CU_ASSERT_EQUAL(data_locate("timemachine.txt", cache, &path, err, sizeof err), DATA_OK);
+    CU_ASSERT_EQUAL(fp.calls, 0);
+    free(path);
+    data_set_fetch_progress(NULL);
+    unsetenv("SEQPAR_DATA_URL");
+    setenv("SEQPAR_NO_DOWNLOAD", "1", 1);
+}
+
 static int make_zip(const char *zpath, const char *member, const char *content)
 {
     int e = 0;
@@ -1624,6 +1677,7 @@ void register_suites(void)
         {"sha1", test_sha1},
         {"locate: data dir order, offline error", test_locate_local},
         {"fetch: file:// URL, checksum", test_fetch_file_url},
+        {"fetch: progress reported to the program", test_fetch_progress},
         {"fetch: fra-eng.zip extraction", test_fetch_zip},
     };
     ADD_SUITE("data/text", text);

@@ -18,5 +18,7 @@ const seqpar_command seqpar_commands[] = {
      "vocabulary, n-gram counts and a Zipf plot of a corpus"},
     {"supervise", cmd_supervise, &supervise_command,
      "run a training job, relaunching it from its checkpoints when it fails"},
+    {"plot", cmd_plot, &plot_command,
+     "training curves or attention weights as an SVG, from a monitor or training log"},
 };
 const int seqpar_ncommands = sizeof seqpar_commands / sizeof *seqpar_commands;

@@ -7,6 +7,7 @@
 
 #include "data.h"
 #include "model.h"
+#include "progress.h"
 #include "stop_signal.h"
 #include "wire.h"
 
@@ -76,6 +77,7 @@ static const int OPTIMIZERS[] = {OPT_ADAM, OPT_SGD};
 static const int TOKENS[] = {DATA_TOKENS_CHAR, DATA_TOKENS_WORD};
 static const int SAMPLERS[] = {DATA_SAMPLER_RANDOM, DATA_SAMPLER_SEQUENTIAL};
 static const int TASKS[] = {MODEL_TRANSLATE, MODEL_LM};
+static const int PROGRESS[] = {PROGRESS_AUTO, PROGRESS_BAR, PROGRESS_LINES};
 
 #define F(field) CLI_FIELD(train_config, field)
 #define INT(name, field, lo, hi, h)                                                                \
@@ -180,6 +182,10 @@ static const cli_opt OPTS[] = {
     INT("nan-patience", nan_patience, 1, 1000000,
         "--on-nan skip: the run stops at the K-th non-finite step in a row (1: at the first; "
         "K - 1 are skipped)"),
+    CHOICE("progress", progress, "auto|bar|lines", PROGRESS,
+           "rank 0's progress: one line updated in place on a terminal (bar), the step lines "
+           "scripts parse (lines), or the bar when stdout is a terminal and no MPI launcher "
+           "started seqpar (auto)"),
 };
 
 static const train_config DEFAULTS = {
@@ -213,6 +219,7 @@ static const train_config DEFAULTS = {
     .stop_signals = STOP_SIGNALS_DEFAULT,
     .on_nan = NAN_STOP,
     .nan_patience = 5,
+    .progress = PROGRESS_AUTO,
 };
 
 const cli_command config_command = {.prog = "seqpar train",

@@ -64,6 +64,7 @@ typedef struct train_config {
     int stop_signals;   /* signals that stop the run gracefully (stop_signal.h's mask) */
     int on_nan;         /* nan_policy: a non-finite loss or gradient norm */
     int nan_patience;   /* consecutive skipped steps before the run stops */
+    int progress;       /* progress_mode (progress.h): auto | bar | lines */
 } train_config;
 
 /* The table, for the command line of seqpar train. */

@@ -8,6 +8,7 @@
 
 #include "comm.h"
 #include "data.h"
+#include "progress.h"
 #include "trainer.h"
 
 static void usage(FILE *f)
@@ -56,6 +57,7 @@ int main(int argc, char **argv)
 {
     atexit(close_stdout);
     data_set_fifo_notice(fifo_notice);
+    progress_fetch_install(); /* a corpus download shows its progress on a terminal */
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -21,6 +21,7 @@
 
 #include "comm.h"
 #include "node.h"
+#include "progress.h"
 #include "rundir.h"
 #include "step.h"
 #include "stop_signal.h"
@@ -179,33 +180,23 @@ static void announce(trainer *t)
 
 /* ------------------------------------------------------------- the loop */
 
-static void fmt_duration(char *buf, size_t n, double s)
-{
-    if (!isfinite(s) || s < 0)
-        snprintf(buf, n, "?");
-    else if (s < 60)
-        snprintf(buf, n, "%.0fs", s);
-    else if (s < 3600)
-        snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
-    else
-        snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
-}
-
-/* The progress line of a logging window, and its train message. */
+/* The progress line of a logging window (or the bar's figures), and its
+ * train message. */
 static void log_window(trainer *t, loop_stats *s)
 {
     const double now = comm_time();
     const double tps = s->win_tok / (now - s->t_win > 1e-9 ? now - s->t_win : 1e-9);
     const double rate = (double)(t->pos.step - s->start_step) / (now - s->t_start);
     char eta[32];
-    fmt_duration(eta, sizeof eta, (double)(t->total_steps - t->pos.step) / rate);
+    progress_duration(eta, sizeof eta, (double)(t->total_steps - t->pos.step) / rate);
     s->last_win_loss = s->win_loss / (s->win_tok > 0 ? s->win_tok : 1);
     t->figs.last_loss = s->last_win_loss;
     char skips[48] = "";
     if (s->nan_skips > 0) snprintf(skips, sizeof skips, " nan-skips %ld", s->nan_skips);
-    comm_printf0("step %ld/%ld epoch %ld loss %.4f ppl %.3f tok/s %.0f ETA %s%s\n", t->pos.step,
-                 t->total_steps, t->pos.epoch + 1, s->last_win_loss, exp(s->last_win_loss), tps,
-                 eta, skips);
+    progress_figures(s->last_win_loss, tps);
+    progress_window_line("step %ld/%ld epoch %ld loss %.4f ppl %.3f tok/s %.0f ETA %s%s\n",
+                         t->pos.step, t->total_steps, t->pos.epoch + 1, s->last_win_loss,
+                         exp(s->last_win_loss), tps, eta, skips);
     telemetry_train(t->r.tel, s->wl_loss, s->wl_tok, s->grad_norm, t->cfg.lr, now - s->t_win,
                     s->nan_skips);
     s->wl_loss = s->wl_tok = 0;
@@ -268,6 +259,7 @@ static int train_step(trainer *t, loop_stats *s, long nb)
     }
     s->grad_norm = res.grad_norm;
     t->pos.step++;
+    progress_tick(t->pos.step, t->pos.epoch + 1, t->pos.batch_in_epoch + 1, nb);
     int tensor, rank;
     const int same = step_check_replicas(t->eng, t->pos.step, &tensor, &rank);
     if (same < 0)
@@ -386,6 +378,7 @@ static int finish(trainer *t, loop_stats *s)
 {
     const train_config *c = &t->cfg;
     const double elapsed = comm_time() - s->t_start;
+    progress_end();  /* the summary below the bar's last place */
     if (s->failed) { /* nothing of the failed step is saved */
         char how[80];
         snprintf(how, sizeof how, "stopped at step %ld (not finite)", t->pos.step);
@@ -478,6 +471,7 @@ int cmd_train(int argc, char **argv)
     t->dir.m = t->m, t->dir.eng = t->eng;
     rundir_resume(&t->dir);
     announce(t);
+    progress_start(c->progress, t->r.rank, t->r.world, t->pos.step, t->total_steps);
     loop_stats s = {0};
     train_loop(t, &s);
     const int code = finish(t, &s);

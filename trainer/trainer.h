@@ -17,6 +17,7 @@ int cmd_bleu(int argc, char **argv);
 int cmd_ckpt(int argc, char **argv);
 int cmd_corpus_stats(int argc, char **argv);
 int cmd_supervise(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 /* The subcommands, in the order --help lists them: name, entry, option table
  * (NULL: ckpt, whose actions take files), one line. */
@@ -37,6 +38,7 @@ void manual_bash_completion(FILE *f);
 /* Their option tables (cli.h), for the man page and the shell completion. */
 struct cli_command;
 extern const struct cli_command config_command, translate_command, predict_command, score_command,
-    bleu_command, corpus_stats_command, monitor_command, supervise_command, ckpt_diff_command;
+    bleu_command, corpus_stats_command, monitor_command, supervise_command, ckpt_diff_command,
+    plot_command;
 
 #endif

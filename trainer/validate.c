@@ -9,6 +9,7 @@
 #include "bleu.h"
 #include "comm.h"
 #include "exact_sum.h"
+#include "progress.h"
 #include "step_exact.h"
 #include "stop_signal.h"
 
@@ -271,7 +272,9 @@ int validator_round(validator *v, rundir *rd, const char *when, long at)
     const int lm = v->data->lm;
     double vl, vp, vb;
     v->last_step = rd->pos->step;
+    progress_status("validating"); /* on the bar, if one shows */
     const int stop = validator_evaluate(v, tel, rd->r, &vl, &vp, &vb);
+    progress_status(NULL);
     f->last_valid_loss = vl, f->last_valid_bleu = vb;
     if (lm)
         comm_printf0("%s %ld valid loss %.4f ppl %.3f\n", when, at, vl, vp);
