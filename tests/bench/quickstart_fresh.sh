@@ -18,8 +18,13 @@ mounted=()
 cleanup() {
     local i
     for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount "${mounted[$i]}" 2>/dev/null || umount -l "${mounted[$i]}"; done
-    # the monitor the quickstart leaves running lives in the chroot: stop it
-    pkill -f "$dir/" 2>/dev/null || true
+    # the monitor the quickstart leaves running lives in the chroot (its
+    # command line does not name it; its root does): stop it
+    local p
+    for p in /proc/[0-9]*; do
+        [ "$(readlink "$p/root" 2>/dev/null)" = "$dir" ] && kill "${p#/proc/}" 2>/dev/null
+    done
+    sleep 0.5
     if [ "${KEEP:-0}" = 1 ]; then echo "kept: $dir"; else rm -rf "$dir"; fi
 }
 trap cleanup EXIT
