@@ -1,4 +1,4 @@
-/* SGD and Adam over the flat parameter buffer, gradient scaling and
+/* SGD, Adam and AdamW over the flat parameter buffer, gradient scaling and
  * global-norm clipping. One loop each over the whole buffer: alignment padding
  * between tensors holds zeros in parameters, gradients and moments alike, so
  * it stays zero. */
@@ -16,9 +16,21 @@ int opt_parse(const char *s, opt_kind *out)
         *out = OPT_SGD;
     else if (strcmp(s, "adam") == 0)
         *out = OPT_ADAM;
+    else if (strcmp(s, "adamw") == 0)
+        *out = OPT_ADAMW;
     else
         return MODEL_EINVAL;
     return MODEL_OK;
+}
+
+const char *opt_name(opt_kind k)
+{
+    return k == OPT_ADAMW ? "adamw" : k == OPT_ADAM ? "adam" : "sgd";
+}
+
+int opt_has_moments(opt_kind k)
+{
+    return k == OPT_ADAM || k == OPT_ADAMW;
 }
 
 int optimizer_init(optimizer *o, opt_kind kind, float lr, const param_table *pt)
@@ -30,7 +42,7 @@ int optimizer_init(optimizer *o, opt_kind kind, float lr, const param_table *pt)
     o->beta2 = 0.999f;
     o->eps = 1e-8f;
     o->n = pt->total;
-    if (kind == OPT_ADAM) {
+    if (opt_has_moments(kind)) {
         o->m = param_buffer_alloc(pt);
         o->v = param_buffer_alloc(pt);
         if (!o->m || !o->v) {
@@ -77,6 +89,20 @@ VM_CLONES static void adam_update(size_t n, float *restrict p, float *restrict g
     }
 }
 
+/* torch.optim.AdamW: p ← p·(1 − lr·λ), then Adam's step on the decayed p. */
+VM_CLONES static void adamw_update(size_t n, float *restrict p, float *restrict g,
+                                   float *restrict m, float *restrict v, float b1, float b2,
+                                   float step, float rbc2, float eps, float scale, float decay)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float gi = g[i] * scale;
+        g[i] = 0.0f;
+        m[i] = b1 * m[i] + (1.0f - b1) * gi;
+        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+        p[i] = p[i] * decay - step * m[i] / (sqrtf(v[i]) * rbc2 + eps);
+    }
+}
+
 void optimizer_begin(optimizer *o)
 {
     o->t++;
@@ -92,6 +118,12 @@ void optimizer_apply(const optimizer *o, param_table *pt, float scale, size_t lo
     }
     const double bc1 = 1.0 - pow(o->beta1, (double)o->t);
     const double bc2 = 1.0 - pow(o->beta2, (double)o->t);
+    if (o->kind == OPT_ADAMW) {
+        adamw_update(hi - lo, pt->data + lo, pt->grad + lo, o->m + lo, o->v + lo, o->beta1,
+                     o->beta2, (float)(o->lr / bc1), (float)(1.0 / sqrt(bc2)), o->eps, scale,
+                     (float)(1.0 - (double)o->lr * (double)o->weight_decay));
+        return;
+    }
     adam_update(hi - lo, pt->data + lo, pt->grad + lo, o->m + lo, o->v + lo, o->beta1, o->beta2,
                 (float)(o->lr / bc1), (float)(1.0 / sqrt(bc2)), o->eps, scale);
 }

@@ -205,7 +205,7 @@ static int ckpt_diff(int argc, char **argv)
         printf("optimizer   %s vs %s\n", config_text(&a.cfg, "optimizer", na, sizeof na),
                config_text(&b.cfg, "optimizer", nb, sizeof nb));
         worst_all = INFINITY;
-    } else if (ka == OPT_ADAM) {
+    } else if (opt_has_moments(ka)) {
         if (optimizer_init(&oa, ka, 1.0f, pa) != MODEL_OK ||
             optimizer_init(&ob, kb, 1.0f, pb) != MODEL_OK) {
             snprintf(err, sizeof err, "out of memory");
