@@ -22,6 +22,7 @@
 #include "comm.h"
 #include "node.h"
 #include "rundir.h"
+#include "schedule.h"
 #include "step.h"
 #include "stop_signal.h"
 #include "train_data.h"
@@ -49,6 +50,7 @@ typedef struct loop_stats {
     double wl_loss, wl_tok;             /* this rank's sums over the window (the wire) */
     double last_win_loss, last_ep_loss; /* per token */
     double run_tok, grad_norm;
+    double lr;               /* the last update's rate */
     int ep_whole;            /* this process ran the current epoch from its first batch */
     int stopped;             /* --max-steps reached, early stopping, a signal, a failure */
     int signalled;           /* ... a rank was asked to stop by a signal */
@@ -122,10 +124,11 @@ static void build_model(trainer *t)
     const double vm0 = node_vm_bytes();
     ranks_agree(&t->r, model_create(&t->m, &mc, err, sizeof err) == MODEL_OK, 1, err);
     ranks_agree(&t->r,
-                node_model_fits(model_params(t->m), vm0, c->optimizer == OPT_ADAM, c->workers, bmax,
-                                c->steps, err, sizeof err),
+                node_model_fits(model_params(t->m), vm0, opt_has_moments((opt_kind)c->optimizer),
+                                c->workers, bmax, c->steps, err, sizeof err),
                 1, err);
     model_set_bptt(t->m, c->bptt.mode, c->bptt.k);
+    model_set_label_smoothing(t->m, (float)c->label_smoothing);
     ranks_agree(
         &t->r, step_create(&t->eng, c, &t->data, t->m, t->r.rank, t->r.world, err, sizeof err) == 0,
         1, err);
@@ -138,6 +141,43 @@ static void build_model(trainer *t)
                 1, err);
 }
 
+/* The run's updates: --epochs of batches (token batches: each epoch's
+ * count), or --max-steps when fewer. Cosine's length, and the progress
+ * lines' total. */
+static long total_steps(const train_config *c, const train_data *d, long epoch)
+{
+    /* constant: the current epoch's count times --epochs (an LM's epochs
+     * differ by a batch or so; only the progress lines read it); another
+     * schedule needs the exact sum, the same at every resume */
+    if (!d->sampler.plan && c->lr_schedule == LR_CONSTANT) {
+        const long all = c->epochs * data_sampler_batches(&d->sampler, epoch);
+        return c->max_steps > 0 && c->max_steps < all ? c->max_steps : all;
+    }
+    long all = 0;
+    for (long e = 0; e < c->epochs && (c->max_steps <= 0 || all < c->max_steps); e++)
+        all += data_sampler_batches(&d->sampler, e);
+    return c->max_steps > 0 && c->max_steps < all ? c->max_steps : all;
+}
+
+/* --batch-tokens: the token batches and their padding against batches of
+ * as many random pairs (epoch 1's). */
+static void announce_tokens(const train_config *c, const train_data *d)
+{
+    if (!d->sampler.plan) return;
+    if (d->sampler.rank != 0) return; /* rank 0 prints; the others need not build the plan */
+    const long nb = data_sampler_batches(&d->sampler, 0);
+    double bucketed, unsorted;
+    data_sampler_padding(&d->sampler, 0, &bucketed, &unsorted);
+    long tok = 0;
+    for (long i = 0; i < d->pairs.n; i++) tok += d->pairs.tgt_valid[i];
+    comm_printf0("batch-tokens %ld%s: %ld batches in epoch 1, %.0f target tokens and %.1f pairs a "
+                 "batch on average; padding %.1f%% of target positions before bucketing "
+                 "(batches of random pairs), %.1f%% after\n",
+                 c->batch_tokens * c->accum, c->accum > 1 ? " (x --accum)" : "", nb,
+                 (double)tok / (double)nb, (double)d->pairs.n / (double)nb, 100.0 * unsorted,
+                 100.0 * bucketed);
+}
+
 /* The line that says what is trained on what, for how long (rank 0), and
  * the start event. */
 static void announce(trainer *t)
@@ -148,8 +188,7 @@ static void announce(trainer *t)
     size_t nparams = 0;
     for (int i = 0; i < pt->n; i++) nparams += pt->t[i].size;
     const long per_epoch = data_sampler_batches(&d->sampler, t->pos.epoch);
-    t->total_steps = c->epochs * per_epoch;
-    if (c->max_steps > 0 && c->max_steps < t->total_steps) t->total_steps = c->max_steps;
+    t->total_steps = total_steps(c, d, t->pos.epoch);
     char vocab[64], batches[160], cell[16], summary[800];
     if (d->vsrc)
         snprintf(vocab, sizeof vocab, "%d -> %d", d->vsrc->size, d->vtgt->size);
@@ -169,6 +208,7 @@ static void announce(trainer *t)
              train_data_items(d), d->lm ? "tokens" : "pairs", vocab, batches, t->total_steps,
              t->total_steps == 1 ? "" : "s");
     comm_printf0("%s\n", summary);
+    announce_tokens(c, d);
     if (t->r.rank == 0)
         telemetry_event(t->r.tel, "start", "%s; %d rank%s; %s", summary, t->r.world,
                         t->r.world > 1 ? "s" : "", t->pos.step > 0 ? "resumed" : "fresh start");
@@ -200,10 +240,10 @@ static void log_window(trainer *t, loop_stats *s)
     t->figs.last_loss = s->last_win_loss;
     char skips[48] = "";
     if (s->nan_skips > 0) snprintf(skips, sizeof skips, " nan-skips %ld", s->nan_skips);
-    comm_printf0("step %ld/%ld epoch %ld loss %.4f ppl %.3f tok/s %.0f ETA %s%s\n", t->pos.step,
-                 t->total_steps, t->pos.epoch + 1, s->last_win_loss, exp(s->last_win_loss), tps,
-                 eta, skips);
-    telemetry_train(t->r.tel, s->wl_loss, s->wl_tok, s->grad_norm, t->cfg.lr, now - s->t_win,
+    comm_printf0("step %ld/%ld epoch %ld loss %.4f ppl %.3f tok/s %.0f ETA %s%s lr %.4g\n",
+                 t->pos.step, t->total_steps, t->pos.epoch + 1, s->last_win_loss,
+                 exp(s->last_win_loss), tps, eta, skips, s->lr);
+    telemetry_train(t->r.tel, s->wl_loss, s->wl_tok, s->grad_norm, s->lr, now - s->t_win,
                     s->nan_skips);
     s->wl_loss = s->wl_tok = 0;
     s->t_win = now, s->win_loss = s->win_tok = 0;
@@ -252,6 +292,8 @@ static int train_step(trainer *t, loop_stats *s, long nb)
     const train_config *c = &t->cfg;
     step_result res;
     stop_signal_fault("step", t->r.rank, t->pos.step);
+    s->lr = lr_schedule_at(c, t->total_steps, &t->figs, t->pos.step + 1);
+    step_set_lr(t->eng, s->lr);
     const int rc = step_run(t->eng, &t->pos, stop_signal_pending() != 0, &res);
     if (rc == STEP_EBATCH)
         ranks_die_local(&t->r, 1, "invalid batch at step %ld (token id outside the vocabulary)",
@@ -458,7 +500,8 @@ int cmd_train(int argc, char **argv)
     ranks_check_launch(&t->r);
     const train_config *c = &t->cfg;
     stop_signal_install(c->stop_signals);
-    t->figs = (train_figs){NAN, NAN, NAN, NAN, 0};
+    t->figs = (train_figs){NAN, NAN, NAN, NAN, 0, NAN, NAN, 0};
+    lr_plateau_start(c, &t->figs);
     t->dir = (rundir){.cfg = c, .r = &t->r, .data = &t->data, .pos = &t->pos, .figs = &t->figs};
     rundir_open(&t->dir);
     plan_threads(c);
