@@ -89,18 +89,41 @@ VM_CLONES static void adam_update(size_t n, float *restrict p, float *restrict g
     }
 }
 
-/* torch.optim.AdamW: p ← p·(1 − lr·λ), then Adam's step on the decayed p. */
+/* torch.optim.AdamW: p ← p·(1 − lr·λ), then Adam's step on the decayed p.
+ * As torch, 1 − β and the bias corrections come from the betas in double
+ * (adam_update's 1.0f − b is torch's value to 1e-5 relative, kept for
+ * Adam's bits). */
 VM_CLONES static void adamw_update(size_t n, float *restrict p, float *restrict g,
-                                   float *restrict m, float *restrict v, float b1, float b2,
-                                   float step, float rbc2, float eps, float scale, float decay)
+                                   float *restrict m, float *restrict v, const float k[7])
 {
+    const float b1 = k[0], b2 = k[1], c1 = k[2], c2 = k[3], step = k[4], rbc2 = k[5], eps = k[6];
     for (size_t i = 0; i < n; i++) {
-        const float gi = g[i] * scale;
+        const float gi = g[i];
         g[i] = 0.0f;
-        m[i] = b1 * m[i] + (1.0f - b1) * gi;
-        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-        p[i] = p[i] * decay - step * m[i] / (sqrtf(v[i]) * rbc2 + eps);
+        m[i] = b1 * m[i] + c1 * gi;
+        v[i] = b2 * v[i] + c2 * gi * gi;
+        p[i] -= step * m[i] / (sqrtf(v[i]) * rbc2 + eps);
     }
+}
+
+/* AdamW's decay and update over [lo, hi): the decay is its own pass, as
+ * torch's mul_, so p·(1 − lr·λ) is rounded before the step. The scale is
+ * folded into g first (g·scale, as adam_update). */
+static void adamw_apply(const optimizer *o, param_table *pt, float scale, size_t lo, size_t hi)
+{
+    const double b1 = 0.9, b2 = 0.999; /* torch's defaults, in double as torch holds them */
+    const double bc1 = 1.0 - pow(b1, (double)o->t), bc2 = 1.0 - pow(b2, (double)o->t);
+    const float k[7] = {(float)b1,
+                        (float)b2,
+                        (float)(1.0 - b1),
+                        (float)(1.0 - b2),
+                        (float)(o->lr / bc1),
+                        (float)(1.0 / sqrt(bc2)),
+                        o->eps};
+    const float decay = (float)(1.0 - (double)o->lr * (double)o->weight_decay);
+    float *p = pt->data + lo, *g = pt->grad + lo;
+    for (size_t i = 0; i < hi - lo; i++) p[i] *= decay, g[i] *= scale;
+    adamw_update(hi - lo, p, g, o->m + lo, o->v + lo, k);
 }
 
 void optimizer_begin(optimizer *o)
@@ -116,14 +139,12 @@ void optimizer_apply(const optimizer *o, param_table *pt, float scale, size_t lo
         sgd_update(hi - lo, pt->data + lo, pt->grad + lo, o->lr, scale);
         return;
     }
-    const double bc1 = 1.0 - pow(o->beta1, (double)o->t);
-    const double bc2 = 1.0 - pow(o->beta2, (double)o->t);
     if (o->kind == OPT_ADAMW) {
-        adamw_update(hi - lo, pt->data + lo, pt->grad + lo, o->m + lo, o->v + lo, o->beta1,
-                     o->beta2, (float)(o->lr / bc1), (float)(1.0 / sqrt(bc2)), o->eps, scale,
-                     (float)(1.0 - (double)o->lr * (double)o->weight_decay));
+        adamw_apply(o, pt, scale, lo, hi);
         return;
     }
+    const double bc1 = 1.0 - pow(o->beta1, (double)o->t);
+    const double bc2 = 1.0 - pow(o->beta2, (double)o->t);
     adam_update(hi - lo, pt->data + lo, pt->grad + lo, o->m + lo, o->v + lo, o->beta1, o->beta2,
                 (float)(o->lr / bc1), (float)(1.0 / sqrt(bc2)), o->eps, scale);
 }
