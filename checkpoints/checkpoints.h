@@ -65,7 +65,7 @@ typedef struct ckpt_train {
     long since_best;
     /* --lr-schedule plateau: the rate after warm-up, the lowest validation
      * loss and the evaluations since it (attributes lr_plateau, lr_best,
-     * lr_since, written when lr_plateau is finite; NaN, NaN, 0 when absent) */
+     * lr_since, written when lr_plateau > 0; NaN, NaN, 0 when absent) */
     double lr_plateau, lr_best;
     long lr_since;
 } ckpt_train;

@@ -186,7 +186,7 @@ static herr_t write_all(hid_t f, const ckpt_content *c)
         if (isfinite(figs[i].v)) rc |= attr_num(g, figs[i].name, H5T_NATIVE_DOUBLE, &figs[i].v, 1);
     long long since = c->train.since_best;
     if (isfinite(c->train.best)) rc |= attr_num(g, "since_best", H5T_NATIVE_LLONG, &since, 1);
-    if (isfinite(c->train.lr_plateau)) { /* --lr-schedule plateau's state */
+    if (c->train.lr_plateau > 0) { /* --lr-schedule plateau's state (0 or NaN: none) */
         long long lsince = c->train.lr_since;
         rc |= attr_num(g, "lr_plateau", H5T_NATIVE_DOUBLE, &c->train.lr_plateau, 1);
         if (isfinite(c->train.lr_best))
