@@ -170,12 +170,16 @@ static void announce_tokens(const train_config *c, const train_data *d)
     data_sampler_padding(&d->sampler, 0, &bucketed, &unsorted);
     long tok = 0;
     for (long i = 0; i < d->pairs.n; i++) tok += d->pairs.tgt_valid[i];
-    comm_printf0("batch-tokens %ld%s: %ld batches in epoch 1, %.0f target tokens and %.1f pairs a "
+    char what[80];
+    if (c->accum > 1)
+        snprintf(what, sizeof what, "%ld x --accum %d", c->batch_tokens, c->accum);
+    else
+        snprintf(what, sizeof what, "%ld", c->batch_tokens);
+    comm_printf0("batch-tokens %s: %ld batches in epoch 1, %.0f target tokens and %.1f pairs a "
                  "batch on average; padding %.1f%% of target positions before bucketing "
                  "(batches of random pairs), %.1f%% after\n",
-                 c->batch_tokens * c->accum, c->accum > 1 ? " (x --accum)" : "", nb,
-                 (double)tok / (double)nb, (double)d->pairs.n / (double)nb, 100.0 * unsorted,
-                 100.0 * bucketed);
+                 what, nb, (double)tok / (double)nb, (double)d->pairs.n / (double)nb,
+                 100.0 * unsorted, 100.0 * bucketed);
 }
 
 /* The line that says what is trained on what, for how long (rank 0), and
@@ -197,9 +201,16 @@ static void announce(trainer *t)
     if (!d->lm && d->pairs.n < c->batch) /* the one batch is the whole corpus */
         snprintf(batches, sizeof batches, "1 batch/epoch of all %d pairs (fewer than --batch %d)",
                  d->pairs.n, c->batch);
+    else if (d->sampler.plan) /* token batches: each epoch has its own count */
+        snprintf(batches, sizeof batches,
+                 "%ld batch%s in this epoch of up to %ld target tokens and %d pairs", per_epoch,
+                 per_epoch == 1 ? "" : "es", c->batch_tokens * c->accum, c->batch * c->accum);
     else
         snprintf(batches, sizeof batches, "%ld batch%s/epoch of %d", per_epoch,
-                 per_epoch == 1 ? "" : "es", c->batch);
+                 per_epoch == 1 ? "" : "es", c->batch * c->accum);
+    if (c->accum > 1) /* the micro-batches */
+        snprintf(batches + strlen(batches), sizeof batches - strlen(batches),
+                 " (--accum %d micro-batches an update)", c->accum);
     snprintf(summary, sizeof summary,
              "%s %s: %d layer%s, embed %d, hidden %d, %zu parameters; %s %ld %s, vocab %s; "
              "%s, %ld step%s",
