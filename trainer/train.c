@@ -146,10 +146,11 @@ static void build_model(trainer *t)
  * lines' total. */
 static long total_steps(const train_config *c, const train_data *d, long epoch)
 {
-    /* constant: the current epoch's count times --epochs (an LM's epochs
-     * differ by a batch or so; only the progress lines read it); another
-     * schedule needs the exact sum, the same at every resume */
-    if (!d->sampler.plan && c->lr_schedule == LR_CONSTANT) {
+    /* translation's epochs all have one count; an LM's differ by a batch or
+     * so (its random offset): the current one's times --epochs serves the
+     * progress lines, but another schedule than constant needs the exact
+     * sum, the same at every resume; token batches: each epoch's own */
+    if (!d->sampler.plan && (!d->lm || c->lr_schedule == LR_CONSTANT)) {
         const long all = c->epochs * data_sampler_batches(&d->sampler, epoch);
         return c->max_steps > 0 && c->max_steps < all ? c->max_steps : all;
     }

@@ -67,6 +67,10 @@ check "plateau: the rate dropped before step 40 ($(drops 0 40)) and after ($(dro
     test "$(drops 0 40)" -gt 0 -a "$(drops 40 60)" -gt 0
 check "plateau: its state is in the checkpoint" bash -c "h5dump -a /train/lr_plateau '$tmp/plateau-b/ckpt-00000040.h5' | grep -q '(0): 0.0'"
 
+# the LM: micro-batches of its random sampler's streams, and a schedule
+lm=(--task lm --dataset timemachine --num-examples 20000 --embed 0 --steps 20 --sampler random)
+exact lm-cosine 30 "${lm[@]}" --batch 8 --accum 2 --lr-schedule cosine --warmup 20
+
 # --- token batches
 tok=(--batch 64 --batch-tokens 200)
 "$SEQPAR" train "${base[@]}" "${tok[@]}" --max-steps 20 --checkpoint-dir "$tmp/tk1" >"$tmp/tk1.out" 2>&1
