@@ -252,9 +252,10 @@ static void log_window(trainer *t, loop_stats *s)
     t->figs.last_loss = s->last_win_loss;
     char skips[48] = "";
     if (s->nan_skips > 0) snprintf(skips, sizeof skips, " nan-skips %ld", s->nan_skips);
-    comm_printf0("step %ld/%ld epoch %ld loss %.4f ppl %.3f tok/s %.0f ETA %s%s lr %.4g\n",
+    /* the rate after the ETA; " nan-skips K", when there are any, stays last */
+    comm_printf0("step %ld/%ld epoch %ld loss %.4f ppl %.3f tok/s %.0f ETA %s lr %.4g%s\n",
                  t->pos.step, t->total_steps, t->pos.epoch + 1, s->last_win_loss,
-                 exp(s->last_win_loss), tps, eta, skips, s->lr);
+                 exp(s->last_win_loss), tps, eta, s->lr, skips);
     telemetry_train(t->r.tel, s->wl_loss, s->wl_tok, s->grad_norm, s->lr, now - s->t_win,
                     s->nan_skips);
     s->wl_loss = s->wl_tok = 0;

@@ -220,9 +220,10 @@ int validator_round(validator *v, rundir *rd, const char *when, long at)
         comm_printf0("%s %ld valid loss %.4f ppl %.3f bleu %.2f\n", when, at, vl, vp, vb);
     telemetry_eval(tel, vl, vp, vb, v->samples, v->nsamples);
     if (lr_plateau_observe(v->cfg, f, vl))
-        comm_printf0("%s %ld lr %.4g: %ld evaluations without a lower validation loss (best "
+        comm_printf0("%s %ld lr %.4g: %ld evaluation%s without a lower validation loss (best "
                      "%.4f)\n",
-                     when, at, f->plateau_lr, v->cfg->lr_patience, f->plateau_best);
+                     when, at, f->plateau_lr, v->cfg->lr_patience,
+                     v->cfg->lr_patience == 1 ? "" : "s", f->plateau_best);
     const double fig = lm ? vp : vb;
     const int better =
         isfinite(fig) && (!isfinite(f->best) || (lm ? fig < f->best : fig > f->best));
