@@ -79,6 +79,8 @@ check "--batch-tokens: less padding after bucketing" \
     awk '/^batch-tokens/ { for (i = 1; i <= NF; i++) if ($i ~ /%$/) p[++n] = $i + 0 } END { exit !(n == 2 && p[2] < p[1]) }' "$tmp/tk1.out"
 "${mpi[@]}" -np 2 "$SEQPAR" train "${base[@]}" "${tok[@]}" --max-steps 20 --checkpoint-dir "$tmp/tk2" >/dev/null 2>&1
 same "$tmp/tk1/ckpt-00000020.h5" "$tmp/tk2/ckpt-00000020.h5" 1e-4 "--batch-tokens: 2 ranks = 1 rank (the same global batches)"
+"$SEQPAR" train "${base[@]}" "${tok[@]}" --workers 2 --max-steps 20 --checkpoint-dir "$tmp/tkw" >/dev/null 2>&1
+same "$tmp/tk2/ckpt-00000020.h5" "$tmp/tkw/ckpt-00000020.h5" 0 "--batch-tokens: 2 workers = 2 ranks, bitwise"
 "$SEQPAR" train "${base[@]}" --batch 32 --batch-tokens 100 --accum 2 --max-steps 20 --checkpoint-dir "$tmp/tka" >/dev/null 2>&1
 "$SEQPAR" train "${base[@]}" --batch 64 --batch-tokens 200 --max-steps 20 --checkpoint-dir "$tmp/tkb" >/dev/null 2>&1
 same "$tmp/tkb/ckpt-00000020.h5" "$tmp/tka/ckpt-00000020.h5" 1e-4 "--batch-tokens 100 --accum 2 = --batch-tokens 200"
