@@ -7,7 +7,8 @@
  *   /optimizer       attrs name, lr, betas, eps, t; /optimizer/m/…, /optimizer/v/…
  *   /train           attrs step, epoch, batch_in_epoch, seed, global_batch,
  *                    world_size, and where measured train_loss, valid_loss,
- *                    valid_bleu, best, since_best; datasets state_h, state_c
+ *                    valid_bleu, best, since_best, lr_plateau, lr_best, lr_since;
+ *                    datasets state_h, state_c
  *                    (carried LM state, (L, global batch, H))
  *   /vocab/src, /vocab/tgt (LM: /vocab/tokens)  UTF-8 strings, index = id
  *
@@ -62,6 +63,11 @@ typedef struct ckpt_train {
      * since it (NaN and 0 when not in use) */
     double best;
     long since_best;
+    /* --lr-schedule plateau: the rate after warm-up, the lowest validation
+     * loss and the evaluations since it (attributes lr_plateau, lr_best,
+     * lr_since, written when lr_plateau > 0; NaN, NaN, 0 when absent) */
+    double lr_plateau, lr_best;
+    long lr_since;
 } ckpt_train;
 
 typedef struct ckpt_strings {

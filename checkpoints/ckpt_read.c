@@ -564,11 +564,11 @@ int ckpt_read_optimizer(ckpt_file *f, const param_table *pt, optimizer *opt, cha
         return ckpti_seterr(err, errlen, CKPT_EFORMAT,
                             "%s: /optimizer t = %lld is not an update count (0..2^50; corrupt?)",
                             f->path, t);
-    const char *want = opt->kind == OPT_ADAM ? "adam" : "sgd";
+    const char *want = opt_name(opt->kind);
     if (strcmp(name, want) != 0)
         return ckpti_seterr(err, errlen, CKPT_EMISMATCH, "%s: optimizer is %s, the run uses %s",
                             f->path, name, want);
-    if (opt->kind == OPT_ADAM) {
+    if (opt_has_moments(opt->kind)) {
         int rc = read_table(f, "/optimizer/m", pt, opt->m, 0, err, errlen);
         if (rc == CKPT_OK) rc = read_table(f, "/optimizer/v", pt, opt->v, 1, err, errlen);
         if (rc != CKPT_OK) return rc;
@@ -591,10 +591,12 @@ int ckpt_read_train(ckpt_file *f, ckpt_train *tr, char *err, size_t errlen)
              read_attr_num(g, "global_batch", H5T_NATIVE_INT, &tr->global_batch, 1) == 0 &&
              read_attr_num(g, "world_size", H5T_NATIVE_INT, &tr->world_size, 1) == 0;
     /* optional figures: absent means not measured */
-    double *figs[] = {&tr->train_loss, &tr->valid_loss, &tr->valid_bleu, &tr->best};
-    const char *names[] = {"train_loss", "valid_loss", "valid_bleu", "best"};
-    long long since = 0;
-    for (int i = 0; i < 4; i++) {
+    double *figs[] = {&tr->train_loss, &tr->valid_loss, &tr->valid_bleu,
+                      &tr->best,       &tr->lr_plateau, &tr->lr_best};
+    const char *names[] = {"train_loss", "valid_loss", "valid_bleu",
+                           "best",       "lr_plateau", "lr_best"};
+    long long since = 0, lsince = 0;
+    for (int i = 0; i < 6; i++) {
         *figs[i] = NAN;
         if (ok && H5Aexists(g, names[i]) > 0 &&
             read_attr_num(g, names[i], H5T_NATIVE_DOUBLE, figs[i], 1) != 0)
@@ -604,18 +606,24 @@ int ckpt_read_train(ckpt_file *f, ckpt_train *tr, char *err, size_t errlen)
         read_attr_num(g, "since_best", H5T_NATIVE_LLONG, &since, 1) != 0)
         ok = 0;
     tr->since_best = (long)since;
+    if (ok && H5Aexists(g, "lr_since") > 0 &&
+        read_attr_num(g, "lr_since", H5T_NATIVE_LLONG, &lsince, 1) != 0)
+        ok = 0;
+    tr->lr_since = (long)lsince;
     if (g >= 0) H5Gclose(g);
     if (!ok || step < 0 || epoch < 0 || bie < 0)
         return ckpti_seterr(err, errlen, CKPT_EFORMAT, "%s: /train attributes missing or invalid",
                             f->path);
     /* counters a run can have reached: far below where step + 1 would
      * overflow, and no more batches into an epoch than steps taken */
-    const char *what = step > CKPT_MAX_COUNT    ? "step"
-                       : epoch > CKPT_MAX_COUNT ? "epoch"
-                       : bie > step             ? "batch_in_epoch"
-                       : tr->world_size < 1     ? "world_size"
-                       : tr->global_batch < 1   ? "global_batch"
-                                                : NULL;
+    const char *what = step > CKPT_MAX_COUNT                               ? "step"
+                       : epoch > CKPT_MAX_COUNT                            ? "epoch"
+                       : bie > step                                        ? "batch_in_epoch"
+                       : tr->world_size < 1                                ? "world_size"
+                       : tr->global_batch < 1                              ? "global_batch"
+                       : lsince < 0 || lsince > CKPT_MAX_COUNT             ? "lr_since"
+                       : isfinite(tr->lr_plateau) && !(tr->lr_plateau > 0) ? "lr_plateau"
+                                                                           : NULL;
     if (what)
         return ckpti_seterr(
             err, errlen, CKPT_EFORMAT,

@@ -150,15 +150,18 @@ static herr_t write_all(hid_t f, const ckpt_content *c)
         if (g < 0) return -1;
         float betas[2] = {c->opt->beta1, c->opt->beta2};
         long long t = c->opt->t;
-        rc = attr_str(g, "name", c->opt->kind == OPT_ADAM ? "adam" : "sgd");
+        rc = attr_str(g, "name", opt_name(c->opt->kind));
         rc |= attr_num(g, "lr", H5T_NATIVE_FLOAT, &c->opt->lr, 1);
         rc |= attr_num(g, "betas", H5T_NATIVE_FLOAT, betas, 2);
         rc |= attr_num(g, "eps", H5T_NATIVE_FLOAT, &c->opt->eps, 1);
         rc |= attr_num(g, "t", H5T_NATIVE_LLONG, &t, 1);
+        if (c->opt->kind == OPT_ADAMW)
+            rc |= attr_num(g, "weight_decay", H5T_NATIVE_FLOAT, &c->opt->weight_decay, 1);
         H5Gclose(g);
         if (rc < 0) return -1;
-        if (c->opt->kind == OPT_ADAM && (write_table(f, "/optimizer/m", c->params, c->opt->m) < 0 ||
-                                         write_table(f, "/optimizer/v", c->params, c->opt->v) < 0))
+        if (opt_has_moments(c->opt->kind) &&
+            (write_table(f, "/optimizer/m", c->params, c->opt->m) < 0 ||
+             write_table(f, "/optimizer/v", c->params, c->opt->v) < 0))
             return -1;
     }
 
@@ -183,6 +186,13 @@ static herr_t write_all(hid_t f, const ckpt_content *c)
         if (isfinite(figs[i].v)) rc |= attr_num(g, figs[i].name, H5T_NATIVE_DOUBLE, &figs[i].v, 1);
     long long since = c->train.since_best;
     if (isfinite(c->train.best)) rc |= attr_num(g, "since_best", H5T_NATIVE_LLONG, &since, 1);
+    if (c->train.lr_plateau > 0) { /* --lr-schedule plateau's state (0 or NaN: none) */
+        long long lsince = c->train.lr_since;
+        rc |= attr_num(g, "lr_plateau", H5T_NATIVE_DOUBLE, &c->train.lr_plateau, 1);
+        if (isfinite(c->train.lr_best))
+            rc |= attr_num(g, "lr_best", H5T_NATIVE_DOUBLE, &c->train.lr_best, 1);
+        rc |= attr_num(g, "lr_since", H5T_NATIVE_LLONG, &lsince, 1);
+    }
     H5Gclose(g);
     if (rc < 0) return -1;
     hsize_t sd[3] = {(hsize_t)c->state_dims[0], (hsize_t)c->state_dims[1],

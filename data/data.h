@@ -207,6 +207,7 @@ typedef struct data_sampler {
                                          init, so slicing never allocates); not safe for
                                          concurrent slicing from several threads */
     struct data_sampler_deal *deal;   /* private: see data_sampler_set_lengths */
+    struct data_sampler_plan *plan;   /* private: see data_sampler_set_tokens */
 } data_sampler;
 
 int data_sampler_init(data_sampler *s, data_task task, data_sampler_kind kind, long n, int batch,
@@ -223,6 +224,24 @@ void data_sampler_free(data_sampler *s); /* releases the cache; safe on a zeroed
 int data_sampler_set_lengths(data_sampler *s, const int32_t *len, int max_len);
 long data_sampler_batches(const data_sampler *s, long epoch); /* global batches in an epoch */
 
+/* Translation, random sampler, after data_sampler_set_lengths: batches of
+ * about `tokens` target tokens instead of `batch` pairs (fairseq's
+ * --max-tokens, Marian's --mini-batch-words). The epoch's permutation is cut
+ * into windows of `window` pairs (0: 32 x batch); each window is sorted by
+ * target length, longest first (stable), and cut into batches greedily: a
+ * batch takes pairs while its target tokens stay within `tokens` and its
+ * rows within `batch` (at least one pair). The batches of the epoch are
+ * then shuffled (keyed by seed and epoch). Every pair is in one batch an
+ * epoch; the batches never depend on the world size and are dealt over
+ * ranks as any other. The number of batches varies by epoch. */
+int data_sampler_set_tokens(data_sampler *s, long tokens, long window);
+/* Padding of epoch `epoch`'s batches as the padded decoder counts it
+ * (padding = rows x the batch's longest target − its target tokens): share
+ * of padded positions with the token batches (*bucketed) and with the same
+ * number of batches of pairs taken in the epoch's random order (*unsorted).
+ * Both 0 without data_sampler_set_tokens. */
+void data_sampler_padding(const data_sampler *s, long epoch, double *bucketed, double *unsorted);
+
 typedef struct data_slice {
     int global_rows; /* rows in this global batch (B, or fewer for a short final batch) */
     int lo, hi;      /* this rank's rows [lo, hi) of the global batch (dealt: 0, count) */
@@ -234,6 +253,13 @@ typedef struct data_slice {
 
 /* Fills sl for global batch `b` of epoch `epoch`; no allocation. */
 int data_sampler_slice(const data_sampler *s, long epoch, long b, data_slice *sl);
+/* Part `part` of `parts` of global batch b (gradient accumulation's
+ * micro-batches): of the batch's R rows, in the order the batch holds them
+ * (token batches: longest target first), rows [⌊R·part/parts⌋,
+ * ⌊R·(part+1)/parts⌋), dealt over ranks as a batch of their own.
+ * global_rows stays R. Part 0 of 1 is data_sampler_slice. */
+int data_sampler_slice_part(const data_sampler *s, long epoch, long b, int part, int parts,
+                            data_slice *sl);
 
 /* ------------------------------------------------------ corpus statistics */
 

@@ -26,6 +26,18 @@ struct data_sampler_deal {
     int *start;  /* (max_len + 2) counting sort: first position of each length */
 };
 
+/* Translation batches of about N target tokens (data_sampler_set_tokens):
+ * the plan of epoch `epoch`, built from its permutation. */
+struct data_sampler_plan {
+    long tokens, window;
+    long *sorted; /* (n) the permutation, each window sorted longest target first */
+    long *start;  /* (n + 1) where each bucketed batch starts in sorted; start[nb] = n */
+    long *order;  /* (n) the epoch's batch order: batch b is bucket order[b] */
+    int *count;   /* (max_len + 2) counting sort */
+    long nb;
+    long epoch; /* -1: none built */
+};
+
 /* LM: the epoch's offset, in [0, T) for random, [0, T] for sequential. */
 static long lm_offset(const data_sampler *s, long epoch)
 {
@@ -96,6 +108,10 @@ void data_sampler_free(data_sampler *s)
     if (s->deal) free(s->deal->whole), free(s->deal->start);
     free(s->deal);
     s->deal = NULL;
+    if (s->plan) free(s->plan->sorted), free(s->plan->start), free(s->plan->order);
+    if (s->plan) free(s->plan->count);
+    free(s->plan);
+    s->plan = NULL;
 }
 
 int data_sampler_set_lengths(data_sampler *s, const int32_t *len, int max_len)
@@ -117,9 +133,13 @@ int data_sampler_set_lengths(data_sampler *s, const int32_t *len, int max_len)
     return DATA_OK;
 }
 
+static void fill_perm(const data_sampler *s, long epoch, long m);
+static long build_plan(const data_sampler *s, long epoch);
+
 long data_sampler_batches(const data_sampler *s, long epoch)
 {
     if (!s || s->batch < 1 || epoch < 0) return 0;
+    if (s->plan) return build_plan(s, epoch);
     long B = s->batch;
     if (s->task == DATA_TASK_TRANSLATE) return (s->n + B - 1) / B;
     long T = s->num_steps, off = lm_offset(s, epoch);
@@ -179,29 +199,46 @@ static int deal_slice(const data_sampler *s, const long *order, long first, long
 
 int data_sampler_slice(const data_sampler *s, long epoch, long b, data_slice *sl)
 {
+    return data_sampler_slice_part(s, epoch, b, 0, 1, sl);
+}
+
+int data_sampler_slice_part(const data_sampler *s, long epoch, long b, int part, int parts,
+                            data_slice *sl)
+{
     if (!s || !sl || !sl->index || s->batch < 1 || s->world < 1) return DATA_EINVAL;
+    if (parts < 1 || part < 0 || part >= parts) return DATA_EINVAL;
     long nb = data_sampler_batches(s, epoch);
     if (epoch < 0 || b < 0 || b >= nb) return DATA_EINVAL;
-    long B = s->batch;
+    long B = s->batch, first = b * B;
     long rows = B;
     if (s->task == DATA_TASK_TRANSLATE && s->n - b * B < B) rows = s->n - b * B;
+    if (s->plan) { /* a token batch: bucket order[b] of the plan */
+        const long k = s->plan->order[b];
+        first = s->plan->start[k], rows = s->plan->start[k + 1] - first;
+    }
+    sl->global_rows = (int)rows;
+    /* the part's rows [p0, p1) of the batch (all of them for one part) */
+    const long p0 = rows * part / parts, pn = rows * (part + 1) / parts - p0;
     /* the rows of this batch (fewer than B in a short last batch) are shared
      * out as evenly as the world size allows */
-    long lo = rows * s->rank / s->world, hi = rows * (s->rank + 1) / s->world;
-    sl->global_rows = (int)rows;
+    long lo = p0 + pn * s->rank / s->world, hi = p0 + pn * (s->rank + 1) / s->world;
     sl->lo = (int)lo;
     sl->hi = (int)hi;
 
     if (s->task == DATA_TASK_TRANSLATE) {
-        /* row r of the batch: corpus order, or the epoch's permutation */
+        /* row r of the batch: corpus order, or the epoch's permutation (a
+         * token batch: its bucket of the sorted permutation) */
         const long *order = NULL;
-        if (s->kind == DATA_SAMPLER_RANDOM) {
+        if (s->plan) {
+            order = s->plan->sorted + first;
+        } else if (s->kind == DATA_SAMPLER_RANDOM) {
             if (!s->cache) return DATA_EINVAL;
             fill_perm(s, epoch, s->n);
             order = s->cache->perm + b * B;
         }
-        if (s->deal && s->world > 1) return deal_slice(s, order, b * B, rows, sl);
-        for (long r = lo; r < hi; r++) sl->index[r - lo] = order ? order[r] : b * B + r;
+        if (s->deal && s->world > 1)
+            return deal_slice(s, order ? order + p0 : NULL, first + p0, pn, sl);
+        for (long r = lo; r < hi; r++) sl->index[r - lo] = order ? order[r] : first + r;
         return DATA_OK;
     }
 
@@ -220,4 +257,102 @@ int data_sampler_slice(const data_sampler *s, long epoch, long b, data_slice *sl
         for (long r = lo; r < hi; r++) sl->index[r - lo] = off + r * L + b * T;
     }
     return DATA_OK;
+}
+
+/* ------------------------------------------------------- token batches */
+
+int data_sampler_set_tokens(data_sampler *s, long tokens, long window)
+{
+    if (!s || tokens < 1 || window < 0 || s->task != DATA_TASK_TRANSLATE ||
+        s->kind != DATA_SAMPLER_RANDOM || !s->deal || !s->cache || s->plan)
+        return DATA_EINVAL;
+    struct data_sampler_plan *p = calloc(1, sizeof *p);
+    if (!p) return DATA_ENOMEM;
+    s->plan = p;
+    p->tokens = tokens;
+    p->window = window > 0 ? window : 32L * s->batch;
+    p->epoch = -1;
+    p->sorted = malloc((size_t)s->n * sizeof *p->sorted);
+    p->start = malloc(((size_t)s->n + 1) * sizeof *p->start);
+    p->order = malloc((size_t)s->n * sizeof *p->order);
+    p->count = malloc(((size_t)s->deal->max_len + 2) * sizeof *p->count);
+    if (!p->sorted || !p->start || !p->order || !p->count) {
+        data_sampler_free(s); /* frees the rest too: the caller fails anyway */
+        return DATA_ENOMEM;
+    }
+    return DATA_OK;
+}
+
+/* Sorts perm[a, b) into sorted[a, b), longest target first, stable. */
+static void sort_window(const data_sampler *s, const long *perm, long a, long b)
+{
+    struct data_sampler_plan *p = s->plan;
+    const int T = s->deal->max_len;
+    memset(p->count, 0, ((size_t)T + 2) * sizeof *p->count);
+    for (long i = a; i < b; i++) p->count[T - clamp_len(s->deal, perm[i]) + 1]++;
+    for (int v = 1; v <= T + 1; v++) p->count[v] += p->count[v - 1];
+    for (long i = a; i < b; i++)
+        p->sorted[a + p->count[T - clamp_len(s->deal, perm[i])]++] = perm[i];
+}
+
+/* The plan of an epoch (kept until another epoch's is asked for): its
+ * number of batches. */
+static long build_plan(const data_sampler *s, long epoch)
+{
+    struct data_sampler_plan *p = s->plan;
+    if (p->epoch == epoch) return p->nb;
+    fill_perm(s, epoch, s->n);
+    const long *perm = s->cache->perm;
+    long nb = 0;
+    for (long a = 0; a < s->n; a += p->window) {
+        const long b = s->n - a < p->window ? s->n : a + p->window;
+        sort_window(s, perm, a, b);
+        for (long i = a; i < b;) {
+            long tok = 0, rows = 0;
+            p->start[nb++] = i;
+            while (i < b && rows < s->batch &&
+                   (rows == 0 || tok + clamp_len(s->deal, p->sorted[i]) <= p->tokens))
+                tok += clamp_len(s->deal, p->sorted[i++]), rows++;
+        }
+    }
+    p->start[nb] = s->n;
+    /* the batches in a random order, keyed apart from the permutation (c = 1) */
+    for (long k = 0; k < nb; k++) p->order[k] = k;
+    for (long k = nb - 1; k > 0; k--) {
+        const long j =
+            (long)rng_below((uint64_t)k + 1, s->seed, RNG_SHUFFLE, (uint64_t)epoch, (uint64_t)k, 1);
+        const long t = p->order[k];
+        p->order[k] = p->order[j], p->order[j] = t;
+    }
+    p->nb = nb;
+    p->epoch = epoch;
+    return nb;
+}
+
+/* Σ target tokens and Σ rows x longest target of rows [a, b) of idx. */
+static void padded_sums(const data_sampler *s, const long *idx, long a, long b, double *tok,
+                        double *cells)
+{
+    int mx = 0;
+    for (long i = a; i < b; i++) {
+        const int v = clamp_len(s->deal, idx[i]);
+        *tok += v;
+        mx = v > mx ? v : mx;
+    }
+    *cells += (double)mx * (double)(b - a);
+}
+
+void data_sampler_padding(const data_sampler *s, long epoch, double *bucketed, double *unsorted)
+{
+    *bucketed = *unsorted = 0.0;
+    if (!s || !s->plan || epoch < 0) return;
+    const long nb = build_plan(s, epoch);
+    double tok = 0, cells = 0, tok2 = 0, cells2 = 0;
+    for (long k = 0; k < nb; k++)
+        padded_sums(s, s->plan->sorted, s->plan->start[k], s->plan->start[k + 1], &tok, &cells);
+    /* the same pairs in nb batches of consecutive pairs of the permutation */
+    for (long k = 0; k < nb; k++)
+        padded_sums(s, s->cache->perm, s->n * k / nb, s->n * (k + 1) / nb, &tok2, &cells2);
+    *bucketed = cells > 0 ? 1.0 - tok / cells : 0.0;
+    *unsorted = cells2 > 0 ? 1.0 - tok2 / cells2 : 0.0;
 }

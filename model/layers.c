@@ -139,6 +139,40 @@ double xent_forward_backward(float *logits, const int32_t *targets, int N, int V
     return loss;
 }
 
+/* Label smoothing (model.h): Σ_v z_v is taken before the row is overwritten,
+ * in double, and each row's loss is lse − (1 − eps)·z_y − (eps/V)·Σ z. */
+double xent_smooth_forward_backward(float *logits, const int32_t *targets, int N, int V, float eps,
+                                    long *count)
+{
+    double loss = 0.0;
+    long cnt = 0;
+    *count = 0;
+    if (V < 1) return 0.0;
+    const float uniform = eps / (float)V, keep = 1.0f - eps;
+    for (int n = 0; n < N; n++) {
+        float *z = logits + (size_t)n * V;
+        int y = targets[n];
+        if (y < 0) {
+            memset(z, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        const float zy = z[y];
+        double zsum = 0.0;
+        for (int v = 0; v < V; v++) zsum += (double)z[v];
+        float mx;
+        double s = softmax_numerators(z, V, &mx);
+        s = s < 1.0 ? 1.0 : s;
+        const double lse = log(s) + (double)mx;
+        loss += lse - (double)keep * (double)zy - (double)uniform * zsum;
+        scale_row(z, V, (float)(1.0 / s));
+        for (int v = 0; v < V; v++) z[v] -= uniform;
+        z[y] -= keep;
+        cnt++;
+    }
+    *count = cnt;
+    return loss;
+}
+
 double row_logsumexp(const float *z, int V)
 {
     float mx = z[0];

@@ -100,6 +100,14 @@ size_t dense_ws_floats(int Nmax, int I, int O);
 double xent_forward_backward(float *logits, const int32_t *targets, int N, int V, long *count);
 /* log Σ_v e^{z_v} of one row (V >= 1), max-subtracted, summed in double. */
 double row_logsumexp(const float *z, int V);
+/* The same with label smoothing eps in (0, 1), as PyTorch's
+ * CrossEntropyLoss(label_smoothing = eps): the target distribution is
+ * (1 − eps)·onehot(y) + eps/V, so
+ *   loss_n = logsumexp(z_n) − (1 − eps)·z_n[y_n] − (eps/V)·Σ_v z_n[v]
+ *   d loss_n / d z_n = softmax(z_n) − (1 − eps)·onehot(y_n) − eps/V.
+ * (eps = 0 is xent_forward_backward's math; callers use that one then.) */
+double xent_smooth_forward_backward(float *logits, const int32_t *targets, int N, int V, float eps,
+                                    long *count);
 /* Forward only (logits kept): Σ cross-entropy over counted rows. */
 double xent_forward(const float *logits, const int32_t *targets, int N, int V, long *count);
 
@@ -384,6 +392,10 @@ param_table *model_params(model *m);
  * U(±1/√H) recurrent biases and U(±1/√fan_in) dense bias); keyed by seed. */
 void model_init_params(model *m, uint64_t seed);
 void model_set_bptt(model *m, bptt_mode mode, int k);
+/* Label smoothing eps in [0, 1) of the training loss (xent_smooth_forward_backward;
+ * 0, the default, is plain cross-entropy). Evaluation (train = 0) is always
+ * plain cross-entropy. */
+void model_set_label_smoothing(model *m, float eps);
 
 /* Forward and backward on one slice: adds d(Σ loss)/dθ into the gradient
  * buffer (not divided by anything: the trainer divides by the global token
@@ -434,13 +446,17 @@ int model_lm_generate(model *m, const int32_t *prefix, int n, int len, float tem
 
 /* ============================================================ optimizers */
 
-typedef enum { OPT_SGD = 0, OPT_ADAM = 1 } opt_kind;
+typedef enum { OPT_SGD = 0, OPT_ADAM = 1, OPT_ADAMW = 2 } opt_kind;
 
+/* lr is the rate of the next update: a schedule sets it before each one.
+ * weight_decay (AdamW only): decoupled, as torch.optim.AdamW,
+ * p ← p·(1 − lr·λ) before Adam's step. */
 typedef struct optimizer {
     opt_kind kind;
     float lr, beta1, beta2, eps;
+    float weight_decay;
     long t;       /* steps taken (Adam bias correction) */
-    float *m, *v; /* moments, the parameter table's layout (Adam) */
+    float *m, *v; /* moments, the parameter table's layout (Adam, AdamW) */
     size_t n;
 } optimizer;
 
@@ -467,6 +483,8 @@ double optimizer_update(optimizer *o, param_table *pt, double tokens, double cli
  * callers that take the norm and run optimizer_apply themselves). */
 float optimizer_update_scale(double norm, double tokens, double clip);
 int opt_parse(const char *s, opt_kind *out);
+const char *opt_name(opt_kind k); /* "sgd", "adam", "adamw" */
+int opt_has_moments(opt_kind k);  /* Adam and AdamW keep m and v */
 
 /* Scales every gradient by `scale`. (The trainer uses optimizer_update;
  * grad_scale and grad_clip remain for callers that work on the gradient.) */

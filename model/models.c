@@ -26,6 +26,7 @@ struct model {
     rnn_stack rnn;      /* LM */
     bptt_mode bptt;
     int bptt_k;
+    float smoothing; /* label smoothing of the training loss (0: plain cross-entropy) */
     /* workspace, sized once for (Tmax, Bmax) */
     int32_t *ids_a, *ids_b,
         *ids_c;                 /* (T, B) time-major (training: packed) src / dec in / targets */
@@ -67,6 +68,21 @@ void model_set_bptt(model *m, bptt_mode mode, int k)
 {
     m->bptt = mode;
     m->bptt_k = k;
+}
+
+void model_set_label_smoothing(model *m, float eps)
+{
+    m->smoothing = eps;
+}
+
+/* The training loss and d(Σ loss)/d(logits) in place: plain cross-entropy
+ * unless label smoothing is on. */
+static double train_xent(const model *m, float *logits, const int32_t *tgt, int N, int V,
+                         long *tokens)
+{
+    if (m->smoothing > 0.0f)
+        return xent_smooth_forward_backward(logits, tgt, N, V, m->smoothing, tokens);
+    return xent_forward_backward(logits, tgt, N, V, tokens);
 }
 
 void model_set_grad_hook(model *m, model_grad_hook fn, void *ctx)
@@ -377,7 +393,7 @@ static int step_translate_train(model *m, const model_batch *b, double *loss_sum
     const float *ytop = m->dec.y[L - 1]; /* (N, H): the live positions */
     dense_forward(m->logits, ytop, param_data(pt, m->i_dense_w), param_data(pt, m->i_dense_b),
                   (int)N, H, V, m->dws, m->dws_n);
-    *loss_sum = xent_forward_backward(m->logits, tgt, (int)N, V, tokens);
+    *loss_sum = train_xent(m, m->logits, tgt, (int)N, V, tokens);
     memset(m->dtop, 0, N * H * sizeof(float));
     dense_backward(m->dtop, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b), m->logits,
                    ytop, param_data(pt, m->i_dense_w), (int)N, H, V, m->dws != NULL);
@@ -453,7 +469,7 @@ static int step_lm(model *m, const model_batch *b, int train, double *loss_sum, 
     if (!train) {
         *loss_sum = xent_forward(m->logits, y, (int)TB, V, tokens);
     } else {
-        *loss_sum = xent_forward_backward(m->logits, y, (int)TB, V, tokens);
+        *loss_sum = train_xent(m, m->logits, y, (int)TB, V, tokens);
         memset(m->dtop, 0, TB * H * sizeof(float));
         dense_backward(m->dtop, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b),
                        m->logits, ytop, param_data(pt, m->i_dense_w), (int)TB, H, V,

@@ -1,4 +1,4 @@
-/* SGD and Adam over the flat parameter buffer, gradient scaling and
+/* SGD, Adam and AdamW over the flat parameter buffer, gradient scaling and
  * global-norm clipping. One loop each over the whole buffer: alignment padding
  * between tensors holds zeros in parameters, gradients and moments alike, so
  * it stays zero. */
@@ -16,9 +16,21 @@ int opt_parse(const char *s, opt_kind *out)
         *out = OPT_SGD;
     else if (strcmp(s, "adam") == 0)
         *out = OPT_ADAM;
+    else if (strcmp(s, "adamw") == 0)
+        *out = OPT_ADAMW;
     else
         return MODEL_EINVAL;
     return MODEL_OK;
+}
+
+const char *opt_name(opt_kind k)
+{
+    return k == OPT_ADAMW ? "adamw" : k == OPT_ADAM ? "adam" : "sgd";
+}
+
+int opt_has_moments(opt_kind k)
+{
+    return k == OPT_ADAM || k == OPT_ADAMW;
 }
 
 int optimizer_init(optimizer *o, opt_kind kind, float lr, const param_table *pt)
@@ -30,7 +42,7 @@ int optimizer_init(optimizer *o, opt_kind kind, float lr, const param_table *pt)
     o->beta2 = 0.999f;
     o->eps = 1e-8f;
     o->n = pt->total;
-    if (kind == OPT_ADAM) {
+    if (opt_has_moments(kind)) {
         o->m = param_buffer_alloc(pt);
         o->v = param_buffer_alloc(pt);
         if (!o->m || !o->v) {
@@ -77,6 +89,43 @@ VM_CLONES static void adam_update(size_t n, float *restrict p, float *restrict g
     }
 }
 
+/* torch.optim.AdamW: p ← p·(1 − lr·λ), then Adam's step on the decayed p.
+ * As torch, 1 − β and the bias corrections come from the betas in double
+ * (adam_update's 1.0f − b is torch's value to 1e-5 relative, kept for
+ * Adam's bits). */
+VM_CLONES static void adamw_update(size_t n, float *restrict p, float *restrict g,
+                                   float *restrict m, float *restrict v, const float k[7])
+{
+    const float b1 = k[0], b2 = k[1], c1 = k[2], c2 = k[3], step = k[4], rbc2 = k[5], eps = k[6];
+    for (size_t i = 0; i < n; i++) {
+        const float gi = g[i];
+        g[i] = 0.0f;
+        m[i] = b1 * m[i] + c1 * gi;
+        v[i] = b2 * v[i] + c2 * gi * gi;
+        p[i] -= step * m[i] / (sqrtf(v[i]) * rbc2 + eps);
+    }
+}
+
+/* AdamW's decay and update over [lo, hi): the decay is its own pass, as
+ * torch's mul_, so p·(1 − lr·λ) is rounded before the step. The scale is
+ * folded into g first (g·scale, as adam_update). */
+static void adamw_apply(const optimizer *o, param_table *pt, float scale, size_t lo, size_t hi)
+{
+    const double b1 = 0.9, b2 = 0.999; /* torch's defaults, in double as torch holds them */
+    const double bc1 = 1.0 - pow(b1, (double)o->t), bc2 = 1.0 - pow(b2, (double)o->t);
+    const float k[7] = {(float)b1,
+                        (float)b2,
+                        (float)(1.0 - b1),
+                        (float)(1.0 - b2),
+                        (float)(o->lr / bc1),
+                        (float)(1.0 / sqrt(bc2)),
+                        o->eps};
+    const float decay = (float)(1.0 - (double)o->lr * (double)o->weight_decay);
+    float *p = pt->data + lo, *g = pt->grad + lo;
+    for (size_t i = 0; i < hi - lo; i++) p[i] *= decay, g[i] *= scale;
+    adamw_update(hi - lo, p, g, o->m + lo, o->v + lo, k);
+}
+
 void optimizer_begin(optimizer *o)
 {
     o->t++;
@@ -88,6 +137,10 @@ void optimizer_apply(const optimizer *o, param_table *pt, float scale, size_t lo
     if (lo >= hi) return;
     if (o->kind == OPT_SGD) {
         sgd_update(hi - lo, pt->data + lo, pt->grad + lo, o->lr, scale);
+        return;
+    }
+    if (o->kind == OPT_ADAMW) {
+        adamw_apply(o, pt, scale, lo, hi);
         return;
     }
     const double bc1 = 1.0 - pow(o->beta1, (double)o->t);

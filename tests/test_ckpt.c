@@ -118,7 +118,10 @@ static void setup(void)
                                     .valid_loss = 1.75,
                                     .valid_bleu = 33.5,
                                     .best = 33.5,
-                                    .since_best = 2},
+                                    .since_best = 2,
+                                    .lr_plateau = 0.0125,
+                                    .lr_best = 2.25,
+                                    .lr_since = 1},
                           .state_h = fx.state_h,
                           .state_c = fx.state_c,
                           .state_dims = {SL, SB, SH},
@@ -446,6 +449,8 @@ static void test_round_trip(void)
     CU_ASSERT(tr.valid_bleu == w->valid_bleu);
     CU_ASSERT(tr.best == w->best);
     CU_ASSERT_EQUAL(tr.since_best, w->since_best);
+    CU_ASSERT(tr.lr_plateau == w->lr_plateau && tr.lr_best == w->lr_best); /* plateau's state */
+    CU_ASSERT_EQUAL(tr.lr_since, w->lr_since);
 
     const int dims[3] = {SL, SB, SH};
     float h[SN], c[SN];
@@ -512,7 +517,8 @@ static void test_round_trip_lm(void)
     c.vocab_src = NULL, c.vocab_src_n = 0;
     c.vocab_tgt = tokens, c.vocab_tgt_n = ntok;
     c.train.train_loss = c.train.valid_loss = c.train.valid_bleu = c.train.best = NAN;
-    c.train.since_best = 5; /* not written without a best figure */
+    c.train.since_best = 5;                         /* not written without a best figure */
+    c.train.lr_plateau = NAN, c.train.lr_since = 3; /* nor plateau's state without its rate */
     char p[1024], err[1400] = "";
     in_dir(p, sizeof p, "lm.h5");
     CU_ASSERT_EQUAL_FATAL(ckpt_save(p, &c, err, sizeof err), CKPT_OK);
@@ -531,6 +537,7 @@ static void test_round_trip_lm(void)
     CU_ASSERT(isnan(tr.train_loss) && isnan(tr.valid_loss) && isnan(tr.valid_bleu) &&
               isnan(tr.best));
     CU_ASSERT_EQUAL(tr.since_best, 0);
+    CU_ASSERT(isnan(tr.lr_plateau) && isnan(tr.lr_best) && tr.lr_since == 0); /* no plateau */
     CU_ASSERT_EQUAL(tr.step, 12);
 
     float h[SN];
@@ -1174,8 +1181,9 @@ static void test_refuse_flipped_attribute(void)
             CU_ASSERT_PTR_NULL(cf);
         }
     }
-    /* 5 at the root (meta_sha256 included), 11 in /train, 5 in /optimizer */
-    CU_ASSERT_EQUAL(total, 21);
+    /* 5 at the root (meta_sha256 included), 14 in /train (plateau's 3
+     * included), 5 in /optimizer */
+    CU_ASSERT_EQUAL(total, 24);
 
     /* the same as a flipped bit in the file's bytes: the seed's (its 8 bytes
      * occur once) and a character of /config (still a JSON object) */

@@ -98,6 +98,12 @@ static void test_deterministic_threads(void)
     ACCEPTED(c, 3);
     c.threads = 0, c.workers = 2;
     ACCEPTED(c, 3);
+    c.accum = 2;
+    REFUSED(c, 3, "--deterministic does not combine with --accum");
+    c.accum = 1, c.batch_tokens = 500;
+    REFUSED(c, 3, "--deterministic does not combine with --batch-tokens");
+    c.batch_tokens = 0;
+    ACCEPTED(c, 3);
 }
 
 static void test_bidirectional(void)
@@ -142,6 +148,61 @@ static void test_eval_beam(void)
 }
 
 /* Two broken rules: the first in the table's order is the one reported. */
+static void test_weight_decay_adamw(void)
+{
+    train_config c = base();
+    c.weight_decay = 0.01;
+    REFUSED(c, 1, "--weight-decay applies to --optimizer adamw");
+    c.optimizer = OPT_ADAMW;
+    ACCEPTED(c, 1);
+}
+
+static void test_lr_min_below_lr(void)
+{
+    train_config c = base();
+    c.lr_min = 0.01; /* above --lr 0.005: fine while the rate is constant */
+    ACCEPTED(c, 1);
+    c.lr_schedule = LR_COSINE;
+    REFUSED(c, 1, "--lr-min 0.01 must be below --lr 0.005");
+    c.lr_min = 0.001;
+    ACCEPTED(c, 1);
+}
+
+static void test_plateau_needs_valid(void)
+{
+    train_config c = base();
+    c.lr_schedule = LR_PLATEAU;
+    REFUSED(c, 1, "--lr-schedule plateau needs --valid N > 0");
+    c.valid = 100;
+    ACCEPTED(c, 1);
+}
+
+static void test_accum(void)
+{
+    train_config c = base();
+    c.accum = 4;
+    ACCEPTED(c, 2);
+    c.task = MODEL_LM, c.sampler = DATA_SAMPLER_SEQUENTIAL;
+    REFUSED(c, 1, "--accum 4 needs --sampler random for --task lm");
+    c.sampler = DATA_SAMPLER_RANDOM;
+    ACCEPTED(c, 1);
+    c.batch = 1 << 20;
+    REFUSED(c, 1, "--batch 1048576 x --accum 4: at most 1048576 rows an update");
+    c.accum = 1;
+    ACCEPTED(c, 1);
+}
+
+static void test_batch_tokens(void)
+{
+    train_config c = base();
+    c.batch_tokens = 500;
+    ACCEPTED(c, 2);
+    c.sampler = DATA_SAMPLER_SEQUENTIAL;
+    REFUSED(c, 1, "--batch-tokens needs --sampler random");
+    c.task = MODEL_LM, c.sampler = DATA_SAMPLER_RANDOM;
+    REFUSED(c, 1, "--batch-tokens applies to --task translate only");
+}
+
 static void test_first_rule_wins(void)
 {
     train_config c = base();
@@ -249,6 +310,11 @@ void register_suites(void)
     CU_add_test(s, "--run id", test_run_id);
     CU_add_test(s, "--eval-every/--early-stop need --valid", test_validation_needed);
     CU_add_test(s, "--eval-beam", test_eval_beam);
+    CU_add_test(s, "--weight-decay needs adamw", test_weight_decay_adamw);
+    CU_add_test(s, "--lr-min below --lr", test_lr_min_below_lr);
+    CU_add_test(s, "--lr-schedule plateau needs --valid", test_plateau_needs_valid);
+    CU_add_test(s, "--accum", test_accum);
+    CU_add_test(s, "--batch-tokens", test_batch_tokens);
     CU_add_test(s, "the first broken rule is reported", test_first_rule_wins);
     CU_pSuite p = CU_add_suite("options", NULL, NULL);
     CU_add_test(p, "choices become enums", test_choices_are_enums);

@@ -7,6 +7,7 @@
  * corpus tests fail with a message rather than skip. */
 #include "test_util.h"
 #include "data.h"
+#include "rng.h"
 
 #include <CUnit/CUnit.h>
 #include <dirent.h>
@@ -921,6 +922,95 @@ static void test_dealing(void)
     }
 }
 
+/* Token batches (data_sampler_set_tokens): every pair once an epoch; each
+ * batch within N target tokens (or one pair) and B rows, and all but each
+ * window's last batch close to N (the next pair would not fit: more than
+ * N − T); the epochs differ; ranks 0..W−1 of W (W = 2, 3) hold exactly the
+ * W = 1 batch, batch by batch; the micro-batch parts (2, 3) hold it too;
+ * bucketing leaves less padding than random batches. */
+static void test_token_batches(void)
+{
+    enum { N = 997, T = 12, B = 40, TOK = 150, WIN = 200 };
+    static int32_t len[N];
+    for (long i = 0; i < N; i++)
+        len[i] = (int32_t)(1 + rng_below(T, 3, RNG_SAMPLE, 9, (uint64_t)i, 0));
+    char err[256];
+    data_sampler one, s[5]; /* s[0, 2): ranks of W = 2; s[2, 5): of W = 3 */
+    CU_ASSERT_EQUAL_FATAL(data_sampler_init(&one, DATA_TASK_TRANSLATE, DATA_SAMPLER_RANDOM, N, B, 0,
+                                            7, 0, 1, err, sizeof err),
+                          DATA_OK);
+    for (int i = 0; i < 5; i++) {
+        const int W = i < 2 ? 2 : 3, r = i < 2 ? i : i - 2;
+        CU_ASSERT_EQUAL_FATAL(data_sampler_init(&s[i], DATA_TASK_TRANSLATE, DATA_SAMPLER_RANDOM, N,
+                                                B, 0, 7, r, W, err, sizeof err),
+                              DATA_OK);
+        CU_ASSERT_EQUAL_FATAL(data_sampler_set_lengths(&s[i], len, T), DATA_OK);
+        CU_ASSERT_EQUAL_FATAL(data_sampler_set_tokens(&s[i], TOK, WIN), DATA_OK);
+    }
+    CU_ASSERT_EQUAL(data_sampler_set_tokens(&one, TOK, WIN), DATA_EINVAL); /* lengths first */
+    CU_ASSERT_EQUAL_FATAL(data_sampler_set_lengths(&one, len, T), DATA_OK);
+    CU_ASSERT_EQUAL_FATAL(data_sampler_set_tokens(&one, TOK, WIN), DATA_OK);
+    static long ref[B + 1], idx[B + 1], first_of[2][N];
+    static int seen[N];
+    int bad = 0;
+    for (long e = 0; e < 2; e++) {
+        memset(seen, 0, sizeof seen);
+        const long nb = data_sampler_batches(&one, e);
+        long tok_all = 0, near = 0;
+        for (long b = 0; b < nb; b++) {
+            data_slice rs = {.index = ref};
+            CU_ASSERT_EQUAL_FATAL(data_sampler_slice(&one, e, b, &rs), DATA_OK);
+            const int R = rs.hi - rs.lo;
+            long tok = 0;
+            for (int k = 0; k < R; k++) seen[ref[k]]++, tok += len[ref[k]];
+            bad += R < 1 || R > B || (R > 1 && tok > TOK);
+            near += tok > TOK - T || R == B;
+            tok_all += tok;
+            if (b < N) first_of[e][b] = ref[0];
+            /* W = 2, 3 and the parts of W = 1: the same rows, once each */
+            for (int W = 2; W <= 3; W++) {
+                int got[B] = {0};
+                data_sampler *sw = W == 2 ? s : s + 2;
+                for (int r = 0; r < W; r++) {
+                    CU_ASSERT_EQUAL(data_sampler_batches(&sw[r], e), nb);
+                    data_slice sl = {.index = idx};
+                    CU_ASSERT_EQUAL_FATAL(data_sampler_slice(&sw[r], e, b, &sl), DATA_OK);
+                    for (int k = 0; k < sl.hi - sl.lo; k++)
+                        for (int j = 0; j < R; j++) got[j] += ref[j] == idx[k];
+                }
+                for (int j = 0; j < R; j++) bad += got[j] != 1;
+            }
+            for (int parts = 2; parts <= 3; parts++) {
+                int got[B] = {0};
+                for (int q = 0; q < parts; q++) {
+                    data_slice sl = {.index = idx};
+                    CU_ASSERT_EQUAL_FATAL(data_sampler_slice_part(&one, e, b, q, parts, &sl),
+                                          DATA_OK);
+                    bad += sl.global_rows != R;
+                    for (int k = 0; k < sl.hi - sl.lo; k++)
+                        got[sl.lo + k] += idx[k] == ref[sl.lo + k];
+                }
+                for (int j = 0; j < R; j++) bad += got[j] != 1;
+            }
+        }
+        for (long i = 0; i < N; i++) bad += seen[i] != 1;
+        /* the batches that are not a window's last are near N */
+        CU_ASSERT(near >= nb - (N + WIN - 1) / WIN);
+        printf("\n  epoch %ld: %ld batches, %.1f target tokens a batch (N = %d) ", e + 1, nb,
+               (double)tok_all / (double)nb, TOK);
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    int same = 0;
+    for (long b = 0; b < 20; b++) same += first_of[0][b] == first_of[1][b];
+    CU_ASSERT(same < 20); /* another epoch, another order */
+    double bucketed, unsorted;
+    data_sampler_padding(&one, 0, &bucketed, &unsorted);
+    printf("padding %.1f%% bucketed, %.1f%% random ", 100 * bucketed, 100 * unsorted);
+    CU_ASSERT(bucketed >= 0 && bucketed < 0.5 * unsorted);
+    data_sampler_free(&one);
+    for (int i = 0; i < 5; i++) data_sampler_free(&s[i]);
+}
+
 static void test_translate_sampler(void)
 {
     enum { N = 103, B = 8 };
@@ -1667,6 +1757,7 @@ void register_suites(void)
         {"sharding W=1,2,3 identical global batches", test_sharding},
         {"translation rows dealt by target length", test_dealing},
         {"translation sampler", test_translate_sampler},
+        {"token batches (--batch-tokens), micro-batch parts", test_token_batches},
         {"LM samplers (d2l random / sequential)", test_lm_sampler},
     };
     static const test_def stats[] = {

@@ -325,6 +325,32 @@ static int add(collector *c, const char *s, double now)
     return collector_add(c, s, strlen(s), now, NULL, 0);
 }
 
+/* The learning rate of the train messages (the schedule's): the latest in
+ * the run's summary, a column of its series; a run without it shows null
+ * (messages of trainers before schedules). */
+static void test_collector_lr(void)
+{
+    collector *c = collector_new();
+    CU_ASSERT_FATAL(c != NULL);
+    char b[1000];
+    add(c, msg(b, sizeof b, "r1", "train", 0, 1, 10, "\"loss_sum\":5,\"tokens\":2"), 100);
+    char *j = collector_runs_json(c, 100);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"lr\":null"));
+    free(j);
+    add(c, msg(b, sizeof b, "r1", "train", 0, 1, 20, "\"loss_sum\":5,\"tokens\":2,\"lr\":0.0025"),
+        101);
+    add(c, msg(b, sizeof b, "r1", "train", 0, 1, 30, "\"loss_sum\":5,\"tokens\":2,\"lr\":0.005"),
+        102);
+    j = collector_runs_json(c, 103);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"lr\":0.005"));
+    free(j);
+    j = collector_run_json(c, "r1", 103);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"lr\":[null,0.0025,0.005]"));
+    if (!strstr(j, "\"lr\":[null,0.0025,0.005]")) fprintf(stderr, "\n%s\n", j);
+    free(j);
+    collector_free(c);
+}
+
 /* A "stopped" event (a signal, resumable) shows the run as stopped at once,
  * before the other ranks have said anything; skipped updates are counted. */
 static void test_collector_stopped(void)
@@ -705,6 +731,7 @@ void register_suites(void)
     CU_add_test(s, "collector: aggregation, rank states, renderings", test_collector);
     CU_add_test(s, "collector: restored messages keep their times", test_restore_times);
     CU_add_test(s, "collector: a stopped run, skipped updates", test_collector_stopped);
+    CU_add_test(s, "collector: the learning rate", test_collector_lr);
     CU_add_test(s, "endpoints: TCP ports in range", test_endpoints);
     CU_add_test(s, "CURVE keys", test_keys);
     CU_add_test(s, "log: a fresh line after a partial one, write errors counted", test_msglog);

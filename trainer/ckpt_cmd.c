@@ -151,7 +151,8 @@ const cli_command ckpt_diff_command = {
     .positional = "A B",
     .about = "Largest relative difference (per tensor max|a-b| / max|a|) of the parameters,\n"
              "Adam moments and carried LM states of two checkpoints of one model, whose\n"
-             "optimizer and position must also agree; exit 1 beyond --tolerance.",
+             "optimizer, position and plateau schedule state must also agree; exit 1 beyond\n"
+             "--tolerance.",
     .opts = DIFF_OPTS,
     .nopts = 1};
 
@@ -205,7 +206,7 @@ static int ckpt_diff(int argc, char **argv)
         printf("optimizer   %s vs %s\n", config_text(&a.cfg, "optimizer", na, sizeof na),
                config_text(&b.cfg, "optimizer", nb, sizeof nb));
         worst_all = INFINITY;
-    } else if (ka == OPT_ADAM) {
+    } else if (opt_has_moments(ka)) {
         if (optimizer_init(&oa, ka, 1.0f, pa) != MODEL_OK ||
             optimizer_init(&ob, kb, 1.0f, pb) != MODEL_OK) {
             snprintf(err, sizeof err, "out of memory");
@@ -235,6 +236,16 @@ static int ckpt_diff(int argc, char **argv)
         (ta.step != tb.step || ta.epoch != tb.epoch || ta.batch_in_epoch != tb.batch_in_epoch)) {
         printf("position    step %ld epoch %ld batch %ld vs step %ld epoch %ld batch %ld\n",
                ta.step, ta.epoch, ta.batch_in_epoch, tb.step, tb.epoch, tb.batch_in_epoch);
+        worst_all = INFINITY;
+    }
+    /* --lr-schedule plateau's state (NaN, NaN, 0 in both without it) */
+    const int same_nan =
+        isnan(ta.lr_plateau) == isnan(tb.lr_plateau) && isnan(ta.lr_best) == isnan(tb.lr_best);
+    if (rc == 0 && (!same_nan || ta.lr_since != tb.lr_since ||
+                    (!isnan(ta.lr_plateau) && ta.lr_plateau != tb.lr_plateau) ||
+                    (!isnan(ta.lr_best) && ta.lr_best != tb.lr_best))) {
+        printf("lr plateau  rate %.17g best %.17g since %ld vs rate %.17g best %.17g since %ld\n",
+               ta.lr_plateau, ta.lr_best, ta.lr_since, tb.lr_plateau, tb.lr_best, tb.lr_since);
         worst_all = INFINITY;
     }
     /* the LM's carried hidden states, when either file has them */

@@ -73,7 +73,8 @@ static const cli_custom SIGNALS = {signals_parse, signals_format};
 /* ------------------------------------------------------------- the table */
 
 static const int CELLS[] = {CELL_GRU, CELL_LSTM, CELL_RNN};
-static const int OPTIMIZERS[] = {OPT_ADAM, OPT_SGD};
+static const int OPTIMIZERS[] = {OPT_ADAM, OPT_SGD, OPT_ADAMW};
+static const int SCHEDULES[] = {LR_CONSTANT, LR_INVERSE_SQRT, LR_COSINE, LR_PLATEAU};
 static const int TOKENS[] = {DATA_TOKENS_CHAR, DATA_TOKENS_WORD};
 static const int SAMPLERS[] = {DATA_SAMPLER_RANDOM, DATA_SAMPLER_SEQUENTIAL};
 static const int TASKS[] = {MODEL_TRANSLATE, MODEL_LM};
@@ -118,11 +119,37 @@ static const cli_opt OPTS[] = {
     DOUBLE("dropout", dropout, 0, 0.99, "dropout between stacked layers"),
     {"bidirectional", CLI_FLAG, F(bidirectional), 0, 1,
      .help = "bidirectional encoder (H/2 units per direction)"},
-    INT("batch", batch, 1, 1 << 20, "global batch size (over all ranks)"),
+    INT("batch", batch, 1, 1 << 20,
+        "global batch size (over all ranks); with --batch-tokens the most pairs a batch holds"),
+    LONG("batch-tokens", batch_tokens, 0, 1e12,
+         "translate: batches of about N target tokens (pairs bucketed by length in a shuffled "
+         "window; at most --batch pairs), as fairseq's --max-tokens (0 = --batch pairs)"),
     INT("steps", steps, 1, 100000, "num_steps: sequence length"),
     CHOICE("sampler", sampler, "random|sequential", SAMPLERS, "minibatch sampler"),
-    CHOICE("optimizer", optimizer, "adam|sgd", OPTIMIZERS, "optimizer"),
-    DOUBLE("lr", lr, 1e-12, 1e6, "learning rate"),
+    CHOICE("optimizer", optimizer, "adam|sgd|adamw", OPTIMIZERS,
+           "optimizer (as torch.optim.Adam, SGD, AdamW)"),
+    DOUBLE("lr", lr, 1e-12, 1e6, "learning rate (the schedule's peak)"),
+    DOUBLE("weight-decay", weight_decay, 0, 1e6,
+           "--optimizer adamw: decoupled weight decay, p <- p (1 - lr x L) each update (torch's "
+           "AdamW default is 0.01; here 0 unless given)"),
+    CHOICE("lr-schedule", lr_schedule, "constant|inverse-sqrt|cosine|plateau", SCHEDULES,
+           "learning-rate schedule after --warmup: constant; inverse-sqrt, lr x sqrt(max(W,1) / "
+           "u) at update u; cosine, from lr down to --lr-min over the run's steps (--epochs / "
+           "--max-steps); plateau, lr x --lr-factor after --lr-patience evaluations without a "
+           "lower validation loss"),
+    LONG("warmup", warmup, 0, 1e12, "linear warm-up: update u <= N runs at lr x u / N (0 = none)"),
+    DOUBLE("lr-min", lr_min, 0, 1e6,
+           "the schedules' floor: cosine ends there, inverse-sqrt and plateau stop there"),
+    DOUBLE("lr-factor", lr_factor, 1e-6, 0.999999, "--lr-schedule plateau: the rate's factor"),
+    LONG("lr-patience", lr_patience, 1, 1e9,
+         "--lr-schedule plateau: evaluations without a lower validation loss before the rate "
+         "drops"),
+    INT("accum", accum, 1, 1 << 16,
+        "micro-batches of --batch per update: one update from K x --batch rows (gradient "
+        "accumulation)"),
+    DOUBLE("label-smoothing", label_smoothing, 0, 0.999,
+           "label smoothing of the training loss, as torch's CrossEntropyLoss(label_smoothing) "
+           "(validation stays plain cross-entropy)"),
     DOUBLE("clip", clip, 0, 1e12, "global gradient-norm clip (0 = off)"),
     LONG("epochs", epochs, 1, 1e9, "epochs to train"),
     LONG("max-steps", max_steps, 0, 1e12, "stop after N optimizer steps (0 = no limit)"),
@@ -204,6 +231,10 @@ static const train_config DEFAULTS = {
     .optimizer = OPT_ADAM,
     .lr = 0.005,
     .clip = 1.0,
+    .lr_schedule = LR_CONSTANT,
+    .lr_factor = 0.5,
+    .lr_patience = 3,
+    .accum = 1,
     .epochs = 10,
     .seed = 1,
     .workers = 1,
@@ -342,6 +373,27 @@ int config_validate(const train_config *c, int world, char *err, size_t n)
     RULE(c->eval_every > 0 && c->valid == 0, "--eval-every needs --valid N > 0");
     RULE(c->early_stop > 0 && c->valid == 0, "--early-stop needs --valid N > 0");
     RULE(c->eval_beam > 1 && lm, "--eval-beam applies to --task translate only");
+    RULE(c->weight_decay > 0 && c->optimizer != OPT_ADAMW,
+         "--weight-decay applies to --optimizer adamw (decoupled, as torch.optim.AdamW)");
+    RULE(c->lr_schedule != LR_CONSTANT && c->lr_min >= c->lr,
+         "--lr-min %g must be below --lr %g (the schedule decays from --lr towards --lr-min)",
+         c->lr_min, c->lr);
+    RULE(c->lr_schedule == LR_PLATEAU && c->valid == 0,
+         "--lr-schedule plateau needs --valid N > 0 (it watches the validation loss)");
+    RULE((long)c->batch * c->accum > (1L << 20),
+         "--batch %d x --accum %d: at most 1048576 rows an update", c->batch, c->accum);
+    RULE(c->accum > 1 && lm && c->sampler == DATA_SAMPLER_SEQUENTIAL,
+         "--accum %d needs --sampler random for --task lm (the sequential sampler carries each "
+         "stream's state from one batch to the next)",
+         c->accum);
+    RULE(c->batch_tokens > 0 && lm, "--batch-tokens applies to --task translate only");
+    RULE(c->batch_tokens > 0 && c->sampler != DATA_SAMPLER_RANDOM,
+         "--batch-tokens needs --sampler random (pairs are bucketed in shuffled windows)");
+    RULE(c->deterministic && c->accum > 1,
+         "--deterministic does not combine with --accum yet (its shards are one batch's)");
+    RULE(c->deterministic && c->batch_tokens > 0,
+         "--deterministic does not combine with --batch-tokens yet (its shards are cut from "
+         "--batch rows)");
     RULE(c->eval_beam > per_rank,
          "--eval-beam %d: at most the rows per rank (--batch %d over %d rank%s)", c->eval_beam,
          c->batch, world, world > 1 ? "s" : "");

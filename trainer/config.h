@@ -16,6 +16,13 @@
 
 typedef enum { CKPT_ERROR_STOP = 0, CKPT_ERROR_CONTINUE = 1 } ckpt_error_policy;
 typedef enum { NAN_STOP = 0, NAN_SKIP = 1 } nan_policy;
+/* --lr-schedule (schedule.h) */
+typedef enum {
+    LR_CONSTANT = 0,
+    LR_INVERSE_SQRT = 1,
+    LR_COSINE = 2,
+    LR_PLATEAU = 3
+} lr_schedule_kind;
 
 /* --bptt full | K | random[:K] */
 typedef struct bptt_spec {
@@ -38,6 +45,15 @@ typedef struct train_config {
     int sampler;   /* data_sampler_kind */
     int optimizer; /* opt_kind */
     double lr, clip;
+    double weight_decay;    /* AdamW's decoupled weight decay */
+    int lr_schedule;        /* lr_schedule_kind */
+    long warmup;            /* linear warm-up over the first N updates (0 = none) */
+    double lr_min;          /* the schedules' floor (cosine's end, plateau's least) */
+    double lr_factor;       /* plateau: lr ← lr · factor */
+    long lr_patience;       /* plateau: after P evaluations without a lower validation loss */
+    int accum;              /* micro-batches per update (gradient accumulation) */
+    double label_smoothing; /* of the training loss, as PyTorch's CrossEntropyLoss */
+    long batch_tokens;      /* batches of about N target tokens (0 = --batch pairs) */
     long epochs, max_steps;
     long seed;
     int threads; /* OpenBLAS threads per rank; 0 = cores / ranks on the node */

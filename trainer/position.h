@@ -22,6 +22,11 @@ typedef struct train_figs {
     double last_loss, last_valid_loss, last_valid_bleu;
     double best;     /* best validation figure (BLEU, or LM perplexity); NaN: none yet */
     long since_best; /* evaluations since it */
+    /* --lr-schedule plateau (schedule.h): the rate after warm-up, the lowest
+     * validation loss so far and the evaluations since it (NaN, NaN, 0
+     * otherwise) */
+    double plateau_lr, plateau_best;
+    long plateau_since;
 } train_figs;
 
 #endif

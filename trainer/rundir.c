@@ -90,7 +90,10 @@ static int write_checkpoint(rundir *d, const char *path, const char *then)
                                 .valid_loss = d->figs->last_valid_loss,
                                 .valid_bleu = d->figs->last_valid_bleu,
                                 .best = d->figs->best,
-                                .since_best = d->figs->since_best}};
+                                .since_best = d->figs->since_best,
+                                .lr_plateau = d->figs->plateau_lr,
+                                .lr_best = d->figs->plateau_best,
+                                .lr_since = d->figs->plateau_since}};
     if (step_carries_state(d->eng)) {
         c.state_h = step_global_state(d->eng, 0);
         c.state_c = cfg->cell == CELL_LSTM ? step_global_state(d->eng, 1) : NULL;
@@ -172,9 +175,9 @@ void rundir_save_best(rundir *d)
 static int check_same_run(const rundir *d, ckpt_file *f, const char *path, char *err, size_t n)
 {
     static const char *const keys[] = {
-        "task",    "dataset", "num-examples", "tokens",        "min-freq", "cell",
-        "layers",  "embed",   "hidden",       "bidirectional", "steps",    "batch",
-        "sampler", "seed",    "valid",        "optimizer",     NULL};
+        "task",  "dataset",   "num-examples",  "tokens",       "min-freq", "cell",    "layers",
+        "embed", "hidden",    "bidirectional", "steps",        "batch",    "sampler", "seed",
+        "valid", "optimizer", "accum",         "batch-tokens", NULL};
     char *json = NULL;
     int rc = ckpt_read_config(f, &json, err, n);
     if (rc != CKPT_OK) return rc;
@@ -273,7 +276,8 @@ static void resume_from(rundir *d, const char *path)
     optimizer *opt = step_optimizer(d->eng);
     float *gh = step_global_state(d->eng, 0), *gc = step_global_state(d->eng, 1);
     long pos[3] = {0, 0, 0};
-    double figs[2] = {NAN, 0}; /* early stopping: best, evaluations since */
+    /* early stopping: best, evaluations since; plateau: rate, best, since */
+    double figs[5] = {NAN, 0, NAN, NAN, 0};
     int rc = CKPT_OK;
     if (d->r->rank == 0) {
         ckpt_file *f;
@@ -303,6 +307,10 @@ static void resume_from(rundir *d, const char *path)
             d->figs->last_loss = tr.train_loss, d->figs->last_valid_loss = tr.valid_loss;
             d->figs->last_valid_bleu = tr.valid_bleu;
             figs[0] = tr.best, figs[1] = (double)tr.since_best;
+            /* plateau's state; a checkpoint without it (another schedule,
+             * or seqpar before schedules) starts plateau afresh */
+            if (isfinite(tr.lr_plateau) && d->cfg->lr_schedule == LR_PLATEAU)
+                figs[2] = tr.lr_plateau, figs[3] = tr.lr_best, figs[4] = (double)tr.lr_since;
             if (rc == CKPT_OK && tr.global_batch != d->cfg->batch) {
                 snprintf(err, sizeof err, "%s: global batch %d, the run uses %d", path,
                          tr.global_batch, d->cfg->batch);
@@ -327,6 +335,10 @@ static void resume_from(rundir *d, const char *path)
     d->pos->step = pos[0], d->pos->epoch = pos[1], d->pos->batch_in_epoch = pos[2];
     comm_bcast(figs, sizeof figs, 0);
     d->figs->best = figs[0], d->figs->since_best = (long)figs[1];
+    if (isfinite(figs[2])) {
+        d->figs->plateau_lr = figs[2], d->figs->plateau_best = figs[3];
+        d->figs->plateau_since = (long)figs[4];
+    }
     if (step_carries_state(d->eng)) {
         const size_t n = (size_t)d->cfg->layers * d->cfg->batch * d->cfg->hidden;
         comm_bcast(gh, n * sizeof(float), 0);

@@ -87,14 +87,16 @@ static void copy_state_rows(const step_engine *e, float *bigbuf, int big, int of
     }
 }
 
+static void on_grad_ready(void *ctx, int first, int end);
+
 /* ------------------------------------------------------ the workers' jobs */
 
-/* A worker's forward and backward on its rows of the step's batch. */
-static void work_step(void *ctx, int w)
+/* A worker's forward and backward on its rows of micro-batch `part` of the
+ * step's batch (part 0 of 1 without --accum). */
+static void work_part(step_engine *e, worker *k, int part)
 {
-    step_engine *e = ctx;
-    worker *k = &e->wk[w];
-    data_sampler_slice(k->smp, e->pos->epoch, e->pos->batch_in_epoch, &k->slice);
+    data_sampler_slice_part(k->smp, e->pos->epoch, e->pos->batch_in_epoch, part, e->cfg->accum,
+                            &k->slice);
     const int B = train_data_fill(e->data, &k->slice, e->cfg->steps, &k->rows);
     /* an LM's carried state: the rank's buffer, or with several workers a
      * copy of this worker's rows (a contiguous run of the rank's) */
@@ -121,6 +123,30 @@ static void work_step(void *ctx, int w)
         copy_state_rows(e, e->state_h, rows, off, sh, B, 1);
         copy_state_rows(e, e->state_c, rows, off, sc, B, 1);
     }
+}
+
+/* A worker's share of the step: one batch, or --accum K micro-batches whose
+ * gradients add up in its buffer (model_step adds), their loss and token
+ * sums too. With --overlap on, only the last announces its gradients to the
+ * reducer: the buckets leave once, complete. */
+static void work_step(void *ctx, int w)
+{
+    step_engine *e = ctx;
+    worker *k = &e->wk[w];
+    const int K = e->cfg->accum;
+    if (K == 1) {
+        work_part(e, k, 0);
+        return;
+    }
+    double loss = 0.0, fp = 0.0, fe = 0.0;
+    long ntok = 0;
+    for (int j = 0; j < K; j++) {
+        if (e->cfg->overlap) model_set_grad_hook(k->m, j == K - 1 ? on_grad_ready : NULL, e);
+        work_part(e, k, j);
+        if (k->rc != MODEL_OK) return;
+        loss += k->loss_sum, ntok += k->ntok, fp += k->fp, fe += k->fe;
+    }
+    k->loss_sum = loss, k->ntok = ntok, k->fp = fp, k->fe = fe;
 }
 
 /* The rank's gradient = the workers' summed in worker order (two workers:
@@ -294,9 +320,9 @@ static int setup_replica(step_engine *e, worker *k, int w, int rows, char *err, 
     const int W = c->workers, vworld = e->world * W;
     const train_data *d = e->data;
     if (data_sampler_init(&k->sampler, d->lm ? DATA_TASK_LM : DATA_TASK_TRANSLATE, d->sampler.kind,
-                          train_data_items(d), c->batch, c->steps, (uint64_t)c->seed,
-                          e->rank * W + w, vworld, err, n) != DATA_OK ||
-        (!d->lm && data_sampler_set_lengths(&k->sampler, d->pairs.tgt_valid, c->steps) != DATA_OK))
+                          train_data_items(d), train_data_update_batch(c), c->steps,
+                          (uint64_t)c->seed, e->rank * W + w, vworld, err, n) != DATA_OK ||
+        (!d->lm && train_data_sampler_setup(&k->sampler, d, c) != DATA_OK))
         return -1;
     k->smp = &k->sampler;
     model_config mc = *model_get_config(e->m);
@@ -304,6 +330,7 @@ static int setup_replica(step_engine *e, worker *k, int w, int rows, char *err, 
     if (model_create(&k->m, &mc, err, n) != MODEL_OK || model_share_params(k->m, e->m) != MODEL_OK)
         return -1;
     model_set_bptt(k->m, c->bptt.mode, c->bptt.k);
+    model_set_label_smoothing(k->m, (float)c->label_smoothing);
     k->slice.index = calloc((size_t)rows + 1, sizeof(long));
     if (!k->slice.index || batch_rows_alloc(&k->rows, rows, c->steps) != 0) return -1;
     if (e->carry_state) {
@@ -384,6 +411,7 @@ int step_create(step_engine **out, const train_config *c, const train_data *d, m
         return -1;
     }
     e->state_cap = bm;
+    e->opt.weight_decay = (float)c->weight_decay;
     e->state_h = calloc((size_t)L * bm * H, sizeof(float));
     e->state_c = calloc((size_t)L * bm * H, sizeof(float));
     if (e->carry_state) {
@@ -424,6 +452,11 @@ void step_free(step_engine *e)
 optimizer *step_optimizer(step_engine *e)
 {
     return &e->opt;
+}
+
+void step_set_lr(step_engine *e, double lr)
+{
+    e->opt.lr = (float)lr;
 }
 
 /* ----------------------------------------------------- replicas, faults */

@@ -4,7 +4,10 @@
  *   step_run(engine, pos) →
  *     1. each in-process worker (--workers W; one: the caller) takes its rows
  *        of the global batch at pos, as virtual rank rank·W + w of world·W,
- *        and runs forward and backward, adding Σ-loss gradients;
+ *        and runs forward and backward, adding Σ-loss gradients (--accum K:
+ *        K micro-batches, parts of the global batch, one after the other,
+ *        adding into the same gradient; with --overlap on only the last
+ *        announces its gradients);
  *     2. the workers' gradients are summed into the rank's buffer, in worker
  *        order (two workers give a two-rank allreduce's bits);
  *     3. the loss sum and token count ride in the gradient buffer's tail
@@ -58,6 +61,8 @@ void step_free(step_engine *e);
 int step_run(step_engine *e, const train_pos *pos, int stop, step_result *res);
 
 optimizer *step_optimizer(step_engine *e);
+/* The rate of the next update (the schedule's, schedule.h). */
+void step_set_lr(step_engine *e, double lr);
 
 /* Test-only faults: SEQPAR_FAULT_PERTURB=RANK:STEP:TENSOR, that rank nudges
  * that tensor after that step, so the replica check has something to find;

@@ -23,6 +23,7 @@
 #include "node.h"
 #include "progress.h"
 #include "rundir.h"
+#include "schedule.h"
 #include "step.h"
 #include "stop_signal.h"
 #include "train_data.h"
@@ -50,6 +51,7 @@ typedef struct loop_stats {
     double wl_loss, wl_tok;             /* this rank's sums over the window (the wire) */
     double last_win_loss, last_ep_loss; /* per token */
     double run_tok, grad_norm;
+    double lr;               /* the last update's rate */
     int ep_whole;            /* this process ran the current epoch from its first batch */
     int stopped;             /* --max-steps reached, early stopping, a signal, a failure */
     int signalled;           /* ... a rank was asked to stop by a signal */
@@ -126,10 +128,11 @@ static void build_model(trainer *t)
     const double vm0 = node_vm_bytes();
     ranks_agree(&t->r, model_create(&t->m, &mc, err, sizeof err) == MODEL_OK, 1, err);
     ranks_agree(&t->r,
-                node_model_fits(model_params(t->m), vm0, c->optimizer == OPT_ADAM, c->workers, bmax,
-                                c->steps, err, sizeof err),
+                node_model_fits(model_params(t->m), vm0, opt_has_moments((opt_kind)c->optimizer),
+                                c->workers, bmax, c->steps, err, sizeof err),
                 1, err);
     model_set_bptt(t->m, c->bptt.mode, c->bptt.k);
+    model_set_label_smoothing(t->m, (float)c->label_smoothing);
     ranks_agree(
         &t->r, step_create(&t->eng, c, &t->data, t->m, t->r.rank, t->r.world, err, sizeof err) == 0,
         1, err);
@@ -142,6 +145,48 @@ static void build_model(trainer *t)
                 1, err);
 }
 
+/* The run's updates: --epochs of batches (token batches: each epoch's
+ * count), or --max-steps when fewer. Cosine's length, and the progress
+ * lines' total. */
+static long total_steps(const train_config *c, const train_data *d, long epoch)
+{
+    /* translation's epochs all have one count; an LM's differ by a batch or
+     * so (its random offset): the current one's times --epochs serves the
+     * progress lines, but another schedule than constant needs the exact
+     * sum, the same at every resume; token batches: each epoch's own */
+    if (!d->sampler.plan && (!d->lm || c->lr_schedule == LR_CONSTANT)) {
+        const long all = c->epochs * data_sampler_batches(&d->sampler, epoch);
+        return c->max_steps > 0 && c->max_steps < all ? c->max_steps : all;
+    }
+    long all = 0;
+    for (long e = 0; e < c->epochs && (c->max_steps <= 0 || all < c->max_steps); e++)
+        all += data_sampler_batches(&d->sampler, e);
+    return c->max_steps > 0 && c->max_steps < all ? c->max_steps : all;
+}
+
+/* --batch-tokens: the token batches and their padding against batches of
+ * as many random pairs (epoch 1's). */
+static void announce_tokens(const train_config *c, const train_data *d)
+{
+    if (!d->sampler.plan) return;
+    if (d->sampler.rank != 0) return; /* rank 0 prints; the others need not build the plan */
+    const long nb = data_sampler_batches(&d->sampler, 0);
+    double bucketed, unsorted;
+    data_sampler_padding(&d->sampler, 0, &bucketed, &unsorted);
+    long tok = 0;
+    for (long i = 0; i < d->pairs.n; i++) tok += d->pairs.tgt_valid[i];
+    char what[80];
+    if (c->accum > 1)
+        snprintf(what, sizeof what, "%ld x --accum %d", c->batch_tokens, c->accum);
+    else
+        snprintf(what, sizeof what, "%ld", c->batch_tokens);
+    comm_printf0("batch-tokens %s: %ld batches in epoch 1, %.0f target tokens and %.1f pairs a "
+                 "batch on average; padding %.1f%% of target positions before bucketing "
+                 "(batches of random pairs), %.1f%% after\n",
+                 what, nb, (double)tok / (double)nb, (double)d->pairs.n / (double)nb,
+                 100.0 * unsorted, 100.0 * bucketed);
+}
+
 /* The line that says what is trained on what, for how long (rank 0), and
  * the start event. */
 static void announce(trainer *t)
@@ -152,8 +197,7 @@ static void announce(trainer *t)
     size_t nparams = 0;
     for (int i = 0; i < pt->n; i++) nparams += pt->t[i].size;
     const long per_epoch = data_sampler_batches(&d->sampler, t->pos.epoch);
-    t->total_steps = c->epochs * per_epoch;
-    if (c->max_steps > 0 && c->max_steps < t->total_steps) t->total_steps = c->max_steps;
+    t->total_steps = total_steps(c, d, t->pos.epoch);
     char vocab[64], batches[160], cell[16], summary[800];
     if (d->vsrc)
         snprintf(vocab, sizeof vocab, "%d -> %d", d->vsrc->size, d->vtgt->size);
@@ -162,9 +206,16 @@ static void announce(trainer *t)
     if (!d->lm && d->pairs.n < c->batch) /* the one batch is the whole corpus */
         snprintf(batches, sizeof batches, "1 batch/epoch of all %d pairs (fewer than --batch %d)",
                  d->pairs.n, c->batch);
+    else if (d->sampler.plan) /* token batches: each epoch has its own count */
+        snprintf(batches, sizeof batches,
+                 "%ld batch%s in this epoch of up to %ld target tokens and %d pairs", per_epoch,
+                 per_epoch == 1 ? "" : "es", c->batch_tokens * c->accum, c->batch * c->accum);
     else
         snprintf(batches, sizeof batches, "%ld batch%s/epoch of %d", per_epoch,
-                 per_epoch == 1 ? "" : "es", c->batch);
+                 per_epoch == 1 ? "" : "es", c->batch * c->accum);
+    if (c->accum > 1) /* the micro-batches */
+        snprintf(batches + strlen(batches), sizeof batches - strlen(batches),
+                 " (--accum %d micro-batches an update)", c->accum);
     snprintf(summary, sizeof summary,
              "%s %s: %d layer%s, embed %d, hidden %d, %zu parameters; %s %ld %s, vocab %s; "
              "%s, %ld step%s",
@@ -173,6 +224,7 @@ static void announce(trainer *t)
              train_data_items(d), d->lm ? "tokens" : "pairs", vocab, batches, t->total_steps,
              t->total_steps == 1 ? "" : "s");
     comm_printf0("%s\n", summary);
+    announce_tokens(c, d);
     if (t->r.rank == 0)
         telemetry_event(t->r.tel, "start", "%s; %d rank%s; %s", summary, t->r.world,
                         t->r.world > 1 ? "s" : "", t->pos.step > 0 ? "resumed" : "fresh start");
@@ -194,10 +246,11 @@ static void log_window(trainer *t, loop_stats *s)
     char skips[48] = "";
     if (s->nan_skips > 0) snprintf(skips, sizeof skips, " nan-skips %ld", s->nan_skips);
     progress_figures(s->last_win_loss, tps);
-    progress_window_line("step %ld/%ld epoch %ld loss %.4f ppl %.3f tok/s %.0f ETA %s%s\n",
+    /* the rate after the ETA; " nan-skips K", when there are any, stays last */
+    progress_window_line("step %ld/%ld epoch %ld loss %.4f ppl %.3f tok/s %.0f ETA %s lr %.4g%s\n",
                          t->pos.step, t->total_steps, t->pos.epoch + 1, s->last_win_loss,
-                         exp(s->last_win_loss), tps, eta, skips);
-    telemetry_train(t->r.tel, s->wl_loss, s->wl_tok, s->grad_norm, t->cfg.lr, now - s->t_win,
+                         exp(s->last_win_loss), tps, eta, s->lr, skips);
+    telemetry_train(t->r.tel, s->wl_loss, s->wl_tok, s->grad_norm, s->lr, now - s->t_win,
                     s->nan_skips);
     s->wl_loss = s->wl_tok = 0;
     s->t_win = now, s->win_loss = s->win_tok = 0;
@@ -246,6 +299,8 @@ static int train_step(trainer *t, loop_stats *s, long nb)
     const train_config *c = &t->cfg;
     step_result res;
     stop_signal_fault("step", t->r.rank, t->pos.step);
+    s->lr = lr_schedule_at(c, t->total_steps, &t->figs, t->pos.step + 1);
+    step_set_lr(t->eng, s->lr);
     const int rc = step_run(t->eng, &t->pos, stop_signal_pending() != 0, &res);
     if (rc == STEP_EBATCH)
         ranks_die_local(&t->r, 1, "invalid batch at step %ld (token id outside the vocabulary)",
@@ -454,7 +509,8 @@ int cmd_train(int argc, char **argv)
     ranks_check_launch(&t->r);
     const train_config *c = &t->cfg;
     stop_signal_install(c->stop_signals);
-    t->figs = (train_figs){NAN, NAN, NAN, NAN, 0};
+    t->figs = (train_figs){NAN, NAN, NAN, NAN, 0, NAN, NAN, 0};
+    lr_plateau_start(c, &t->figs);
     t->dir = (rundir){.cfg = c, .r = &t->r, .data = &t->data, .pos = &t->pos, .figs = &t->figs};
     rundir_open(&t->dir);
     plan_threads(c);

@@ -75,8 +75,8 @@ void train_data_load(train_data *d, const train_config *c, ranks *r)
     char err[ERRLEN], tag[32];
     const long n = train_data_items(d);
     int rc = data_sampler_init(&d->sampler, d->lm ? DATA_TASK_LM : DATA_TASK_TRANSLATE,
-                               (data_sampler_kind)c->sampler, n, c->batch, c->steps,
-                               (uint64_t)c->seed, r->rank, r->world, err, sizeof err);
+                               (data_sampler_kind)c->sampler, n, train_data_update_batch(c),
+                               c->steps, (uint64_t)c->seed, r->rank, r->world, err, sizeof err);
     char named[ERRLEN + CFG_STR + 4] = "";
     if (rc != DATA_OK) /* the sampler knows sizes only */
         snprintf(named, sizeof named, "%s: %s", c->dataset, err);
@@ -85,13 +85,25 @@ void train_data_load(train_data *d, const train_config *c, ranks *r)
      * rank's packed decoder gets the same work and none waits for another at
      * the allreduce (DESIGN: sharding) */
     if (!d->lm)
-        ranks_agree(r,
-                    data_sampler_set_lengths(&d->sampler, d->pairs.tgt_valid, c->steps) == DATA_OK,
-                    1, "out of memory for the sampler");
+        ranks_agree(r, train_data_sampler_setup(&d->sampler, d, c) == DATA_OK, 1,
+                    "out of memory for the sampler");
     snprintf(named, sizeof named, "%sthe corpus (%ld %s) is too small for one batch of %d%s",
              ranks_tag(r, tag, sizeof tag), n, d->lm ? "tokens" : "pairs", c->batch,
              d->lm ? " streams" : "");
     ranks_agree(r, data_sampler_batches(&d->sampler, 0) >= 1, 2, named);
+}
+
+int train_data_update_batch(const train_config *c)
+{
+    return c->batch * c->accum;
+}
+
+int train_data_sampler_setup(data_sampler *s, const train_data *d, const train_config *c)
+{
+    int rc = data_sampler_set_lengths(s, d->pairs.tgt_valid, c->steps);
+    if (rc == DATA_OK && c->batch_tokens > 0)
+        rc = data_sampler_set_tokens(s, c->batch_tokens * c->accum, 0);
+    return rc;
 }
 
 long train_data_items(const train_data *d)

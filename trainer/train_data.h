@@ -29,6 +29,12 @@ void train_data_load(train_data *d, const train_config *c, ranks *r);
  * and every token id); otherwise the first that differs says so and every
  * rank exits 2. */
 void train_data_agree(const train_data *d, const train_config *c, ranks *r);
+/* The rows of one update's global batch, as the sampler cuts the epoch:
+ * --batch x --accum (with --batch-tokens, the most a token batch holds). */
+int train_data_update_batch(const train_config *c);
+/* A translation sampler's deal by target length and, with --batch-tokens,
+ * its token batches (--batch-tokens x --accum tokens an update). */
+int train_data_sampler_setup(data_sampler *s, const train_data *d, const train_config *c);
 /* Training items: pairs, or tokens of the stream. */
 long train_data_items(const train_data *d);
 

@@ -1,6 +1,8 @@
 /* Validation and its consequences (validate.h). */
 #include "validate.h"
 
+#include "schedule.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -281,6 +283,11 @@ int validator_round(validator *v, rundir *rd, const char *when, long at)
     else
         comm_printf0("%s %ld valid loss %.4f ppl %.3f bleu %.2f\n", when, at, vl, vp, vb);
     telemetry_eval(tel, vl, vp, vb, v->samples, v->nsamples);
+    if (lr_plateau_observe(v->cfg, f, vl))
+        comm_printf0("%s %ld lr %.4g: %ld evaluation%s without a lower validation loss (best "
+                     "%.4f)\n",
+                     when, at, f->plateau_lr, v->cfg->lr_patience,
+                     v->cfg->lr_patience == 1 ? "" : "s", f->plateau_best);
     const double fig = lm ? vp : vb;
     const int better =
         isfinite(fig) && (!isfinite(f->best) || (lm ? fig < f->best : fig > f->best));

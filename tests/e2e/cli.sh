@@ -59,6 +59,13 @@ expect_error "raw bytes in a value are escaped in the error line" \
     "--hidden: expected a whole number in \\[1, 65536\\], got '\\\\xFF\\\\x1B\\[2Jz'" "$SEQPAR" train --hidden $'\xff\x1b[2Jz'
 expect_error "an impossible monitor address" "tcp://256.1.1.1:5: '256.1.1.1' is not an address" \
     "$SEQPAR" train --monitor tcp://256.1.1.1:5 --max-steps 1
+expect_error "unknown --lr-schedule" '--lr-schedule: expected one of constant.inverse-sqrt.cosine.plateau' \
+    "$SEQPAR" train --lr-schedule linear
+expect_error "--accum 0" '--accum: expected a whole number in \[1, 65536\]' "$SEQPAR" train --accum 0
+expect_error "--weight-decay with adam" '--weight-decay applies to --optimizer adamw' \
+    "$SEQPAR" train --weight-decay 0.01
+expect_error "--lr-schedule plateau without --valid" '--lr-schedule plateau needs --valid' \
+    "$SEQPAR" train --lr-schedule plateau
 expect_error "--workers 0" '--workers: expected a whole number in \[1, 256\]' "$SEQPAR" train --workers 0
 expect_error "--workers with OpenBLAS threads" '--workers 2 runs each worker on one OpenBLAS thread' \
     "$SEQPAR" train --workers 2 --threads 2

@@ -48,6 +48,7 @@ static run *get_run(collector *c, const wire_msg *m, double now)
     }
     snprintf(r->id, sizeof r->id, "%s", m->run);
     r->started = now;
+    r->lr = NAN; /* until a train message carries one */
     if (c->nruns == MAX_RUNS) {
         int old = 0;
         for (int i = 1; i < c->nruns; i++)
@@ -118,18 +119,19 @@ static void add_train(run *r, rank_state *rk, const wire_msg *m)
         p = free_slot ? free_slot : oldest; /* full: the oldest incomplete step gives way */
         memset(p, 0, sizeof *p);
         p->step = m->step;
-        p->gnorm = NAN;
+        p->gnorm = NAN, p->lr = NAN;
     }
     p->count++;
     p->loss += m->loss_sum, p->tokens += m->tokens;
     if (isfinite(m->tok_per_s)) p->tps += m->tok_per_s;
     if (isfinite(m->grad_norm)) p->gnorm = m->grad_norm;
+    if (isfinite(m->lr)) p->lr = r->lr = m->lr;              /* every rank's rate is the same */
     if (isfinite(m->nan_skips)) r->nan_skips = m->nan_skips; /* every rank's count is the same */
     if (p->count < r->world) return;
     /* every rank reported this step: one point; older incomplete steps never will */
     if (grow((void **)&r->tr, &r->ntr, &r->captr, sizeof *r->tr) == 0) {
         double loss = p->tokens > 0 ? p->loss / p->tokens : NAN;
-        r->tr[r->ntr++] = (train_pt){p->step, loss, exp(loss), p->tps, p->gnorm};
+        r->tr[r->ntr++] = (train_pt){p->step, loss, exp(loss), p->tps, p->gnorm, p->lr};
     }
     long done_step = p->step;
     for (int i = 0; i < PENDING; i++)

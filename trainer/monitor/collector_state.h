@@ -16,7 +16,7 @@
 
 typedef struct train_pt {
     long step;
-    double loss, ppl, tps, gnorm;
+    double loss, ppl, tps, gnorm, lr;
 } train_pt;
 
 typedef struct eval_pt {
@@ -27,7 +27,7 @@ typedef struct eval_pt {
 typedef struct pending_step {
     long step;
     int count; /* 0: free */
-    double loss, tokens, tps, gnorm;
+    double loss, tokens, tps, gnorm, lr;
 } pending_step;
 
 typedef struct rank_state {
@@ -54,6 +54,7 @@ typedef struct run {
     int stopped;         /* a rank sent "stopped": ended by a signal, resumable */
     double nan_skips;    /* updates skipped (--on-nan skip), the latest count */
     double tokens_total; /* target tokens of every train message received */
+    double lr;           /* the learning rate of the latest train message (NaN: none) */
     long step, epoch;
     train_pt *tr;
     int ntr, captr;

@@ -23,6 +23,7 @@ static cJSON *run_summary(const run *r, double now)
     cJSON_AddNumberToObject(o, "tok_per_s", collector_figure(r, FIG_TPS, now));
     cJSON_AddStringToObject(o, "state", collector_run_state(r, now));
     cJSON_AddNumberToObject(o, "nan_skips", r->nan_skips);
+    cJSON_AddNumberToObject(o, "lr", r->lr);
     cJSON_AddNumberToObject(o, "started", r->started);
     cJSON_AddNumberToObject(o, "last_seen", r->last_seen);
     return o;
@@ -86,6 +87,7 @@ char *collector_run_json(collector *c, const char *id, double now)
     add_column(tr, "ppl", r->tr, r->ntr, ts, offsetof(train_pt, ppl), 0);
     add_column(tr, "tok_per_s", r->tr, r->ntr, ts, offsetof(train_pt, tps), 0);
     add_column(tr, "grad_norm", r->tr, r->ntr, ts, offsetof(train_pt, gnorm), 0);
+    add_column(tr, "lr", r->tr, r->ntr, ts, offsetof(train_pt, lr), 0);
     cJSON *ev = cJSON_AddObjectToObject(o, "eval");
     const size_t es = sizeof(eval_pt);
     add_column(ev, "step", r->ev, r->nev, es, offsetof(eval_pt, step), 1);
