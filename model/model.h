@@ -547,6 +547,14 @@ int model_greedy(model *m, const int32_t *src, int B, int T, int bos, int eos, i
 int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int max_len, int k,
                float alpha, int32_t *out, int *len);
 
+/* Records the attention weights of the next model_greedy / model_beam calls
+ * (attention models; MODEL_EINVAL otherwise; buf NULL stops): sentence b's
+ * output token j (<eos> included when produced, i.e. when len[b] <
+ * max_len) gets row j of its block, buf[(b·max_len + j)·T …] (T floats,
+ * over the source steps, 0 past the source's valid length); beam search
+ * records its chosen hypothesis. buf holds B·max_len·T floats. */
+int model_record_attention(model *m, float *buf);
+
 /* LM generation: feeds prefix (n ids) then produces `len` ids into out, greedy
  * when temperature <= 0, else sampling keyed by (seed). */
 int model_lm_generate(model *m, const int32_t *prefix, int n, int len, float temperature,

@@ -367,6 +367,80 @@ static void test_decoding(void)
     }
 }
 
+/* Rows of recorded weights: each sums to 1 over the source's valid length
+ * (sources of lengths 6, 3, 1, 5) and is 0 past it. Returns the rows checked. */
+static int check_rows(const float *rec, const int *len, int max_len, int *bad)
+{
+    static const int slen[MB] = {6, 3, 1, 5};
+    int rows = 0;
+    for (int b = 0; b < MB; b++)
+        for (int j = 0; j < len[b] + (len[b] < max_len); j++, rows++) {
+            const float *w = rec + ((size_t)b * max_len + j) * MT;
+            double sum = 0.0;
+            for (int s = 0; s < MT; s++) {
+                sum += w[s];
+                *bad += s >= slen[b] && w[s] != 0.0f;
+                *bad += !(w[s] >= 0.0f);
+            }
+            *bad += !(fabs(sum - 1.0) < 1e-5);
+        }
+    return rows;
+}
+
+/* model_record_attention: greedy and beam search record one row per output
+ * token (and <eos>); a beam whose result is greedy's records greedy's
+ * weights; k = 1 is greedy's, bit for bit. */
+static void test_record(void)
+{
+    const model_config cfg = attn_config(CELL_GRU, 2, 1, 0.0f);
+    model_config wide = cfg;
+    wide.max_batch = MB * 3;
+    mctx c;
+    setup(&c, &cfg, 61);
+    model_free(c.m);
+    CU_ASSERT_FATAL(model_create(&c.m, &wide, NULL, 0) == 0);
+    model_init_params(c.m, 61);
+    param_table *pt = model_params(c.m);
+    for (size_t i = 0; i < pt->total; i++) pt->data[i] *= 3.0f; /* sharper */
+    float *g = calloc(MB * MT * MT, sizeof(float)), *b1 = calloc(MB * MT * MT, sizeof(float));
+    float *b3 = calloc(MB * MT * MT, sizeof(float));
+    CU_ASSERT_FATAL(g && b1 && b3);
+    int32_t og[MB * MT], o1[MB * MT], o3[MB * MT];
+    int lg[MB], l1[MB], l3[MB], bad = 0;
+    CU_ASSERT_EQUAL(model_record_attention(c.m, g), MODEL_OK);
+    CU_ASSERT_EQUAL(model_greedy(c.m, c.src, MB, MT, MODEL_BOS, 2, MT, og, lg), 0);
+    CU_ASSERT_EQUAL(model_record_attention(c.m, b1), MODEL_OK);
+    CU_ASSERT_EQUAL(model_beam(c.m, c.src, MB, MT, MODEL_BOS, 2, MT, 1, 0.75f, o1, l1), 0);
+    CU_ASSERT_EQUAL(model_record_attention(c.m, b3), MODEL_OK);
+    CU_ASSERT_EQUAL(model_beam(c.m, c.src, MB, MT, MODEL_BOS, 2, MT, 3, 0.75f, o3, l3), 0);
+    CU_ASSERT_EQUAL(model_record_attention(c.m, NULL), MODEL_OK);
+    const int rows = check_rows(g, lg, MT, &bad);
+    check_rows(b3, l3, MT, &bad);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(rows >= MB);
+    CU_ASSERT_EQUAL(memcmp(g, b1, MB * MT * MT * sizeof(float)), 0);
+    int same = 0;
+    for (int b = 0; b < MB; b++) {
+        if (l3[b] != lg[b] || memcmp(o3 + b * MT, og + b * MT, (size_t)lg[b] * 4) != 0) continue;
+        same++;
+        const size_t n = (size_t)(lg[b] + (lg[b] < MT)) * MT;
+        double d = 0.0;
+        for (size_t i = 0; i < n; i++)
+            d = fmax(d, fabs(g[(size_t)b * MT * MT + i] - b3[(size_t)b * MT * MT + i]));
+        CU_ASSERT(d < 1e-5);
+    }
+    CU_ASSERT(same > 0);
+    free(g), free(b1), free(b3);
+    model_free(c.m);
+    /* a model without attention has nothing to record */
+    model_config none = cfg;
+    none.attention = MODEL_ATTN_NONE;
+    CU_ASSERT_FATAL(model_create(&c.m, &none, NULL, 0) == 0);
+    float one[MT];
+    CU_ASSERT_EQUAL(model_record_attention(c.m, one), MODEL_EINVAL);
+    model_free(c.m);
+}
+
 static void test_bad_configs(void)
 {
     model *m = NULL;
@@ -400,6 +474,7 @@ void register_suites(void)
     CU_add_test(s, "attention model: packed training loss = padded evaluation",
                 test_train_equals_eval);
     CU_add_test(s, "attention model: greedy, beam", test_decoding);
+    CU_add_test(s, "attention model: recorded weights (greedy, beam)", test_record);
     CU_add_test(s, "attention model: bad configurations", test_bad_configs);
     CU_add_test(s, "report", report);
 }
