@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# End to end, the Bahdanau attention decoder (--attention additive):
+#  - training on fra-eng learns (the epoch-end loss falls) and the
+#    checkpoint's config says additive;
+#  - a resumed run reaches the uninterrupted run's checkpoint bit for bit;
+#  - 2 ranks reach 1 process's parameters within 1e-4 (dropout on, LSTM,
+#    bidirectional encoder);
+#  - translate, greedy and beam search; --attention-weights: one line per
+#    sentence, its source tokens up to <eos>, its output (with <eos> when
+#    produced), one row per output token, each summing to 1 over the source
+#    tokens (so no weight on padding); a model without attention and a
+#    resume with another --attention are refused in one line.
+# Usage: tests/e2e/attention.sh SEQPAR (SEQPAR_DATA: fra-eng/fra.txt).
+SEQPAR=$1
+. "$(dirname "$0")/lib.sh"
+PY=${SEQPAR_PYTHON:-/usr/bin/python3}
+mpi=(mpirun --oversubscribe -x SEQPAR_DATA)
+[ -z "${OPENBLAS_CORETYPE:-}" ] || mpi+=(-x OPENBLAS_CORETYPE)
+base=(--dataset fra-eng --num-examples 1000 --attention additive --embed 32 --hidden 32
+    --layers 2 --batch 64 --steps 10 --threads 1 --dropout 0.1 --seed 3)
+
+# learning: 8 epochs (128 steps), a progress line per epoch
+"$SEQPAR" train "${base[@]}" --epochs 8 --log-every 16 --checkpoint-dir "$tmp/a" \
+    >"$tmp/a.out" 2>&1 || bad "training failed: $(tail -3 "$tmp/a.out")"
+check "the run says what it trains: $(grep -m1 '^seq2seq' "$tmp/a.out")" \
+    grep -q '^seq2seq+attention gru: 2 layers' "$tmp/a.out"
+first=$(grep -m1 -o '^step 16/128 epoch 1 loss [0-9.]*' "$tmp/a.out" | awk '{print $6}')
+last=$(grep -o '^step 128/128 epoch 8 loss [0-9.]*' "$tmp/a.out" | awk '{print $6}')
+check "training learns: epoch 1 loss $first, epoch 8 loss $last" \
+    awk -v a="$first" -v b="$last" 'BEGIN { exit !(a != "" && b != "" && b < 0.8 * a) }'
+ck="$tmp/a/ckpt-00000128.h5"
+check "seqpar ckpt info: $("$SEQPAR" ckpt info "$ck" | grep '^model')" \
+    sh -c "'$SEQPAR' ckpt info '$ck' | grep -q '^model .*, attention additive,'"
+
+# resume: 64 steps, then on to 128 = 128 at once
+"$SEQPAR" train "${base[@]}" --epochs 8 --max-steps 64 --log-every 1000 \
+    --checkpoint-dir "$tmp/r" >"$tmp/r1.out" 2>&1 || bad "first half failed: $(tail -3 "$tmp/r1.out")"
+"$SEQPAR" train "${base[@]}" --epochs 8 --log-every 1000 --checkpoint-dir "$tmp/r" \
+    --resume auto >"$tmp/r2.out" 2>&1 || bad "resume failed: $(tail -3 "$tmp/r2.out")"
+if "$SEQPAR" ckpt diff "$ck" "$tmp/r/ckpt-00000128.h5" --tolerance 0 >"$tmp/r.diff" 2>&1; then
+    ok "a resumed run's step-128 checkpoint equals the uninterrupted run's bit for bit: $(head -1 "$tmp/r.diff" | sed 's/  */ /g')"
+else
+    bad "the resumed run differs: $(cat "$tmp/r.diff")"
+fi
+expect_error "a resume with another --attention is refused" \
+    "--attention is additive in the checkpoint but none in this run" \
+    "$SEQPAR" train "${base[@]}" --attention none --epochs 9 --checkpoint-dir "$tmp/r" --resume auto
+
+# 2 ranks = 1 process (LSTM, bidirectional encoder, dropout)
+par=(--dataset fra-eng --num-examples 600 --attention additive --cell lstm --bidirectional
+    --embed 16 --hidden 16 --layers 2 --dropout 0.2 --batch 32 --steps 10 --threads 1
+    --max-steps 30 --log-every 1000)
+"$SEQPAR" train "${par[@]}" --checkpoint-dir "$tmp/p1" >"$tmp/p1.out" 2>&1 ||
+    bad "1 process failed: $(tail -3 "$tmp/p1.out")"
+"${mpi[@]}" -np 2 "$SEQPAR" train "${par[@]}" --checkpoint-dir "$tmp/p2" >"$tmp/p2.out" 2>&1 ||
+    bad "2 ranks failed: $(tail -3 "$tmp/p2.out")"
+if "$SEQPAR" ckpt diff "$tmp/p1/ckpt-00000030.h5" "$tmp/p2/ckpt-00000030.h5" --tolerance 1e-4 \
+    >"$tmp/p.diff" 2>&1; then
+    ok "2 ranks = 1 process after 30 steps: $(head -1 "$tmp/p.diff" | sed 's/  */ /g')"
+else
+    bad "2 ranks differ from 1 process beyond 1e-4: $(cat "$tmp/p.diff")"
+fi
+
+# translate: greedy, beam, the weights
+printf "I'm home.\nGo now.\nWe are very happy today , my friend .\nHe ran.\n" >"$tmp/in.txt"
+for k in 1 4; do
+    "$SEQPAR" translate --checkpoint "$ck" --beam $k --attention-weights "$tmp/w$k.jsonl" \
+        <"$tmp/in.txt" >"$tmp/t$k.out" 2>"$tmp/t$k.err"
+    rc=$?
+    check "translate --beam $k: exit $rc, $(wc -l <"$tmp/t$k.out") lines ($(head -1 "$tmp/t$k.out"))" \
+        test "$rc" = 0 -a "$(wc -l <"$tmp/t$k.out")" = 4
+    if "$PY" - "$tmp/w$k.jsonl" "$tmp/t$k.out" "$tmp/in.txt" >"$tmp/w$k.check" 2>&1 <<'EOF'; then
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+outs = open(sys.argv[2]).read().split("\n")[:-1]
+assert len(lines) == 4, "%d lines" % len(lines)
+rows = 0
+for i, (o, out) in enumerate(zip(lines, outs)):
+    assert o["index"] == i, o["index"]
+    assert o["source"][-1] == "<eos>", o["source"]
+    words = [w for w in o["output"] if w != "<eos>"]
+    assert " ".join(words) == out, (words, out)
+    assert len(o["weights"]) == len(o["output"]), "rows"
+    for r in o["weights"]:
+        assert len(r) == len(o["source"]), "columns"
+        assert all(x >= 0 for x in r) and abs(sum(r) - 1) < 1e-5, r
+        rows += 1
+# the long sentence has 10 source tokens (num_steps): no <eos> left
+print("%d sentences, %d rows, each summing to 1 over its %s source tokens"
+      % (len(lines), rows, "/".join(str(len(o["source"])) for o in lines)))
+EOF
+        ok "--attention-weights (beam $k): $(cat "$tmp/w$k.check")"
+    else
+        bad "--attention-weights (beam $k): $(tail -3 "$tmp/w$k.check")"
+    fi
+done
+"$SEQPAR" train --dataset fra-eng --num-examples 300 --epochs 1 --threads 1 \
+    --checkpoint-dir "$tmp/n" >"$tmp/n.out" 2>&1 || bad "a model without attention: $(tail -2 "$tmp/n.out")"
+expect_error "--attention-weights on a model without attention" "has no attention" \
+    "$SEQPAR" translate --checkpoint "$(ls "$tmp"/n/ckpt-*.h5 | tail -1)" \
+    --attention-weights "$tmp/none.jsonl"
+expect_error "--attention additive with --embed 0" "--attention additive needs embeddings" \
+    "$SEQPAR" train --dataset fra-eng --attention additive --embed 0
+finish
