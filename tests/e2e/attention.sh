@@ -3,8 +3,9 @@
 #  - training on fra-eng learns (the epoch-end loss falls) and the
 #    checkpoint's config says additive;
 #  - a resumed run reaches the uninterrupted run's checkpoint bit for bit;
-#  - 2 ranks reach 1 process's parameters within 1e-4 (dropout on, LSTM,
-#    bidirectional encoder);
+#  - 2 ranks (overlapped reduction off and on) reach 1 process's parameters
+#    within 1e-4 (dropout on, LSTM, bidirectional encoder), and 2 workers in
+#    one process 2 ranks' very bits;
 #  - translate, greedy and beam search; --attention-weights: one line per
 #    sentence, its source tokens up to <eos>, its output (with <eos> when
 #    produced), one row per output token, each summing to 1 over the source
@@ -54,12 +55,21 @@ par=(--dataset fra-eng --num-examples 600 --attention additive --cell lstm --bid
     bad "1 process failed: $(tail -3 "$tmp/p1.out")"
 "${mpi[@]}" -np 2 "$SEQPAR" train "${par[@]}" --checkpoint-dir "$tmp/p2" >"$tmp/p2.out" 2>&1 ||
     bad "2 ranks failed: $(tail -3 "$tmp/p2.out")"
-if "$SEQPAR" ckpt diff "$tmp/p1/ckpt-00000030.h5" "$tmp/p2/ckpt-00000030.h5" --tolerance 1e-4 \
-    >"$tmp/p.diff" 2>&1; then
-    ok "2 ranks = 1 process after 30 steps: $(head -1 "$tmp/p.diff" | sed 's/  */ /g')"
-else
-    bad "2 ranks differ from 1 process beyond 1e-4: $(cat "$tmp/p.diff")"
-fi
+"${mpi[@]}" -np 2 "$SEQPAR" train "${par[@]}" --overlap on --bucket-kb 8 \
+    --checkpoint-dir "$tmp/p2o" >"$tmp/p2o.out" 2>&1 ||
+    bad "2 ranks, overlap on, failed: $(tail -3 "$tmp/p2o.out")"
+"$SEQPAR" train "${par[@]}" --workers 2 --checkpoint-dir "$tmp/w2" >"$tmp/w2.out" 2>&1 ||
+    bad "2 workers failed: $(tail -3 "$tmp/w2.out")"
+for d in p2 p2o; do
+    if "$SEQPAR" ckpt diff "$tmp/p1/ckpt-00000030.h5" "$tmp/$d/ckpt-00000030.h5" --tolerance 1e-4 \
+        >"$tmp/$d.diff" 2>&1; then
+        ok "2 ranks ($d) = 1 process after 30 steps: $(head -1 "$tmp/$d.diff" | sed 's/  */ /g')"
+    else
+        bad "2 ranks ($d) differ from 1 process beyond 1e-4: $(cat "$tmp/$d.diff")"
+    fi
+done
+check "1 process x 2 workers holds 2 ranks' parameters bit for bit" \
+    "$SEQPAR" ckpt diff "$tmp/p2/ckpt-00000030.h5" "$tmp/w2/ckpt-00000030.h5" --tolerance 0
 
 # translate: greedy, beam, the weights
 printf "I'm home.\nGo now.\nWe are very happy today , my friend .\nHe ran.\n" >"$tmp/in.txt"
