@@ -95,7 +95,7 @@ for i, (o, out) in enumerate(zip(lines, outs)):
         assert len(r) == len(o["source"]), "columns"
         assert all(x >= 0 for x in r) and abs(sum(r) - 1) < 1e-5, r
         rows += 1
-# the long sentence has 10 source tokens (num_steps): no <eos> left
+# the long sentence fills all num_steps = 10 source positions, its <eos> last
 print("%d sentences, %d rows, each summing to 1 over its %s source tokens"
       % (len(lines), rows, "/".join(str(len(o["source"])) for o in lines)))
 EOF
