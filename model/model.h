@@ -180,6 +180,9 @@ typedef struct rnn_dir {
      * rows it holds */
     float *dcur, *dnext;
     int live;
+    int sT, sthreads; /* rnn_dir_begin's T and BLAS threads */
+    int srg_hh;       /* its steps' recurrent products run on rgemm, W_hh laid out in wp */
+    int srg_ih;       /* ... and their input products, W_ih^T packed in bp */
 } rnn_dir;
 
 int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, int onehot, int Tmax,

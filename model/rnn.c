@@ -652,9 +652,18 @@ int rnn_dir_begin(rnn_dir *d, int T, int B, const float *h0, const float *c0)
 {
     const int H = d->H;
     if (d->reverse || d->C > 0 || d->onehot || T > d->Tmax || B > d->Bmax) return MODEL_EINVAL;
+    const int GH = cell_gates(d->cell) * H;
     d->U = 0, d->shared = 0, d->skipped = 0;
     if (B == 0 || T == 0) return MODEL_OK;
     step_layout(d, T, B);
+    /* the steps' products on rgemm where they suit, their B operands packed
+     * once: W_hh^T in wp, W_ih^T in bp (a small direction's) */
+    d->sT = T, d->sthreads = openblas_get_num_threads();
+    d->srg_hh = rgemm_suits(d->sthreads, fewest_rows(d, T), GH, H);
+    d->srg_ih = d->bp && rgemm_packed_size(d->I, GH) <= d->bp_n &&
+                rgemm_suits(d->sthreads, fewest_rows(d, T), GH, d->I);
+    if (d->srg_hh) rgemm_pack(d->wp, d->W_hh, H, GH, H, 1);
+    if (d->srg_ih) rgemm_pack(d->bp, d->W_ih, d->I, GH, d->I, 1);
     if (h0)
         memcpy(d->hs, h0, (size_t)B * H * sizeof(float));
     else
@@ -673,16 +682,25 @@ void rnn_dir_step(rnn_dir *d, int t, int B, const float *x, int ldx)
     const int H = d->H, I = d->I, GH = cell_gates(d->cell) * H, n = d->n[t];
     if (n == 0) return;
     float *xw = d->xw + d->off[t] * GH, *hw = d->hw + d->off[t] * GH;
-    /* xw (n, GH) = x · W_ih^T + b_ih ; hw (n, GH) = prev · W_hh^T + b_hh */
-    for (int b = 0; b < n; b++) {
-        memcpy(xw + (size_t)b * GH, d->b_ih, (size_t)GH * sizeof(float));
-        memcpy(hw + (size_t)b * GH, d->b_hh, (size_t)GH * sizeof(float));
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, GH, I, 1.0f, x, ldx, d->W_ih, I, 1.0f,
-                xw, GH);
     const float *hp = state_prev(d, d->hs, t, B);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, GH, H, 1.0f, hp, H, d->W_hh, H, 1.0f,
-                hw, GH);
+    /* xw (n, GH) = x · W_ih^T + b_ih ; hw (n, GH) = prev · W_hh^T + b_hh
+     * (rgemm adds the bias itself) */
+    if (d->srg_ih && rgemm_suits(d->sthreads, n, GH, I)) {
+        rgemm(n, GH, I, x, ldx, d->bp, d->b_ih, xw, GH);
+    } else {
+        for (int b = 0; b < n; b++)
+            memcpy(xw + (size_t)b * GH, d->b_ih, (size_t)GH * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, GH, I, 1.0f, x, ldx, d->W_ih, I,
+                    1.0f, xw, GH);
+    }
+    if (d->srg_hh && rgemm_suits(d->sthreads, n, GH, H)) {
+        rgemm(n, GH, H, hp, H, d->wp, d->b_hh, hw, GH);
+    } else {
+        for (int b = 0; b < n; b++)
+            memcpy(hw + (size_t)b * GH, d->b_hh, (size_t)GH * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, GH, H, 1.0f, hp, H, d->W_hh, H,
+                    1.0f, hw, GH);
+    }
     const float *cp = d->cs ? state_prev(d, d->cs, t, B) : NULL;
     float *co = d->cs ? state_out(d, d->cs, t, B) : NULL;
     cell_forward(d->cell, n, H, xw, hw, d->gates + d->off[t] * GH, hp, cp,
@@ -697,7 +715,11 @@ const float *rnn_dir_state(const rnn_dir *d, int t, int B)
 void rnn_dir_backward_begin(rnn_dir *d, int B)
 {
     const size_t BH = (size_t)B * d->H;
+    const int GH = cell_gates(d->cell) * d->H;
     d->dcur = d->dh, d->dnext = d->dtmp, d->live = B;
+    /* the steps' d prev = dhw · W_hh on rgemm: W_hh packed in wp */
+    d->srg_hh = d->sT > 0 && rgemm_suits(d->sthreads, fewest_rows(d, d->sT), d->H, GH);
+    if (d->srg_hh) rgemm_pack(d->wp, d->W_hh, GH, d->H, d->H, 0);
     memset(d->dh, 0, BH * sizeof(float));
     if (d->cell == CELL_LSTM) memset(d->dc, 0, BH * sizeof(float));
 }
@@ -720,13 +742,16 @@ void rnn_dir_backward_step(rnn_dir *d, int t, int B, const float *dy, int ldy, f
                   lstm ? state_prev(d, d->cs, t, B) : NULL, lstm ? state_out(d, d->cs, t, B) : NULL,
                   d->dxw + off, d->cell == CELL_GRU ? d->dhw + off : NULL, dtmp);
     /* d prev (n, H) = direct part + dhw (n, GH) · W_hh (GH, H) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, H, GH, 1.0f, dhw, GH, d->W_hh, H,
-                1.0f, dtmp, H);
+    if (d->srg_hh && rgemm_suits(d->sthreads, n, H, GH))
+        rgemm(n, H, GH, dhw, GH, d->wp, NULL, dtmp, H);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, H, GH, 1.0f, dhw, GH, d->W_hh, H,
+                    1.0f, dtmp, H);
     d->dcur = dtmp, d->dnext = dh;
     /* dx (n, I) += dxw (n, GH) · W_ih (GH, I) */
     if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, I, GH, 1.0f, d->dxw + off, GH,
-                    d->W_ih, I, 1.0f, dx, lddx);
+        gemm_nn_acc(small_rg(d, d->sthreads, n, I, GH), n, I, GH, d->dxw + off, GH, d->W_ih, I, dx,
+                    lddx);
 }
 
 float *rnn_dir_dstate(const rnn_dir *d)
