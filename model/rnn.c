@@ -653,7 +653,7 @@ int rnn_dir_begin(rnn_dir *d, int T, int B, const float *h0, const float *c0)
     const int H = d->H;
     if (d->reverse || d->C > 0 || d->onehot || T > d->Tmax || B > d->Bmax) return MODEL_EINVAL;
     const int GH = cell_gates(d->cell) * H;
-    d->U = 0, d->shared = 0, d->skipped = 0;
+    d->U = 0, d->shared = 0, d->skipped = 0, d->sT = 0;
     if (B == 0 || T == 0) return MODEL_OK;
     step_layout(d, T, B);
     /* the steps' products on rgemm where they suit, their B operands packed

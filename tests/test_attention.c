@@ -316,6 +316,38 @@ static void test_train_equals_eval(void)
     }
 }
 
+/* Targets of length 0 (no decoder step): no loss, no tokens, no gradient
+ * but a finite one, every tensor announced. */
+static int announced;
+static void count_hook(void *ctx, int first, int end)
+{
+    (void)ctx;
+    announced += end - first;
+}
+
+static void test_empty_targets(void)
+{
+    const model_config cfg = attn_config(CELL_LSTM, 2, 0, 0.2f);
+    mctx c;
+    setup(&c, &cfg, 13);
+    memset(c.valid, 0, sizeof c.valid);
+    param_table *pt = model_params(c.m);
+    param_zero_grad(pt);
+    model_set_grad_hook(c.m, count_hook, NULL);
+    announced = 0;
+    double loss = -1.0;
+    long tok = -1;
+    CU_ASSERT_EQUAL(model_step(c.m, &c.b, 1, &loss, &tok), MODEL_OK);
+    CU_ASSERT_EQUAL(tok, 0);
+    CU_ASSERT_EQUAL(loss, 0.0);
+    CU_ASSERT_EQUAL(announced, pt->n);
+    int zero = 1;
+    for (size_t i = 0; i < pt->total; i++) zero &= pt->grad[i] == 0.0f;
+    CU_ASSERT(zero);
+    model_set_grad_hook(c.m, NULL, NULL);
+    model_free(c.m);
+}
+
 /* Greedy decoding: the teacher-forced argmax on its own output; beam k = 1
  * is greedy; a wider beam's result is a valid hypothesis. */
 static void test_decoding(void)
@@ -473,6 +505,7 @@ void register_suites(void)
                 test_model_gradients);
     CU_add_test(s, "attention model: packed training loss = padded evaluation",
                 test_train_equals_eval);
+    CU_add_test(s, "attention model: targets of length 0", test_empty_targets);
     CU_add_test(s, "attention model: greedy, beam", test_decoding);
     CU_add_test(s, "attention model: recorded weights (greedy, beam)", test_record);
     CU_add_test(s, "attention model: bad configurations", test_bad_configs);
