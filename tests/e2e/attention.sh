@@ -10,7 +10,9 @@
 #    sentence, its source tokens up to <eos>, its output (with <eos> when
 #    produced), one row per output token, each summing to 1 over the source
 #    tokens (so no weight on padding); a model without attention and a
-#    resume with another --attention are refused in one line.
+#    resume with another --attention are refused in one line;
+#  - a checkpoint without "attention" in its config (as written before the
+#    option) verifies, translates and resumes as the attention-free model.
 # Usage: tests/e2e/attention.sh SEQPAR (SEQPAR_DATA: fra-eng/fra.txt).
 SEQPAR=$1
 . "$(dirname "$0")/lib.sh"
@@ -106,9 +108,42 @@ EOF
 done
 "$SEQPAR" train --dataset fra-eng --num-examples 300 --epochs 1 --threads 1 \
     --checkpoint-dir "$tmp/n" >"$tmp/n.out" 2>&1 || bad "a model without attention: $(tail -2 "$tmp/n.out")"
+nck=$(ls "$tmp"/n/ckpt-*.h5 | tail -1)
 expect_error "--attention-weights on a model without attention" "has no attention" \
-    "$SEQPAR" translate --checkpoint "$(ls "$tmp"/n/ckpt-*.h5 | tail -1)" \
-    --attention-weights "$tmp/none.jsonl"
+    "$SEQPAR" translate --checkpoint "$nck" --attention-weights "$tmp/none.jsonl"
+# a checkpoint written before --attention existed: no "attention" in /config
+# (removed here, meta_sha256 recomputed): it verifies, translates as before
+# and resumes as the attention-free model
+cp "$nck" "$tmp/old.h5"
+if "$PY" - "$tmp/old.h5" "$(dirname "$0")/../../checkpoints" >"$tmp/old.out" 2>&1 <<'EOF'; then
+import json, sys
+import h5py
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from seqpar_torch import meta_sha256
+with h5py.File(sys.argv[1], "r+") as f:
+    cfg = json.loads(f["config"][()].decode())
+    del cfg["attention"]
+    text = json.dumps(cfg, separators=(",", ":")).encode() + b"\0"
+    del f["config"]
+    tid = h5py.h5t.C_S1.copy()  # seqpar's type: fixed-length UTF-8, NUL-terminated
+    tid.set_size(len(text))
+    tid.set_strpad(h5py.h5t.STR_NULLTERM)
+    tid.set_cset(h5py.h5t.CSET_UTF8)
+    ds = h5py.h5d.create(f.id, b"config", tid, h5py.h5s.create(h5py.h5s.SCALAR))
+    ds.write(h5py.h5s.ALL, h5py.h5s.ALL, np.array(text, dtype="S%d" % len(text)), mtype=tid)
+    f.attrs.modify("meta_sha256", np.bytes_(meta_sha256(f).encode()))
+EOF
+    check "an old checkpoint (no \"attention\" in /config) verifies" "$SEQPAR" ckpt verify "$tmp/old.h5"
+    "$SEQPAR" translate --checkpoint "$nck" <"$tmp/in.txt" >"$tmp/new.tr" 2>&1
+    "$SEQPAR" translate --checkpoint "$tmp/old.h5" <"$tmp/in.txt" >"$tmp/old.tr" 2>&1
+    check "... translates as it did: $(head -1 "$tmp/old.tr")" cmp -s "$tmp/new.tr" "$tmp/old.tr"
+    "$SEQPAR" train --dataset fra-eng --num-examples 300 --epochs 2 --threads 1 \
+        --checkpoint-dir "$tmp/o" --resume "$tmp/old.h5" >"$tmp/o.out" 2>&1
+    check "... and resumes: $(tail -1 "$tmp/o.out")" grep -q '^done step=10 ' "$tmp/o.out"
+else
+    bad "cannot write an old-format checkpoint: $(tail -3 "$tmp/old.out")"
+fi
 expect_error "--attention additive with --embed 0" "--attention additive needs embeddings" \
     "$SEQPAR" train --dataset fra-eng --attention additive --embed 0
 finish
