@@ -14,7 +14,15 @@ conventions"):
   (also when decoding), initial state = the encoder's final state (h, and c
   for an LSTM), ``nn.Linear(H, Vt)`` on every output;
 * ``embed == 0`` means one-hot inputs (no embedding tensors); dropout p acts
-  between stacked layers, as ``nn.GRU(dropout=p)``.
+  between stacked layers, as ``nn.GRU(dropout=p)``;
+* ``"attention": "additive"`` in /config: the book's Bahdanau decoder
+  (``Seq2SeqAttentionDecoder`` with ``AdditiveAttention``, the section after
+  seq2seq): at step t the query is the decoder's top-layer state before the
+  step (an LSTM's h), keys = values = the encoder's top-layer outputs,
+  masked to the source's valid length (its non-``<pad>`` tokens), and the
+  decoder's input is ``[context ; embedding(y_{t-1})]``; tensors
+  ``decoder.attention.W_k/W_q/w_v.weight``. Absent or ``"none"``: the
+  decoder above.
 
 Command line (Debian's /usr/bin/python3 with python3-torch and python3-h5py)::
 
@@ -142,6 +150,69 @@ class Decoder(nn.Module):
         return self.dense(outputs), state
 
 
+def masked_softmax(X, valid_lens):
+    """d2l's masked_softmax: softmax over the last axis of X (B, Q, S), the
+    positions at or past valid_lens (B) set to -1e6 first (no weight)."""
+    shape = X.shape
+    valid = torch.repeat_interleave(valid_lens, shape[1])
+    X = X.reshape(-1, shape[-1])
+    mask = torch.arange(shape[-1], device=X.device)[None, :] < valid[:, None]
+    X = torch.where(mask, X, torch.full_like(X, -1e6))
+    return F.softmax(X.reshape(shape), dim=-1)
+
+
+class AdditiveAttention(nn.Module):
+    """d2l's AdditiveAttention (num_hiddens = H, keys of size H, no biases)."""
+
+    def __init__(self, hidden, dropout=0.0):
+        super().__init__()
+        self.W_k = nn.Linear(hidden, hidden, bias=False)
+        self.W_q = nn.Linear(hidden, hidden, bias=False)
+        self.w_v = nn.Linear(hidden, 1, bias=False)
+        self.dropout = nn.Dropout(dropout)
+        self.attention_weights = None
+
+    def forward(self, queries, keys, values, valid_lens):
+        """queries (B, Q, H), keys = values (B, S, H), valid_lens (B) → (B, Q, H)."""
+        queries, keys = self.W_q(queries), self.W_k(keys)
+        features = torch.tanh(queries.unsqueeze(2) + keys.unsqueeze(1))
+        scores = self.w_v(features).squeeze(-1)
+        weights = masked_softmax(scores, valid_lens)
+        self.attention_weights = weights.detach()  # for the heat map (and deepcopy)
+        return torch.bmm(self.dropout(weights), values)
+
+
+class AttentionDecoder(nn.Module):
+    """d2l's Seq2SeqAttentionDecoder: [context ; embedding(y_{t-1})] at step t,
+    the context attending with the top layer's state before the step."""
+
+    def __init__(self, cell, vocab, embed, hidden, layers, dropout=0.0, attn_dropout=0.0):
+        super().__init__()
+        self.attention = AdditiveAttention(hidden, attn_dropout)
+        self.embedding = nn.Embedding(vocab, embed)
+        self.rnn = CELLS[cell](embed + hidden, hidden, layers, dropout=dropout)
+        self.dense = nn.Linear(hidden, vocab)
+
+    def forward(self, X, state, enc_outputs, enc_valid):
+        """X (B, T) ids, state (L, B, H) (or an LSTM's (h, c)), enc_outputs
+        (B, S, H), enc_valid (B) → logits (T, B, V), the new state and the
+        attention weights of every step (T, B, S)."""
+        outputs, weights = [], []
+        for x in self.embedding(X.t()):
+            query = final_h(state)[-1].unsqueeze(1)
+            context = self.attention(query, enc_outputs, enc_outputs, enc_valid)
+            x = torch.cat((context, x.unsqueeze(1)), dim=-1)
+            out, state = self.rnn(x.permute(1, 0, 2), state)
+            outputs.append(out)
+            weights.append(self.attention.attention_weights.squeeze(1))
+        return self.dense(torch.cat(outputs, dim=0)), state, torch.stack(weights)
+
+
+def source_valid(src):
+    """The sources' valid lengths as the book's: their non-<pad> ids (B)."""
+    return (src != PAD).sum(dim=1)
+
+
 class Seq2Seq(nn.Module):
     """The encoder–decoder for a seqpar /config (keys cell, layers, embed,
     hidden, and optionally bidirectional and dropout)."""
@@ -152,11 +223,20 @@ class Seq2Seq(nn.Module):
         dropout = _stack_dropout(cfg)
         self.encoder = Encoder(cell, src_vocab, embed, hidden, layers,
                                bool(cfg.get("bidirectional", False)), dropout)
-        self.decoder = Decoder(cell, tgt_vocab, embed, hidden, layers, dropout)
+        self.attention = cfg.get("attention", "none") == "additive"
+        if self.attention:
+            self.decoder = AttentionDecoder(cell, tgt_vocab, embed, hidden, layers, dropout,
+                                            float(cfg.get("dropout", 0.0)))
+        else:
+            self.decoder = Decoder(cell, tgt_vocab, embed, hidden, layers, dropout)
 
     def forward(self, src, dec_in):
         """Teacher-forced logits (T, B, Vt) for src and dec_in, both (B, T) ids."""
-        _, state = self.encoder(src)
+        outputs, state = self.encoder(src)
+        if self.attention:
+            logits, _, _ = self.decoder(dec_in, state, outputs.permute(1, 0, 2),
+                                        source_valid(src))
+            return logits
         logits, _ = self.decoder(dec_in, state, final_h(state)[-1])
         return logits
 
@@ -177,23 +257,35 @@ def masked_loss(model, src, tgt, valid):
 
 
 @torch.no_grad()
-def greedy(model, src, max_len):
+def greedy(model, src, max_len, weights=None):
     """Greedy decoding as seqpar's model_greedy: src (B, T) ids → one id list
     per row. The decoder starts from <bos> and feeds back its argmax (the
     first index on ties); a row stops at <eos> (not included) or after
-    max_len tokens. The context stays the encoder's last-layer final h."""
-    _, state = model.encoder(src)
+    max_len tokens. Without attention the context stays the encoder's
+    last-layer final h. With attention and a list `weights`, weights[r]
+    receives row r's attention weights, one list of T floats per output
+    token (<eos> included when produced), as seqpar translate
+    --attention-weights writes them."""
+    outputs, state = model.encoder(src)
     context = final_h(state)[-1]
+    keys, valid = outputs.permute(1, 0, 2), source_valid(src)
     B = src.shape[0]
     tok = torch.full((B, 1), BOS, dtype=torch.long)
     out = [[] for _ in range(B)]
+    if weights is not None:
+        weights[:] = [[] for _ in range(B)]
     done = [False] * B
     for _ in range(max_len):
-        logits, state = model.decoder(tok, state, context)
+        if model.attention:
+            logits, state, w = model.decoder(tok, state, keys, valid)
+        else:
+            logits, state = model.decoder(tok, state, context)
         y = logits[0].argmax(dim=1)
         for r, v in enumerate(y.tolist()):
             if done[r]:
                 continue
+            if weights is not None and model.attention:
+                weights[r].append(w[0, r].tolist())
             if v == EOS:
                 done[r] = True
             else:
@@ -388,6 +480,12 @@ def _read_config(f, path):
             or not 0.0 <= dropout < 1.0:
         raise CheckpointError("%s: /config \"dropout\" is %r, expected a number in [0, 1)"
                               % (path, dropout))
+    attention = cfg.get("attention", "none")
+    if attention not in ("none", "additive"):
+        raise CheckpointError("%s: /config \"attention\" is %r, expected none or additive"
+                              % (path, attention))
+    if attention == "additive" and cfg["embed"] < 1:
+        raise CheckpointError("%s: attention needs embeddings (embed >= 1)" % path)
     if cfg.get("bidirectional", False) and cfg["hidden"] % 2:
         raise CheckpointError("%s: a bidirectional encoder needs an even hidden size" % path)
     return cfg
@@ -483,9 +581,10 @@ def main(argv):
         print("seqpar_torch.py: error: %s: cannot write (%s)"
               % (args.out, " ".join(str(exc).split())), file=sys.stderr)
         return 2
-    print("seqpar_torch.py: %s -> %s: %s L=%d E=%d H=%d%s, vocab %d -> %d, %d parameters"
+    print("seqpar_torch.py: %s -> %s: %s L=%d E=%d H=%d%s%s, vocab %d -> %d, %d parameters"
           % (args.checkpoint, args.out, cfg["cell"], cfg["layers"], cfg["embed"], cfg["hidden"],
-             " bidirectional" if cfg.get("bidirectional") else "", len(src), len(tgt),
+             " bidirectional" if cfg.get("bidirectional") else "",
+             " attention" if model.attention else "", len(src), len(tgt),
              sum(p.numel() for p in model.parameters())))
     return 0
 

@@ -183,6 +183,14 @@ typedef struct rnn_dir {
      * wanted. (dW_hh keeps the zero rows: leaving them out would move its
      * sums' blocking, and the results' last bits, for 1/T of one product.) */
     int skipped;
+    /* step by step (rnn_dir_begin): the backward's current gradient of the
+     * state before the step last backed through, the other buffer, and the
+     * rows it holds */
+    float *dcur, *dnext;
+    int live;
+    int sT, sthreads; /* rnn_dir_begin's T and BLAS threads */
+    int srg_hh;       /* its steps' recurrent products run on rgemm, W_hh laid out in wp */
+    int srg_ih;       /* ... and their input products, W_ih^T packed in bp */
 } rnn_dir;
 
 int rnn_dir_init(rnn_dir *d, cell_kind cell, int I, int C, int H, int reverse, int onehot, int Tmax,
@@ -220,6 +228,30 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
                       const float *ctx, const float *dy, int ldy, const float *dhT,
                       const float *dcT, const float *carry, float *dx, int lddx, float *dctx,
                       float *dh0, float *dc0);
+
+/* Step by step (the attention decoder, whose input at step t depends on the
+ * state before it): rnn_dir_begin lays out T steps (packed with d->bs, as
+ * rnn_dir_forward) and sets the initial state (h0/c0 NULL: zeros);
+ * rnn_dir_step runs step t (t = 0 … T−1 in order) on x, step t's rows
+ * (n[t], I) at stride ldx, saving what rnn_dir_forward saves. Forward
+ * direction, no context, no one-hot input (MODEL_EINVAL otherwise).
+ * rnn_dir_state(d, t, B): the state after step t (t = −1: the initial
+ * state), rows in step t's order. The backward: rnn_dir_backward_begin,
+ * then rnn_dir_backward_step for t = T−1 … 0 (dy: the gradient of step t's
+ * output, (n[t], H) at stride ldy, or NULL; dx (n[t], I) at stride lddx
+ * added to when not NULL), rnn_dir_dstate: the gradient of the state
+ * before the step last backed through (B rows, the first n[t] meaningful;
+ * callers may add to them), and rnn_dir_backward_end, which adds the
+ * parameter gradients over all steps' inputs x (N, I) and d h0, d c0 (B,
+ * H) when not NULL. No allocation. */
+int rnn_dir_begin(rnn_dir *d, int T, int B, const float *h0, const float *c0);
+void rnn_dir_step(rnn_dir *d, int t, int B, const float *x, int ldx);
+const float *rnn_dir_state(const rnn_dir *d, int t, int B);
+void rnn_dir_backward_begin(rnn_dir *d, int B);
+void rnn_dir_backward_step(rnn_dir *d, int t, int B, const float *dy, int ldy, float *dx, int lddx);
+float *rnn_dir_dstate(const rnn_dir *d);
+void rnn_dir_backward_end(rnn_dir *d, int T, int B, const float *x, int ldx, float *dh0,
+                          float *dc0);
 
 /* seqpar's own sgemm (rgemm.c). rgemm: the recurrent product of one step
  * with its B operand packed once, C (M, N) += A (M, K) · B (K, N). B is
@@ -279,8 +311,9 @@ typedef struct rnn_stack {
     float **dxin;   /* (L) gradient of layer inputs 1..L-1 */
     float *scratch; /* two directions: 4 (Bmax, H) blocks for a direction's state */
     float *mem;
-    int use_dropout; /* set by the last forward */
-    int first;       /* index of the stack's first tensor (rnn_stack_bind) */
+    int use_dropout;                   /* set by the last forward */
+    int first;                         /* index of the stack's first tensor (rnn_stack_bind) */
+    const struct rnn_dropout_key *key; /* step by step: the dropout key of rnn_stack_begin */
     model_grad_hook hook;
     void *hook_ctx;
 } rnn_stack;
@@ -323,6 +356,29 @@ int rnn_stack_set_packed(rnn_stack *s, const int *bs);
 int rnn_stack_share_inputs(rnn_stack *s, int vocab);
 const int32_t *rnn_stack_input_ids(const rnn_stack *s, int *U);
 
+/* Step by step (rnn_dir_begin; one direction): rnn_stack_begin lays out T
+ * steps (packed when set) from h0/c0 (L, B, H) or zeros, with dropout between
+ * layers keyed by *drop (NULL: none; it must stay valid until
+ * rnn_stack_backward_end); rnn_stack_step runs step t of every layer on x,
+ * step t's rows (n, I) at stride ldx; the layers' outputs are s->y[l] (N, H)
+ * as after rnn_stack_forward. rnn_stack_top_state: the top layer's state
+ * after step t (t = −1: its initial state). The backward:
+ * rnn_stack_backward_begin, rnn_stack_backward_step for t = T−1 … 0 (dy_top:
+ * the gradient of step t's top output (n, H), or NULL; dx (n, I) at stride
+ * lddx added to when not NULL), rnn_stack_top_dstate (the top layer's
+ * gradient of the state before step t, which callers may add to), and
+ * rnn_stack_backward_end with layer 0's inputs of every step x (N, I): the
+ * parameter gradients (the hook announces each layer), dh0/dc0 (L, B, H)
+ * added to when not NULL. MODEL_EINVAL for two directions. */
+int rnn_stack_begin(rnn_stack *s, int T, int B, const float *h0, const float *c0,
+                    const struct rnn_dropout_key *drop);
+void rnn_stack_step(rnn_stack *s, int t, int B, const float *x, int ldx);
+const float *rnn_stack_top_state(const rnn_stack *s, int t, int B);
+void rnn_stack_backward_begin(rnn_stack *s, int B);
+void rnn_stack_backward_step(rnn_stack *s, int t, int B, const float *dy_top, float *dx, int lddx);
+float *rnn_stack_top_dstate(const rnn_stack *s);
+void rnn_stack_backward_end(rnn_stack *s, int T, int B, const float *x, float *dh0, float *dc0);
+
 /* h0/c0 (L, B, H) or NULL; hT/cT (L, B, H) or NULL. The final state of a
  * bidirectional layer is [forward's h(T−1) ; reverse's h(0)]. The output of
  * the top layer is s->y[L-1]. drop = NULL disables dropout (evaluation). */
@@ -335,6 +391,61 @@ void rnn_stack_forward(rnn_stack *s, int T, int B, const float *x, const int32_t
 void rnn_stack_backward(rnn_stack *s, int T, int B, const float *x, const int32_t *ids,
                         const float *ctx, const float *dy_top, const float *dhT, const float *dcT,
                         const float *carry, float *dx, float *dctx, float *dh0, float *dc0);
+
+/* ============================================================= attention */
+
+/* Additive (Bahdanau) attention, d2l's AdditiveAttention with num_hiddens H
+ * and no biases, as torch.nn.Linear(bias=False) layers:
+ *   scores (S) = w_v · tanh(W_q q + W_k k_s)   q (H), keys k_s (K), s < S
+ *   weights    = softmax of the scores over s < valid (0 past it; a valid
+ *                length of 0 weighs all S positions alike, as the book's
+ *                masked_softmax), then dropout p (training)
+ *   context    = Σ_s weights_s · v_s           values = keys (K)
+ * W_q (H, H), W_k (H, K), w_v (1, H). The keys are a batch's (S, B, K),
+ * time-major; attn_begin projects them once (W_k k, not per query). The
+ * queries of a batch come in steps, each step's n rows (rows b < n of the
+ * keys' batch) at `row0`, the step's first row in a layout of all steps'
+ * rows (N ≤ Tmax·Bmax). Dropout is keyed by (seed, RNG_DROPOUT, step,
+ * example[b], the site ((key->site·64 + 63)·Tmax + t)), a stream over the
+ * source positions: it does not depend on the rank holding a row. */
+typedef struct attn_layer {
+    int H, K, Tmax, Bmax; /* Tmax bounds S (source steps) and the decoder's steps */
+    float dropout;
+    const float *W_q, *W_k, *w_v;
+    float *dW_q, *dW_k, *dw_v;
+    int S, B;            /* the batch of attn_begin */
+    const float *keys;   /* (S, B, K) */
+    int32_t *valid;      /* (Bmax) */
+    float *kp, *dkp;     /* (Tmax, Bmax, H) W_k k and its gradient */
+    float *qp, *dqp;     /* (Tmax·Bmax, H) W_q q of every query row; one step's gradient */
+    float *w, *mask;     /* (Tmax·Bmax, Tmax) weights (before dropout), dropout scales */
+    float *f, *ds, *dwd; /* (Tmax, H), (Tmax), (Tmax) one row's features and gradients */
+    int dropped;         /* the last forward used dropout */
+    float *mem;
+} attn_layer;
+
+int attn_init(attn_layer *a, int H, int K, int Tmax, int Bmax, float dropout);
+void attn_free(attn_layer *a);
+void attn_bind(attn_layer *a, const float *W_q, const float *W_k, const float *w_v, float *dW_q,
+               float *dW_k, float *dw_v);
+/* A batch: keys (S, B, K), valid (B) lengths in [0, S]. */
+void attn_begin(attn_layer *a, int S, int B, const float *keys, const int32_t *valid);
+/* One step's queries q (n, H) at stride ldq → contexts ctx (n, K) at stride
+ * ldc; weights kept at rows row0 … row0 + n − 1 (attn_weights). drop NULL:
+ * no dropout; t keys the masks. */
+void attn_forward(attn_layer *a, size_t row0, int n, const float *q, int ldq, float *ctx, int ldc,
+                  const struct rnn_dropout_key *drop, int t);
+/* The weights (before dropout) of row `row` of the last forwards: S floats. */
+const float *attn_weights(const attn_layer *a, size_t row);
+/* Backward of one step (the forward's q, row0, n): dctx (n, K) at stride
+ * lddc; adds into dW_q, w_v's gradient, dq (n, H) at stride lddq, and the
+ * values' gradient dkeys (S, B, K). attn_backward_begin before the first
+ * step's backward; attn_backward_end after the last: W_k's gradient and
+ * the keys' part of dkeys. */
+void attn_backward_begin(attn_layer *a);
+void attn_backward(attn_layer *a, size_t row0, int n, const float *q, int ldq, const float *dctx,
+                   int lddc, float *dq, int lddq, float *dkeys);
+void attn_backward_end(attn_layer *a, float *dkeys);
 
 /* ================================================================ models */
 
@@ -357,7 +468,19 @@ typedef struct model_config {
     int tgt_vocab;     /* translation target / LM vocabulary */
     int num_steps;     /* Tmax */
     int max_batch;     /* Bmax: the largest slice this rank will hold */
+    int attention;     /* model_attention (translation; 0 = none) */
 } model_config;
+
+/* The decoder's attention (--attention): none, the book's seq2seq decoder
+ * with a fixed context; additive, its Bahdanau decoder (d2l's
+ * Seq2SeqAttentionDecoder): at step t the query is the top layer's state
+ * before the step (an LSTM's h), keys = values = the encoder's top-layer
+ * outputs (T, B, H) (a bidirectional encoder's two halves concatenated, as
+ * its final state), the source's valid length its non-<pad> tokens, and the
+ * decoder's input concat(context_t, embedding(y_{t−1})), size H + E.
+ * Needs embeddings (embed ≥ 1). Tensors decoder.attention.W_q.weight (H, H),
+ * decoder.attention.W_k.weight (H, H), decoder.attention.w_v.weight (1, H). */
+typedef enum { MODEL_ATTN_NONE = 0, MODEL_ATTN_ADDITIVE = 1 } model_attention;
 
 /* A batch slice, batch-major as the data loader gives it. */
 typedef struct model_batch {
@@ -438,6 +561,14 @@ int model_greedy(model *m, const int32_t *src, int B, int T, int bos, int eos, i
  * workspace once per call (not per token); MODEL_ENOMEM if that fails. */
 int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int max_len, int k,
                float alpha, int32_t *out, int *len);
+
+/* Records the attention weights of the next model_greedy / model_beam calls
+ * (attention models; MODEL_EINVAL otherwise; buf NULL stops): sentence b's
+ * output token j (<eos> included when produced, i.e. when len[b] <
+ * max_len) gets row j of its block, buf[(b·max_len + j)·T …] (T floats,
+ * over the source steps, 0 past the source's valid length); beam search
+ * records its chosen hypothesis. buf holds B·max_len·T floats. */
+int model_record_attention(model *m, float *buf);
 
 /* LM generation: feeds prefix (n ids) then produces `len` ids into out, greedy
  * when temperature <= 0, else sampling keyed by (seed). */

@@ -9,45 +9,12 @@
  *            state; dense (Vt, H) on every output.
  *   loss:    Σ masked cross-entropy over target positions t < valid length.
  * LM (d2l's RNNModel): embedding (V, E) or one-hot → stacked RNN → dense. */
-#include "model.h"
+#include "model_internal.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct model {
-    model_config cfg;
-    param_table pt;
-    int onehot;
-    /* parameter indices */
-    int i_enc_emb, i_dec_emb, i_enc_rnn, i_dec_rnn, i_emb, i_rnn, i_dense_w, i_dense_b;
-    rnn_stack enc, dec; /* translation */
-    rnn_stack rnn;      /* LM */
-    bptt_mode bptt;
-    int bptt_k;
-    float smoothing; /* label smoothing of the training loss (0: plain cross-entropy) */
-    /* workspace, sized once for (Tmax, Bmax) */
-    int32_t *ids_a, *ids_b,
-        *ids_c;                 /* (T, B) time-major (training: packed) src / dec in / targets */
-    float *xa, *xb, *dxa, *dxb; /* (T, B, E) embedded inputs and their gradients */
-    float *st_h, *st_c;         /* (L, B, H) final states */
-    float *dst_h, *dst_c;       /* (L, B, H) their gradients */
-    float *st2_h, *st2_c;       /* (L, B, H) decoding: next state */
-    float *ctx, *dctx;          /* (B, H) */
-    float *logits;              /* (T, B, V) */
-    float *dtop;                /* (T, B, H) */
-    float *carry;               /* (T, B) */
-    float *dws;                 /* the output layer's rgemm workspace (dws_n floats), or NULL */
-    size_t dws_n;
-    int32_t *order, *step_rows; /* training: rows longest target first (B), rows per step (T) */
-    int64_t *rows;              /* (2B) fallback example ids, then the ordered ids */
-    model_grad_hook hook;       /* see model_set_grad_hook */
-    void *hook_ctx;
-    int shared_data; /* pt.data is another model's (model_share_params): not freed here */
-    int *done;       /* (B) */
-    float *mem;
-};
 
 const model_config *model_get_config(const model *m)
 {
@@ -77,8 +44,8 @@ void model_set_label_smoothing(model *m, float eps)
 
 /* The training loss and d(Σ loss)/d(logits) in place: plain cross-entropy
  * unless label smoothing is on. */
-static double train_xent(const model *m, float *logits, const int32_t *tgt, int N, int V,
-                         long *tokens)
+double model_train_xent(const model *m, float *logits, const int32_t *tgt, int N, int V,
+                        long *tokens)
 {
     if (m->smoothing > 0.0f)
         return xent_smooth_forward_backward(logits, tgt, N, V, m->smoothing, tokens);
@@ -93,7 +60,7 @@ void model_set_grad_hook(model *m, model_grad_hook fn, void *ctx)
 }
 
 /* Announces tensor i final (i < 0: a tensor this model does not have). */
-static void grad_ready(const model *m, int i, int count)
+void mdl_grad_ready(const model *m, int i, int count)
 {
     if (m->hook && i >= 0) m->hook(m->hook_ctx, i, i + count);
 }
@@ -104,6 +71,7 @@ void model_free(model *m)
     rnn_stack_free(&m->enc);
     rnn_stack_free(&m->dec);
     rnn_stack_free(&m->rnn);
+    attn_model_free(m);
     if (m->shared_data) m->pt.data = NULL;
     param_table_free(&m->pt);
     free(m->ids_a);
@@ -135,6 +103,10 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
         return fail(err, errlen, "vocabulary too small");
     if (c.num_steps < 1 || c.max_batch < 1)
         return fail(err, errlen, "num_steps and batch must be >= 1");
+    if (c.attention != MODEL_ATTN_NONE && c.attention != MODEL_ATTN_ADDITIVE)
+        return fail(err, errlen, "unknown attention");
+    if (c.attention && (c.task != MODEL_TRANSLATE || c.embed < 1))
+        return fail(err, errlen, "attention needs the translate task and embeddings (embed >= 1)");
 
     model *m = calloc(1, sizeof *m);
     if (!m) return MODEL_ENOMEM;
@@ -144,20 +116,33 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
     const int V = c.tgt_vocab;
     param_table *pt = &m->pt;
     m->i_enc_emb = m->i_dec_emb = m->i_emb = m->i_enc_rnn = m->i_dec_rnn = m->i_rnn = -1;
+    m->i_attn = -1;
 
     if (c.task == MODEL_TRANSLATE) {
         const int Ie = m->onehot ? c.src_vocab : E, Id = m->onehot ? V : E;
+        /* the attention decoder's input is [context ; embedding] at every
+         * step (H + E); the other's [embedding ; context] with the context
+         * fixed (E, and C = H) */
         if (rnn_stack_init(&m->enc, c.cell, L, c.bidirectional, Ie, 0, H, c.dropout, m->onehot, T,
                            B) ||
-            rnn_stack_init(&m->dec, c.cell, L, 0, Id, H, H, c.dropout, m->onehot, T, B))
+            (c.attention
+                 ? rnn_stack_init(&m->dec, c.cell, L, 0, H + E, 0, H, c.dropout, 0, T, B)
+                 : rnn_stack_init(&m->dec, c.cell, L, 0, Id, H, H, c.dropout, m->onehot, T, B)))
             goto err;
         /* embedded inputs: each distinct token is projected once per step */
-        if (!m->onehot &&
-            (rnn_stack_share_inputs(&m->enc, c.src_vocab) || rnn_stack_share_inputs(&m->dec, V)))
+        if (!m->onehot && (rnn_stack_share_inputs(&m->enc, c.src_vocab) ||
+                           (!c.attention && rnn_stack_share_inputs(&m->dec, V))))
             goto err;
         if (!m->onehot)
             m->i_enc_emb = param_table_add(pt, "encoder.embedding.weight", 2, c.src_vocab, E);
         m->i_enc_rnn = rnn_stack_register(&m->enc, pt, "encoder.rnn");
+        if (c.attention) {
+            /* d2l's AdditiveAttention creates W_k, W_q, w_v in this order */
+            m->i_attn = param_table_add(pt, "decoder.attention.W_k.weight", 2, H, H);
+            if (m->i_attn < 0 || param_table_add(pt, "decoder.attention.W_q.weight", 2, H, H) < 0 ||
+                param_table_add(pt, "decoder.attention.w_v.weight", 2, 1, H) < 0)
+                goto err;
+        }
         if (!m->onehot) m->i_dec_emb = param_table_add(pt, "decoder.embedding.weight", 2, V, E);
         m->i_dec_rnn = rnn_stack_register(&m->dec, pt, "decoder.rnn");
         m->i_dense_w = param_table_add(pt, "decoder.dense.weight", 2, V, H);
@@ -181,6 +166,7 @@ int model_create(model **out, const model_config *cfg, char *err, size_t errlen)
     if (c.task == MODEL_TRANSLATE) {
         rnn_stack_bind(&m->enc, pt, m->i_enc_rnn);
         rnn_stack_bind(&m->dec, pt, m->i_dec_rnn);
+        if (c.attention && attn_model_create(m) != MODEL_OK) goto err;
     } else {
         rnn_stack_bind(&m->rnn, pt, m->i_rnn);
     }
@@ -236,7 +222,8 @@ int model_share_params(model *replica, model *primary)
     if (a->task != b->task || a->cell != b->cell || a->layers != b->layers ||
         a->embed != b->embed || a->hidden != b->hidden || a->bidirectional != b->bidirectional ||
         a->src_vocab != b->src_vocab || a->tgt_vocab != b->tgt_vocab ||
-        replica->pt.total != primary->pt.total || replica == primary || replica->shared_data)
+        a->attention != b->attention || replica->pt.total != primary->pt.total ||
+        replica == primary || replica->shared_data)
         return MODEL_EINVAL;
     param_buffer_free(replica->pt.data);
     replica->pt.data = primary->pt.data;
@@ -245,6 +232,7 @@ int model_share_params(model *replica, model *primary)
     if (replica->cfg.task == MODEL_TRANSLATE) {
         rnn_stack_bind(&replica->enc, &replica->pt, replica->i_enc_rnn);
         rnn_stack_bind(&replica->dec, &replica->pt, replica->i_dec_rnn);
+        if (replica->cfg.attention) attn_model_bind(replica);
     } else {
         rnn_stack_bind(&replica->rnn, &replica->pt, replica->i_rnn);
     }
@@ -317,14 +305,14 @@ static const float *make_carry(model *m, const model_batch *b)
     return m->carry;
 }
 
-static void to_time_major(int32_t *dst, const int32_t *src, int B, int T)
+void mdl_time_major(int32_t *dst, const int32_t *src, int B, int T)
 {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) dst[(size_t)t * B + b] = src[(size_t)b * T + t];
 }
 
 /* Embeds time-major ids (T·B rows) into x, or leaves the one-hot ids to the RNN. */
-static const float *embed(model *m, int i_emb, float *x, const int32_t *ids, size_t N)
+const float *mdl_embed(model *m, int i_emb, float *x, const int32_t *ids, size_t N)
 {
     if (m->onehot) return NULL;
     embedding_forward(x, param_data(&m->pt, i_emb), ids, (int)N, m->cfg.embed);
@@ -332,7 +320,7 @@ static const float *embed(model *m, int i_emb, float *x, const int32_t *ids, siz
 }
 
 /* Row r's target length (tokens with <eos>) within [0, T]. */
-static int target_len(const model_batch *b, int r)
+int mdl_target_len(const model_batch *b, int r)
 {
     const int v = b->tgt_valid ? b->tgt_valid[r] : b->T;
     return v < 0 ? 0 : v > b->T ? b->T : v;
@@ -345,28 +333,24 @@ static int target_len(const model_batch *b, int r)
  * math as the padded model, as PyTorch's pack_padded_sequence. The encoder
  * reads all T positions of every row, padding included, as the book.
  * Evaluation keeps the padded layout: model_last_logits promises (T, B, V). */
-static int step_translate_train(model *m, const model_batch *b, double *loss_sum, long *tokens)
+size_t mdl_pack_rows(model *m, const model_batch *b, int *Td_out)
 {
-    const int T = b->T, B = b->B, H = m->cfg.hidden, L = m->cfg.layers, V = m->cfg.tgt_vocab;
-    const int E = m->cfg.embed;
-    const size_t TB = (size_t)T * B, LBH = (size_t)L * B * H;
+    const int T = b->T, B = b->B;
     int32_t *src = m->ids_a, *din = m->ids_b, *tgt = m->ids_c;
     int32_t *perm = m->order, *bs = m->step_rows;
     int64_t *ex = m->rows + B;
-    param_table *pt = &m->pt;
-
     int Td = 0; /* the longest target: the decoder's steps */
     for (int r = 0; r < B; r++) {
-        const int v = target_len(b, r);
+        const int v = mdl_target_len(b, r);
         Td = v > Td ? v : Td;
     }
     int k = 0;
     for (int v = Td; v >= 0; v--)
         for (int r = 0; r < B; r++)
-            if (target_len(b, r) == v) perm[k++] = r;
+            if (mdl_target_len(b, r) == v) perm[k++] = r;
     size_t N = 0;
     for (int t = 0, n = B; t < Td; t++) {
-        while (n > 0 && target_len(b, perm[n - 1]) <= t) n--; /* rows still live at t */
+        while (n > 0 && mdl_target_len(b, perm[n - 1]) <= t) n--; /* rows still live at t */
         bs[t] = n;
         for (int r = 0; r < n; r++) {
             const int32_t *row = b->tgt + (size_t)perm[r] * T;
@@ -380,24 +364,39 @@ static int step_translate_train(model *m, const model_batch *b, double *loss_sum
         ex[r] = b->example ? b->example[perm[r]] : perm[r];
         for (int t = 0; t < T; t++) src[(size_t)t * B + r] = b->src[(size_t)perm[r] * T + t];
     }
+    *Td_out = Td;
+    return N;
+}
+
+static int step_translate_train(model *m, const model_batch *b, double *loss_sum, long *tokens)
+{
+    const int T = b->T, B = b->B, H = m->cfg.hidden, L = m->cfg.layers, V = m->cfg.tgt_vocab;
+    const int E = m->cfg.embed;
+    const size_t TB = (size_t)T * B, LBH = (size_t)L * B * H;
+    int32_t *src = m->ids_a, *din = m->ids_b, *tgt = m->ids_c;
+    int32_t *bs = m->step_rows;
+    int64_t *ex = m->rows + B;
+    param_table *pt = &m->pt;
+    int Td = 0;
+    const size_t N = mdl_pack_rows(m, b, &Td);
     rnn_dropout_key kenc = {b->seed, b->step, 0, ex};
     rnn_dropout_key kdec = kenc;
     kdec.site = 1;
 
-    const float *xe = embed(m, m->i_enc_emb, m->xa, src, TB);
+    const float *xe = mdl_embed(m, m->i_enc_emb, m->xa, src, TB);
     rnn_stack_forward(&m->enc, T, B, xe, src, NULL, NULL, NULL, m->st_h, m->st_c, &kenc);
     const float *ctx = m->st_h + (size_t)(L - 1) * B * H; /* last layer's final h */
-    const float *xd = embed(m, m->i_dec_emb, m->xb, din, N);
+    const float *xd = mdl_embed(m, m->i_dec_emb, m->xb, din, N);
     rnn_stack_set_packed(&m->dec, bs);
     rnn_stack_forward(&m->dec, Td, B, xd, din, ctx, m->st_h, m->st_c, NULL, NULL, &kdec);
     const float *ytop = m->dec.y[L - 1]; /* (N, H): the live positions */
     dense_forward(m->logits, ytop, param_data(pt, m->i_dense_w), param_data(pt, m->i_dense_b),
                   (int)N, H, V, m->dws, m->dws_n);
-    *loss_sum = train_xent(m, m->logits, tgt, (int)N, V, tokens);
+    *loss_sum = model_train_xent(m, m->logits, tgt, (int)N, V, tokens);
     memset(m->dtop, 0, N * H * sizeof(float));
     dense_backward(m->dtop, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b), m->logits,
                    ytop, param_data(pt, m->i_dense_w), (int)N, H, V, m->dws != NULL);
-    grad_ready(m, m->i_dense_w, 2); /* weight and bias are adjacent */
+    mdl_grad_ready(m, m->i_dense_w, 2); /* weight and bias are adjacent */
     memset(m->dst_h, 0, LBH * sizeof(float));
     memset(m->dst_c, 0, LBH * sizeof(float));
     memset(m->dctx, 0, (size_t)B * H * sizeof(float));
@@ -408,7 +407,7 @@ static int step_translate_train(model *m, const model_batch *b, double *loss_sum
                        m->onehot ? NULL : m->dxb, m->dctx, m->dst_h, m->dst_c);
     rnn_stack_set_packed(&m->dec, NULL);
     if (!m->onehot) embedding_backward(param_grad(pt, m->i_dec_emb), m->dxb, uid, U, E);
-    grad_ready(m, m->i_dec_emb, 1);
+    mdl_grad_ready(m, m->i_dec_emb, 1);
     /* the context is the encoder's last-layer final h: its gradient joins that state's */
     float *dlast = m->dst_h + (size_t)(L - 1) * B * H;
     for (size_t i = 0; i < (size_t)B * H; i++) dlast[i] += m->dctx[i];
@@ -417,7 +416,7 @@ static int step_translate_train(model *m, const model_batch *b, double *loss_sum
     rnn_stack_backward(&m->enc, T, B, xe, src, NULL, NULL, m->dst_h, m->dst_c, NULL,
                        m->onehot ? NULL : m->dxa, NULL, NULL, NULL);
     if (!m->onehot) embedding_backward(param_grad(pt, m->i_enc_emb), m->dxa, uid, U, E);
-    grad_ready(m, m->i_enc_emb, 1);
+    mdl_grad_ready(m, m->i_enc_emb, 1);
     return MODEL_OK;
 }
 
@@ -429,7 +428,7 @@ static int step_translate_eval(model *m, const model_batch *b, double *loss_sum,
     int32_t *src = m->ids_a, *din = m->ids_b, *tgt = m->ids_c;
     param_table *pt = &m->pt;
 
-    to_time_major(src, b->src, B, T);
+    mdl_time_major(src, b->src, B, T);
     for (int r = 0; r < B; r++) {
         int valid = b->tgt_valid ? b->tgt_valid[r] : T;
         for (int t = 0; t < T; t++) {
@@ -437,10 +436,10 @@ static int step_translate_eval(model *m, const model_batch *b, double *loss_sum,
             tgt[(size_t)t * B + r] = t < valid ? b->tgt[(size_t)r * T + t] : -1;
         }
     }
-    const float *xe = embed(m, m->i_enc_emb, m->xa, src, TB);
+    const float *xe = mdl_embed(m, m->i_enc_emb, m->xa, src, TB);
     rnn_stack_forward(&m->enc, T, B, xe, src, NULL, NULL, NULL, m->st_h, m->st_c, NULL);
     const float *ctx = m->st_h + (size_t)(L - 1) * B * H;
-    const float *xd = embed(m, m->i_dec_emb, m->xb, din, TB);
+    const float *xd = mdl_embed(m, m->i_dec_emb, m->xb, din, TB);
     rnn_stack_forward(&m->dec, T, B, xd, din, ctx, m->st_h, m->st_c, NULL, NULL, NULL);
     dense_forward(m->logits, m->dec.y[L - 1], param_data(pt, m->i_dense_w),
                   param_data(pt, m->i_dense_b), (int)TB, H, V, m->dws, m->dws_n);
@@ -457,10 +456,10 @@ static int step_lm(model *m, const model_batch *b, int train, double *loss_sum, 
     param_table *pt = &m->pt;
     const int lstm = m->cfg.cell == CELL_LSTM;
 
-    to_time_major(x, b->src, B, T);
-    to_time_major(y, b->tgt, B, T);
+    mdl_time_major(x, b->src, B, T);
+    mdl_time_major(y, b->tgt, B, T);
     rnn_dropout_key key = {b->seed, b->step, 2, b->example ? b->example : m->rows};
-    const float *xe = embed(m, m->i_emb, m->xa, x, TB);
+    const float *xe = mdl_embed(m, m->i_emb, m->xa, x, TB);
     rnn_stack_forward(&m->rnn, T, B, xe, x, NULL, b->state_h, lstm ? b->state_c : NULL, m->st_h,
                       lstm ? m->st_c : NULL, train ? &key : NULL);
     const float *ytop = m->rnn.y[L - 1];
@@ -469,12 +468,12 @@ static int step_lm(model *m, const model_batch *b, int train, double *loss_sum, 
     if (!train) {
         *loss_sum = xent_forward(m->logits, y, (int)TB, V, tokens);
     } else {
-        *loss_sum = train_xent(m, m->logits, y, (int)TB, V, tokens);
+        *loss_sum = model_train_xent(m, m->logits, y, (int)TB, V, tokens);
         memset(m->dtop, 0, TB * H * sizeof(float));
         dense_backward(m->dtop, param_grad(pt, m->i_dense_w), param_grad(pt, m->i_dense_b),
                        m->logits, ytop, param_data(pt, m->i_dense_w), (int)TB, H, V,
                        m->dws != NULL);
-        grad_ready(m, m->i_dense_w, 2);
+        mdl_grad_ready(m, m->i_dense_w, 2);
         int U = 0; /* the distinct tokens of the input (rnn_stack_share_inputs) */
         const int32_t *uid = rnn_stack_input_ids(&m->rnn, &U);
         if (!m->onehot) memset(m->dxa, 0, (size_t)U * E * sizeof(float));
@@ -482,7 +481,7 @@ static int step_lm(model *m, const model_batch *b, int train, double *loss_sum, 
         rnn_stack_backward(&m->rnn, T, B, xe, x, NULL, m->dtop, NULL, NULL, make_carry(m, b),
                            m->onehot ? NULL : m->dxa, NULL, NULL, NULL);
         if (!m->onehot) embedding_backward(param_grad(pt, m->i_emb), m->dxa, uid, U, E);
-        grad_ready(m, m->i_emb, 1);
+        mdl_grad_ready(m, m->i_emb, 1);
     }
     /* carry the final state to the next minibatch (values only: detached) */
     if (b->state_h) memcpy(b->state_h, m->st_h, LBH * sizeof(float));
@@ -531,12 +530,19 @@ void model_matmul_flops(const model *m, const model_batch *b, double *padded, do
         return;
     }
     double live = 0.0; /* the decoder's packed (step, row) pairs = target tokens */
-    for (int r = 0; r < B; r++) live += target_len(b, r);
+    for (int r = 0; r < B; r++) live += mdl_target_len(b, r);
     *padded =
         3.0 * (stack_flops(&m->enc, TB, B, 0) + stack_flops(&m->dec, TB, B, 0) + 2.0 * TB * H * V);
     *executed = 3.0 * (stack_flops(&m->enc, TB, B, 1) + stack_flops(&m->dec, live, B, 1) +
                        2.0 * live * H * V) -
                 stack_skipped(&m->enc) - stack_skipped(&m->dec);
+    if (m->cfg.attention) {
+        /* W_k k once, and per query W_q q, the scores' and the context's
+         * products over the T source steps */
+        const double per_query = 2.0 * H * H + 4.0 * T * H;
+        *padded += 3.0 * (2.0 * TB * H * H + TB * per_query);
+        *executed += 3.0 * (2.0 * TB * H * H + live * per_query);
+    }
 }
 
 int model_step(model *m, const model_batch *b, int train, double *loss_sum, long *tokens)
@@ -559,294 +565,9 @@ int model_step(model *m, const model_batch *b, int train, double *loss_sum, long
         if (b->src[i] < 0 || b->src[i] >= vs || b->tgt[i] < 0 || b->tgt[i] >= m->cfg.tgt_vocab)
             return MODEL_EINVAL;
     if (m->cfg.task == MODEL_LM) return step_lm(m, b, train, loss_sum, tokens);
+    if (m->cfg.attention)
+        return train ? attn_step_train(m, b, loss_sum, tokens)
+                     : attn_step_eval(m, b, loss_sum, tokens);
     return train ? step_translate_train(m, b, loss_sum, tokens)
                  : step_translate_eval(m, b, loss_sum, tokens);
-}
-
-/* ---------------------------------------------------------------- decoding */
-
-static int argmax(const float *z, int V)
-{
-    int best = 0;
-    for (int v = 1; v < V; v++)
-        if (z[v] > z[best]) best = v;
-    return best;
-}
-
-/* One decoding step for R rows: tokens tok, state (h, c) → (h2, c2), the
- * logits in m->logits (R, V); the context is m->ctx. */
-static void decode_step(model *m, const int32_t *tok, int R, const float *h, const float *c,
-                        float *h2, float *c2)
-{
-    const float *xd = embed(m, m->i_dec_emb, m->xb, tok, (size_t)R);
-    rnn_stack_forward(&m->dec, 1, R, xd, tok, m->ctx, h, c, h2, c2, NULL);
-    dense_forward(m->logits, m->dec.y[m->cfg.layers - 1], param_data(&m->pt, m->i_dense_w),
-                  param_data(&m->pt, m->i_dense_b), R, m->cfg.hidden, m->cfg.tgt_vocab, m->dws,
-                  m->dws_n);
-}
-
-int model_greedy(model *m, const int32_t *src, int B, int T, int bos, int eos, int max_len,
-                 int32_t *out, int *len)
-{
-    const int H = m->cfg.hidden, L = m->cfg.layers, V = m->cfg.tgt_vocab;
-    if (m->cfg.task != MODEL_TRANSLATE || B < 1 || B > m->cfg.max_batch || T < 1 ||
-        T > m->cfg.num_steps || max_len < 1)
-        return MODEL_EINVAL;
-    int32_t *ids = m->ids_a, *tok = m->ids_b;
-    for (size_t i = 0; i < (size_t)B * T; i++)
-        if (src[i] < 0 || src[i] >= m->cfg.src_vocab) return MODEL_EINVAL;
-    if (bos < 0 || bos >= V) return MODEL_EINVAL;
-    to_time_major(ids, src, B, T);
-    const float *xe = embed(m, m->i_enc_emb, m->xa, ids, (size_t)T * B);
-    float *h = m->st_h, *c = m->st_c, *h2 = m->st2_h, *c2 = m->st2_c;
-    rnn_stack_forward(&m->enc, T, B, xe, ids, NULL, NULL, NULL, h, c, NULL);
-    /* the context stays the encoder's, also while the decoder state moves on */
-    memcpy(m->ctx, h + (size_t)(L - 1) * B * H, (size_t)B * H * sizeof(float));
-    for (int r = 0; r < B; r++) tok[r] = bos, len[r] = 0, m->done[r] = 0;
-    int alive = B;
-    for (int s = 0; s < max_len && alive > 0; s++) {
-        decode_step(m, tok, B, h, c, h2, c2);
-        for (int r = 0; r < B; r++) {
-            int y = argmax(m->logits + (size_t)r * V, V);
-            tok[r] = y;
-            if (m->done[r]) continue;
-            if (y == eos) {
-                m->done[r] = 1;
-                alive--;
-            } else {
-                out[(size_t)r * max_len + len[r]++] = y;
-            }
-        }
-        float *sw = h;
-        h = h2, h2 = sw;
-        sw = c, c = c2, c2 = sw;
-    }
-    return MODEL_OK;
-}
-
-/* One candidate extension during beam search. */
-typedef struct beam_cand {
-    double score; /* summed log probability */
-    int parent;   /* beam row it extends */
-    int token;
-} beam_cand;
-
-/* Keeps the k best of the candidates offered (best first). */
-static void beam_offer(beam_cand *top, int *n, int k, double score, int parent, int token)
-{
-    if (*n == k && score <= top[k - 1].score) return;
-    int i = *n < k ? (*n)++ : k - 1;
-    while (i > 0 && top[i - 1].score < score) {
-        top[i] = top[i - 1];
-        i--;
-    }
-    top[i] = (beam_cand){score, parent, token};
-}
-
-/* A beam search in progress (model_beam): per call, histories (two
- * generations), scores, candidates, the best finished hypothesis of each
- * sentence. Beam j of sentence b is decoder row b*k + j. */
-typedef struct beam_search {
-    int B, k, R, max_len, eos;
-    float alpha;
-    int32_t *hist, *h_old, *h_new, *best_tok;
-    double *score, *best;
-    int *live, *best_len, *parent;
-    int *nlive; /* a sentence's beam width: k less its finished hypotheses (0: done) */
-    beam_cand *top;
-} beam_search;
-
-static void beam_free(beam_search *bs)
-{
-    free(bs->hist), free(bs->best_tok), free(bs->score), free(bs->best), free(bs->live);
-    free(bs->best_len), free(bs->nlive), free(bs->parent), free(bs->top);
-}
-
-static int beam_alloc(beam_search *bs)
-{
-    const size_t R = (size_t)bs->R, B = (size_t)bs->B;
-    bs->hist = malloc(2 * R * bs->max_len * sizeof(int32_t));
-    bs->best_tok = malloc(B * bs->max_len * sizeof(int32_t));
-    bs->score = malloc(R * sizeof(double)), bs->best = malloc(B * sizeof(double));
-    bs->live = malloc(R * sizeof(int)), bs->best_len = malloc(B * sizeof(int));
-    bs->nlive = malloc(B * sizeof(int)), bs->parent = malloc(R * sizeof(int));
-    bs->top = malloc((size_t)bs->k * sizeof(beam_cand));
-    if (bs->hist && bs->best_tok && bs->score && bs->best && bs->live && bs->best_len &&
-        bs->nlive && bs->parent && bs->top) {
-        bs->h_old = bs->hist, bs->h_new = bs->hist + R * bs->max_len;
-        return MODEL_OK;
-    }
-    beam_free(bs);
-    return MODEL_ENOMEM;
-}
-
-/* Sentence b's hypothesis of length len (its tokens at from) competes for
- * its best with its score normalised by norm_len^alpha. */
-static void beam_consider(beam_search *bs, int b, double score, int norm_len, const int32_t *from,
-                          int len)
-{
-    const double norm = score / pow((double)norm_len, (double)bs->alpha);
-    if (!(norm > bs->best[b])) return; /* (a NaN score never wins) */
-    bs->best[b] = norm;
-    bs->best_len[b] = len;
-    memcpy(bs->best_tok + (size_t)b * bs->max_len, from, (size_t)len * sizeof(int32_t));
-}
-
-/* Step s of sentence b: its live beams' extensions by log probability
- * (logits of the step just decoded), the best nlive[b] of which become its
- * beams; one that ends in <eos> is set aside as finished. */
-static void beam_advance(model *m, beam_search *bs, int b, int s, int32_t *tok)
-{
-    const int k = bs->k, V = m->cfg.tgt_vocab, max_len = bs->max_len;
-    int nt = 0;
-    const int want = bs->nlive[b]; /* finished hypotheses shrink the beam */
-    for (int j = 0; j < k; j++) {
-        const int r = b * k + j;
-        if (!bs->live[r]) continue;
-        const float *z = m->logits + (size_t)r * V;
-        const double lse = row_logsumexp(z, V);
-        for (int v = 0; v < V; v++)
-            beam_offer(bs->top, &nt, want, bs->score[r] + ((double)z[v] - lse), r, v);
-    }
-    /* the chosen extensions become this sentence's beams */
-    int j = 0;
-    for (int q = 0; q < nt; q++) {
-        const beam_cand *cd = &bs->top[q];
-        const int pl = s; /* parent's length */
-        const int32_t *from = bs->h_old + (size_t)cd->parent * max_len;
-        if (cd->token == bs->eos) {
-            beam_consider(bs, b, cd->score, pl + 1, from, pl);
-            bs->nlive[b]--;
-            continue;
-        }
-        const int r = b * k + j++;
-        memcpy(bs->h_new + (size_t)r * max_len, from, (size_t)pl * sizeof(int32_t));
-        bs->h_new[(size_t)r * max_len + pl] = cd->token;
-        bs->parent[r] = cd->parent; /* state to copy */
-        bs->score[r] = cd->score;
-        tok[r] = cd->token;
-    }
-    for (int q = j; q < k; q++) bs->live[b * k + q] = 0, bs->parent[b * k + q] = -1;
-    for (int q = 0; q < j; q++) bs->live[b * k + q] = 1;
-    if (j == 0) bs->nlive[b] = 0; /* every extension chosen ended */
-}
-
-/* Copies rows of (L, rows, H) states: dst row r from src row map[r] (rows
- * whose map is negative are left). */
-static void copy_state_rows(const model *m, float *dh, float *dc, const float *sh, const float *sc,
-                            int dst_rows, int src_rows, const int *map, int div)
-{
-    const int H = m->cfg.hidden, L = m->cfg.layers, lstm = m->cfg.cell == CELL_LSTM;
-    for (int l = 0; l < L; l++)
-        for (int r = 0; r < dst_rows; r++) {
-            const int p = map ? map[r] : r / div;
-            if (p < 0) continue;
-            const size_t from = ((size_t)l * src_rows + p) * H, to = ((size_t)l * dst_rows + r) * H;
-            memcpy(dh + to, sh + from, (size_t)H * sizeof(float));
-            if (lstm) memcpy(dc + to, sc + from, (size_t)H * sizeof(float));
-        }
-}
-
-int model_beam(model *m, const int32_t *src, int B, int T, int bos, int eos, int max_len, int k,
-               float alpha, int32_t *out, int *len)
-{
-    const int H = m->cfg.hidden, L = m->cfg.layers, V = m->cfg.tgt_vocab;
-    if (m->cfg.task != MODEL_TRANSLATE || B < 1 || k < 1 || (long)B * k > m->cfg.max_batch ||
-        T < 1 || T > m->cfg.num_steps || max_len < 1 || bos < 0 || bos >= V || eos < 0 || eos >= V)
-        return MODEL_EINVAL;
-    for (size_t i = 0; i < (size_t)B * T; i++)
-        if (src[i] < 0 || src[i] >= m->cfg.src_vocab) return MODEL_EINVAL;
-    if (k == 1) return model_greedy(m, src, B, T, bos, eos, max_len, out, len);
-    const int R = B * k;
-    beam_search bs = {.B = B, .k = k, .R = R, .max_len = max_len, .eos = eos, .alpha = alpha};
-    if (beam_alloc(&bs) != MODEL_OK) return MODEL_ENOMEM;
-    int32_t *ids = m->ids_a, *tok = m->ids_b;
-    to_time_major(ids, src, B, T);
-    const float *xe = embed(m, m->i_enc_emb, m->xa, ids, (size_t)T * B);
-    float *h = m->st_h, *c = m->st_c, *h2 = m->st2_h, *c2 = m->st2_c;
-    rnn_stack_forward(&m->enc, T, B, xe, ids, NULL, NULL, NULL, h2, c2, NULL);
-    /* every beam of a sentence starts from its encoder state and context */
-    copy_state_rows(m, h, c, h2, c2, R, B, NULL, k);
-    for (int r = 0; r < R; r++)
-        memcpy(m->ctx + (size_t)r * H, h2 + ((size_t)(L - 1) * B + r / k) * H,
-               (size_t)H * sizeof(float));
-    for (int r = 0; r < R; r++) {
-        tok[r] = bos;
-        bs.score[r] = 0.0;
-        bs.live[r] = r % k == 0; /* identical beams: only the first starts */
-    }
-    for (int b = 0; b < B; b++) bs.best[b] = -INFINITY, bs.best_len[b] = 0, bs.nlive[b] = k;
-    int alive = B;
-    for (int s = 0; s < max_len && alive > 0; s++) {
-        decode_step(m, tok, R, h, c, h2, c2);
-        for (int b = 0; b < B; b++) {
-            if (bs.nlive[b] == 0) continue;
-            beam_advance(m, &bs, b, s, tok);
-            if (bs.nlive[b] == 0) alive--;
-        }
-        /* reorder the new states by parent row (h2, c2 → h, c) */
-        copy_state_rows(m, h, c, h2, c2, R, R, bs.parent, 1);
-        int32_t *sw = bs.h_old;
-        bs.h_old = bs.h_new, bs.h_new = sw;
-    }
-    /* hypotheses still live at max_len compete too, with their length */
-    for (int b = 0; b < B; b++) {
-        for (int j = 0; j < k; j++) {
-            const int r = b * k + j;
-            if (!bs.live[r] || bs.nlive[b] == 0) continue;
-            beam_consider(&bs, b, bs.score[r], max_len, bs.h_old + (size_t)r * max_len, max_len);
-        }
-        len[b] = bs.best_len[b];
-        memcpy(out + (size_t)b * max_len, bs.best_tok + (size_t)b * max_len,
-               (size_t)bs.best_len[b] * sizeof(int32_t));
-    }
-    beam_free(&bs);
-    return MODEL_OK;
-}
-
-int model_lm_generate(model *m, const int32_t *prefix, int n, int len, float temperature,
-                      uint64_t seed, int32_t *out)
-{
-    const int H = m->cfg.hidden, L = m->cfg.layers, V = m->cfg.tgt_vocab;
-    if (m->cfg.task != MODEL_LM || n < 1 || len < 0) return MODEL_EINVAL;
-    for (int i = 0; i < n; i++)
-        if (prefix[i] < 0 || prefix[i] >= V) return MODEL_EINVAL;
-    param_table *pt = &m->pt;
-    float *h = m->st2_h, *c = m->st2_c;
-    memset(h, 0, (size_t)L * H * sizeof(float));
-    memset(c, 0, (size_t)L * H * sizeof(float));
-    int32_t tok;
-    const int lstm = m->cfg.cell == CELL_LSTM;
-    for (int s = 0; s < n + len - 1; s++) {
-        tok = s < n ? prefix[s] : out[s - n];
-        const float *xe = embed(m, m->i_emb, m->xa, &tok, 1);
-        rnn_stack_forward(&m->rnn, 1, 1, xe, &tok, NULL, h, lstm ? c : NULL, m->st_h,
-                          lstm ? m->st_c : NULL, NULL);
-        memcpy(h, m->st_h, (size_t)L * H * sizeof(float));
-        if (lstm) memcpy(c, m->st_c, (size_t)L * H * sizeof(float));
-        if (s < n - 1) continue;
-        dense_forward(m->logits, m->rnn.y[L - 1], param_data(pt, m->i_dense_w),
-                      param_data(pt, m->i_dense_b), 1, H, V, m->dws, m->dws_n);
-        int y;
-        if (temperature <= 0.0f) {
-            y = argmax(m->logits, V);
-        } else {
-            /* sample from softmax(z / temperature) */
-            float mx = m->logits[0];
-            for (int v = 1; v < V; v++) mx = m->logits[v] > mx ? m->logits[v] : mx;
-            double sum = 0.0;
-            for (int v = 0; v < V; v++) sum += exp((m->logits[v] - mx) / temperature);
-            double u = rng_uniform(seed, RNG_SAMPLE, (uint64_t)s, 0, 0) * sum, acc = 0.0;
-            y = V - 1;
-            for (int v = 0; v < V; v++) {
-                acc += exp((m->logits[v] - mx) / temperature);
-                if (acc > u) {
-                    y = v;
-                    break;
-                }
-            }
-        }
-        out[s - n + 1] = y;
-    }
-    return MODEL_OK;
 }

@@ -594,17 +594,37 @@ static void input_grads(rnn_dir *d, int T, int B, const float *x, int ldx, const
         gemm_nn_acc(small_rg(d, threads, rows, I, GH), rows, I, GH, dxs, GH, d->W_ih, IC, dx, lddx);
 }
 
+/* dW_hh (GH, H) += dhw^T (GH, N) · prev (N, H) and db_hh over all N rows of
+ * the last layout: unpacked, prev(t) are consecutive blocks; packed, step t
+ * uses the first n[t] rows of a block of n[t−1], so they are gathered first
+ * (into hw, no longer needed). */
+static void hh_grads(rnn_dir *d, int T, int B, int threads)
+{
+    const int H = d->H, GH = cell_gates(d->cell) * H;
+    const size_t BH = (size_t)B * H, N = d->off[T];
+    const float *dhw_all = d->cell == CELL_GRU ? d->dhw : d->dxw;
+    const float *prev = d->reverse ? d->hs + BH : d->hs;
+    if (d->bs) {
+        float *g = d->hw;
+        for (int t = 0; t < T; t++)
+            memcpy(g + d->off[t] * H, state_prev(d, d->hs, t, B),
+                   (size_t)d->n[t] * H * sizeof(float));
+        prev = g;
+    }
+    gemm_tn_acc(small_rg(d, threads, GH, H, (int)N), GH, H, (int)N, dhw_all, GH, prev, H, d->dW_hh,
+                H);
+    add_row_sums(d->db_hh, dhw_all, N, GH);
+}
+
 void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const int32_t *ids,
                       const float *ctx, const float *dy, int ldy, const float *dhT,
                       const float *dcT, const float *carry, float *dx, int lddx, float *dctx,
                       float *dh0, float *dc0)
 {
-    const int H = d->H, GH = cell_gates(d->cell) * H;
+    const int H = d->H;
     const size_t BH = (size_t)B * H;
     const int lstm = d->cell == CELL_LSTM;
     if (B == 0 || T == 0) return;
-    const size_t N = d->off[T]; /* the layout of the last forward */
-    float *dhw_all = d->cell == CELL_GRU ? d->dhw : d->dxw;
     if (dhT)
         memcpy(d->dh, dhT, BH * sizeof(float));
     else
@@ -619,22 +639,135 @@ void rnn_dir_backward(rnn_dir *d, int T, int B, const float *x, int ldx, const i
     const float *dh = backward_steps(d, T, B, dy, ldy, carry, dh0 != NULL, threads);
     if (dh0) vadd(dh0, dh, BH);
     if (dc0 && lstm) vadd(dc0, d->dc, BH);
-    /* parameter gradients over all N rows at once. dW_hh (GH, H) += dhw^T
-     * (GH, N) · prev (N, H): unpacked, prev(t) are consecutive blocks;
-     * packed, step t uses the first n[t] rows of a block of n[t−1], so they
-     * are gathered first (into hw, no longer needed). The input side's
-     * gradients come first: shared inputs reuse xw, which hw does not
-     * alias. */
+    /* parameter gradients over all N rows at once (hh_grads). The input
+     * side's gradients come first: shared inputs reuse xw, which hw does
+     * not alias. */
     input_grads(d, T, B, x, ldx, ids, ctx, dx, lddx, dctx, threads);
-    const float *prev = d->reverse ? d->hs + BH : d->hs;
-    if (d->bs) {
-        float *g = d->hw;
-        for (int t = 0; t < T; t++)
-            memcpy(g + d->off[t] * H, state_prev(d, d->hs, t, B),
-                   (size_t)d->n[t] * H * sizeof(float));
-        prev = g;
+    hh_grads(d, T, B, threads);
+}
+
+/* ========================================================= step by step */
+
+int rnn_dir_begin(rnn_dir *d, int T, int B, const float *h0, const float *c0)
+{
+    const int H = d->H;
+    if (d->reverse || d->C > 0 || d->onehot || T > d->Tmax || B > d->Bmax) return MODEL_EINVAL;
+    const int GH = cell_gates(d->cell) * H;
+    d->U = 0, d->shared = 0, d->skipped = 0, d->sT = 0;
+    if (B == 0 || T == 0) return MODEL_OK;
+    step_layout(d, T, B);
+    /* the steps' products on rgemm where they suit, their B operands packed
+     * once: W_hh^T in wp, W_ih^T in bp (a small direction's) */
+    d->sT = T, d->sthreads = openblas_get_num_threads();
+    d->srg_hh = rgemm_suits(d->sthreads, fewest_rows(d, T), GH, H);
+    d->srg_ih = d->bp && rgemm_packed_size(d->I, GH) <= d->bp_n &&
+                rgemm_suits(d->sthreads, fewest_rows(d, T), GH, d->I);
+    if (d->srg_hh) rgemm_pack(d->wp, d->W_hh, H, GH, H, 1);
+    if (d->srg_ih) rgemm_pack(d->bp, d->W_ih, d->I, GH, d->I, 1);
+    if (h0)
+        memcpy(d->hs, h0, (size_t)B * H * sizeof(float));
+    else
+        memset(d->hs, 0, (size_t)B * H * sizeof(float));
+    if (d->cell == CELL_LSTM) {
+        if (c0)
+            memcpy(d->cs, c0, (size_t)B * H * sizeof(float));
+        else
+            memset(d->cs, 0, (size_t)B * H * sizeof(float));
     }
-    gemm_tn_acc(small_rg(d, threads, GH, H, (int)N), GH, H, (int)N, dhw_all, GH, prev, H, d->dW_hh,
-                H);
-    add_row_sums(d->db_hh, dhw_all, N, GH);
+    return MODEL_OK;
+}
+
+void rnn_dir_step(rnn_dir *d, int t, int B, const float *x, int ldx)
+{
+    const int H = d->H, I = d->I, GH = cell_gates(d->cell) * H, n = d->n[t];
+    if (n == 0) return;
+    float *xw = d->xw + d->off[t] * GH, *hw = d->hw + d->off[t] * GH;
+    const float *hp = state_prev(d, d->hs, t, B);
+    /* xw (n, GH) = x · W_ih^T + b_ih ; hw (n, GH) = prev · W_hh^T + b_hh
+     * (rgemm adds the bias itself) */
+    if (d->srg_ih && rgemm_suits(d->sthreads, n, GH, I)) {
+        rgemm(n, GH, I, x, ldx, d->bp, d->b_ih, xw, GH);
+    } else {
+        for (int b = 0; b < n; b++)
+            memcpy(xw + (size_t)b * GH, d->b_ih, (size_t)GH * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, GH, I, 1.0f, x, ldx, d->W_ih, I,
+                    1.0f, xw, GH);
+    }
+    if (d->srg_hh && rgemm_suits(d->sthreads, n, GH, H)) {
+        rgemm(n, GH, H, hp, H, d->wp, d->b_hh, hw, GH);
+    } else {
+        for (int b = 0; b < n; b++)
+            memcpy(hw + (size_t)b * GH, d->b_hh, (size_t)GH * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, GH, H, 1.0f, hp, H, d->W_hh, H,
+                    1.0f, hw, GH);
+    }
+    const float *cp = d->cs ? state_prev(d, d->cs, t, B) : NULL;
+    float *co = d->cs ? state_out(d, d->cs, t, B) : NULL;
+    cell_forward(d->cell, n, H, xw, hw, d->gates + d->off[t] * GH, hp, cp,
+                 state_out(d, d->hs, t, B), co);
+}
+
+const float *rnn_dir_state(const rnn_dir *d, int t, int B)
+{
+    return t < 0 ? d->hs : state_out(d, d->hs, t, B);
+}
+
+void rnn_dir_backward_begin(rnn_dir *d, int B)
+{
+    const size_t BH = (size_t)B * d->H;
+    const int GH = cell_gates(d->cell) * d->H;
+    d->dcur = d->dh, d->dnext = d->dtmp, d->live = B;
+    /* the steps' d prev = dhw · W_hh on rgemm: W_hh packed in wp */
+    d->srg_hh = d->sT > 0 && rgemm_suits(d->sthreads, fewest_rows(d, d->sT), d->H, GH);
+    if (d->srg_hh) rgemm_pack(d->wp, d->W_hh, GH, d->H, d->H, 0);
+    memset(d->dh, 0, BH * sizeof(float));
+    if (d->cell == CELL_LSTM) memset(d->dc, 0, BH * sizeof(float));
+}
+
+void rnn_dir_backward_step(rnn_dir *d, int t, int B, const float *dy, int ldy, float *dx, int lddx)
+{
+    const int H = d->H, I = d->I, GH = cell_gates(d->cell) * H, n = d->n[t];
+    const int lstm = d->cell == CELL_LSTM;
+    (void)B;
+    if (n == 0) return;
+    float *dh = d->dcur, *dtmp = d->dnext;
+    /* packed: rows [live, n) join here with nothing from later steps */
+    if (n > d->live) memset(dh + (size_t)d->live * H, 0, (size_t)(n - d->live) * H * sizeof(float));
+    d->live = n;
+    if (dy)
+        for (int b = 0; b < n; b++) vadd(dh + (size_t)b * H, dy + (size_t)b * ldy, (size_t)H);
+    const size_t off = d->off[t] * GH;
+    float *dhw = (d->cell == CELL_GRU ? d->dhw : d->dxw) + off;
+    cell_backward(d->cell, n, H, dh, d->dc, d->gates + off, d->hw + off, state_prev(d, d->hs, t, B),
+                  lstm ? state_prev(d, d->cs, t, B) : NULL, lstm ? state_out(d, d->cs, t, B) : NULL,
+                  d->dxw + off, d->cell == CELL_GRU ? d->dhw + off : NULL, dtmp);
+    /* d prev (n, H) = direct part + dhw (n, GH) · W_hh (GH, H) */
+    if (d->srg_hh && rgemm_suits(d->sthreads, n, H, GH))
+        rgemm(n, H, GH, dhw, GH, d->wp, NULL, dtmp, H);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, H, GH, 1.0f, dhw, GH, d->W_hh, H,
+                    1.0f, dtmp, H);
+    d->dcur = dtmp, d->dnext = dh;
+    /* dx (n, I) += dxw (n, GH) · W_ih (GH, I) */
+    if (dx)
+        gemm_nn_acc(small_rg(d, d->sthreads, n, I, GH), n, I, GH, d->dxw + off, GH, d->W_ih, I, dx,
+                    lddx);
+}
+
+float *rnn_dir_dstate(const rnn_dir *d)
+{
+    return d->dcur;
+}
+
+void rnn_dir_backward_end(rnn_dir *d, int T, int B, const float *x, int ldx, float *dh0, float *dc0)
+{
+    const int H = d->H;
+    if (B == 0 || T == 0) return;
+    float *dh = d->dcur;
+    if (d->live < B) memset(dh + (size_t)d->live * H, 0, (size_t)(B - d->live) * H * sizeof(float));
+    if (dh0) vadd(dh0, dh, (size_t)B * H);
+    if (dc0 && d->cell == CELL_LSTM) vadd(dc0, d->dc, (size_t)B * H);
+    const int threads = openblas_get_num_threads();
+    input_grads(d, T, B, x, ldx, NULL, NULL, NULL, 0, NULL, threads);
+    hh_grads(d, T, B, threads);
 }

@@ -287,3 +287,105 @@ void rnn_stack_backward(rnn_stack *s, int T, int B, const float *x, const int32_
         }
     }
 }
+
+/* ========================================================= step by step */
+
+int rnn_stack_begin(rnn_stack *s, int T, int B, const float *h0, const float *c0,
+                    const rnn_dropout_key *drop)
+{
+    const size_t BH = (size_t)B * s->H;
+    if (s->dirs != 1) return MODEL_EINVAL;
+    s->use_dropout = drop != NULL && s->dropout > 0.0f;
+    s->key = drop;
+    for (int l = 0; l < s->L; l++) {
+        rnn_dir *d = &s->d[l];
+        const int rc = rnn_dir_begin(d, T, B, h0 ? h0 + l * BH : NULL, c0 ? c0 + l * BH : NULL);
+        if (rc != MODEL_OK) return rc;
+        s->y[l] = d->hs + BH; /* as rnn_stack_forward: the states are the output */
+    }
+    return MODEL_OK;
+}
+
+void rnn_stack_step(rnn_stack *s, int t, int B, const float *x, int ldx)
+{
+    const int H = s->H;
+    const rnn_dir *d0 = &s->d[0];
+    const size_t row0 = d0->off[t] * H;
+    const int n = d0->n[t];
+    for (int l = 0; l < s->L; l++) {
+        const float *in = x;
+        int ld = ldx;
+        if (l > 0) {
+            ld = H;
+            in = s->y[l - 1] + row0;
+            if (s->use_dropout) {
+                /* the masks of rnn_stack_forward: keyed by example, layer and step */
+                const rnn_dropout_key *drop = s->key;
+                const float scale = 1.0f / (1.0f - s->dropout);
+                const uint64_t site = ((uint64_t)drop->site * 64 + (uint64_t)l) * s->Tmax + t;
+                for (int b = 0; b < n; b++) {
+                    const size_t row = row0 + (size_t)b * H;
+                    uint64_t key = rng_u64(drop->seed, RNG_DROPOUT, drop->step,
+                                           (uint64_t)drop->example[b], site);
+                    dropout_row(H, key, s->dropout, scale, s->y[l - 1] + row, s->mask[l] + row,
+                                s->xin[l] + row);
+                }
+                in = s->xin[l] + row0;
+            }
+        }
+        rnn_dir_step(&s->d[l], t, B, in, ld);
+    }
+}
+
+const float *rnn_stack_top_state(const rnn_stack *s, int t, int B)
+{
+    return rnn_dir_state(&s->d[s->L - 1], t, B);
+}
+
+void rnn_stack_backward_begin(rnn_stack *s, int B)
+{
+    for (int l = 0; l < s->L; l++) rnn_dir_backward_begin(&s->d[l], B);
+}
+
+void rnn_stack_backward_step(rnn_stack *s, int t, int B, const float *dy_top, float *dx, int lddx)
+{
+    const int H = s->H;
+    const size_t row0 = s->d[0].off[t] * H, NH = (size_t)s->d[0].n[t] * H;
+    const float *dyl = dy_top;
+    for (int l = s->L - 1; l >= 0; l--) {
+        float *dxl = dx;
+        if (l > 0) {
+            dxl = s->dxin[l] + row0;
+            memset(dxl, 0, NH * sizeof(float));
+        }
+        rnn_dir_backward_step(&s->d[l], t, B, dyl, H, dxl, l > 0 ? H : lddx);
+        if (l > 0) {
+            /* the previous layer's output gradient at step t, through the mask */
+            float *dyp = s->dy[l - 1] + row0;
+            if (s->use_dropout) {
+                const float *m = s->mask[l] + row0;
+                for (size_t i = 0; i < NH; i++) dyp[i] = dxl[i] * m[i];
+            } else {
+                memcpy(dyp, dxl, NH * sizeof(float));
+            }
+            dyl = dyp;
+        }
+    }
+}
+
+float *rnn_stack_top_dstate(const rnn_stack *s)
+{
+    return rnn_dir_dstate(&s->d[s->L - 1]);
+}
+
+void rnn_stack_backward_end(rnn_stack *s, int T, int B, const float *x, float *dh0, float *dc0)
+{
+    const size_t BH = (size_t)B * s->H;
+    for (int l = s->L - 1; l >= 0; l--) {
+        const float *in = l == 0 ? x : (s->use_dropout ? s->xin[l] : s->y[l - 1]);
+        rnn_dir_backward_end(&s->d[l], T, B, in, l == 0 ? s->I : s->H, dh0 ? dh0 + l * BH : NULL,
+                             dc0 ? dc0 + l * BH : NULL);
+        if (s->hook) s->hook(s->hook_ctx, s->first + 4 * l, s->first + 4 * (l + 1));
+    }
+    s->key = NULL;
+}

@@ -117,6 +117,48 @@ static void test_bidirectional(void)
     ACCEPTED(c, 1);
 }
 
+static void test_attention(void)
+{
+    train_config c = base();
+    c.attention = MODEL_ATTN_ADDITIVE, c.task = MODEL_LM;
+    REFUSED(c, 1, "--attention applies to --task translate only");
+    c.task = MODEL_TRANSLATE, c.embed = 0;
+    REFUSED(c, 1, "--attention additive needs embeddings");
+    c.embed = 8;
+    ACCEPTED(c, 1);
+    c.attention = MODEL_ATTN_NONE, c.embed = 0;
+    ACCEPTED(c, 1);
+}
+
+/* A checkpoint written before --attention (no "attention" key) reads as the
+ * attention-free model; the key round-trips by name. */
+static void test_attention_json(void)
+{
+    train_config c;
+    config_defaults(&c);
+    c.attention = MODEL_ATTN_ADDITIVE;
+    char err[300];
+    CU_ASSERT_EQUAL(config_from_json(&c, "{\"hidden\": 8}", "j", err, sizeof err), 0);
+    config_defaults(&c);
+    CU_ASSERT_EQUAL(config_from_json(&c, "{\"hidden\": 8}", "j", err, sizeof err), 0);
+    CU_ASSERT_EQUAL(c.attention, MODEL_ATTN_NONE);
+    CU_ASSERT_EQUAL(config_from_json(&c, "{\"attention\": \"additive\"}", "j", err, sizeof err), 0);
+    CU_ASSERT_EQUAL(c.attention, MODEL_ATTN_ADDITIVE);
+    char *json = config_to_json(&c);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(json);
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"attention\":\"additive\""));
+    free(json);
+    CU_ASSERT_EQUAL(config_from_json(&c, "{\"attention\": \"dot\"}", "j", err, sizeof err), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "--attention: expected one of none|additive"));
+    train_config d;
+    config_defaults(&d);
+    char why[300];
+    CU_ASSERT_EQUAL(config_difference(&c, &d, (const char *const[]){"attention", NULL}, NULL,
+                                      "in the checkpoint", "in this run", why, sizeof why),
+                    1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "--attention is additive in the checkpoint but none"));
+}
+
 static void test_run_id(void)
 {
     train_config c = base();
@@ -307,6 +349,8 @@ void register_suites(void)
     CU_add_test(s, "--workers: no overlap", test_workers_no_overlap);
     CU_add_test(s, "--deterministic: one OpenBLAS thread", test_deterministic_threads);
     CU_add_test(s, "--bidirectional", test_bidirectional);
+    CU_add_test(s, "--attention", test_attention);
+    CU_add_test(s, "--attention in the JSON config", test_attention_json);
     CU_add_test(s, "--run id", test_run_id);
     CU_add_test(s, "--eval-every/--early-stop need --valid", test_validation_needed);
     CU_add_test(s, "--eval-beam", test_eval_beam);

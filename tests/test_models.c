@@ -140,7 +140,7 @@ static void test_seq2seq_gradients(void)
                 CU_ASSERT_EQUAL(check_model(&cfg, what), 0);
             }
     /* one-hot inputs (embed 0) */
-    model_config oh = {MODEL_TRANSLATE, CELL_GRU, 2, 0, 6, 0.0f, 0, 9, 11, 6, 4};
+    model_config oh = {MODEL_TRANSLATE, CELL_GRU, 2, 0, 6, 0.0f, 0, 9, 11, 6, 4, 0};
     CU_ASSERT_EQUAL(check_model(&oh, "seq2seq one-hot"), 0);
 }
 
@@ -168,7 +168,7 @@ static void test_lm_gradients(void)
  * the next, and equals running both chunks as one sequence. */
 static void test_lm_state_carry(void)
 {
-    model_config cfg = {MODEL_LM, CELL_LSTM, 2, 4, 8, 0.0f, 0, 0, 10, 6, 2};
+    model_config cfg = {MODEL_LM, CELL_LSTM, 2, 4, 8, 0.0f, 0, 0, 10, 6, 2, 0};
     mctx c;
     setup(&c, &cfg, 9);
     memset(c.state_h, 0, sizeof c.state_h);
@@ -205,7 +205,7 @@ static void test_lm_state_carry(void)
  * gradient. */
 static void test_bptt_modes(void)
 {
-    model_config cfg = {MODEL_LM, CELL_GRU, 1, 4, 8, 0.0f, 0, 0, 10, 6, 4};
+    model_config cfg = {MODEL_LM, CELL_GRU, 1, 4, 8, 0.0f, 0, 0, 10, 6, 4, 0};
     mctx c;
     setup(&c, &cfg, 13);
     param_table *pt = model_params(c.m);
@@ -271,7 +271,7 @@ static void test_bptt_modes(void)
 static void test_packed_matches_padded(void)
 {
     for (int cell = 0; cell < 3; cell++) {
-        model_config cfg = {MODEL_TRANSLATE, (cell_kind)cell, 2, 5, 6, 0.0f, 0, 9, 11, 6, 4};
+        model_config cfg = {MODEL_TRANSLATE, (cell_kind)cell, 2, 5, 6, 0.0f, 0, 9, 11, 6, 4, 0};
         mctx c;
         setup(&c, &cfg, 31 + cell);
         const int lens[4] = {2, 6, 1, 4}; /* unsorted, one full, one a single token */
@@ -320,7 +320,7 @@ static void test_packed_matches_padded(void)
     }
     /* one row of the full length (B + T > T·B: the row order and step counts
      * must still fit the model's workspace; ASan checks) */
-    model_config one = {MODEL_TRANSLATE, CELL_LSTM, 1, 5, 6, 0.0f, 0, 9, 11, 5, 1};
+    model_config one = {MODEL_TRANSLATE, CELL_LSTM, 1, 5, 6, 0.0f, 0, 9, 11, 5, 1, 0};
     mctx c;
     setup(&c, &one, 41);
     c.valid[0] = 5;
@@ -336,7 +336,7 @@ static void test_packed_matches_padded(void)
 static void test_greedy_consistency(void)
 {
     for (int cell = 0; cell < 3; cell++) {
-        model_config cfg = {MODEL_TRANSLATE, (cell_kind)cell, 2, 5, 6, 0.0f, 1, 9, 11, 6, 4};
+        model_config cfg = {MODEL_TRANSLATE, (cell_kind)cell, 2, 5, 6, 0.0f, 1, 9, 11, 6, 4, 0};
         mctx c;
         setup(&c, &cfg, 21 + cell);
         int32_t out[4 * 6];
@@ -376,9 +376,11 @@ static void test_greedy_consistency(void)
 
 static void test_no_allocation_in_step(void)
 {
-    model_config cfgs[2] = {{MODEL_TRANSLATE, CELL_LSTM, 2, 5, 6, 0.2f, 1, 9, 11, 6, 4},
-                            {MODEL_LM, CELL_GRU, 2, 0, 8, 0.2f, 0, 0, 10, 6, 4}};
-    for (int k = 0; k < 2; k++) {
+    model_config cfgs[3] = {
+        {MODEL_TRANSLATE, CELL_LSTM, 2, 5, 6, 0.2f, 1, 9, 11, 6, 4, 0},
+        {MODEL_LM, CELL_GRU, 2, 0, 8, 0.2f, 0, 0, 10, 6, 4, 0},
+        {MODEL_TRANSLATE, CELL_LSTM, 2, 5, 6, 0.2f, 1, 9, 11, 6, 4, MODEL_ATTN_ADDITIVE}};
+    for (int k = 0; k < 3; k++) {
         mctx c;
         setup(&c, &cfgs[k], 31);
         optimizer o;
@@ -423,11 +425,14 @@ static void record(void *ctx, int first, int end)
 
 static void test_grad_hook(void)
 {
-    model_config cfgs[] = {{MODEL_TRANSLATE, CELL_GRU, 2, 5, 6, 0.2f, 0, 9, 11, 6, 4},
-                           {MODEL_TRANSLATE, CELL_LSTM, 2, 5, 6, 0.0f, 1, 9, 11, 6, 4},
-                           {MODEL_TRANSLATE, CELL_RNN, 1, 0, 6, 0.0f, 0, 9, 11, 6, 4},
-                           {MODEL_LM, CELL_GRU, 2, 0, 8, 0.2f, 0, 0, 10, 6, 4},
-                           {MODEL_LM, CELL_LSTM, 1, 4, 8, 0.0f, 0, 0, 10, 6, 4}};
+    model_config cfgs[] = {
+        {MODEL_TRANSLATE, CELL_GRU, 2, 5, 6, 0.2f, 0, 9, 11, 6, 4, 0},
+        {MODEL_TRANSLATE, CELL_LSTM, 2, 5, 6, 0.0f, 1, 9, 11, 6, 4, 0},
+        {MODEL_TRANSLATE, CELL_RNN, 1, 0, 6, 0.0f, 0, 9, 11, 6, 4, 0},
+        {MODEL_LM, CELL_GRU, 2, 0, 8, 0.2f, 0, 0, 10, 6, 4, 0},
+        {MODEL_LM, CELL_LSTM, 1, 4, 8, 0.0f, 0, 0, 10, 6, 4, 0},
+        {MODEL_TRANSLATE, CELL_GRU, 2, 5, 6, 0.2f, 0, 9, 11, 6, 4, MODEL_ATTN_ADDITIVE},
+        {MODEL_TRANSLATE, CELL_LSTM, 1, 5, 6, 0.0f, 1, 9, 11, 6, 4, MODEL_ATTN_ADDITIVE}};
     for (size_t k = 0; k < sizeof cfgs / sizeof *cfgs; k++) {
         mctx c;
         setup(&c, &cfgs[k], 41);
@@ -468,12 +473,15 @@ static void test_grad_hook(void)
 }
 
 /* Beam search: k = 1 is greedy, token for token; with a beam wide enough to
- * keep every path it finds the best-scoring output of all (enumerated). */
+ * keep every path it finds the best-scoring output of all (enumerated), with
+ * and without attention. */
 static void test_beam(void)
 {
-    model_config cfgs[] = {{MODEL_TRANSLATE, CELL_GRU, 2, 5, 6, 0.0f, 0, 9, 11, 6, 4},
-                           {MODEL_TRANSLATE, CELL_LSTM, 2, 5, 6, 0.0f, 1, 9, 11, 6, 4},
-                           {MODEL_TRANSLATE, CELL_RNN, 1, 0, 6, 0.0f, 0, 9, 11, 6, 4}};
+    model_config cfgs[] = {
+        {MODEL_TRANSLATE, CELL_GRU, 2, 5, 6, 0.0f, 0, 9, 11, 6, 4, 0},
+        {MODEL_TRANSLATE, CELL_LSTM, 2, 5, 6, 0.0f, 1, 9, 11, 6, 4, 0},
+        {MODEL_TRANSLATE, CELL_RNN, 1, 0, 6, 0.0f, 0, 9, 11, 6, 4, 0},
+        {MODEL_TRANSLATE, CELL_GRU, 2, 5, 6, 0.0f, 1, 9, 11, 6, 4, MODEL_ATTN_ADDITIVE}};
     for (size_t q = 0; q < sizeof cfgs / sizeof *cfgs; q++) {
         mctx c;
         setup(&c, &cfgs[q], 51 + q);
@@ -495,8 +503,9 @@ static void test_beam(void)
     /* exhaustive: V = 6, max_len 3: every output is <eos> after 0–2 tokens, or
      * 3 tokens; a beam of 36 never prunes, so it must find the best score */
     int greedy_missed = 0;
-    for (uint64_t seed = 1; seed <= 12; seed++) {
-        model_config cfg = {MODEL_TRANSLATE, CELL_GRU, 1, 4, 5, 0.0f, 0, 7, 6, 4, 36};
+    for (uint64_t seed = 1; seed <= 24; seed++) {
+        /* seeds 13-24: the attention decoder */
+        model_config cfg = {MODEL_TRANSLATE, CELL_GRU, 1, 4, 5, 0.0f, 0, 7, 6, 4, 36, seed > 12};
         model *m;
         char err[100];
         CU_ASSERT_FATAL(model_create(&m, &cfg, err, sizeof err) == MODEL_OK);
@@ -567,7 +576,8 @@ static void test_beam(void)
     }
     /* greedy misses the optimum on some of these: the test tells beam from greedy */
     CU_ASSERT(greedy_missed > 0);
-    printf("\n  greedy missed the enumerated optimum on %d of 12 models, the full beam on none ",
+    printf("\n  greedy missed the enumerated optimum on %d of 24 models (12 with attention), the "
+           "full beam on none ",
            greedy_missed);
 }
 
@@ -590,7 +600,7 @@ static void test_beam_beats_greedy(void)
 {
     int better = 0, worse = 0;
     for (uint64_t seed = 1; seed <= 40; seed++) {
-        model_config cfg = {MODEL_TRANSLATE, CELL_GRU, 1, 4, 5, 0.0f, 0, 7, 9, 4, 4};
+        model_config cfg = {MODEL_TRANSLATE, CELL_GRU, 1, 4, 5, 0.0f, 0, 7, 9, 4, 4, 0};
         model *m;
         char err[100];
         CU_ASSERT_FATAL(model_create(&m, &cfg, err, sizeof err) == MODEL_OK);
@@ -616,7 +626,7 @@ static void test_beam_beats_greedy(void)
  * update path: step, scaling, clipping, Adam). */
 static void test_training_reduces_loss(void)
 {
-    model_config cfg = {MODEL_TRANSLATE, CELL_GRU, 2, 8, 16, 0.0f, 0, 9, 11, 6, 4};
+    model_config cfg = {MODEL_TRANSLATE, CELL_GRU, 2, 8, 16, 0.0f, 0, 9, 11, 6, 4, 0};
     mctx c;
     setup(&c, &cfg, 41);
     optimizer o;
@@ -640,7 +650,7 @@ static void test_bad_configs(void)
 {
     char err[200] = "";
     model *m;
-    model_config bad = {MODEL_TRANSLATE, CELL_GRU, 0, 5, 6, 0.0f, 0, 9, 11, 6, 4};
+    model_config bad = {MODEL_TRANSLATE, CELL_GRU, 0, 5, 6, 0.0f, 0, 9, 11, 6, 4, 0};
     CU_ASSERT(model_create(&m, &bad, err, sizeof err) != 0);
     CU_ASSERT(strstr(err, "layers") != NULL);
     bad.layers = 1, bad.dropout = 1.0f;

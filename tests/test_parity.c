@@ -1,7 +1,9 @@
 /* CUnit: whole-model parity with PyTorch.
  *
  * For each case (GRU, LSTM, bidirectional GRU and LSTM encoders, a one-layer
- * tanh RNN, one-hot inputs) the test builds the seq2seq model, initialises it
+ * tanh RNN, one-hot inputs; and the Bahdanau attention decoder with GRU,
+ * LSTM and RNN cells, 1 and 2 layers, bidirectional encoders) the test
+ * builds the seq2seq model, initialises it
  * from a seed, runs one training step (model_step, train = 1) on a fixed batch
  * with padding, and keeps the loss sum, the token count and every gradient. It
  * saves the weights with ckpt_save and the batch in a second HDF5 file, runs
@@ -62,7 +64,8 @@ typedef struct parity_case {
     const char *name;
     cell_kind cell;
     int layers, embed, bidirectional;
-    int spare; /* the model is built for NB + spare rows and NT + spare steps */
+    int spare;     /* the model is built for NB + spare rows and NT + spare steps */
+    int attention; /* model_attention */
 } parity_case;
 
 /* ----------------------------------------------------------- environment */
@@ -337,7 +340,8 @@ static void run_case(const parity_case *pc)
                               .src_vocab = 13,
                               .tgt_vocab = 11,
                               .num_steps = NT + pc->spare,
-                              .max_batch = NB + pc->spare};
+                              .max_batch = NB + pc->spare,
+                              .attention = pc->attention};
     const uint64_t seed = 20240611u + (uint64_t)pc->cell * 10 + (uint64_t)pc->bidirectional;
     const char *python = env_or("SEQPAR_PYTHON", "/usr/bin/python3");
     const char *tmp = env_or("SEQPAR_TEST_TMP", ".");
@@ -360,6 +364,12 @@ static void run_case(const parity_case *pc)
     }
     model_init_params(m, seed);
     param_table *pt = model_params(m);
+    /* the initial attention is nearly uniform, and its gradients (1e-6) are
+     * sums that cancel: larger weights make it attend, and the comparison
+     * measure something */
+    for (int i = 0; i < pt->n; i++)
+        if (strstr(pt->t[i].name, ".attention."))
+            for (size_t k = 0; k < pt->t[i].size; k++) param_data(pt, i)[k] *= 4.0f;
     make_batch(&cfg, seed, src, tgt, valid);
     const model_batch mb = {
         .B = NB, .T = NT, .src = src, .tgt = tgt, .tgt_valid = valid, .seed = seed, .step = 0};
@@ -388,10 +398,10 @@ static void run_case(const parity_case *pc)
     snprintf(config, sizeof config,
              "{\"task\": \"translate\", \"cell\": \"%s\", \"layers\": %d, \"embed\": %d, "
              "\"hidden\": %d, \"dropout\": 0, \"bidirectional\": %s, \"steps\": %d, "
-             "\"batch\": %d, \"seed\": %llu}",
+             "\"batch\": %d, \"seed\": %llu, \"attention\": \"%s\"}",
              cell_name(cfg.cell), cfg.layers, cfg.embed, cfg.hidden,
              cfg.bidirectional ? "true" : "false", cfg.num_steps, cfg.max_batch,
-             (unsigned long long)seed);
+             (unsigned long long)seed, cfg.attention ? "additive" : "none");
     vsrc = make_vocab(cfg.src_vocab);
     vtgt = make_vocab(cfg.tgt_vocab);
     if (!vsrc || !vtgt) {
@@ -503,39 +513,60 @@ done:
 
 static void test_gru(void)
 {
-    run_case(&(parity_case){"gru", CELL_GRU, 2, 6, 0, 0});
+    run_case(&(parity_case){"gru", CELL_GRU, 2, 6, 0, 0, 0});
 }
 
 static void test_lstm(void)
 {
-    run_case(&(parity_case){"lstm", CELL_LSTM, 2, 6, 0, 0});
+    run_case(&(parity_case){"lstm", CELL_LSTM, 2, 6, 0, 0, 0});
 }
 
 static void test_gru_bidirectional(void)
 {
-    run_case(&(parity_case){"gru_bi", CELL_GRU, 2, 6, 1, 0});
+    run_case(&(parity_case){"gru_bi", CELL_GRU, 2, 6, 1, 0, 0});
 }
 
 static void test_lstm_bidirectional(void)
 {
-    run_case(&(parity_case){"lstm_bi", CELL_LSTM, 2, 6, 1, 0});
+    run_case(&(parity_case){"lstm_bi", CELL_LSTM, 2, 6, 1, 0, 0});
 }
 
 static void test_rnn(void)
 {
-    run_case(&(parity_case){"rnn", CELL_RNN, 1, 6, 0, 0});
+    run_case(&(parity_case){"rnn", CELL_RNN, 1, 6, 0, 0, 0});
 }
 
 static void test_gru_onehot(void)
 {
-    run_case(&(parity_case){"gru_onehot", CELL_GRU, 2, 0, 0, 0});
+    run_case(&(parity_case){"gru_onehot", CELL_GRU, 2, 0, 0, 0, 0});
 }
 
 /* A slice smaller than the model's capacity (B < max_batch, T < num_steps),
  * as a rank holding an uneven share of the global batch sees it. */
 static void test_lstm_slice(void)
 {
-    run_case(&(parity_case){"lstm_bi_slice", CELL_LSTM, 2, 6, 1, 3});
+    run_case(&(parity_case){"lstm_bi_slice", CELL_LSTM, 2, 6, 1, 3, 0});
+}
+
+/* The Bahdanau attention decoder (d2l's Seq2SeqAttentionDecoder): padded
+ * sources (lengths 5, 7, 2, 1, 6 of 7) mask the attention. */
+static void test_attn_gru(void)
+{
+    run_case(&(parity_case){"attn_gru1", CELL_GRU, 1, 6, 0, 0, MODEL_ATTN_ADDITIVE});
+    run_case(&(parity_case){"attn_gru2", CELL_GRU, 2, 6, 0, 0, MODEL_ATTN_ADDITIVE});
+}
+
+static void test_attn_lstm(void)
+{
+    run_case(&(parity_case){"attn_lstm1", CELL_LSTM, 1, 6, 0, 0, MODEL_ATTN_ADDITIVE});
+    run_case(&(parity_case){"attn_lstm2", CELL_LSTM, 2, 6, 0, 0, MODEL_ATTN_ADDITIVE});
+}
+
+static void test_attn_bidirectional(void)
+{
+    run_case(&(parity_case){"attn_gru_bi", CELL_GRU, 2, 6, 1, 0, MODEL_ATTN_ADDITIVE});
+    run_case(&(parity_case){"attn_lstm_bi_slice", CELL_LSTM, 2, 6, 1, 3, MODEL_ATTN_ADDITIVE});
+    run_case(&(parity_case){"attn_rnn_bi", CELL_RNN, 1, 6, 1, 0, MODEL_ATTN_ADDITIVE});
 }
 
 void register_suites(void)
@@ -549,4 +580,8 @@ void register_suites(void)
     CU_add_test(s, "seq2seq tanh RNN, 1 layer", test_rnn);
     CU_add_test(s, "seq2seq GRU, one-hot inputs", test_gru_onehot);
     CU_add_test(s, "seq2seq LSTM, bidirectional, B < max_batch, T < num_steps", test_lstm_slice);
+    CU_add_test(s, "attention GRU, 1 and 2 layers, padded sources", test_attn_gru);
+    CU_add_test(s, "attention LSTM, 1 and 2 layers, padded sources", test_attn_lstm);
+    CU_add_test(s, "attention, bidirectional encoders (GRU, LSTM slice, RNN)",
+                test_attn_bidirectional);
 }

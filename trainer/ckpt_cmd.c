@@ -38,9 +38,10 @@ static int ckpt_info(const char *path)
     config_text(c, "cell", cell, sizeof cell);
     config_text(c, "tokens", tokens, sizeof tokens);
     config_text(c, "optimizer", optim, sizeof optim);
-    printf("model       %s %s, %d layer%s, embed %d, hidden %d%s, dropout %g, num_steps %d\n", task,
-           cell, c->layers, c->layers > 1 ? "s" : "", c->embed, c->hidden,
-           c->bidirectional ? ", bidirectional encoder" : "", c->dropout, c->steps);
+    printf("model       %s %s, %d layer%s, embed %d, hidden %d%s%s, dropout %g, num_steps %d\n",
+           task, cell, c->layers, c->layers > 1 ? "s" : "", c->embed, c->hidden,
+           c->bidirectional ? ", bidirectional encoder" : "",
+           c->attention ? ", attention additive" : "", c->dropout, c->steps);
     printf("parameters  %zu in %d tensors\n", n, pt->n);
     if (c->task == MODEL_LM)
         printf("vocabulary  %d tokens (%s)\n", sm.tgt.size, tokens);

@@ -79,6 +79,7 @@ static const int TOKENS[] = {DATA_TOKENS_CHAR, DATA_TOKENS_WORD};
 static const int SAMPLERS[] = {DATA_SAMPLER_RANDOM, DATA_SAMPLER_SEQUENTIAL};
 static const int TASKS[] = {MODEL_TRANSLATE, MODEL_LM};
 static const int PROGRESS[] = {PROGRESS_AUTO, PROGRESS_BAR, PROGRESS_LINES};
+static const int ATTENTIONS[] = {MODEL_ATTN_NONE, MODEL_ATTN_ADDITIVE};
 
 #define F(field) CLI_FIELD(train_config, field)
 #define INT(name, field, lo, hi, h)                                                                \
@@ -119,6 +120,9 @@ static const cli_opt OPTS[] = {
     DOUBLE("dropout", dropout, 0, 0.99, "dropout between stacked layers"),
     {"bidirectional", CLI_FLAG, F(bidirectional), 0, 1,
      .help = "bidirectional encoder (H/2 units per direction)"},
+    CHOICE("attention", attention, "none|additive", ATTENTIONS,
+           "the decoder: none (the book's seq2seq, a fixed context) or additive (its Bahdanau "
+           "attention decoder)"),
     INT("batch", batch, 1, 1 << 20,
         "global batch size (over all ranks); with --batch-tokens the most pairs a batch holds"),
     LONG("batch-tokens", batch_tokens, 0, 1e12,
@@ -333,6 +337,7 @@ void config_model(const train_config *c, int src_vocab, int tgt_vocab, int max_b
     mc->tgt_vocab = tgt_vocab;
     mc->num_steps = c->steps;
     mc->max_batch = max_batch;
+    mc->attention = c->attention;
 }
 
 /* ------------------------------------------------- rules between options */
@@ -366,6 +371,9 @@ int config_validate(const train_config *c, int world, char *err, size_t n)
          "--deterministic runs one OpenBLAS thread per rank: leave --threads out (or set it to "
          "1)");
     RULE(c->bidirectional && lm, "--bidirectional applies to --task translate only");
+    RULE(c->attention && lm, "--attention applies to --task translate only");
+    RULE(c->attention && c->embed == 0,
+         "--attention additive needs embeddings: --embed 0 (one-hot inputs) is not supported");
     RULE(c->bidirectional && c->hidden % 2,
          "--bidirectional needs an even --hidden (H/2 units per direction)");
     RULE(c->run[0] && !wire_run_id_ok(c->run),

@@ -41,6 +41,7 @@ typedef struct train_config {
     int layers, embed, hidden;
     double dropout;
     int bidirectional;
+    int attention; /* model_attention: none | additive */
     int batch, steps;
     int sampler;   /* data_sampler_kind */
     int optimizer; /* opt_kind */

@@ -175,9 +175,9 @@ void rundir_save_best(rundir *d)
 static int check_same_run(const rundir *d, ckpt_file *f, const char *path, char *err, size_t n)
 {
     static const char *const keys[] = {
-        "task",  "dataset",   "num-examples",  "tokens",       "min-freq", "cell",    "layers",
-        "embed", "hidden",    "bidirectional", "steps",        "batch",    "sampler", "seed",
-        "valid", "optimizer", "accum",         "batch-tokens", NULL};
+        "task",  "dataset",   "num-examples",  "tokens",       "min-freq",  "cell",    "layers",
+        "embed", "hidden",    "bidirectional", "steps",        "batch",     "sampler", "seed",
+        "valid", "optimizer", "accum",         "batch-tokens", "attention", NULL};
     char *json = NULL;
     int rc = ckpt_read_config(f, &json, err, n);
     if (rc != CKPT_OK) return rc;

@@ -219,9 +219,12 @@ static void announce(trainer *t)
     snprintf(summary, sizeof summary,
              "%s %s: %d layer%s, embed %d, hidden %d, %zu parameters; %s %ld %s, vocab %s; "
              "%s, %ld step%s",
-             d->lm ? "lm" : "seq2seq", config_text(c, "cell", cell, sizeof cell), c->layers,
-             c->layers > 1 ? "s" : "", c->embed, c->hidden, nparams, c->dataset,
-             train_data_items(d), d->lm ? "tokens" : "pairs", vocab, batches, t->total_steps,
+             d->lm          ? "lm"
+             : c->attention ? "seq2seq+attention"
+                            : "seq2seq",
+             config_text(c, "cell", cell, sizeof cell), c->layers, c->layers > 1 ? "s" : "",
+             c->embed, c->hidden, nparams, c->dataset, train_data_items(d),
+             d->lm ? "tokens" : "pairs", vocab, batches, t->total_steps,
              t->total_steps == 1 ? "" : "s");
     comm_printf0("%s\n", summary);
     announce_tokens(c, d);

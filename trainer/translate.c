@@ -1,4 +1,6 @@
 /* seqpar translate, predict and score: a saved model applied to text. */
+#include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +29,60 @@ typedef struct translate_opts {
     char checkpoint[4096];
     long beam, max_len, batch;
     double alpha;
+    char attention_weights[4096];
 } translate_opts;
+
+/* One --attention-weights line: sentence `index` (0-based, in input order),
+ * its source tokens up to its valid length (<eos> included), its output
+ * tokens (<eos> included when produced) and the weights, one row per output
+ * token over the source tokens. Returns 0, or -1 when it cannot be written. */
+static int write_weights(FILE *f, const saved_model *sm, long index, const int32_t *src, int T,
+                         const int32_t *out, int len, int max_len, const float *w)
+{
+    int valid = 0;
+    for (int s = 0; s < T; s++) valid += src[s] != DATA_PAD;
+    const int rows = len + (len < max_len);
+    cJSON *o = cJSON_CreateObject(), *source = cJSON_CreateArray(), *output = cJSON_CreateArray();
+    cJSON *weights = cJSON_CreateArray();
+    int ok = o && source && output && weights;
+    if (ok) {
+        cJSON_AddNumberToObject(o, "index", (double)index);
+        cJSON_AddItemToObject(o, "source", source);
+        cJSON_AddItemToObject(o, "output", output);
+        cJSON_AddItemToObject(o, "weights", weights);
+    } else {
+        cJSON_Delete(source), cJSON_Delete(output), cJSON_Delete(weights);
+    }
+    for (int s = 0; ok && s < valid; s++)
+        ok = cJSON_AddItemToArray(source, cJSON_CreateString(sm->src.tokens[src[s]]));
+    for (int j = 0; ok && j < rows; j++)
+        ok = cJSON_AddItemToArray(output,
+                                  cJSON_CreateString(sm->tgt.tokens[j < len ? out[j] : DATA_EOS]));
+    for (int j = 0; ok && j < rows; j++)
+        ok = cJSON_AddItemToArray(weights, cJSON_CreateFloatArray(w + (size_t)j * T, valid));
+    char *text = ok ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    ok = text && fprintf(f, "%s\n", text) >= 0;
+    free(text);
+    return ok ? 0 : -1;
+}
+
+/* Decodes nb sentences, prints their translations and, with wf, writes
+ * their attention weights (rec: model_record_attention's buffer). */
+static int translate_batch(saved_model *sm, const translate_opts *o, const int32_t *src, int nb,
+                           int max_len, int32_t *out, int *len, FILE *wf, const float *rec,
+                           long first)
+{
+    const int T = sm->cfg.steps;
+    if (decode(sm, src, nb, max_len, (int)o->beam, o->alpha, out, len) != MODEL_OK) return -1;
+    for (int b = 0; b < nb; b++) emit(&sm->tgt, out + (size_t)b * max_len, len[b]);
+    fflush(stdout);
+    for (int b = 0; wf && b < nb; b++)
+        if (write_weights(wf, sm, first + b, src + (size_t)b * T, T, out + (size_t)b * max_len,
+                          len[b], max_len, rec + (size_t)b * max_len * T) != 0)
+            return -2;
+    return 0;
+}
 
 #define F(f) CLI_FIELD(translate_opts, f)
 static const cli_opt TRANSLATE_OPTS[] = {
@@ -39,6 +94,9 @@ static const cli_opt TRANSLATE_OPTS[] = {
     {"max-len", CLI_LONG, F(max_len), 0, 10000, .arg = "N",
      .help = "longest translation in tokens (0: the model's num_steps)"},
     {"batch", CLI_LONG, F(batch), 1, 65536, .arg = "N", .help = "sentences decoded together"},
+    {"attention-weights", CLI_STR, F(attention_weights), .arg = "FILE",
+     .help = "an attention model: write each sentence's attention weights to FILE as JSON lines "
+             "{index, source, output, weights} (one row per output token)"},
 };
 #undef F
 
@@ -54,36 +112,60 @@ const cli_command translate_command = {
     .opts = TRANSLATE_OPTS,
     .nopts = sizeof TRANSLATE_OPTS / sizeof *TRANSLATE_OPTS};
 
+/* A batch's translation failed: the line, and the exit status. */
+static int batch_failed(int why, const char *prog, const char *wpath)
+{
+    if (why == -1) {
+        fprintf(stderr, "%s: out of memory for beam search\n", prog);
+    } else {
+        fprintf(stderr, "%s: --attention-weights %s: cannot write\n", prog, wpath);
+    }
+    return 1;
+}
+
 int cmd_translate(int argc, char **argv)
 {
     const char *prog = "seqpar translate";
     translate_opts o = TRANSLATE_DEFAULTS;
     const int parsed = cli_parse(&translate_command, &o, argc, argv, NULL, 0, NULL);
     if (parsed) return parsed == 1 ? 0 : 2;
-    const char *ckpt = o.checkpoint;
+    const char *ckpt = o.checkpoint, *wpath = o.attention_weights;
     long max_len = o.max_len;
     const long batch = o.batch, beam = o.beam;
-    const double alpha = o.alpha;
     node_setup_threads(0, NULL, 0);
     saved_model sm;
     if (saved_model_load(&sm, ckpt, (int)(batch * beam), prog)) return 2;
-    if (sm.cfg.task != MODEL_TRANSLATE) {
-        fprintf(stderr, "seqpar translate: %s is a language model (use seqpar predict)\n", ckpt);
+    if (sm.cfg.task != MODEL_TRANSLATE || (wpath[0] && !sm.cfg.attention)) {
+        if (sm.cfg.task != MODEL_TRANSLATE)
+            fprintf(stderr, "%s: %s is a language model (use seqpar predict)\n", prog, ckpt);
+        else
+            fprintf(
+                stderr,
+                "%s: --attention-weights: %s has no attention (trained with --attention none)\n",
+                prog, ckpt);
         saved_model_free(&sm);
         return 2;
     }
     const int T = sm.cfg.steps;
     if (max_len == 0) max_len = T;
+    FILE *wf = NULL;
+    if (wpath[0] && !(wf = fopen(wpath, "w"))) {
+        fprintf(stderr, "%s: --attention-weights %s: %s\n", prog, wpath, strerror(errno));
+        saved_model_free(&sm);
+        return 2;
+    }
     int32_t *src = calloc((size_t)batch * T, sizeof(int32_t));
     int32_t *out = calloc((size_t)batch * max_len, sizeof(int32_t));
     int *len = calloc((size_t)batch, sizeof(int));
+    float *rec = wf ? calloc((size_t)batch * max_len * T, sizeof(float)) : NULL;
     char *line = NULL;
     size_t cap = 0;
     ssize_t got;
     int nb = 0, rc = 0;
-    long lineno = 0;
+    long lineno = 0, translated = 0;
     char err[ERRLEN];
-    if (!src || !out || !len) rc = 1;
+    if (!src || !out || !len || (wf && !rec)) rc = 1;
+    if (rc == 0 && wf) model_record_attention(sm.m, rec);
     while (rc == 0) {
         got = getline(&line, &cap, stdin);
         if (got >= 0) {
@@ -94,12 +176,9 @@ int cmd_translate(int argc, char **argv)
             char *norm = NULL;
             if (data_normalize(line + bom, (size_t)got - bom, &norm, err, sizeof err) != DATA_OK) {
                 /* what was read before the bad line is still translated */
-                if (nb > 0) {
-                    decode(&sm, src, nb, (int)max_len, (int)beam, alpha, out, len);
-                    for (int b = 0; b < nb; b++) emit(&sm.tgt, out + (size_t)b * max_len, len[b]);
-                    fflush(stdout);
-                }
-                fprintf(stderr, "seqpar translate: stdin:%ld: %s\n", lineno, err);
+                if (nb > 0)
+                    translate_batch(&sm, &o, src, nb, (int)max_len, out, len, wf, rec, translated);
+                fprintf(stderr, "%s: stdin:%ld: %s\n", prog, lineno, err);
                 rc = 2;
                 break;
             }
@@ -108,21 +187,23 @@ int cmd_translate(int argc, char **argv)
             nb++;
         }
         if ((got < 0 && nb > 0) || nb == batch) {
-            if (decode(&sm, src, nb, (int)max_len, (int)beam, alpha, out, len) != MODEL_OK) {
-                fprintf(stderr, "%s: out of memory for beam search\n", prog);
-                rc = 1;
+            const int why =
+                translate_batch(&sm, &o, src, nb, (int)max_len, out, len, wf, rec, translated);
+            if (why != 0) {
+                rc = batch_failed(why, prog, wpath);
                 break;
             }
-            for (int b = 0; b < nb; b++) emit(&sm.tgt, out + (size_t)b * max_len, len[b]);
-            fflush(stdout);
+            translated += nb;
             nb = 0;
         }
         if (got < 0) break;
     }
+    if (wf && (fclose(wf) != 0) && rc == 0) rc = batch_failed(-2, prog, wpath);
     free(line);
     free(src);
     free(out);
     free(len);
+    free(rec);
     saved_model_free(&sm);
     return rc;
 }

@@ -1,8 +1,12 @@
 #!/usr/bin/python3
 """seqpar checkpoints in PyTorch: export, loss and greedy translations.
 
-Usage: /usr/bin/python3 tests/interop/check_torch.py /path/to/seqpar
-(with SEQPAR_DATA pointing at the corpora: fra-eng/fra.txt).
+Usage: /usr/bin/python3 tests/interop/check_torch.py [--attention] /path/to/seqpar
+(with SEQPAR_DATA pointing at the corpora: fra-eng/fra.txt). --attention
+trains the Bahdanau attention decoder (--attention additive) instead, and
+also compares `seqpar translate --attention-weights` with the weights of
+seqpar_torch.greedy (largest absolute difference <= 1e-4 on every line that
+translates alike).
 
 In a temporary directory it trains a small fra-eng model (dropout 0.1, so
 the export of a checkpoint trained with dropout is covered), then checks:
@@ -29,6 +33,7 @@ M failed"; exits 0 when every check passed, 1 otherwise (2: bad usage).
 import copy
 import glob
 import itertools
+import json
 import os
 import re
 import shutil
@@ -43,7 +48,7 @@ try:
     import h5py
     import torch
     from seqpar_torch import (BOS, CheckpointError, Seq2Seq, encode, final_h, greedy, load,
-                              masked_loss, normalize)
+                              masked_loss, normalize, source_valid)
 except ImportError as exc:
     sys.exit("check_torch.py: cannot import %s (%s): run it with Debian's /usr/bin/python3 "
              "(python3-torch, python3-h5py, python3-numpy)" % (exc.name, exc))
@@ -52,6 +57,7 @@ PAIRS = 100
 LONG_PAIRS = 30
 LOSS_RTOL = 1e-5
 TIE_MARGIN = 1e-4
+WEIGHTS_ATOL = 1e-4
 TRAIN = ["train", "--dataset", "fra-eng", "--num-examples", "600", "--epochs", "40",
          "--dropout", "0.1", "--threads", "1", "--log-every", "100000"]
 
@@ -100,10 +106,10 @@ def words(sentence):
     return sum(1 for w in normalize(sentence).split(" ") if w)
 
 
-def train(checks, seqpar, tmp):
+def train(checks, seqpar, tmp, extra):
     """Trains the model; returns the newest checkpoint, or None."""
     ckdir = os.path.join(tmp, "ckpt")
-    rc, out, err = run([seqpar] + TRAIN + ["--checkpoint-dir", ckdir])
+    rc, out, err = run([seqpar] + TRAIN + extra + ["--checkpoint-dir", ckdir])
     found = glob.glob(os.path.join(ckdir, "ckpt-*.h5"))
     newest = max(found, key=lambda p: int(re.findall(r"\d+", os.path.basename(p))[0]),
                  default=None)
@@ -189,16 +195,49 @@ def top2_margin(model, src_ids, prefix):
     """Torch's top-2 logit margin at the decoding step after <bos> + prefix
     (the step where seqpar and torch first disagree)."""
     with torch.no_grad():
-        _, state = model.encoder(torch.tensor([src_ids]))
-        logits, _ = model.decoder(torch.tensor([[BOS] + prefix]), state, final_h(state)[-1])
+        src = torch.tensor([src_ids])
+        outputs, state = model.encoder(src)
+        dec_in = torch.tensor([[BOS] + prefix])
+        if model.attention:
+            logits, _, _ = model.decoder(dec_in, state, outputs.permute(1, 0, 2),
+                                         source_valid(src))
+        else:
+            logits, _ = model.decoder(dec_in, state, final_h(state)[-1])
     top = torch.topk(logits[-1, 0], 2).values
     return float(top[0] - top[1])
 
 
-def check_translate(checks, seqpar, ckpt, model, cfg, src_index, tgt_vocab, pairs):
-    """seqpar translate against seqpar_torch.greedy, line by line."""
+def check_weights(checks, wpath, torch_weights, same_lines):
+    """seqpar translate --attention-weights against seqpar_torch.greedy's
+    weights, on the lines both translate alike."""
+    with open(wpath, encoding="utf-8") as f:
+        ours = [json.loads(line) for line in f]
+    worst, rows, bad = 0.0, 0, []
+    for k in same_lines:
+        o, theirs = ours[k], torch_weights[k]
+        n = len(o["source"])
+        if len(o["weights"]) != len(theirs) or o["index"] != k:
+            bad.append("line %d: %d rows, torch %d" % (k + 1, len(o["weights"]), len(theirs)))
+            continue
+        for mine, ref in zip(o["weights"], theirs):
+            rows += 1
+            if len(mine) != n or any(x != 0.0 for x in ref[n:]):
+                bad.append("line %d: %d columns, source %d" % (k + 1, len(mine), n))
+                break
+            worst = max(worst, max(abs(a - b) for a, b in zip(mine, ref)))
+    checks.report(not bad and worst <= WEIGHTS_ATOL and rows > 0, "attention weights",
+                  "%d lines, %d rows against torch float32: largest difference %.2e (bound %.0e)%s"
+                  % (len(same_lines), rows, worst, WEIGHTS_ATOL,
+                     "; " + "; ".join(bad[:3]) if bad else ""))
+
+
+def check_translate(checks, seqpar, ckpt, model, cfg, src_index, tgt_vocab, pairs, tmp):
+    """seqpar translate against seqpar_torch.greedy, line by line (and, with
+    attention, the weights)."""
     english = [en for en, _ in pairs]
-    rc, out, err = run([seqpar, "translate", "--checkpoint", ckpt],
+    wpath = os.path.join(tmp, "weights.jsonl")
+    extra = ["--attention-weights", wpath] if model.attention else []
+    rc, out, err = run([seqpar, "translate", "--checkpoint", ckpt] + extra,
                        stdin="".join(s + "\n" for s in english))
     lines = out.split("\n")[:-1] if out.endswith("\n") else out.split("\n")
     if rc != 0 or len(lines) != len(english):
@@ -207,12 +246,14 @@ def check_translate(checks, seqpar, ckpt, model, cfg, src_index, tgt_vocab, pair
         return
     T = cfg["steps"]
     src = [encode(normalize(s), src_index, T)[0] for s in english]
-    hyps = greedy(model, torch.tensor(src), T)
-    identical, ties, bad = 0, [], []
+    torch_weights = []
+    hyps = greedy(model, torch.tensor(src), T, torch_weights)
+    identical, ties, bad, same = 0, [], [], []
     for k, (line, hyp) in enumerate(zip(lines, hyps)):
         ours = " ".join(tgt_vocab[i] for i in hyp)
         if line == ours:
             identical += 1
+            same.append(k)
             continue
         theirs = line.split(" ") if line else []
         d = next(j for j in range(len(hyp) + 1)
@@ -229,12 +270,17 @@ def check_translate(checks, seqpar, ckpt, model, cfg, src_index, tgt_vocab, pair
                   "%d/%d identical, %d near-ties (margin < %.0e), %d other differences; "
                   "e.g. %r -> %r" % (identical, len(english), len(ties), TIE_MARGIN, len(bad),
                                      english[-1], lines[-1]))
+    if model.attention:
+        check_weights(checks, wpath, torch_weights, same)
 
 
 def main(argv):
+    attention = len(argv) == 3 and argv[1] == "--attention"
+    if attention:
+        argv = argv[:1] + argv[2:]
     if len(argv) != 2 or not os.access(argv[1], os.X_OK):
-        print("usage: check_torch.py /path/to/seqpar (an executable; SEQPAR_DATA set)",
-              file=sys.stderr)
+        print("usage: check_torch.py [--attention] /path/to/seqpar (an executable; SEQPAR_DATA "
+              "set)", file=sys.stderr)
         return 2
     data_dir = os.environ.get("SEQPAR_DATA", "")
     if not os.path.isfile(os.path.join(data_dir, "fra-eng", "fra.txt")):
@@ -245,7 +291,7 @@ def main(argv):
     checks = Checks()
     first = list(itertools.islice(read_pairs(data_dir), PAIRS))
     with tempfile.TemporaryDirectory(prefix="seqpar-torch-") as tmp:
-        ckpt = train(checks, seqpar, tmp)
+        ckpt = train(checks, seqpar, tmp, ["--attention", "additive"] if attention else [])
         loaded = export(checks, ckpt, tmp) if ckpt else None
         if loaded:
             model, cfg, src_vocab, tgt_vocab = loaded
@@ -259,7 +305,7 @@ def main(argv):
                                 ("loss, first %d pairs of >= %d words a side (T = %d)"
                                  % (LONG_PAIRS, T - 1, T), long)):
                 check_loss(checks, name, seqpar, ckpt, model, cfg, src_index, tgt_index, pairs)
-            check_translate(checks, seqpar, ckpt, model, cfg, src_index, tgt_vocab, first)
+            check_translate(checks, seqpar, ckpt, model, cfg, src_index, tgt_vocab, first, tmp)
     return checks.summary()
 
 

@@ -7,14 +7,16 @@ pass on a batch, and writes the loss, the token count and every parameter's
 gradient, so that the C test can compare them with seqpar's own.
 
 The model and its masked loss are those of checkpoints/seqpar_torch.py (the
-book's seq2seq as seqpar defines it, DESIGN.md "Math conventions"): the
+book's seq2seq as seqpar defines it, DESIGN.md "Math conventions"; with
+"attention": "additive" in /config the book's Bahdanau decoder,
+Seq2SeqAttentionDecoder with AdditiveAttention): the
 loss is the cross-entropy summed over the target positions t < valid[b],
 with ``<bos>`` (id 1) prepended (teacher forcing). The checkpoint must have
 dropout 0 (torch's dropout masks differ from seqpar's).
 
 Inputs:
   checkpoint.h5  /config (JSON: task, cell, layers, embed, hidden, dropout,
-                 bidirectional), /model/<state_dict key with '.' → '/'>
+                 bidirectional, attention), /model/<state_dict key with '.' → '/'>
                  (float32), /vocab/src and /vocab/tgt (their lengths are the
                  vocabulary sizes)
   batch.h5       /src, /tgt (B, T) int32 ids, batch-major; /valid (B) int32
