@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End to end, --deterministic (issue 27): the same bits at any world size.
-#  - the book model, an LSTM bidirectional model with dropout, and the
-#    sequential-sampler LM (carried state), each at 1, 2 and 3 ranks and
+#  - the book model, an LSTM bidirectional model with dropout, the attention
+#    decoder, and the sequential-sampler LM (carried state), each at 1, 2 and 3 ranks and
 #    --workers 2 (and 2 ranks with --overlap on), after 30 steps: parameters,
 #    Adam moments, position and carried state identical (ckpt diff
 #    --tolerance 0), and every printed loss and validation figure the same;
@@ -65,6 +65,10 @@ bitwise lstm 30 "${lstm[@]}"
 lm=(--task lm --dataset timemachine --tokens char --embed 0 --hidden 64 --layers 1 --batch 32
     --steps 35 --optimizer sgd --lr 1 --sampler sequential --valid 5000 --eval-every 10)
 bitwise lm 30 "${lm[@]}"
+# the attention decoder (dropout on its weights too)
+attn=(--dataset fra-eng --num-examples 600 --attention additive --dropout 0.2 --batch 40
+    --valid 50 --eval-every 10 --eval-beam 2)
+bitwise attention 20 "${attn[@]}"
 # fewer pairs than a multiple of the batch: the epoch's last batch has 10 rows
 short=(--dataset fra-eng --num-examples 610 --batch 40)
 bitwise short 20 "${short[@]}"
