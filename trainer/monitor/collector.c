@@ -20,7 +20,7 @@ collector *collector_new(void)
 static void run_free(run *r)
 {
     if (!r) return;
-    free(r->config), free(r->tr), free(r->ev), free(r->ranks), free(r->samples);
+    free(r->config), free(r->tr), free(r->ev), free(r->ranks), free(r->samples), free(r->tl);
     for (int i = 0; i < MAX_EVENTS; i++) free(r->events[i].detail);
     free(r);
 }
@@ -64,10 +64,16 @@ static int set_world(run *r, int world)
 {
     if (r->world == world && r->ranks) return 0;
     rank_state *rs = calloc((size_t)world, sizeof *rs);
-    if (!rs) return -1;
-    for (int i = 0; i < world; i++) rs[i].last_train_step = -1;
-    free(r->ranks);
-    r->ranks = rs;
+    const int tl_ranks = world < COLLECTOR_TL_RANKS ? world : COLLECTOR_TL_RANKS;
+    float *tl = calloc((size_t)COLLECTOR_TL_WINDOWS * tl_ranks * WIRE_PHASES, sizeof *tl);
+    if (!rs || !tl) {
+        free(rs), free(tl);
+        return -1;
+    }
+    for (int i = 0; i < world; i++) rs[i].last_train_step = rs[i].ph_step = -1;
+    free(r->ranks), free(r->tl);
+    r->ranks = rs, r->tl = tl;
+    r->tl_ranks = tl_ranks, r->tl_n = r->tl_head = 0;
     r->world = world;
     memset(r->pend, 0, sizeof r->pend);
     return 0;
@@ -101,11 +107,73 @@ static void add_event(run *r, const wire_msg *m, double now)
     snprintf(e->event, sizeof e->event, "%s", m->event);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of the ranks' compute seconds in the window ending at step,
+ * but rank `skip`'s; NaN when no other rank sent it. scratch: world doubles. */
+static double others_median(const run *r, long step, int skip, double *scratch)
+{
+    int n = 0;
+    for (int i = 0; i < r->world; i++)
+        if (i != skip && r->ranks[i].ph_step == step) scratch[n++] = r->ranks[i].ph_win[0];
+    if (n == 0) return NAN;
+    qsort(scratch, (size_t)n, sizeof *scratch, cmp_double);
+    return n % 2 ? scratch[n / 2] : 0.5 * (scratch[n / 2 - 1] + scratch[n / 2]);
+}
+
+/* Every rank reported the window ending at step: who was slow in it (the
+ * straggler rule, collector.h), and the window into the timeline. */
+static void window_done(run *r, long step)
+{
+    if (!r->has_phases) return;
+    double *scratch = malloc((size_t)r->world * sizeof *scratch);
+    for (int i = 0; scratch && i < r->world; i++) {
+        rank_state *rk = &r->ranks[i];
+        if (rk->ph_step != step) continue;
+        const double med = others_median(r, step, i, scratch), c = rk->ph_win[0];
+        const int slow = isfinite(med) && c > COLLECTOR_STRAGGLER_RATIO * med &&
+                         c - med >= COLLECTOR_STRAGGLER_MIN_S;
+        rk->slow_windows = slow ? rk->slow_windows + 1 : 0;
+        rk->straggler = rk->slow_windows >= COLLECTOR_STRAGGLER_WINDOWS;
+    }
+    free(scratch);
+    const int k = r->tl_n < COLLECTOR_TL_WINDOWS ? r->tl_n++ : r->tl_head;
+    if (r->tl_n == COLLECTOR_TL_WINDOWS && k == r->tl_head)
+        r->tl_head = (r->tl_head + 1) % COLLECTOR_TL_WINDOWS;
+    r->tl_step[k] = step;
+    float *row = r->tl + (size_t)k * r->tl_ranks * WIRE_PHASES;
+    for (int i = 0; i < r->tl_ranks; i++)
+        for (int p = 0; p < WIRE_PHASES; p++)
+            row[i * WIRE_PHASES + p] =
+                r->ranks[i].ph_step == step ? (float)r->ranks[i].ph_win[p] : NAN;
+}
+
+/* A train message's seconds by phase: the rank's window and sums. */
+static void add_phases(run *r, rank_state *rk, const wire_msg *m)
+{
+    double ph[WIRE_PHASES];
+    wire_msg_phases(m, ph);
+    int any = 0;
+    for (int p = 0; p < WIRE_PHASES; p++) any |= isfinite(ph[p]);
+    if (!any) return; /* a trainer from before them */
+    r->has_phases = 1;
+    rk->ph_step = m->step;
+    for (int p = 0; p < WIRE_PHASES; p++) {
+        rk->ph_win[p] = isfinite(ph[p]) ? ph[p] : 0.0;
+        rk->ph_total[p] += rk->ph_win[p];
+    }
+}
+
 static void add_train(run *r, rank_state *rk, const wire_msg *m)
 {
     if (m->step <= rk->last_train_step) return; /* a duplicate, or older than what we have */
     rk->last_train_step = m->step;
     rk->tps = m->tok_per_s;
+    add_phases(r, rk, m);
     r->tokens_total += m->tokens;
     pending_step *p = NULL, *free_slot = NULL, *oldest = NULL;
     for (int i = 0; i < PENDING; i++) {
@@ -132,6 +200,7 @@ static void add_train(run *r, rank_state *rk, const wire_msg *m)
         r->tr[r->ntr++] = (train_pt){p->step, loss, exp(loss), p->tps, p->gnorm};
     }
     long done_step = p->step;
+    window_done(r, done_step);
     for (int i = 0; i < PENDING; i++)
         if (r->pend[i].count && r->pend[i].step <= done_step) r->pend[i].count = 0;
 }

@@ -18,6 +18,19 @@
 #define COLLECTOR_LATE_S 10.0 /* a rank silent this long is "late" */
 #define COLLECTOR_LOST_S 60.0 /* ... and this long "lost" */
 
+/* A straggler (DESIGN.md, "Metrics wire"): a rank whose compute seconds in
+ * a complete logging window (every rank reported it) are above
+ * STRAGGLER_RATIO times the median of the other ranks' in that window, and
+ * above it by at least STRAGGLER_MIN_S, in each of the last
+ * STRAGGLER_WINDOWS windows. */
+#define COLLECTOR_STRAGGLER_RATIO   1.5
+#define COLLECTOR_STRAGGLER_MIN_S   0.05
+#define COLLECTOR_STRAGGLER_WINDOWS 3
+/* Windows of every rank's phases kept for the dashboard's timeline, and the
+ * ranks (the first ones) they are kept for. */
+#define COLLECTOR_TL_WINDOWS 60
+#define COLLECTOR_TL_RANKS   64
+
 typedef struct collector collector;
 
 collector *collector_new(void);
