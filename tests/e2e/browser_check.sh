@@ -9,6 +9,7 @@
 # then saves the DOM and a screenshot to OUT.png, and checks on that DOM that
 #   - canvas #chart-loss, #chart-tps, #chart-gradnorm, #chart-valid each have
 #     data-points >= 1,
+#   - #chart-tps draws a moving average beside its points (data-series),
 #   - table #ranks has at least MIN_RANKS (default 2) tr.rank-row rows.
 # One line per check ("ok   ..." / "FAIL ..."); exit 0 only if all pass,
 # 1 if a check fails or the browser could not load the page, 2 on bad usage.
@@ -222,6 +223,11 @@ for chart in chart-loss chart-valid chart-tps chart-gradnorm; do
         bad "$chart has $n points (want >= 1)"
     fi
 done
+if grep -Eo '<canvas [^>]*id="chart-tps"[^>]*>' "$dom" | grep -q 'data-series="tokens/s,moving average'; then
+    ok "chart-tps draws a moving average beside the raw points"
+else
+    bad "chart-tps has no moving average: $(grep -Eo '<canvas [^>]*id="chart-tps"[^>]*>' "$dom")"
+fi
 if grep -q '<table [^>]*id="ranks"' "$dom"; then
     rows=$(grep -Eo '<tr [^>]*class="([^"]* )?rank-row( [^"]*)?"' "$dom" | wc -l)
     if [ "$rows" -ge "$min_ranks" ]; then

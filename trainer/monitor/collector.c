@@ -70,7 +70,10 @@ static int set_world(run *r, int world)
         free(rs), free(tl);
         return -1;
     }
-    for (int i = 0; i < world; i++) rs[i].last_train_step = rs[i].ph_step = -1;
+    for (int i = 0; i < world; i++) {
+        rs[i].last_train_step = rs[i].ph_step = -1;
+        rs[i].conn[0] = rs[i].conn[1] = -1;
+    }
     free(r->ranks), free(r->tl);
     r->ranks = rs, r->tl = tl;
     r->tl_ranks = tl_ranks, r->tl_n = r->tl_head = 0;
@@ -207,6 +210,44 @@ static void add_train(run *r, rank_state *rk, const wire_msg *m)
 
 int collector_add(collector *c, const char *buf, size_t len, double now, char *why, size_t whylen)
 {
+    return collector_add_from(c, buf, len, now, -1, why, whylen);
+}
+
+/* The connection a rank's message came over. */
+static void note_conn(rank_state *rk, int conn)
+{
+    if (conn < 0) return;
+    rk->gone = 0;
+    if (rk->conn[0] == conn || rk->conn[1] == conn) return;
+    rk->conn[1] = rk->conn[0], rk->conn[0] = conn;
+}
+
+void collector_closed(collector *c, int conn)
+{
+    if (conn < 0) return;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < c->nruns; i++) {
+        run *r = c->runs[i];
+        int changed = 0;
+        for (int k = 0; k < r->world; k++) {
+            rank_state *rk = &r->ranks[k];
+            if (rk->conn[0] != conn && rk->conn[1] != conn) continue;
+            if (rk->conn[0] == conn) rk->conn[0] = rk->conn[1];
+            rk->conn[1] = -1;
+            if (rk->conn[0] < 0 && !rk->done) rk->gone = changed = 1;
+        }
+        if (changed) { /* the page learns at once */
+            c->version++;
+            snprintf(c->last_run, sizeof c->last_run, "%s", r->id);
+            pthread_cond_broadcast(&c->cv);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+int collector_add_from(collector *c, const char *buf, size_t len, double now, int conn, char *why,
+                       size_t whylen)
+{
     char err[200];
     if (!why) why = err, whylen = sizeof err;
     pthread_mutex_lock(&c->mu);
@@ -236,6 +277,7 @@ int collector_add(collector *c, const char *buf, size_t len, double now, char *w
     rank_state *rk = &r->ranks[m->rank];
     rk->last_seen = now > rk->last_seen ? now : rk->last_seen;
     rk->seen = 1;
+    note_conn(rk, conn);
     rk->waiting = m->kind == WIRE_HEARTBEAT && strcmp(m->state, "waiting") == 0;
     if (m->step > rk->step) rk->step = m->step;
     if (now > r->last_seen) r->last_seen = now;
@@ -324,7 +366,7 @@ void collector_wake(collector *c)
 const char *collector_rank_state(const rank_state *rk, double now)
 {
     if (rk->done) return "done";
-    if (!rk->seen) return "lost";
+    if (!rk->seen || rk->gone) return "lost";
     double age = now - rk->last_seen;
     /* a rank blocked in a collective still beats, saying it waits: the
      * silent one is the one the others wait for */

@@ -41,6 +41,17 @@ void collector_free(collector *c);
  * oversized. Returns 0 when it was accepted; else -1 with the reason in
  * why[whylen] (why may be NULL). */
 int collector_add(collector *c, const char *buf, size_t len, double now, char *why, size_t whylen);
+/* collector_add for a message that came over connection `conn` (ZeroMQ's
+ * ZMQ_SRCFD: the socket it came in on; -1: not known). The connections a
+ * rank's messages came over are remembered, so that when all of them close
+ * (collector_closed) before its "end", the rank is lost at once: a killed
+ * trainer (SIGKILL, a crashed node's processes) says nothing. */
+int collector_add_from(collector *c, const char *buf, size_t len, double now, int conn, char *why,
+                       size_t whylen);
+/* Connection `conn` closed (ZMQ_EVENT_DISCONNECTED): the ranks whose every
+ * connection has closed, and who have not ended, are lost from now on
+ * (until they send again). */
+void collector_closed(collector *c, int conn);
 /* Counters: messages accepted, malformed, oversized. */
 void collector_counts(collector *c, long *ok, long *malformed, long *oversized);
 /* Changes so far (for server-sent events); blocks up to timeout_ms for one

@@ -39,6 +39,8 @@ typedef struct rank_state {
     double ph_win[WIRE_PHASES], ph_total[WIRE_PHASES];
     long ph_step;                /* the step its last window ended at; -1: none sent */
     int slow_windows, straggler; /* complete windows in a row it was slow in; a straggler */
+    int conn[2]; /* the connections its messages came over (-1: none); a rank has two */
+    int gone;    /* they all closed before it ended: lost at once */
 } rank_state;
 
 typedef struct event_rec {

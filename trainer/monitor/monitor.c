@@ -72,10 +72,15 @@ typedef struct sse_state {
     monitor *mon;
     long seen;
     int hello;
+    long resume; /* the Last-Event-ID of a reconnecting browser; -1: none */
 } sse_state;
 
 /* Server-sent events: "hello" first, then an "update" per change; a comment
- * every 15 s keeps proxies from closing the stream. Runs in the connection's
+ * every 15 s keeps proxies from closing the stream. Every event carries the
+ * collector's version as its id: a browser that reconnects sends the last
+ * one it saw (Last-Event-ID), and when this monitor is still past it (not
+ * restarted), the stream resumes from there: hello says "resumed" and the
+ * changes it missed follow at once as an update. Runs in the connection's
  * own thread (MHD_USE_THREAD_PER_CONNECTION), so waiting is fine. */
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -86,8 +91,13 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
     int n;
     if (!s->hello) {
         s->hello = 1;
-        s->seen = collector_wait(s->mon->c, -1, 0, run);
-        n = snprintf(buf, max, "retry: 2000\nevent: hello\ndata: {\"version\":%ld}\n\n", s->seen);
+        const long now = collector_wait(s->mon->c, -1, 0, run);
+        const int resumed = s->resume >= 0 && s->resume <= now;
+        s->seen = resumed ? s->resume : now;
+        n = snprintf(
+            buf, max,
+            "retry: 2000\nid: %ld\nevent: hello\ndata: {\"version\":%ld,\"resumed\":%s}\n\n",
+            s->seen, now, resumed ? "true" : "false");
     } else {
         long v = collector_wait(s->mon->c, s->seen, 15000, run);
         if (g_stop) return MHD_CONTENT_READER_END_OF_STREAM;
@@ -95,8 +105,9 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             n = snprintf(buf, max, ": keepalive\n\n");
         } else {
             s->seen = v;
-            n = snprintf(buf, max, "event: update\ndata: {\"run\":\"%s\",\"version\":%ld}\n\n", run,
-                         v);
+            n = snprintf(buf, max,
+                         "id: %ld\nevent: update\ndata: {\"run\":\"%s\",\"version\":%ld}\n\n", v,
+                         run, v);
         }
     }
     return n < 0 || (size_t)n >= max ? MHD_CONTENT_READER_END_WITH_ERROR : n;
@@ -188,6 +199,11 @@ static enum MHD_Result open_stream(monitor *mon, struct MHD_Connection *conn)
         return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
     }
     st->mon = mon;
+    st->resume = -1;
+    const char *last = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
+    char *end = NULL;
+    const long id = last ? strtol(last, &end, 10) : -1;
+    if (last && *last && end && !*end && id >= 0) st->resume = id;
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, sse_read, st, sse_free);
     if (!r) {
@@ -321,27 +337,65 @@ static void *open_listener(void *ctx, const char *listen, const char *prog, cons
     return sock;
 }
 
+/* The PULL socket's closed connections (ZeroMQ's socket monitor): a PAIR
+ * socket that receives its ZMQ_EVENT_DISCONNECTED events, or NULL when
+ * ZeroMQ cannot (then only silence makes a rank lost). */
+static void *watch_connections(void *ctx, void *sock)
+{
+    static const char *const at = "inproc://seqpar-monitor-connections";
+    if (zmq_socket_monitor(sock, at, ZMQ_EVENT_DISCONNECTED) != 0) return NULL;
+    void *events = zmq_socket(ctx, ZMQ_PAIR);
+    int linger = 0;
+    if (events) zmq_setsockopt(events, ZMQ_LINGER, &linger, sizeof linger);
+    if (events && zmq_connect(events, at) == 0) return events;
+    if (events) zmq_close(events);
+    return NULL;
+}
+
+/* Every event waiting: two frames, the event (16 bits) and its value (the
+ * connection's socket, 32 bits), then the endpoint. */
+static void connections_closed(monitor *mon, void *events)
+{
+    zmq_msg_t head, addr;
+    zmq_msg_init(&head), zmq_msg_init(&addr);
+    while (zmq_msg_recv(&head, events, ZMQ_DONTWAIT) >= 0) {
+        uint16_t ev = 0;
+        uint32_t fd = 0;
+        const int whole = zmq_msg_size(&head) >= 6;
+        if (whole) {
+            memcpy(&ev, zmq_msg_data(&head), 2);
+            memcpy(&fd, (const char *)zmq_msg_data(&head) + 2, 4);
+        }
+        if (zmq_msg_more(&head)) zmq_msg_recv(&addr, events, 0);
+        if (whole && ev == ZMQ_EVENT_DISCONNECTED) collector_closed(mon->c, (int)fd);
+    }
+    zmq_msg_close(&head), zmq_msg_close(&addr);
+}
+
 /* Until SIGINT or SIGTERM: every message into the collector, and the
- * accepted ones into the log. */
-static void receive(monitor *mon, void *sock)
+ * accepted ones into the log; closed connections make their ranks lost. */
+static void receive(monitor *mon, void *sock, void *events)
 {
     zmq_msg_t msg;
     zmq_msg_init(&msg);
     char why[200];
     while (!g_stop) {
-        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, 500) <= 0) continue; /* timeout, or EINTR from a signal */
+        zmq_pollitem_t it[2] = {{sock, 0, ZMQ_POLLIN, 0}, {events, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(it, events ? 2 : 1, 500) <= 0) continue; /* timeout, or EINTR */
         while (!g_stop && zmq_msg_recv(&msg, sock, ZMQ_DONTWAIT) >= 0) {
             const char *p = zmq_msg_data(&msg);
             size_t n = zmq_msg_size(&msg);
             const double now = wire_time();
-            if (collector_add(mon->c, p, n, now, why, sizeof why) != 0)
+            if (collector_add_from(mon->c, p, n, now, zmq_msg_get(&msg, ZMQ_SRCFD), why,
+                                   sizeof why) != 0)
                 say(&mon->refused, now, mon->prog, "ignored a message: %s", why);
             else if (mon->log && msglog_append(mon->log, p, n) != 0)
                 say(&mon->unlogged, now, mon->prog,
                     "--log %s: cannot write (%s): a message not logged", mon->log_path,
                     strerror(errno));
         }
+        /* after the messages: a rank's last words come before its close */
+        if (events) connections_closed(mon, events);
     }
     zmq_msg_close(&msg);
 }
@@ -451,7 +505,7 @@ int cmd_monitor(int argc, char **argv)
         fprintf(stderr, "%s: out of memory\n", prog);
         return 1;
     }
-    void *ctx = NULL, *sock = NULL;
+    void *ctx = NULL, *sock = NULL, *events = NULL;
     curve_guard *curve = NULL;
     struct MHD_Daemon *d = NULL;
     int rc = open_log(&mon, log);
@@ -481,7 +535,8 @@ int cmd_monitor(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     say_where(sock, d, listen, http, &addr);
-    receive(&mon, sock);
+    events = watch_connections(ctx, sock);
+    receive(&mon, sock, events);
     collector_wake(mon.c); /* event streams see g_stop and end */
     rc = 0;
 out:
@@ -489,6 +544,7 @@ out:
     long late = 0, made_room = 0;
     if (mon.guard) guard_counts(mon.guard, &late, &made_room);
     guard_free(mon.guard); /* after the server: it reports closes to the guard */
+    if (events) zmq_close(events);
     if (sock) zmq_close(sock);
     const long refused_keys = curve_guard_refused(curve);
     curve_guard_stop(curve);
