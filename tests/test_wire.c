@@ -13,6 +13,7 @@
 
 #include "model.h" /* rng_u64 for the fuzzer */
 #include "collector.h"
+#include "http_addr.h"
 #include "http_guard.h"
 #include "msglog.h"
 #include "wire.h"
@@ -741,6 +742,32 @@ static int closed(const int sv[2])
  * makes room (never one serving a request or a stream; none waiting: the
  * new one is refused), and a request that has not arrived within the
  * deadline closes its connection. */
+/* --http HOST:PORT: IPv4, [IPv6], names through getaddrinfo; bad specs
+ * refused with the reason. */
+static void test_http_addr(void)
+{
+    http_addr a[HTTP_ADDR_MAX];
+    char err[300];
+    CU_ASSERT_EQUAL(http_addr_resolve("127.0.0.1:8080", a, HTTP_ADDR_MAX, err, sizeof err), 1);
+    CU_ASSERT_EQUAL(a[0].family, AF_INET);
+    CU_ASSERT_EQUAL(http_addr_port(&a[0]), 8080);
+    CU_ASSERT_EQUAL(http_addr_resolve("[::1]:0", a, HTTP_ADDR_MAX, err, sizeof err), 1);
+    CU_ASSERT_EQUAL(a[0].family, AF_INET6);
+    CU_ASSERT_EQUAL(http_addr_port(&a[0]), 0);
+    const int n = http_addr_resolve("localhost:65535", a, HTTP_ADDR_MAX, err, sizeof err);
+    CU_ASSERT(n >= 1);
+    for (int i = 0; i < n; i++) CU_ASSERT_EQUAL(http_addr_port(&a[i]), 65535);
+    const char *bad[] = {
+        "8080",       ":8080",        "::1:8080",        "[::1:8080",     "[]:8080",
+        "127.0.0.1:", "127.0.0.1:-1", "127.0.0.1:65536", "127.0.0.1:80x", "nosuch.invalid:80"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = '\0';
+        CU_ASSERT_EQUAL(http_addr_resolve(bad[i], a, HTTP_ADDR_MAX, err, sizeof err), -1);
+        CU_ASSERT(err[0] != '\0');
+    }
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot resolve 'nosuch.invalid'"));
+}
+
 static void test_http_guard(void)
 {
     struct sockaddr_in a = {.sin_family = AF_INET}, b = a;
@@ -790,6 +817,39 @@ static void test_http_guard(void)
     for (int i = 0; i < 5; i++) close(all[i][0]), close(all[i][1]);
 }
 
+/* IPv6 clients (--http [::]:PORT) each have their own limit; an IPv4
+ * client mapped into IPv6 counts as its IPv4 address (they all shared one
+ * key, so one IPv6 client's connections made room among every other's). */
+static void test_http_guard_ipv6(void)
+{
+    struct sockaddr_in6 x = {.sin6_family = AF_INET6}, y = x, m = x;
+    x.sin6_addr.s6_addr[15] = 1, y.sin6_addr.s6_addr[15] = 2;
+    m.sin6_addr.s6_addr[10] = m.sin6_addr.s6_addr[11] = 0xff; /* ::ffff:10.0.0.1 */
+    m.sin6_addr.s6_addr[12] = 10, m.sin6_addr.s6_addr[15] = 1;
+    struct sockaddr_in v4 = {.sin_family = AF_INET};
+    v4.sin_addr.s_addr = htonl(0x0a000001);
+    const struct sockaddr *X = (const struct sockaddr *)&x, *Y = (const struct sockaddr *)&y,
+                          *M = (const struct sockaddr *)&m, *V4 = (const struct sockaddr *)&v4;
+    guard *g = guard_new(1, 10, 5.0); /* 1 an address */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    int sx[2], sy[2], sm[2];
+    pair(sx), pair(sy), pair(sm);
+    CU_ASSERT(guard_admit(g, X));
+    guard_conn *cx = guard_opened(g, sx[0], X, 0);
+    CU_ASSERT(guard_admit(g, Y)); /* another address: X's connection stays */
+    CU_ASSERT(!closed(sx));
+    guard_conn *cy = guard_opened(g, sy[0], Y, 0);
+    CU_ASSERT(guard_admit(g, M));
+    guard_conn *cm = guard_opened(g, sm[0], M, 0);
+    CU_ASSERT(guard_admit(g, V4)); /* 10.0.0.1 is ::ffff:10.0.0.1: at its limit, room made */
+    CU_ASSERT(closed(sm));
+    CU_ASSERT(!closed(sx) && !closed(sy));
+    guard_closed(g, cx), guard_closed(g, cy), guard_closed(g, cm);
+    guard_free(g);
+    const int *all[] = {sx, sy, sm};
+    for (int i = 0; i < 3; i++) close(all[i][0]), close(all[i][1]);
+}
+
 void register_suites(void)
 {
     CU_pSuite s = CU_add_suite("wire", NULL, NULL);
@@ -809,4 +869,7 @@ void register_suites(void)
     CU_add_test(s, "CURVE keys", test_keys);
     CU_add_test(s, "log: a fresh line after a partial one, write errors counted", test_msglog);
     CU_add_test(s, "HTTP guard: room made at the limits, a deadline for requests", test_http_guard);
+    CU_add_test(s, "--http: IPv4, [IPv6], host names, bad specs", test_http_addr);
+    CU_add_test(s, "HTTP guard: IPv6 clients apart, IPv4-mapped ones as IPv4",
+                test_http_guard_ipv6);
 }

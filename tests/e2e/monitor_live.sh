@@ -7,7 +7,8 @@
 #   - server-sent events carry "id:", and a browser reconnecting with
 #     Last-Event-ID resumes: hello says so and the missed changes follow;
 #   - an unknown run (and any unknown /api/ path) is a JSON 404;
-#   - the end event says which loss the summary's is (last epoch or window).
+#   - the end event says which loss the summary's is (last epoch or window);
+#   - --http takes host names (getaddrinfo) and [IPv6] addresses.
 # About 20 s.
 SEQPAR=$1
 . "$(dirname "$0")/lib.sh"
@@ -164,4 +165,18 @@ sys.exit(1 if fails else 0)
 PYEOF
 sed 's/^/     /' "$tmp/sse.out"
 check "server-sent events carry ids and resume ($(grep -c '^ok' "$tmp/sse.out") checks)" test "$rc" = 0
+# --- --http by host name and IPv6 (getaddrinfo): each serves the page
+for spec in localhost:0 '[::1]:0' '[::]:0'; do
+    "$SEQPAR" monitor --listen 'tcp://127.0.0.1:*' --http "$spec" >"$tmp/h.out" 2>&1 &
+    hpid=$!
+    u=$(monitor_url "$tmp/h.out")
+    code=$(curl -sg -o /dev/null -w '%{http_code}' "${u:-http://127.0.0.1:1}/api/runs")
+    check "monitor --http $spec serves: $(head -1 "$tmp/h.out") (HTTP $code)" test "$code" = 200
+    if [ "$spec" = '[::]:0' ]; then # every interface, IPv4 too
+        p=${u##*:}
+        check "... and IPv4 on it (http://127.0.0.1:$p)" curl -sf -o /dev/null "http://127.0.0.1:$p/api/runs"
+    fi
+    kill $hpid 2>/dev/null
+    wait $hpid 2>/dev/null
+done
 finish
