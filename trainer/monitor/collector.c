@@ -116,16 +116,17 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The median of the ranks' compute seconds in the window ending at step,
- * but rank `skip`'s; NaN when no other rank sent it. scratch: world doubles. */
-static double others_median(const run *r, long step, int skip, double *scratch)
+/* The median of sorted a[0..n) without one element equal to x (the
+ * others' median of the rank whose value is x); NaN when none is left. */
+static double median_without(const double *a, int n, double x)
 {
-    int n = 0;
-    for (int i = 0; i < r->world; i++)
-        if (i != skip && r->ranks[i].ph_step == step) scratch[n++] = r->ranks[i].ph_win[0];
-    if (n == 0) return NAN;
-    qsort(scratch, (size_t)n, sizeof *scratch, cmp_double);
-    return n % 2 ? scratch[n / 2] : 0.5 * (scratch[n / 2 - 1] + scratch[n / 2]);
+    int p = 0; /* the element left out */
+    while (p < n - 1 && a[p] < x) p++;
+    const int m = n - 1;
+    if (m <= 0) return NAN;
+#define AT(j) ((j) < p ? a[j] : a[(j) + 1])
+    return m % 2 ? AT(m / 2) : 0.5 * (AT(m / 2 - 1) + AT(m / 2));
+#undef AT
 }
 
 /* Every rank reported the window ending at step: who was slow in it (the
@@ -133,17 +134,22 @@ static double others_median(const run *r, long step, int skip, double *scratch)
 static void window_done(run *r, long step)
 {
     if (!r->has_phases) return;
-    double *scratch = malloc((size_t)r->world * sizeof *scratch);
-    for (int i = 0; scratch && i < r->world; i++) {
+    /* the window's compute seconds, sorted once: O(world log world) */
+    double *sorted = malloc((size_t)r->world * sizeof *sorted);
+    int n = 0;
+    for (int i = 0; sorted && i < r->world; i++)
+        if (r->ranks[i].ph_step == step) sorted[n++] = r->ranks[i].ph_win[0];
+    if (sorted) qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
+    for (int i = 0; sorted && i < r->world; i++) {
         rank_state *rk = &r->ranks[i];
         if (rk->ph_step != step) continue;
-        const double med = others_median(r, step, i, scratch), c = rk->ph_win[0];
+        const double c = rk->ph_win[0], med = median_without(sorted, n, c);
         const int slow = isfinite(med) && c > COLLECTOR_STRAGGLER_RATIO * med &&
                          c - med >= COLLECTOR_STRAGGLER_MIN_S;
         rk->slow_windows = slow ? rk->slow_windows + 1 : 0;
         rk->straggler = rk->slow_windows >= COLLECTOR_STRAGGLER_WINDOWS;
     }
-    free(scratch);
+    free(sorted);
     const int k = r->tl_n < COLLECTOR_TL_WINDOWS ? r->tl_n++ : r->tl_head;
     if (r->tl_n == COLLECTOR_TL_WINDOWS && k == r->tl_head)
         r->tl_head = (r->tl_head + 1) % COLLECTOR_TL_WINDOWS;
