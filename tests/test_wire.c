@@ -436,23 +436,28 @@ static void test_collector_timeline(void)
     CU_ASSERT(!is_straggler(c, 2)); /* the third window reset the count */
     timeline_window(c, 60, slow);
     CU_ASSERT(is_straggler(c, 2));
+    /* a short window (a run's last, of one step): 5 x the median, but by
+     * 0.04 s only: too short to tell, the straggler stays one */
+    const double brief[3] = {0.01, 0.01, 0.05};
+    timeline_window(c, 61, brief);
+    CU_ASSERT(is_straggler(c, 2));
     CU_ASSERT(!is_straggler(c, 0));
     CU_ASSERT(!is_straggler(c, 1));
     char *j = collector_runs_json(c, 200);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"stragglers\":[2]"));
     free(j);
-    /* counters: rank 2 computed 1.0 s in five windows and 0.3 s in one */
+    /* counters: rank 2 computed 1.0 s in five windows, 0.3 s and 0.05 s */
     char *p = collector_metrics(c, 200);
     CU_ASSERT_PTR_NOT_NULL(strstr(p, "# TYPE seqpar_rank_seconds_total counter\n"));
     CU_ASSERT_PTR_NOT_NULL(
-        strstr(p, "seqpar_rank_seconds_total{run=\"t\",rank=\"2\",phase=\"compute\"} 5.300000\n"));
+        strstr(p, "seqpar_rank_seconds_total{run=\"t\",rank=\"2\",phase=\"compute\"} 5.350000\n"));
     CU_ASSERT_PTR_NOT_NULL(
-        strstr(p, "seqpar_rank_seconds_total{run=\"t\",rank=\"0\",phase=\"data\"} 0.060000\n"));
+        strstr(p, "seqpar_rank_seconds_total{run=\"t\",rank=\"0\",phase=\"data\"} 0.070000\n"));
     CU_ASSERT_PTR_NOT_NULL(strstr(p, "seqpar_rank_straggler{run=\"t\",rank=\"2\"} 1\n"));
     free(p);
     /* the timeline keeps the six windows, rank 2's compute last */
     j = collector_run_json(c, "t", 200);
-    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"step\":[10,20,30,40,50,60]"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"step\":[10,20,30,40,50,60,61]"));
     free(j);
     /* a run of trainers without phases: no counters for it */
     char b[1000];

@@ -17,7 +17,7 @@
 # BROWSER_DOM (save the rendered DOM to this file); BROWSER_WIDTHS (window
 # widths, default "1280"): at each the four charts must fill their grid
 # (whole rows of equal cards), with a screenshot each (OUT-WIDTH.png when
-# there are several); BROWSER_STRAGGLER=R: the timeline marks rank R, and no
+# there are several; BROWSER_HEIGHT: their height, default 900); BROWSER_STRAGGLER=R: the timeline marks rank R, and no
 # other, a straggler (div.tl-row and tr.rank-row data-straggler), and
 # #chart-timeline has points.
 #
@@ -175,7 +175,8 @@ LAYOUT = """JSON.stringify([...document.querySelectorAll('.grid.charts > .card')
   const r = e.getBoundingClientRect(); return [Math.round(r.left), Math.round(r.top), Math.round(r.width)]; }))"""
 for w in widths:
     call("Emulation.setDeviceMetricsOverride",
-         {"width": w, "height": 900, "deviceScaleFactor": 1, "mobile": False}, s)
+         {"width": w, "height": int(os.environ.get("BROWSER_HEIGHT", "900")), "deviceScaleFactor": 1,
+          "mobile": False}, s)
     time.sleep(0.8)  # the resize redraws the charts
     boxes = json.loads(evaluate(LAYOUT, s) or "[]")
     cols, rows = len({b[0] for b in boxes}), len({b[1] for b in boxes})

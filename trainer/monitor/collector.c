@@ -144,9 +144,13 @@ static void window_done(run *r, long step)
         rank_state *rk = &r->ranks[i];
         if (rk->ph_step != step) continue;
         const double c = rk->ph_win[0], med = median_without(sorted, n, c);
-        const int slow = isfinite(med) && c > COLLECTOR_STRAGGLER_RATIO * med &&
-                         c - med >= COLLECTOR_STRAGGLER_MIN_S;
-        rk->slow_windows = slow ? rk->slow_windows + 1 : 0;
+        if (!isfinite(med)) continue;
+        /* slow; not slow; or above the ratio by too little to tell (a short
+         * window: the last of a run, one after a resume), which changes nothing */
+        if (c <= COLLECTOR_STRAGGLER_RATIO * med)
+            rk->slow_windows = 0;
+        else if (c - med >= COLLECTOR_STRAGGLER_MIN_S)
+            rk->slow_windows++;
         rk->straggler = rk->slow_windows >= COLLECTOR_STRAGGLER_WINDOWS;
     }
     free(sorted);

@@ -21,8 +21,9 @@
 /* A straggler (DESIGN.md, "Metrics wire"): a rank whose compute seconds in
  * a complete logging window (every rank reported it) are above
  * STRAGGLER_RATIO times the median of the other ranks' in that window, and
- * above it by at least STRAGGLER_MIN_S, in each of the last
- * STRAGGLER_WINDOWS windows. */
+ * above it by at least STRAGGLER_MIN_S, in STRAGGLER_WINDOWS windows in a
+ * row. A window at or below the ratio ends the row; one above the ratio by
+ * less than STRAGGLER_MIN_S (too short to tell) neither counts nor ends it. */
 #define COLLECTOR_STRAGGLER_RATIO   1.5
 #define COLLECTOR_STRAGGLER_MIN_S   0.05
 #define COLLECTOR_STRAGGLER_WINDOWS 3

@@ -47,7 +47,8 @@ static void add_timeline(cJSON *o, const run *r)
     char rule[200];
     snprintf(rule, sizeof rule,
              "compute above %g x the other ranks' median, by %g s or more, in %d complete "
-             "windows in a row",
+             "windows in a row (a window at or below the ratio ends the row; one above it by "
+             "less is too short to tell)",
              COLLECTOR_STRAGGLER_RATIO, COLLECTOR_STRAGGLER_MIN_S, COLLECTOR_STRAGGLER_WINDOWS);
     cJSON_AddStringToObject(t, "straggler_rule", rule);
     cJSON *names = cJSON_AddArrayToObject(t, "phases");
