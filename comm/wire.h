@@ -69,7 +69,9 @@ int wire_keys_read(const char *path, char a[WIRE_KEY_LEN + 1], char b[WIRE_KEY_L
  *
  * Every kind carries v, run, kind, rank, world, step, epoch and time; then
  *   train      loss_sum, tokens (both required, >= 0), grad_norm, lr, tok_per_s,
- *              nan_skips (>= 0)
+ *              nan_skips (>= 0); the window's seconds by phase (each optional, >= 0:
+ *              trainers before them did not send them): compute_s, wait_s, data_s,
+ *              eval_s, checkpoint_s
  *   eval       val_loss, val_ppl, bleu, samples [{src, hyp, ref} …]
  *   event      event (required, not empty), detail
  *   heartbeat  state ("waiting" | "working", optional)
@@ -92,6 +94,10 @@ typedef struct wire_msg {
     /* train */
     double loss_sum, tokens, grad_norm, lr, tok_per_s;
     double nan_skips; /* steps whose update was skipped (--on-nan skip) so far */
+    /* seconds of the logging window by phase (WIRE_PHASES, in wire_phase_names'
+     * order): forward/backward, waiting in the gradient allreduce beyond what
+     * backward hid, reading data, validating, checkpointing */
+    double compute_s, wait_s, data_s, eval_s, checkpoint_s;
     /* eval */
     double val_loss, val_ppl, bleu;
     int nsamples;
@@ -103,6 +109,15 @@ typedef struct wire_msg {
      * "working" (in a long step, validation or checkpoint); "" when not said */
     char state[16];
 } wire_msg;
+
+/* The phases of a rank's time (compute, wait, data, eval, checkpoint), as
+ * /metrics labels them; wire_msg_phases reads a train message's seconds of
+ * them into out[WIRE_PHASES] (NaN: not sent) and wire_msg_set_phases writes
+ * them. */
+#define WIRE_PHASES 5
+extern const char *const wire_phase_names[WIRE_PHASES];
+void wire_msg_phases(const wire_msg *m, double out[WIRE_PHASES]);
+void wire_msg_set_phases(wire_msg *m, const double in[WIRE_PHASES]);
 
 /* Whether s is a valid run id: 1..WIRE_RUN_MAX of [A-Za-z0-9._:-]. */
 int wire_run_id_ok(const char *s);

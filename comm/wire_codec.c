@@ -40,7 +40,9 @@ enum {
      * string's length; a whole number's bounds). Bounds, rule and REQ are
      * for the kinds that carry it. */
     ANY_KIND = 2,
-    OMIT_EMPTY = 4, /* a string left empty is not sent (added after seqpar 0.1's fields) */
+    /* a string left empty, a number left NaN, is not sent (fields added after
+     * seqpar 0.1's: a message without them is byte for byte an older one) */
+    OMIT_EMPTY = 4,
 };
 
 typedef struct field {
@@ -81,6 +83,11 @@ static const field fields[] = {
     FIELD(lr,        NUMBER,  TRAIN, ANY_KIND,       -INFINITY,  INFINITY,           NULL),
     FIELD(tok_per_s, NUMBER,  TRAIN, ANY_KIND,       -INFINITY,  INFINITY,           NULL),
     FIELD(nan_skips, NUMBER,  TRAIN, ANY_KIND,       0,          INFINITY,           NULL),
+    FIELD(compute_s, NUMBER,  TRAIN, OMIT_EMPTY,     0,          INFINITY,           NULL),
+    FIELD(wait_s,    NUMBER,  TRAIN, OMIT_EMPTY,     0,          INFINITY,           NULL),
+    FIELD(data_s,    NUMBER,  TRAIN, OMIT_EMPTY,     0,          INFINITY,           NULL),
+    FIELD(eval_s,    NUMBER,  TRAIN, OMIT_EMPTY,     0,          INFINITY,           NULL),
+    FIELD(checkpoint_s, NUMBER, TRAIN, OMIT_EMPTY,   0,          INFINITY,           NULL),
     FIELD(val_loss,  NUMBER,  EVAL,  ANY_KIND,       -INFINITY,  INFINITY,           NULL),
     FIELD(val_ppl,   NUMBER,  EVAL,  ANY_KIND,       -INFINITY,  INFINITY,           NULL),
     FIELD(bleu,      NUMBER,  EVAL,  ANY_KIND,       -INFINITY,  INFINITY,           NULL),
@@ -106,6 +113,20 @@ static const struct {
                      {"hyp", offsetof(wire_sample, hyp)},
                      {"ref", offsetof(wire_sample, ref)}};
 #define NSAMPLE_FIELDS (sizeof sample_fields / sizeof *sample_fields)
+
+const char *const wire_phase_names[WIRE_PHASES] = {"compute", "wait", "data", "eval", "checkpoint"};
+
+void wire_msg_phases(const wire_msg *m, double out[WIRE_PHASES])
+{
+    out[0] = m->compute_s, out[1] = m->wait_s, out[2] = m->data_s, out[3] = m->eval_s;
+    out[4] = m->checkpoint_s;
+}
+
+void wire_msg_set_phases(wire_msg *m, const double in[WIRE_PHASES])
+{
+    m->compute_s = in[0], m->wait_s = in[1], m->data_s = in[2], m->eval_s = in[3];
+    m->checkpoint_s = in[4];
+}
 
 /* ---------------------------------------------------------------- rules */
 
@@ -370,6 +391,7 @@ static int write_field(cJSON *o, const field *f, const wire_msg *m)
     case NUMBER: {
         double v;
         memcpy(&v, src, sizeof v);
+        if ((f->flags & OMIT_EMPTY) && isnan(v)) return 0;
         /* not sent (NaN): null */
         return (isfinite(v) ? add_exact_number(o, f->name, v) : cJSON_AddNullToObject(o, f->name))
                    ? 0

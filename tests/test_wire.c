@@ -13,6 +13,7 @@
 
 #include "model.h" /* rng_u64 for the fuzzer */
 #include "collector.h"
+#include "http_addr.h"
 #include "http_guard.h"
 #include "msglog.h"
 #include "wire.h"
@@ -390,6 +391,110 @@ static void test_collector_stopped(void)
     collector_free(c);
 }
 
+/* The timeline (issue 23): a train message's seconds by phase round-trip,
+ * are summed per rank into /metrics counters, and a rank computing well
+ * above the others' median for COLLECTOR_STRAGGLER_WINDOWS complete windows
+ * in a row is a straggler; a window within the rule resets it. */
+static void timeline_window(collector *c, long step, const double *compute)
+{
+    char b[1000], extra[300];
+    for (int r = 0; r < 3; r++) {
+        snprintf(extra, sizeof extra,
+                 "\"loss_sum\":1,\"tokens\":1,\"compute_s\":%g,\"wait_s\":%g,\"data_s\":0.01,"
+                 "\"eval_s\":0,\"checkpoint_s\":null",
+                 compute[r], 1.0 - compute[r]);
+        CU_ASSERT_EQUAL(add(c, msg(b, sizeof b, "t", "train", r, 3, step, extra), 100 + step), 0);
+    }
+}
+
+static int is_straggler(collector *c, int rank)
+{
+    char *j = collector_run_json(c, "t", 200), key[64];
+    snprintf(key, sizeof key, "{\"rank\":%d,", rank);
+    const char *at = j ? strstr(j, key) : NULL;
+    const char *st = at ? strstr(at, "\"straggler\":true") : NULL;
+    /* within this rank's object: before the next rank's */
+    const char *next = at ? strstr(at + 1, "{\"rank\":") : NULL;
+    const int yes = st && (!next || st < next);
+    free(j);
+    return yes;
+}
+
+static void test_collector_timeline(void)
+{
+    static wire_msg m, back;
+    /* phases round-trip; a message without them is an older trainer's */
+    wire_msg_init(&m, WIRE_TRAIN);
+    snprintf(m.run, sizeof m.run, "t");
+    m.world = 1, m.loss_sum = 1, m.tokens = 1, m.time = 5;
+    const double ph[WIRE_PHASES] = {1.5, 0.25, 0.125, 0, 2};
+    wire_msg_set_phases(&m, ph);
+    char *s = wire_encode(&m);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_PTR_NOT_NULL(strstr(s, "\"compute_s\":1.5,\"wait_s\":0.25,\"data_s\":0.125,"
+                                     "\"eval_s\":0,\"checkpoint_s\":2"));
+    char err[200];
+    CU_ASSERT_EQUAL(wire_parse(s, strlen(s), &back, err, sizeof err), 0);
+    double got[WIRE_PHASES];
+    wire_msg_phases(&back, got);
+    CU_ASSERT(memcmp(got, ph, sizeof ph) == 0);
+    free(s);
+    CU_ASSERT_NOT_EQUAL(parse("{" HEAD ",\"kind\":\"train\",\"rank\":0,\"step\":1,\"loss_sum\":1,"
+                              "\"tokens\":1,\"wait_s\":-0.5}",
+                              &m),
+                        0);
+    CU_ASSERT_NOT_EQUAL(parse("{" HEAD ",\"kind\":\"train\",\"rank\":0,\"step\":1,\"loss_sum\":1,"
+                              "\"tokens\":1,\"compute_s\":\"1\"}",
+                              &m),
+                        0);
+
+    collector *c = collector_new();
+    CU_ASSERT_FATAL(c != NULL);
+    /* rank 2 slow for two windows, then a window within the rule (1.4 x the
+     * median), then three slow windows; rank 0 slower than 1 by 0.04 s only */
+    const double slow[3] = {0.24, 0.2, 1.0}, near[3] = {0.24, 0.2, 0.3};
+    timeline_window(c, 10, slow);
+    timeline_window(c, 20, slow);
+    CU_ASSERT(!is_straggler(c, 2)); /* two windows: not yet */
+    timeline_window(c, 30, near);
+    timeline_window(c, 40, slow);
+    timeline_window(c, 50, slow);
+    CU_ASSERT(!is_straggler(c, 2)); /* the third window reset the count */
+    timeline_window(c, 60, slow);
+    CU_ASSERT(is_straggler(c, 2));
+    /* a short window (a run's last, of one step): 5 x the median, but by
+     * 0.04 s only: too short to tell, the straggler stays one */
+    const double brief[3] = {0.01, 0.01, 0.05};
+    timeline_window(c, 61, brief);
+    CU_ASSERT(is_straggler(c, 2));
+    CU_ASSERT(!is_straggler(c, 0));
+    CU_ASSERT(!is_straggler(c, 1));
+    char *j = collector_runs_json(c, 200);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"stragglers\":[2]"));
+    free(j);
+    /* counters: rank 2 computed 1.0 s in five windows, 0.3 s and 0.05 s */
+    char *p = collector_metrics(c, 200);
+    CU_ASSERT_PTR_NOT_NULL(strstr(p, "# TYPE seqpar_rank_seconds_total counter\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(p, "seqpar_rank_seconds_total{run=\"t\",rank=\"2\",phase=\"compute\"} 5.350000\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(p, "seqpar_rank_seconds_total{run=\"t\",rank=\"0\",phase=\"data\"} 0.070000\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(p, "seqpar_rank_straggler{run=\"t\",rank=\"2\"} 1\n"));
+    free(p);
+    /* the timeline keeps the six windows, rank 2's compute last */
+    j = collector_run_json(c, "t", 200);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"step\":[10,20,30,40,50,60,61]"));
+    free(j);
+    /* a run of trainers without phases: no counters for it */
+    char b[1000];
+    add(c, msg(b, sizeof b, "old", "train", 0, 1, 10, "\"loss_sum\":1,\"tokens\":1"), 300);
+    p = collector_metrics(c, 300);
+    CU_ASSERT_PTR_NULL(strstr(p, "seqpar_rank_seconds_total{run=\"old\""));
+    CU_ASSERT_PTR_NULL(strstr(p, "seqpar_rank_straggler{run=\"old\""));
+    free(p);
+    collector_free(c);
+}
+
 static void test_collector(void)
 {
     collector *c = collector_new();
@@ -437,7 +542,7 @@ static void test_collector(void)
     j = collector_run_json(c, "r1", 150);
     CU_ASSERT_PTR_NOT_NULL_FATAL(j);
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "{\"rank\":1,\"step\":10,\"tok_per_s\":300,\"last_seen\":101,"
-                                     "\"state\":\"late\"}"));
+                                     "\"state\":\"late\",\"straggler\":false,\"slow_windows\":0}"));
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"bleu\":[12.5]"));
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"samples\":[{\"src\":\"go .\",\"hyp\":\"va !\""));
     free(j);
@@ -668,6 +773,32 @@ static int closed(const int sv[2])
  * makes room (never one serving a request or a stream; none waiting: the
  * new one is refused), and a request that has not arrived within the
  * deadline closes its connection. */
+/* --http HOST:PORT: IPv4, [IPv6], names through getaddrinfo; bad specs
+ * refused with the reason. */
+static void test_http_addr(void)
+{
+    http_addr a[HTTP_ADDR_MAX];
+    char err[300];
+    CU_ASSERT_EQUAL(http_addr_resolve("127.0.0.1:8080", a, HTTP_ADDR_MAX, err, sizeof err), 1);
+    CU_ASSERT_EQUAL(a[0].family, AF_INET);
+    CU_ASSERT_EQUAL(http_addr_port(&a[0]), 8080);
+    CU_ASSERT_EQUAL(http_addr_resolve("[::1]:0", a, HTTP_ADDR_MAX, err, sizeof err), 1);
+    CU_ASSERT_EQUAL(a[0].family, AF_INET6);
+    CU_ASSERT_EQUAL(http_addr_port(&a[0]), 0);
+    const int n = http_addr_resolve("localhost:65535", a, HTTP_ADDR_MAX, err, sizeof err);
+    CU_ASSERT(n >= 1);
+    for (int i = 0; i < n; i++) CU_ASSERT_EQUAL(http_addr_port(&a[i]), 65535);
+    const char *bad[] = {
+        "8080",       ":8080",        "::1:8080",        "[::1:8080",     "[]:8080",
+        "127.0.0.1:", "127.0.0.1:-1", "127.0.0.1:65536", "127.0.0.1:80x", "nosuch.invalid:80"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = '\0';
+        CU_ASSERT_EQUAL(http_addr_resolve(bad[i], a, HTTP_ADDR_MAX, err, sizeof err), -1);
+        CU_ASSERT(err[0] != '\0');
+    }
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cannot resolve 'nosuch.invalid'"));
+}
+
 static void test_http_guard(void)
 {
     struct sockaddr_in a = {.sin_family = AF_INET}, b = a;
@@ -717,6 +848,39 @@ static void test_http_guard(void)
     for (int i = 0; i < 5; i++) close(all[i][0]), close(all[i][1]);
 }
 
+/* IPv6 clients (--http [::]:PORT) each have their own limit; an IPv4
+ * client mapped into IPv6 counts as its IPv4 address (they all shared one
+ * key, so one IPv6 client's connections made room among every other's). */
+static void test_http_guard_ipv6(void)
+{
+    struct sockaddr_in6 x = {.sin6_family = AF_INET6}, y = x, m = x;
+    x.sin6_addr.s6_addr[15] = 1, y.sin6_addr.s6_addr[15] = 2;
+    m.sin6_addr.s6_addr[10] = m.sin6_addr.s6_addr[11] = 0xff; /* ::ffff:10.0.0.1 */
+    m.sin6_addr.s6_addr[12] = 10, m.sin6_addr.s6_addr[15] = 1;
+    struct sockaddr_in v4 = {.sin_family = AF_INET};
+    v4.sin_addr.s_addr = htonl(0x0a000001);
+    const struct sockaddr *X = (const struct sockaddr *)&x, *Y = (const struct sockaddr *)&y,
+                          *M = (const struct sockaddr *)&m, *V4 = (const struct sockaddr *)&v4;
+    guard *g = guard_new(1, 10, 5.0); /* 1 an address */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    int sx[2], sy[2], sm[2];
+    pair(sx), pair(sy), pair(sm);
+    CU_ASSERT(guard_admit(g, X));
+    guard_conn *cx = guard_opened(g, sx[0], X, 0);
+    CU_ASSERT(guard_admit(g, Y)); /* another address: X's connection stays */
+    CU_ASSERT(!closed(sx));
+    guard_conn *cy = guard_opened(g, sy[0], Y, 0);
+    CU_ASSERT(guard_admit(g, M));
+    guard_conn *cm = guard_opened(g, sm[0], M, 0);
+    CU_ASSERT(guard_admit(g, V4)); /* 10.0.0.1 is ::ffff:10.0.0.1: at its limit, room made */
+    CU_ASSERT(closed(sm));
+    CU_ASSERT(!closed(sx) && !closed(sy));
+    guard_closed(g, cx), guard_closed(g, cy), guard_closed(g, cm);
+    guard_free(g);
+    const int *all[] = {sx, sy, sm};
+    for (int i = 0; i < 3; i++) close(all[i][0]), close(all[i][1]);
+}
+
 void register_suites(void)
 {
     CU_pSuite s = CU_add_suite("wire", NULL, NULL);
@@ -732,8 +896,12 @@ void register_suites(void)
     CU_add_test(s, "collector: restored messages keep their times", test_restore_times);
     CU_add_test(s, "collector: a stopped run, skipped updates", test_collector_stopped);
     CU_add_test(s, "collector: the learning rate", test_collector_lr);
+    CU_add_test(s, "collector: seconds by phase, stragglers", test_collector_timeline);
     CU_add_test(s, "endpoints: TCP ports in range", test_endpoints);
     CU_add_test(s, "CURVE keys", test_keys);
     CU_add_test(s, "log: a fresh line after a partial one, write errors counted", test_msglog);
     CU_add_test(s, "HTTP guard: room made at the limits, a deadline for requests", test_http_guard);
+    CU_add_test(s, "--http: IPv4, [IPv6], host names, bad specs", test_http_addr);
+    CU_add_test(s, "HTTP guard: IPv6 clients apart, IPv4-mapped ones as IPv4",
+                test_http_guard_ipv6);
 }

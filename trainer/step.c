@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "comm.h"
@@ -32,6 +33,7 @@ typedef struct worker {
     batch_rows rows;         /* its batch */
     float *st_h, *st_c;      /* LM sequential, several workers: its rows' carried state */
     double loss_sum, fp, fe; /* the step's loss sum and matmul work */
+    double data_s;           /* seconds taking and filling its rows, this step */
     long ntok;
     int rc;
     size_t lo, hi; /* its range of the parameter buffer (sums, norms, updates) */
@@ -69,7 +71,18 @@ struct step_engine {
     long fault_step;
     int nan_rank; /* SEQPAR_FAULT_NAN=RANK:STEP */
     long nan_step;
+    int slow_rank; /* SEQPAR_TEST_SLOW_RANK=RANK:MS: that rank computes MS longer a step */
+    struct timespec slow;
+    /* seconds of this rank's steps so far, by phase (step_seconds) */
+    double secs[STEP_PHASES];
 };
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 /* Copies n rows of a carried state between a (L, n, H) buffer and rows
  * [off, off + n) of a (L, big, H) one, into the big one when `to_big`. */
@@ -95,9 +108,11 @@ static void on_grad_ready(void *ctx, int first, int end);
  * step's batch (part 0 of 1 without --accum). */
 static void work_part(step_engine *e, worker *k, int part)
 {
+    const double t0 = now_s();
     data_sampler_slice_part(k->smp, e->pos->epoch, e->pos->batch_in_epoch, part, e->cfg->accum,
                             &k->slice);
     const int B = train_data_fill(e->data, &k->slice, e->cfg->steps, &k->rows);
+    k->data_s += now_s() - t0; /* summed over --accum's parts */
     /* an LM's carried state: the rank's buffer, or with several workers a
      * copy of this worker's rows (a contiguous run of the rank's) */
     float *sh = e->carry_state ? e->state_h : NULL, *sc = e->carry_state ? e->state_c : NULL;
@@ -216,7 +231,11 @@ static int exact_step(step_engine *e, const train_pos *pos, int stop, step_resul
     return update(e, x.loss_sum, x.tokens, 1, res);
 }
 
-int step_run(step_engine *e, const train_pos *pos, int stop, step_result *res)
+/* The step (step_run without its timing); *wait_s: seconds in the
+ * reducer's finish, the allreduce that backward did not hide (with
+ * --deterministic, its exact sums' collectives). */
+static int run_step(step_engine *e, const train_pos *pos, int stop, step_result *res,
+                    double *wait_s)
 {
     param_table *pt = model_params(e->m);
     e->pos = pos;
@@ -227,7 +246,12 @@ int step_run(step_engine *e, const train_pos *pos, int stop, step_result *res)
         /* backward adds into the gradient: the NaN stays, whatever the batch */
         model_params(e->wk[0].m)->grad[pt->t[0].offset] = NAN;
     }
-    if (e->ex) return exact_step(e, pos, stop, res);
+    if (e->ex) {
+        const double c0 = step_exact_comm_seconds(e->ex);
+        const int rc = exact_step(e, pos, stop, res);
+        *wait_s = step_exact_comm_seconds(e->ex) - c0;
+        return rc;
+    }
     comm_reducer_begin(e->red);
     comm_pool_run(e->pool, work_step, e);
     double loss_sum = 0.0;
@@ -247,7 +271,10 @@ int step_run(step_engine *e, const train_pos *pos, int stop, step_result *res)
     tail[TAIL_LOSS] = tail_loss;
     tail[TAIL_TOKENS] = tail_tok;
     tail[TAIL_STOP] = stop ? 1.0f : 0.0f;
-    if (comm_reducer_finish(e->red) != COMM_OK || e->comm_failed) return STEP_ECOMM;
+    const double t_wait = now_s();
+    const int reduced = comm_reducer_finish(e->red);
+    *wait_s = now_s() - t_wait;
+    if (reduced != COMM_OK || e->comm_failed) return STEP_ECOMM;
     const double gl = tail[TAIL_LOSS], gt = tail[TAIL_TOKENS];
     *res = (step_result){.loss_sum = gl,
                          .tokens = gt,
@@ -284,6 +311,23 @@ static int update(step_engine *e, double gl, double gt, int chunks, step_result 
     }
     res->grad_norm = e->grad_norm;
     return STEP_OK;
+}
+
+/* The step, timed: waiting in the allreduce, reading data (the workers'
+ * mean: they read side by side), and the rest is compute. */
+int step_run(step_engine *e, const train_pos *pos, int stop, step_result *res)
+{
+    const double t0 = now_s();
+    if (e->rank == e->slow_rank) nanosleep(&e->slow, NULL); /* test-only: a slow rank */
+    double wait = 0.0, data = 0.0;
+    for (int w = 0; w < e->nworkers; w++) e->wk[w].data_s = 0.0;
+    const int rc = run_step(e, pos, stop, res, &wait);
+    for (int w = 0; w < e->nworkers; w++) data += e->wk[w].data_s / e->nworkers;
+    const double all = now_s() - t0;
+    e->secs[STEP_WAIT] += wait;
+    e->secs[STEP_DATA] += data;
+    e->secs[STEP_COMPUTE] += all - wait - data > 0 ? all - wait - data : 0.0;
+    return rc;
 }
 
 /* ------------------------------------------------------------- set-up */
@@ -385,7 +429,7 @@ int step_create(step_engine **out, const train_config *c, const train_data *d, m
         return -1;
     }
     e->cfg = c, e->data = d, e->m = m, e->rank = rank, e->world = world;
-    e->fault_rank = e->nan_rank = -1;
+    e->fault_rank = e->nan_rank = e->slow_rank = -1;
     int bm = (c->batch + world - 1) / world;
     const int L = c->layers, H = c->hidden;
     e->carry_state = d->lm && d->sampler.kind == DATA_SAMPLER_SEQUENTIAL;
@@ -463,6 +507,14 @@ void step_set_lr(step_engine *e, double lr)
 
 int step_fault_from_env(step_engine *e, char *err, size_t n)
 {
+    const char *slow = getenv("SEQPAR_TEST_SLOW_RANK");
+    int ms = 0;
+    if (slow && *slow &&
+        (sscanf(slow, "%d:%d", &e->slow_rank, &ms) != 2 || ms < 0 || ms > 100000)) {
+        snprintf(err, n, "SEQPAR_TEST_SLOW_RANK: expected RANK:MS (MS 0..100000); got '%s'", slow);
+        return -1;
+    }
+    e->slow = (struct timespec){ms / 1000, (long)(ms % 1000) * 1000000L};
     const char *nan = getenv("SEQPAR_FAULT_NAN");
     if (nan && *nan && sscanf(nan, "%d:%ld", &e->nan_rank, &e->nan_step) != 2) {
         snprintf(err, n, "SEQPAR_FAULT_NAN: expected RANK:STEP; got '%s'", nan);
@@ -542,6 +594,11 @@ float *step_global_state(step_engine *e, int c)
 void step_work(const step_engine *e, double flops[2])
 {
     flops[0] = e->flops[0], flops[1] = e->flops[1];
+}
+
+void step_seconds(const step_engine *e, double s[STEP_PHASES])
+{
+    for (int i = 0; i < STEP_PHASES; i++) s[i] = e->secs[i];
 }
 
 double step_comm_seconds(const step_engine *e)

@@ -64,7 +64,9 @@ optimizer *step_optimizer(step_engine *e);
 /* The rate of the next update (the schedule's, schedule.h). */
 void step_set_lr(step_engine *e, double lr);
 
-/* Test-only faults: SEQPAR_FAULT_PERTURB=RANK:STEP:TENSOR, that rank nudges
+/* Test-only faults: SEQPAR_TEST_SLOW_RANK=RANK:MS, that rank sleeps MS
+ * milliseconds in every step (counted as compute: a straggler for the
+ * monitor's timeline); SEQPAR_FAULT_PERTURB=RANK:STEP:TENSOR, that rank nudges
  * that tensor after that step, so the replica check has something to find;
  * SEQPAR_FAULT_NAN=RANK:STEP, that rank's gradient holds a NaN at that step
  * (its loss stays finite). 0, or -1 with the line in err when a variable is
@@ -89,6 +91,11 @@ float *step_global_state(step_engine *e, int c);
 
 /* Matmul work of this rank's steps so far: padded, executed (FLOP). */
 void step_work(const step_engine *e, double flops[2]);
+/* Seconds of this rank's steps so far by phase: forward and backward (and
+ * the norm, clipping and update), waiting in the allreduce's finish (what
+ * backward did not hide), taking and filling the batch. */
+enum { STEP_COMPUTE, STEP_WAIT, STEP_DATA, STEP_PHASES };
+void step_seconds(const step_engine *e, double s[STEP_PHASES]);
 /* Seconds in the reducer's calls, and its bucket count. */
 double step_comm_seconds(const step_engine *e);
 int step_buckets(const step_engine *e);

@@ -18,8 +18,10 @@ struct telemetry {
     char run_id[WIRE_RUN_MAX + 1];
     int rank, world;
     const train_pos *pos;
-    _Atomic double last_beat; /* when this rank last sent anything */
-    wire_msg msg;             /* the message being written */
+    _Atomic double last_beat;   /* when this rank last sent anything */
+    wire_msg msg;               /* the message being written */
+    double phases[WIRE_PHASES]; /* for the next train message (NaN: none) */
+    int have_phases;
     /* the beating thread: while the loop is busy (blocked in a collective, a
      * long step) it says so every 2 s, on a connection of its own */
     wire_pub *beat_pub;
@@ -158,7 +160,16 @@ void telemetry_train(telemetry *t, double loss_sum, double tokens, double grad_n
     m->loss_sum = loss_sum, m->tokens = tokens, m->grad_norm = grad_norm, m->lr = lr;
     m->tok_per_s = window_s > 0 ? tokens / window_s : NAN;
     m->nan_skips = (double)nan_skips;
+    if (t->have_phases) wire_msg_set_phases(m, t->phases);
+    t->have_phases = 0;
     msg_send(t, 1);
+}
+
+void telemetry_phases(telemetry *t, const double s[WIRE_PHASES])
+{
+    if (!t) return;
+    memcpy(t->phases, s, sizeof t->phases);
+    t->have_phases = 1;
 }
 
 void telemetry_eval(telemetry *t, double val_loss, double val_ppl, double bleu,

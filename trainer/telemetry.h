@@ -24,6 +24,9 @@ void telemetry_event(telemetry *t, const char *event, const char *fmt, ...)
  * sums loss and tokens over ranks, so its loss is the global one printed. */
 void telemetry_train(telemetry *t, double loss_sum, double tokens, double grad_norm, double lr,
                      double window_s, long nan_skips);
+/* This rank's seconds by phase (wire_phase_names) over the logging window,
+ * sent with the next telemetry_train. */
+void telemetry_phases(telemetry *t, const double s[WIRE_PHASES]);
 /* Rank 0's validation figures and sample translations. */
 void telemetry_eval(telemetry *t, double val_loss, double val_ppl, double bleu,
                     const wire_sample *samples, int nsamples);

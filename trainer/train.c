@@ -26,6 +26,7 @@
 #include "schedule.h"
 #include "step.h"
 #include "stop_signal.h"
+#include "timeline.h"
 #include "train_data.h"
 #include "trainer.h"
 #include "validate.h"
@@ -58,6 +59,7 @@ typedef struct loop_stats {
     int failed;              /* ... the loss or gradient was not finite (exit 1) */
     long nan_skips, nan_run; /* steps skipped (--on-nan skip): in all, in a row */
     long start_step;         /* the step this process started from */
+    timeline tl;             /* where this rank's time goes */
 } loop_stats;
 
 /* ------------------------------------------------------------- set-up */
@@ -253,6 +255,9 @@ static void log_window(trainer *t, loop_stats *s)
     progress_window_line("step %ld/%ld epoch %ld loss %.4f ppl %.3f tok/s %.0f ETA %s lr %.4g%s\n",
                          t->pos.step, t->total_steps, t->pos.epoch + 1, s->last_win_loss,
                          exp(s->last_win_loss), tps, eta, s->lr, skips);
+    double phases[PHASES];
+    timeline_window(&s->tl, phases);
+    telemetry_phases(t->r.tel, phases);
     telemetry_train(t->r.tel, s->wl_loss, s->wl_tok, s->grad_norm, s->lr, now - s->t_win,
                     s->nan_skips);
     s->wl_loss = s->wl_tok = 0;
@@ -337,13 +342,18 @@ static int train_step(trainer *t, loop_stats *s, long nb)
     t->pos.batch_in_epoch++;
     s->signalled = res.stop;
     if (c->eval_every > 0 && t->pos.step % c->eval_every == 0) {
+        const double t0 = comm_time();
         const int v = validator_round(t->val, &t->dir, "step", t->pos.step);
+        timeline_add(&s->tl, PHASE_EVAL, t0);
         if (v == VALID_STOP_SIGNAL) s->signalled = 1;
         if (v != VALID_GO_ON) return 1;
     }
     if (c->checkpoint_every > 0 && t->pos.step % c->checkpoint_every == 0 &&
-        t->pos.batch_in_epoch < nb)
+        t->pos.batch_in_epoch < nb) {
+        const double t0 = comm_time();
         rundir_checkpoint_or_stop(&t->dir);
+        timeline_add(&s->tl, PHASE_CHECKPOINT, t0);
+    }
     return s->signalled;
 }
 
@@ -353,6 +363,7 @@ static void train_loop(trainer *t, loop_stats *s)
     s->t_start = s->t_win = comm_time();
     s->last_win_loss = s->last_ep_loss = NAN;
     s->start_step = t->pos.step;
+    timeline_start(&s->tl, t->eng);
     stop_signal_fault_start(s->start_step);
     while (t->pos.epoch < c->epochs && !s->stopped) {
         const long nb = data_sampler_batches(&t->data.sampler, t->pos.epoch);
@@ -373,12 +384,17 @@ static void train_loop(trainer *t, loop_stats *s)
          * same parameters (which would count against the patience twice);
          * the position is already the next epoch's, so best.h5 resumes there */
         if (t->data.have_valid && validator_last_step(t->val) != t->pos.step) {
+            const double t0 = comm_time();
             const int v = validator_round(t->val, &t->dir, "epoch", t->pos.epoch);
+            timeline_add(&s->tl, PHASE_EVAL, t0);
             s->signalled = v == VALID_STOP_SIGNAL;
             if (v != VALID_GO_ON) break; /* at an epoch's end: nothing left mid-epoch */
         }
-        if (c->checkpoint_every > 0 && t->pos.step % c->checkpoint_every == 0)
+        if (c->checkpoint_every > 0 && t->pos.step % c->checkpoint_every == 0) {
+            const double t0 = comm_time();
             rundir_checkpoint_or_stop(&t->dir);
+            timeline_add(&s->tl, PHASE_CHECKPOINT, t0);
+        }
     }
 }
 
@@ -447,17 +463,20 @@ static int finish(trainer *t, loop_stats *s)
         t->figs.last_loss = s->last_win_loss = s->win_loss / s->win_tok;
     report_work(t, s, elapsed);
     int ckpt_ok = 1;
+    const double t_ckpt = comm_time();
     if (t->pos.step > s->start_step)
         ckpt_ok =
             rundir_checkpoint(&t->dir, "the steps since the last checkpoint are not saved") == 0;
+    timeline_add(&s->tl, PHASE_CHECKPOINT, t_ckpt);
+    if (t->pos.step > s->start_step)
+        timeline_report(&s->tl, t->r.rank, t->r.world);
     else
         comm_printf0("nothing to train: step %ld already reaches --epochs %ld / --max-steps %ld\n",
                      t->pos.step, c->epochs, c->max_steps);
     /* the summary's loss: the last epoch when this run ended on an epoch it
      * ran whole, else the last logging window (DESIGN.md, command line) */
-    const double final_loss = !s->stopped && s->ep_whole && isfinite(s->last_ep_loss)
-                                  ? s->last_ep_loss
-                                  : s->last_win_loss;
+    const int loss_of_epoch = !s->stopped && s->ep_whole && isfinite(s->last_ep_loss);
+    const double final_loss = loss_of_epoch ? s->last_ep_loss : s->last_win_loss;
     const double tps = elapsed > 0 ? s->run_tok / elapsed : 0.0;
     /* epoch: the (1-based) epoch the last step belonged to */
     const long last_epoch =
@@ -475,8 +494,10 @@ static int finish(trainer *t, loop_stats *s)
     comm_printf0("done step=%ld epoch=%ld loss=%.4f ppl=%.4f tokens_per_s=%.0f%s\n", t->pos.step,
                  last_epoch, final_loss, exp(final_loss), tps, skips);
     telemetry_event(t->r.tel, s->signalled ? "stopped" : "end",
-                    "done step=%ld epoch=%ld loss=%.4f ppl=%.4f tokens_per_s=%.0f%s%s%s",
+                    "done step=%ld epoch=%ld loss=%.4f ppl=%.4f tokens_per_s=%.0f%s; loss of the "
+                    "last %s%s%s",
                     t->pos.step, last_epoch, final_loss, exp(final_loss), tps, skips,
+                    loss_of_epoch ? "epoch" : "logging window",
                     s->signalled ? "; stopped by a signal, resumable" : "",
                     ckpt_ok ? "" : "; the last checkpoint failed");
     if (telemetry_dropped(t->r.tel) > 0)

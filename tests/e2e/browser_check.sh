@@ -9,11 +9,17 @@
 # then saves the DOM and a screenshot to OUT.png, and checks on that DOM that
 #   - canvas #chart-loss, #chart-tps, #chart-gradnorm, #chart-valid each have
 #     data-points >= 1,
+#   - #chart-tps draws a moving average beside its points (data-series),
 #   - table #ranks has at least MIN_RANKS (default 2) tr.rank-row rows.
 # One line per check ("ok   ..." / "FAIL ..."); exit 0 only if all pass,
 # 1 if a check fails or the browser could not load the page, 2 on bad usage.
 # Environment: CHROMIUM (default chromium), BROWSER_WAIT (seconds, default 15),
-# BROWSER_DOM (save the rendered DOM to this file).
+# BROWSER_DOM (save the rendered DOM to this file); BROWSER_WIDTHS (window
+# widths, default "1280"): at each the four charts must fill their grid
+# (whole rows of equal cards), with a screenshot each (OUT-WIDTH.png when
+# there are several; BROWSER_HEIGHT: their height, default 900); BROWSER_STRAGGLER=R: the timeline marks rank R, and no
+# other, a straggler (div.tl-row and tr.rank-row data-straggler), and
+# #chart-timeline has points.
 #
 # Why not `chromium --dump-dom --virtual-time-budget`: virtual time waits for
 # pending network requests, and the page's EventSource('/events') never ends,
@@ -40,8 +46,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/seqpar-browser.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 # --- drive the browser: DOM to $work/dom.html, screenshot to $out
-CHROMIUM=$CHROMIUM BROWSER_WAIT=${BROWSER_WAIT:-15} timeout 90 python3 - "$url" "$work/dom.html" "$out" \
-    "$work/profile" 2>"$work/driver.err" <<'PY'
+CHROMIUM=$CHROMIUM BROWSER_WAIT=${BROWSER_WAIT:-15} BROWSER_WIDTHS=${BROWSER_WIDTHS:-1280} \
+    timeout 90 python3 - "$url" "$work/dom.html" "$out" \
+    "$work/profile" >"$work/driver.out" 2>"$work/driver.err" <<'PY'
 import base64, json, os, select, signal, subprocess, sys, time
 
 url, dom_path, png_path, profile = sys.argv[1:5]
@@ -161,9 +168,27 @@ took = time.time() - start
 html = evaluate("'<!DOCTYPE html>\\n' + document.documentElement.outerHTML", s) or ""
 with open(dom_path, "w", encoding="utf-8") as f:
     f.write(html)
-shot = call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False}, s)
-with open(png_path, "wb") as f:
-    f.write(base64.b64decode(shot["data"]))
+# At each width: the chart cards' boxes (whole rows of equal cards fill the
+# grid), and a screenshot.
+widths = [int(w) for w in os.environ["BROWSER_WIDTHS"].split()]
+LAYOUT = """JSON.stringify([...document.querySelectorAll('.grid.charts > .card')].map((e) => {
+  const r = e.getBoundingClientRect(); return [Math.round(r.left), Math.round(r.top), Math.round(r.width)]; }))"""
+for w in widths:
+    call("Emulation.setDeviceMetricsOverride",
+         {"width": w, "height": int(os.environ.get("BROWSER_HEIGHT", "900")), "deviceScaleFactor": 1,
+          "mobile": False}, s)
+    time.sleep(0.8)  # the resize redraws the charts
+    boxes = json.loads(evaluate(LAYOUT, s) or "[]")
+    cols, rows = len({b[0] for b in boxes}), len({b[1] for b in boxes})
+    full = len(boxes) == 4 and cols * rows == 4 and len({b[2] for b in boxes}) == 1
+    print("%s charts at %d px: %d column%s x %d row%s, card widths %s" % (
+        "ok  " if full else "FAIL", w, cols, "" if cols == 1 else "s", rows, "" if rows == 1 else "s",
+        sorted({b[2] for b in boxes})))
+    shot = call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False}, s)
+    name = png_path if len(widths) == 1 else (png_path[:-4] if png_path.endswith(".png") else png_path) + "-%d.png" % w
+    with open(name, "wb") as f:
+        f.write(base64.b64decode(shot["data"]))
+    print("info screenshot at %d px: %s" % (w, name))
 live = evaluate("(document.getElementById('live') || {dataset: {}}).dataset.state || 'none'", s)
 print("info page ran %.1f s, live indicator: %s" % (took, live))
 for n in notes[:10]:
@@ -171,6 +196,8 @@ for n in notes[:10]:
 stop_browser()
 PY
 rc=$?
+cat "$work/driver.out"
+layout_fails=$(grep -c '^FAIL' "$work/driver.out")
 if [ -s "$work/driver.err" ]; then sed 's/^/driver: /' "$work/driver.err" | head -n 20; fi
 if [ "$rc" != 0 ] || [ ! -s "$work/dom.html" ]; then
     [ "$rc" = 124 ] && echo "FAIL the browser driver timed out"
@@ -180,7 +207,7 @@ fi
 
 # --- checks on the DOM (BROWSER_DOM=FILE keeps a copy, for debugging)
 [ -n "${BROWSER_DOM:-}" ] && cp "$work/dom.html" "$BROWSER_DOM"
-fails=0
+fails=$layout_fails
 ok() { echo "ok   $*"; }
 bad() {
     fails=$((fails + 1))
@@ -197,6 +224,11 @@ for chart in chart-loss chart-valid chart-tps chart-gradnorm; do
         bad "$chart has $n points (want >= 1)"
     fi
 done
+if grep -Eo '<canvas [^>]*id="chart-tps"[^>]*>' "$dom" | grep -q 'data-series="tokens/s,moving average'; then
+    ok "chart-tps draws a moving average beside the raw points"
+else
+    bad "chart-tps has no moving average: $(grep -Eo '<canvas [^>]*id="chart-tps"[^>]*>' "$dom")"
+fi
 if grep -q '<table [^>]*id="ranks"' "$dom"; then
     rows=$(grep -Eo '<tr [^>]*class="([^"]* )?rank-row( [^"]*)?"' "$dom" | wc -l)
     if [ "$rows" -ge "$min_ranks" ]; then
@@ -207,9 +239,31 @@ if grep -q '<table [^>]*id="ranks"' "$dom"; then
 else
     bad "no table#ranks in the page"
 fi
-if [ -s "$out" ]; then
-    ok "screenshot $out ($(wc -c <"$out") bytes)"
-else
-    bad "no screenshot written to $out"
+if [ -n "${BROWSER_STRAGGLER:-}" ]; then
+    marked=$(grep -Eo '<div [^>]*class="tl-row"[^>]*>' "$dom" | grep 'data-straggler="1"' |
+        grep -Eo 'data-rank="[0-9]+"' | grep -Eo '[0-9]+' | tr '\n' ' ')
+    rows=$(grep -Eo '<div [^>]*class="tl-row"[^>]*>' "$dom" | wc -l)
+    if [ "$marked" = "$BROWSER_STRAGGLER " ]; then
+        ok "the timeline marks rank $BROWSER_STRAGGLER a straggler, no other (of $rows ranks)"
+    else
+        bad "the timeline marks '${marked}' stragglers (want rank $BROWSER_STRAGGLER; $rows rows)"
+    fi
+    if grep -Eo '<tr [^>]*class="rank-row"[^>]*>' "$dom" | grep "data-rank=\"$BROWSER_STRAGGLER\"" |
+        grep -q 'data-straggler="1"'; then
+        ok "the ranks table marks rank $BROWSER_STRAGGLER a straggler"
+    else
+        bad "the ranks table does not mark rank $BROWSER_STRAGGLER a straggler"
+    fi
+    n=$(grep -Eo '<canvas [^>]*id="chart-timeline"[^>]*>' "$dom" | grep -Eo 'data-points="[0-9]+"' | grep -Eo '[0-9]+')
+    if [ "${n:-0}" -ge 1 ]; then ok "chart-timeline has $n points"; else bad "chart-timeline has ${n:-no} points"; fi
 fi
+for w in ${BROWSER_WIDTHS:-1280}; do
+    f=$out
+    [ "$(echo ${BROWSER_WIDTHS:-1280} | wc -w)" -gt 1 ] && f=${out%.png}-$w.png
+    if [ -s "$f" ]; then
+        ok "screenshot $f ($(wc -c <"$f") bytes)"
+    else
+        bad "no screenshot written to $f"
+    fi
+done
 [ "$fails" = 0 ]

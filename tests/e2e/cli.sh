@@ -66,6 +66,22 @@ expect_error "--weight-decay with adam" '--weight-decay applies to --optimizer a
     "$SEQPAR" train --weight-decay 0.01
 expect_error "--lr-schedule plateau without --valid" '--lr-schedule plateau needs --valid' \
     "$SEQPAR" train --lr-schedule plateau
+# seqpar monitor --http: host names through getaddrinfo, IPv6 in brackets
+expect_error "monitor --http with a host that does not resolve" \
+    "^seqpar monitor: --http nosuch\.invalid:8080: cannot resolve 'nosuch\.invalid' " \
+    "$SEQPAR" monitor --listen 'tcp://127.0.0.1:*' --http nosuch.invalid:8080
+expect_error "monitor --http with an IPv6 address out of brackets" \
+    "--http ::1:8080: an IPv6 address goes in brackets \(\[::1\]:8080\)" \
+    "$SEQPAR" monitor --listen 'tcp://127.0.0.1:*' --http ::1:8080
+expect_error "monitor --http with an unclosed bracket" "--http \[::1:8080: expected \[IPv6\]:PORT" \
+    "$SEQPAR" monitor --listen 'tcp://127.0.0.1:*' --http '[::1:8080'
+expect_error "monitor --http with a port past 65535" "--http localhost:65536: the port must be 0\.\.65535" \
+    "$SEQPAR" monitor --listen 'tcp://127.0.0.1:*' --http localhost:65536
+expect_error "monitor --http with no host" "--http :8080: expected HOST:PORT" \
+    "$SEQPAR" monitor --listen 'tcp://127.0.0.1:*' --http :8080
+expect_error "monitor --http on an address not of this machine" \
+    "--http 192\.0\.2\.1:8080: cannot serve there" \
+    "$SEQPAR" monitor --listen 'tcp://127.0.0.1:*' --http 192.0.2.1:8080
 expect_error "--workers 0" '--workers: expected a whole number in \[1, 256\]' "$SEQPAR" train --workers 0
 expect_error "--workers with OpenBLAS threads" '--workers 2 runs each worker on one OpenBLAS thread' \
     "$SEQPAR" train --workers 2 --threads 2

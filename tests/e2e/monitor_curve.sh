@@ -29,6 +29,21 @@ runs=$(curl -s --max-time 5 "$url/api/runs")
 check "the trainer with the key is taken" bash -c "grep -q '\"id\":\"with-key\"' <<<'$runs'"
 check "the one without a key is refused" bash -c "! grep -q '\"id\":\"no-key\"' <<<'$runs'"
 check "the one with another pair's key is refused" bash -c "! grep -q '\"id\":\"other-key\"' <<<'$runs'"
+# a keyed trainer killed (SIGKILL): lost at once over CURVE too (the socket
+# monitor that counts refusals also sees connections close)
+"$SEQPAR" train --epochs 100 --log-every 5 --threads 1 --num-examples 300 --run killed \
+    --monitor tcp://127.0.0.1:$port --monitor-key "$tmp/keys/trainer.key" >/dev/null 2>&1 &
+tpid=$!
+for _ in $(seq 100); do curl -s "$url/api/runs/killed" | grep -q '"train":{"step":\[[0-9]' && break; sleep 0.1; done
+kill -9 $tpid
+wait $tpid 2>/dev/null
+state=
+for _ in $(seq 50); do
+    state=$(curl -s "$url/api/runs/killed" | grep -o '"state":"[a-z]*"' | head -1)
+    [ "$state" = '"state":"lost"' ] && break
+    sleep 0.1
+done
+check "a keyed trainer killed with SIGKILL is lost within 5 s ($state)" test "$state" = '"state":"lost"'
 kill -TERM $mon
 wait $mon
 check "the monitor counts the refused connections: $(grep refused "$tmp/mon.out")" \

@@ -29,7 +29,7 @@ pty() {
     script -qec "stty cols $cols rows 30; $q" /dev/null >"$out" 2>&1 </dev/null
 }
 # the figures that change from run to run, masked
-mask() { sed -E 's/(tok\/s|ETA|GFLOP\/s|memory|\(|of) [^ ]+/\1 X/g; s/tokens_per_s=[0-9]+/tokens_per_s=X/; s/[0-9.]+ GFLOP\/s/X/; s/[0-9.]+%/X%/g' "$1"; }
+mask() { sed -E 's/(tok\/s|ETA|GFLOP\/s|memory|\(|of) [^ ]+/\1 X/g; s/tokens_per_s=[0-9]+/tokens_per_s=X/; s/[0-9.]+ GFLOP\/s/X/; s/[0-9.]+%/X%/g; s/[0-9.]+ s\b/X s/g' "$1"; }
 
 # ---------------------------------------------------------------- piped
 "$SEQPAR" "${run[@]}" >"$tmp/auto.out" 2>&1

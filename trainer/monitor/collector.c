@@ -20,7 +20,7 @@ collector *collector_new(void)
 static void run_free(run *r)
 {
     if (!r) return;
-    free(r->config), free(r->tr), free(r->ev), free(r->ranks), free(r->samples);
+    free(r->config), free(r->tr), free(r->ev), free(r->ranks), free(r->samples), free(r->tl);
     for (int i = 0; i < MAX_EVENTS; i++) free(r->events[i].detail);
     free(r);
 }
@@ -65,10 +65,19 @@ static int set_world(run *r, int world)
 {
     if (r->world == world && r->ranks) return 0;
     rank_state *rs = calloc((size_t)world, sizeof *rs);
-    if (!rs) return -1;
-    for (int i = 0; i < world; i++) rs[i].last_train_step = -1;
-    free(r->ranks);
-    r->ranks = rs;
+    const int tl_ranks = world < COLLECTOR_TL_RANKS ? world : COLLECTOR_TL_RANKS;
+    float *tl = calloc((size_t)COLLECTOR_TL_WINDOWS * tl_ranks * WIRE_PHASES, sizeof *tl);
+    if (!rs || !tl) {
+        free(rs), free(tl);
+        return -1;
+    }
+    for (int i = 0; i < world; i++) {
+        rs[i].last_train_step = rs[i].ph_step = -1;
+        rs[i].conn[0] = rs[i].conn[1] = -1;
+    }
+    free(r->ranks), free(r->tl);
+    r->ranks = rs, r->tl = tl;
+    r->tl_ranks = tl_ranks, r->tl_n = r->tl_head = 0;
     r->world = world;
     memset(r->pend, 0, sizeof r->pend);
     return 0;
@@ -102,11 +111,83 @@ static void add_event(run *r, const wire_msg *m, double now)
     snprintf(e->event, sizeof e->event, "%s", m->event);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of sorted a[0..n) without one element equal to x (the
+ * others' median of the rank whose value is x); NaN when none is left. */
+static double median_without(const double *a, int n, double x)
+{
+    int p = 0; /* the element left out */
+    while (p < n - 1 && a[p] < x) p++;
+    const int m = n - 1;
+    if (m <= 0) return NAN;
+#define AT(j) ((j) < p ? a[j] : a[(j) + 1])
+    return m % 2 ? AT(m / 2) : 0.5 * (AT(m / 2 - 1) + AT(m / 2));
+#undef AT
+}
+
+/* Every rank reported the window ending at step: who was slow in it (the
+ * straggler rule, collector.h), and the window into the timeline. */
+static void window_done(run *r, long step)
+{
+    if (!r->has_phases) return;
+    /* the window's compute seconds, sorted once: O(world log world) */
+    double *sorted = malloc((size_t)r->world * sizeof *sorted);
+    int n = 0;
+    for (int i = 0; sorted && i < r->world; i++)
+        if (r->ranks[i].ph_step == step) sorted[n++] = r->ranks[i].ph_win[0];
+    if (sorted) qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
+    for (int i = 0; sorted && i < r->world; i++) {
+        rank_state *rk = &r->ranks[i];
+        if (rk->ph_step != step) continue;
+        const double c = rk->ph_win[0], med = median_without(sorted, n, c);
+        if (!isfinite(med)) continue;
+        /* slow; not slow; or above the ratio by too little to tell (a short
+         * window: the last of a run, one after a resume), which changes nothing */
+        if (c <= COLLECTOR_STRAGGLER_RATIO * med)
+            rk->slow_windows = 0;
+        else if (c - med >= COLLECTOR_STRAGGLER_MIN_S)
+            rk->slow_windows++;
+        rk->straggler = rk->slow_windows >= COLLECTOR_STRAGGLER_WINDOWS;
+    }
+    free(sorted);
+    const int k = r->tl_n < COLLECTOR_TL_WINDOWS ? r->tl_n++ : r->tl_head;
+    if (r->tl_n == COLLECTOR_TL_WINDOWS && k == r->tl_head)
+        r->tl_head = (r->tl_head + 1) % COLLECTOR_TL_WINDOWS;
+    r->tl_step[k] = step;
+    float *row = r->tl + (size_t)k * r->tl_ranks * WIRE_PHASES;
+    for (int i = 0; i < r->tl_ranks; i++)
+        for (int p = 0; p < WIRE_PHASES; p++)
+            row[i * WIRE_PHASES + p] =
+                r->ranks[i].ph_step == step ? (float)r->ranks[i].ph_win[p] : NAN;
+}
+
+/* A train message's seconds by phase: the rank's window and sums. */
+static void add_phases(run *r, rank_state *rk, const wire_msg *m)
+{
+    double ph[WIRE_PHASES];
+    wire_msg_phases(m, ph);
+    int any = 0;
+    for (int p = 0; p < WIRE_PHASES; p++) any |= isfinite(ph[p]);
+    if (!any) return; /* a trainer from before them */
+    r->has_phases = 1;
+    rk->ph_step = m->step;
+    for (int p = 0; p < WIRE_PHASES; p++) {
+        rk->ph_win[p] = isfinite(ph[p]) ? ph[p] : 0.0;
+        rk->ph_total[p] += rk->ph_win[p];
+    }
+}
+
 static void add_train(run *r, rank_state *rk, const wire_msg *m)
 {
     if (m->step <= rk->last_train_step) return; /* a duplicate, or older than what we have */
     rk->last_train_step = m->step;
     rk->tps = m->tok_per_s;
+    add_phases(r, rk, m);
     r->tokens_total += m->tokens;
     pending_step *p = NULL, *free_slot = NULL, *oldest = NULL;
     for (int i = 0; i < PENDING; i++) {
@@ -134,11 +215,50 @@ static void add_train(run *r, rank_state *rk, const wire_msg *m)
         r->tr[r->ntr++] = (train_pt){p->step, loss, exp(loss), p->tps, p->gnorm, p->lr};
     }
     long done_step = p->step;
+    window_done(r, done_step);
     for (int i = 0; i < PENDING; i++)
         if (r->pend[i].count && r->pend[i].step <= done_step) r->pend[i].count = 0;
 }
 
 int collector_add(collector *c, const char *buf, size_t len, double now, char *why, size_t whylen)
+{
+    return collector_add_from(c, buf, len, now, -1, why, whylen);
+}
+
+/* The connection a rank's message came over. */
+static void note_conn(rank_state *rk, int conn)
+{
+    if (conn < 0) return;
+    rk->gone = 0;
+    if (rk->conn[0] == conn || rk->conn[1] == conn) return;
+    rk->conn[1] = rk->conn[0], rk->conn[0] = conn;
+}
+
+void collector_closed(collector *c, int conn)
+{
+    if (conn < 0) return;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < c->nruns; i++) {
+        run *r = c->runs[i];
+        int changed = 0;
+        for (int k = 0; k < r->world; k++) {
+            rank_state *rk = &r->ranks[k];
+            if (rk->conn[0] != conn && rk->conn[1] != conn) continue;
+            if (rk->conn[0] == conn) rk->conn[0] = rk->conn[1];
+            rk->conn[1] = -1;
+            if (rk->conn[0] < 0 && !rk->done) rk->gone = changed = 1;
+        }
+        if (changed) { /* the page learns at once */
+            c->version++;
+            snprintf(c->last_run, sizeof c->last_run, "%s", r->id);
+            pthread_cond_broadcast(&c->cv);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+int collector_add_from(collector *c, const char *buf, size_t len, double now, int conn, char *why,
+                       size_t whylen)
 {
     char err[200];
     if (!why) why = err, whylen = sizeof err;
@@ -169,6 +289,7 @@ int collector_add(collector *c, const char *buf, size_t len, double now, char *w
     rank_state *rk = &r->ranks[m->rank];
     rk->last_seen = now > rk->last_seen ? now : rk->last_seen;
     rk->seen = 1;
+    note_conn(rk, conn);
     rk->waiting = m->kind == WIRE_HEARTBEAT && strcmp(m->state, "waiting") == 0;
     if (m->step > rk->step) rk->step = m->step;
     if (now > r->last_seen) r->last_seen = now;
@@ -257,7 +378,7 @@ void collector_wake(collector *c)
 const char *collector_rank_state(const rank_state *rk, double now)
 {
     if (rk->done) return "done";
-    if (!rk->seen) return "lost";
+    if (!rk->seen || rk->gone) return "lost";
     double age = now - rk->last_seen;
     /* a rank blocked in a collective still beats, saying it waits: the
      * silent one is the one the others wait for */

@@ -18,6 +18,20 @@
 #define COLLECTOR_LATE_S 10.0 /* a rank silent this long is "late" */
 #define COLLECTOR_LOST_S 60.0 /* ... and this long "lost" */
 
+/* A straggler (DESIGN.md, "Metrics wire"): a rank whose compute seconds in
+ * a complete logging window (every rank reported it) are above
+ * STRAGGLER_RATIO times the median of the other ranks' in that window, and
+ * above it by at least STRAGGLER_MIN_S, in STRAGGLER_WINDOWS windows in a
+ * row. A window at or below the ratio ends the row; one above the ratio by
+ * less than STRAGGLER_MIN_S (too short to tell) neither counts nor ends it. */
+#define COLLECTOR_STRAGGLER_RATIO   1.5
+#define COLLECTOR_STRAGGLER_MIN_S   0.05
+#define COLLECTOR_STRAGGLER_WINDOWS 3
+/* Windows of every rank's phases kept for the dashboard's timeline, and the
+ * ranks (the first ones) they are kept for. */
+#define COLLECTOR_TL_WINDOWS 60
+#define COLLECTOR_TL_RANKS   64
+
 typedef struct collector collector;
 
 collector *collector_new(void);
@@ -28,6 +42,17 @@ void collector_free(collector *c);
  * oversized. Returns 0 when it was accepted; else -1 with the reason in
  * why[whylen] (why may be NULL). */
 int collector_add(collector *c, const char *buf, size_t len, double now, char *why, size_t whylen);
+/* collector_add for a message that came over connection `conn` (ZeroMQ's
+ * ZMQ_SRCFD: the socket it came in on; -1: not known). The connections a
+ * rank's messages came over are remembered, so that when all of them close
+ * (collector_closed) before its "end", the rank is lost at once: a killed
+ * trainer (SIGKILL, a crashed node's processes) says nothing. */
+int collector_add_from(collector *c, const char *buf, size_t len, double now, int conn, char *why,
+                       size_t whylen);
+/* Connection `conn` closed (ZMQ_EVENT_DISCONNECTED): the ranks whose every
+ * connection has closed, and who have not ended, are lost from now on
+ * (until they send again). */
+void collector_closed(collector *c, int conn);
 /* Counters: messages accepted, malformed, oversized. */
 void collector_counts(collector *c, long *ok, long *malformed, long *oversized);
 /* Changes so far (for server-sent events); blocks up to timeout_ms for one

@@ -35,6 +35,12 @@ typedef struct rank_state {
     double tps, last_seen;
     int done, seen;
     int waiting; /* its last message was a heartbeat saying it waits for other ranks */
+    /* its time by phase (wire_phase_names): the last window's, and the sums */
+    double ph_win[WIRE_PHASES], ph_total[WIRE_PHASES];
+    long ph_step;                /* the step its last window ended at; -1: none sent */
+    int slow_windows, straggler; /* complete windows in a row it was slow in; a straggler */
+    int conn[2]; /* the connections its messages came over (-1: none); a rank has two */
+    int gone;    /* they all closed before it ended: lost at once */
 } rank_state;
 
 typedef struct event_rec {
@@ -66,6 +72,12 @@ typedef struct run {
     int nsamples;
     event_rec events[MAX_EVENTS];
     int nevents, event_head; /* ring: the oldest at event_head when full */
+    /* the timeline: the last COLLECTOR_TL_WINDOWS complete windows of the
+     * first tl_ranks ranks, a ring (the oldest at tl_head when full) */
+    long tl_step[COLLECTOR_TL_WINDOWS];
+    float *tl; /* (COLLECTOR_TL_WINDOWS, tl_ranks, WIRE_PHASES) */
+    int tl_ranks, tl_n, tl_head;
+    int has_phases; /* some rank sent its phases */
 } run;
 
 struct collector {

@@ -1,6 +1,6 @@
 /* CURVE for the monitor's listening socket (curve.h): a ZAP handler (RFC 27)
- * that admits one client key, and a socket monitor that counts refused
- * handshakes, both served by one thread. */
+ * that admits one client key, served by a thread of its own. (The refused
+ * handshakes are counted by monitor.c's socket monitor: a socket has one.) */
 #include "curve.h"
 
 #include <pthread.h>
@@ -13,9 +13,8 @@
 #include "wire.h"
 
 struct curve_guard {
-    void *zap, *events;  /* ZAP replies; the listener's handshake events */
+    void *zap;           /* ZAP replies */
     uint8_t allowed[32]; /* the trainers' public key */
-    atomic_long refused;
     atomic_int stop;
     pthread_t thread;
     int running;
@@ -56,31 +55,12 @@ static void zap_reply(curve_guard *g)
     for (int k = 0; k < n; k++) zmq_msg_close(&part[k]);
 }
 
-/* One socket-monitor event (a 6-byte header frame, then the address). */
-static void count_event(curve_guard *g)
-{
-    zmq_msg_t head, addr;
-    zmq_msg_init(&head), zmq_msg_init(&addr);
-    if (zmq_msg_recv(&head, g->events, 0) >= 0 && zmq_msg_more(&head))
-        zmq_msg_recv(&addr, g->events, 0);
-    if (zmq_msg_size(&head) >= 2) {
-        uint16_t ev;
-        memcpy(&ev, zmq_msg_data(&head), 2);
-        if (ev & (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                  ZMQ_EVENT_HANDSHAKE_FAILED_AUTH))
-            atomic_fetch_add(&g->refused, 1);
-    }
-    zmq_msg_close(&head), zmq_msg_close(&addr);
-}
-
 static void *serve(void *arg)
 {
     curve_guard *g = arg;
     while (!atomic_load(&g->stop)) {
-        zmq_pollitem_t it[2] = {{g->zap, 0, ZMQ_POLLIN, 0}, {g->events, 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(it, 2, 200) <= 0) continue;
-        if (it[0].revents & ZMQ_POLLIN) zap_reply(g);
-        if (it[1].revents & ZMQ_POLLIN) count_event(g);
+        zmq_pollitem_t it = {g->zap, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 200) > 0 && (it.revents & ZMQ_POLLIN)) zap_reply(g);
     }
     return NULL;
 }
@@ -100,13 +80,7 @@ int curve_guard_start(curve_guard **out, void *ctx, void *sock, const char *keyf
     zmq_z85_decode(g->allowed, client);
     const int server = 1;
     g->zap = zmq_socket(ctx, ZMQ_REP);
-    g->events = zmq_socket(ctx, ZMQ_PAIR);
-    const int ok = g->zap && g->events && zmq_bind(g->zap, "inproc://zeromq.zap.01") == 0 &&
-                   zmq_socket_monitor(sock, "inproc://seqpar-monitor-events",
-                                      ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                                          ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                                          ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0 &&
-                   zmq_connect(g->events, "inproc://seqpar-monitor-events") == 0 &&
+    const int ok = g->zap && zmq_bind(g->zap, "inproc://zeromq.zap.01") == 0 &&
                    zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &server, sizeof server) == 0 &&
                    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, WIRE_KEY_LEN) == 0 &&
                    pthread_create(&g->thread, NULL, serve, g) == 0;
@@ -120,11 +94,6 @@ int curve_guard_start(curve_guard **out, void *ctx, void *sock, const char *keyf
     return 0;
 }
 
-long curve_guard_refused(const curve_guard *g)
-{
-    return g ? atomic_load(&((curve_guard *)g)->refused) : 0;
-}
-
 void curve_guard_stop(curve_guard *g)
 {
     if (!g) return;
@@ -132,7 +101,5 @@ void curve_guard_stop(curve_guard *g)
     if (g->running) pthread_join(g->thread, NULL);
     int linger = 0;
     if (g->zap) zmq_setsockopt(g->zap, ZMQ_LINGER, &linger, sizeof linger), zmq_close(g->zap);
-    if (g->events)
-        zmq_setsockopt(g->events, ZMQ_LINGER, &linger, sizeof linger), zmq_close(g->events);
     free(g);
 }

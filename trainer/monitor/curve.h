@@ -1,7 +1,7 @@
 /* The monitor's side of authenticated metrics (ZeroMQ CURVE): the listening
  * socket encrypts and authenticates with the monitor's key, a ZAP handler
  * lets in only publishers holding the trainers' key (seqpar monitor
- * --gen-keys), and every refused handshake is counted. */
+ * --gen-keys); monitor.c counts the refused handshakes. */
 #ifndef SEQPAR_MONITOR_CURVE_H
 #define SEQPAR_MONITOR_CURVE_H
 
@@ -14,8 +14,6 @@ typedef struct curve_guard curve_guard;
  * alone. Before sock is bound. 0, or -1 with the reason in err. */
 int curve_guard_start(curve_guard **out, void *ctx, void *sock, const char *keyfile, char *err,
                       size_t n);
-/* Handshakes refused so far (no key, another key, another mechanism). */
-long curve_guard_refused(const curve_guard *g);
 void curve_guard_stop(curve_guard *g);
 
 #endif

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define SWEEP_MS 250
@@ -37,9 +38,23 @@ double guard_now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* A client's address as a key: IPv4 as it is, IPv4 mapped into IPv6 (a
+ * dual-stack [::] server's IPv4 clients) the same, other IPv6 addresses
+ * folded (FNV-1a: distinct clients rarely share a key, and sharing one only
+ * shares a limit). */
 static uint32_t addr_of(const struct sockaddr *a)
 {
-    return a && a->sa_family == AF_INET ? ((const struct sockaddr_in *)a)->sin_addr.s_addr : 0;
+    if (a && a->sa_family == AF_INET) return ((const struct sockaddr_in *)a)->sin_addr.s_addr;
+    if (!a || a->sa_family != AF_INET6) return 0;
+    const struct in6_addr *v6 = &((const struct sockaddr_in6 *)a)->sin6_addr;
+    uint32_t k;
+    if (IN6_IS_ADDR_V4MAPPED(v6)) {
+        memcpy(&k, v6->s6_addr + 12, sizeof k);
+        return k;
+    }
+    k = 2166136261u;
+    for (int i = 0; i < 16; i++) k = (k ^ v6->s6_addr[i]) * 16777619u;
+    return k;
 }
 
 guard *guard_new(int per_addr, int total, double deadline_s)

@@ -18,6 +18,7 @@
 #include "trainer.h"
 #include "collector.h"
 #include "curve.h"
+#include "http_addr.h"
 #include "http_guard.h"
 #include "msglog.h"
 #include "route.h"
@@ -62,8 +63,10 @@ typedef struct monitor {
     msglog *log;   /* --log, or NULL */
     long restored; /* messages the log gave back at start */
     const char *log_path;
-    note refused;  /* messages refused (the counts are in /api/runs, /metrics) */
-    note unlogged; /* messages the log could not take (a full disk) */
+    note refused;      /* messages refused (the counts are in /api/runs, /metrics) */
+    note unlogged;     /* messages the log could not take (a full disk) */
+    int http_quiet;    /* while trying --http's addresses: their bind errors are ours to say */
+    long keys_refused; /* CURVE handshakes refused (no key, another key, another mechanism) */
 } monitor;
 
 /* ---------------------------------------------------------------- HTTP */
@@ -72,10 +75,15 @@ typedef struct sse_state {
     monitor *mon;
     long seen;
     int hello;
+    long resume; /* the Last-Event-ID of a reconnecting browser; -1: none */
 } sse_state;
 
 /* Server-sent events: "hello" first, then an "update" per change; a comment
- * every 15 s keeps proxies from closing the stream. Runs in the connection's
+ * every 15 s keeps proxies from closing the stream. Every event carries the
+ * collector's version as its id: a browser that reconnects sends the last
+ * one it saw (Last-Event-ID), and when this monitor is still past it (not
+ * restarted), the stream resumes from there: hello says "resumed" and the
+ * changes it missed follow at once as an update. Runs in the connection's
  * own thread (MHD_USE_THREAD_PER_CONNECTION), so waiting is fine. */
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -86,8 +94,13 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
     int n;
     if (!s->hello) {
         s->hello = 1;
-        s->seen = collector_wait(s->mon->c, -1, 0, run);
-        n = snprintf(buf, max, "retry: 2000\nevent: hello\ndata: {\"version\":%ld}\n\n", s->seen);
+        const long now = collector_wait(s->mon->c, -1, 0, run);
+        const int resumed = s->resume >= 0 && s->resume <= now;
+        s->seen = resumed ? s->resume : now;
+        n = snprintf(
+            buf, max,
+            "retry: 2000\nid: %ld\nevent: hello\ndata: {\"version\":%ld,\"resumed\":%s}\n\n",
+            s->seen, now, resumed ? "true" : "false");
     } else {
         long v = collector_wait(s->mon->c, s->seen, 15000, run);
         if (g_stop) return MHD_CONTENT_READER_END_OF_STREAM;
@@ -95,8 +108,9 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
             n = snprintf(buf, max, ": keepalive\n\n");
         } else {
             s->seen = v;
-            n = snprintf(buf, max, "event: update\ndata: {\"run\":\"%s\",\"version\":%ld}\n\n", run,
-                         v);
+            n = snprintf(buf, max,
+                         "id: %ld\nevent: update\ndata: {\"run\":\"%s\",\"version\":%ld}\n\n", v,
+                         run, v);
         }
     }
     return n < 0 || (size_t)n >= max ? MHD_CONTENT_READER_END_WITH_ERROR : n;
@@ -188,6 +202,11 @@ static enum MHD_Result open_stream(monitor *mon, struct MHD_Connection *conn)
         return plain(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
     }
     st->mon = mon;
+    st->resume = -1;
+    const char *last = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Last-Event-ID");
+    char *end = NULL;
+    const long id = last ? strtol(last, &end, 10) : -1;
+    if (last && *last && end && !*end && id >= 0) st->resume = id;
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, sse_read, st, sse_free);
     if (!r) {
@@ -218,24 +237,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return ret;
     }
     return reply(conn, r.status, r.type, r.body, r.len, r.owned, r.get_only);
-}
-
-/* HOST:PORT (IPv4 address or "localhost") into addr. */
-static int parse_http(const char *s, struct sockaddr_in *addr)
-{
-    char host[64];
-    const char *colon = strrchr(s, ':');
-    if (!colon || colon == s || (size_t)(colon - s) >= sizeof host) return -1;
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = '\0';
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || end == colon + 1 || port < 0 || port > 65535) return -1;
-    memset(addr, 0, sizeof *addr);
-    addr->sin_family = AF_INET;
-    addr->sin_port = htons((uint16_t)port);
-    if (strcmp(host, "localhost") == 0) snprintf(host, sizeof host, "127.0.0.1");
-    return inet_pton(AF_INET, host, &addr->sin_addr) == 1 ? 0 : -1;
 }
 
 /* ------------------------------------------------------------- the log */
@@ -321,27 +322,71 @@ static void *open_listener(void *ctx, const char *listen, const char *prog, cons
     return sock;
 }
 
+#define HANDSHAKE_REFUSED                                                                          \
+    (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |                  \
+     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+
+/* The PULL socket's events (ZeroMQ's socket monitor, one a socket): a PAIR
+ * socket that receives its closed connections and refused handshakes, or
+ * NULL when ZeroMQ cannot (then only silence makes a rank lost). */
+static void *watch_connections(void *ctx, void *sock)
+{
+    static const char *const at = "inproc://seqpar-monitor-connections";
+    if (zmq_socket_monitor(sock, at, ZMQ_EVENT_DISCONNECTED | HANDSHAKE_REFUSED) != 0) return NULL;
+    void *events = zmq_socket(ctx, ZMQ_PAIR);
+    int linger = 0;
+    if (events) zmq_setsockopt(events, ZMQ_LINGER, &linger, sizeof linger);
+    if (events && zmq_connect(events, at) == 0) return events;
+    if (events) zmq_close(events);
+    return NULL;
+}
+
+/* Every event waiting: two frames, the event (16 bits) and its value (the
+ * connection's socket, 32 bits), then the endpoint. A closed connection
+ * makes its ranks lost; a refused handshake (CURVE) is counted. */
+static void connections_closed(monitor *mon, void *events)
+{
+    zmq_msg_t head, addr;
+    zmq_msg_init(&head), zmq_msg_init(&addr);
+    while (zmq_msg_recv(&head, events, ZMQ_DONTWAIT) >= 0) {
+        uint16_t ev = 0;
+        uint32_t fd = 0;
+        const int whole = zmq_msg_size(&head) >= 6;
+        if (whole) {
+            memcpy(&ev, zmq_msg_data(&head), 2);
+            memcpy(&fd, (const char *)zmq_msg_data(&head) + 2, 4);
+        }
+        if (zmq_msg_more(&head)) zmq_msg_recv(&addr, events, 0);
+        if (whole && ev == ZMQ_EVENT_DISCONNECTED) collector_closed(mon->c, (int)fd);
+        if (whole && (ev & HANDSHAKE_REFUSED)) mon->keys_refused++;
+    }
+    zmq_msg_close(&head), zmq_msg_close(&addr);
+}
+
 /* Until SIGINT or SIGTERM: every message into the collector, and the
- * accepted ones into the log. */
-static void receive(monitor *mon, void *sock)
+ * accepted ones into the log; closed connections make their ranks lost. */
+static void receive(monitor *mon, void *sock, void *events)
 {
     zmq_msg_t msg;
     zmq_msg_init(&msg);
     char why[200];
     while (!g_stop) {
-        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, 500) <= 0) continue; /* timeout, or EINTR from a signal */
+        zmq_pollitem_t it[2] = {{sock, 0, ZMQ_POLLIN, 0}, {events, 0, ZMQ_POLLIN, 0}};
+        if (zmq_poll(it, events ? 2 : 1, 500) <= 0) continue; /* timeout, or EINTR */
         while (!g_stop && zmq_msg_recv(&msg, sock, ZMQ_DONTWAIT) >= 0) {
             const char *p = zmq_msg_data(&msg);
             size_t n = zmq_msg_size(&msg);
             const double now = wire_time();
-            if (collector_add(mon->c, p, n, now, why, sizeof why) != 0)
+            if (collector_add_from(mon->c, p, n, now, zmq_msg_get(&msg, ZMQ_SRCFD), why,
+                                   sizeof why) != 0)
                 say(&mon->refused, now, mon->prog, "ignored a message: %s", why);
             else if (mon->log && msglog_append(mon->log, p, n) != 0)
                 say(&mon->unlogged, now, mon->prog,
                     "--log %s: cannot write (%s): a message not logged", mon->log_path,
                     strerror(errno));
         }
+        /* after the messages: a rank's last words come before its close */
+        if (events) connections_closed(mon, events);
     }
     zmq_msg_close(&msg);
 }
@@ -356,7 +401,8 @@ typedef struct monitor_opts {
 static const cli_opt MONITOR_OPTS[] = {
     {"listen", CLI_STR, F(listen), .arg = "ENDPOINT", .help = "where trainers send (ZeroMQ PULL)"},
     {"http", CLI_STR, F(http), .arg = "HOST:PORT",
-     .help = "where to serve (0.0.0.0:PORT serves every interface)"},
+     .help = "where to serve: an IPv4 address, [IPv6] or a host name (0.0.0.0:PORT or "
+             "[::]:PORT serves every interface; PORT 0: the system chooses)"},
     {"log", CLI_STR, F(log), .arg = "FILE.jsonl",
      .help = "appends every message; a restarted monitor reads it back first"},
     {"gen-keys", CLI_STR, F(gen_keys), .arg = "DIR",
@@ -389,20 +435,36 @@ const cli_command monitor_command = {
  * guard closed and the server has not let go yet). The 30 s timeout is for
  * an answer the client does not read: above the 15 s of an event stream's
  * keepalive. */
-static struct MHD_Daemon *start_http(monitor *mon, struct sockaddr_in *addr)
+/* libmicrohttpd's own complaints, on stderr; not while starting (a failed
+ * bind is said once, by cmd_monitor) */
+static void http_log(void *cls, const char *fmt, va_list ap)
 {
-    return MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
-        admit, mon, handle, mon, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)addr,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)guard_capacity(mon->guard),
-        MHD_OPTION_NOTIFY_CONNECTION, connection_event, mon, MHD_OPTION_NOTIFY_COMPLETED,
-        request_done, mon, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+    const monitor *mon = cls;
+    if (mon->http_quiet) return;
+    fprintf(stderr, "%s: HTTP: ", mon->prog);
+    vfprintf(stderr, fmt, ap);
+}
+
+static struct MHD_Daemon *start_http(monitor *mon, const http_addr *a)
+{
+    unsigned flags =
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (a->family == AF_INET6) { /* [::] serves IPv4 too */
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->sa;
+        flags |= IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr) ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
+    }
+    return MHD_start_daemon(flags, 0, admit, mon, handle, mon, MHD_OPTION_SOCK_ADDR,
+                            (const struct sockaddr *)&a->sa, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)guard_capacity(mon->guard), MHD_OPTION_EXTERNAL_LOGGER,
+                            http_log, mon, MHD_OPTION_NOTIFY_CONNECTION, connection_event, mon,
+                            MHD_OPTION_NOTIFY_COMPLETED, request_done, mon,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
 }
 
 /* The addresses as bound: a port given as 0 (HTTP) or * (ZeroMQ) is the
  * one the system chose. */
 static void say_where(void *sock, struct MHD_Daemon *d, const char *listen, const char *http,
-                      const struct sockaddr_in *addr)
+                      const http_addr *addr)
 {
     char bound[300], page[128];
     size_t blen = sizeof bound;
@@ -411,7 +473,7 @@ static void say_where(void *sock, struct MHD_Daemon *d, const char *listen, cons
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     const char *colon = strrchr(http, ':');
     snprintf(page, sizeof page, "%.*s:%u", (int)(colon - http), http,
-             di && di->port ? (unsigned)di->port : (unsigned)ntohs(addr->sin_port));
+             di && di->port ? (unsigned)di->port : http_addr_port(addr));
     printf("seqpar monitor: metrics on %s; dashboard at http://%s/\n", bound, page);
     fflush(stdout);
 }
@@ -435,10 +497,10 @@ int cmd_monitor(int argc, char **argv)
                o.gen_keys, o.gen_keys);
         return 0;
     }
-    struct sockaddr_in addr;
-    if (parse_http(http, &addr) != 0) {
-        fprintf(stderr, "%s: --http: expected HOST:PORT with an IPv4 address, got '%s'\n", prog,
-                http);
+    http_addr addrs[HTTP_ADDR_MAX];
+    const int naddrs = http_addr_resolve(http, addrs, HTTP_ADDR_MAX, why, sizeof why);
+    if (naddrs < 0) {
+        fprintf(stderr, "%s: --http %s: %s\n", prog, http, why);
         return 2;
     }
     if (!wire_endpoint_ok(listen, 1, why, sizeof why)) {
@@ -451,7 +513,7 @@ int cmd_monitor(int argc, char **argv)
         fprintf(stderr, "%s: out of memory\n", prog);
         return 1;
     }
-    void *ctx = NULL, *sock = NULL;
+    void *ctx = NULL, *sock = NULL, *events = NULL;
     curve_guard *curve = NULL;
     struct MHD_Daemon *d = NULL;
     int rc = open_log(&mon, log);
@@ -460,13 +522,17 @@ int cmd_monitor(int argc, char **argv)
     ctx = zmq_ctx_new();
     sock = open_listener(ctx, listen, prog, o.curve_secret[0] ? o.curve_secret : NULL, &curve);
     if (!sock) goto out;
+    events = watch_connections(ctx, sock);
     mon.guard = guard_new(PER_IP_CONNECTIONS, CONNECTIONS, REQUEST_S);
     if (!mon.guard || guard_start(mon.guard) != 0) {
         fprintf(stderr, "%s: out of memory\n", prog);
         rc = 1;
         goto out;
     }
-    d = start_http(&mon, &addr);
+    int at = 0; /* the first of the host's addresses that serves */
+    mon.http_quiet = 1;
+    while (!(d = start_http(&mon, &addrs[at])) && at + 1 < naddrs) at++;
+    mon.http_quiet = 0;
     if (!d) {
         fprintf(stderr,
                 "%s: --http %s: cannot serve there (in use, or not an address of this "
@@ -480,8 +546,8 @@ int cmd_monitor(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    say_where(sock, d, listen, http, &addr);
-    receive(&mon, sock);
+    say_where(sock, d, listen, http, &addrs[at]);
+    receive(&mon, sock, events);
     collector_wake(mon.c); /* event streams see g_stop and end */
     rc = 0;
 out:
@@ -489,8 +555,13 @@ out:
     long late = 0, made_room = 0;
     if (mon.guard) guard_counts(mon.guard, &late, &made_room);
     guard_free(mon.guard); /* after the server: it reports closes to the guard */
+    if (events) {
+        connections_closed(&mon, events); /* the last refusals */
+        zmq_socket_monitor(sock, NULL, 0);
+        zmq_close(events);
+    }
     if (sock) zmq_close(sock);
-    const long refused_keys = curve_guard_refused(curve);
+    const long refused_keys = mon.keys_refused;
     curve_guard_stop(curve);
     if (ctx) zmq_ctx_term(ctx);
     if (rc == 0) {

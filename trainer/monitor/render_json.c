@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,9 +25,50 @@ static cJSON *run_summary(const run *r, double now)
     cJSON_AddStringToObject(o, "state", collector_run_state(r, now));
     cJSON_AddNumberToObject(o, "nan_skips", r->nan_skips);
     cJSON_AddNumberToObject(o, "lr", r->lr);
+    cJSON *st = cJSON_AddArrayToObject(o, "stragglers");
+    for (int i = 0; i < r->world; i++)
+        if (r->ranks[i].straggler) cJSON_AddItemToArray(st, cJSON_CreateNumber(i));
     cJSON_AddNumberToObject(o, "started", r->started);
     cJSON_AddNumberToObject(o, "last_seen", r->last_seen);
     return o;
+}
+
+/* {"compute": s, "wait": s, ...} */
+static void add_phases(cJSON *o, const char *name, const double *s)
+{
+    cJSON *x = cJSON_AddObjectToObject(o, name);
+    for (int p = 0; p < WIRE_PHASES; p++) cJSON_AddNumberToObject(x, wire_phase_names[p], s[p]);
+}
+
+/* The run's timeline: the phases' names, the complete windows' steps, and
+ * per rank (the first tl_ranks) per window its seconds by phase. */
+static void add_timeline(cJSON *o, const run *r)
+{
+    cJSON *t = cJSON_AddObjectToObject(o, "timeline");
+    char rule[200];
+    snprintf(rule, sizeof rule,
+             "compute above %g x the other ranks' median, by %g s or more, in %d complete "
+             "windows in a row (a window at or below the ratio ends the row; one above it by "
+             "less is too short to tell)",
+             COLLECTOR_STRAGGLER_RATIO, COLLECTOR_STRAGGLER_MIN_S, COLLECTOR_STRAGGLER_WINDOWS);
+    cJSON_AddStringToObject(t, "straggler_rule", rule);
+    cJSON *names = cJSON_AddArrayToObject(t, "phases");
+    for (int p = 0; p < WIRE_PHASES; p++)
+        cJSON_AddItemToArray(names, cJSON_CreateString(wire_phase_names[p]));
+    cJSON *steps = cJSON_AddArrayToObject(t, "step");
+    cJSON *ranks = cJSON_AddArrayToObject(t, "ranks");
+    for (int i = 0; i < r->tl_ranks; i++) cJSON_AddItemToArray(ranks, cJSON_CreateArray());
+    for (int k = 0; k < r->tl_n; k++) {
+        const int w = (r->tl_head + k) % COLLECTOR_TL_WINDOWS;
+        cJSON_AddItemToArray(steps, cJSON_CreateNumber((double)r->tl_step[w]));
+        const float *row = r->tl + (size_t)w * r->tl_ranks * WIRE_PHASES;
+        for (int i = 0; i < r->tl_ranks; i++) {
+            cJSON *v = cJSON_CreateArray();
+            for (int p = 0; p < WIRE_PHASES; p++)
+                cJSON_AddItemToArray(v, cJSON_CreateNumber(row[i * WIRE_PHASES + p]));
+            cJSON_AddItemToArray(cJSON_GetArrayItem(ranks, i), v);
+        }
+    }
 }
 
 static char *print_and_free(cJSON *o)
@@ -103,8 +145,15 @@ char *collector_run_json(collector *c, const char *id, double now)
         cJSON_AddNumberToObject(x, "tok_per_s", rk->tps);
         cJSON_AddNumberToObject(x, "last_seen", rk->seen ? rk->last_seen : NAN);
         cJSON_AddStringToObject(x, "state", collector_rank_state(rk, now));
+        if (rk->ph_step >= 0) {
+            add_phases(x, "phases", rk->ph_win);
+            add_phases(x, "phase_seconds", rk->ph_total);
+        }
+        cJSON_AddBoolToObject(x, "straggler", rk->straggler);
+        cJSON_AddNumberToObject(x, "slow_windows", rk->slow_windows);
         cJSON_AddItemToArray(ra, x);
     }
+    add_timeline(o, r);
     wire_add_samples(o, r->samples, r->nsamples);
     cJSON *ea = cJSON_AddArrayToObject(o, "events");
     for (int k = 0; k < r->nevents; k++) {

@@ -127,6 +127,22 @@ char *collector_metrics(collector *c, double now)
                 put(&t, "seqpar_rank_state{run=\"%s\",rank=\"%d\",state=\"%s\"} %d\n",
                     c->runs[i]->id, k, states[s], strcmp(now_state, states[s]) == 0);
         }
+    put(&t, "# HELP seqpar_rank_seconds_total Seconds a rank spent by phase (compute: forward, "
+            "backward, update; wait: in the gradient allreduce beyond what backward hid; data; "
+            "eval; checkpoint), summed over its train messages.\n"
+            "# TYPE seqpar_rank_seconds_total counter\n");
+    for (int i = 0; i < c->nruns; i++)
+        for (int k = 0; k < c->runs[i]->world; k++)
+            for (int p = 0; c->runs[i]->ranks[k].ph_step >= 0 && p < WIRE_PHASES; p++)
+                put(&t, "seqpar_rank_seconds_total{run=\"%s\",rank=\"%d\",phase=\"%s\"} %.6f\n",
+                    c->runs[i]->id, k, wire_phase_names[p], c->runs[i]->ranks[k].ph_total[p]);
+    put(&t, "# HELP seqpar_rank_straggler 1 while a rank is a straggler (its compute time well "
+            "above the other ranks' median for several windows), else 0.\n"
+            "# TYPE seqpar_rank_straggler gauge\n");
+    for (int i = 0; i < c->nruns; i++)
+        for (int k = 0; c->runs[i]->has_phases && k < c->runs[i]->world; k++)
+            put(&t, "seqpar_rank_straggler{run=\"%s\",rank=\"%d\"} %d\n", c->runs[i]->id, k,
+                c->runs[i]->ranks[k].straggler);
     put(&t, "# HELP seqpar_rank_step Latest step reported by a rank.\n"
             "# TYPE seqpar_rank_step gauge\n");
     for (int i = 0; i < c->nruns; i++)

@@ -2,6 +2,7 @@
  * Prometheus text, rendered by the collector. */
 #include "route.h"
 
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,22 @@ static void rendered(route_reply *r, const char *type, char *s, unsigned status,
     r->body = r->owned = s, r->len = strlen(s);
 }
 
+/* A JSON 404 for the API: {"error": why, "path": path}. */
+static void json_missing(route_reply *r, const char *why, const char *path)
+{
+    cJSON *o = cJSON_CreateObject();
+    char *s = NULL;
+    if (o && cJSON_AddStringToObject(o, "error", why) && cJSON_AddStringToObject(o, "path", path))
+        s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s) {
+        text(r, 500, "out of memory\n");
+        return;
+    }
+    r->status = 404, r->type = "application/json";
+    r->body = r->owned = s, r->len = strlen(s);
+}
+
 void route_request(collector *c, const char *method, const char *path, size_t upload_size,
                    double now, route_reply *r)
 {
@@ -41,8 +58,13 @@ void route_request(collector *c, const char *method, const char *path, size_t up
     } else if (strcmp(path, "/api/runs") == 0 || strcmp(path, "/api/runs/") == 0) {
         rendered(r, "application/json", collector_runs_json(c, now), 500, "out of memory\n");
     } else if (strncmp(path, "/api/runs/", 10) == 0) {
-        rendered(r, "application/json", collector_run_json(c, path + 10, now), 404,
-                 "no such run\n");
+        char *s = collector_run_json(c, path + 10, now);
+        if (s)
+            rendered(r, "application/json", s, 500, "out of memory\n");
+        else /* (or out of memory) */
+            json_missing(r, "no such run", path);
+    } else if (strncmp(path, "/api/", 5) == 0 || strcmp(path, "/api") == 0) {
+        json_missing(r, "not found (/api/runs, /api/runs/ID)", path);
     } else if (strcmp(path, "/metrics") == 0) {
         rendered(r, "text/plain; version=0.0.4; charset=utf-8", collector_metrics(c, now), 500,
                  "out of memory\n");
