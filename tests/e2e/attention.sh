@@ -122,6 +122,15 @@ EOF
         bad "--attention-weights (beam $k): $(tail -3 "$tmp/w$k.check")"
     fi
 done
+# the weights a real translation wrote, drawn by seqpar plot --heatmap and read
+# back through the SVG (tests/e2e/svg_check.py): the book's heat map
+sed -n 1p "$tmp/w1.jsonl" >"$tmp/w1-first.json"
+if "$SEQPAR" plot --heatmap "$tmp/w1.jsonl" --out "$tmp/w1.svg" >"$tmp/w1.plot" 2>&1 &&
+    python3 "$(dirname "$0")/svg_check.py" heatmap "$tmp/w1.svg" "$tmp/w1-first.json" >"$tmp/w1.svgcheck" 2>&1; then
+    ok "translate --attention-weights -> seqpar plot --heatmap: $(cat "$tmp/w1.svgcheck")"
+else
+    bad "heat map of a real translation: $(cat "$tmp/w1.plot" "$tmp/w1.svgcheck" 2>/dev/null | tail -3)"
+fi
 "$SEQPAR" train --dataset fra-eng --num-examples 300 --epochs 1 --threads 1 \
     --checkpoint-dir "$tmp/n" >"$tmp/n.out" 2>&1 || bad "a model without attention: $(tail -2 "$tmp/n.out")"
 nck=$(ls "$tmp"/n/ckpt-*.h5 | tail -1)
