@@ -54,9 +54,11 @@ int exact_exponent(const float *x, size_t n, int *e, size_t *at);
  * count < 1 or count > 2^40 (s would leave too few bits). */
 int exact_scale(int e, long count, int *s);
 
-/* acc[i] += round(x[i] · 2^s), i < n. EXACT_RANGE (acc unchanged from the
- * first offending element on; *at its index if not NULL) when an element's
- * lane would exceed 2^62 / count: x was larger than the bound e that gave s. */
+/* acc[i] += round(x[i] · 2^s), i < n. EXACT_RANGE (*at, if not NULL, the
+ * first offending index) when an element's lane would exceed 2^62 / count:
+ * x was larger than the bound e that gave s. Elements are added in chunks
+ * of 2048; the chunk holding the offender is taken back out, earlier chunks
+ * stay added, so acc is whole again only for n <= 2048: discard it. */
 int exact_add(int64_t *acc, const float *x, size_t n, int s, long count, size_t *at);
 
 /* out[i] = acc[i] · 2^-s, rounded to the nearest float once. EXACT_RANGE

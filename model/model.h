@@ -508,6 +508,10 @@ void model_free(model *m);
  * trainer's in-process workers are such replicas; primary must outlive them.
  * MODEL_EINVAL if the two models differ in anything but max_batch. */
 int model_share_params(model *replica, model *primary);
+/* Backward adds into `grad` (total + PARAM_GRAD_TAIL floats, laid out as
+ * the model's own gradient) until called again; NULL gives the model's own
+ * buffer back. Every layer's gradient pointers follow. */
+void model_use_grad(model *m, float *grad);
 const model_config *model_get_config(const model *m);
 param_table *model_params(model *m);
 /* Initialises parameters as d2l does for seq2seq (Xavier-uniform weights of

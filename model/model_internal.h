@@ -18,6 +18,7 @@ struct model {
     bptt_mode bptt;
     int bptt_k;
     float smoothing; /* label smoothing of the training loss (0: plain cross-entropy) */
+    float *grad_own; /* its own gradient buffer while model_use_grad lends another (or NULL) */
     /* workspace, sized once for (Tmax, Bmax) */
     int32_t *ids_a, *ids_b,
         *ids_c;                 /* (T, B) time-major (training: packed) src / dec in / targets */

@@ -73,6 +73,7 @@ void model_free(model *m)
     rnn_stack_free(&m->rnn);
     attn_model_free(m);
     if (m->shared_data) m->pt.data = NULL;
+    if (m->grad_own) m->pt.grad = m->grad_own; /* model_use_grad lent it out */
     param_table_free(&m->pt);
     free(m->ids_a);
     free(m->rows);
@@ -216,6 +217,19 @@ err:
     return MODEL_ENOMEM;
 }
 
+/* The directions and the attention hold pointers into the parameter and
+ * gradient buffers: point them again after either moved. */
+static void rebind(model *m)
+{
+    if (m->cfg.task == MODEL_TRANSLATE) {
+        rnn_stack_bind(&m->enc, &m->pt, m->i_enc_rnn);
+        rnn_stack_bind(&m->dec, &m->pt, m->i_dec_rnn);
+        if (m->cfg.attention) attn_model_bind(m);
+    } else {
+        rnn_stack_bind(&m->rnn, &m->pt, m->i_rnn);
+    }
+}
+
 int model_share_params(model *replica, model *primary)
 {
     const model_config *a = &replica->cfg, *b = &primary->cfg;
@@ -228,15 +242,15 @@ int model_share_params(model *replica, model *primary)
     param_buffer_free(replica->pt.data);
     replica->pt.data = primary->pt.data;
     replica->shared_data = 1;
-    /* the directions hold pointers into the buffers: point them again */
-    if (replica->cfg.task == MODEL_TRANSLATE) {
-        rnn_stack_bind(&replica->enc, &replica->pt, replica->i_enc_rnn);
-        rnn_stack_bind(&replica->dec, &replica->pt, replica->i_dec_rnn);
-        if (replica->cfg.attention) attn_model_bind(replica);
-    } else {
-        rnn_stack_bind(&replica->rnn, &replica->pt, replica->i_rnn);
-    }
+    rebind(replica);
     return MODEL_OK;
+}
+
+void model_use_grad(model *m, float *grad)
+{
+    if (!m->grad_own) m->grad_own = m->pt.grad;
+    m->pt.grad = grad ? grad : m->grad_own;
+    rebind(m);
 }
 
 /* ------------------------------------------------------------ initialisation */

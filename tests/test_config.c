@@ -104,6 +104,16 @@ static void test_deterministic_threads(void)
     REFUSED(c, 3, "--deterministic does not combine with --batch-tokens");
     c.batch_tokens = 0;
     ACCEPTED(c, 3);
+    /* its validator and its exact sums need neither rows per rank for the
+     * beam nor a reducer for the workers */
+    c.batch = 12, c.eval_beam = 5, c.valid = 10;
+    ACCEPTED(c, 3);
+    c.deterministic = 0;
+    REFUSED(c, 3, "--eval-beam 5: at most the rows per rank");
+    c.deterministic = 1, c.eval_beam = 1, c.workers = 2, c.overlap = 1;
+    ACCEPTED(c, 3);
+    c.deterministic = 0;
+    REFUSED(c, 3, "--overlap on needs --workers 1");
 }
 
 static void test_bidirectional(void)

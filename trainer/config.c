@@ -365,7 +365,7 @@ int config_validate(const train_config *c, int world, char *err, size_t n)
          "--workers %d runs each worker on one OpenBLAS thread: leave --threads out (or set it "
          "to 1)",
          c->workers);
-    RULE(c->workers > 1 && c->overlap,
+    RULE(c->workers > 1 && c->overlap && !c->deterministic,
          "--overlap on needs --workers 1 (workers sum their gradients after backward)");
     RULE(c->deterministic && c->threads > 1,
          "--deterministic runs one OpenBLAS thread per rank: leave --threads out (or set it to "
@@ -402,7 +402,7 @@ int config_validate(const train_config *c, int world, char *err, size_t n)
     RULE(c->deterministic && c->batch_tokens > 0,
          "--deterministic does not combine with --batch-tokens yet (its shards are cut from "
          "--batch rows)");
-    RULE(c->eval_beam > per_rank,
+    RULE(c->eval_beam > per_rank && !c->deterministic, /* its validator has its own replica */
          "--eval-beam %d: at most the rows per rank (--batch %d over %d rank%s)", c->eval_beam,
          c->batch, world, world > 1 ? "s" : "");
 #undef RULE

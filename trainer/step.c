@@ -214,7 +214,9 @@ static int exact_step(step_engine *e, const train_pos *pos, int stop, step_resul
 {
     exact_result x;
     float *sh = e->carry_state ? e->state_h : NULL, *sc = e->carry_state ? e->state_c : NULL;
-    const int rc = step_exact_run(e->ex, pos, stop, sh, sc, e->row_lo, e->row_hi - e->row_lo, &x);
+    const int nan = e->rank == e->nan_rank && pos->step == e->nan_step;
+    const int rc =
+        step_exact_run(e->ex, pos, stop, nan, sh, sc, e->row_lo, e->row_hi - e->row_lo, &x);
     if (rc != STEP_OK) return rc;
     e->flops[0] += x.fp, e->flops[1] += x.fe;
     *res = (step_result){.loss_sum = x.loss_sum,

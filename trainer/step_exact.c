@@ -18,15 +18,14 @@ typedef struct shard_worker {
     data_slice slice;
     batch_rows rows;
     float *st_h, *st_c; /* LM: a shard's carried state (L, 8, H) */
-    float *store;    /* its shards' gradients: `cap` slots of `stride` floats, zero between steps */
-    float *own_grad; /* the replica's own gradient buffer, while a slot stands in for it */
+    float *store; /* its shards' gradients: `cap` slots of `stride` floats, zero between steps */
     int cap;
     int64_t *acc; /* total + LANES lanes */
     int *emax;    /* per tensor: the largest exponent over its shards */
     int s_lo, s_hi;
     double loss, fp, fe;
     long ntok;
-    int bad; /* a non-finite loss or gradient */
+    int bad_grad, bad_loss; /* a non-finite gradient, loss */
     int rc;
 } shard_worker;
 
@@ -42,13 +41,14 @@ struct step_exact {
     comm_pool *pool;
     shard_worker *wk;
     int nt;     /* tensors */
-    int *emax;  /* nt + 1: per tensor, then the non-finite flag (MPI_MAX) */
+    int *emax;  /* nt + 2: per tensor, then the non-finite gradient and loss flags (MPI_MAX) */
     int *scale; /* per tensor, this step */
     int loss_scale;
     const train_pos *pos;
     float *state_h, *state_c;
     int row_lo, rows;
     double comm_s;
+    int inject_nan; /* this step: SEQPAR_FAULT_NAN's */
 };
 
 /* shards [lo, hi) of S held by part `p` of `parts` */
@@ -105,11 +105,13 @@ static int run_shard(step_exact *x, shard_worker *k, int j, int slot)
     double loss = 0.0, fp = 0.0, fe = 0.0;
     long ntok = 0;
     /* backward adds into the slot (zero) instead of the replica's buffer */
-    param_table *rpt = model_params(k->m);
-    rpt->grad = k->store + (size_t)slot * x->stride;
+    float *g = k->store + (size_t)slot * x->stride;
+    model_use_grad(k->m, g);
     const int rc = model_step(k->m, &b, 1, &loss, &ntok);
-    rpt->grad = k->own_grad;
+    model_use_grad(k->m, NULL);
     if (rc != MODEL_OK) return -1;
+    /* test-only (SEQPAR_FAULT_NAN): the rank's first shard's gradient */
+    if (x->inject_nan && k == &x->wk[0] && slot == 0) g[pt->t[0].offset] = NAN;
     model_matmul_flops(k->m, &b, &fp, &fe);
     if (sh) {
         state_rows(x, x->state_h, lo - x->row_lo, sh, B, 1);
@@ -117,13 +119,12 @@ static int run_shard(step_exact *x, shard_worker *k, int j, int slot)
     }
     k->loss += loss, k->ntok += ntok, k->fp += fp, k->fe += fe;
     int64_t lane = 0;
-    k->bad |= exact_add_double(&lane, loss, x->loss_scale, x->count) != EXACT_OK;
+    k->bad_loss |= exact_add_double(&lane, loss, x->loss_scale, x->count) != EXACT_OK;
     k->acc[pt->total + LANE_LOSS] += lane;
-    const float *g = k->store + (size_t)slot * x->stride;
     for (int i = 0; i < x->nt; i++) {
         int e;
         if (exact_exponent(g + pt->t[i].offset, pt->t[i].size, &e, NULL) != EXACT_OK)
-            k->bad = 1;
+            k->bad_grad = 1;
         else if (e > k->emax[i])
             k->emax[i] = e;
     }
@@ -137,7 +138,7 @@ static void work_shards(void *ctx, int w)
     shard_worker *k = &x->wk[w];
     k->loss = k->fp = k->fe = 0.0;
     k->ntok = 0;
-    k->bad = 0;
+    k->bad_grad = k->bad_loss = 0;
     k->rc = 0;
     for (int i = 0; i < x->nt; i++) k->emax[i] = EXACT_E_ZERO;
     for (int j = k->s_lo; j < k->s_hi && k->rc == 0; j++) k->rc = run_shard(x, k, j, j - k->s_lo);
@@ -181,12 +182,12 @@ static int sum_lanes(step_exact *x, int stop, exact_result *r)
 {
     const size_t total = model_params(x->m)->total;
     int64_t *acc = x->wk[0].acc;
-    for (int i = 0; i <= x->nt; i++) x->emax[i] = i < x->nt ? EXACT_E_ZERO : 0;
+    for (int i = 0; i < x->nt + 2; i++) x->emax[i] = i < x->nt ? EXACT_E_ZERO : 0;
     for (int w = 0; w < x->nw; w++) {
         const shard_worker *k = &x->wk[w];
         for (int i = 0; i < x->nt; i++)
             if (k->emax[i] > x->emax[i]) x->emax[i] = k->emax[i];
-        x->emax[x->nt] |= k->bad;
+        x->emax[x->nt] |= k->bad_grad, x->emax[x->nt + 1] |= k->bad_loss;
         r->local_loss += k->loss, r->local_tokens += k->ntok, r->fp += k->fp, r->fe += k->fe;
         if (w > 0) acc[total + LANE_LOSS] += k->acc[total + LANE_LOSS];
         if (w > 0) k->acc[total + LANE_LOSS] = 0;
@@ -194,9 +195,10 @@ static int sum_lanes(step_exact *x, int stop, exact_result *r)
     acc[total + LANE_TOKENS] = r->local_tokens;
     acc[total + LANE_STOP] = stop ? 1 : 0;
     double t0 = comm_time();
-    if (comm_allreduce_max_int(x->emax, x->nt + 1) != COMM_OK) return STEP_ECOMM;
+    if (comm_allreduce_max_int(x->emax, x->nt + 2) != COMM_OK) return STEP_ECOMM;
     x->comm_s += comm_time() - t0;
-    r->nonfinite = x->emax[x->nt] != 0;
+    r->bad_grad = x->emax[x->nt] != 0, r->bad_loss = x->emax[x->nt + 1] != 0;
+    r->nonfinite = r->bad_grad || r->bad_loss;
     if (r->nonfinite) comm_pool_run(x->pool, work_clear, x);
     if (!r->nonfinite) {
         for (int i = 0; i < x->nt; i++)
@@ -218,11 +220,12 @@ static int sum_lanes(step_exact *x, int stop, exact_result *r)
     return rc == COMM_OK ? STEP_OK : STEP_ECOMM;
 }
 
-int step_exact_run(step_exact *x, const train_pos *pos, int stop, float *state_h, float *state_c,
-                   int row_lo, int rows, exact_result *r)
+int step_exact_run(step_exact *x, const train_pos *pos, int stop, int inject_nan, float *state_h,
+                   float *state_c, int row_lo, int rows, exact_result *r)
 {
     param_table *pt = model_params(x->m);
     *r = (exact_result){0};
+    x->inject_nan = inject_nan;
     x->pos = pos, x->state_h = state_h, x->state_c = state_c, x->row_lo = row_lo, x->rows = rows;
     if (data_sampler_slice(&x->gs, pos->epoch, pos->batch_in_epoch, &x->gslice) != DATA_OK)
         return STEP_EBATCH;
@@ -243,7 +246,7 @@ int step_exact_run(step_exact *x, const train_pos *pos, int stop, float *state_h
     if (rc == STEP_OK) {
         r->tokens = (double)acc[total + LANE_TOKENS];
         r->stop = acc[total + LANE_STOP] > 0;
-        r->loss_sum = r->nonfinite ? NAN : exact_to_double(acc[total + LANE_LOSS], x->loss_scale);
+        r->loss_sum = r->bad_loss ? NAN : exact_to_double(acc[total + LANE_LOSS], x->loss_scale);
         for (int i = 0; i < x->nt && !r->nonfinite; i++) {
             const size_t off = pt->t[i].offset;
             if (exact_to_float(pt->grad + off, acc + off, pt->t[i].size, x->scale[i]) != EXACT_OK)
@@ -264,11 +267,11 @@ static int setup_worker(step_exact *x, shard_worker *k, int cap, char *err, size
     if (model_create(&k->m, &mc, err, n) != MODEL_OK || model_share_params(k->m, x->m) != MODEL_OK)
         return -1;
     model_set_bptt(k->m, c->bptt.mode, c->bptt.k);
+    model_set_label_smoothing(k->m, (float)c->label_smoothing);
     const size_t total = model_params(x->m)->total,
                  st = (size_t)c->layers * EXACT_SHARD_ROWS * c->hidden;
     const size_t bytes = ((size_t)cap > 0 ? (size_t)cap : 1) * x->stride * sizeof(float);
     k->cap = cap;
-    k->own_grad = model_params(k->m)->grad;
     k->store = aligned_alloc(64, bytes);
     if (k->store) memset(k->store, 0, bytes);
     k->acc = calloc(total + LANES, sizeof(int64_t));
@@ -303,7 +306,7 @@ int step_exact_create(step_exact **out, const train_config *c, const train_data 
         snprintf(err, n, "--deterministic: --batch %d is too large for 62-bit lanes", c->batch);
         return -1;
     }
-    x->emax = calloc((size_t)x->nt + 1, sizeof(int));
+    x->emax = calloc((size_t)x->nt + 2, sizeof(int));
     x->scale = calloc((size_t)x->nt, sizeof(int));
     x->gslice.index = calloc((size_t)c->batch + 1, sizeof(long));
     x->wk = calloc((size_t)x->nw, sizeof *x->wk);

@@ -32,7 +32,7 @@
 enum { EXACT_SHARD_ROWS = 8 };
 /* A shard's loss sum (nats) stays below 2^40: it would take 8 rows of 10^5
  * tokens at over 10^6 nats each to reach it. Its lane's resolution is then
- * 2^(40 + ceil(log2 shards) − 62) nats, about 1e-4 for a batch of 64 rows. */
+ * 2^(40 + ceil(log2 shards) − 62) nats: 2^-19, about 2e-6, for a batch of 64 rows. */
 enum { EXACT_LOSS_EXPONENT = 40 };
 
 typedef struct step_exact step_exact;
@@ -44,6 +44,7 @@ typedef struct exact_result {
     double fp, fe; /* this rank's matmul work */
     int stop;      /* some rank asked to stop */
     int nonfinite; /* some shard's loss or gradient was not finite: the gradient is not summed */
+    int bad_grad, bad_loss; /* which (loss_sum is NaN only for a non-finite loss) */
 } exact_result;
 
 /* Rows [lo, hi) of a full global batch of `batch` rows that rank `rank` of
@@ -56,12 +57,13 @@ int step_exact_create(step_exact **out, const train_config *c, const train_data 
                       int rank, int world, char *err, size_t n);
 void step_exact_free(step_exact *x);
 
-/* The step at pos: this rank's shards (LM carried state: the rank's rows
+/* The step at pos (inject_nan: the test-only SEQPAR_FAULT_NAN, a NaN in
+ * this rank's first shard's gradient): this rank's shards (LM carried state: the rank's rows
  * state_h/state_c, (L, rows, H), whose first row is global row row_lo; NULL
  * for none), the exact sums over workers and ranks, the gradient written to
  * m's buffer (unless nonfinite). STEP_OK (0), STEP_EBATCH, STEP_ECOMM. */
-int step_exact_run(step_exact *x, const train_pos *pos, int stop, float *state_h, float *state_c,
-                   int row_lo, int rows, exact_result *r);
+int step_exact_run(step_exact *x, const train_pos *pos, int stop, int inject_nan, float *state_h,
+                   float *state_c, int row_lo, int rows, exact_result *r);
 
 double step_exact_comm_seconds(const step_exact *x);
 

@@ -7,6 +7,8 @@
 #    --tolerance 0), and every printed loss and validation figure the same;
 #  - a resume from 3 ranks to 2 lands on the 1-rank run's bits;
 #  - a short final batch (fewer rows than --batch) too;
+#  - each also within 1e-3 of the default path (it trains the same model);
+#  - a NaN in one rank's gradient is skipped alike on every rank;
 #  - the control: without --deterministic, 1 and 2 ranks differ in the last
 #    bits (so these checks can fail).
 SEQPAR=$1
@@ -39,6 +41,15 @@ bitwise() {
     "$SEQPAR" "${args[@]}" --checkpoint-dir "$tmp/$name-1" >"$tmp/$name-1.log" 2>&1 ||
         { bad "$name: 1 process failed: $(tail -3 "$tmp/$name-1.log")"; return; }
     figures "$tmp/$name-1.log" >"$tmp/$name-1.fig"
+    # and it computes the model's gradients: the default path (float sums)
+    # lands within float noise of it
+    "$SEQPAR" train "$@" --max-steps "$steps" --checkpoint-every "$steps" --checkpoint-dir "$tmp/$name-def" \
+        >"$tmp/$name-def.log" 2>&1 || bad "$name: default path failed: $(tail -3 "$tmp/$name-def.log")"
+    if "$SEQPAR" ckpt diff "$tmp/$name-def/$ck" "$tmp/$name-1/$ck" --tolerance 1e-3 >"$tmp/$name.near" 2>&1; then
+        ok "$name: within 1e-3 of the default path ($(head -1 "$tmp/$name.near" | sed 's/  */ /g'))"
+    else
+        bad "$name: far from the default path: $(cat "$tmp/$name.near")"
+    fi
     local run
     for run in 2 3 2-overlap w2; do
         local dir=$tmp/$name-$run
@@ -67,7 +78,7 @@ lm=(--task lm --dataset timemachine --tokens char --embed 0 --hidden 64 --layers
 bitwise lm 30 "${lm[@]}"
 # the attention decoder (dropout on its weights too)
 attn=(--dataset fra-eng --num-examples 600 --attention additive --dropout 0.2 --batch 40
-    --valid 50 --eval-every 10 --eval-beam 2)
+    --valid 50 --eval-every 10 --eval-beam 2 --label-smoothing 0.1)
 bitwise attention 20 "${attn[@]}"
 # fewer pairs than a multiple of the batch: the epoch's last batch has 10 rows
 short=(--dataset fra-eng --num-examples 610 --batch 40)
@@ -85,6 +96,19 @@ if diff <(figures "$rs-a.log"; figures "$rs-b.log") "$tmp/lm-1.fig" >/dev/null; 
     ok "lm: the resumed run printed the 1-process run's figures"
 else
     bad "lm: resumed figures differ: $(diff <(figures "$rs-a.log"; figures "$rs-b.log") "$tmp/lm-1.fig" | head -4)"
+fi
+
+# a NaN in one rank's gradient (test-only SEQPAR_FAULT_NAN) is found on every
+# rank and skipped: 2 ranks, the NaN on rank 1, = 1 process with it on rank 0
+nan=(train "${book[@]}" --deterministic --on-nan skip --max-steps 6 --checkpoint-every 6)
+SEQPAR_FAULT_NAN=1:3 "${mpi[@]}" -x SEQPAR_FAULT_NAN -np 2 "$SEQPAR" "${nan[@]}" \
+    --checkpoint-dir "$tmp/nan2" >"$tmp/nan2.log" 2>&1
+SEQPAR_FAULT_NAN=0:3 "$SEQPAR" "${nan[@]}" --checkpoint-dir "$tmp/nan1" >"$tmp/nan1.log" 2>&1
+if grep -q "nan_skips=1" "$tmp/nan2.log" && grep -q "step 3: the gradient norm is not finite" "$tmp/nan2.log" &&
+    "$SEQPAR" ckpt diff "$tmp/nan1/ckpt-00000006.h5" "$tmp/nan2/ckpt-00000006.h5" --tolerance 0 >/dev/null 2>&1; then
+    ok "a NaN in rank 1's gradient: step 3 skipped on every rank, the bits of 1 process with it"
+else
+    bad "NaN injection: $(grep -iE 'not finite|done|error' "$tmp/nan2.log" "$tmp/nan1.log" | head -4)"
 fi
 
 # the control: the default path differs in the last bits between 1 and 2 ranks
