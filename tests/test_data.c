@@ -367,7 +367,8 @@ static void test_fra_full(void)
     /* the book's Vocab on the same file, empty tokens dropped */
     CU_ASSERT_EQUAL(tr.src_vocab.size, 10012);
     CU_ASSERT_EQUAL(tr.tgt_vocab.size, 17850);
-    CU_ASSERT(dt < 2.0);
+    /* the time is printed, never asserted: this machine is shared (a timed
+     * unit test failed CI under ASan at 2.5 s while other work ran) */
     data_pairs_free(&tr);
 
     /* held-out split: vocabularies from the training pairs only, shared */
@@ -1746,7 +1747,7 @@ void register_suites(void)
     };
     static const test_def corpus[] = {
         {"fra-eng: 600 pairs as the book", test_fra_600},
-        {"fra-eng: all pairs, fast; valid split", test_fra_full},
+        {"fra-eng: all pairs (load time printed); valid split", test_fra_full},
         {"pairs: held-out split", test_split},
         {"pairs: bad files give file:line", test_bad_files},
         {"timemachine: char and word streams", test_timemachine},
