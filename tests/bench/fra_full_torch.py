@@ -72,6 +72,11 @@ Threads: --threads (default 2: one process with 2 threads was PyTorch's
 best on this 2-core machine, tests/bench/README.md), OpenBLAS's count set to
 it as well; the caller sets OMP_WAIT_POLICY=PASSIVE and
 OPENBLAS_CORETYPE=SkylakeX (tests/bench/torch_bench.py says why).
+`--parity CKPT --data DIR [--num-examples N]` loads a seqpar checkpoint
+(with or without attention) into this script's model, compares seqpar's
+vocabularies with the ones built here and decodes DIR/test.src greedily and
+with the beam, against `seqpar translate`'s output line by line (exit 0 when
+all agree).
 Exit status: 0 done (budget reached), 75 stopped by a signal (resumable),
 2 bad input, 1 other failure.
 """
@@ -95,6 +100,8 @@ try:
     import torch
     from torch import nn
     from torch.nn import functional as F
+    import h5py
+    import seqpar_torch
     from seqpar_torch import BOS, EOS, PAD, RESERVED, Decoder, Encoder, encode, normalize
 except ImportError as exc:
     sys.exit("fra_full_torch.py: error: cannot import %s (%s); run it with Debian's "
@@ -453,6 +460,46 @@ def check():
           "= concat(context, embedding); W_q, W_k (%d, %d), w_v (1, %d), no biases" % (H, H, H))
 
 
+def parity(a):
+    """A seqpar checkpoint in this script's model: its vocabularies against the
+    ones this script builds from --data (with --num-examples, --steps), and
+    greedy and beam decoding of test.src against `seqpar translate`'s."""
+    try:
+        with h5py.File(a.parity, "r") as f:
+            cfg = seqpar_torch._read_config(f, a.parity)
+            src_v = seqpar_torch._read_vocab(f, a.parity, "src", cfg)
+            tgt_v = seqpar_torch._read_vocab(f, a.parity, "tgt", cfg)
+            state = seqpar_torch._read_state(f, a.parity)
+    except (OSError, seqpar_torch.CheckpointError) as exc:
+        die("%s: %s" % (a.parity, exc))
+    data = load_train(os.path.join(a.data, "train.txt"), a.num_examples, cfg["steps"],
+                      a.min_freq)
+    same_vocab = data["src_vocab"] == src_v and data["tgt_vocab"] == tgt_v
+    print("fra_full_torch: parity: vocabularies %s (%d -> %d tokens)"
+          % ("identical" if same_vocab else "DIFFERENT", len(src_v), len(tgt_v)), flush=True)
+    attn = "additive" if cfg.get("attention", "none") in ("additive", 1) else "none"
+    m = Model(attn, len(src_v), len(tgt_v), cfg["embed"], cfg["hidden"], cfg["layers"], 0.0)
+    m.load_state_dict(state, strict=True)
+    src = load_test(os.path.join(a.data, "test.src"), {t: i for i, t in enumerate(src_v)},
+                    cfg["steps"])
+    ok = same_vocab
+    with open(os.path.join(a.data, "test.src"), "rb") as f:
+        text = f.read()
+    for k in (1, a.beam):
+        r = subprocess.run([a.seqpar, "translate", "--checkpoint", a.parity, "--beam", str(k),
+                            "--alpha", str(a.alpha)], input=text, capture_output=True)
+        if r.returncode != 0:
+            die("seqpar translate: %s" % r.stderr.decode(errors="replace").strip(), 1)
+        theirs = r.stdout.decode("utf-8").splitlines()
+        mine = [" ".join(tgt_v[i] for i in h)
+                for h in decode_all(m, src, k, a.alpha, cfg["steps"], a.eval_chunk)]
+        same = sum(x == y for x, y in zip(mine, theirs))
+        print("fra_full_torch: parity: beam %d: %d of %d translations identical to seqpar "
+              "translate's" % (k, same, len(theirs)), flush=True)
+        ok = ok and same == len(theirs) == len(mine)
+    return 0 if ok else 1
+
+
 # --------------------------------------------------------------------- train
 
 def set_threads(n):
@@ -489,6 +536,8 @@ def main(argv):
     ap = argparse.ArgumentParser(prog="fra_full_torch.py", description="PyTorch reference of "
                                  "the full-data benchmark (see the module docstring).")
     ap.add_argument("--check", action="store_true", help="test the attention decoder and exit")
+    ap.add_argument("--parity", metavar="CKPT", help="compare vocabularies and decoding with a "
+                    "seqpar checkpoint on --data's test.src and exit (0: identical)")
     ap.add_argument("--data", help="the split's directory (train.txt, test.src, test.ref)")
     ap.add_argument("--out", help="run directory (ckpt.pt, table.tsv, hypotheses)")
     ap.add_argument("--run", default="torch", help="the run's name in the table")
@@ -522,8 +571,11 @@ def main(argv):
     if a.check:
         check()
         return 0
+    if a.parity and a.data:
+        set_threads(a.threads)
+        return parity(a)
     if not a.data or not a.out:
-        ap.error("--data DIR and --out DIR are required (or --check)")
+        ap.error("--data DIR and --out DIR are required (or --check, or --parity CKPT --data DIR)")
     for name in ("train.txt", "test.src", "test.ref"):
         if not os.path.isfile(os.path.join(a.data, name)):
             die("%s: no %s (write the split with tests/bench/fra_full_split.py)" % (a.data, name))
