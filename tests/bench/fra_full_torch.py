@@ -340,12 +340,19 @@ def beam(model, src, k, alpha, max_len):
     for s in range(max_len):
         if not any(nlive):
             break
-        logp = F.log_softmax(model.step(tok, mem)[0].double(), dim=-1)  # (R, V)
-        V = logp.shape[1]
-        cand = torch.tensor(score, dtype=torch.float64).unsqueeze(1) + logp
+        z = model.step(tok, mem)[0]  # (R, V)
+        V = z.shape[1]
+        # a sentence keeps at most k extensions, so each row's k best tokens
+        # hold them all; their scores in double, as seqpar's beam_advance
+        # (log probability z - logsumexp(z) of the row)
+        zk, vk = z.topk(k, dim=1)  # (R, k)
+        lse = torch.logsumexp(z.double(), dim=1, keepdim=True)
+        cand = torch.tensor(score, dtype=torch.float64).unsqueeze(1) + (zk.double() - lse)
         cand[~torch.tensor(live)] = -math.inf
-        topv, topi = cand.view(B, k * V).topk(k, dim=1)
-        topv, topi = topv.tolist(), topi.tolist()
+        topv, pos = cand.view(B, k * k).topk(k, dim=1)  # over the sentence's rows' candidates
+        row = pos // k
+        topi = (row * V + vk.view(B, k * k).gather(1, pos)).tolist()
+        topv = topv.tolist()
         parent = list(range(R))
         n_score, n_hist, n_live, n_tok = list(score), list(hist), [False] * R, tok.squeeze(1).tolist()
         for b in range(B):
@@ -387,6 +394,7 @@ def beam(model, src, k, alpha, max_len):
 def decode_all(model, src, beam_k, alpha, max_len, chunk):
     model.eval()
     out = []
+    chunk = max(1, chunk // beam_k)  # rows decoded together: chunk sentences x beams
     for c0 in range(0, src.shape[0], chunk):
         part = src[c0:c0 + chunk]
         out += greedy(model, part, max_len) if beam_k == 1 else beam(model, part, beam_k, alpha,
