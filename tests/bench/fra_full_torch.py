@@ -701,7 +701,10 @@ def main(argv):
                 evaluate()
             if clock() >= a.budget:
                 save()
-                print("done step=%d time_s=%.0f" % (pos["step"], pos["clock"]), flush=True)
+                print("done step=%d time_s=%.0f tokens=%d tokens_per_s=%.0f (training tokens "
+                      "over training time, loading included)"
+                      % (pos["step"], pos["clock"], pos.get("tokens_total", 0),
+                         pos.get("tokens_total", 0) / max(pos["clock"], 1e-9)), flush=True)
                 return 0
             while pos["next_eval"] <= clock():
                 pos["next_eval"] += a.eval_every
@@ -723,6 +726,7 @@ def main(argv):
         pos["batch_in_epoch"] += 1
         pos["loss_sum"] += float(loss)
         pos["tokens"] += ntok
+        pos["tokens_total"] = pos.get("tokens_total", 0) + ntok
         win_loss += float(loss)
         win_tok += ntok
         if u % a.log_every == 0:
