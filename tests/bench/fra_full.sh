@@ -218,7 +218,7 @@ run_seqpar() { # $1: additive|none
         mpirun -np "$RANKS" "$SEQPAR" train --dataset "$SPLIT/train.txt" \
             --num-examples "$NUM_EXAMPLES" --cell gru --layers "$LAYERS" --embed "$EMBED" \
             --hidden "$HIDDEN" --dropout "$DROPOUT" --steps "$STEPS" --optimizer adam \
-            --lr "$LR" --clip "$CLIP" --epochs 1000000 --seed "$SEED" --threads 1 \
+            --lr "$LR" --clip "$CLIP" --epochs 1000 --seed "$SEED" --threads 1 \
             --checkpoint-dir "$RUN/ckpt" --keep 2 --resume auto --progress lines \
             --log-every 50 "${opts[@]}" >"$RUN/segment.log" 2>&1 &
         CHILD=$! CHILD_KIND=trainer
