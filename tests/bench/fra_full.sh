@@ -106,7 +106,7 @@ combine() { # the runs' tables → $TABLE and the SVG (a run's rows in order)
 }
 
 # ------------------------------------------------------------ interruptions
-CHILD="" CHILD_KIND=""
+CHILD="" CHILD_KIND="" FAILED=0
 on_signal() {
     trap '' TERM INT
     if [[ -n "$CHILD" ]]; then
@@ -192,6 +192,7 @@ run_seqpar() { # $1: additive|none
     else
         note "$NAME: this seqpar has no --lr-schedule/--warmup: constant learning rate $LR"
     fi
+    has progress && opts+=(--progress lines) # (the lines are the default before it)
     mkdir -p "$RUN/ckpt"
     CLOCK=0 step=0 kind=eval
     [[ -s "$RUN/clock" ]] && read -r step CLOCK kind < <(tail -n 1 "$RUN/clock")
@@ -219,7 +220,7 @@ run_seqpar() { # $1: additive|none
             --num-examples "$NUM_EXAMPLES" --cell gru --layers "$LAYERS" --embed "$EMBED" \
             --hidden "$HIDDEN" --dropout "$DROPOUT" --steps "$STEPS" --optimizer adam \
             --lr "$LR" --clip "$CLIP" --epochs 1000 --seed "$SEED" --threads 1 \
-            --checkpoint-dir "$RUN/ckpt" --keep 2 --resume auto --progress lines \
+            --checkpoint-dir "$RUN/ckpt" --keep 2 --resume auto \
             --log-every 50 "${opts[@]}" >"$RUN/segment.log" 2>&1 &
         CHILD=$! CHILD_KIND=trainer
         # the segment ends at the evaluation time (or when seqpar ends by itself)
@@ -235,7 +236,8 @@ run_seqpar() { # $1: additive|none
         cat "$RUN/segment.log" >>"$RUN/train.log"
         # stopped by the SIGTERM (exit 75) or ended by itself (0): the summary line
         grep -q '^done step=' "$RUN/segment.log" ||
-            { note "$NAME: seqpar train failed (mpirun status $rc; see $RUN/train.log)"; return; }
+            { note "$NAME: seqpar train failed (mpirun status $rc; see $RUN/train.log)"
+              FAILED=1; return; }
         record_segment eval
         step=$(newest_step)
         (( step > 0 )) && evaluate_seqpar "$step" "$CLOCK"
@@ -265,6 +267,7 @@ run_torch() { # $1: additive|none
     combine
     if [[ $rc == 0 ]]; then touch "$RUN/done"; else
         note "$NAME: fra_full_torch.py exited with status $rc (see $RUN/train.log)"
+        FAILED=1
     fi
 }
 
@@ -284,3 +287,4 @@ for NAME in $RUNS; do
 done
 combine
 log "table $TABLE, curves $OUT/fra_full.svg, notes $NOTES"
+if (( FAILED )); then log "a run failed (notes.txt says which)"; exit 1; fi
