@@ -161,11 +161,14 @@ evaluate_seqpar() { # evaluates the checkpoint of step $1 at time $2
         [[ -n "$b" ]] || die "seqpar bleu gave no score for $hyp"
         g="$g	$b"
     done
-    local loss epoch
-    loss=$(grep -E '^step [0-9]+/[0-9]+ epoch' "$RUN/train.log" | tail -n 1 |
-        sed -n 's/.* loss \([0-9.na]*\).*/\1/p')
-    epoch=$(grep -E '^step [0-9]+/[0-9]+ epoch' "$RUN/train.log" | tail -n 1 |
-        sed -n 's/.* epoch \([0-9]*\).*/\1/p')
+    local loss epoch last
+    # the last progress line (none yet before --log-every steps: nan, then
+    # the summary line's epoch)
+    last=$(grep -E '^step [0-9]+/[0-9]+ epoch' "$RUN/train.log" | tail -n 1 || true)
+    loss=$(sed -n 's/.* loss \([0-9.na]*\).*/\1/p' <<<"$last")
+    epoch=$(sed -n 's/.* epoch \([0-9]*\).*/\1/p' <<<"$last")
+    [[ -n "$epoch" ]] ||
+        epoch=$(sed -n 's/^done step=[0-9]* epoch=\([0-9]*\) .*/\1/p' "$RUN/train.log" | tail -n 1)
     [[ -f "$RUN/table.tsv" ]] || echo "$HEADER" >"$RUN/table.tsv"
     printf '%s\t%s\t%s\t%s\t%s%s\t%s\n' "$NAME" "$t" "$step" "${epoch:-0}" "${loss:-nan}" \
         "$g" "$(date -u +%FT%TZ)" >>"$RUN/table.tsv"
