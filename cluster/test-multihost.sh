@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# seqpar on several hosts over real TCP (issue 23), on one machine: each
+# "host" is a network namespace of its own, with its own address on a private
+# range made for the run (10.213.S.0/24, S from this script's PID) and its own
+# directory, joined to the others by a veth pair into a bridge that lives in a
+# further namespace (the "switch"). Nothing is added to the machine's own
+# namespace, and traffic goes only between the namespaces made here.
+#
+#   cluster/test-multihost.sh [path/to/seqpar]           the test (ctest e2e_multihost)
+#   cluster/test-multihost.sh --bench [path/to/seqpar]   scaling under shaped links
+#
+# How a host is reached: Open MPI's rsh launcher is given an agent
+# (--mca plm_rsh_agent) that, instead of ssh, maps the host's address to its
+# namespace and runs orted there (ip netns exec), in a UTS namespace of its
+# own (hostname seqpar-hI) and a mount namespace in which every other host's
+# directory is replaced by an empty one of its own: a rank that read or
+# wrote another host's directory (rank 0's checkpoints) would see nothing and
+# leave its files behind, where the test looks. mpirun itself runs in host
+# 0's namespace. Between hosts: --mca pml ob1 --mca btl tcp,self (no shared
+# memory), btl_tcp_if_include and oob_tcp_if_include the test's range.
+#
+# The test (3 hosts x 1 rank, ~30 s): trains the book's translation model
+# with dropout and checkpoints every 10 steps in host 0's directory, kills
+# host 2 (every process in its namespace, SIGKILL) after step 40, checks the
+# job ends with a non-zero status within 30 s, resumes with --resume auto on
+# hosts 0 and 1 (2 ranks, the same global batch) to step 100 and compares the
+# parameters with a single-host run of 100 steps (seqpar ckpt diff
+# --tolerance 1e-4, as tests/e2e/parallel.sh); the veth byte counters of
+# host 1 show the gradients went over the link. Needs root, iproute2 and
+# util-linux (unshare); exits 77 with the reason where it cannot run. Every
+# namespace it made (and with them their links) is deleted on any exit, and
+# checked gone.
+#
+# --bench: tokens/s and the share of training time in gradient communication
+# of the book, large and LM models of tests/bench/perf.sh at the same batch
+# per rank as perf.sh's 1 x 1 (weak scaling), 2 ranks on one host (shared
+# memory) against 2 hosts x 1 rank over links shaped with tc tbf to 10 and
+# 1 Gbit/s (plus netem's 0.2 ms delay where the kernel has netem), --overlap
+# off and on, two bucket sizes. Each host (and each of the one-host ranks) is
+# pinned to one core (taskset). Configurations run in alternation, REPS
+# times (default 2); medians. MODELS="book large lm", RATES="10gbit 1gbit",
+# BUCKETS="1024 8192", EXTRA="--grad-compress fp16" (options for every run)
+# select. Figures: tests/bench/README.md.
+set -uo pipefail
+mode="test"
+if [ "${1:-}" = --bench ]; then mode=bench; shift; fi
+root=$(cd "$(dirname "$0")/.." && pwd)
+S=${1:-$root/build/trainer/seqpar}
+S=$(cd "$(dirname "$S")" && pwd)/$(basename "$S")
+export SEQPAR_DATA=${SEQPAR_DATA:-$root/../shared/data}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+skip() { echo "skipped: cluster/test-multihost.sh: $*"; exit 77; }
+[ -x "$S" ] || { echo "cluster/test-multihost.sh: $S not found (build first)" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || skip "needs root to make network namespaces (ip netns); run it as root"
+for tool in ip tc unshare nsenter taskset mpirun; do
+    command -v $tool >/dev/null || skip "needs '$tool' (tests/deps.sh installs iproute2, util-linux and openmpi-bin)"
+done
+[ -f "$SEQPAR_DATA/fra-eng/fra.txt" ] || { echo "cluster/test-multihost.sh: corpora not found in $SEQPAR_DATA (set SEQPAR_DATA)" >&2; exit 2; }
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then # as cluster/run.sh
+    if grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
+    elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell
+    fi
+fi
+
+id=$$
+P=seqpar-mh$id           # every namespace's name starts with it
+sub=$((id % 250 + 1))    # 10.213.$sub.0/24: the test's hosts, .10 + host number
+net=10.213.$sub
+cidr=$net.0/24
+# shellcheck source=../tests/e2e/lib.sh
+. "$root/tests/e2e/lib.sh" # ok, bad, check, finish; $tmp
+made=()                  # the namespaces made, for the cleanup
+
+# kills what runs in each namespace made and deletes it (its links go with
+# it); quiet, idempotent
+cleanup() {
+    local ns pids
+    for ns in "${made[@]}"; do
+        pids=$(ip netns pids "$ns" 2>/dev/null)
+        [ -z "$pids" ] || kill -9 $pids 2>/dev/null
+    done
+    for ns in "${made[@]}"; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            [ -z "$(ip netns pids "$ns" 2>/dev/null)" ] && break
+            sleep 0.1
+        done
+        ip netns del "$ns" 2>/dev/null
+    done
+    made=()
+}
+trap 'cleanup; rm -rf "$tmp"' EXIT
+# namespaces left by a run of this script that was killed (SIGKILL, where no
+# trap runs): seqpar-mhPID-… whose PID is gone
+for ns in $(ip netns list 2>/dev/null | sed -n 's/^\(seqpar-mh\([0-9]*\)-[a-z0-9]*\).*/\1:\2/p'); do
+    # (a killed run's shell may linger as a zombie: its command line is empty)
+    grep -q test-multihost "/proc/${ns#*:}/cmdline" 2>/dev/null && continue
+    pids=$(ip netns pids "${ns%:*}" 2>/dev/null)
+    [ -z "$pids" ] || kill -9 $pids 2>/dev/null
+    ip netns del "${ns%:*}" 2>/dev/null && echo "removed ${ns%:*}, left by a killed run"
+done
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+ns_of() { echo "$P-h$1"; }
+# in_ns NS CMD…
+in_ns() { ip netns exec "$1" "${@:2}"; }
+
+# hosts N: makes the switch and N hosts (namespaces, veth, addresses, lo up)
+hosts() {
+    local n=$1 i h err
+    if ! err=$(ip netns add "$P-sw" 2>&1); then skip "ip netns add failed: $err"; fi
+    made+=("$P-sw")
+    ip -n "$P-sw" link add br0 type bridge && ip -n "$P-sw" link set br0 up &&
+        ip -n "$P-sw" link set lo up || return 1
+    for ((i = 0; i < n; i++)); do
+        h=$(ns_of $i)
+        ip netns add "$h" || return 1
+        made+=("$h")
+        # the pair is made in the two namespaces at once: no end ever exists
+        # in the machine's own namespace
+        ip link add name mh0 netns "$h" type veth peer name "h$i" netns "$P-sw" || return 1
+        ip -n "$P-sw" link set "h$i" master br0 && ip -n "$P-sw" link set "h$i" up &&
+            ip -n "$h" addr add "$net.$((10 + i))/24" dev mh0 && ip -n "$h" link set mh0 up &&
+            ip -n "$h" link set lo up || return 1
+        mkdir -p "$tmp/host$i"
+    done
+    nhosts=$n
+}
+
+# shape RATE: every link (both ways) at RATE with tc tbf, and netem's 0.2 ms
+# delay under it where the kernel has netem; "" removes the shaping. Sets
+# delay_note.
+shape() {
+    local rate=$1 i dev ns burst bits
+    delay_note=
+    for ((i = 0; i < nhosts; i++)); do
+        for dev in "$(ns_of $i):mh0" "$P-sw:h$i"; do
+            ns=${dev%%:*} dev=${dev#*:}
+            tc -n "$ns" qdisc del dev "$dev" root 2>/dev/null
+            [ -n "$rate" ] || continue
+            # burst: 1 ms at the rate (at least 64 KiB, a GSO packet); queue: 4 ms
+            bits=$(echo "$rate" | sed 's/gbit$/000000000/; s/mbit$/000000/')
+            burst=$((bits / 8 / 1000))
+            [ $burst -ge 65536 ] || burst=65536
+            tc -n "$ns" qdisc add dev "$dev" root handle 1: tbf rate "$rate" burst $burst latency 4ms ||
+                return 1
+            if tc -n "$ns" qdisc add dev "$dev" parent 1:1 handle 10: netem delay 0.2ms 2>/dev/null; then
+                delay_note="netem delay 0.2 ms each way"
+            else
+                delay_note="no added delay: this kernel has no netem (CONFIG_NET_SCH_NETEM), the veth's own latency only"
+            fi
+        done
+    done
+}
+
+# the launcher's agent and the way into a host: $tmp/enter I CMD… runs CMD
+# in host I's namespaces, cwd its directory, the other hosts' directories
+# hidden, pinned to a core when $tmp/cpuI holds one
+cat >"$tmp/enter" <<EOF
+#!/bin/sh
+# enter I CMD...: CMD in host I (network, UTS and mount namespaces)
+i=\$1
+shift
+if [ "\${SEQPAR_MH_INSIDE:-}" != \$i ]; then
+    # from the test's own mount namespace (the agent runs in host 0's)
+    SEQPAR_MH_INSIDE=\$i exec nsenter --mount=/proc/$id/ns/mnt ip netns exec $P-h\$i \\
+        unshare --uts --mount --propagation private "\$0" "\$i" "\$@"
+fi
+unset SEQPAR_MH_INSIDE
+hostname seqpar-h\$i
+for d in $tmp/host[0-9]*; do
+    j=\${d##*/host}
+    [ "\$j" = "\$i" ] && continue
+    mkdir -p $tmp/host\$i/seen-as-host\$j
+    mount --bind $tmp/host\$i/seen-as-host\$j "\$d" || exit 1
+done
+cd $tmp/host\$i || exit 1
+[ -f $tmp/cpu\$i ] && exec taskset -c "\$(cat $tmp/cpu\$i)" "\$@"
+exec "\$@"
+EOF
+cat >"$tmp/agent" <<EOF
+#!/bin/sh
+# Open MPI's rsh agent: agent [options] HOST COMMAND...: COMMAND (a shell
+# command line, as ssh would run it) in HOST's namespace
+while [ \$# -gt 0 ]; do case \$1 in -*) shift ;; *) break ;; esac; done
+host=\$1
+shift
+case \$host in
+$net.1[0-9]) i=\${host#$net.1} ;;
+*) echo "agent: \$host is not one of this test's hosts" >&2; exit 1 ;;
+esac
+exec $tmp/enter "\$i" /bin/sh -c "\$*"
+EOF
+chmod +x "$tmp/enter" "$tmp/agent"
+
+# mh_mpirun NHOSTS MPIRUN-ARGS…: mpirun in host 0 over hosts 0..NHOSTS-1, one
+# rank each, TCP only
+mh_mpirun() {
+    local n=$1 i
+    shift
+    : >"$tmp/mpi-hosts"
+    for ((i = 0; i < n; i++)); do echo "$net.$((10 + i)) slots=1" >>"$tmp/mpi-hosts"; done
+    local env=(-x SEQPAR_DATA)
+    [ -z "${OPENBLAS_CORETYPE:-}" ] || env+=(-x OPENBLAS_CORETYPE)
+    "$tmp/enter" 0 mpirun --hostfile "$tmp/mpi-hosts" -np "$n" --map-by ppr:1:node --bind-to none \
+        --mca plm_rsh_agent "$tmp/agent" --mca pml ob1 --mca btl tcp,self \
+        --mca btl_tcp_if_include "$cidr" --mca oob_tcp_if_include "$cidr" "${env[@]}" "$@"
+}
+
+# bytes I: the bytes host I's link received and sent so far
+bytes() {
+    in_ns "$(ns_of "$1")" cat /sys/class/net/mh0/statistics/rx_bytes /sys/class/net/mh0/statistics/tx_bytes |
+        paste -sd' '
+}
+
+
+# ------------------------------------------------------------------ the test
+run_test() {
+    local args=(train --dataset fra-eng --num-examples 600 --dropout 0.2 --sampler random --batch 64
+                --epochs 1000 --threads 1 --log-every 10 --seed 5)
+    local ck=$tmp/host0/ckpt rc start took victim at params
+    hosts 3 || { bad "could not make the namespaces and links"; return; }
+    ok "3 hosts: namespaces $P-h0..h2 at $net.10-12 (bridge in $P-sw), TCP only ($cidr)"
+
+    # 1. 3 hosts x 1 rank, checkpoints every 10 steps in host 0's directory;
+    # host 2 dies (SIGKILL to everything in its namespace) once step 40's is written
+    mh_mpirun 3 "$S" "${args[@]}" --checkpoint-every 10 --checkpoint-dir "$ck" \
+        >"$tmp/run1.out" 2>&1 &
+    local job=$!
+    for _ in $(seq 600); do
+        grep -q 'ckpt-00000040.h5' "$tmp/run1.out" 2>/dev/null && break
+        kill -0 $job 2>/dev/null || break
+        sleep 0.1
+    done
+    check "3 hosts x 1 rank train over TCP: $(grep -m1 '^seqpar ' "$tmp/run1.out")" \
+        grep -q '^seqpar .*: 3 ranks x 1 OpenBLAS thread (--threads 1; [0-9]* cores*, 1 rank on this node' "$tmp/run1.out"
+    victim=$(ip netns pids "$(ns_of 2)" | paste -sd' ')
+    at=$(grep -o '^step [0-9]*' "$tmp/run1.out" | tail -1)
+    start=$(date +%s.%N)
+    if [ -n "$victim" ] && kill -0 $job 2>/dev/null; then
+        kill -9 $victim
+        for _ in $(seq 300); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+        if kill -0 $job 2>/dev/null; then
+            bad "the job still runs 30 s after host 2 was killed"
+            kill -9 $job
+        fi
+        rc=0
+        wait $job || rc=$?
+        took=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')
+        check "killing host 2 (pids $victim) after '$at' ends the job with a non-zero exit ($rc) in ${took} s" \
+            test "$rc" != 0
+    else
+        bad "host 2 had no process to kill, or the job had ended: $(tail -5 "$tmp/run1.out")"
+        return
+    fi
+
+    # 2. resumed on hosts 0 and 1 (2 ranks, the same global batch) to step 100
+    local before after
+    before=$(bytes 1)
+    mh_mpirun 2 "$S" "${args[@]}" --max-steps 100 --checkpoint-dir "$ck" --resume auto \
+        >"$tmp/run2.out" 2>&1 || bad "the resumed run failed: $(tail -5 "$tmp/run2.out")"
+    after=$(bytes 1)
+    local from
+    from=$(sed -n 's/^resumed from .* at step \([0-9]*\) .*/\1/p' "$tmp/run2.out")
+    check "resumed on 2 hosts from host 0's checkpoint of step ${from:-?}: $(grep -m1 '^seqpar ' "$tmp/run2.out")" \
+        grep -q '^seqpar .*: 2 ranks x 1 OpenBLAS thread' "$tmp/run2.out"
+    check "... and trained to step 100" grep -q '^done step=100 ' "$tmp/run2.out"
+
+    # 3. against one process on one host
+    "$S" "${args[@]}" --max-steps 100 --checkpoint-dir "$tmp/ref" >"$tmp/ref.out" 2>&1 ||
+        bad "the single-host run failed: $(tail -3 "$tmp/ref.out")"
+    if "$S" ckpt diff "$tmp/ref/ckpt-00000100.h5" "$ck/ckpt-00000100.h5" --tolerance 1e-4 >"$tmp/diff" 2>&1; then
+        ok "3 hosts, host 2 killed, resumed on 2 = 1 process after 100 steps: $(head -1 "$tmp/diff" | sed 's/  */ /g')"
+    else
+        bad "the resumed run differs from one process beyond 1e-4: $(cat "$tmp/diff")"
+    fi
+
+    # 4. the gradients went over host 1's link: at least half the gradient
+    # each way per step (a 2-rank allreduce moves the whole of it each way)
+    params=$(sed -n 's/.* \([0-9]*\) parameters;.*/\1/p' "$tmp/ref.out")
+    local steps=$((100 - ${from:-100}))
+    read -r rx0 tx0 <<<"$before"
+    read -r rx1 tx1 <<<"$after"
+    local grad=$((4 * ${params:-0}))
+    check "host 1's link carried $(((rx1 - rx0) / 1000)) kB in, $(((tx1 - tx0) / 1000)) kB out over $steps steps of a $((grad / 1000)) kB gradient ($(awk -v b=$((rx1 - rx0)) -v g=$grad -v n=$steps 'BEGIN {printf "%.2f", b / (g * (n > 0 ? n : 1))}') x per step in)" \
+        test $steps -gt 0 -a $((rx1 - rx0)) -ge $((grad * steps / 2)) -a $((tx1 - tx0)) -ge $((grad * steps / 2))
+
+    # 5. nothing shared: checkpoints in host 0's directory only; hosts 1
+    # and 2 wrote nothing in their view of it, nor any checkpoint
+    check "checkpoints only in host 0's directory: $(ls "$ck" | paste -sd' ')" \
+        test -z "$(find "$tmp/host1" "$tmp/host2" -name '*.h5')"
+    check "... and hosts 1 and 2 wrote nothing where host 0's directory is (their own empty stand-in)" \
+        test -z "$(find "$tmp/host1" "$tmp/host2" -mindepth 2 | head -1)"
+
+    # 6. cleanup: every namespace (and so every link) made here is gone
+    local list=("${made[@]}")
+    cleanup
+    local left
+    left=$(ip netns list | grep -c "^$P-")
+    check "the ${#list[@]} namespaces made (${list[*]}) and their links are gone" test "$left" = 0
+}
+
+if [ "$mode" = test ]; then
+    run_test
+    finish
+    exit
+fi
