@@ -165,6 +165,10 @@ static const cli_opt OPTS[] = {
            "allreduce gradient buckets while backward runs (on) or after it (off)"),
     INT("bucket-kb", bucket_kb, 0, 1 << 22,
         "gradient allreduce bucket size in KiB (0 = one bucket)"),
+    CHOICE("grad-compress", grad_compress, "none|bf16|fp16", NULL,
+           "gradient buckets on the wire as 16-bit numbers, summed in 16 bits: bfloat16, or IEEE "
+           "half with a power-of-two scale per bucket agreed across ranks (half the bytes; the "
+           "loss changes a little: tests/bench/README.md)"),
     LONG("replica-check", replica_check, 0, 1e12,
          "every N steps, check that all ranks hold identical parameters (0 = never)"),
     {"stop-signals", CLI_CUSTOM, F(stop_signals), .custom = &SIGNALS, .arg = "LIST",

@@ -58,6 +58,7 @@ typedef struct train_config {
     long log_every;
     int overlap;        /* 1: reduce gradient buckets during backward */
     int bucket_kb;      /* gradient bucket size */
+    int grad_compress;  /* COMM_COMPRESS_*: gradients on the wire in 16 bits */
     long replica_check; /* compare parameter checksums every N steps (0 = never) */
     int on_ckpt_error;  /* ckpt_error_policy */
     int stop_signals;   /* signals that stop the run gracefully (stop_signal.h's mask) */
