@@ -43,7 +43,49 @@
 # select. Figures: tests/bench/README.md.
 set -uo pipefail
 mode="test"
-if [ "${1:-}" = --bench ]; then mode=bench; shift; fi
+case ${1:-} in
+--bench) mode=bench; shift ;;
+--project) mode=project; shift ;;
+esac
+# --project: the ring allreduce cost model from 2 to 64 hosts (no root, no
+# run: arithmetic on the figures measured here, which MODEL_FIGURES may
+# replace: "name gradient-bytes buckets compute-ms-per-step tokens-per-step-per-rank;…")
+#   T_comm(p) = 2 (p-1)/p · S/B + k · 2 (p-1) · α     (k buckets, one after another)
+#   overlap off: T_step = T_c + T_comm
+#   overlap on:  T_step = T_c + max(T_comm / k, T_comm - h · T_c)   (backward, h of the
+#                step, hides the transfer, except the last bucket's, which starts after it)
+#   fp16 wire:   S/2, plus each bucket's scale agreement, 2 log2(p) · α
+#   efficiency = T_c / T_step (weak scaling: the rank's batch fixed); tok/s = p · tokens / T_step
+run_project() {
+    local figures=${MODEL_FIGURES:-"large 39504844 11 300 12200;book 189476 1 2.6 1300;lm 919676 1 18 2240"}
+    local alpha=${ALPHA_MS:-0.225} h=${HIDE:-0.6} eff=${LINK_EFF:-0.94}
+    echo "ring allreduce model: α = $alpha ms per message (0.2 ms link delay + software), B = $eff x line rate"
+    echo "(TCP/IP over MTU 1500), h = $h of a step's compute can hide the transfer (backward after the"
+    echo "first bucket), one rank per host, a non-blocking switch; k buckets at --bucket-kb 1024"
+    printf '%-6s %-7s %5s %10s %8s %8s %8s %12s\n' model link hosts "T_comm ms" "eff off" "eff on" "on+fp16" "tok/s on+fp16"
+    echo "$figures" | tr ';' '\n' | while read -r name S k tc tok; do
+        for link in 10gbit 1gbit; do
+            local B
+            B=$(echo "$link" | sed 's/gbit$/e9/')
+            for p in 2 8 64; do
+                awk -v S="$S" -v k="$k" -v tc="$tc" -v tok="$tok" -v B="$B" -v p="$p" -v a="$alpha" \
+                    -v h="$h" -v e="$eff" -v name="$name" -v link="$link" 'function max(x, y) {return x > y ? x : y}
+                    function tcomm(bytes, extra) {return 1000 * 2 * (p - 1) / p * bytes / (B / 8 * e) + k * 2 * (p - 1) * a + extra}
+                    BEGIN {
+                        t = tcomm(S, 0); t16 = tcomm(S / 2, k * 2 * log(p) / log(2) * a)
+                        off = tc + t; on = tc + max(t / k, t - h * tc); on16 = tc + max(t16 / k, t16 - h * tc)
+                        printf "%-6s %-7s %5d %10.1f %7.0f%% %7.0f%% %7.0f%% %12.0f\n", name, link, p, t,
+                            100 * tc / off, 100 * tc / on, 100 * tc / on16, p * tok / (on16 / 1000)
+                    }'
+            done
+        done
+    done
+}
+
+if [ "$mode" = project ]; then
+    run_project
+    exit
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 S=${1:-$root/build/trainer/seqpar}
 S=$(cd "$(dirname "$S")" && pwd)/$(basename "$S")
@@ -139,11 +181,13 @@ shape() {
             ns=${dev%%:*} dev=${dev#*:}
             tc -n "$ns" qdisc del dev "$dev" root 2>/dev/null
             [ -n "$rate" ] || continue
-            # burst: 1 ms at the rate (at least 64 KiB, a GSO packet); queue: 4 ms
+            # burst: 1 ms at the rate (at least 64 KiB, a GSO packet); queue:
+            # 20 ms (a sender's NIC does not drop what its host sends; a
+            # short queue here did, and TCP halved its window each time)
             bits=$(echo "$rate" | sed 's/gbit$/000000000/; s/mbit$/000000/')
             burst=$((bits / 8 / 1000))
             [ $burst -ge 65536 ] || burst=65536
-            tc -n "$ns" qdisc add dev "$dev" root handle 1: tbf rate "$rate" burst $burst latency 4ms ||
+            tc -n "$ns" qdisc add dev "$dev" root handle 1: tbf rate "$rate" burst $burst latency ${TBF_LATENCY:-20ms} ||
                 return 1
             if tc -n "$ns" qdisc add dev "$dev" parent 1:1 handle 10: netem delay 0.2ms 2>/dev/null; then
                 delay_note="netem delay 0.2 ms each way"
@@ -306,3 +350,131 @@ if [ "$mode" = test ]; then
     finish
     exit
 fi
+
+# ----------------------------------------------------------------- the bench
+# the models of tests/bench/perf.sh, at twice its batch (the same batch per
+# rank as its 1 x 1: weak scaling); shorter where perf.sh trains long
+args_book=(--dataset fra-eng --num-examples 600 --embed 32 --hidden 32 --layers 2 --batch 128 --steps 10
+           --epochs 1000 --max-steps ${BOOK_STEPS:-300})
+args_large=(--dataset fra-eng --num-examples 20000 --embed 256 --hidden 512 --layers 2 --batch 128 --steps 20
+            --max-steps ${LARGE_STEPS:-20})
+args_lm=(--task lm --dataset timemachine --embed 0 --hidden 256 --layers 1 --batch 64 --steps 35
+         --sampler sequential --optimizer sgd --lr 1 --dropout 0 --max-steps ${LM_STEPS:-200})
+median() { { grep -v nan || true; } | sort -g | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : "nan")}'; }
+
+# bench_one MODEL LINK WIRE OVERLAP BUCKET: one run; appends its tokens/s,
+# communication share and per-step training and communication times (ms)
+# to $tmp/b-MODEL-LINK-WIRE-OVERLAP-BUCKET.{tps,comm,ms} ("nan" when it failed,
+# so that line i of every file is repetition i)
+bench_one() {
+    local model=$1 link=$2 wire=$3 ov=$4 bk=$5 log=$tmp/blog rc=0
+    eval "local a=(\"\${args_$model[@]}\")"
+    local run=("$S" train "${a[@]}" --threads 1 --overlap "$ov" --bucket-kb "$bk" --grad-compress "$wire"
+               --log-every 100000)
+    if [ "$link" = shm ]; then
+        local env=(-x SEQPAR_DATA)
+        [ -z "${OPENBLAS_CORETYPE:-}" ] || env+=(-x OPENBLAS_CORETYPE)
+        mpirun -np 2 --bind-to core "${env[@]}" "${run[@]}" >"$log" 2>&1 || rc=$?
+    else
+        # RATE, or RATE+pt: with Open MPI's TCP progress thread
+        local rate=${link%+pt} pt=0
+        [ "$rate" = "$link" ] || pt=1
+        [ "$rate" = "$shaped" ] || { shape "$rate" || return 1; shaped=$rate; }
+        mh_mpirun 2 --mca btl_tcp_progress_thread $pt "${run[@]}" >"$log" 2>&1 || rc=$?
+    fi
+    local f=$tmp/b-$model-$link-$wire-$ov-$bk steps
+    steps=$(sed -n 's/^done step=\([0-9]*\) .*/\1/p' "$log")
+    if [ $rc != 0 ] || [ -z "$steps" ]; then
+        echo "bench: $model $link $wire overlap $ov bucket $bk failed ($rc): $(tail -3 "$log")" >&2
+        echo nan >>"$f.tps" && echo nan >>"$f.comm" && echo "nan nan" >>"$f.ms"
+        return
+    fi
+    grep -o 'tokens_per_s=[0-9]*' "$log" | cut -d= -f2 >>"$f.tps"
+    { grep -o '[0-9.]*% of training time' "$log" || echo "0% of"; } | cut -d% -f1 >>"$f.comm"
+    # per step, slowest rank: communication and training time, from "(C s of T s, slowest rank)"
+    { sed -n 's/.*(\([0-9.]*\) s of \([0-9.]*\) s, slowest rank).*/\1 \2/p' "$log" | grep . ||
+        echo "nan nan"; } | awk -v n="$steps" '{printf "%.1f %.1f\n", 1000 * $1 / n, 1000 * $2 / n}' >>"$f.ms"
+    [ -f "$tmp/b-params-$model" ] || sed -n 's/.* \([0-9]*\) parameters;.*/\1/p' "$log" >"$tmp/b-params-$model"
+    [ -f "$tmp/b-kernel" ] || grep -o 'kernel [A-Za-z0-9]*' "$log" | head -1 >"$tmp/b-kernel"
+}
+
+# paired A B: the median (min-max) over repetitions of A's tokens/s over B's
+paired() {
+    paste "$1" "$2" | awk '$1 != "nan" && $2 != "nan" && $2 > 0 {print $1 / $2}' | sort -g |
+        awk '{a[NR] = $1} END {if (NR) printf "%.0f%% (%.0f-%.0f)", 100 * a[int((NR + 1) / 2)], 100 * a[1], 100 * a[NR]; else print "nan"}'
+}
+
+run_bench() {
+    local reps=${REPS:-3} models=${MODELS:-book large lm} rates=${RATES:-10gbit 1gbit 1gbit+pt}
+    local buckets=${BUCKETS:-1024 8192} wires=${WIRES:-none} model ov bk link wire
+    hosts 2 || { echo "bench: could not make the namespaces" >&2; return 1; }
+    echo 0 >"$tmp/cpu0"
+    echo $(($(nproc) > 1 ? 1 : 0)) >"$tmp/cpu1"
+    shaped=
+    local configs="shm:none" r w
+    for r in $rates; do for w in $wires; do configs+=" $r:$w"; done; done
+    for model in $models; do
+        for _ in $(seq "$reps"); do
+            for ov in off on; do
+                for bk in $buckets; do
+                    for c in $configs; do bench_one "$model" "${c%:*}" "${c#*:}" $ov "$bk"; done
+                done
+            done
+        done
+    done
+    [ -n "$shaped" ] || shape "${rates%%[ +]*}"
+    echo "seqpar, 2 ranks x 1 thread, each pinned to one of $(nproc) cores; OpenBLAS $(cat "$tmp/b-kernel" 2>/dev/null);" \
+        "$reps repetitions taken in alternation; weak scaling (perf.sh's batch per rank)"
+    echo "links: 2 hosts (network namespaces) over veth + bridge, tc tbf on both ends of each link; $delay_note"
+    printf '%-6s %-9s %-5s %-4s %6s %9s %18s %8s %8s %8s %8s\n' model link wire ovl bucket "tok/s" \
+        "paired vs shm" "vs best" "comm" "step ms" "comm ms"
+    for model in $models; do
+        local best=0 t f shm
+        for ov in off on; do for bk in $buckets; do
+            t=$(median <"$tmp/b-$model-shm-none-$ov-$bk.tps")
+            best=$(awk -v a="$t" -v b="$best" 'BEGIN {print (a != "nan" && a > b) ? a : b}')
+        done; done
+        for c in $configs; do for ov in off on; do for bk in $buckets; do
+            f=$tmp/b-$model-${c%:*}-${c#*:}-$ov-$bk
+            shm=$tmp/b-$model-shm-none-$ov-$bk
+            t=$(median <"$f.tps")
+            printf '%-6s %-9s %-5s %-4s %6s %9s %18s %7.0f%% %7s%% %8s %8s\n' "$model" "${c%:*}" "${c#*:}" $ov "$bk" "$t" \
+                "$(paired "$f.tps" "$shm.tps")" \
+                "$(awk -v a="$t" -v b="$best" 'BEGIN {print (b > 0 && a != "nan") ? 100 * a / b : 0}')" \
+                "$(median <"$f.comm")" "$(awk '{print $2}' "$f.ms" | median)" "$(awk '{print $1}' "$f.ms" | median)"
+        done; done; done
+        echo "       $model: $(cat "$tmp/b-params-$model") parameters, a $(awk -v p="$(cat "$tmp/b-params-$model")" 'BEGIN {printf "%.1f", 4 * p / 1e6}') MB gradient"
+    done
+    echo "(tok/s = target tokens per second over both ranks, median; paired vs shm = each repetition's tok/s"
+    echo " against the 2-rank shared-memory run with the same overlap and bucket taken just before it, median"
+    echo " (lowest-highest); vs best = median tok/s against the model's best shared-memory configuration;"
+    echo " comm = share of training time the slowest rank spent in gradient communication; step ms and"
+    echo " comm ms = training time and communication per step, slowest rank; +pt = with Open MPI's TCP"
+    echo " progress thread, --mca btl_tcp_progress_thread 1; wire = --grad-compress)"
+}
+
+# the link itself: tests/bench/allreduce_bench over each shaped link (the
+# bandwidth and latency the cost model of tests/bench/README.md takes)
+run_allreduce() {
+    local ab=${ALLREDUCE_BENCH:-$(dirname "$(dirname "$S")")/tests/allreduce_bench} rate
+    [ -x "$ab" ] || { echo "bench: $ab not found: link figures skipped" >&2; return 0; }
+    [ -n "${nhosts:-}" ] || hosts 2 || return 1
+    echo 0 >"$tmp/cpu0"
+    echo $(($(nproc) > 1 ? 1 : 0)) >"$tmp/cpu1"
+    for rate in $(echo "${RATES:-10gbit 1gbit}" | tr ' ' '\n' | sed 's/+pt$//' | sort -u); do
+        shape "$rate" || return 1
+        shaped=$rate
+        echo "== allreduce between 2 hosts over a $rate link ($delay_note)"
+        mh_mpirun 2 "$ab" 2>&1 | grep -v setpgid
+    done
+}
+
+if [ "$mode" = bench ]; then
+    [ "${ALLREDUCE:-1}" = 0 ] || run_allreduce
+    [ "${ALLREDUCE:-1}" = only ] && { cleanup; exit 0; }
+    run_bench
+    rc=$?
+    cleanup
+    exit $rc
+fi
+
