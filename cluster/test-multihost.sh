@@ -8,6 +8,7 @@
 #
 #   cluster/test-multihost.sh [path/to/seqpar]           the test (ctest e2e_multihost)
 #   cluster/test-multihost.sh --bench [path/to/seqpar]   scaling under shaped links
+#   cluster/test-multihost.sh --project                  the cost model to 64 hosts
 #
 # How a host is reached: Open MPI's rsh launcher is given an agent
 # (--mca plm_rsh_agent) that, instead of ssh, maps the host's address to its
@@ -19,7 +20,7 @@
 # 0's namespace. Between hosts: --mca pml ob1 --mca btl tcp,self (no shared
 # memory), btl_tcp_if_include and oob_tcp_if_include the test's range.
 #
-# The test (3 hosts x 1 rank, ~30 s): trains the book's translation model
+# The test (3 hosts x 1 rank, about 10 s): trains the book's translation model
 # with dropout and checkpoints every 10 steps in host 0's directory, kills
 # host 2 (every process in its namespace, SIGKILL) after step 40, checks the
 # job ends with a non-zero status within 30 s, resumes with --resume auto on
@@ -31,16 +32,23 @@
 # namespace it made (and with them their links) is deleted on any exit, and
 # checked gone.
 #
-# --bench: tokens/s and the share of training time in gradient communication
-# of the book, large and LM models of tests/bench/perf.sh at the same batch
-# per rank as perf.sh's 1 x 1 (weak scaling), 2 ranks on one host (shared
-# memory) against 2 hosts x 1 rank over links shaped with tc tbf to 10 and
-# 1 Gbit/s (plus netem's 0.2 ms delay where the kernel has netem), --overlap
-# off and on, two bucket sizes. Each host (and each of the one-host ranks) is
-# pinned to one core (taskset). Configurations run in alternation, REPS
-# times (default 2); medians. MODELS="book large lm", RATES="10gbit 1gbit",
-# BUCKETS="1024 8192", EXTRA="--grad-compress fp16" (options for every run)
-# select. Figures: tests/bench/README.md.
+# --bench: tokens/s, the share of training time in gradient communication
+# and the milliseconds per step of the book, large and LM models of
+# tests/bench/perf.sh at the same batch per rank as perf.sh's 1 x 1 (weak
+# scaling): 2 ranks on one host (shared memory) against 2 hosts x 1 rank
+# over links shaped with tc tbf (plus netem's 0.2 ms delay where the kernel
+# has netem), --overlap off and on, two bucket sizes. Each host (and each of
+# the one-host ranks) is pinned to one core (taskset). Configurations run in
+# alternation, REPS times (default 3); medians, and each run against the
+# shared-memory run just before it. MODELS="book large lm",
+# BUCKETS="1024 8192", RATES="10gbit 1gbit 1gbit+pt" (+pt: Open MPI's TCP
+# progress thread; RATE:WIRE for one --grad-compress), WIRES="none" (each
+# RATE's --grad-compress values); ALLREDUCE=1 first runs
+# tests/bench/allreduce_bench over each link (0: not; only: nothing else).
+# Figures: tests/bench/README.md.
+#
+# --project: the ring allreduce cost model (see run_project) for 2, 8 and
+# 64 hosts at 10 and 1 Gbit/s from the compute times measured here.
 set -uo pipefail
 mode="test"
 case ${1:-} in
@@ -48,34 +56,49 @@ case ${1:-} in
 --project) mode=project; shift ;;
 esac
 # --project: the ring allreduce cost model from 2 to 64 hosts (no root, no
-# run: arithmetic on the figures measured here, which MODEL_FIGURES may
-# replace: "name gradient-bytes buckets compute-ms-per-step tokens-per-step-per-rank;…")
-#   T_comm(p) = 2 (p-1)/p · S/B + k · 2 (p-1) · α     (k buckets, one after another)
+# run: arithmetic on figures measured on this machine; MODEL_FIGURES may
+# replace them: "name gradient-bytes buckets(1 MiB) buckets(8 MiB) compute-ms
+# tok/s-of-one-rank;…")
+#   T_comm(p) = 2 (p-1)/p · S/B + k · 2 (p-1) · α      (ring; k buckets, one after another)
+#               or log2(p) · (S/B + k · α) when less (recursive doubling, which Open MPI
+#               takes for small messages)
 #   overlap off: T_step = T_c + T_comm
-#   overlap on:  T_step = T_c + max(T_comm / k, T_comm - h · T_c)   (backward, h of the
-#                step, hides the transfer, except the last bucket's, which starts after it)
+#   overlap on:  T_step = T_c + max(T_comm / k, T_comm - h · T_c)   (the part of the step
+#                after the first bucket is final, h, hides the transfer; the last
+#                bucket's cannot hide, it starts when backward ends)
 #   fp16 wire:   S/2, plus each bucket's scale agreement, 2 log2(p) · α
-#   efficiency = T_c / T_step (weak scaling: the rank's batch fixed); tok/s = p · tokens / T_step
+#   efficiency = T_c / T_step (weak scaling: each rank's batch fixed);
+#   tok/s = p · (one rank's tok/s) · efficiency
 run_project() {
-    local figures=${MODEL_FIGURES:-"large 39504844 11 300 12200;book 189476 1 2.6 1300;lm 919676 1 18 2240"}
+    local figures=${MODEL_FIGURES:-"book 189476 1 1 1.6 202447;lm 919676 1 1 15 63214;large 39504844 11 4 270 1243"}
     local alpha=${ALPHA_MS:-0.225} h=${HIDE:-0.6} eff=${LINK_EFF:-0.94}
     echo "ring allreduce model: α = $alpha ms per message (0.2 ms link delay + software), B = $eff x line rate"
-    echo "(TCP/IP over MTU 1500), h = $h of a step's compute can hide the transfer (backward after the"
-    echo "first bucket), one rank per host, a non-blocking switch; k buckets at --bucket-kb 1024"
-    printf '%-6s %-7s %5s %10s %8s %8s %8s %12s\n' model link hosts "T_comm ms" "eff off" "eff on" "on+fp16" "tok/s on+fp16"
-    echo "$figures" | tr ';' '\n' | while read -r name S k tc tok; do
+    echo "(TCP/IP headers at MTU 1500), h = $h of a step's compute can hide the transfer, one rank per host,"
+    echo "a non-blocking switch; ring or recursive doubling, whichever is faster; the better of"
+    echo "--bucket-kb 1024 and 8192 in each column"
+    printf '%-6s %-7s %5s %10s %8s %8s %8s %13s\n' model link hosts "T_comm ms" "eff off" "eff on" "on+fp16" "tok/s on+fp16"
+    echo "$figures" | tr ';' '\n' | while read -r name S k1 k8 tc tok; do
         for link in 10gbit 1gbit; do
-            local B
-            B=$(echo "$link" | sed 's/gbit$/e9/')
             for p in 2 8 64; do
-                awk -v S="$S" -v k="$k" -v tc="$tc" -v tok="$tok" -v B="$B" -v p="$p" -v a="$alpha" \
-                    -v h="$h" -v e="$eff" -v name="$name" -v link="$link" 'function max(x, y) {return x > y ? x : y}
-                    function tcomm(bytes, extra) {return 1000 * 2 * (p - 1) / p * bytes / (B / 8 * e) + k * 2 * (p - 1) * a + extra}
+                awk -v S="$S" -v k1="$k1" -v k8="$k8" -v tc="$tc" -v tok="$tok" -v B="${link%gbit}e9" -v p="$p" \
+                    -v a="$alpha" -v h="$h" -v e="$eff" -v name="$name" -v link="$link" '
+                    function max(x, y) {return x > y ? x : y}
+                    function min(x, y) {return x < y ? x : y}
+                    function tcomm(bytes, k, extra,   ring, rd) {
+                        ring = 1000 * 2 * (p - 1) / p * bytes / (B / 8 * e) + k * 2 * (p - 1) * a
+                        rd = lg * (1000 * bytes / (B / 8 * e) + k * a) # recursive doubling
+                        return min(ring, rd) + extra
+                    }
+                    function off(bytes, k, x) {return tc + tcomm(bytes, k, x)}
+                    function on(bytes, k, x,   t) {t = tcomm(bytes, k, x); return tc + max(t / k, t - h * tc)}
                     BEGIN {
-                        t = tcomm(S, 0); t16 = tcomm(S / 2, k * 2 * log(p) / log(2) * a)
-                        off = tc + t; on = tc + max(t / k, t - h * tc); on16 = tc + max(t16 / k, t16 - h * tc)
-                        printf "%-6s %-7s %5d %10.1f %7.0f%% %7.0f%% %7.0f%% %12.0f\n", name, link, p, t,
-                            100 * tc / off, 100 * tc / on, 100 * tc / on16, p * tok / (on16 / 1000)
+                        lg = log(p) / log(2)
+                        t = min(tcomm(S, k1, 0), tcomm(S, k8, 0))
+                        o = min(off(S, k1, 0), off(S, k8, 0))
+                        n = min(on(S, k1, 0), on(S, k8, 0))
+                        n16 = min(on(S / 2, k1, k1 * 2 * lg * a), on(S / 2, k8, k8 * 2 * lg * a))
+                        printf "%-6s %-7s %5d %10.1f %7.0f%% %7.0f%% %7.0f%% %13.0f\n", name, link, p, t,
+                            100 * tc / o, 100 * tc / n, 100 * tc / n16, p * tok * tc / n16
                     }'
             done
         done
@@ -181,12 +204,17 @@ shape() {
             ns=${dev%%:*} dev=${dev#*:}
             tc -n "$ns" qdisc del dev "$dev" root 2>/dev/null
             [ -n "$rate" ] || continue
-            # burst: 1 ms at the rate (at least 64 KiB, a GSO packet); queue:
+            # burst: BURST_US (default 1000) microseconds at the rate, at
+            # least 16 KiB. A burst lets that much through at the veth's own
+            # speed after a pause: 1 ms at 1 Gbit/s is 125 kB, most of the
+            # book model's 189 kB gradient, so small gradients cross faster
+            # than on a real link; 0.1 ms (16 KiB) made them 3-10x slower
+            # than a real link (tbf's timer against TCP's pacing). Queue:
             # 20 ms (a sender's NIC does not drop what its host sends; a
             # short queue here did, and TCP halved its window each time)
             bits=$(echo "$rate" | sed 's/gbit$/000000000/; s/mbit$/000000/')
-            burst=$((bits / 8 / 1000))
-            [ $burst -ge 65536 ] || burst=65536
+            burst=$((bits / 8 * ${BURST_US:-1000} / 1000000))
+            [ $burst -ge 16384 ] || burst=16384
             tc -n "$ns" qdisc add dev "$dev" root handle 1: tbf rate "$rate" burst $burst latency ${TBF_LATENCY:-20ms} ||
                 return 1
             if tc -n "$ns" qdisc add dev "$dev" parent 1:1 handle 10: netem delay 0.2ms 2>/dev/null; then
@@ -412,7 +440,12 @@ run_bench() {
     echo $(($(nproc) > 1 ? 1 : 0)) >"$tmp/cpu1"
     shaped=
     local configs="shm:none" r w
-    for r in $rates; do for w in $wires; do configs+=" $r:$w"; done; done
+    for r in $rates; do # RATE (with each of WIRES) or RATE:WIRE
+        case $r in
+        *:*) configs+=" $r" ;;
+        *) for w in $wires; do configs+=" $r:$w"; done ;;
+        esac
+    done
     for model in $models; do
         for _ in $(seq "$reps"); do
             for ov in off on; do
@@ -422,7 +455,7 @@ run_bench() {
             done
         done
     done
-    [ -n "$shaped" ] || shape "${rates%%[ +]*}"
+    [ -n "$shaped" ] || shape "${rates%%[ +:]*}"
     echo "seqpar, 2 ranks x 1 thread, each pinned to one of $(nproc) cores; OpenBLAS $(cat "$tmp/b-kernel" 2>/dev/null);" \
         "$reps repetitions taken in alternation; weak scaling (perf.sh's batch per rank)"
     echo "links: 2 hosts (network namespaces) over veth + bridge, tc tbf on both ends of each link; $delay_note"
