@@ -69,13 +69,25 @@ envs=(-x SEQPAR_DATA="${SEQPAR_DATA:-$HOME/.cache/seqpar}")
 [ -z "${OPENBLAS_CORETYPE:-}" ] || envs+=(-x OPENBLAS_CORETYPE)
 extra=()
 [ -z "${MONITOR:-}" ] || extra+=(--monitor "$MONITOR")
+between=
+# (--workers W > 1 sums in-process gradients after backward: no overlap then)
+workers=1 prev=
+for a in "$@"; do
+    case $prev in --workers) workers=$a ;; esac
+    case $a in --workers=*) workers=${a#--workers=} ;; esac
+    prev=$a
+done
 if [ "$nodes" -gt 1 ]; then
-    extra+=(--overlap on)
-    [ "${TCP_PROGRESS:-1}" = 0 ] || envs+=(--mca btl_tcp_progress_thread 1)
+    notes=()
+    if [ "$workers" = 1 ]; then extra+=(--overlap on) && notes+=("--overlap on"); fi
+    if [ "${TCP_PROGRESS:-1}" != 0 ]; then
+        envs+=(--mca btl_tcp_progress_thread 1) && notes+=("Open MPI's TCP progress thread")
+    fi
+    [ ${#notes[@]} = 0 ] || between="; between nodes: $(printf '%s, ' "${notes[@]}" | sed 's/, $//')"
 fi
 if [ "$(id -u)" = 0 ]; then envs+=(--allow-run-as-root); fi
 
-echo "cluster/run.sh: $np ranks on $nodes node(s) ($per_node per node, $how), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-default}"
+echo "cluster/run.sh: $np ranks on $nodes node(s) ($per_node per node, $how), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-default}$between"
 launch=(mpirun --hostfile "$hostfile" -np "$np" "${placement[@]}" "${envs[@]}"
         "$seqpar" train --checkpoint-dir "$dir" --resume auto "${extra[@]}" "$@")
 if [ -n "${SUPERVISE:-}" ]; then
