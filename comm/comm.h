@@ -90,6 +90,23 @@ int comm_reducer_buckets(const comm_reducer *r);
 void comm_reducer_begin(comm_reducer *r);
 int comm_reducer_ready(comm_reducer *r, int first, int end);
 int comm_reducer_finish(comm_reducer *r);
+/* Gradient compression on the wire (--grad-compress): buckets travel as
+ * 16-bit numbers and are summed in 16 bits (each partial sum rounded), the
+ * loss/token tail stays float32. COMM_COMPRESS_BF16: bfloat16 (float32's
+ * range, 8 significant bits). COMM_COMPRESS_FP16: IEEE half (11 bits) with
+ * each bucket scaled by a power of two agreed across ranks first (one
+ * small MPI_MAX allreduce per bucket) so that the sum's largest element is
+ * near 2^14: no overflow, little underflow. Off (COMM_COMPRESS_NONE, the
+ * default) the reducer is what it was, bit for bit. COMM_ERR when memory
+ * for the 16-bit copy cannot be had. */
+enum { COMM_COMPRESS_NONE = 0, COMM_COMPRESS_BF16 = 1, COMM_COMPRESS_FP16 = 2 };
+int comm_reducer_set_compress(comm_reducer *r, int mode);
+/* The conversions it uses (round to nearest even; NaN stays NaN, float
+ * beyond half's range becomes infinity), for the tests. */
+uint16_t comm_to_bf16(float f);
+float comm_from_bf16(uint16_t h);
+uint16_t comm_to_fp16(float f);
+float comm_from_fp16(uint16_t h);
 /* Seconds spent inside the reducer's calls (communication not hidden behind
  * compute, including waiting for slower ranks) since creation. */
 double comm_reducer_seconds(const comm_reducer *r);

@@ -5,6 +5,7 @@
 #include "comm_internal.h"
 
 #include <limits.h>
+#include <math.h>
 #include <mpi.h>
 #include <sched.h>
 #include <stdio.h>
@@ -57,6 +58,10 @@ struct comm_reducer {
     int next; /* buckets start in index order: the next one to start */
     double seconds;
     uint64_t *hash; /* (2n) replica check: this rank's checksums, then rank 0's */
+    int compress;   /* COMM_COMPRESS_*: buckets on the wire as 16-bit numbers */
+    uint16_t *h;    /* (total) their 16-bit copy */
+    float *scale;   /* (nb) fp16: each bucket's power-of-two scale this step */
+    MPI_Op op;      /* the 16-bit sum */
 };
 
 int comm_reducer_create(comm_reducer **out, float *buf, size_t len, const size_t *off,
@@ -107,9 +112,158 @@ int comm_reducer_create(comm_reducer **out, float *buf, size_t len, const size_t
 void comm_reducer_free(comm_reducer *r)
 {
     if (!r) return;
+    int finalized = 1;
+    if (r->compress && MPI_Finalized(&finalized) == MPI_SUCCESS && !finalized) MPI_Op_free(&r->op);
     free(r->of_tensor), free(r->tensor_done), free(r->tensor_count), free(r->b), free(r->req);
-    free(r->hash);
+    free(r->hash), free(r->h), free(r->scale);
     free(r);
+}
+
+/* ------------------------------------------------ 16-bit wire (compress) */
+
+static uint32_t bits_of(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float float_of(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+uint16_t comm_to_bf16(float f)
+{
+    uint32_t u = bits_of(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);                                           /* to nearest even */
+    return (uint16_t)(u >> 16);
+}
+
+float comm_from_bf16(uint16_t h)
+{
+    return float_of((uint32_t)h << 16);
+}
+
+/* F. Giesen's float_to_half_fast3_rtne and half_to_float (public domain):
+ * IEEE arithmetic does the rounding of half's subnormals */
+uint16_t comm_to_fp16(float f)
+{
+    const uint32_t f32infty = 255u << 23, f16max = (127u + 16u) << 23;
+    const uint32_t denorm_magic = ((127u - 15u) + (23u - 10u) + 1u) << 23;
+    uint32_t u = bits_of(f);
+    const uint32_t sign = u & 0x80000000u;
+    u ^= sign;
+    uint32_t o;
+    if (u >= f16max) /* beyond half's range: infinity; NaN stays (quiet) NaN */
+        o = u > f32infty ? 0x7e00u : 0x7c00u;
+    else if (u < (113u << 23)) /* half's subnormals and 0 */
+        o = bits_of(float_of(u) + float_of(denorm_magic)) - denorm_magic;
+    else {
+        const uint32_t odd = (u >> 13) & 1u;
+        u += (uint32_t)(15 - 127) * (1u << 23) + 0xfffu; /* rebias, round */
+        u += odd;
+        o = u >> 13;
+    }
+    return (uint16_t)(o | (sign >> 16));
+}
+
+float comm_from_fp16(uint16_t h)
+{
+    const uint32_t shifted_exp = 0x7c00u << 13;
+    uint32_t o = ((uint32_t)h & 0x7fffu) << 13;
+    const uint32_t exp = shifted_exp & o;
+    o += (127u - 15u) << 23;
+    if (exp == shifted_exp) /* infinity, NaN */
+        o += (128u - 16u) << 23;
+    else if (exp == 0) /* subnormal, 0 */
+        o = bits_of(float_of(o + (1u << 23)) - float_of(113u << 23));
+    return float_of(o | (((uint32_t)h & 0x8000u) << 16));
+}
+
+/* MPI_User_function: inout[i] += in[i], in 16 bits (the sum rounded once) */
+static void sum_bf16(void *in, void *inout, int *len, MPI_Datatype *type)
+{
+    (void)type;
+    const uint16_t *a = in;
+    uint16_t *b = inout;
+    for (int i = 0; i < *len; i++) b[i] = comm_to_bf16(comm_from_bf16(a[i]) + comm_from_bf16(b[i]));
+}
+
+static void sum_fp16(void *in, void *inout, int *len, MPI_Datatype *type)
+{
+    (void)type;
+    const uint16_t *a = in;
+    uint16_t *b = inout;
+    for (int i = 0; i < *len; i++) b[i] = comm_to_fp16(comm_from_fp16(a[i]) + comm_from_fp16(b[i]));
+}
+
+int comm_reducer_set_compress(comm_reducer *r, int mode)
+{
+    if (mode == r->compress) return COMM_OK;
+    if (r->compress || (mode != COMM_COMPRESS_BF16 && mode != COMM_COMPRESS_FP16)) return COMM_ERR;
+    r->h = malloc(r->total * sizeof *r->h + 1);
+    r->scale = malloc((size_t)r->nb * sizeof *r->scale);
+    if (!r->h || !r->scale ||
+        MPI_Op_create(mode == COMM_COMPRESS_FP16 ? sum_fp16 : sum_bf16, 1, &r->op) != MPI_SUCCESS) {
+        free(r->h), free(r->scale);
+        r->h = NULL, r->scale = NULL;
+        return COMM_ERR;
+    }
+    for (int k = 0; k < r->nb; k++) r->scale[k] = 1.0f;
+    r->compress = mode;
+    return COMM_OK;
+}
+
+/* fp16: bucket k's scale, 2^e with the largest |x| over all ranks times
+ * the world below 2^14 (no partial sum can overflow half's 65504), the
+ * same on every rank; 1 for a bucket of zeros or a non-finite largest
+ * value (which must reach the trainer's check as it is) */
+static int agree_scale(comm_reducer *r, int k)
+{
+    const float *x = r->buf;
+    float m = 0.0f;
+    for (size_t i = r->b[k].lo; i < r->b[k].hi; i++) m = fmaxf(m, fabsf(x[i]));
+    if (MPI_Allreduce(MPI_IN_PLACE, &m, 1, MPI_FLOAT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return COMM_ERR;
+    int e = 0;
+    r->scale[k] = 1.0f;
+    if (m > 0.0f && isfinite(m)) {
+        (void)frexpf(m * (float)r->world, &e); /* m * world < 2^e */
+        int s = 14 - e;
+        r->scale[k] = ldexpf(1.0f, s < -100 ? -100 : s > 100 ? 100 : s);
+    }
+    return COMM_OK;
+}
+
+/* bucket k's 16-bit copy: made before the allreduce, read back after */
+static void pack_bucket(comm_reducer *r, int k)
+{
+    const float *x = r->buf;
+    uint16_t *h = r->h;
+    const size_t lo = r->b[k].lo, hi = r->b[k].hi;
+    if (r->compress == COMM_COMPRESS_BF16)
+        for (size_t i = lo; i < hi; i++) h[i] = comm_to_bf16(x[i]);
+    else {
+        const float s = r->scale[k];
+        for (size_t i = lo; i < hi; i++) h[i] = comm_to_fp16(x[i] * s);
+    }
+}
+
+static void unpack_bucket(comm_reducer *r, int k)
+{
+    float *x = r->buf;
+    const uint16_t *h = r->h;
+    const size_t lo = r->b[k].lo, hi = r->b[k].hi;
+    if (r->compress == COMM_COMPRESS_BF16)
+        for (size_t i = lo; i < hi; i++) x[i] = comm_from_bf16(h[i]);
+    else {
+        const float inv = 1.0f / r->scale[k]; /* a power of two: exact */
+        for (size_t i = lo; i < hi; i++) x[i] = comm_from_fp16(h[i]) * inv;
+    }
 }
 
 int comm_reducer_buckets(const comm_reducer *r)
@@ -148,7 +302,21 @@ static int reduce_range(comm_reducer *r, size_t lo, size_t hi)
 
 static int start_bucket(comm_reducer *r, int k)
 {
-    return reduce_range(r, r->b[k].lo, r->b[k].hi);
+    if (!r->compress) return reduce_range(r, r->b[k].lo, r->b[k].hi);
+    if (r->compress == COMM_COMPRESS_FP16 && agree_scale(r, k) != COMM_OK) return COMM_ERR;
+    pack_bucket(r, k);
+    const size_t lo = r->b[k].lo;
+    const int n = (int)(r->b[k].hi - lo);
+    if (r->overlap)
+        return MPI_Iallreduce(MPI_IN_PLACE, r->h + lo, n, MPI_UINT16_T, r->op, MPI_COMM_WORLD,
+                              &r->req[r->nreq++]) == MPI_SUCCESS
+                   ? COMM_OK
+                   : COMM_ERR;
+    if (MPI_Allreduce(MPI_IN_PLACE, r->h + lo, n, MPI_UINT16_T, r->op, MPI_COMM_WORLD) !=
+        MPI_SUCCESS)
+        return COMM_ERR;
+    unpack_bucket(r, k);
+    return COMM_OK;
 }
 
 int comm_reducer_ready(comm_reducer *r, int first, int end)
@@ -184,7 +352,7 @@ int comm_reducer_finish(comm_reducer *r)
      * after backward) rides with the first bucket, which ends where the tail
      * begins, so a step makes one collective fewer */
     int tail_done = 0;
-    if (!r->overlap && r->next == 0 && r->tail > 0 &&
+    if (!r->overlap && !r->compress && r->next == 0 && r->tail > 0 &&
         r->total + r->tail - r->b[0].lo <= (size_t)INT_MAX) {
         if (reduce_range(r, r->b[0].lo, r->total + r->tail) != COMM_OK) rc = COMM_ERR;
         r->next = 1;
@@ -200,6 +368,8 @@ int comm_reducer_finish(comm_reducer *r)
     if (r->nreq > 0 && MPI_Waitall(r->nreq, r->req, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
         rc = COMM_ERR;
     r->nreq = 0;
+    if (r->compress && r->overlap && rc == COMM_OK)
+        for (int k = 0; k < r->nb; k++) unpack_bucket(r, k);
     comm_wait_leave();
     r->seconds += MPI_Wtime() - t0;
     return rc;

@@ -13,6 +13,7 @@ TEST_PKGS=(libcunit1-dev hdf5-tools clang-format cppcheck
            python3 python3-torch python3-h5py python3-numpy python3-zmq python3-nltk
            chromium valgrind man-db
            prometheus # promtool and a server scraping the monitor (e2e/monitor_prometheus.sh)
+           iproute2 util-linux # cluster/test-multihost.sh: network namespaces, veth, tc; unshare, nsenter
            clang libclang-rt-dev) # the fuzzers (tests/fuzz/): clang with its runtimes (libFuzzer, ASan), which clang only recommends
 
 action=${1:---install} set=${2:-all}

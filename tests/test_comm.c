@@ -141,6 +141,104 @@ static void test_reducer(void)
 
 /* Identical replicas pass; a change on the last rank is found, with its
  * tensor and rank. */
+/* 16-bit conversions: to() rounds to the nearest 16-bit number (ties to
+ * even), from() is exact; NaN stays NaN, beyond the range is infinity. */
+static int nearest_ok(float x, uint16_t h, float (*from)(uint16_t), float maxfin)
+{
+    const float y = from(h);
+    if (isnan(x)) return isnan(y);
+    if (fabsf(x) > maxfin) return isinf(y) || fabsf(y) == maxfin;
+    const double e = fabs((double)x - y);
+    for (int d = -1; d <= 1; d += 2) { /* the neighbours on either side */
+        const uint16_t n = (uint16_t)(h + d);
+        const float z = from(n);
+        if ((n & 0x7fff) == 0x7fff || isnan(z) || isinf(z) || ((n ^ h) & 0x8000)) continue;
+        const double ez = fabs((double)x - z);
+        if (ez < e || (ez == e && (h & 1))) return 0;
+    }
+    return 1;
+}
+
+static void test_compress_convert(void)
+{
+    int bad16 = 0, badb = 0, round = 0;
+    for (uint32_t h = 0; h < 65536; h++) { /* every 16-bit number round trips */
+        const float f = comm_from_fp16((uint16_t)h), b = comm_from_bf16((uint16_t)h);
+        round += !isnan(f) && comm_to_fp16(f) != h;
+        round += !isnan(b) && comm_to_bf16(b) != h;
+        round += isnan(f) != isnan(comm_from_fp16(comm_to_fp16(f)));
+    }
+    CU_ASSERT_EQUAL(round, 0);
+    for (uint64_t u = 0; u < (1ull << 32); u += 4093) { /* floats across the whole range */
+        float x;
+        const uint32_t w = (uint32_t)u;
+        memcpy(&x, &w, sizeof x);
+        bad16 += !nearest_ok(x, comm_to_fp16(x), comm_from_fp16, 65504.0f);
+        badb += !nearest_ok(x, comm_to_bf16(x), comm_from_bf16, 3.3895314e38f);
+#ifdef __FLT16_MAX__
+        const _Float16 ref = (_Float16)x;
+        uint16_t rb;
+        memcpy(&rb, &ref, sizeof rb);
+        bad16 += !isnan(x) && rb != comm_to_fp16(x);
+#endif
+    }
+    CU_ASSERT_EQUAL(bad16, 0);
+    CU_ASSERT_EQUAL(badb, 0);
+    CU_ASSERT(isinf(comm_from_fp16(comm_to_fp16(70000.0f))));
+    CU_ASSERT(isnan(comm_from_fp16(comm_to_fp16(NAN))) && isnan(comm_from_bf16(comm_to_bf16(NAN))));
+    CU_ASSERT_EQUAL(comm_from_fp16(comm_to_fp16(-0.0f)), 0.0f);
+}
+
+/* the reducer with 16-bit buckets: within 16-bit rounding of the float sum
+ * (fp16 on values whose sums would be half's subnormals without the scale,
+ * bf16 on ordinary ones), every rank the same bits, the float tail exact */
+static float value(size_t i, int rank, double unit)
+{
+    const double v = (double)((i * 7 + (size_t)rank * 3) % 101);
+    return i < t_total ? (float)((v + 0.37 * rank) * unit) : (float)v;
+}
+
+static void test_compress_reduce(void)
+{
+    make_table();
+    const int W = comm_world(), me = comm_rank();
+    const size_t tail = 16, n = t_total + tail;
+    float *x = malloc(n * sizeof(float));
+    CU_ASSERT_FATAL(x != NULL);
+    for (int mode = COMM_COMPRESS_BF16; mode <= COMM_COMPRESS_FP16; mode++)
+        for (int overlap = 0; overlap < 2; overlap++) {
+            const double unit = mode == COMM_COMPRESS_FP16 ? 1e-9 : 1.0;
+            const double rel = (mode == COMM_COMPRESS_FP16 ? 0x1p-11 : 0x1p-8) * (W + 1);
+            comm_reducer *r;
+            CU_ASSERT_EQUAL_FATAL(
+                comm_reducer_create(&r, x, t_total, t_off, T_SIZE, NT, tail, 64 * 1024, overlap),
+                COMM_OK);
+            CU_ASSERT_EQUAL_FATAL(comm_reducer_set_compress(r, mode), COMM_OK);
+            for (size_t i = 0; i < n; i++) x[i] = value(i, me, unit);
+            comm_reducer_begin(r);
+            if (overlap)
+                for (int i = NT - 1; i >= 0; i--) comm_reducer_ready(r, i, i + 1);
+            CU_ASSERT_EQUAL(comm_reducer_finish(r), COMM_OK);
+            int bad = 0;
+            double sum = 0;
+            for (size_t i = 0; i < n; i++) {
+                double want = 0;
+                for (int k = 0; k < W; k++) want += value(i, k, unit);
+                if (i >= t_total)
+                    bad += x[i] != (float)want; /* the tail: float32, exact on integers */
+                else
+                    bad += fabs(x[i] - want) > rel * fabs(want);
+                sum += x[i] * (double)(i % 13 + 1);
+            }
+            CU_ASSERT_EQUAL(bad, 0);
+            double lo = -sum, hi = sum; /* every rank the same result */
+            comm_allreduce_max_double(&lo, 1), comm_allreduce_max_double(&hi, 1);
+            CU_ASSERT_EQUAL(-lo, hi);
+            comm_reducer_free(r);
+        }
+    free(x);
+}
+
 static void test_replicas(void)
 {
     make_table();
@@ -243,6 +341,10 @@ void register_suites(void)
     CU_add_test(s, "allreduce (float, double, max)", test_allreduce);
     CU_add_test(s, "broadcast and barrier", test_bcast);
     CU_add_test(s, "bucketed reduction = allreduce (overlap on/off, any order)", test_reducer);
+    CU_add_test(s, "16-bit conversions: nearest, ties to even, NaN, overflow",
+                test_compress_convert);
+    CU_add_test(s, "16-bit buckets (bf16, scaled fp16) = the float sum within rounding",
+                test_compress_reduce);
     CU_add_test(s, "replica check finds the tensor and the rank", test_replicas);
     CU_add_test(s, "thread placement", test_thread_plan);
     CU_add_test(s, "worker pool: every worker once per run, results visible", test_pool);

@@ -102,7 +102,9 @@ static void test_deterministic_threads(void)
     REFUSED(c, 3, "--deterministic does not combine with --accum");
     c.accum = 1, c.batch_tokens = 500;
     REFUSED(c, 3, "--deterministic does not combine with --batch-tokens");
-    c.batch_tokens = 0;
+    c.batch_tokens = 0, c.grad_compress = 1;
+    REFUSED(c, 3, "--grad-compress does not apply with --deterministic");
+    c.grad_compress = 0;
     ACCEPTED(c, 3);
     /* its validator and its exact sums need neither rows per rank for the
      * beam nor a reducer for the workers */

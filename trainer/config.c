@@ -202,6 +202,10 @@ static const cli_opt OPTS[] = {
              "per rank)"},
     INT("bucket-kb", bucket_kb, 0, 1 << 22,
         "gradient allreduce bucket size in KiB (0 = one bucket)"),
+    CHOICE("grad-compress", grad_compress, "none|bf16|fp16", NULL,
+           "gradient buckets on the wire as 16-bit numbers, summed in 16 bits: bfloat16, or IEEE "
+           "half with a power-of-two scale per bucket agreed across ranks (half the bytes; the "
+           "loss changes a little: tests/bench/README.md)"),
     LONG("replica-check", replica_check, 0, 1e12,
          "every N steps, check that all ranks hold identical parameters (0 = never)"),
     {"stop-signals", CLI_CUSTOM, F(stop_signals), .custom = &SIGNALS, .arg = "LIST",
@@ -399,6 +403,9 @@ int config_validate(const train_config *c, int world, char *err, size_t n)
          "--batch-tokens needs --sampler random (pairs are bucketed in shuffled windows)");
     RULE(c->deterministic && c->accum > 1,
          "--deterministic does not combine with --accum yet (its shards are one batch's)");
+    RULE(c->deterministic && c->grad_compress,
+         "--grad-compress does not apply with --deterministic (its sums are exact 64-bit "
+         "integers)");
     RULE(c->deterministic && c->batch_tokens > 0,
          "--deterministic does not combine with --batch-tokens yet (its shards are cut from "
          "--batch rows)");

@@ -76,6 +76,7 @@ typedef struct train_config {
     int overlap;        /* 1: reduce gradient buckets during backward */
     int deterministic;  /* 1: the same bits at any world size and --workers (step_exact.c) */
     int bucket_kb;      /* gradient bucket size */
+    int grad_compress;  /* COMM_COMPRESS_*: gradients on the wire in 16 bits */
     long replica_check; /* compare parameter checksums every N steps (0 = never) */
     int on_ckpt_error;  /* ckpt_error_policy */
     int stop_signals;   /* signals that stop the run gracefully (stop_signal.h's mask) */

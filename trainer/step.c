@@ -353,6 +353,8 @@ static int setup_reducer(step_engine *e)
     if (comm_reducer_create(&e->red, pt->grad, pt->total, e->toff, e->tsize, pt->n, PARAM_GRAD_TAIL,
                             (size_t)e->cfg->bucket_kb * 1024, e->cfg->overlap) != COMM_OK)
         return -1;
+    if (e->world > 1 && comm_reducer_set_compress(e->red, e->cfg->grad_compress) != COMM_OK)
+        return -1;
     if (e->cfg->overlap) model_set_grad_hook(e->m, on_grad_ready, e);
     return 0;
 }

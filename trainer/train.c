@@ -423,10 +423,11 @@ static void report_work(trainer *t, const loop_stats *s, double elapsed)
     double share[2] = {step_comm_seconds(t->eng), elapsed};
     comm_allreduce_max_double(share, 2);
     const int nb = step_buckets(t->eng);
-    comm_printf0("gradient allreduce (%s, %d bucket%s): %.1f%% of training time spent in "
+    static const char *const wire[] = {"", ", bf16 on the wire", ", fp16 on the wire"};
+    comm_printf0("gradient allreduce (%s, %d bucket%s%s): %.1f%% of training time spent in "
                  "communication (%.2f s of %.2f s, slowest rank)\n",
                  t->cfg.overlap ? "overlapped" : "after backward", nb, nb > 1 ? "s" : "",
-                 100.0 * share[0] / share[1], share[0], share[1]);
+                 wire[t->cfg.grad_compress], 100.0 * share[0] / share[1], share[0], share[1]);
 }
 
 /* How a resume would continue: the steps since the last checkpoint this

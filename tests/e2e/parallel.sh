@@ -82,6 +82,28 @@ check "... and it stopped there" bash -c "! grep -q 'done step=' '$tmp/rep.out'"
 "${mpi[@]}" -np 3 "$SEQPAR" train --max-steps 30 --replica-check 1 --threads 1 >"$tmp/rep2.out" 2>&1
 check "healthy replicas pass a check at every step" grep -q '^done step=30 ' "$tmp/rep2.out"
 
+# --- 16-bit gradients on the wire (--grad-compress): every rank holds the
+# same bits (a replica check at every step), the loss stays near float32's,
+# and a resumed run ends as an uninterrupted one, bit for bit
+for gc in bf16 fp16; do
+    gca=(train --dataset fra-eng --num-examples 600 --threads 1 --log-every 50 --grad-compress $gc
+         --overlap on --bucket-kb 8 --replica-check 1)
+    "${mpi[@]}" -np 3 "$SEQPAR" "${gca[@]}" --max-steps 50 --checkpoint-dir "$tmp/gc-$gc" >"$tmp/gc-$gc.out" 2>&1
+    check "--grad-compress $gc, 3 ranks: identical replicas at every step ($(grep -o 'buckets, [a-z0-9]* on the wire' "$tmp/gc-$gc.out"))" \
+        grep -q '^done step=50 ' "$tmp/gc-$gc.out"
+    "${mpi[@]}" -np 3 "$SEQPAR" "${gca[@]}" --max-steps 25 --checkpoint-dir "$tmp/gc-$gc-r" >/dev/null 2>&1
+    "${mpi[@]}" -np 3 "$SEQPAR" "${gca[@]}" --max-steps 50 --checkpoint-dir "$tmp/gc-$gc-r" --resume auto \
+        >"$tmp/gc-$gc-r.out" 2>&1
+    check "... resumed at step 25: the uninterrupted run's bits" bash -c "'$SEQPAR' ckpt diff --tolerance 0 \
+        '$tmp/gc-$gc/ckpt-00000050.h5' '$tmp/gc-$gc-r/ckpt-00000050.h5' >/dev/null"
+done
+"${mpi[@]}" -np 3 "$SEQPAR" "${gca[@]}" --grad-compress none --max-steps 50 >"$tmp/gc-none.out" 2>&1
+l32=$(sed -n 's/^done .*loss=\([0-9.]*\).*/\1/p' "$tmp/gc-none.out")
+l16=$(sed -n 's/^done .*loss=\([0-9.]*\).*/\1/p' "$tmp/gc-fp16.out")
+lb=$(sed -n 's/^done .*loss=\([0-9.]*\).*/\1/p' "$tmp/gc-bf16.out")
+check "... the loss after 50 steps: float32 $l32, fp16 $l16, bf16 $lb (within 1%)" \
+    awk -v a="$l32" -v b="$l16" -v c="$lb" 'BEGIN {exit !(a > 0 && (b - a) ^ 2 < (a / 100) ^ 2 && (c - a) ^ 2 < (a / 100) ^ 2)}'
+
 # --- a rank killed with SIGKILL ends the whole job within 30 s
 "${mpi[@]}" -np 2 "$SEQPAR" train --epochs 100000 --threads 1 --log-every 1 \
     --checkpoint-dir "$tmp/killme" >"$tmp/kill.out" 2>"$tmp/kill.err" &
