@@ -13,12 +13,11 @@
 #    seqpar gives each (node cores / ranks on that node) threads. (Binding to
 #    one core each, as --bind-to core alone does, left one rank per 2-core
 #    node with one thread.)
-#  - between nodes (a hostfile of two or more): --overlap on and Open MPI's
-#    TCP progress thread (--mca btl_tcp_progress_thread 1), which together
-#    hide much of the gradient's transfer behind backward on an Ethernet
-#    link (tests/bench/README.md, "Several hosts"); options given after
-#    CHECKPOINT_DIR win (e.g. --overlap off); TCP_PROGRESS=0 leaves the
-#    thread out;
+#  - TCP_PROGRESS=1 adds Open MPI's TCP progress thread (--mca
+#    btl_tcp_progress_thread 1): with --overlap on it lets a large gradient
+#    (several buckets) cross a slow Ethernet link during backward; it costs
+#    models whose gradient is one bucket (tests/bench/README.md, "Several
+#    hosts", which also says when --grad-compress fp16 pays);
 #  - SUPERVISE="--max-restarts 5" runs the job under `seqpar supervise`,
 #    which relaunches it with --resume auto when a rank or node dies;
 #  - checkpoints: only rank 0 writes, so DIR needs to be on rank 0's node only;
@@ -30,7 +29,7 @@
 #   on HOST first); SEQPAR=path/to/seqpar (default: the build beside this script).
 set -euo pipefail
 if [ $# -lt 3 ]; then
-    sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 hostfile=$1 per_node=$2 dir=$3
@@ -70,20 +69,9 @@ envs=(-x SEQPAR_DATA="${SEQPAR_DATA:-$HOME/.cache/seqpar}")
 extra=()
 [ -z "${MONITOR:-}" ] || extra+=(--monitor "$MONITOR")
 between=
-# (--workers W > 1 sums in-process gradients after backward: no overlap then)
-workers=1 prev=
-for a in "$@"; do
-    case $prev in --workers) workers=$a ;; esac
-    case $a in --workers=*) workers=${a#--workers=} ;; esac
-    prev=$a
-done
-if [ "$nodes" -gt 1 ]; then
-    notes=()
-    if [ "$workers" = 1 ]; then extra+=(--overlap on) && notes+=("--overlap on"); fi
-    if [ "${TCP_PROGRESS:-1}" != 0 ]; then
-        envs+=(--mca btl_tcp_progress_thread 1) && notes+=("Open MPI's TCP progress thread")
-    fi
-    [ ${#notes[@]} = 0 ] || between="; between nodes: $(printf '%s, ' "${notes[@]}" | sed 's/, $//')"
+if [ "${TCP_PROGRESS:-0}" = 1 ]; then
+    envs+=(--mca btl_tcp_progress_thread 1)
+    between=", Open MPI's TCP progress thread"
 fi
 if [ "$(id -u)" = 0 ]; then envs+=(--allow-run-as-root); fi
 

@@ -29,7 +29,7 @@
 # --tolerance 1e-4, as tests/e2e/parallel.sh); the veth byte counters of
 # host 1 show the gradients went over the link; cluster/run.sh then trains
 # over hosts 0 and 1 (the agent and the transport given to it as OMPI_MCA_*
-# variables) with what it adds between nodes. Needs root, iproute2 and
+# variables) with TCP_PROGRESS=1. Needs root, iproute2 and
 # util-linux (unshare); exits 77 with the reason where it cannot run. Every
 # namespace it made (and with them their links) is deleted on any exit, and
 # checked gone.
@@ -367,17 +367,17 @@ run_test() {
     check "... and hosts 1 and 2 wrote nothing where host 0's directory is (their own empty stand-in)" \
         test -z "$(find "$tmp/host1" "$tmp/host2" -mindepth 2 | head -1)"
 
-    # 6. cluster/run.sh over hosts 0 and 1 (its hostfile names two nodes: it
-    # adds --overlap on and the TCP progress thread), the launcher's agent and
-    # transport given as Open MPI's environment variables
+    # 6. cluster/run.sh over hosts 0 and 1 with the TCP progress thread
+    # (TCP_PROGRESS=1) and --overlap on, the launcher's agent and transport
+    # given as Open MPI's environment variables
     printf '%s slots=1\n' "$net.10" "$net.11" >"$tmp/run-hosts"
     OMPI_MCA_plm_rsh_agent=$tmp/agent OMPI_MCA_pml=ob1 OMPI_MCA_btl=tcp,self \
-        OMPI_MCA_btl_tcp_if_include=$cidr OMPI_MCA_oob_tcp_if_include=$cidr SEQPAR=$S \
+        OMPI_MCA_btl_tcp_if_include=$cidr OMPI_MCA_oob_tcp_if_include=$cidr SEQPAR=$S TCP_PROGRESS=1 \
         "$tmp/enter" 0 bash "$root/cluster/run.sh" "$tmp/run-hosts" 1 "$tmp/host0/runsh" \
-        "${args[@]:1}" --max-steps 20 --log-every 10 >"$tmp/runsh.out" 2>&1 ||
+        "${args[@]:1}" --max-steps 20 --log-every 10 --overlap on >"$tmp/runsh.out" 2>&1 ||
         bad "cluster/run.sh over 2 hosts failed: $(tail -5 "$tmp/runsh.out")"
-    check "cluster/run.sh, 2 nodes: $(grep -o 'between nodes: .*' "$tmp/runsh.out"); $(grep -o 'gradient allreduce ([^)]*)' "$tmp/runsh.out")" \
-        grep -q "^gradient allreduce (overlapped" "$tmp/runsh.out"
+    check "cluster/run.sh, 2 nodes: $(grep -o '2 ranks on 2 node(s).*' "$tmp/runsh.out"); $(grep -o 'gradient allreduce ([^)]*)' "$tmp/runsh.out")" \
+        grep -q "2 ranks on 2 node(s) .*TCP progress thread" "$tmp/runsh.out"
     check "... and trained: $(grep '^done' "$tmp/runsh.out")" grep -q '^done step=20 ' "$tmp/runsh.out"
 
     # 7. cleanup: every namespace (and so every link) made here is gone
