@@ -85,11 +85,15 @@ static void free_runs(plot_run *runs, int n)
         for (int k = 0; k < PLOT_NPANELS; k++) free(runs[r].s[k].p);
 }
 
-/* The "N batches/epoch" (or "1 batch/epoch") of a start line: N, or 0. */
+/* The "N batches/epoch" (or "1 batch/epoch") of a start line: N, or 0.
+ * Token batches (--batch-tokens) say "N batches in this epoch": the first
+ * epoch's count, which later epochs match to within a few batches. */
 static long batches_per_epoch(const char *line)
 {
     const char *m = strstr(line, " batches/epoch");
     if (!m) m = strstr(line, " batch/epoch");
+    if (!m) m = strstr(line, " batches in this epoch");
+    if (!m) m = strstr(line, " batch in this epoch");
     if (!m) return 0;
     const char *d = m;
     while (d > line && isdigit((unsigned char)d[-1])) d--;
@@ -231,7 +235,8 @@ static int read_train_log(char **lines, long n, plot_run *run, long *used)
         long s, total, e;
         double loss, ppl, bleu = NAN;
         int rc = 0, got = 0;
-        if (!per_epoch && strstr(l, "/epoch of ")) per_epoch = batches_per_epoch(l);
+        if (!per_epoch && (strstr(l, "/epoch of ") || strstr(l, " in this epoch of ")))
+            per_epoch = batches_per_epoch(l);
         if (sscanf(l, "step %ld/%ld epoch %ld loss %lf", &s, &total, &e, &loss) == 4) {
             const double x = per_epoch > 0 ? (double)s / per_epoch : (double)e;
             rc = add_point(&run->s[PLOT_TRAIN_LOSS], (double)s, x, loss) ||

@@ -219,6 +219,7 @@ static int exact_step(step_engine *e, const train_pos *pos, int stop, step_resul
         step_exact_run(e->ex, pos, stop, nan, sh, sc, e->row_lo, e->row_hi - e->row_lo, &x);
     if (rc != STEP_OK) return rc;
     e->flops[0] += x.fp, e->flops[1] += x.fe;
+    e->wk[0].data_s = x.data_s; /* the timeline's data phase (one worker entry here) */
     *res = (step_result){.loss_sum = x.loss_sum,
                          .tokens = x.tokens,
                          .local_loss = x.local_loss,

@@ -24,6 +24,7 @@ typedef struct shard_worker {
     int *emax;    /* per tensor: the largest exponent over its shards */
     int s_lo, s_hi;
     double loss, fp, fe;
+    double data_s; /* seconds filling its shards' rows, this step */
     long ntok;
     int bad_grad, bad_loss; /* a non-finite gradient, loss */
     int rc;
@@ -86,7 +87,9 @@ static int run_shard(step_exact *x, shard_worker *k, int j, int slot)
     const int R = x->gslice.global_rows, lo = j * EXACT_SHARD_ROWS;
     const int hi = lo + EXACT_SHARD_ROWS < R ? lo + EXACT_SHARD_ROWS : R;
     k->slice = (data_slice){.global_rows = R, .lo = lo, .hi = hi, .index = x->gslice.index + lo};
+    const double t0 = comm_time();
     const int B = train_data_fill(x->d, &k->slice, x->cfg->steps, &k->rows);
+    k->data_s += comm_time() - t0;
     float *sh = x->state_h ? k->st_h : NULL, *sc = x->state_h ? k->st_c : NULL;
     if (sh) {
         state_rows(x, x->state_h, lo - x->row_lo, sh, B, 0);
@@ -136,7 +139,7 @@ static void work_shards(void *ctx, int w)
 {
     step_exact *x = ctx;
     shard_worker *k = &x->wk[w];
-    k->loss = k->fp = k->fe = 0.0;
+    k->loss = k->fp = k->fe = k->data_s = 0.0;
     k->ntok = 0;
     k->bad_grad = k->bad_loss = 0;
     k->rc = 0;
@@ -189,6 +192,7 @@ static int sum_lanes(step_exact *x, int stop, exact_result *r)
             if (k->emax[i] > x->emax[i]) x->emax[i] = k->emax[i];
         x->emax[x->nt] |= k->bad_grad, x->emax[x->nt + 1] |= k->bad_loss;
         r->local_loss += k->loss, r->local_tokens += k->ntok, r->fp += k->fp, r->fe += k->fe;
+        r->data_s += k->data_s / x->nw; /* the workers fill side by side */
         if (w > 0) acc[total + LANE_LOSS] += k->acc[total + LANE_LOSS];
         if (w > 0) k->acc[total + LANE_LOSS] = 0;
     }
@@ -227,8 +231,10 @@ int step_exact_run(step_exact *x, const train_pos *pos, int stop, int inject_nan
     *r = (exact_result){0};
     x->inject_nan = inject_nan;
     x->pos = pos, x->state_h = state_h, x->state_c = state_c, x->row_lo = row_lo, x->rows = rows;
+    const double t0 = comm_time();
     if (data_sampler_slice(&x->gs, pos->epoch, pos->batch_in_epoch, &x->gslice) != DATA_OK)
         return STEP_EBATCH;
+    r->data_s = comm_time() - t0;
     const long S = (x->gslice.global_rows + EXACT_SHARD_ROWS - 1) / EXACT_SHARD_ROWS;
     int a, b;
     share(S, x->rank, x->world, &a, &b);

@@ -42,6 +42,7 @@ typedef struct exact_result {
     double local_loss;       /* this rank's shards' */
     long local_tokens;
     double fp, fe; /* this rank's matmul work */
+    double data_s; /* seconds taking and filling the rows (the workers' mean) */
     int stop;      /* some rank asked to stop */
     int nonfinite; /* some shard's loss or gradient was not finite: the gradient is not summed */
     int bad_grad, bad_loss; /* which (loss_sum is NaN only for a non-finite loss) */

@@ -108,6 +108,20 @@ EOF
 sed -i "s/\"real\"/\"$(sed -n 's/.*data-run="\([^"]*\)".*/\1/p' "$tmp/real.svg" | head -1)\"/g" "$tmp/real.json"
 check "a real training log, read through a pipe" "$PY" "$chk" curves "$tmp/real.svg" "$tmp/real.json"
 
+# token batches (--batch-tokens) announce "N batches in this epoch": against
+# epochs, the steps of an epoch spread over it (not all at its integer)
+"$SEQPAR" train --dataset fra-eng --num-examples 3000 --batch-tokens 400 --epochs 2 --log-every 10 \
+    --progress lines >"$tmp/bt.log" 2>&1
+"$SEQPAR" plot --x epoch --out "$tmp/bt.svg" "$tmp/bt.log" >/dev/null 2>&1
+check "token batches against epochs: every training point at its own x" "$PY" - "$tmp/bt.svg" <<'EOF'
+import sys, xml.etree.ElementTree as E
+xs = []
+for p in E.parse(sys.argv[1]).iter("{http://www.w3.org/2000/svg}polyline"):
+    xs = [float(q.split(",")[0]) for q in p.get("points").split()]
+    break
+sys.exit(0 if len(xs) > 5 and len(set(xs)) == len(xs) else 1)
+EOF
+
 # ------------------------------------------------------------- heat maps
 w=$tmp/weights.jsonl
 cat >"$w" <<'EOF'
